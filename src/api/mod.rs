@@ -1,0 +1,53 @@
+//! The Portcullis API: the custom resources platform teams write as YAML.
+//!
+//! Types only (serde + schemars + CEL rules); no I/O lives here.
+//!
+//! ```text
+//!   Organization (one per namespace: the tenant)
+//!     ├── workspaces, permission catalog, policies
+//!     │
+//!   Role ──includedRoles──► Role            permissions ⊆ catalog (wildcards allowed)
+//!     ▲
+//!   RoleAssignment ── principal: User | Group | Client ──► OAuthClient (Client)
+//!                  ── scope: Organization | Workspace ──► Organization.workspaces
+//!   IdentityProvider ── groupMappings ──► Role
+//! ```
+//!
+//! Static invariants are CEL `x-kubernetes-validations` in the generated schema,
+//! enforced by the API server; cross-resource facts are checked by
+//! [`crate::validation`] and reported as status conditions or `validate` output.
+
+mod common;
+mod identity_provider;
+mod oauth_client;
+mod organization;
+mod role;
+mod role_assignment;
+
+pub use common::*;
+pub use identity_provider::*;
+pub use oauth_client::*;
+pub use organization::*;
+pub use role::*;
+pub use role_assignment::*;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// The API group of every Portcullis resource.
+pub const GROUP: &str = "iam.portcullis.dev";
+/// The served and stored version.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` as written in manifests.
+pub const API_VERSION: &str = "iam.portcullis.dev/v1alpha1";
+
+/// Every CRD Portcullis defines, with the file name it is committed under in `crds/`.
+pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
+    vec![
+        ("organization.yaml", Organization::crd()),
+        ("role.yaml", Role::crd()),
+        ("roleassignment.yaml", RoleAssignment::crd()),
+        ("identityprovider.yaml", IdentityProvider::crd()),
+        ("oauthclient.yaml", OAuthClient::crd()),
+    ]
+}

@@ -1,0 +1,402 @@
+//! `Organization`: the tenant. One per namespace.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::*;
+
+/// A tenant of Portcullis: who it is, what it may grant, and how its people sign in.
+/// Exactly one Organization lives in a namespace, and every other Portcullis
+/// resource in that namespace belongs to it.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "iam.portcullis.dev",
+    version = "v1alpha1",
+    kind = "Organization",
+    doc = "A tenant of Portcullis: its workspaces, permission catalog and policies. One per namespace.",
+    plural = "organizations",
+    shortname = "org",
+    category = "portcullis",
+    namespaced,
+    status = "OrganizationStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Display Name","type":"string","jsonPath":".spec.displayName"}"#,
+    printcolumn = r#"{"name":"Provisioning","type":"string","jsonPath":".spec.provisioning.mode"}"#,
+    printcolumn = r#"{"name":"Legal Hold","type":"boolean","jsonPath":".spec.legalHold"}"#,
+    printcolumn = r#"{"name":"Issuer","type":"string","jsonPath":".status.issuer","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.permissions) || !has(self.approvalRequired) || self.approvalRequired.all(p, self.permissions.exists(d, d.name == p))",
+        "message": "every permission in approvalRequired must be declared in permissions",
+        "fieldPath": ".approvalRequired",
+        "reason": "FieldValueInvalid"
+    }
+]))]
+pub struct OrganizationSpec {
+    /// Human-readable name of the organization, shown on sign-in pages.
+    #[schemars(length(min = 1, max = 200))]
+    pub display_name: String,
+
+    /// Email domains owned by the organization (for example `acme.com`). Sign-in
+    /// routes addresses in these domains to this organization.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50), inner(regex(pattern = EMAIL_DOMAIN_PATTERN)))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub email_domains: Vec<String>,
+
+    /// Workspaces: the segments inside the organization in which roles can be
+    /// granted (for example one per brand or business unit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 200))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub workspaces: Vec<Workspace>,
+
+    /// The permission catalog: every permission a Role of this organization may
+    /// grant. Permissions outside the catalog grant nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub permissions: Vec<PermissionDefinition>,
+
+    /// Permissions that are only granted through an approved access request,
+    /// never directly by a standing assignment. Each must be in `permissions`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50), inner(regex(pattern = PERMISSION_PATTERN), length(max = 128)))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub approval_required: Vec<String>,
+
+    /// How people of this organization authenticate.
+    #[serde(default)]
+    pub authentication: AuthenticationPolicy,
+
+    /// How unknown users come to exist.
+    #[serde(default)]
+    pub provisioning: ProvisioningPolicy,
+
+    /// Lifetimes and signing of the tokens issued for this organization.
+    #[serde(default)]
+    pub tokens: TokenPolicy,
+
+    /// Region where this organization's identity data must be stored and
+    /// processed (for example `eu` or `us-east`). Informational for the
+    /// deployment; recorded in audit exports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z0-9]+)*$"), length(max = 32))]
+    pub data_residency: Option<String>,
+
+    /// While true, the organization and its identity data cannot be deleted:
+    /// deleting the Organization is held back until the hold is lifted.
+    #[serde(default)]
+    pub legal_hold: bool,
+
+    /// Days without a sign-in after which an account is reported as stale.
+    #[serde(default = "default_stale_account_days")]
+    #[schemars(range(min = 1, max = 3650))]
+    pub stale_account_threshold_days: i32,
+}
+
+fn default_stale_account_days() -> i32 {
+    90
+}
+
+/// A segment of the organization in which roles can be granted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Workspace {
+    /// Name used by RoleAssignments and group mappings (a DNS label).
+    #[schemars(regex(pattern = WORKSPACE_NAME_PATTERN), length(min = 1, max = 63))]
+    pub name: String,
+
+    /// Human-readable name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 200))]
+    pub display_name: Option<String>,
+}
+
+/// One entry of the permission catalog.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PermissionDefinition {
+    /// The permission, as `domain.action` (for example `journeys.publish`).
+    #[schemars(regex(pattern = PERMISSION_PATTERN), length(min = 3, max = 128))]
+    pub name: String,
+
+    /// What holding this permission allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 500))]
+    pub description: Option<String>,
+
+    /// Marks a sensitive permission: roles granting it are privileged, which
+    /// matters for the `PrivilegedRoles` MFA policy and for escalation warnings.
+    #[serde(default)]
+    pub privileged: bool,
+}
+
+/// How people of the organization authenticate.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthenticationPolicy {
+    /// Email and password sign-in.
+    #[serde(default)]
+    pub password: PasswordPolicy,
+
+    /// When a second factor is required, and which factors are accepted.
+    #[serde(default)]
+    pub mfa: MfaPolicy,
+
+    /// Passwordless sign-in with passkeys (discoverable WebAuthn credentials).
+    #[serde(default)]
+    pub passkeys: PasskeyPolicy,
+}
+
+/// Email and password sign-in.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordPolicy {
+    /// Whether local passwords may be used at all. Users of an Enforced SSO
+    /// identity provider never use one, except break-glass accounts.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+
+    /// Shortest password accepted when one is set.
+    #[serde(default = "default_min_password_length")]
+    #[schemars(range(min = 8, max = 128))]
+    pub min_length: i32,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self { enabled: true, min_length: default_min_password_length() }
+    }
+}
+
+fn default_min_password_length() -> i32 {
+    12
+}
+
+/// Second-factor requirements.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.required == 'Never' || size(self.methods) > 0",
+        "message": "at least one MFA method is needed when MFA can be required",
+        "fieldPath": ".methods",
+        "reason": "FieldValueRequired"
+    }
+]))]
+pub struct MfaPolicy {
+    /// Who must present a second factor: `Always` (everyone), `PrivilegedRoles`
+    /// (users holding a role that grants a privileged permission), or `Never`.
+    #[serde(default)]
+    pub required: MfaRequirement,
+
+    /// Accepted second factors. WebAuthn is preferred; TOTP is the fallback.
+    #[serde(default = "default_mfa_methods")]
+    #[schemars(length(max = 2))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub methods: Vec<MfaMethod>,
+}
+
+impl Default for MfaPolicy {
+    fn default() -> Self {
+        Self { required: MfaRequirement::default(), methods: default_mfa_methods() }
+    }
+}
+
+fn default_mfa_methods() -> Vec<MfaMethod> {
+    vec![MfaMethod::WebAuthn, MfaMethod::Totp]
+}
+
+/// Who must present a second factor.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum MfaRequirement {
+    /// Every user, on every sign-in.
+    Always,
+    /// Users holding at least one privileged permission.
+    #[default]
+    PrivilegedRoles,
+    /// Nobody (not recommended).
+    Never,
+}
+
+/// A second factor.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum MfaMethod {
+    /// Security keys and platform authenticators (WebAuthn).
+    WebAuthn,
+    /// Time-based one-time passwords (RFC 6238).
+    #[serde(rename = "TOTP")]
+    Totp,
+}
+
+/// Passkey sign-in.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PasskeyPolicy {
+    /// Whether users may enrol passkeys and sign in with them without a password.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl Default for PasskeyPolicy {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// How unknown users come to exist.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisioningPolicy {
+    /// `disabled`: users exist only when invited or created by an admin.
+    /// `jit`: an unknown user signing in through an IdentityProvider with JIT
+    /// enabled is created. `scim`: SCIM is the authoritative path and sign-in
+    /// never creates users.
+    #[serde(default)]
+    pub mode: ProvisioningMode,
+}
+
+/// Provisioning mode of an organization.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProvisioningMode {
+    /// No automatic provisioning of unknown users.
+    #[default]
+    Disabled,
+    /// Just-in-time creation at sign-in.
+    Jit,
+    /// SCIM is authoritative.
+    Scim,
+}
+
+/// Token lifetimes and signing.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "duration(self.refreshTokenLifetime) > duration(self.accessTokenLifetime)",
+        "message": "refreshTokenLifetime must be longer than accessTokenLifetime",
+        "fieldPath": ".refreshTokenLifetime",
+        "reason": "FieldValueInvalid"
+    },
+    {
+        "rule": "duration(self.keyRotation.overlap) >= duration(self.accessTokenLifetime)",
+        "message": "keyRotation.overlap must be at least accessTokenLifetime, or tokens signed by a retired key would stop verifying before they expire",
+        "fieldPath": ".keyRotation.overlap",
+        "reason": "FieldValueInvalid"
+    }
+]))]
+pub struct TokenPolicy {
+    /// Lifetime of access tokens (a duration such as `15m`). Keep it short:
+    /// access tokens are not looked up when used.
+    #[serde(default = "default_access_token_lifetime")]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = 32))]
+    pub access_token_lifetime: String,
+
+    /// Lifetime of a refresh token family from the original sign-in (for
+    /// example `720h`). Rotation never extends it.
+    #[serde(default = "default_refresh_token_lifetime")]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = 32))]
+    pub refresh_token_lifetime: String,
+
+    /// Algorithm used to sign access and ID tokens.
+    #[serde(default)]
+    pub signing_algorithm: SigningAlgorithm,
+
+    /// When signing keys are replaced.
+    #[serde(default)]
+    pub key_rotation: KeyRotation,
+}
+
+impl Default for TokenPolicy {
+    fn default() -> Self {
+        Self {
+            access_token_lifetime: default_access_token_lifetime(),
+            refresh_token_lifetime: default_refresh_token_lifetime(),
+            signing_algorithm: SigningAlgorithm::default(),
+            key_rotation: KeyRotation::default(),
+        }
+    }
+}
+
+fn default_access_token_lifetime() -> String {
+    "15m".to_owned()
+}
+
+fn default_refresh_token_lifetime() -> String {
+    "720h".to_owned()
+}
+
+/// Token signing algorithm (RFC 7518 / RFC 8037 names).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SigningAlgorithm {
+    /// ECDSA with P-256 and SHA-256.
+    #[default]
+    ES256,
+    /// Ed25519.
+    EdDSA,
+    /// RSASSA-PKCS1-v1_5 with SHA-256, for relying parties that know nothing else.
+    RS256,
+}
+
+/// Signing key rotation schedule.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "duration(self.overlap) < duration(self.period)",
+        "message": "overlap must be shorter than the rotation period",
+        "fieldPath": ".overlap",
+        "reason": "FieldValueInvalid"
+    }
+]))]
+pub struct KeyRotation {
+    /// How long a key signs new tokens before the next one takes over (for
+    /// example `720h`).
+    #[serde(default = "default_rotation_period")]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = 32))]
+    pub period: String,
+
+    /// How long a key is published before it signs (state `next`) and after it
+    /// stops signing (state `retiring`), so that no valid token stops verifying.
+    /// Must be at least the access token lifetime.
+    #[serde(default = "default_rotation_overlap")]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = 32))]
+    pub overlap: String,
+}
+
+impl Default for KeyRotation {
+    fn default() -> Self {
+        Self { period: default_rotation_period(), overlap: default_rotation_overlap() }
+    }
+}
+
+fn default_rotation_period() -> String {
+    "720h".to_owned()
+}
+
+fn default_rotation_overlap() -> String {
+    "24h".to_owned()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// What the controller reports about an Organization.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrganizationStatus {
+    /// Generation and conditions.
+    #[serde(flatten)]
+    pub common: CommonStatus,
+
+    /// The OpenID issuer URL of this organization's token service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+}

@@ -1,0 +1,101 @@
+//! What [`AccessIndex::check`](super::AccessIndex::check) answers: allowed or
+//! denied, and why. Borrowed from the index, so answering allocates nothing.
+
+use std::fmt;
+
+use super::index::Scope;
+
+/// The answer to "may this principal use this permission here, now?".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Decision<'a> {
+    /// An assignment in force grants the permission; this is one of them
+    /// (a direct one before one through a group).
+    Allowed(Grant<'a>),
+    /// Nothing grants it.
+    Denied(Denial<'a>),
+}
+
+impl Decision<'_> {
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allowed(_))
+    }
+}
+
+/// One assignment's part in a decision: which role, where, and through which group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant<'a> {
+    /// The assignment's id.
+    pub assignment: &'a str,
+    /// The role it assigns (the permission may come from a role that one includes).
+    pub role: &'a str,
+    /// The group whose membership brought the assignment to the user; `None`
+    /// when it names the principal itself.
+    pub group: Option<&'a str>,
+    /// Where the assignment applies. An organization-wide one also answers
+    /// for every workspace.
+    pub scope: &'a Scope,
+    /// Unix seconds from which the assignment grants nothing, if ever.
+    pub expires_at: Option<i64>,
+}
+
+/// Why nothing granted the permission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denial<'a> {
+    /// The user is inactive: it gets nothing, whatever is assigned to it or its groups.
+    InactiveUser,
+    /// The permission is not in the organization's catalog, so no role gives it.
+    UnknownPermission,
+    /// Only assignments that have expired would grant it; this one expired last.
+    OnlyExpiredAssignments(Grant<'a>),
+    /// No assignment of the principal or its groups grants it in this scope.
+    NoMatchingAssignment,
+}
+
+impl Denial<'_> {
+    /// A stable machine-readable reason, for API responses and audit records.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Denial::InactiveUser => "InactiveUser",
+            Denial::UnknownPermission => "UnknownPermission",
+            Denial::OnlyExpiredAssignments(_) => "OnlyExpiredAssignments",
+            Denial::NoMatchingAssignment => "NoMatchingAssignment",
+        }
+    }
+}
+
+impl fmt::Display for Decision<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decision::Allowed(grant) => write!(f, "allowed by {grant}"),
+            Decision::Denied(denial) => write!(f, "denied: {denial}"),
+        }
+    }
+}
+
+impl fmt::Display for Grant<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "assignment {} of role {} in {}", self.assignment, self.role, self.scope)?;
+        if let Some(group) = self.group {
+            write!(f, " through group {group}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Denial<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Denial::InactiveUser => f.write_str("the user is inactive"),
+            Denial::UnknownPermission => f.write_str("the permission is not in the catalog"),
+            Denial::OnlyExpiredAssignments(grant) => {
+                write!(f, "only expired assignments grant it, last {grant}")?;
+                if let Some(at) = grant.expires_at {
+                    write!(f, " (expired at {at})")?;
+                }
+                Ok(())
+            }
+            Denial::NoMatchingAssignment => f.write_str("no assignment grants it in this scope"),
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The `portcullis` command line: one subcommand per process or tool.
+
+pub mod crds;
+pub mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Identity and access management for Kubernetes, driven by CRDs.
+#[derive(Parser, Debug)]
+#[command(name = "portcullis", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print every CustomResourceDefinition as YAML (or write one file per kind).
+    Crds {
+        /// Write `<kind>.yaml` files into this directory instead of printing.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+    /// Check a folder of manifests before merging: schema, references,
+    /// unknown permissions, privilege escalation. Prints `file:line:` findings.
+    Validate {
+        /// Folder holding the YAML manifests (searched recursively), or one file.
+        dir: PathBuf,
+    },
+}
+
+impl Cli {
+    /// Runs the chosen subcommand and returns the process exit code.
+    pub fn run(self) -> ExitCode {
+        match self.command {
+            Command::Crds { out_dir } => crds::run(out_dir.as_deref()),
+            Command::Validate { dir } => validate::run(&dir),
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Portcullis: identity and access management for Kubernetes, driven by CRDs.
+//!
+//! ```text
+//! manifests (Git) ──► api (CRD types) ──► validation (cross-resource checks)
+//!                                           │
+//!                                           ▼
+//!                                  authz (access resolution, pure)
+//! ```
+//!
+//! `main.rs` only parses arguments and calls one subcommand in [`cli`].
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod authz;
+pub mod cli;
+pub mod manifests;
+pub mod store;
+pub mod validation;

@@ -1,0 +1,6 @@
+use clap::Parser;
+use portcullis::cli::Cli;
+
+fn main() -> std::process::ExitCode {
+    Cli::parse().run()
+}

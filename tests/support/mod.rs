@@ -1,0 +1,158 @@
+//! Test harness: the real control plane (kube-apiserver + etcd built from
+//! source, see `e2e/`), a `kubectl` bound to it, and deadline-bounded waiting.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Polls `probe` until it returns `Ok`, or panics with the last error once
+/// `deadline` has passed. Never assumes a fixed delay is enough.
+pub fn eventually<T>(what: &str, deadline: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    let mut interval = Duration::from_millis(50);
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(last) if start.elapsed() >= deadline => {
+                panic!("{what}: still not true after {deadline:?}: {last}")
+            }
+            Err(_) => {
+                std::thread::sleep(interval);
+                interval = (interval * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// A running kube-apiserver and etcd on loopback, stopped when dropped (also
+/// when the test panics), and by a watchdog if the test process dies.
+pub struct ControlPlane {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub kubeconfig: PathBuf,
+}
+
+impl ControlPlane {
+    pub fn start() -> ControlPlane {
+        let dir = tempfile::Builder::new().prefix("portcullis-e2e-").tempdir().expect("temp dir");
+        let bin = control_plane_bin();
+        let out = Command::new("bash")
+            .arg(repo().join("e2e/controlplane.sh"))
+            .arg("up")
+            .arg(dir.path())
+            .arg("--owner-pid")
+            .arg(std::process::id().to_string())
+            .env("PORTCULLIS_CONTROL_PLANE_BIN", &bin)
+            .output()
+            .expect("run e2e/controlplane.sh");
+        assert!(
+            out.status.success(),
+            "control plane did not start:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let kubeconfig = dir.path().join("kubeconfig");
+        assert!(kubeconfig.exists(), "no kubeconfig written");
+        ControlPlane { dir, bin, kubeconfig }
+    }
+
+    /// Runs the `kubectl` built with the control plane (same version), against it.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        let kubectl = self.bin.join("kubectl");
+        Command::new(&kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", kubectl.display()))
+    }
+
+    /// Runs kubectl and returns stdout, panicking with stderr on failure.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo().join("e2e/controlplane.sh"))
+            .arg("down")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The directory with the source-built binaries: from the test runner's
+/// environment, or built (once, then cached) on demand.
+fn control_plane_bin() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PORTCULLIS_CONTROL_PLANE_BIN") {
+        return PathBuf::from(dir);
+    }
+    let out = Command::new("bash")
+        .arg(repo().join("e2e/build-control-plane.sh"))
+        .output()
+        .expect("run e2e/build-control-plane.sh");
+    assert!(out.status.success(), "control plane build failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(stdout.lines().last().expect("build script prints the binary directory"))
+}
+
+/// An example in `examples/invalid/`, with what its header says about it.
+pub struct InvalidExample {
+    pub path: PathBuf,
+    pub rejected_by: String,
+    pub expect: String,
+}
+
+/// Every file of `examples/invalid/`, parsed from its `# rejected-by:` and
+/// `# expect:` header lines.
+pub fn invalid_examples() -> Vec<InvalidExample> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("examples/invalid"))
+        .expect("examples/invalid")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("read example");
+            let header = |key: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&format!("# {key}:")).map(|v| v.trim().to_owned()))
+                    .unwrap_or_else(|| panic!("{}: missing `# {key}:` header", path.display()))
+            };
+            InvalidExample { rejected_by: header("rejected-by"), expect: header("expect"), path }
+        })
+        .collect()
+}
+
+/// Namespaces named by `namespace:` lines in a manifest.
+pub fn namespaces_in(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).expect("read manifest");
+    let mut found: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("namespace:").map(|v| v.trim().trim_matches('"').to_owned()))
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
