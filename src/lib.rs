@@ -13,6 +13,9 @@
 pub mod api;
 pub mod authz;
 pub mod cli;
+pub mod controller;
 pub mod manifests;
+pub mod scim;
 pub mod store;
+pub mod token;
 pub mod validation;

@@ -106,6 +106,14 @@ fn default_stale_account_days() -> i32 {
 /// A segment of the organization in which roles can be granted.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.name != 'organization'",
+        "message": "organization is reserved: token claims use it for organization-wide grants",
+        "fieldPath": ".name",
+        "reason": "FieldValueInvalid"
+    }
+]))]
 pub struct Workspace {
     /// Name used by RoleAssignments and group mappings (a DNS label).
     #[schemars(regex(pattern = WORKSPACE_NAME_PATTERN), length(min = 1, max = 63))]

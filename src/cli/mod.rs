@@ -1,6 +1,7 @@
 //! The `portcullis` command line: one subcommand per process or tool.
 
 pub mod crds;
+pub mod operator;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -30,6 +31,8 @@ enum Command {
         /// Folder holding the YAML manifests (searched recursively), or one file.
         dir: PathBuf,
     },
+    /// Run the controllers that reconcile Portcullis resources into the store.
+    Operator(Box<operator::OperatorArgs>),
 }
 
 impl Cli {
@@ -38,6 +41,7 @@ impl Cli {
         match self.command {
             Command::Crds { out_dir } => crds::run(out_dir.as_deref()),
             Command::Validate { dir } => validate::run(&dir),
+            Command::Operator(args) => operator::run(*args),
         }
     }
 }

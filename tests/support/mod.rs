@@ -156,3 +156,47 @@ pub fn namespaces_in(path: &Path) -> Vec<String> {
     found.dedup();
     found
 }
+
+impl ControlPlane {
+    /// Stops kube-apiserver and starts it again with the same command line
+    /// (etcd keeps running, so no data is lost), then waits until it is ready.
+    /// Returns how long it was down.
+    pub fn restart_apiserver(&self) -> Duration {
+        let pid_file = self.dir.path().join("kube-apiserver.pid");
+        let pid = std::fs::read_to_string(&pid_file).expect("kube-apiserver.pid").trim().to_owned();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("kube-apiserver command line");
+        let argv: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let stopped = Instant::now();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        eventually("kube-apiserver stops", Duration::from_secs(30), || {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let running = state.split_whitespace().nth(2).is_some_and(|s| s != "Z" && s != "X");
+            if running { Err(format!("pid {pid} still running")) } else { Ok(()) }
+        });
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("kube-apiserver.log"))
+            .expect("kube-apiserver.log");
+        // `down` stops it through the pid file; the test process reaps it on exit.
+        #[allow(clippy::zombie_processes, reason = "stopped by controlplane.sh down, by pid")]
+        let child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("restart kube-apiserver");
+        // `down` (and the watchdog) stop whatever this file names.
+        std::fs::write(&pid_file, child.id().to_string()).expect("write kube-apiserver.pid");
+        eventually("kube-apiserver is ready again", Duration::from_secs(120), || {
+            let out = self.kubectl(&["get", "--raw", "/readyz"]);
+            if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
+        });
+        stopped.elapsed()
+    }
+}

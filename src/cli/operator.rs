@@ -1,0 +1,195 @@
+//! `portcullis operator`: flags and environment, then [`crate::controller::run`]
+//! until SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use tracing_subscriber::EnvFilter;
+
+use crate::controller::leader::LeaseConfig;
+use crate::controller::reconcile::error_chain;
+use crate::controller::workloads::WorkloadSettings;
+use crate::controller::{OperatorConfig, Settings};
+
+/// Flags of `portcullis operator`. Each has an environment variable; the
+/// database URL also a `_FILE` form (a mounted Secret).
+#[derive(Args, Debug)]
+pub struct OperatorArgs {
+    /// Store URL: `postgres://…` or `sqlite://path?mode=rwc`.
+    #[arg(
+        long,
+        env = "PORTCULLIS_DATABASE_URL",
+        hide_env_values = true,
+        required_unless_present = "database_url_file"
+    )]
+    database_url: Option<String>,
+
+    /// File holding the store URL (for example a mounted Secret).
+    #[arg(long, env = "PORTCULLIS_DATABASE_URL_FILE")]
+    database_url_file: Option<PathBuf>,
+
+    /// Base URL of the token service; each Organization's issuer is `{base}/o/{name}`.
+    #[arg(
+        long,
+        env = "PORTCULLIS_ISSUER_BASE_URL",
+        default_value = "http://portcullis-token-service.portcullis.svc:8080"
+    )]
+    issuer_base_url: String,
+
+    /// Base URL of the SCIM service.
+    #[arg(
+        long,
+        env = "PORTCULLIS_SCIM_BASE_URL",
+        default_value = "http://portcullis-scim-service.portcullis.svc:8080"
+    )]
+    scim_base_url: String,
+
+    /// Namespace the operator runs in: its Lease and the managed services live there.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "portcullis")]
+    namespace: String,
+
+    /// This operator's identity in leader election (unique per replica).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "portcullis-operator")]
+    lease_name: String,
+
+    /// Seconds a leader that stopped renewing keeps the lease.
+    #[arg(long, default_value_t = 15)]
+    lease_duration_seconds: u64,
+
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "PORTCULLIS_PROBE_ADDRESS", default_value = "0.0.0.0:8080")]
+    probe_address: SocketAddr,
+
+    /// Reconciles running at once, per kind.
+    #[arg(long, default_value_t = 16)]
+    concurrency: u16,
+
+    /// Seconds between reconciles of an unchanged object (jittered).
+    #[arg(long, default_value_t = 600)]
+    resync_seconds: u64,
+
+    /// Run the token and SCIM services from this image (Deployments and
+    /// Services in the operator's namespace). Without it, none are managed.
+    #[arg(long, env = "PORTCULLIS_IMAGE")]
+    image: Option<String>,
+
+    #[arg(long, default_value_t = 2)]
+    token_service_replicas: i32,
+
+    #[arg(long, default_value_t = 2)]
+    scim_service_replicas: i32,
+
+    /// Secret holding the services' database URL, and its key.
+    #[arg(long, default_value = "portcullis-database")]
+    database_secret: String,
+
+    #[arg(long, default_value = "url")]
+    database_secret_key: String,
+
+    #[arg(long, default_value = "100m")]
+    service_cpu_request: String,
+
+    #[arg(long, default_value = "128Mi")]
+    service_memory_request: String,
+
+    #[arg(long, default_value = "512Mi")]
+    service_memory_limit: String,
+}
+
+impl OperatorArgs {
+    fn config(self) -> Result<OperatorConfig, String> {
+        let database_url = match (self.database_url, self.database_url_file) {
+            (Some(url), _) => url,
+            (None, Some(file)) => std::fs::read_to_string(&file)
+                .map_err(|e| format!("could not read {}: {e}", file.display()))?
+                .trim()
+                .to_owned(),
+            (None, None) => return Err("--database-url or --database-url-file is required".to_owned()),
+        };
+        let identity = self.identity.unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "operator".to_owned());
+            format!("{host}-{}", uuid::Uuid::new_v4().simple())
+        });
+        let workloads = self.image.map(|image| WorkloadSettings {
+            namespace: self.namespace.clone(),
+            image,
+            token_service_replicas: self.token_service_replicas,
+            scim_service_replicas: self.scim_service_replicas,
+            database_secret: self.database_secret,
+            database_secret_key: self.database_secret_key,
+            cpu_request: self.service_cpu_request,
+            memory_request: self.service_memory_request,
+            memory_limit: self.service_memory_limit,
+            owner: None,
+        });
+        Ok(OperatorConfig {
+            database_url,
+            settings: Settings {
+                issuer_base_url: self.issuer_base_url,
+                scim_base_url: self.scim_base_url,
+                operator_namespace: self.namespace.clone(),
+                resync: Duration::from_secs(self.resync_seconds.max(1)),
+                workloads,
+                ..Settings::default()
+            },
+            lease: LeaseConfig {
+                namespace: self.namespace,
+                name: self.lease_name,
+                identity,
+                duration: Duration::from_secs(self.lease_duration_seconds.max(1)),
+            },
+            probe_address: self.probe_address,
+            concurrency: self.concurrency.max(1),
+        })
+    }
+}
+
+/// Runs the operator until SIGTERM or Ctrl-C.
+pub fn run(args: OperatorArgs) -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .try_init();
+    let config = match args.config() {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: could not start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::controller::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = terminate => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+    }
+}

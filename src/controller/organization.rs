@@ -1,0 +1,402 @@
+//! Organization: the tenant. Stored with its catalog and workspaces; owns the
+//! Secret with its signing keys; reports its issuer URL. Deleting it under
+//! legal hold is refused until the hold is lifted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::info;
+
+use super::conditions::{self, Desired, Report};
+use super::reconcile::{self, Applied, Cleanup, Context, Kind, Reconciler, common_status, names, store_meta};
+use super::secrets;
+use super::signing_keys::{self, KeyChange, KeyMeta};
+use super::tenants::Stores;
+use super::triggers::{self, Triggers};
+use super::{Error, Result};
+use crate::api::{CommonStatus, Organization, OrganizationStatus};
+use crate::store::{
+    DesiredStateStore, GroupStore, ObjectMeta, OrganizationRecord, ResourceKind, SigningKeyState, UserStore,
+};
+use crate::validation::Reason;
+
+/// Specific conditions of an Organization.
+pub const CONDITION_TYPES: &[&str] = &[conditions::NO_CONFLICTS];
+
+/// Component label of the signing-key Secret.
+pub const SIGNING_KEYS_COMPONENT: &str = "signing-keys";
+
+/// Key of the metadata document in the signing-key Secret.
+pub const KEYS_DOCUMENT: &str = "keys.json";
+
+impl Kind for Organization {
+    type Status = OrganizationStatus;
+    const KIND: ResourceKind = ResourceKind::Organization;
+
+    fn status(&self) -> Option<&OrganizationStatus> {
+        self.status.as_ref()
+    }
+    fn common(status: &OrganizationStatus) -> &CommonStatus {
+        &status.common
+    }
+    fn common_mut(status: &mut OrganizationStatus) -> &mut CommonStatus {
+        &mut status.common
+    }
+    fn store(stores: &Stores) -> &Store<Self> {
+        &stores.organizations
+    }
+    fn sender(triggers: &Triggers) -> &UnboundedSender<Arc<Self>> {
+        &triggers.organizations
+    }
+    fn on_change(&self, triggers: &Triggers) {
+        triggers::organization_changed(triggers, self);
+    }
+    fn on_relist(triggers: &Triggers) {
+        triggers.trigger_where::<crate::api::Role>(|_| true);
+        triggers.trigger_where::<crate::api::RoleAssignment>(|_| true);
+        triggers.trigger_where::<crate::api::IdentityProvider>(|_| true);
+        triggers.trigger_where::<crate::api::OAuthClient>(|_| true);
+    }
+}
+
+/// The store's record of an Organization.
+pub fn record(org: &Organization, meta: ObjectMeta) -> OrganizationRecord {
+    OrganizationRecord {
+        meta,
+        display_name: org.spec.display_name.clone(),
+        catalog: org.spec.permissions.iter().map(|p| p.name.clone()).collect(),
+        workspaces: org.spec.workspaces.iter().map(|w| w.name.clone()).collect(),
+        spec_json: serde_json::to_string(&org.spec).unwrap_or_default(),
+    }
+}
+
+/// The OpenID issuer of an organization: `{base}/o/{name}`.
+pub fn issuer_url(base: &str, name: &str) -> String {
+    format!("{}/o/{name}", base.trim_end_matches('/'))
+}
+
+/// Name of the Secret holding an organization's signing keys.
+pub fn signing_keys_secret_name(org: &str) -> String {
+    format!("{org}-signing-keys")
+}
+
+impl Reconciler for Organization {
+    async fn apply(&self, ctx: &Context) -> Result<Applied<OrganizationStatus>> {
+        let (namespace, name) = names(self)?;
+        let view = ctx.tenants.view(&namespace, &ctx.stores).await;
+        let findings = view.findings("Organization", &name);
+        let mut report = Report::from_findings(CONDITION_TYPES, findings);
+        let now = ctx.now();
+        let mut error = None;
+        let duplicate = findings.iter().any(|f| f.reason == Reason::DuplicateOrganization);
+        let mut requeue = None;
+        if !duplicate {
+            error = reconcile::store_record(ctx, &record(self, store_meta(self)?), &mut report).await;
+            if error.is_none() {
+                match reconcile_signing_keys(self, ctx, &namespace, &name, now).await {
+                    Ok(next) => {
+                        requeue = Some(next);
+                        report.set(Desired::new(conditions::SIGNING_KEYS_READY, true, "KeysCurrent", ""));
+                    }
+                    Err(e @ Error::Generate { .. }) => {
+                        report.set(Desired::new(
+                            conditions::SIGNING_KEYS_READY,
+                            false,
+                            "KeyGenerationFailed",
+                            e.to_string(),
+                        ));
+                    }
+                    Err(e) => {
+                        report.set(Desired::new(
+                            conditions::SIGNING_KEYS_READY,
+                            false,
+                            "KeysNotWritten",
+                            reconcile::error_chain(&e),
+                        ));
+                        error = Some(e);
+                    }
+                }
+            }
+        }
+        let status = OrganizationStatus {
+            common: common_status(self, &report, "", now),
+            issuer: Some(issuer_url(&ctx.settings.issuer_base_url, &name)),
+        };
+        Ok(Applied { status, requeue, error })
+    }
+
+    async fn cleanup(&self, ctx: &Context) -> Result<Cleanup<OrganizationStatus>> {
+        let (namespace, name) = names(self)?;
+        if self.spec.legal_hold {
+            return Ok(Cleanup::Blocked(blocked_status(self, ctx.now())));
+        }
+        secrets::delete_secret(ctx, &namespace, &signing_keys_secret_name(&name)).await?;
+        let keys = ctx.store.list_signing_keys(&namespace).await.map_err(|source| Error::StoreRead {
+            what: "signing keys",
+            namespace: namespace.clone(),
+            source: Box::new(source),
+        })?;
+        for key in keys {
+            ctx.store.delete_signing_key(&namespace, &key.kid).await.map_err(|source| {
+                Error::StoreDelete {
+                    kind: "SigningKey",
+                    namespace: namespace.clone(),
+                    name: key.kid.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+        }
+        purge_identities(ctx, &namespace).await?;
+        reconcile::delete_record::<OrganizationRecord>(&store_meta(self)?, ctx).await?;
+        Ok(Cleanup::Done)
+    }
+}
+
+/// The status while deletion is refused: everything as it was, plus
+/// `DeletionBlocked` (and Ready keeps saying what it said).
+pub fn blocked_status(org: &Organization, now: jiff::Timestamp) -> OrganizationStatus {
+    let mut status = org.status.clone().unwrap_or_default();
+    let previous = status.common.conditions.clone();
+    let blocked = conditions::finalize(
+        vec![Desired::new(
+            conditions::DELETION_BLOCKED,
+            true,
+            "LegalHold",
+            "the organization is under legal hold: its data is kept and the deletion waits until spec.legalHold is false",
+        )],
+        &previous,
+        org.meta().generation,
+        now,
+    );
+    status.common.conditions.retain(|c| c.type_ != conditions::DELETION_BLOCKED);
+    status.common.conditions.extend(blocked);
+    status.common.observed_generation = org.meta().generation;
+    status
+}
+
+/// Removes the users and groups of an organization being deleted (no legal hold).
+async fn purge_identities(ctx: &Context, namespace: &str) -> Result<()> {
+    let read = |source| Error::StoreRead {
+        what: "identities",
+        namespace: namespace.to_owned(),
+        source: Box::new(source),
+    };
+    let delete = |source| Error::StoreDelete {
+        kind: "identity",
+        namespace: namespace.to_owned(),
+        name: namespace.to_owned(),
+        source: Box::new(source),
+    };
+    loop {
+        let users = ctx.store.list_users(namespace, 0, 500).await.map_err(read)?;
+        if users.is_empty() {
+            break;
+        }
+        for user in users {
+            ctx.store.delete_user(namespace, &user.id).await.map_err(delete)?;
+        }
+    }
+    loop {
+        let groups = ctx.store.list_groups(namespace, 0, 500).await.map_err(read)?;
+        if groups.is_empty() {
+            break;
+        }
+        for group in groups {
+            ctx.store.delete_group(namespace, &group.id).await.map_err(delete)?;
+        }
+    }
+    Ok(())
+}
+
+/// Brings the signing keys in line with the rotation plan: the Secret first
+/// (private keys), then the store (public keys). Returns when to look again.
+async fn reconcile_signing_keys(
+    org: &Organization,
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    now: jiff::Timestamp,
+) -> Result<Duration> {
+    let secret_name = signing_keys_secret_name(name);
+    let existing = secrets::get_secret(ctx, namespace, &secret_name).await?;
+    let mut data: BTreeMap<String, ByteString> =
+        existing.as_ref().and_then(|s| s.data.clone()).unwrap_or_default();
+    let mut keys: Vec<KeyMeta> = match data.get(KEYS_DOCUMENT) {
+        None => Vec::new(),
+        Some(document) => serde_json::from_slice(&document.0).map_err(|e| Error::CorruptKeys {
+            namespace: namespace.to_owned(),
+            name: secret_name.clone(),
+            problem: e.to_string(),
+        })?,
+    };
+    let policy = &org.spec.tokens.key_rotation;
+    let period = signing_keys::parse_duration(&policy.period).unwrap_or(Duration::from_secs(720 * 3600));
+    let overlap = signing_keys::parse_duration(&policy.overlap).unwrap_or(Duration::from_secs(24 * 3600));
+    let now_ms = now.as_millisecond();
+    let plan = signing_keys::plan_rotation(&keys, period, overlap, now_ms);
+
+    let mut removed = Vec::new();
+    let mut created = Vec::new();
+    for change in &plan.changes {
+        match change {
+            KeyChange::Create { state, activates_ms } => {
+                let key = signing_keys::generate_key(
+                    org.spec.tokens.signing_algorithm,
+                    &ctx.rng,
+                    *state,
+                    now_ms,
+                    *activates_ms,
+                )?;
+                data.insert(format!("{}.pem", key.meta.kid), ByteString(key.pem.into_bytes()));
+                created.push(key.meta.kid.clone());
+                keys.push(key.meta);
+            }
+            KeyChange::Transition { kid, state, retires_ms } => {
+                if let Some(key) = keys.iter_mut().find(|k| &k.kid == kid) {
+                    key.state = state.as_str().to_owned();
+                    key.retires_ms = *retires_ms;
+                }
+            }
+            KeyChange::Remove { kid } => {
+                keys.retain(|k| &k.kid != kid);
+                data.remove(&format!("{kid}.pem"));
+                removed.push(kid.clone());
+            }
+        }
+    }
+    let owner_refs_current = existing
+        .as_ref()
+        .is_some_and(|s| s.owner_references().iter().any(|r| Some(&r.uid) == org.uid().as_ref()));
+    if !plan.changes.is_empty() || existing.is_none() || !owner_refs_current {
+        data.insert(
+            KEYS_DOCUMENT.to_owned(),
+            ByteString(serde_json::to_vec_pretty(&keys).unwrap_or_default()),
+        );
+        let secret = Secret {
+            metadata: secrets::owned_meta(org, &secret_name, SIGNING_KEYS_COMPONENT),
+            type_: Some("Opaque".to_owned()),
+            data: Some(data),
+            ..Secret::default()
+        };
+        secrets::apply_secret(ctx, &secret).await?;
+    }
+
+    // The store follows the Secret: every key's public half and state.
+    let stored = ctx.store.list_signing_keys(namespace).await.map_err(|source| Error::StoreRead {
+        what: "signing keys",
+        namespace: namespace.to_owned(),
+        source: Box::new(source),
+    })?;
+    for key in &keys {
+        let record = key.record(namespace);
+        if !stored.contains(&record) {
+            ctx.store.put_signing_key(&record).await.map_err(|source| Error::StoreWrite {
+                kind: "SigningKey",
+                namespace: namespace.to_owned(),
+                name: key.kid.clone(),
+                source: Box::new(source),
+            })?;
+        }
+    }
+    for gone in stored.iter().filter(|s| !keys.iter().any(|k| k.kid == s.kid)) {
+        ctx.store.delete_signing_key(namespace, &gone.kid).await.map_err(|source| Error::StoreDelete {
+            kind: "SigningKey",
+            namespace: namespace.to_owned(),
+            name: gone.kid.clone(),
+            source: Box::new(source),
+        })?;
+    }
+
+    let rotated = plan
+        .changes
+        .iter()
+        .any(|c| matches!(c, KeyChange::Transition { state: SigningKeyState::Active, .. }));
+    if !created.is_empty() || rotated || !removed.is_empty() {
+        info!(%namespace, organization = %name, ?created, ?removed, rotated, "signing keys updated");
+        let note = format!(
+            "signing keys: {} generated, {} removed{}",
+            created.len(),
+            removed.len(),
+            if rotated { ", a new key signs from now on" } else { "" }
+        );
+        let event = Event {
+            type_: EventType::Normal,
+            reason: if rotated { "SigningKeyRotated" } else { "SigningKeysUpdated" }.to_owned(),
+            note: Some(note),
+            action: "RotateKeys".to_owned(),
+            secondary: None,
+        };
+        reconcile::publish(ctx, org, &event).await;
+    }
+    let wait_ms = plan.next_check_ms.saturating_sub(now_ms).max(1000);
+    Ok(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(u64::MAX)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::OrganizationSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn org(legal_hold: bool) -> Organization {
+        let mut spec: OrganizationSpec = serde_json::from_value(serde_json::json!({
+            "displayName": "Acme",
+            "permissions": [{"name": "journeys.view"}, {"name": "journeys.edit"}],
+            "workspaces": [{"name": "emea"}],
+        }))
+        .unwrap();
+        spec.legal_hold = legal_hold;
+        let mut org = Organization::new("acme", spec);
+        org.metadata.namespace = Some("acme".into());
+        org.metadata.generation = Some(4);
+        org
+    }
+
+    #[test]
+    fn the_record_carries_catalog_and_workspaces() {
+        let record = record(&org(false), ObjectMeta::new("u", "acme", "acme", 4));
+        assert_eq!(record.catalog, ["journeys.view", "journeys.edit"]);
+        assert_eq!(record.workspaces, ["emea"]);
+        assert!(record.spec_json.contains("\"displayName\":\"Acme\""));
+    }
+
+    #[test]
+    fn the_issuer_is_under_the_base_url() {
+        assert_eq!(issuer_url("https://id.example.com/", "acme"), "https://id.example.com/o/acme");
+    }
+
+    #[test]
+    fn a_blocked_deletion_keeps_the_status_and_says_why() {
+        let mut org = org(true);
+        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        org.status = Some(OrganizationStatus {
+            common: CommonStatus {
+                observed_generation: Some(3),
+                conditions: conditions::finalize(
+                    vec![Desired::new("Ready", true, "Reconciled", "")],
+                    &[],
+                    Some(3),
+                    now,
+                ),
+            },
+            issuer: Some("https://id/o/acme".into()),
+        });
+        let status = blocked_status(&org, now);
+        assert_eq!(status.issuer.as_deref(), Some("https://id/o/acme"));
+        let blocked = conditions::find(&status.common.conditions, "DeletionBlocked").unwrap();
+        assert_eq!((blocked.status.as_str(), blocked.reason.as_str()), ("True", "LegalHold"));
+        assert_eq!(blocked.last_transition_time, Time(now));
+        assert!(conditions::find(&status.common.conditions, "Ready").is_some());
+        assert_eq!(status.common.observed_generation, Some(4));
+        // Planning again changes nothing: no write on the next pass.
+        org.status = Some(status.clone());
+        assert_eq!(blocked_status(&org, now + jiff::SignedDuration::from_secs(60)), status);
+    }
+}

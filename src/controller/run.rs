@@ -1,0 +1,307 @@
+//! The operator process: probes first, then the store, then leader election;
+//! the controllers run only while this process leads.
+//!
+//! ```text
+//!  run ──► /metrics /healthz /readyz (always)
+//!      ──► Store::connect (retried until it answers)
+//!      ──► loop: candidate ──acquired──► controllers (5 reflectors + 5 controllers + workloads)
+//!                    ▲                        │ lease lost / not renewed in time: stop them
+//!                    └────────────────────────┘
+//!          shutdown signal: stop the controllers, release the lease, return
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector;
+use kube::{Api, Client};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+
+use super::leader::{LeaderElector, LeaseConfig};
+use super::metrics::{self, Metrics};
+use super::reconcile::{self, Backoff, Context, Reconciler, Settings, error_chain, system_clock};
+use super::tenants::{Stores, Tenants};
+use super::triggers::{self, Triggers};
+use super::{Error, FIELD_MANAGER, Result, workloads};
+use crate::api::{IdentityProvider, OAuthClient, Organization, Role, RoleAssignment};
+use crate::store::Store;
+
+/// Everything `portcullis operator` is started with.
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
+    pub database_url: String,
+    pub settings: Settings,
+    pub lease: LeaseConfig,
+    pub probe_address: SocketAddr,
+    /// Reconciles running at once, per kind.
+    pub concurrency: u16,
+}
+
+/// Runs the operator until `shutdown` resolves.
+pub async fn run(config: OperatorConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let listener = metrics::bind(config.probe_address).await?;
+    info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /metrics, /healthz and /readyz");
+    let probes = tokio::spawn(metrics::serve(listener, metrics.clone()));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+
+    let client =
+        Client::try_default().await.map_err(|source| Error::KubeClient { source: Box::new(source) })?;
+    let Some(store) = connect_store(&config.database_url, stop_rx.clone()).await else {
+        probes.abort();
+        return Ok(());
+    };
+    metrics.set_store_ready(true);
+
+    let result = lead_while_elected(&config, client, store, metrics, stop_rx).await;
+    probes.abort();
+    result
+}
+
+/// Connects to the store, retrying with backoff while it is unavailable.
+/// `None` if asked to stop first.
+async fn connect_store(url: &str, mut stop: watch::Receiver<bool>) -> Option<Store> {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match Store::connect(url).await {
+            Ok(store) => {
+                info!(backend = %store.backend(), "connected to the store");
+                return Some(store);
+            }
+            Err(e) => warn!(retry_in = ?delay, "store unavailable: {}", error_chain(&e)),
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+async fn lead_while_elected(
+    config: &OperatorConfig,
+    client: Client,
+    store: Store,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let mut elector = LeaderElector::new(client.clone(), config.lease.clone());
+    let lease = config.lease.clone();
+    loop {
+        metrics.set_leader(false);
+        // Candidate: try until we hold the lease.
+        loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            match elector.try_acquire_or_renew().await {
+                Ok(true) => break,
+                Ok(false) => debug!("another operator leads"),
+                Err(e) => warn!("leader election: {}", error_chain(&e)),
+            }
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+                _ = tokio::time::sleep(lease.retry_interval()) => {}
+            }
+        }
+        info!(identity = %lease.identity, lease = %lease.name, "became the leader");
+        metrics.set_leader(true);
+        let mut controllers =
+            tokio::spawn(run_controllers(client.clone(), store.clone(), metrics.clone(), config.clone()));
+
+        // Leader: renew, until stopped or the lease is lost.
+        let mut last_renewal = tokio::time::Instant::now();
+        let stopping = loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break true,
+                finished = &mut controllers => {
+                    match finished {
+                        Ok(Ok(())) => warn!("the controllers stopped"),
+                        Ok(Err(e)) => error!("the controllers failed: {}", error_chain(&e)),
+                        Err(e) => error!("the controllers panicked: {e}"),
+                    }
+                    break false;
+                }
+                _ = tokio::time::sleep(lease.renew_interval()) => {
+                    match elector.try_acquire_or_renew().await {
+                        Ok(true) => last_renewal = tokio::time::Instant::now(),
+                        Ok(false) => {
+                            warn!("lost the lease to another operator");
+                            break false;
+                        }
+                        Err(e) if last_renewal.elapsed() > lease.renew_deadline() => {
+                            warn!("could not renew the lease in time, stepping down: {}", error_chain(&e));
+                            break false;
+                        }
+                        Err(e) => warn!("could not renew the lease (will retry): {}", error_chain(&e)),
+                    }
+                }
+            }
+        };
+        controllers.abort();
+        let _ = (&mut controllers).await;
+        metrics.set_leader(false);
+        if stopping {
+            // Give the lease up at once, so the other operator need not wait it out.
+            match elector.release().await {
+                Ok(()) => info!("released the lease"),
+                Err(e) => warn!("could not release the lease: {}", error_chain(&e)),
+            }
+            return Ok(());
+        }
+        info!("standing by");
+    }
+}
+
+fn receiver_stream<T: Send + 'static>(
+    rx: UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+}
+
+/// The reflectors and controllers of the five kinds, and the managed
+/// workloads. Runs until aborted.
+async fn run_controllers(
+    client: Client,
+    store: Store,
+    metrics: Arc<Metrics>,
+    config: OperatorConfig,
+) -> Result<()> {
+    let (organizations, organizations_writer) = reflector::store::<Organization>();
+    let (roles, roles_writer) = reflector::store::<Role>();
+    let (role_assignments, role_assignments_writer) = reflector::store::<RoleAssignment>();
+    let (identity_providers, identity_providers_writer) = reflector::store::<IdentityProvider>();
+    let (oauth_clients, oauth_clients_writer) = reflector::store::<OAuthClient>();
+    let stores = Stores {
+        organizations: organizations.clone(),
+        roles: roles.clone(),
+        role_assignments: role_assignments.clone(),
+        identity_providers: identity_providers.clone(),
+        oauth_clients: oauth_clients.clone(),
+    };
+    let tenants = Arc::new(Tenants::default());
+    let (triggers, streams) = Triggers::new(stores.clone(), tenants.clone(), metrics.clone());
+    let triggers = Arc::new(triggers);
+
+    // Aborted (with everything in it) when this future is dropped.
+    let mut tasks = JoinSet::new();
+    tasks.spawn(triggers::drive(
+        Api::<Organization>::all(client.clone()),
+        organizations_writer,
+        triggers.clone(),
+    ));
+    tasks.spawn(triggers::drive(Api::<Role>::all(client.clone()), roles_writer, triggers.clone()));
+    tasks.spawn(triggers::drive(
+        Api::<RoleAssignment>::all(client.clone()),
+        role_assignments_writer,
+        triggers.clone(),
+    ));
+    tasks.spawn(triggers::drive(
+        Api::<IdentityProvider>::all(client.clone()),
+        identity_providers_writer,
+        triggers.clone(),
+    ));
+    tasks.spawn(triggers::drive(
+        Api::<OAuthClient>::all(client.clone()),
+        oauth_clients_writer,
+        triggers.clone(),
+    ));
+
+    // Cross-references need every kind: no reconcile before all are listed,
+    // or an assignment would briefly report its role as missing.
+    let synced = async {
+        organizations.wait_until_ready().await?;
+        roles.wait_until_ready().await?;
+        role_assignments.wait_until_ready().await?;
+        identity_providers.wait_until_ready().await?;
+        oauth_clients.wait_until_ready().await
+    };
+    if synced.await.is_err() {
+        return Ok(());
+    }
+    metrics.set_caches_synced(true);
+    info!("caches synced; reconciling");
+
+    let settings = config.settings.clone();
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        store,
+        stores,
+        tenants,
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter { controller: FIELD_MANAGER.to_owned(), instance: Some(config.lease.identity.clone()) },
+        ),
+        metrics,
+        backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
+        settings,
+        clock: system_clock(),
+        rng: ring::rand::SystemRandom::new(),
+    });
+
+    let controller_config = controller::Config::default().concurrency(config.concurrency);
+    tasks.spawn(run_one(streams.organizations, organizations, controller_config.clone(), ctx.clone()));
+    tasks.spawn(run_one(streams.roles, roles, controller_config.clone(), ctx.clone()));
+    tasks.spawn(run_one(streams.role_assignments, role_assignments, controller_config.clone(), ctx.clone()));
+    tasks.spawn(run_one(
+        streams.identity_providers,
+        identity_providers,
+        controller_config.clone(),
+        ctx.clone(),
+    ));
+    tasks.spawn(run_one(streams.oauth_clients, oauth_clients, controller_config, ctx.clone()));
+    if let Some(workload_settings) = ctx.settings.workloads.clone() {
+        tasks.spawn(manage_workloads(client, workload_settings, ctx.settings.resync));
+    }
+    // Nothing here ends by itself.
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn run_one<K: Reconciler>(
+    trigger: UnboundedReceiver<Arc<K>>,
+    reader: reflector::Store<K>,
+    config: controller::Config,
+    ctx: Arc<Context>,
+) {
+    Controller::for_shared_stream(receiver_stream(trigger), reader)
+        .with_config(config)
+        .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                debug!(kind = %K::KIND, "{}", error_chain(&e));
+            }
+        })
+        .await;
+}
+
+/// Keeps the managed Deployments and Services as configured.
+async fn manage_workloads(client: Client, settings: workloads::WorkloadSettings, resync: Duration) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match workloads::reconcile(&client, &settings).await {
+            Ok(()) => {
+                delay = Duration::from_secs(1);
+                tokio::time::sleep(resync).await;
+            }
+            Err(e) => {
+                warn!(retry_in = ?delay, "managed workloads: {}", error_chain(&e));
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(300));
+            }
+        }
+    }
+}

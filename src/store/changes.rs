@@ -1,0 +1,355 @@
+//! What changed, and who is told.
+//!
+//! Every write transaction records the [`Change`]s it makes. At commit it
+//! takes the next sequence number from the single `change_counter` row (its
+//! last statement, so sequence order is commit order and any snapshot sees a
+//! prefix of the log) and appends one `change_log` row. Then:
+//!
+//! - PostgreSQL: a trigger on `change_log` calls `pg_notify`, delivered at
+//!   commit and never for a rolled-back transaction; one LISTEN connection
+//!   per [`Store`] feeds the subscribers.
+//! - SQLite: the store broadcasts the notice in-process right after commit.
+//!
+//! A subscriber that may have missed notices (it fell behind, or the LISTEN
+//! connection dropped) gets [`ChangeEvent::Missed`] and catches up with
+//! [`ChangeFeed::changes_since`]: the log is the source of truth, the
+//! notifications only the doorbell.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::postgres::PgListener;
+use sqlx::{Any, Transaction};
+use tokio::sync::{MutexGuard, broadcast};
+
+use super::error::query_error;
+use super::records::ResourceKind;
+use super::{Backend, Result, Store, StoreError, column, now_ms};
+
+/// The PostgreSQL NOTIFY channel (see the migration's trigger).
+const CHANNEL: &str = "portcullis_changes";
+
+/// One thing that changed. It names what changed, not how: readers fetch the
+/// current rows, so applying a change twice or late is harmless.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum Change {
+    /// A desired-state object was created, updated or deleted.
+    Resource { kind: ResourceKind, namespace: String, name: String, uid: String },
+    /// A signing key's metadata was written or removed.
+    SigningKey { organization: String, kid: String },
+    /// A user, its emails or its second factors changed, or it was deleted
+    /// (which also ends its memberships).
+    User { organization: String, id: String },
+    /// A group was created, renamed or deleted (deletion ends its memberships).
+    Group { organization: String, id: String },
+    /// One user joined or left one group.
+    Membership { organization: String, group_id: String, user_id: String },
+    /// A group's members were replaced as a whole.
+    GroupMembers { organization: String, group_id: String },
+}
+
+/// The changes of one committed transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeNotice {
+    /// Position in the change log; increases with commit order.
+    pub seq: i64,
+    pub organization: String,
+    pub changes: Vec<Change>,
+}
+
+/// What a [`ChangeSubscription`] receives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeEvent {
+    /// A transaction committed these changes.
+    Committed(Arc<ChangeNotice>),
+    /// Notices may have been lost (the subscriber fell behind, or the
+    /// PostgreSQL LISTEN connection was re-established): catch up from the
+    /// change log with [`ChangeFeed::changes_since`].
+    Missed,
+}
+
+/// Change notices, as they commit.
+pub struct ChangeSubscription {
+    events: broadcast::Receiver<ChangeEvent>,
+}
+
+impl ChangeSubscription {
+    /// The next event; `None` once the store is gone.
+    pub async fn recv(&mut self) -> Option<ChangeEvent> {
+        match self.events.recv().await {
+            Ok(event) => Some(event),
+            Err(broadcast::error::RecvError::Lagged(_)) => Some(ChangeEvent::Missed),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+
+    /// The next event if one is already waiting.
+    pub fn try_recv(&mut self) -> Option<ChangeEvent> {
+        match self.events.try_recv() {
+            Ok(event) => Some(event),
+            Err(broadcast::error::TryRecvError::Lagged(_)) => Some(ChangeEvent::Missed),
+            Err(_) => None,
+        }
+    }
+}
+
+/// Being told what changed.
+pub trait ChangeFeed {
+    /// Subscribes to notices of transactions committed from now on. On
+    /// PostgreSQL this returns once the LISTEN is in place, so a subscriber
+    /// that subscribes and then reads misses nothing.
+    fn subscribe(&self) -> impl Future<Output = Result<ChangeSubscription>> + Send;
+
+    /// The logged notices after `after_seq`, of one organization or of all,
+    /// in order.
+    fn changes_since(
+        &self,
+        organization: Option<&str>,
+        after_seq: i64,
+    ) -> impl Future<Output = Result<Vec<ChangeNotice>>> + Send;
+
+    /// The sequence number of the last committed change.
+    fn current_seq(&self) -> impl Future<Output = Result<i64>> + Send;
+
+    /// Drops log entries committed before `before_ms`. A follower that was
+    /// further behind reloads everything.
+    fn prune_change_log(&self, before_ms: i64) -> impl Future<Output = Result<u64>> + Send;
+}
+
+impl ChangeFeed for Store {
+    async fn subscribe(&self) -> Result<ChangeSubscription> {
+        let events = self.inner.events.subscribe();
+        if self.inner.backend == Backend::Postgres {
+            self.inner.listener.get_or_try_init(|| start_listener(self)).await?;
+        }
+        Ok(ChangeSubscription { events })
+    }
+
+    async fn changes_since(&self, organization: Option<&str>, after_seq: i64) -> Result<Vec<ChangeNotice>> {
+        let mut conn = self.connection().await?;
+        read_log(&mut conn, organization, after_seq, i64::MAX).await
+    }
+
+    async fn current_seq(&self) -> Result<i64> {
+        let mut conn = self.connection().await?;
+        read_counter(&mut conn).await
+    }
+
+    async fn prune_change_log(&self, before_ms: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM change_log WHERE committed_ms < $1")
+            .bind(before_ms)
+            .execute(self.pool())
+            .await
+            .map_err(query_error("prune the change log"))?;
+        Ok(done.rows_affected())
+    }
+}
+
+pub(crate) async fn read_counter(conn: &mut sqlx::AnyConnection) -> Result<i64> {
+    let row = sqlx::query("SELECT seq FROM change_counter WHERE id = 1")
+        .fetch_one(conn)
+        .await
+        .map_err(query_error("read the change counter"))?;
+    column(&row, "change_counter", "seq")
+}
+
+/// The oldest sequence number still in the log, if any.
+pub(crate) async fn oldest_logged(conn: &mut sqlx::AnyConnection) -> Result<Option<i64>> {
+    let row = sqlx::query("SELECT MIN(seq) AS seq FROM change_log")
+        .fetch_one(conn)
+        .await
+        .map_err(query_error("read the change log"))?;
+    column(&row, "change_log", "seq")
+}
+
+/// Notices with `after < seq <= up_to`, oldest first.
+pub(crate) async fn read_log(
+    conn: &mut sqlx::AnyConnection,
+    organization: Option<&str>,
+    after: i64,
+    up_to: i64,
+) -> Result<Vec<ChangeNotice>> {
+    let rows =
+        match organization {
+            Some(organization) => {
+                sqlx::query(
+                    "SELECT seq, organization, changes FROM change_log \
+                 WHERE organization = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+                )
+                .bind(organization.to_owned())
+                .bind(after)
+                .bind(up_to)
+                .fetch_all(conn)
+                .await
+            }
+            None => sqlx::query(
+                "SELECT seq, organization, changes FROM change_log WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+            )
+            .bind(after)
+            .bind(up_to)
+            .fetch_all(conn)
+            .await,
+        }
+        .map_err(query_error("read the change log"))?;
+    rows.iter().map(notice_from_row).collect()
+}
+
+fn notice_from_row(row: &AnyRow) -> Result<ChangeNotice> {
+    let changes: String = column(row, "change_log", "changes")?;
+    Ok(ChangeNotice {
+        seq: column(row, "change_log", "seq")?,
+        organization: column(row, "change_log", "organization")?,
+        changes: serde_json::from_str(&changes).map_err(|e| StoreError::Corrupt {
+            table: "change_log",
+            column: "changes",
+            source: Box::new(e),
+        })?,
+    })
+}
+
+/// A write transaction and the changes it has made so far.
+pub(crate) struct WriteTx<'s> {
+    store: &'s Store,
+    tx: Transaction<'static, Any>,
+    /// Held until the notice is published (SQLite only).
+    turn: Option<MutexGuard<'s, ()>>,
+    organization: String,
+    changes: Vec<Change>,
+}
+
+impl<'s> WriteTx<'s> {
+    pub(crate) fn new(
+        store: &'s Store,
+        tx: Transaction<'static, Any>,
+        turn: Option<MutexGuard<'s, ()>>,
+        organization: &str,
+    ) -> Self {
+        Self { store, tx, turn, organization: organization.to_owned(), changes: Vec::new() }
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
+
+    pub(crate) fn record(&mut self, change: Change) {
+        if !self.changes.contains(&change) {
+            self.changes.push(change);
+        }
+    }
+
+    /// Commits; returns the change's sequence number, or `None` if the
+    /// transaction changed nothing (nothing is logged or announced then).
+    pub(crate) async fn commit(mut self) -> Result<Option<i64>> {
+        if self.changes.is_empty() {
+            self.tx.commit().await.map_err(query_error("commit"))?;
+            return Ok(None);
+        }
+        let row = sqlx::query("UPDATE change_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq")
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(query_error("take the next change sequence number"))?;
+        let seq: i64 = column(&row, "change_counter", "seq")?;
+        let changes = serde_json::to_string(&self.changes).map_err(|e| StoreError::Corrupt {
+            table: "change_log",
+            column: "changes",
+            source: Box::new(e),
+        })?;
+        sqlx::query(
+            "INSERT INTO change_log (seq, organization, committed_ms, changes) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(seq)
+        .bind(self.organization.clone())
+        .bind(now_ms())
+        .bind(changes)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(query_error("append to the change log"))?;
+        self.tx.commit().await.map_err(query_error("commit"))?;
+
+        if self.store.inner.backend == Backend::Sqlite {
+            let notice = ChangeNotice { seq, organization: self.organization, changes: self.changes };
+            // No subscriber is not an error.
+            let _ = self.store.inner.events.send(ChangeEvent::Committed(Arc::new(notice)));
+        }
+        drop(self.turn);
+        Ok(Some(seq))
+    }
+}
+
+// === PostgreSQL: one LISTEN connection per store. ===
+
+#[derive(Deserialize)]
+struct Payload {
+    seq: i64,
+    organization: String,
+    /// Absent when the changes did not fit in a notification.
+    changes: Option<Vec<Change>>,
+}
+
+async fn start_listener(store: &Store) -> Result<()> {
+    let mut listener =
+        PgListener::connect(&store.inner.url).await.map_err(|source| StoreError::Listen { source })?;
+    listener.listen(CHANNEL).await.map_err(|source| StoreError::Listen { source })?;
+    let events = store.inner.events.clone();
+    let pool = store.inner.pool.clone();
+    let mut shutdown = store.inner.shutdown.subscribe();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                next = listener.try_recv() => match next {
+                    Ok(Some(notification)) => {
+                        let event = match notification_event(notification.payload(), &pool).await {
+                            Ok(event) => event,
+                            Err(error) => {
+                                tracing::warn!(%error, "unreadable change notification; subscribers will catch up");
+                                ChangeEvent::Missed
+                            }
+                        };
+                        let _ = events.send(event);
+                    }
+                    // The connection dropped and was re-established: whatever
+                    // was committed meanwhile was not delivered.
+                    Ok(None) => {
+                        let _ = events.send(ChangeEvent::Missed);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "change notification connection failed; retrying");
+                        let _ = events.send(ChangeEvent::Missed);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+async fn notification_event(payload: &str, pool: &sqlx::AnyPool) -> Result<ChangeEvent> {
+    let payload: Payload = serde_json::from_str(payload).map_err(|e| StoreError::Corrupt {
+        table: "change_log",
+        column: "notification",
+        source: Box::new(e),
+    })?;
+    let changes = match payload.changes {
+        Some(changes) => changes,
+        None => {
+            let mut conn = pool.acquire().await.map_err(query_error("acquire a connection"))?;
+            read_log(&mut conn, Some(&payload.organization), payload.seq - 1, payload.seq)
+                .await?
+                .into_iter()
+                .next()
+                .map(|notice| notice.changes)
+                .unwrap_or_default()
+        }
+    };
+    Ok(ChangeEvent::Committed(Arc::new(ChangeNotice {
+        seq: payload.seq,
+        organization: payload.organization,
+        changes,
+    })))
+}

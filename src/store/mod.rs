@@ -1,0 +1,312 @@
+//! The store: the only state Portcullis keeps. SQLite (embedded, one file in
+//! WAL mode, or memory for tests) or PostgreSQL, chosen by URL, through
+//! sqlx's `Any` driver so that every query is written once.
+//!
+//! ```text
+//!  operator ──apply/delete (uid, generation)──► organizations, roles, role_assignments,
+//!                                               identity_providers, oauth_clients,
+//!                                               signing_keys, tombstones
+//!  scim / token service ──► users ─┬─ user_emails, mfa_enrolments
+//!                                  └─ memberships ── groups
+//!        every committed change ──► change_log (seq = commit order)
+//!                                      │ PostgreSQL: NOTIFY at commit │ SQLite: in-process broadcast
+//!                                      ▼
+//!                             ChangeSubscription ──► follow::IndexFollower ──watch──► Arc<IndexSnapshot>
+//! ```
+//!
+//! - [`records`]: the plain records (no Kubernetes types).
+//! - [`desired`]: desired state, idempotent upserts keyed by uid and ordered by
+//!   generation ([`DesiredStateStore`]).
+//! - [`identity`]: users, second factors, groups, memberships ([`UserStore`],
+//!   [`GroupStore`]).
+//! - [`changes`]: what changed, and who is told ([`ChangeFeed`]).
+//! - [`follow`]: an access index that follows the store change by change.
+//!
+//! Migrations live in `migrations/sqlite` and `migrations/postgres` (same
+//! tables; PostgreSQL adds the NOTIFY trigger) and run on [`Store::connect`].
+
+pub mod changes;
+pub mod desired;
+mod error;
+pub mod follow;
+pub mod identity;
+pub mod records;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, SqlSafeStr, Transaction};
+use tokio::sync::{Mutex, MutexGuard, OnceCell, broadcast, watch};
+
+pub use changes::{Change, ChangeEvent, ChangeFeed, ChangeNotice, ChangeSubscription};
+pub use desired::{ApplyOutcome, DeleteOutcome, DesiredRecord, DesiredStateStore};
+pub use error::StoreError;
+pub use follow::{IndexFollower, IndexSnapshot};
+pub use identity::{GroupStore, UserStore};
+pub use records::*;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database a [`Store`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        })
+    }
+}
+
+impl Backend {
+    /// `sqlite:…` (`sqlite://path?mode=rwc`, `sqlite::memory:`) or
+    /// `postgres://…` / `postgresql://…`.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            _ => Err(StoreError::UnsupportedUrl { scheme: scheme.to_owned() }),
+        }
+    }
+}
+
+/// Handle to the store; cheap to clone, shared by every part of a process.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: AnyPool,
+    backend: Backend,
+    /// Kept for the PostgreSQL listener's own connection. Never printed.
+    url: String,
+    /// Where subscribers receive change events: fed after commit on SQLite,
+    /// by the LISTEN task on PostgreSQL.
+    events: broadcast::Sender<ChangeEvent>,
+    /// SQLite has one writer at a time anyway; taking turns in-process avoids
+    /// busy errors and publishes events in commit order.
+    write_turn: Mutex<()>,
+    listener: OnceCell<()>,
+    /// Dropped with the store: stops the listener task.
+    shutdown: watch::Sender<()>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("backend", &self.inner.backend).finish_non_exhaustive()
+    }
+}
+
+/// How many change events a slow subscriber may fall behind before it is told
+/// it missed some (and catches up from the change log).
+const EVENT_BUFFER: usize = 1024;
+
+impl Store {
+    /// Connects to the store at `url` and brings its schema up to date.
+    ///
+    /// A SQLite file is switched to WAL mode (readers never wait for the
+    /// writer); `sqlite::memory:` keeps one connection, since each connection
+    /// would otherwise see its own empty database.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let connect_error = |source| StoreError::Connect { backend, source };
+
+        let memory = backend == Backend::Sqlite && (url.contains(":memory:") || url.contains("mode=memory"));
+        let options = match (backend, memory) {
+            (Backend::Sqlite, true) => AnyPoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None),
+            (Backend::Sqlite, false) => AnyPoolOptions::new().max_connections(4),
+            (Backend::Postgres, _) => AnyPoolOptions::new().max_connections(8),
+        }
+        .acquire_timeout(Duration::from_secs(30));
+
+        if backend == Backend::Sqlite && !memory {
+            // WAL is a property of the file: set it once, on one connection,
+            // before the pool opens several (the switch needs an exclusive lock).
+            let mut conn = AnyConnection::connect(url).await.map_err(connect_error)?;
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&mut conn).await.map_err(connect_error)?;
+            conn.close().await.map_err(connect_error)?;
+        }
+
+        let pool = options.connect(url).await.map_err(connect_error)?;
+        migrator(backend)
+            .await
+            .map_err(|source| StoreError::Migrate { backend, source })?
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate { backend, source })?;
+
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (shutdown, _) = watch::channel(());
+        Ok(Store {
+            inner: Arc::new(Inner {
+                pool,
+                backend,
+                url: url.to_owned(),
+                events,
+                write_turn: Mutex::new(()),
+                listener: OnceCell::new(),
+                shutdown,
+            }),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// Closes every connection; later calls fail.
+    pub async fn close(&self) {
+        self.inner.pool.close().await;
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.inner.pool
+    }
+
+    pub(crate) async fn connection(&self) -> Result<sqlx::pool::PoolConnection<Any>> {
+        self.inner.pool.acquire().await.map_err(error::query_error("acquire a connection"))
+    }
+
+    /// Starts a write transaction for one organization. Changes recorded on it
+    /// are logged and announced when it commits, and forgotten if it is
+    /// dropped (rolled back).
+    pub(crate) async fn begin_write(&self, organization: &str) -> Result<changes::WriteTx<'_>> {
+        let turn: Option<MutexGuard<'_, ()>> = match self.inner.backend {
+            Backend::Sqlite => Some(self.inner.write_turn.lock().await),
+            Backend::Postgres => None,
+        };
+        let tx = match self.inner.backend {
+            // IMMEDIATE takes the write lock up front: no deadlock upgrading a read.
+            Backend::Sqlite => self.inner.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.inner.pool.begin().await,
+        }
+        .map_err(error::query_error("begin a write transaction"))?;
+        Ok(changes::WriteTx::new(self, tx, turn, organization))
+    }
+
+    /// Starts a read-only transaction that sees one consistent snapshot of
+    /// the store (REPEATABLE READ on PostgreSQL; a read transaction in WAL
+    /// mode on SQLite).
+    pub(crate) async fn begin_read(&self) -> Result<Transaction<'static, Any>> {
+        match self.inner.backend {
+            Backend::Sqlite => self.inner.pool.begin().await,
+            Backend::Postgres => {
+                self.inner.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await
+            }
+        }
+        .map_err(error::query_error("begin a read transaction"))
+    }
+}
+
+/// Wall-clock time in unix milliseconds, for bookkeeping columns
+/// (`created_ms`, `updated_ms`); times that mean something are passed in.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+// === Migrations, embedded in the binary. ===
+
+/// The migrations of one backend, compiled in.
+#[derive(Debug)]
+struct EmbeddedMigrations(&'static [(i64, &'static str, &'static str)]);
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations =
+    EmbeddedMigrations(&[(1, "initial", include_str!("../../migrations/sqlite/0001_initial.sql"))]);
+const POSTGRES_MIGRATIONS: EmbeddedMigrations =
+    EmbeddedMigrations(&[(1, "initial", include_str!("../../migrations/postgres/0001_initial.sql"))]);
+
+impl MigrationSource<'static> for EmbeddedMigrations {
+    fn resolve(
+        self,
+    ) -> Pin<
+        Box<
+            dyn Future<Output = std::result::Result<Vec<Migration>, Box<dyn std::error::Error + Send + Sync>>>
+                + Send,
+        >,
+    > {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        description.into(),
+                        MigrationType::Simple,
+                        sql.into_sql_str(),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+async fn migrator(backend: Backend) -> std::result::Result<Migrator, sqlx::migrate::MigrateError> {
+    match backend {
+        Backend::Sqlite => Migrator::new(SQLITE_MIGRATIONS).await,
+        Backend::Postgres => Migrator::new(POSTGRES_MIGRATIONS).await,
+    }
+}
+
+// === Reading columns the same way on both backends. ===
+
+pub(crate) fn column<T>(row: &AnyRow, table: &'static str, column: &'static str) -> Result<T>
+where
+    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get(column).map_err(|e| StoreError::Corrupt { table, column, source: Box::new(e) })
+}
+
+/// Booleans are `BOOLEAN` on PostgreSQL and `INTEGER` 0/1 on SQLite.
+pub(crate) fn bool_column(row: &AnyRow, table: &'static str, name: &'static str) -> Result<bool> {
+    match row.try_get::<bool, _>(name) {
+        Ok(value) => Ok(value),
+        Err(_) => column::<i64>(row, table, name).map(|v| v != 0),
+    }
+}
+
+/// A JSON list of strings stored as text.
+pub(crate) fn json_list_column(row: &AnyRow, table: &'static str, name: &'static str) -> Result<Vec<String>> {
+    let text: String = column(row, table, name)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt { table, column: name, source: Box::new(e) })
+}
+
+/// A text column holding one of an enum's names.
+pub(crate) fn enum_column<T>(
+    row: &AnyRow,
+    table: &'static str,
+    name: &'static str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T> {
+    let text: String = column(row, table, name)?;
+    parse(&text).ok_or_else(|| StoreError::Corrupt {
+        table,
+        column: name,
+        source: format!("unknown value {text:?}").into(),
+    })
+}
+
+pub(crate) fn json_list(values: &[String]) -> String {
+    serde_json::to_string(values).unwrap_or_else(|_| "[]".to_owned())
+}

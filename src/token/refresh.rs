@@ -1,0 +1,375 @@
+//! Opaque refresh tokens and client secrets: generation, the hash that is
+//! stored instead of the value, and the refresh-token rotation decision with
+//! reuse detection (RFC 9700 §4.14.2).
+//!
+//! Both are 256-bit random strings, so an unsalted SHA-256 is the right
+//! storage form: nobody can guess or brute-force a preimage of a 256-bit
+//! random value, which is what a slow, salted hash (argon2id, for the
+//! low-entropy user passwords) protects against; and a deterministic hash lets
+//! the store find a presented token by an index lookup on its hash, while the
+//! database never holds a usable token.
+//!
+//! The store keeps one row per family and one per issued token:
+//!
+//! ```text
+//!  refresh_token_families                 refresh_tokens
+//!  ──────────────────────                 ──────────────
+//!  family_id   PK                  ◄───── family_id
+//!  client_id, subject, scopes             token_hash   PK  (SecretHash)
+//!  counter     BIGINT (current)           counter          (this token's)
+//!  revoked_at  NULL
+//!  expires_at  (from the sign-in; rotation never extends it)
+//! ```
+//!
+//! A refresh looks the presented token's hash up, loads its family and asks
+//! [`decide`]. On `Rotate { next_counter }` it runs, in one transaction,
+//! `UPDATE refresh_token_families SET counter = $next WHERE family_id = $f AND
+//! counter = $presented AND revoked_at IS NULL` and inserts the successor's
+//! hash with `$next`. Of concurrent refreshes with one token exactly one
+//! updates a row; the others update none and are treated as reuse. Old token
+//! rows are kept until the family expires, so a replayed token is recognised.
+
+use std::fmt;
+
+use jiff::{SignedDuration, Timestamp};
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq as _;
+use zeroize::Zeroizing;
+
+use super::encoding::{b64url, sha256};
+
+/// Random bytes in a refresh token or client secret.
+pub const SECRET_BYTES: usize = 32;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RefreshError {
+    #[error("refresh token lifetime must be positive, got {0}")]
+    NonPositiveLifetime(SignedDuration),
+
+    #[error("refresh token expiry is out of range")]
+    OutOfRange,
+}
+
+/// A secret handed to a client once: a refresh token or a client secret.
+/// Never printed; store only its [`SecretHash`].
+pub struct SecretString(Zeroizing<String>);
+
+impl SecretString {
+    /// 256 random bits, base64url (43 characters).
+    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let mut bytes = Zeroizing::new([0u8; SECRET_BYTES]);
+        rng.fill_bytes(bytes.as_mut());
+        Self(Zeroizing::new(b64url(bytes.as_ref())))
+    }
+
+    /// The value, to send to the client.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn hash(&self) -> SecretHash {
+        SecretHash::of(&self.0)
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretString(<redacted>)")
+    }
+}
+
+/// SHA-256 of a secret: the stored form of refresh tokens and client secrets.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SecretHash([u8; 32]);
+
+impl SecretHash {
+    /// The hash of a presented value.
+    pub fn of(presented: &str) -> Self {
+        Self(sha256(presented.as_bytes()))
+    }
+
+    /// A hash read back from the store.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Whether `presented` hashes to this value, in constant time (client
+    /// secret check, after loading the client's stored hash).
+    pub fn matches(&self, presented: &str) -> bool {
+        bool::from(Self::of(presented).0.ct_eq(&self.0))
+    }
+}
+
+/// `sha256:` and the lowercase hex digest: the text form the operator
+/// already writes for client secrets (`controller::secrets::hash_secret`).
+impl fmt::Display for SecretHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(HASH_PREFIX)?;
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+const HASH_PREFIX: &str = "sha256:";
+
+impl SecretHash {
+    /// Reads the [`Display`](fmt::Display) form back.
+    pub fn parse(text: &str) -> Option<Self> {
+        let hex = text.strip_prefix(HASH_PREFIX)?;
+        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+            *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+        }
+        Some(Self(bytes))
+    }
+}
+
+impl fmt::Debug for SecretHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretHash({}…)", &b64url(&self.0)[..8])
+    }
+}
+
+/// The id of a refresh-token family: every token descending from one sign-in.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(transparent)]
+pub struct FamilyId(String);
+
+impl FamilyId {
+    /// 128 random bits, base64url.
+    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let mut bytes = [0u8; 16];
+        rng.fill_bytes(&mut bytes);
+        Self(b64url(&bytes))
+    }
+
+    /// An id read back from the store.
+    pub fn from_stored(id: String) -> Self {
+        Self(id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A family's row, as the rotation decision needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FamilyRecord {
+    pub family_id: FamilyId,
+    /// Counter of the only token of the family that may still be used.
+    pub counter: u32,
+    pub revoked: bool,
+    pub expires_at: Timestamp,
+}
+
+/// A refresh token just issued: `token` goes to the client, the rest to the
+/// store.
+#[derive(Debug)]
+pub struct IssuedRefreshToken {
+    pub token: SecretString,
+    pub hash: SecretHash,
+    pub family_id: FamilyId,
+    pub counter: u32,
+}
+
+impl IssuedRefreshToken {
+    fn new<R: CryptoRng + ?Sized>(family_id: FamilyId, counter: u32, rng: &mut R) -> Self {
+        let token = SecretString::generate(rng);
+        let hash = token.hash();
+        Self { token, hash, family_id, counter }
+    }
+}
+
+/// A new family at sign-in, living `lifetime` from `now`, and its first token.
+pub fn start_family<R: CryptoRng + ?Sized>(
+    now: Timestamp,
+    lifetime: SignedDuration,
+    rng: &mut R,
+) -> Result<(FamilyRecord, IssuedRefreshToken), RefreshError> {
+    if lifetime <= SignedDuration::ZERO {
+        return Err(RefreshError::NonPositiveLifetime(lifetime));
+    }
+    let expires_at = now.checked_add(lifetime).map_err(|_| RefreshError::OutOfRange)?;
+    let family_id = FamilyId::generate(rng);
+    let record = FamilyRecord { family_id: family_id.clone(), counter: 0, revoked: false, expires_at };
+    Ok((record, IssuedRefreshToken::new(family_id, 0, rng)))
+}
+
+/// The token that replaces the presented one after [`RefreshDecision::Rotate`].
+pub fn successor<R: CryptoRng + ?Sized>(
+    family_id: &FamilyId,
+    next_counter: u32,
+    rng: &mut R,
+) -> IssuedRefreshToken {
+    IssuedRefreshToken::new(family_id.clone(), next_counter, rng)
+}
+
+/// What to do with a presented refresh token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefreshDecision {
+    /// The current token: issue its successor with `next_counter`.
+    Rotate { next_counter: u32 },
+    /// An already rotated token came back, so one of its holders is not the
+    /// client: revoke every token of the family (RFC 9700 §4.14.2).
+    ReuseDetected { revoke_family: FamilyId },
+    /// The family outlived its lifetime.
+    Expired,
+    /// The family was revoked (by reuse detection, logout or an admin).
+    Revoked,
+}
+
+impl RefreshDecision {
+    /// Every refusal is `invalid_grant` (RFC 6749 §5.2).
+    pub fn error_code(&self) -> Option<&'static str> {
+        match self {
+            Self::Rotate { .. } => None,
+            Self::ReuseDetected { .. } | Self::Expired | Self::Revoked => Some("invalid_grant"),
+        }
+    }
+}
+
+/// Decides on a token with counter `presented_counter` of `family` at `now`.
+pub fn decide(family: &FamilyRecord, presented_counter: u32, now: Timestamp) -> RefreshDecision {
+    if family.revoked {
+        return RefreshDecision::Revoked;
+    }
+    if now >= family.expires_at {
+        return RefreshDecision::Expired;
+    }
+    if presented_counter != family.counter {
+        // Older: replayed. Newer: the store is inconsistent; fail closed.
+        return RefreshDecision::ReuseDetected { revoke_family: family.family_id.clone() };
+    }
+    match family.counter.checked_add(1) {
+        Some(next_counter) => RefreshDecision::Rotate { next_counter },
+        None => RefreshDecision::Expired,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng as _;
+
+    fn now() -> Timestamp {
+        "2026-03-01T12:00:00Z".parse().unwrap()
+    }
+
+    fn family() -> FamilyRecord {
+        FamilyRecord {
+            family_id: FamilyId::from_stored("fam-1".into()),
+            counter: 3,
+            revoked: false,
+            expires_at: now() + SignedDuration::from_hours(720),
+        }
+    }
+
+    #[test]
+    fn the_current_token_rotates_to_the_next_counter() {
+        assert_eq!(decide(&family(), 3, now()), RefreshDecision::Rotate { next_counter: 4 });
+    }
+
+    #[test]
+    fn an_old_token_is_reuse_and_revokes_the_family() {
+        let decision = decide(&family(), 2, now());
+        assert_eq!(
+            decision,
+            RefreshDecision::ReuseDetected { revoke_family: FamilyId::from_stored("fam-1".into()) }
+        );
+        assert_eq!(decision.error_code(), Some("invalid_grant"));
+        assert!(matches!(decide(&family(), 0, now()), RefreshDecision::ReuseDetected { .. }));
+    }
+
+    #[test]
+    fn a_counter_ahead_of_the_family_fails_closed() {
+        assert!(matches!(decide(&family(), 4, now()), RefreshDecision::ReuseDetected { .. }));
+    }
+
+    #[test]
+    fn a_revoked_family_refuses_every_token() {
+        let revoked = FamilyRecord { revoked: true, ..family() };
+        assert_eq!(decide(&revoked, 3, now()), RefreshDecision::Revoked);
+        assert_eq!(decide(&revoked, 1, now()), RefreshDecision::Revoked);
+    }
+
+    #[test]
+    fn an_expired_family_refuses_its_current_token() {
+        let f = family();
+        assert_eq!(decide(&f, 3, f.expires_at), RefreshDecision::Expired);
+        assert_eq!(
+            decide(&f, 3, f.expires_at - SignedDuration::from_secs(1)),
+            RefreshDecision::Rotate { next_counter: 4 }
+        );
+    }
+
+    #[test]
+    fn after_a_rotation_the_predecessor_is_reuse() {
+        // Simulates what the store does with the decisions.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let (mut record, first) = start_family(now(), SignedDuration::from_hours(720), &mut rng).unwrap();
+        assert_eq!(first.counter, 0);
+        let RefreshDecision::Rotate { next_counter } = decide(&record, first.counter, now()) else {
+            panic!("the first token must rotate");
+        };
+        let second = successor(&record.family_id, next_counter, &mut rng);
+        record.counter = next_counter;
+        assert_ne!(second.token.expose(), first.token.expose());
+        assert_eq!(decide(&record, second.counter, now()), RefreshDecision::Rotate { next_counter: 2 });
+        assert_eq!(
+            decide(&record, first.counter, now()),
+            RefreshDecision::ReuseDetected { revoke_family: record.family_id.clone() }
+        );
+    }
+
+    #[test]
+    fn tokens_are_256_bit_base64url_and_stored_only_as_their_hash() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        let (_, issued) = start_family(now(), SignedDuration::from_hours(1), &mut rng).unwrap();
+        let token = issued.token.expose();
+        assert_eq!(token.len(), 43);
+        assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_eq!(issued.hash, SecretHash::of(token));
+        assert_ne!(issued.hash.as_bytes().as_slice(), token.as_bytes());
+        assert!(!format!("{issued:?}").contains(token), "Debug must not print the token");
+    }
+
+    #[test]
+    fn a_client_secret_matches_only_its_own_hash() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let secret = SecretString::generate(&mut rng);
+        let stored = SecretHash::from_bytes(secret.hash().as_bytes()).unwrap();
+        assert!(stored.matches(secret.expose()));
+        assert!(!stored.matches(&secret.expose()[1..]));
+        assert!(!stored.matches(""));
+        assert_eq!(SecretHash::from_bytes(&[0; 31]), None);
+    }
+
+    #[test]
+    fn the_hash_text_form_is_the_operators_sha256_hex() {
+        // SHA-256("abc"), FIPS 180-2 Appendix B.1.
+        let hash = SecretHash::of("abc");
+        let text = hash.to_string();
+        assert_eq!(text, "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(SecretHash::parse(&text), Some(hash));
+        assert_eq!(SecretHash::parse(&text.to_uppercase()), None);
+        assert_eq!(SecretHash::parse(&text[..70]), None);
+        assert_eq!(SecretHash::parse(text.trim_start_matches("sha256:")), None);
+    }
+
+    #[test]
+    fn a_family_needs_a_positive_lifetime() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(10);
+        assert_eq!(
+            start_family(now(), SignedDuration::ZERO, &mut rng).unwrap_err(),
+            RefreshError::NonPositiveLifetime(SignedDuration::ZERO)
+        );
+    }
+}

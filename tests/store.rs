@@ -1,0 +1,907 @@
+//! The store, on both backends: every case below runs on SQLite (in memory)
+//! and on a real PostgreSQL server started by the harness
+//! (`support/postgres.rs`), with a fresh database per case.
+
+#[path = "support/postgres.rs"]
+mod postgres;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis::authz::{Principal, Scope};
+use portcullis::store::follow::principal_key;
+use portcullis::store::*;
+
+const ORG: &str = "acme";
+/// How long any awaited event may take before the test fails.
+const DEADLINE: Duration = Duration::from_secs(15);
+
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::sqlite_store().await).await;
+                }
+            )*
+        }
+        mod postgresql {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::postgres_store().await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    upsert_is_idempotent,
+    stale_generation_is_ignored,
+    same_generation_with_another_spec_applies,
+    delete_leaves_a_tombstone,
+    stale_delete_keeps_the_newer_object,
+    recreated_object_replaces_the_old_uid,
+    second_organization_in_a_namespace_is_refused,
+    every_desired_kind_round_trips,
+    signing_keys_round_trip,
+    users_crud_and_case_insensitive_names,
+    user_updates_check_the_version,
+    secrets_never_show_in_debug_output,
+    mfa_enrolments,
+    groups_and_memberships,
+    replacing_members_is_all_or_nothing,
+    every_commit_is_announced_once_and_rollbacks_never,
+    changes_since_catches_up_from_the_log,
+    follower_reflects_assignment_changes,
+    follower_follows_groups_users_and_roles,
+    follower_snapshots_are_never_half_a_transaction,
+    follower_keeps_following_while_readers_hold_old_snapshots,
+);
+
+async fn sqlite_store() -> Store {
+    Store::connect("sqlite::memory:").await.expect("open an in-memory SQLite store")
+}
+
+async fn postgres_store() -> Store {
+    postgres_store_and_url().await.0
+}
+
+async fn postgres_store_and_url() -> (Store, String) {
+    let url = tokio::task::spawn_blocking(|| postgres::Postgres::shared().create_database())
+        .await
+        .expect("create a database");
+    (Store::connect(&url).await.expect("connect to the test PostgreSQL"), url)
+}
+
+// === Builders. ===
+
+fn meta(uid: &str, name: &str, generation: i64) -> ObjectMeta {
+    ObjectMeta::new(uid, ORG, name, generation)
+}
+
+fn organization(uid: &str, catalog: &[&str]) -> OrganizationRecord {
+    let catalog: Vec<String> = catalog.iter().map(|p| p.to_string()).collect();
+    OrganizationRecord {
+        meta: meta(uid, "acme", 1),
+        display_name: "Acme".into(),
+        spec_json: serde_json::json!({ "displayName": "Acme", "permissions": catalog }).to_string(),
+        catalog,
+        workspaces: vec!["eu".into(), "us".into()],
+    }
+}
+
+fn role(uid: &str, name: &str, generation: i64, permissions: &[&str]) -> RoleRecord {
+    let permissions: Vec<String> = permissions.iter().map(|p| p.to_string()).collect();
+    RoleRecord {
+        meta: meta(uid, name, generation),
+        scope: RoleScope::Organization,
+        spec_json: serde_json::json!({ "permissions": permissions }).to_string(),
+        permissions,
+        included_roles: Vec::new(),
+    }
+}
+
+fn assignment(uid: &str, name: &str, kind: PrincipalKind, principal: &str, role: &str) -> AssignmentRecord {
+    AssignmentRecord {
+        meta: meta(uid, name, 1),
+        principal_kind: kind,
+        principal_name: principal.into(),
+        role: role.into(),
+        workspace: None,
+        expires_at_ms: None,
+        spec_json: serde_json::json!({ "principal": principal, "kind": format!("{kind:?}"), "role": role })
+            .to_string(),
+    }
+}
+
+fn applied(outcome: ApplyOutcome) -> i64 {
+    match outcome {
+        ApplyOutcome::Applied { seq } => seq,
+        other => panic!("expected the write to apply, got {other:?}"),
+    }
+}
+
+async fn next_notice(subscription: &mut ChangeSubscription) -> Arc<ChangeNotice> {
+    match tokio::time::timeout(DEADLINE, subscription.recv()).await {
+        Ok(Some(ChangeEvent::Committed(notice))) => notice,
+        Ok(other) => panic!("expected a change notice, got {other:?}"),
+        Err(_) => panic!("no change notice within {DEADLINE:?}"),
+    }
+}
+
+async fn next_seq(subscription: &mut ChangeSubscription) -> i64 {
+    next_notice(subscription).await.seq
+}
+
+async fn snapshot_at(follower: &IndexFollower, seq: i64) -> Arc<IndexSnapshot> {
+    let mut snapshots = follower.subscribe();
+    let seen = tokio::time::timeout(DEADLINE, snapshots.wait_for(|s| s.seq >= seq))
+        .await
+        .unwrap_or_else(|_| panic!("the follower did not reach change {seq} within {DEADLINE:?}"))
+        .expect("the follower is running");
+    Arc::clone(&seen)
+}
+
+fn allows(snapshot: &Arc<IndexSnapshot>, user: &str, permission: &str) -> bool {
+    let principal = principal_key(&Principal::user(user));
+    snapshot.index.check(&principal, permission, &Scope::Organization, 0).is_allowed()
+}
+
+// === Desired state. ===
+
+async fn upsert_is_idempotent(store: Store) {
+    let viewer = role("uid-viewer", "viewer", 1, &["journeys.read"]);
+    applied(store.apply(&viewer).await.unwrap());
+    assert_eq!(store.apply(&viewer).await.unwrap(), ApplyOutcome::Unchanged);
+    assert_eq!(store.get::<RoleRecord>(ORG, "viewer").await.unwrap(), Some(viewer.clone()));
+    assert_eq!(store.list::<RoleRecord>(ORG).await.unwrap(), vec![viewer]);
+}
+
+async fn stale_generation_is_ignored(store: Store) {
+    let newer = role("uid-editor", "editor", 3, &["journeys.read", "journeys.publish"]);
+    applied(store.apply(&newer).await.unwrap());
+    let older = role("uid-editor", "editor", 2, &["journeys.read"]);
+    assert_eq!(store.apply(&older).await.unwrap(), ApplyOutcome::Stale { stored_generation: 3 });
+    assert_eq!(store.get::<RoleRecord>(ORG, "editor").await.unwrap(), Some(newer));
+}
+
+async fn same_generation_with_another_spec_applies(store: Store) {
+    // Writers without generations (standalone mode) keep generation 1.
+    applied(store.apply(&role("uid-r", "r", 1, &["journeys.read"])).await.unwrap());
+    let changed = role("uid-r", "r", 1, &["journeys.publish"]);
+    applied(store.apply(&changed).await.unwrap());
+    assert_eq!(store.get::<RoleRecord>(ORG, "r").await.unwrap(), Some(changed));
+}
+
+async fn delete_leaves_a_tombstone(store: Store) {
+    let viewer = role("uid-viewer", "viewer", 1, &["journeys.read"]);
+    applied(store.apply(&viewer).await.unwrap());
+    assert!(matches!(
+        store.delete::<RoleRecord>(&meta("uid-viewer", "viewer", 2)).await.unwrap(),
+        DeleteOutcome::Deleted { .. }
+    ));
+    assert_eq!(store.get::<RoleRecord>(ORG, "viewer").await.unwrap(), None);
+
+    // A replayed write from before the delete does not bring it back.
+    assert_eq!(store.apply(&viewer).await.unwrap(), ApplyOutcome::Deleted { deleted_generation: 2 });
+    assert_eq!(store.get::<RoleRecord>(ORG, "viewer").await.unwrap(), None);
+
+    // A delete of something never stored still blocks its late creation.
+    assert_eq!(
+        store.delete::<RoleRecord>(&meta("uid-ghost", "ghost", 1)).await.unwrap(),
+        DeleteOutcome::Absent
+    );
+    assert_eq!(
+        store.apply(&role("uid-ghost", "ghost", 1, &["journeys.read"])).await.unwrap(),
+        ApplyOutcome::Deleted { deleted_generation: 1 }
+    );
+    // Deleting twice is fine.
+    assert_eq!(
+        store.delete::<RoleRecord>(&meta("uid-viewer", "viewer", 2)).await.unwrap(),
+        DeleteOutcome::Absent
+    );
+    // Purged tombstones are forgotten.
+    assert_eq!(store.purge_tombstones(i64::MAX).await.unwrap(), 2);
+}
+
+async fn stale_delete_keeps_the_newer_object(store: Store) {
+    let current = role("uid-r", "r", 5, &["journeys.read"]);
+    applied(store.apply(&current).await.unwrap());
+    assert_eq!(
+        store.delete::<RoleRecord>(&meta("uid-r", "r", 4)).await.unwrap(),
+        DeleteOutcome::Stale { stored_generation: 5 }
+    );
+    assert_eq!(store.get::<RoleRecord>(ORG, "r").await.unwrap(), Some(current));
+}
+
+async fn recreated_object_replaces_the_old_uid(store: Store) {
+    applied(store.apply(&role("uid-old", "viewer", 7, &["journeys.read"])).await.unwrap());
+    let mut changes = store.subscribe().await.unwrap();
+    let recreated = role("uid-new", "viewer", 1, &["journeys.read", "journeys.publish"]);
+    applied(store.apply(&recreated).await.unwrap());
+    assert_eq!(store.get::<RoleRecord>(ORG, "viewer").await.unwrap(), Some(recreated));
+    assert_eq!(store.list_uids::<RoleRecord>(ORG).await.unwrap(), vec!["uid-new".to_owned()]);
+    // Both are announced in one notice; the old uid is tombstoned.
+    let notice = next_notice(&mut changes).await;
+    let uids: Vec<&str> = notice
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Resource { uid, .. } => Some(uid.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(uids, ["uid-old", "uid-new"]);
+    assert_eq!(
+        store.apply(&role("uid-old", "viewer", 7, &["journeys.read"])).await.unwrap(),
+        ApplyOutcome::Deleted { deleted_generation: 7 }
+    );
+}
+
+async fn second_organization_in_a_namespace_is_refused(store: Store) {
+    applied(store.apply(&organization("uid-org", &["journeys.read"])).await.unwrap());
+    let mut other = organization("uid-other", &["journeys.read"]);
+    other.meta.name = "acme-two".into();
+    let error = store.apply(&other).await.unwrap_err();
+    assert!(
+        matches!(error, StoreError::OrganizationConflict { ref existing, .. } if existing == "acme"),
+        "{error}"
+    );
+    assert_eq!(store.list::<OrganizationRecord>(ORG).await.unwrap().len(), 1);
+}
+
+async fn every_desired_kind_round_trips(store: Store) {
+    let org = organization("uid-org", &["journeys.read", "journeys.publish"]);
+    applied(store.apply(&org).await.unwrap());
+    assert_eq!(store.get::<OrganizationRecord>(ORG, "acme").await.unwrap(), Some(org));
+
+    let mut composite = role("uid-admin", "admin", 1, &["journeys.*"]);
+    composite.scope = RoleScope::Workspace;
+    composite.included_roles = vec!["viewer".into()];
+    applied(store.apply(&composite).await.unwrap());
+    assert_eq!(store.get_by_uid::<RoleRecord>("uid-admin").await.unwrap(), Some(composite));
+
+    let mut grant = assignment("uid-ra", "ra", PrincipalKind::Group, "Editors", "admin");
+    grant.workspace = Some("eu".into());
+    grant.expires_at_ms = Some(1_900_000_000_123);
+    applied(store.apply(&grant).await.unwrap());
+    assert_eq!(store.get::<AssignmentRecord>(ORG, "ra").await.unwrap(), Some(grant));
+
+    let idp = IdentityProviderRecord {
+        meta: meta("uid-idp", "okta", 1),
+        protocol: "oidc".into(),
+        stage: "Testing".into(),
+        email_domains: vec!["acme.com".into()],
+        scim_enabled: true,
+        spec_json: r#"{"type":"oidc"}"#.into(),
+    };
+    applied(store.apply(&idp).await.unwrap());
+    assert_eq!(store.get::<IdentityProviderRecord>(ORG, "okta").await.unwrap(), Some(idp));
+
+    let client = OAuthClientRecord {
+        meta: meta("uid-client", "portal", 1),
+        client_type: "confidential".into(),
+        redirect_uris: vec!["https://portal.acme.com/callback".into()],
+        spec_json: r#"{"type":"confidential"}"#.into(),
+        secret_hash: None,
+    };
+    applied(store.apply(&client).await.unwrap());
+    let hash = SecretString::new("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA");
+    assert!(store.set_oauth_client_secret_hash(ORG, "portal", Some(&hash)).await.unwrap());
+    assert!(!store.set_oauth_client_secret_hash(ORG, "nobody", Some(&hash)).await.unwrap());
+    // A later spec write keeps the secret hash.
+    let mut updated = client.clone();
+    updated.meta.generation = 2;
+    updated.redirect_uris.push("https://portal.acme.com/other".into());
+    applied(store.apply(&updated).await.unwrap());
+    let stored = store.get::<OAuthClientRecord>(ORG, "portal").await.unwrap().unwrap();
+    assert_eq!(stored.redirect_uris, updated.redirect_uris);
+    assert_eq!(stored.secret_hash, Some(hash));
+
+    // Other namespaces are other organizations.
+    assert!(store.list::<RoleRecord>("globex").await.unwrap().is_empty());
+}
+
+async fn signing_keys_round_trip(store: Store) {
+    let mut key = SigningKeyRecord {
+        organization: ORG.into(),
+        kid: "k1".into(),
+        algorithm: "ES256".into(),
+        state: SigningKeyState::Next,
+        public_jwk: r#"{"kty":"EC","crv":"P-256","x":"x","y":"y","kid":"k1"}"#.into(),
+        created_ms: 1_000,
+        activates_ms: Some(2_000),
+        retires_ms: None,
+    };
+    store.put_signing_key(&key).await.unwrap();
+    key.state = SigningKeyState::Active;
+    store.put_signing_key(&key).await.unwrap();
+    assert_eq!(store.list_signing_keys(ORG).await.unwrap(), vec![key]);
+    assert!(store.delete_signing_key(ORG, "k1").await.unwrap());
+    assert!(!store.delete_signing_key(ORG, "k1").await.unwrap());
+    assert!(store.list_signing_keys(ORG).await.unwrap().is_empty());
+}
+
+// === Identities. ===
+
+fn new_user(name: &str) -> NewUser {
+    NewUser {
+        display_name: Some(format!("{name} Example")),
+        emails: vec![Email::primary(format!("{name}@acme.com"))],
+        ..NewUser::new(ORG, name, UserSource::Scim)
+    }
+}
+
+async fn users_crud_and_case_insensitive_names(store: Store) {
+    let alice = store.create_user(&new_user("Alice")).await.unwrap();
+    assert_eq!(alice.user_name, "Alice");
+    assert_eq!(alice.version, 1);
+    assert_eq!(store.get_user(ORG, &alice.id).await.unwrap(), Some(alice.clone()));
+    assert_eq!(store.find_user_by_name(ORG, "aLiCe").await.unwrap(), Some(alice.clone()));
+    assert_eq!(store.find_users_by_email(ORG, "ALICE@acme.com").await.unwrap(), vec![alice.clone()]);
+    // Another organization does not see her, and may have its own Alice.
+    assert_eq!(store.get_user("globex", &alice.id).await.unwrap(), None);
+    store.create_user(&NewUser::new("globex", "alice", UserSource::Local)).await.unwrap();
+
+    let error = store.create_user(&new_user("ALICE")).await.unwrap_err();
+    assert!(
+        matches!(&error, StoreError::AlreadyExists { what: "userName", value, .. } if value == "ALICE"),
+        "{error:?}"
+    );
+    assert!(error.is_conflict());
+
+    let bob = store
+        .create_user(&NewUser { external_id: Some("okta-00u1".into()), ..new_user("bob") })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.find_user_by_external_id(ORG, "okta-00u1").await.unwrap().map(|u| u.id),
+        Some(bob.id.clone())
+    );
+    assert_eq!(store.count_users(ORG).await.unwrap(), 2);
+    let page: Vec<String> =
+        store.list_users(ORG, 0, 10).await.unwrap().into_iter().map(|u| u.user_name).collect();
+    assert_eq!(page, ["Alice", "bob"]);
+    assert_eq!(store.list_users(ORG, 1, 10).await.unwrap().len(), 1);
+
+    store.set_user_active(ORG, &bob.id, false).await.unwrap();
+    store.record_login(ORG, &bob.id, 1_234).await.unwrap();
+    let bob_now = store.get_user(ORG, &bob.id).await.unwrap().unwrap();
+    assert!(!bob_now.active);
+    assert_eq!(bob_now.last_login_ms, Some(1_234));
+
+    assert!(store.delete_user(ORG, &bob.id).await.unwrap());
+    assert!(!store.delete_user(ORG, &bob.id).await.unwrap());
+    assert!(matches!(store.set_user_active(ORG, &bob.id, true).await, Err(StoreError::NotFound { .. })));
+}
+
+async fn user_updates_check_the_version(store: Store) {
+    let alice = store.create_user(&new_user("alice")).await.unwrap();
+    store.create_user(&new_user("bob")).await.unwrap();
+
+    let mut update = UserUpdate::from(&alice);
+    update.display_name = Some("Alice Liddell".into());
+    update.emails = vec![Email::primary("alice@wonderland.example"), Email::primary("al@acme.com")];
+    let updated = store.update_user(ORG, &alice.id, &update, Some(alice.version)).await.unwrap();
+    assert_eq!(updated.version, alice.version + 1);
+    assert_eq!(updated.display_name.as_deref(), Some("Alice Liddell"));
+    assert_eq!(updated.emails.len(), 2);
+    assert!(store.find_users_by_email(ORG, "alice@acme.com").await.unwrap().is_empty());
+
+    // Writing with the version read before that update loses.
+    let error = store.update_user(ORG, &alice.id, &update, Some(alice.version)).await.unwrap_err();
+    assert!(matches!(error, StoreError::VersionMismatch { expected: 1, found: 2, .. }), "{error:?}");
+
+    // Renaming onto a taken name is refused, whatever the case.
+    update.user_name = "BOB".into();
+    let error = store.update_user(ORG, &alice.id, &update, None).await.unwrap_err();
+    assert!(matches!(error, StoreError::AlreadyExists { what: "userName", .. }), "{error:?}");
+    let error = store.update_user(ORG, "no-such-id", &update, None).await.unwrap_err();
+    assert!(matches!(error, StoreError::NotFound { what: "user", .. }), "{error:?}");
+}
+
+async fn secrets_never_show_in_debug_output(store: Store) {
+    let secret = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$c2VjcmV0aGFzaA";
+    let user = store
+        .create_user(&NewUser { password_hash: Some(SecretString::new(secret)), ..new_user("carol") })
+        .await
+        .unwrap();
+    assert_eq!(user.password_hash.as_ref().map(SecretString::expose), Some(secret));
+    let printed = format!("{user:?}");
+    assert!(!printed.contains("c2VjcmV0aGFzaA"), "{printed}");
+    assert!(printed.contains("<redacted>"), "{printed}");
+
+    let sealed = SecretString::new("sealed:totp-secret-ciphertext");
+    let factor = store
+        .add_mfa_enrolment(ORG, &user.id, Some("phone"), &MfaFactor::Totp { sealed_secret: sealed }, 5)
+        .await
+        .unwrap();
+    assert!(!format!("{factor:?}").contains("ciphertext"));
+    store.set_password_hash(ORG, &user.id, None).await.unwrap();
+    assert_eq!(store.get_user(ORG, &user.id).await.unwrap().unwrap().password_hash, None);
+}
+
+async fn mfa_enrolments(store: Store) {
+    let alice = store.create_user(&new_user("alice")).await.unwrap();
+    let key =
+        MfaFactor::WebAuthn { credential_id: "cred-1".into(), public_key: "pQECAyYg".into(), sign_count: 0 };
+    let enrolment = store.add_mfa_enrolment(ORG, &alice.id, Some("YubiKey"), &key, 10).await.unwrap();
+    let error = store.add_mfa_enrolment(ORG, &alice.id, None, &key, 11).await.unwrap_err();
+    assert!(matches!(error, StoreError::AlreadyExists { what: "WebAuthn credential", .. }), "{error:?}");
+    let error = store.add_mfa_enrolment(ORG, "nobody", None, &key, 11).await.unwrap_err();
+    assert!(matches!(error, StoreError::NotFound { what: "user", .. }), "{error:?}");
+
+    assert!(store.record_mfa_use(ORG, &enrolment.id, Some(7), 20).await.unwrap());
+    let listed = store.list_mfa_enrolments(ORG, &alice.id).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].last_used_ms, Some(20));
+    assert!(matches!(listed[0].factor, MfaFactor::WebAuthn { sign_count: 7, .. }));
+    // Not reachable from another organization.
+    assert!(!store.delete_mfa_enrolment("globex", &enrolment.id).await.unwrap());
+    assert!(store.delete_mfa_enrolment(ORG, &enrolment.id).await.unwrap());
+    assert!(store.list_mfa_enrolments(ORG, &alice.id).await.unwrap().is_empty());
+}
+
+fn new_group(name: &str) -> NewGroup {
+    NewGroup {
+        organization: ORG.into(),
+        display_name: name.into(),
+        source: GroupSource::Idp,
+        external_id: None,
+    }
+}
+
+async fn groups_and_memberships(store: Store) {
+    let editors = store.create_group(&new_group("Editors")).await.unwrap();
+    let error = store.create_group(&new_group("editors")).await.unwrap_err();
+    assert!(matches!(error, StoreError::AlreadyExists { what: "group displayName", .. }), "{error:?}");
+    let alice = store.create_user(&new_user("alice")).await.unwrap();
+    let bob = store.create_user(&new_user("bob")).await.unwrap();
+
+    assert!(store.add_member(ORG, &editors.id, &alice.id).await.unwrap());
+    assert!(!store.add_member(ORG, &editors.id, &alice.id).await.unwrap(), "already a member");
+    assert!(store.add_member(ORG, &editors.id, &bob.id).await.unwrap());
+    let error = store.add_member(ORG, &editors.id, "nobody").await.unwrap_err();
+    assert!(matches!(error, StoreError::NotFound { what: "user", .. }), "{error:?}");
+    // A user of another organization cannot join.
+    let stranger = store.create_user(&NewUser::new("globex", "eve", UserSource::Local)).await.unwrap();
+    assert!(store.add_member(ORG, &editors.id, &stranger.id).await.is_err());
+
+    assert_eq!(store.count_members(ORG, &editors.id).await.unwrap(), 2);
+    let members: Vec<String> =
+        store.list_members(ORG, &editors.id, 0, 10).await.unwrap().into_iter().map(|m| m.user_name).collect();
+    assert_eq!(members, ["alice", "bob"]);
+    assert_eq!(store.groups_of_user(ORG, &alice.id).await.unwrap().len(), 1);
+    // Membership changes move the group's ETag.
+    assert!(store.get_group(ORG, &editors.id).await.unwrap().unwrap().version > editors.version);
+
+    assert!(store.remove_member(ORG, &editors.id, &bob.id).await.unwrap());
+    assert!(!store.remove_member(ORG, &editors.id, &bob.id).await.unwrap());
+
+    // Deleting a user ends its memberships.
+    store.delete_user(ORG, &alice.id).await.unwrap();
+    assert_eq!(store.count_members(ORG, &editors.id).await.unwrap(), 0);
+
+    let renamed = store.update_group(ORG, &editors.id, "Publishers", Some("okta-g1"), None).await.unwrap();
+    assert_eq!(store.find_group_by_name(ORG, "publishers").await.unwrap(), Some(renamed.clone()));
+    store.create_group(&new_group("Viewers")).await.unwrap();
+    let error = store.update_group(ORG, &editors.id, "VIEWERS", None, None).await.unwrap_err();
+    assert!(matches!(error, StoreError::AlreadyExists { .. }), "{error:?}");
+    let error = store.update_group(ORG, &editors.id, "Other", None, Some(editors.version)).await.unwrap_err();
+    assert!(matches!(error, StoreError::VersionMismatch { .. }), "{error:?}");
+    assert_eq!(store.count_groups(ORG).await.unwrap(), 2);
+    assert_eq!(store.list_groups(ORG, 0, 1).await.unwrap()[0].display_name, "Publishers");
+    assert!(store.delete_group(ORG, &editors.id).await.unwrap());
+    assert_eq!(store.get_group(ORG, &editors.id).await.unwrap(), None);
+}
+
+async fn replacing_members_is_all_or_nothing(store: Store) {
+    let group = store.create_group(&new_group("Everyone")).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..1_200 {
+        ids.push(store.create_user(&new_user(&format!("user{i:04}"))).await.unwrap().id);
+    }
+    store.replace_members(ORG, &group.id, &ids).await.unwrap();
+    assert_eq!(store.count_members(ORG, &group.id).await.unwrap(), 1_200);
+
+    let mut with_unknown = ids[..10].to_vec();
+    with_unknown.push("not-a-user".into());
+    let error = store.replace_members(ORG, &group.id, &with_unknown).await.unwrap_err();
+    assert!(matches!(&error, StoreError::NotFound { id, .. } if id == "not-a-user"), "{error:?}");
+    assert_eq!(store.count_members(ORG, &group.id).await.unwrap(), 1_200, "rolled back");
+
+    store.replace_members(ORG, &group.id, &ids[..3]).await.unwrap();
+    assert_eq!(store.count_members(ORG, &group.id).await.unwrap(), 3);
+}
+
+// === Change notification. ===
+
+async fn every_commit_is_announced_once_and_rollbacks_never(store: Store) {
+    let mut changes = store.subscribe().await.unwrap();
+
+    let seq = applied(store.apply(&role("uid-viewer", "viewer", 1, &["journeys.read"])).await.unwrap());
+    let notice = next_notice(&mut changes).await;
+    assert_eq!(notice.seq, seq);
+    assert_eq!(notice.organization, ORG);
+    assert_eq!(
+        notice.changes,
+        [Change::Resource {
+            kind: ResourceKind::Role,
+            namespace: ORG.into(),
+            name: "viewer".into(),
+            uid: "uid-viewer".into()
+        }]
+    );
+
+    let alice = store.create_user(&new_user("alice")).await.unwrap();
+    let notice = next_notice(&mut changes).await;
+    assert_eq!(notice.seq, seq + 1);
+    assert_eq!(notice.changes, [Change::User { organization: ORG.into(), id: alice.id.clone() }]);
+
+    // Nothing is announced for writes that change nothing or roll back …
+    store.apply(&role("uid-viewer", "viewer", 1, &["journeys.read"])).await.unwrap();
+    store.create_user(&new_user("ALICE")).await.unwrap_err();
+    let group = store.create_group(&new_group("Editors")).await.unwrap();
+    store.replace_members(ORG, &group.id, &[alice.id.clone(), "nobody".into()]).await.unwrap_err();
+    // … so the next notice is the group's, right after alice's.
+    let notice = next_notice(&mut changes).await;
+    assert_eq!(notice.seq, seq + 2);
+    assert_eq!(notice.changes, [Change::Group { organization: ORG.into(), id: group.id.clone() }]);
+
+    store.add_member(ORG, &group.id, &alice.id).await.unwrap();
+    let notice = next_notice(&mut changes).await;
+    assert_eq!(
+        notice.changes,
+        [Change::Membership {
+            organization: ORG.into(),
+            group_id: group.id.clone(),
+            user_id: alice.id.clone()
+        }]
+    );
+    assert_eq!(store.current_seq().await.unwrap(), notice.seq);
+    assert!(changes.try_recv().is_none(), "one notice per commit");
+}
+
+async fn changes_since_catches_up_from_the_log(store: Store) {
+    applied(store.apply(&role("uid-a", "a", 1, &["journeys.read"])).await.unwrap());
+    let mut other = role("uid-b", "b", 1, &["journeys.read"]);
+    other.meta.namespace = "globex".into();
+    applied(store.apply(&other).await.unwrap());
+    applied(store.apply(&role("uid-c", "c", 1, &["journeys.read"])).await.unwrap());
+
+    let all = store.changes_since(None, 0).await.unwrap();
+    assert_eq!(all.iter().map(|n| n.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    let ours = store.changes_since(Some(ORG), 1).await.unwrap();
+    assert_eq!(ours.len(), 1);
+    assert_eq!(ours[0].seq, 3);
+    assert_eq!(store.prune_change_log(i64::MAX).await.unwrap(), 3);
+    assert!(store.changes_since(None, 0).await.unwrap().is_empty());
+    assert_eq!(store.current_seq().await.unwrap(), 3, "the counter survives pruning");
+}
+
+// === The follower. ===
+
+async fn seed_tenant(store: &Store) {
+    applied(
+        store
+            .apply(&organization("uid-org", &["journeys.read", "journeys.publish", "users.invite"]))
+            .await
+            .unwrap(),
+    );
+    applied(store.apply(&role("uid-viewer", "viewer", 1, &["journeys.read"])).await.unwrap());
+    applied(store.apply(&role("uid-publisher", "publisher", 1, &["journeys.publish"])).await.unwrap());
+}
+
+async fn follower_reflects_assignment_changes(store: Store) {
+    seed_tenant(&store).await;
+    let alice = store.create_user(&new_user("Alice")).await.unwrap();
+    let follower = IndexFollower::start(store.clone(), ORG).await.unwrap();
+    assert!(!allows(&follower.current(), "alice", "journeys.publish"));
+
+    // The assignment names her with other case: names are case-insensitive.
+    let grant = assignment("uid-ra", "alice-publishes", PrincipalKind::User, "ALICE", "publisher");
+    let seq = applied(store.apply(&grant).await.unwrap());
+    let snapshot = snapshot_at(&follower, seq).await;
+    assert!(allows(&snapshot, "alice", "journeys.publish"));
+    assert!(!allows(&snapshot, "alice", "users.invite"));
+
+    let DeleteOutcome::Deleted { seq } = store.delete::<AssignmentRecord>(&grant.meta).await.unwrap() else {
+        panic!("the assignment was stored")
+    };
+    assert!(!allows(&snapshot_at(&follower, seq).await, "alice", "journeys.publish"));
+    assert_eq!(store.get_user(ORG, &alice.id).await.unwrap().map(|u| u.user_name).as_deref(), Some("Alice"));
+}
+
+async fn follower_follows_groups_users_and_roles(store: Store) {
+    seed_tenant(&store).await;
+    let alice = store.create_user(&new_user("alice")).await.unwrap();
+    let editors = store.create_group(&new_group("Editors")).await.unwrap();
+    let seq = applied(
+        store
+            .apply(&assignment("uid-ra", "editors-publish", PrincipalKind::Group, "editors", "publisher"))
+            .await
+            .unwrap(),
+    );
+    let follower = IndexFollower::start(store.clone(), ORG).await.unwrap();
+    assert!(follower.current().seq >= seq);
+    assert!(!allows(&follower.current(), "alice", "journeys.publish"));
+
+    let mut changes = store.subscribe().await.unwrap();
+
+    store.add_member(ORG, &editors.id, &alice.id).await.unwrap();
+    assert!(allows(&snapshot_at(&follower, next_seq(&mut changes).await).await, "alice", "journeys.publish"));
+
+    // Role change: the group's grant now gives more.
+    applied(
+        store
+            .apply(&role("uid-publisher", "publisher", 2, &["journeys.publish", "users.invite"]))
+            .await
+            .unwrap(),
+    );
+    assert!(allows(&snapshot_at(&follower, next_seq(&mut changes).await).await, "alice", "users.invite"));
+
+    // Deactivation wins over group grants.
+    store.set_user_active(ORG, &alice.id, false).await.unwrap();
+    assert!(!allows(
+        &snapshot_at(&follower, next_seq(&mut changes).await).await,
+        "alice",
+        "journeys.publish"
+    ));
+    store.set_user_active(ORG, &alice.id, true).await.unwrap();
+    assert!(allows(&snapshot_at(&follower, next_seq(&mut changes).await).await, "alice", "journeys.publish"));
+
+    // Renaming the group away from the assignment's name takes the grant away.
+    store.update_group(ORG, &editors.id, "Writers", None, None).await.unwrap();
+    assert!(!allows(
+        &snapshot_at(&follower, next_seq(&mut changes).await).await,
+        "alice",
+        "journeys.publish"
+    ));
+    store.update_group(ORG, &editors.id, "EDITORS", None, None).await.unwrap();
+    assert!(allows(&snapshot_at(&follower, next_seq(&mut changes).await).await, "alice", "journeys.publish"));
+
+    // Renaming the user keeps her memberships under the new name.
+    let mut update = UserUpdate::from(&alice);
+    update.user_name = "alice.liddell".into();
+    store.update_user(ORG, &alice.id, &update, None).await.unwrap();
+    let snapshot = snapshot_at(&follower, next_seq(&mut changes).await).await;
+    assert!(allows(&snapshot, "alice.liddell", "journeys.publish"));
+    assert!(!allows(&snapshot, "alice", "journeys.publish"));
+
+    // Replacing the members wholesale, then deleting the group.
+    store.replace_members(ORG, &editors.id, &[]).await.unwrap();
+    assert!(!allows(
+        &snapshot_at(&follower, next_seq(&mut changes).await).await,
+        "alice.liddell",
+        "journeys.publish"
+    ));
+    store.replace_members(ORG, &editors.id, std::slice::from_ref(&alice.id)).await.unwrap();
+    assert!(allows(
+        &snapshot_at(&follower, next_seq(&mut changes).await).await,
+        "alice.liddell",
+        "journeys.publish"
+    ));
+    store.delete_group(ORG, &editors.id).await.unwrap();
+    assert!(!allows(
+        &snapshot_at(&follower, next_seq(&mut changes).await).await,
+        "alice.liddell",
+        "journeys.publish"
+    ));
+
+    // The catalog comes from the Organization: a permission it drops grants nothing.
+    applied(
+        store
+            .apply(&assignment("uid-ra2", "alice-view", PrincipalKind::User, "alice.liddell", "viewer"))
+            .await
+            .unwrap(),
+    );
+    assert!(allows(
+        &snapshot_at(&follower, next_seq(&mut changes).await).await,
+        "alice.liddell",
+        "journeys.read"
+    ));
+    let mut smaller = organization("uid-org", &["journeys.publish"]);
+    smaller.meta.generation = 2;
+    applied(store.apply(&smaller).await.unwrap());
+    assert!(!allows(
+        &snapshot_at(&follower, next_seq(&mut changes).await).await,
+        "alice.liddell",
+        "journeys.read"
+    ));
+}
+
+async fn follower_snapshots_are_never_half_a_transaction(store: Store) {
+    // Recreating an assignment under the same name with another role is one
+    // transaction with two changes (old uid gone, new uid there). Every
+    // snapshot a reader sees has exactly one of the two roles' permissions.
+    seed_tenant(&store).await;
+    applied(
+        store
+            .apply(&assignment("uid-0", "alice-access", PrincipalKind::User, "alice", "viewer"))
+            .await
+            .unwrap(),
+    );
+    let follower = IndexFollower::start(store.clone(), ORG).await.unwrap();
+    let mut snapshots = follower.subscribe();
+    let checker = tokio::spawn(async move {
+        let mut seen = 0;
+        while snapshots.changed().await.is_ok() {
+            let snapshot = Arc::clone(&snapshots.borrow_and_update());
+            let read = allows(&snapshot, "alice", "journeys.read");
+            let publish = allows(&snapshot, "alice", "journeys.publish");
+            assert!(
+                read != publish,
+                "half a transaction at seq {}: read={read} publish={publish}",
+                snapshot.seq
+            );
+            seen += 1;
+        }
+        seen
+    });
+    let mut last = 0;
+    for i in 1..=40 {
+        let role = if i % 2 == 0 { "viewer" } else { "publisher" };
+        last = applied(
+            store
+                .apply(&assignment(&format!("uid-{i}"), "alice-access", PrincipalKind::User, "alice", role))
+                .await
+                .unwrap(),
+        );
+    }
+    let snapshot = snapshot_at(&follower, last).await;
+    assert!(allows(&snapshot, "alice", "journeys.read"));
+    drop(snapshot);
+    drop(follower);
+    let seen = tokio::time::timeout(DEADLINE, checker).await.expect("checker ends").expect("checker passed");
+    assert!(seen > 0);
+}
+
+async fn follower_keeps_following_while_readers_hold_old_snapshots(store: Store) {
+    seed_tenant(&store).await;
+    let follower = IndexFollower::start(store.clone(), ORG).await.unwrap();
+    let before = follower.current();
+    let mut held = vec![Arc::clone(&before)];
+    let mut seq = 0;
+    for i in 0..5 {
+        seq = applied(
+            store
+                .apply(&assignment(
+                    &format!("uid-{i}"),
+                    &format!("ra-{i}"),
+                    PrincipalKind::User,
+                    &format!("u{i}"),
+                    "viewer",
+                ))
+                .await
+                .unwrap(),
+        );
+        // Readers that keep every snapshot force the follower to reload.
+        held.push(snapshot_at(&follower, seq).await);
+    }
+    // What a reader holds never changes under it.
+    assert!(!allows(&before, "u0", "journeys.read"));
+    assert!(!allows(&held[1], "u1", "journeys.read"));
+    let latest = snapshot_at(&follower, seq).await;
+    assert!((0..5).all(|i| allows(&latest, &format!("u{i}"), "journeys.read")));
+}
+
+// === Backend-specific. ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_store_uses_wal_and_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("portcullis.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    applied(store.apply(&role("uid-viewer", "viewer", 1, &["journeys.read"])).await.unwrap());
+    store.close().await;
+    drop(store);
+    assert!(dir.path().join("portcullis.db-wal").exists() || dir.path().join("portcullis.db").exists());
+
+    let reopened = Store::connect(&url).await.unwrap();
+    assert!(reopened.get::<RoleRecord>(ORG, "viewer").await.unwrap().is_some());
+    let mode =
+        sqlx::query_scalar::<_, String>("PRAGMA journal_mode").fetch_one(&pool_of(&url).await).await.unwrap();
+    assert_eq!(mode, "wal");
+}
+
+async fn pool_of(url: &str) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(url).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_urls_are_refused_without_echoing_them() {
+    let error = Store::connect("mysql://root:hunter2@localhost/db").await.unwrap_err();
+    assert!(matches!(error, StoreError::UnsupportedUrl { .. }));
+    assert!(!error.to_string().contains("hunter2"));
+}
+
+/// The two migration sets define the same tables and columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_backends_have_the_same_schema() {
+    let sqlite = sqlite_columns().await;
+    let url = tokio::task::spawn_blocking(|| postgres::Postgres::shared().create_database()).await.unwrap();
+    Store::connect(&url).await.unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns \
+         WHERE table_schema = 'public' AND table_name NOT LIKE '\\_sqlx%' ORDER BY 1, 2",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut postgres: Vec<String> = rows.into_iter().map(|(t, c)| format!("{t}.{c}")).collect();
+    postgres.sort();
+    assert_eq!(sqlite, postgres);
+}
+
+async fn sqlite_columns() -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("schema.db").display());
+    Store::connect(&url).await.unwrap();
+    let pool = pool_of(&url).await;
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+         WHERE m.type = 'table' AND m.name NOT LIKE '\\_sqlx%' ESCAPE '\\' ORDER BY 1, 2",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut columns: Vec<String> = rows.into_iter().map(|(t, c)| format!("{t}.{c}")).collect();
+    columns.sort();
+    columns
+}
+
+/// Changes too large for one NOTIFY payload are read back from the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reads_large_notices_from_the_log() {
+    let (store, url) = postgres_store_and_url().await;
+    let mut changes = store.subscribe().await.unwrap();
+    let many: Vec<Change> = (0..200)
+        .map(|i| Change::User {
+            organization: ORG.into(),
+            id: format!("{i:04}-a-user-id-long-enough-to-add-up"),
+        })
+        .collect();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query("INSERT INTO change_log (seq, organization, committed_ms, changes) VALUES (1000, $1, 0, $2)")
+        .bind(ORG)
+        .bind(serde_json::to_string(&many).unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let notice = next_notice(&mut changes).await;
+    assert_eq!(notice.seq, 1000);
+    assert_eq!(notice.changes, many);
+}
+
+/// A dropped LISTEN connection is re-established; subscribers are told they
+/// may have missed notices, and the follower catches up from the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_follower_survives_a_dropped_listen_connection() {
+    let (store, url) = postgres_store_and_url().await;
+    seed_tenant(&store).await;
+    let follower = IndexFollower::start(store.clone(), ORG).await.unwrap();
+    let mut changes = store.subscribe().await.unwrap();
+
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(killed.len(), 1, "one LISTEN connection per store");
+    match tokio::time::timeout(DEADLINE, changes.recv()).await {
+        Ok(Some(ChangeEvent::Missed)) => {}
+        other => panic!("expected the subscriber to be told it may have missed notices, got {other:?}"),
+    }
+
+    let seq = applied(
+        store.apply(&assignment("uid-ra", "ra", PrincipalKind::User, "alice", "viewer")).await.unwrap(),
+    );
+    assert!(allows(&snapshot_at(&follower, seq).await, "alice", "journeys.read"));
+}
