@@ -10,6 +10,7 @@
 //! `main.rs` only parses arguments and calls one subcommand in [`cli`].
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod authz;
 pub mod cli;

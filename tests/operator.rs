@@ -15,9 +15,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use portcullis::store::{
-    AssignmentRecord, DesiredStateStore, OAuthClientRecord, OrganizationRecord, RoleRecord, SigningKeyState,
-    Store,
+    AssignmentRecord, DesiredStateStore, NewUser, OAuthClientRecord, OrganizationRecord, RoleRecord,
+    ScimStore, SigningKeyState, Store, UserSource, UserStore,
 };
+use portcullis::token::keys::{Algorithm, KeyMeta, KeyState, SigningKey};
 use support::{ControlPlane, eventually, repo};
 
 /// As in config/: the operator, its Lease and the services it runs.
@@ -334,9 +335,22 @@ fn the_operator_reconciles_acme_follows_changes_and_honours_legal_hold() {
         "-o",
         "jsonpath={.data.keys\\.json}",
     ]);
-    let keys: serde_json::Value = serde_json::from_str(&decode_base64(&keys)).expect("keys.json");
-    assert_eq!(keys[0]["state"], "active", "{keys}");
-    assert_eq!(keys[0]["algorithm"], "ES256", "{keys}");
+    // The Secret is the token service's keys directory for acme: it loads as is.
+    let metas: Vec<KeyMeta> = serde_json::from_str(&decode_base64(&keys)).expect("keys.json");
+    assert_eq!(metas.len(), 1, "{metas:?}");
+    let kid = metas[0].kid.clone();
+    let pem = cp.kubectl_ok(&[
+        "get",
+        "secret",
+        "acme-signing-keys",
+        "-n",
+        "acme",
+        "-o",
+        &format!("jsonpath={{.data.{kid}\\.pem}}"),
+    ]);
+    let key =
+        SigningKey::from_pkcs8_pem(metas[0].clone(), &decode_base64(&pem)).expect("the PEM is the kid's key");
+    assert_eq!((key.state(), key.algorithm()), (KeyState::Active, Algorithm::ES256));
 
     // 2. The store holds the desired state.
     let store = StoreProbe::open(&url);
@@ -353,7 +367,35 @@ fn the_operator_reconciles_acme_follows_changes_and_honours_legal_hold() {
     let signing_keys = store.runtime.block_on(store.store.list_signing_keys("acme")).expect("keys");
     assert_eq!(signing_keys.len(), 1);
     assert_eq!(signing_keys[0].state, SigningKeyState::Active);
-    assert_eq!(signing_keys[0].kid, keys[0]["kid"].as_str().unwrap_or_default());
+    assert_eq!(signing_keys[0].kid, kid);
+
+    // Of the SCIM token only its hash is stored, and that hash identifies okta.
+    let scim_token =
+        cp.kubectl_ok(&["get", "secret", "okta-scim-token", "-n", "acme", "-o", "jsonpath={.data.token}"]);
+    let scim_hash = portcullis::controller::secrets::hash_secret(&decode_base64(&scim_token));
+    let provider = store
+        .runtime
+        .block_on(store.store.scim_provider_for_token("acme", &scim_hash))
+        .expect("read")
+        .expect("okta's SCIM token hash is stored");
+    assert_eq!(provider.meta.name, "okta");
+
+    // A user appearing in the store (as SCIM or a first sign-in would create
+    // it) resolves the assignment waiting for it at once: the change feed
+    // wakes it, well before its periodic recheck (5 minutes).
+    let alice_user = NewUser::new("acme", "alice.martin@acme.com", UserSource::Scim);
+    store.runtime.block_on(store.store.create_user(&alice_user)).expect("create user");
+    eventually("alice's assignment sees her user", Duration::from_secs(20), || {
+        match condition(
+            &cp,
+            "roleassignments.iam.portcullis.dev",
+            "alice-martin-org-admin",
+            "PrincipalResolved",
+        ) {
+            (status, reason) if status == "True" && reason == "PrincipalFound" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
 
     // 3. GitOps: what Git holds is what the cluster has (Argo CD shows Synced).
     let diff = cp.kubectl(&["diff", "--server-side", "-f", acme.to_str().unwrap()]);
@@ -544,7 +586,18 @@ fn two_operators_elect_one_leader_which_hands_over_on_kill_and_on_sigterm() {
         "3",
         "--scim-service-replicas",
         "1",
+        "--owner-deployment",
+        "portcullis-operator",
     ];
+    // The operator's own Deployment (never started: there is no kubelet) owns the services.
+    cp.kubectl_ok(&[
+        "create",
+        "deployment",
+        "portcullis-operator",
+        "--image=registry.test/portcullis:1.2.3",
+        "-n",
+        OPERATOR_NAMESPACE,
+    ]);
     let first = Operator::start_with(&cp, &url, "first", LEASE, &workloads);
     eventually("first leads", Duration::from_secs(30), || {
         if first.is_leader() && lease_holder(&cp) == "first" { Ok(()) } else { Err(lease_holder(&cp)) }
@@ -585,6 +638,11 @@ fn two_operators_elect_one_leader_which_hands_over_on_kill_and_on_sigterm() {
         token_service,
         "3 registry.test/portcullis:1.2.3 token-service portcullis-database portcullis-operator"
     );
+    let owner = cp.kubectl_ok(&[
+        "get", "deployment,service", "portcullis-token-service", "-n", OPERATOR_NAMESPACE, "-o",
+        "jsonpath={range .items[*]}{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name} {end}",
+    ]);
+    assert_eq!(owner.trim(), "Deployment/portcullis-operator Deployment/portcullis-operator");
 
     // Kill the leader: the other takes over within the lease duration.
     let mut first = first;
@@ -616,6 +674,8 @@ fn two_operators_elect_one_leader_which_hands_over_on_kill_and_on_sigterm() {
         let out = cp.kubectl(&[
             "get",
             "deployments",
+            "-l",
+            "app.kubernetes.io/managed-by=portcullis-operator",
             "-n",
             OPERATOR_NAMESPACE,
             "-o",

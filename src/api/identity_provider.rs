@@ -350,4 +350,30 @@ pub struct IdentityProviderStatus {
     /// Name of the Secret holding the SCIM bearer token, when SCIM is enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scim_token_secret_name: Option<String>,
+
+    /// How this provider's SCIM client is doing, once it has sent a request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scim_sync: Option<ScimSyncStatus>,
+}
+
+/// SCIM sync health, as the SCIM service recorded it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScimSyncStatus {
+    /// When the last SCIM request arrived (RFC 3339).
+    pub last_request_time: String,
+    /// The last error answered to this provider, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When that error was answered (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_time: Option<String>,
+    /// SCIM requests received.
+    pub requests: u64,
+    /// Of those, how many were answered with an error.
+    pub errors: u64,
+    /// Users this provider created that still exist.
+    pub users_provisioned: u64,
+    /// Groups this provider created that still exist.
+    pub groups_provisioned: u64,
 }

@@ -5,11 +5,27 @@
 //!
 //! Role and catalog changes re-expand every role (roles are few); assignment,
 //! membership and user changes touch only the entries of the principal
-//! concerned. Checks look up the principal, walk its own assignments and those
-//! of its groups for the requested scope, and test one bit per assignment in
-//! the precomputed permissions of the assigned role.
+//! concerned, and a group's assignment those of its members too. Checks look
+//! up the principal, walk its own assignments, then those it has through its
+//! groups, for the requested scope, and test one bit per assignment in the
+//! precomputed permissions of the assigned role.
+//!
+//! ```text
+//!   users["ada"] ──► UserEntry { active, grants: [own, by scope | through groups, by scope] }
+//!                                                        ▲ copied in on add_member and on a
+//!                                                        │ group's assignment, out on
+//!   groups[g] ─────► GroupEntry { grants, members } ─────┘ remove_member and deletes
+//! ```
+//!
+//! Each check names a different user, so what it reads is rarely in the
+//! cache and every pointer it follows is a wait for memory: a user's groups'
+//! assignments are therefore copied into the user's own list (one array of
+//! 24-byte entries, not one per group), the user map's slots are kept small,
+//! and a decision is explained from compact side tables
+//! (`assignment_facts`, interned names) rather than the assignment records.
+//! Names are hashed with foldhash (seeded per process), not SipHash.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use super::decision::{Decision, Denial, Grant};
@@ -96,23 +112,39 @@ pub struct AccessIndex {
     /// Scope ids of the workspaces assignments have named; never shrinks.
     /// Id 0 is the organization.
     workspace_ids: HashMap<String, ScopeId>,
+    /// The workspace of each scope id from 1 on.
+    workspaces: Vec<Scope>,
 
     assignments: Slab<Assignment>,
+    /// The id and expiry of the assignment in each slot, what a decision
+    /// reports, apart from the bulky records so that reading them is cheap.
+    assignment_facts: Vec<(Box<str>, Option<i64>)>,
     assignment_slots: HashMap<String, AssignmentSlot>,
 
-    users: HashMap<String, UserEntry>,
+    /// Small slots (what a check needs and a pointer to the entries), so
+    /// the table stays in the cache as much as it can.
+    users: HashMap<Box<str>, UserEntry>,
+    /// The groups of each user in any, in the order it joined them.
+    user_groups: HashMap<Box<str>, Vec<GroupId>>,
     groups: Slab<GroupEntry>,
     group_ids: HashMap<String, GroupId>,
     clients: HashMap<String, Grants>,
 }
 
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
+
 type PermissionId = usize;
-type RoleId = usize;
-type ScopeId = usize;
-type GroupId = usize;
-type AssignmentSlot = usize;
+// Ids held in grant entries are u32, so that a user's entries take fewer
+// cache lines; no index holds four billion of anything.
+type RoleId = u32;
+type ScopeId = u32;
+type GroupId = u32;
+type AssignmentSlot = u32;
 
 const ORGANIZATION: ScopeId = 0;
+/// The `group` of an entry that names its principal directly.
+const DIRECT: GroupId = GroupId::MAX;
 /// The `expires_at` of an entry whose assignment does not expire.
 const NEVER: i64 = i64::MAX;
 
@@ -120,14 +152,9 @@ const NEVER: i64 = i64::MAX;
 struct UserEntry {
     /// `None` until the user is applied: treated as active.
     active: Option<bool>,
-    groups: Vec<GroupId>,
-    grants: Grants,
-}
-
-impl UserEntry {
-    fn is_unused(&self) -> bool {
-        self.active.is_none() && self.groups.is_empty() && self.grants.is_empty()
-    }
+    /// Assignments naming the user, then those of every group it is in, each
+    /// with its group.
+    grants: UserGrants,
 }
 
 #[derive(Debug)]
@@ -218,13 +245,19 @@ impl AccessIndex {
         match scope {
             Scope::Organization => ORGANIZATION,
             Scope::Workspace(name) => {
-                let next = self.workspace_ids.len() + 1;
-                *self.workspace_ids.entry(name.clone()).or_insert(next)
+                if let Some(&scope) = self.workspace_ids.get(name) {
+                    return scope;
+                }
+                self.workspaces.push(scope.clone());
+                let scope = compact_id(self.workspaces.len());
+                self.workspace_ids.insert(name.clone(), scope);
+                scope
             }
         }
     }
 
-    // === Assignments: O(assignments of the principal). ===
+    // === Assignments: O(assignments of the principal), and of each member
+    // for a group's. ===
 
     /// Adds an assignment, or replaces the one with the same id.
     pub fn apply_assignment(&mut self, assignment: Assignment) {
@@ -236,22 +269,46 @@ impl AccessIndex {
 
         let role = self.role_id(&assignment.role);
         let scope = self.scope_id(&assignment.scope);
+        let facts = (Box::from(assignment.id.as_str()), assignment.expires_at);
         let expires_at = assignment.expires_at.unwrap_or(NEVER);
         let id = assignment.id.clone();
         let principal = assignment.principal.clone();
         let slot = self.assignments.insert(assignment);
         self.assignment_slots.insert(id, slot);
-        self.grants_mut(&principal).insert(GrantEntry { scope, role, assignment: slot, expires_at });
+        let at = slot as usize;
+        if self.assignment_facts.len() <= at {
+            self.assignment_facts.resize_with(at + 1, Default::default);
+        }
+        self.assignment_facts[at] = facts;
+        let entry = GrantEntry { scope, role, assignment: slot, group: DIRECT, expires_at };
+        let name = principal.name;
+        match principal.kind {
+            PrincipalKind::User => self.users.entry(name.into()).or_default().grants.insert(entry),
+            PrincipalKind::Client => self.clients.entry(name).or_default().insert(entry),
+            PrincipalKind::Group => {
+                let group = self.group_id(&name);
+                let Some(group_entry) = self.groups.get_mut(group) else { return };
+                for member in &group_entry.members {
+                    if let Some(user) = self.users.get_mut(member.as_str()) {
+                        user.grants.insert(entry.copy_through(group));
+                    }
+                }
+                group_entry.grants.insert(entry);
+            }
+        }
     }
 
     pub fn delete_assignment(&mut self, id: &str) {
         let Some(slot) = self.assignment_slots.remove(id) else { return };
         let Some(assignment) = self.assignments.remove(slot) else { return };
+        if let Some(facts) = self.assignment_facts.get_mut(slot as usize) {
+            *facts = Default::default();
+        }
         let name = assignment.principal.name.as_str();
         match assignment.principal.kind {
             PrincipalKind::User => {
                 if let Some(user) = self.users.get_mut(name) {
-                    user.grants.remove(slot);
+                    user.grants.retain(|entry| entry.assignment != slot);
                     self.release_user_if_unused(name);
                 }
             }
@@ -259,6 +316,11 @@ impl AccessIndex {
                 if let Some(&group) = self.group_ids.get(name) {
                     if let Some(entry) = self.groups.get_mut(group) {
                         entry.grants.remove(slot);
+                        for member in &entry.members {
+                            if let Some(user) = self.users.get_mut(member.as_str()) {
+                                user.grants.retain(|entry| entry.assignment != slot);
+                            }
+                        }
                     }
                     self.release_group_if_unused(group);
                 }
@@ -285,23 +347,16 @@ impl AccessIndex {
         }
     }
 
-    fn grants_mut(&mut self, principal: &Principal) -> &mut Grants {
-        let name = principal.name.as_str();
-        match principal.kind {
-            PrincipalKind::User => &mut self.users.entry(name.to_owned()).or_default().grants,
-            PrincipalKind::Group => {
-                let group = self.group_id(name);
-                &mut self.groups.get_mut(group).expect("group_id returns a live group").grants
-            }
-            PrincipalKind::Client => self.clients.entry(name.to_owned()).or_default(),
-        }
-    }
-
-    // === Users and groups: O(1) and O(members changed). ===
+    // === Users and groups: O(1) and O(members changed × the group's assignments). ===
 
     /// Sets a user's status. An inactive user gets nothing, even through groups.
     pub fn apply_user(&mut self, user_name: &str, active: bool) {
-        self.users.entry(user_name.to_owned()).or_default().active = Some(active);
+        match self.users.get_mut(user_name) {
+            Some(user) => user.active = Some(active),
+            None => {
+                self.users.insert(user_name.into(), UserEntry { active: Some(active), ..Default::default() });
+            }
+        }
     }
 
     /// Forgets a user's status and takes it out of every group. Assignments
@@ -309,7 +364,8 @@ impl AccessIndex {
     pub fn delete_user(&mut self, user_name: &str) {
         let Some(user) = self.users.get_mut(user_name) else { return };
         user.active = None;
-        for group in std::mem::take(&mut user.groups) {
+        user.grants.retain(|entry| entry.group == DIRECT);
+        for group in self.user_groups.remove(user_name).unwrap_or_default() {
             if let Some(entry) = self.groups.get_mut(group) {
                 entry.members.remove(user_name);
             }
@@ -328,7 +384,7 @@ impl AccessIndex {
             self.unlink_member(group, user);
         }
         for user in wanted.difference(&current) {
-            self.users.entry(user.clone()).or_default().groups.push(group);
+            self.link_member(group, user);
         }
         if let Some(entry) = self.groups.get_mut(group) {
             entry.members = wanted;
@@ -340,7 +396,7 @@ impl AccessIndex {
         let group = self.group_id(group_name);
         let Some(entry) = self.groups.get_mut(group) else { return };
         if entry.members.insert(user_name.to_owned()) {
-            self.users.entry(user_name.to_owned()).or_default().groups.push(group);
+            self.link_member(group, user_name);
         }
     }
 
@@ -360,9 +416,33 @@ impl AccessIndex {
         }
     }
 
+    /// Gives a new member the group's assignments (the caller records the membership).
+    fn link_member(&mut self, group: GroupId, user_name: &str) {
+        let groups = match self.user_groups.get_mut(user_name) {
+            Some(groups) => groups,
+            None => self.user_groups.entry(user_name.into()).or_default(),
+        };
+        groups.push(group);
+        let user = match self.users.get_mut(user_name) {
+            Some(user) => user,
+            None => self.users.entry(user_name.into()).or_default(),
+        };
+        if let Some(entry) = self.groups.get(group) {
+            for grant in entry.grants.iter() {
+                user.grants.insert(grant.copy_through(group));
+            }
+        }
+    }
+
     fn unlink_member(&mut self, group: GroupId, user_name: &str) {
+        if let Some(groups) = self.user_groups.get_mut(user_name) {
+            groups.retain(|&g| g != group);
+            if groups.is_empty() {
+                self.user_groups.remove(user_name);
+            }
+        }
         if let Some(user) = self.users.get_mut(user_name) {
-            user.groups.retain(|&g| g != group);
+            user.grants.retain(|entry| entry.group != group);
             self.release_user_if_unused(user_name);
         }
     }
@@ -373,7 +453,7 @@ impl AccessIndex {
         }
         let group = self.groups.insert(GroupEntry {
             name: name.to_owned(),
-            members: HashSet::new(),
+            members: HashSet::default(),
             grants: Grants::default(),
         });
         self.group_ids.insert(name.to_owned(), group);
@@ -389,7 +469,8 @@ impl AccessIndex {
     }
 
     fn release_user_if_unused(&mut self, user_name: &str) {
-        if self.users.get(user_name).is_some_and(UserEntry::is_unused) {
+        let unused = |user: &UserEntry| user.active.is_none() && user.grants.is_empty();
+        if self.users.get(user_name).is_some_and(unused) && !self.user_groups.contains_key(user_name) {
             self.users.remove(user_name);
         }
     }
@@ -409,23 +490,23 @@ impl AccessIndex {
         };
         let scope = self.lookup_scope(scope);
 
-        let mut last_expired: Option<(&GrantEntry, Option<GroupId>)> = None;
-        for (grants, group) in sources {
-            for entry in grants.applying_in(scope) {
+        let mut last_expired: Option<&GrantEntry> = None;
+        for grants in sources {
+            for entry in applying_in(grants, scope) {
                 if !self.role_permissions.contains(entry.role, permission) {
                     continue;
                 }
                 if entry.in_force(now) {
                     // A missing slot would be a broken invariant: fail closed.
-                    if let Some(grant) = self.explain(entry, group) {
+                    if let Some(grant) = self.explain(entry, entry.group) {
                         return Decision::Allowed(grant);
                     }
-                } else if last_expired.is_none_or(|(last, _)| last.expires_at < entry.expires_at) {
-                    last_expired = Some((entry, group));
+                } else if last_expired.is_none_or(|last| last.expires_at < entry.expires_at) {
+                    last_expired = Some(entry);
                 }
             }
         }
-        match last_expired.and_then(|(entry, group)| self.explain(entry, group)) {
+        match last_expired.and_then(|entry| self.explain(entry, entry.group)) {
             Some(grant) => Decision::Denied(Denial::OnlyExpiredAssignments(grant)),
             None => Decision::Denied(Denial::NoMatchingAssignment),
         }
@@ -437,8 +518,8 @@ impl AccessIndex {
         let Some(sources) = self.grant_sources(principal) else { return Vec::new() };
         let scope = self.lookup_scope(scope);
         let mut held = vec![0u64; self.role_permissions.words_per_row];
-        for (grants, _) in sources {
-            for entry in grants.applying_in(scope).filter(|entry| entry.in_force(now)) {
+        for grants in sources {
+            for entry in applying_in(grants, scope).filter(|entry| entry.in_force(now)) {
                 for (held, bits) in held.iter_mut().zip(self.role_permissions.row(entry.role)) {
                     *held |= bits;
                 }
@@ -447,28 +528,45 @@ impl AccessIndex {
         iter_bits(&held).filter_map(|id| self.permission_names.get(id).map(String::as_str)).collect()
     }
 
-    /// The assignment lists that apply to `principal`, with the group each
-    /// came through; `None` if the principal is an inactive user.
-    fn grant_sources(
-        &self,
-        principal: &Principal,
-    ) -> Option<impl Iterator<Item = (&Grants, Option<GroupId>)> + '_> {
+    /// The assignments in force at `now` (unix seconds) that give `principal`
+    /// a role, in every scope, its groups' included: what a token's `roles`
+    /// claim lists. Empty for an inactive user. Its own first, then each
+    /// group's in the order the user joined them.
+    pub fn assigned_roles(&self, principal: &Principal, now: i64) -> Vec<Grant<'_>> {
+        let Some([own, _]) = self.grant_sources(principal) else { return Vec::new() };
+        let groups = match principal.kind {
+            PrincipalKind::User => {
+                self.user_groups.get(principal.name.as_str()).map_or(&[][..], Vec::as_slice)
+            }
+            PrincipalKind::Group | PrincipalKind::Client => &[],
+        };
+        let through_groups = groups.iter().filter_map(|&group| {
+            let entries = &self.groups.get(group)?.grants;
+            Some(entries.iter().map(move |entry| (entry, group)))
+        });
+        let entries = own.iter().map(|entry| (entry, entry.group)).chain(through_groups.flatten());
+        entries
+            .filter(|(entry, _)| entry.in_force(now))
+            .filter_map(|(entry, group)| self.explain(entry, group))
+            .collect()
+    }
+
+    /// The assignment lists that apply to `principal`, its own first; `None`
+    /// if the principal is an inactive user.
+    fn grant_sources(&self, principal: &Principal) -> Option<[&[GrantEntry]; 2]> {
         let name = principal.name.as_str();
-        let (direct, groups): (Option<&Grants>, &[GroupId]) = match principal.kind {
+        let own = match principal.kind {
             PrincipalKind::User => match self.users.get(name) {
                 Some(UserEntry { active: Some(false), .. }) => return None,
-                Some(user) => (Some(&user.grants), &user.groups),
-                None => (None, &[]),
+                Some(user) => return Some(user.grants.own_then_through_groups()),
+                None => None,
             },
             PrincipalKind::Group => {
-                (self.group_ids.get(name).and_then(|&g| self.groups.get(g)).map(|g| &g.grants), &[])
+                self.group_ids.get(name).and_then(|&g| self.groups.get(g)).map(|g| &g.grants)
             }
-            PrincipalKind::Client => (self.clients.get(name), &[]),
+            PrincipalKind::Client => self.clients.get(name),
         };
-        let through_groups = groups
-            .iter()
-            .filter_map(|&group| self.groups.get(group).map(|entry| (&entry.grants, Some(group))));
-        Some(direct.map(|grants| (grants, None)).into_iter().chain(through_groups))
+        Some([own.map_or(&[][..], |grants| &grants.0), &[]])
     }
 
     /// A workspace no assignment names has no grants of its own, so it is
@@ -480,18 +578,24 @@ impl AccessIndex {
         }
     }
 
-    fn explain(&self, entry: &GrantEntry, group: Option<GroupId>) -> Option<Grant<'_>> {
-        let assignment = self.assignments.get(entry.assignment)?;
+    /// Answers from the entry and the small interned tables only: reading
+    /// the assignment itself would be one more wait for memory.
+    fn explain(&self, entry: &GrantEntry, group: GroupId) -> Option<Grant<'_>> {
+        let (assignment, expires_at) = self.assignment_facts.get(entry.assignment as usize)?;
         let group = match group {
-            Some(group) => Some(self.groups.get(group)?.name.as_str()),
-            None => None,
+            DIRECT => None,
+            group => Some(self.groups.get(group)?.name.as_str()),
+        };
+        let scope = match entry.scope {
+            ORGANIZATION => &Scope::Organization,
+            workspace => self.workspaces.get(workspace as usize - 1)?,
         };
         Some(Grant {
-            assignment: &assignment.id,
-            role: &assignment.role,
+            assignment,
+            role: self.role_names.get(entry.role as usize)?,
             group,
-            scope: &assignment.scope,
-            expires_at: assignment.expires_at,
+            scope,
+            expires_at: *expires_at,
         })
     }
 }
@@ -511,12 +615,15 @@ impl fmt::Display for Principal {
     }
 }
 
-/// One assignment as seen from its principal.
+/// One assignment as seen from a principal it reaches: 24 bytes, so that a
+/// user's entries take few cache lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct GrantEntry {
     scope: ScopeId,
     role: RoleId,
     assignment: AssignmentSlot,
+    /// The group that brings the assignment to a user, or [`DIRECT`].
+    group: GroupId,
     /// [`NEVER`] for an assignment without expiry.
     expires_at: i64,
 }
@@ -524,6 +631,11 @@ struct GrantEntry {
 impl GrantEntry {
     fn in_force(&self, now: i64) -> bool {
         now < self.expires_at
+    }
+
+    /// What a member of `group` holds of the group's entry.
+    fn copy_through(&self, group: GroupId) -> GrantEntry {
+        GrantEntry { group, ..*self }
     }
 }
 
@@ -537,6 +649,10 @@ impl Grants {
         self.0.is_empty()
     }
 
+    fn iter(&self) -> impl Iterator<Item = &GrantEntry> {
+        self.0.iter()
+    }
+
     fn insert(&mut self, entry: GrantEntry) {
         let at = self.0.partition_point(|g| g.scope <= entry.scope);
         self.0.insert(at, entry);
@@ -545,15 +661,48 @@ impl Grants {
     fn remove(&mut self, slot: AssignmentSlot) {
         self.0.retain(|g| g.assignment != slot);
     }
+}
 
-    /// The organization-wide entries, then those of `scope` if it is a
-    /// workspace. A principal has few entries: one pass that stops past
-    /// `scope` is cheaper than binary searches.
-    fn applying_in(&self, scope: ScopeId) -> impl Iterator<Item = &GrantEntry> {
-        self.0
-            .iter()
-            .take_while(move |g| g.scope <= scope)
-            .filter(move |g| g.scope == ORGANIZATION || g.scope == scope)
+/// The organization-wide entries of a list sorted by scope, then those of
+/// `scope` if it is a workspace. A principal has few entries: one pass that
+/// stops past `scope` is cheaper than binary searches.
+fn applying_in(grants: &[GrantEntry], scope: ScopeId) -> impl Iterator<Item = &GrantEntry> {
+    grants
+        .iter()
+        .take_while(move |g| g.scope <= scope)
+        .filter(move |g| g.scope == ORGANIZATION || g.scope == scope)
+}
+
+/// A user's entries: its own assignments sorted by scope, then its groups'
+/// sorted by scope, in one allocation.
+#[derive(Debug, Default)]
+struct UserGrants {
+    all: Vec<GrantEntry>,
+    /// How many entries are the user's own (they come first).
+    own_len: u32,
+}
+
+impl UserGrants {
+    fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
+
+    /// The user's own entries and its groups' entries.
+    fn own_then_through_groups(&self) -> [&[GrantEntry]; 2] {
+        let (own, through_groups) = self.all.split_at(self.own_len as usize);
+        [own, through_groups]
+    }
+
+    fn insert(&mut self, entry: GrantEntry) {
+        let key = |e: &GrantEntry| (e.group != DIRECT, e.scope);
+        let at = self.all.partition_point(|e| key(e) <= key(&entry));
+        self.own_len += u32::from(entry.group == DIRECT);
+        self.all.insert(at, entry);
+    }
+
+    fn retain(&mut self, keep: impl Fn(&GrantEntry) -> bool) {
+        self.all.retain(keep);
+        self.own_len = compact_id(self.all.iter().take_while(|e| e.group == DIRECT).count());
     }
 }
 
@@ -574,7 +723,7 @@ impl PermissionMatrix {
         self.bits.resize(self.bits.len() + self.words_per_row, 0);
     }
 
-    fn insert(&mut self, row: RoleId, permission: PermissionId) {
+    fn insert(&mut self, row: usize, permission: PermissionId) {
         if let Some(word) = self.bits.get_mut(row * self.words_per_row + permission / 64) {
             *word |= 1 << (permission % 64);
         }
@@ -582,12 +731,12 @@ impl PermissionMatrix {
 
     fn contains(&self, row: RoleId, permission: PermissionId) -> bool {
         self.bits
-            .get(row * self.words_per_row + permission / 64)
+            .get(row as usize * self.words_per_row + permission / 64)
             .is_some_and(|word| word & (1 << (permission % 64)) != 0)
     }
 
     fn row(&self, row: RoleId) -> &[u64] {
-        let start = row * self.words_per_row;
+        let start = row as usize * self.words_per_row;
         self.bits.get(start..start + self.words_per_row).unwrap_or_default()
     }
 }
@@ -606,20 +755,27 @@ fn iter_bits(words: &[u64]) -> impl Iterator<Item = usize> + '_ {
     })
 }
 
-fn intern(ids: &mut HashMap<String, usize>, names: &mut Vec<String>, name: &str) -> usize {
+fn intern(ids: &mut HashMap<String, u32>, names: &mut Vec<String>, name: &str) -> u32 {
     if let Some(&id) = ids.get(name) {
         return id;
     }
+    let id = compact_id(names.len());
     names.push(name.to_owned());
-    ids.insert(name.to_owned(), names.len() - 1);
-    names.len() - 1
+    ids.insert(name.to_owned(), id);
+    id
+}
+
+/// An id as held in grant entries. Reaching 2^32 roles, workspaces, groups or
+/// live assignments would take far more memory than an index is given.
+fn compact_id(id: usize) -> u32 {
+    u32::try_from(id).expect("fewer than 2^32 ids")
 }
 
 /// A vector whose keys stay valid until removed; freed keys are reused.
 #[derive(Debug)]
 struct Slab<T> {
     entries: Vec<Option<T>>,
-    free: Vec<usize>,
+    free: Vec<u32>,
 }
 
 impl<T> Default for Slab<T> {
@@ -629,31 +785,31 @@ impl<T> Default for Slab<T> {
 }
 
 impl<T> Slab<T> {
-    fn insert(&mut self, value: T) -> usize {
+    fn insert(&mut self, value: T) -> u32 {
         match self.free.pop() {
             Some(key) => {
-                self.entries[key] = Some(value);
+                self.entries[key as usize] = Some(value);
                 key
             }
             None => {
                 self.entries.push(Some(value));
-                self.entries.len() - 1
+                compact_id(self.entries.len() - 1)
             }
         }
     }
 
-    fn remove(&mut self, key: usize) -> Option<T> {
-        let value = self.entries.get_mut(key)?.take()?;
+    fn remove(&mut self, key: u32) -> Option<T> {
+        let value = self.entries.get_mut(key as usize)?.take()?;
         self.free.push(key);
         Some(value)
     }
 
-    fn get(&self, key: usize) -> Option<&T> {
-        self.entries.get(key)?.as_ref()
+    fn get(&self, key: u32) -> Option<&T> {
+        self.entries.get(key as usize)?.as_ref()
     }
 
-    fn get_mut(&mut self, key: usize) -> Option<&mut T> {
-        self.entries.get_mut(key)?.as_mut()
+    fn get_mut(&mut self, key: u32) -> Option<&mut T> {
+        self.entries.get_mut(key as usize)?.as_mut()
     }
 }
 

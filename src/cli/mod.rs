@@ -2,6 +2,8 @@
 
 pub mod crds;
 pub mod operator;
+pub mod scim_service;
+pub mod token_service;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -33,6 +35,10 @@ enum Command {
     },
     /// Run the controllers that reconcile Portcullis resources into the store.
     Operator(Box<operator::OperatorArgs>),
+    /// Serve the OpenID provider of every organization (tokens, login, check API).
+    TokenService(Box<token_service::TokenServiceArgs>),
+    /// Serve SCIM 2.0 provisioning (Users, Groups) for every organization.
+    ScimService(Box<scim_service::ScimServiceArgs>),
 }
 
 impl Cli {
@@ -42,6 +48,8 @@ impl Cli {
             Command::Crds { out_dir } => crds::run(out_dir.as_deref()),
             Command::Validate { dir } => validate::run(&dir),
             Command::Operator(args) => operator::run(*args),
+            Command::TokenService(args) => token_service::run(*args),
+            Command::ScimService(args) => scim_service::run(*args),
         }
     }
 }

@@ -80,6 +80,12 @@ pub struct OperatorArgs {
     #[arg(long, env = "PORTCULLIS_IMAGE")]
     image: Option<String>,
 
+    /// The operator's own Deployment (in its namespace): the managed
+    /// Deployments and Services get it as owner, so deleting the operator's
+    /// Deployment deletes them.
+    #[arg(long, env = "PORTCULLIS_OWNER_DEPLOYMENT")]
+    owner_deployment: Option<String>,
+
     #[arg(long, default_value_t = 2)]
     token_service_replicas: i32,
 
@@ -128,6 +134,7 @@ impl OperatorArgs {
             memory_request: self.service_memory_request,
             memory_limit: self.service_memory_limit,
             owner: None,
+            owner_deployment: self.owner_deployment,
         });
         Ok(OperatorConfig {
             database_url,

@@ -2,19 +2,24 @@
 //! a generated SCIM bearer token and reports its SCIM endpoint.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::Store;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::Result;
 use super::conditions::{self, Desired, Report};
 use super::reconcile::{self, Applied, Cleanup, Context, Kind, Reconciler, common_status, names, store_meta};
 use super::secrets;
 use super::tenants::Stores;
 use super::triggers::{self, Triggers};
-use crate::api::{CommonStatus, IdentityProvider, IdentityProviderStatus, IdentityProviderType};
-use crate::store::{IdentityProviderRecord, ObjectMeta, ResourceKind};
+use super::{Error, Result};
+use crate::api::{
+    CommonStatus, IdentityProvider, IdentityProviderStatus, IdentityProviderType, ScimSyncStatus,
+};
+use crate::store::{
+    DesiredStateStore, IdentityProviderRecord, ObjectMeta, ResourceKind, ScimStore, ScimSyncHealth,
+};
 
 /// Specific conditions of an IdentityProvider.
 pub const CONDITION_TYPES: &[&str] = &[
@@ -93,11 +98,22 @@ impl Reconciler for IdentityProvider {
                 .await
             {
                 Ok((token, created)) => {
-                    // TODO(store): the store has no column for a SCIM token
-                    // hash yet; once it does, write `secrets::hash_secret(&token)`
-                    // here (only the hash, never the token).
-                    let _hash = secrets::hash_secret(&token);
-                    report.set(Desired::new(conditions::SECRET_READY, true, "TokenGenerated", ""));
+                    // The SCIM service compares presented tokens with this hash.
+                    let hash = secrets::hash_secret(&token);
+                    match set_token_hash(ctx, &namespace, &name, Some(&hash)).await {
+                        Ok(()) => {
+                            report.set(Desired::new(conditions::SECRET_READY, true, "TokenGenerated", ""))
+                        }
+                        Err(e) => {
+                            report.set(Desired::new(
+                                conditions::SECRET_READY,
+                                false,
+                                "StoreUnavailable",
+                                reconcile::error_chain(&e),
+                            ));
+                            error = error.or(Some(e));
+                        }
+                    }
                     if created {
                         let event = Event {
                             type_: EventType::Normal,
@@ -121,18 +137,32 @@ impl Reconciler for IdentityProvider {
             }
             (Some(scim_endpoint(&ctx.settings.scim_base_url, &namespace, &name)), Some(secret_name.clone()))
         } else {
+            // SCIM turned off: the old token stops working at once.
+            if let Err(e) = set_token_hash(ctx, &namespace, &name, None).await {
+                error = error.or(Some(e));
+            }
             (None, None)
         };
         let wanted: Vec<&str> = scim_token_secret_name.iter().map(String::as_str).collect();
         if let Err(e) = secrets::delete_unwanted_secrets(ctx, self, &wanted).await {
             error = error.or(Some(e));
         }
+        // Sync health changes with every SCIM request: look again soon, and
+        // keep the last known figures if the store cannot be read now.
+        let (scim_sync, requeue) = if self.spec.scim.enabled {
+            let health = ctx.store.scim_sync_health(&namespace, &name).await;
+            let previous = self.status.as_ref().and_then(|s| s.scim_sync.clone());
+            (health.map(|h| h.map(|h| sync_status(&h))).unwrap_or(previous), Some(SYNC_HEALTH_REFRESH))
+        } else {
+            (None, None)
+        };
         let status = IdentityProviderStatus {
             common: common_status(self, &report, "", ctx.now()),
             scim_endpoint,
             scim_token_secret_name,
+            scim_sync,
         };
-        Ok(Applied { status, requeue: None, error })
+        Ok(Applied { status, requeue, error })
     }
 
     async fn cleanup(&self, ctx: &Context) -> Result<Cleanup<IdentityProviderStatus>> {
@@ -140,5 +170,34 @@ impl Reconciler for IdentityProvider {
         secrets::delete_secret(ctx, &namespace, &scim_token_secret_name(&name)).await?;
         reconcile::delete_record::<IdentityProviderRecord>(&store_meta(self)?, ctx).await?;
         Ok(Cleanup::Done)
+    }
+}
+
+/// Stores (or clears) the hash of the IdentityProvider's SCIM token; never the token.
+async fn set_token_hash(ctx: &Context, namespace: &str, name: &str, hash: Option<&str>) -> Result<()> {
+    ctx.store.set_scim_token_hash(namespace, name, hash).await.map_err(|source| Error::StoreWrite {
+        kind: "IdentityProvider",
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        source: Box::new(source),
+    })?;
+    Ok(())
+}
+
+/// How often the status of an IdentityProvider with SCIM on takes in the
+/// SCIM service's sync health.
+pub const SYNC_HEALTH_REFRESH: Duration = Duration::from_secs(60);
+
+/// The status's view of the store's sync health.
+pub fn sync_status(health: &ScimSyncHealth) -> ScimSyncStatus {
+    let time = |ms: i64| jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default();
+    ScimSyncStatus {
+        last_request_time: time(health.last_request_ms),
+        last_error: health.last_error.clone(),
+        last_error_time: health.last_error_ms.map(time),
+        requests: health.request_count,
+        errors: health.error_count,
+        users_provisioned: health.users_provisioned,
+        groups_provisioned: health.groups_provisioned,
     }
 }

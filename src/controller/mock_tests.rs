@@ -22,7 +22,7 @@ use super::reconcile::{self, Backoff, Context, Settings};
 use super::tenants::{Stores, Tenants};
 use super::{Error, FIELD_MANAGER, FINALIZER};
 use crate::api::{IdentityProvider, OAuthClient, Organization, Role, RoleAssignment};
-use crate::store::{DesiredStateStore, ObjectMeta, OrganizationRecord, RoleRecord, Store};
+use crate::store::{AssignmentRecord, DesiredStateStore, ObjectMeta, OrganizationRecord, RoleRecord, Store};
 
 const NOW: i64 = 1_800_000_000;
 
@@ -412,7 +412,7 @@ async fn a_store_outage_shows_in_the_status_and_fails_the_pass_for_backoff() {
     let mut harness = mock_harness().await;
     harness.writers.organization(&organization());
     harness.writers.role(&role());
-    let ra = assignment().with_finalizer();
+    let ra = assignment();
     harness.writers.assignment(&ra);
     harness.ctx.store.close().await;
     let (result, bodies, _) = run::<RoleAssignment>(
@@ -434,4 +434,57 @@ async fn a_store_outage_shows_in_the_status_and_fails_the_pass_for_backoff() {
     assert_eq!((ready["type"].as_str(), ready["status"].as_str()), (Some("Ready"), Some("False")));
     assert_eq!(ready["reason"], "StoreUnavailable");
     assert_eq!(bodies[1]["type"], "Warning");
+}
+
+#[tokio::test]
+async fn a_role_assignment_carries_no_finalizer_one_status_write_is_its_only_api_call() {
+    let mut harness = mock_harness().await;
+    harness.writers.organization(&organization());
+    harness.writers.role(&role());
+    let ra = assignment();
+    harness.writers.assignment(&ra);
+    let (result, bodies, store) = run::<RoleAssignment>(
+        harness,
+        ra.clone(),
+        vec![Expect::new(
+            Method::PATCH,
+            &format!("{ASSIGNMENTS}/status"),
+            echo_status(serde_json::to_value(&ra).expect("json")),
+        )],
+    )
+    .await;
+    result.expect("reconcile");
+    assert_eq!(bodies[0]["kind"], "RoleAssignment");
+    let stored: Option<AssignmentRecord> = store.get("acme", "bob-editor").await.expect("store");
+    assert_eq!(stored.map(|r| r.role), Some("editor".to_owned()));
+}
+
+#[tokio::test]
+async fn a_finalizer_left_on_a_role_assignment_by_an_earlier_version_is_removed() {
+    let mut harness = mock_harness().await;
+    harness.writers.organization(&organization());
+    harness.writers.role(&role());
+    let ra = assignment().with_finalizer();
+    harness.writers.assignment(&ra);
+    let plain = serde_json::to_value(assignment()).expect("json");
+    let (result, bodies, _) = run::<RoleAssignment>(
+        harness,
+        ra,
+        vec![
+            Expect::new(Method::PATCH, ASSIGNMENTS, {
+                let obj = plain.clone();
+                move |_| obj
+            }),
+            Expect::new(Method::PATCH, &format!("{ASSIGNMENTS}/status"), echo_status(plain)),
+        ],
+    )
+    .await;
+    result.expect("reconcile");
+    assert_eq!(
+        bodies[0],
+        json!([
+            {"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER},
+            {"op": "remove", "path": "/metadata/finalizers/0"},
+        ])
+    );
 }

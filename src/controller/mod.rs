@@ -26,6 +26,9 @@
 //!   when a spec in the namespace changed.
 //! - [`triggers`]: the watch side — reflectors, relations between kinds.
 //! - [`reconcile`]: what every kind shares — finalizer, status, events, backoff.
+//! - [`release`]: store rows of kinds without a finalizer (RoleAssignments).
+//! - [`housekeeping`]: pruning the store's change log and tombstones.
+//! - [`principals`]: assignments waiting for a user or group, woken by the change feed.
 //! - One module per kind with its pure `plan` and its side effects.
 //! - [`secrets`], [`signing_keys`]: owned Secrets and the signing-key rotation plan.
 //! - [`workloads`]: the Deployments and Services of the two services.
@@ -34,6 +37,7 @@
 
 pub mod conditions;
 mod error;
+pub mod housekeeping;
 pub mod identity_provider;
 pub mod leader;
 pub mod metrics;
@@ -41,7 +45,9 @@ pub mod metrics;
 mod mock_tests;
 pub mod oauth_client;
 pub mod organization;
+pub mod principals;
 pub mod reconcile;
+pub mod release;
 pub mod role;
 pub mod role_assignment;
 pub mod run;
@@ -56,8 +62,8 @@ pub use reconcile::{Context, Settings};
 pub use run::{OperatorConfig, run};
 pub use tenants::Stores;
 
-/// The finalizer on every Portcullis object: its store rows are removed
-/// before the object goes.
+/// The finalizer on Portcullis objects (all kinds but RoleAssignments): their
+/// store rows are removed before the object goes.
 pub const FINALIZER: &str = "iam.portcullis.dev/finalizer";
 
 /// The one field manager of everything the operator writes by server-side apply.

@@ -2,11 +2,11 @@
 //! Secret with its signing keys; reports its issuer URL. Deleting it under
 //! legal hold is refused until the hold is lifted.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
+use jiff::SignedDuration;
+
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::Store;
@@ -17,14 +17,13 @@ use tracing::info;
 use super::conditions::{self, Desired, Report};
 use super::reconcile::{self, Applied, Cleanup, Context, Kind, Reconciler, common_status, names, store_meta};
 use super::secrets;
-use super::signing_keys::{self, KeyChange, KeyMeta};
+use super::signing_keys;
 use super::tenants::Stores;
 use super::triggers::{self, Triggers};
 use super::{Error, Result};
 use crate::api::{CommonStatus, Organization, OrganizationStatus};
-use crate::store::{
-    DesiredStateStore, GroupStore, ObjectMeta, OrganizationRecord, ResourceKind, SigningKeyState, UserStore,
-};
+use crate::store::{DesiredStateStore, GroupStore, ObjectMeta, OrganizationRecord, ResourceKind, UserStore};
+use crate::token::keys::{KeyError, KeySet, RotationPlan};
 use crate::validation::Reason;
 
 /// Specific conditions of an Organization.
@@ -32,9 +31,6 @@ pub const CONDITION_TYPES: &[&str] = &[conditions::NO_CONFLICTS];
 
 /// Component label of the signing-key Secret.
 pub const SIGNING_KEYS_COMPONENT: &str = "signing-keys";
-
-/// Key of the metadata document in the signing-key Secret.
-pub const KEYS_DOCUMENT: &str = "keys.json";
 
 impl Kind for Organization {
     type Status = OrganizationStatus;
@@ -225,64 +221,26 @@ async fn reconcile_signing_keys(
     now: jiff::Timestamp,
 ) -> Result<Duration> {
     let secret_name = signing_keys_secret_name(name);
-    let existing = secrets::get_secret(ctx, namespace, &secret_name).await?;
-    let mut data: BTreeMap<String, ByteString> =
-        existing.as_ref().and_then(|s| s.data.clone()).unwrap_or_default();
-    let mut keys: Vec<KeyMeta> = match data.get(KEYS_DOCUMENT) {
-        None => Vec::new(),
-        Some(document) => serde_json::from_slice(&document.0).map_err(|e| Error::CorruptKeys {
-            namespace: namespace.to_owned(),
-            name: secret_name.clone(),
-            problem: e.to_string(),
-        })?,
+    let corrupt = |problem: String| Error::CorruptKeys {
+        namespace: namespace.to_owned(),
+        name: secret_name.clone(),
+        problem,
     };
-    let policy = &org.spec.tokens.key_rotation;
-    let period = signing_keys::parse_duration(&policy.period).unwrap_or(Duration::from_secs(720 * 3600));
-    let overlap = signing_keys::parse_duration(&policy.overlap).unwrap_or(Duration::from_secs(24 * 3600));
-    let now_ms = now.as_millisecond();
-    let plan = signing_keys::plan_rotation(&keys, period, overlap, now_ms);
+    let existing = secrets::get_secret(ctx, namespace, &secret_name).await?;
+    let data = existing.as_ref().and_then(|s| s.data.clone()).unwrap_or_default();
+    let mut keys = signing_keys::load(&data).map_err(|e| corrupt(e.to_string()))?;
+    let policy = signing_keys::rotation_policy(&org.spec.tokens).map_err(|e| corrupt(e.to_string()))?;
+    let plan = keys.plan_rotation(&policy, now);
+    let created = apply_rotation(&mut keys, &plan).map_err(|e| corrupt(e.to_string()))?;
 
-    let mut removed = Vec::new();
-    let mut created = Vec::new();
-    for change in &plan.changes {
-        match change {
-            KeyChange::Create { state, activates_ms } => {
-                let key = signing_keys::generate_key(
-                    org.spec.tokens.signing_algorithm,
-                    &ctx.rng,
-                    *state,
-                    now_ms,
-                    *activates_ms,
-                )?;
-                data.insert(format!("{}.pem", key.meta.kid), ByteString(key.pem.into_bytes()));
-                created.push(key.meta.kid.clone());
-                keys.push(key.meta);
-            }
-            KeyChange::Transition { kid, state, retires_ms } => {
-                if let Some(key) = keys.iter_mut().find(|k| &k.kid == kid) {
-                    key.state = state.as_str().to_owned();
-                    key.retires_ms = *retires_ms;
-                }
-            }
-            KeyChange::Remove { kid } => {
-                keys.retain(|k| &k.kid != kid);
-                data.remove(&format!("{kid}.pem"));
-                removed.push(kid.clone());
-            }
-        }
-    }
     let owner_refs_current = existing
         .as_ref()
         .is_some_and(|s| s.owner_references().iter().any(|r| Some(&r.uid) == org.uid().as_ref()));
-    if !plan.changes.is_empty() || existing.is_none() || !owner_refs_current {
-        data.insert(
-            KEYS_DOCUMENT.to_owned(),
-            ByteString(serde_json::to_vec_pretty(&keys).unwrap_or_default()),
-        );
+    if !plan.is_empty() || existing.is_none() || !owner_refs_current {
         let secret = Secret {
             metadata: secrets::owned_meta(org, &secret_name, SIGNING_KEYS_COMPONENT),
             type_: Some("Opaque".to_owned()),
-            data: Some(data),
+            data: Some(signing_keys::secret_data(&keys)),
             ..Secret::default()
         };
         secrets::apply_secret(ctx, &secret).await?;
@@ -294,18 +252,18 @@ async fn reconcile_signing_keys(
         namespace: namespace.to_owned(),
         source: Box::new(source),
     })?;
-    for key in &keys {
-        let record = key.record(namespace);
+    for key in keys.keys() {
+        let record = signing_keys::record(key, namespace, policy.overlap());
         if !stored.contains(&record) {
             ctx.store.put_signing_key(&record).await.map_err(|source| Error::StoreWrite {
                 kind: "SigningKey",
                 namespace: namespace.to_owned(),
-                name: key.kid.clone(),
+                name: key.kid().to_owned(),
                 source: Box::new(source),
             })?;
         }
     }
-    for gone in stored.iter().filter(|s| !keys.iter().any(|k| k.kid == s.kid)) {
+    for gone in stored.iter().filter(|s| !keys.keys().iter().any(|k| k.kid() == s.kid)) {
         ctx.store.delete_signing_key(namespace, &gone.kid).await.map_err(|source| Error::StoreDelete {
             kind: "SigningKey",
             namespace: namespace.to_owned(),
@@ -314,16 +272,13 @@ async fn reconcile_signing_keys(
         })?;
     }
 
-    let rotated = plan
-        .changes
-        .iter()
-        .any(|c| matches!(c, KeyChange::Transition { state: SigningKeyState::Active, .. }));
-    if !created.is_empty() || rotated || !removed.is_empty() {
-        info!(%namespace, organization = %name, ?created, ?removed, rotated, "signing keys updated");
+    let rotated = !plan.promote.is_empty();
+    if created.is_some() || rotated || !plan.delete.is_empty() {
+        info!(%namespace, organization = %name, ?created, removed = ?plan.delete, rotated, "signing keys updated");
         let note = format!(
             "signing keys: {} generated, {} removed{}",
-            created.len(),
-            removed.len(),
+            usize::from(created.is_some()),
+            plan.delete.len(),
             if rotated { ", a new key signs from now on" } else { "" }
         );
         let event = Event {
@@ -335,8 +290,15 @@ async fn reconcile_signing_keys(
         };
         reconcile::publish(ctx, org, &event).await;
     }
-    let wait_ms = plan.next_check_ms.saturating_sub(now_ms).max(1000);
-    Ok(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(u64::MAX)))
+    let wait = plan.wake_at.map_or(SignedDuration::from_hours(24), |at| at.duration_since(now));
+    Ok(Duration::try_from(wait).unwrap_or_default().max(Duration::from_secs(1)))
+}
+
+/// Applies the plan with the system's random generator; returns the kid of
+/// the key it generated, if any.
+fn apply_rotation(keys: &mut KeySet, plan: &RotationPlan) -> Result<Option<String>, KeyError> {
+    let created = keys.apply(plan, &mut rand::rng())?;
+    Ok(created.map(|key| key.kid().to_owned()))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //!  reconcile(obj) ─┬─ deleting? ── finalizer ours? ── K::cleanup ─┬─ Done ──► remove finalizer
 //!                  │                                              └─ Blocked(status) ──► status
 //!                  └─ finalizer missing? add it (JSON patch, tested) ──► K::apply ──► status ──► Events
+//!                     (kinds with FINALIZED = false carry none: see release)
 //!  error_policy ── 409: soon, with jitter ── otherwise: base · 2^failures (≤ max), jittered; reset on success
 //! ```
 
@@ -111,6 +112,10 @@ pub trait Kind:
 {
     type Status: Clone + Debug + Default + PartialEq + Serialize + Send + Sync;
     const KIND: ResourceKind;
+    /// Whether objects of this kind carry [`FINALIZER`], so that their store
+    /// rows go before they do. Kinds without it are released by
+    /// [`super::release`] on their Delete event and after every relist.
+    const FINALIZED: bool = true;
 
     fn status(&self) -> Option<&Self::Status>;
     fn common(status: &Self::Status) -> &CommonStatus;
@@ -210,12 +215,15 @@ async fn reconcile_once<K: Reconciler>(obj: &Arc<K>, ctx: &Context) -> Result<Ac
     let resync = jitter(ctx.settings.resync, &backoff_key(&**obj), 0);
 
     if obj.meta().deletion_timestamp.is_some() {
-        if !has_finalizer {
+        // An unfinalized object held by someone else's finalizer is released now.
+        if !has_finalizer && K::FINALIZED {
             return Ok(Action::await_change());
         }
         return match obj.cleanup(ctx).await? {
             Cleanup::Done => {
-                remove_finalizer(&api, &**obj, &namespace, &name).await?;
+                if has_finalizer {
+                    remove_finalizer(&api, &**obj, &namespace, &name).await?;
+                }
                 info!(kind = %K::KIND, %namespace, %name, "deleted from the store");
                 Ok(Action::await_change())
             }
@@ -226,8 +234,11 @@ async fn reconcile_once<K: Reconciler>(obj: &Arc<K>, ctx: &Context) -> Result<Ac
         };
     }
 
-    if !has_finalizer {
-        add_finalizer(&api, &**obj, &namespace, &name).await?;
+    match (has_finalizer, K::FINALIZED) {
+        (false, true) => add_finalizer(&api, &**obj, &namespace, &name).await?,
+        // Left by an operator version that finalized this kind.
+        (true, false) => remove_finalizer(&api, &**obj, &namespace, &name).await?,
+        _ => {}
     }
     let applied = obj.apply(ctx).await?;
     write_status(&api, &**obj, applied.status, ctx, &namespace, &name).await?;

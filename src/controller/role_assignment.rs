@@ -25,12 +25,15 @@ pub const CONDITION_TYPES: &[&str] =
 
 /// How often an assignment whose principal does not exist yet looks again.
 /// (Jittered per object by the controller's resync.)
-// TODO: follow the store's change feed (users and groups appearing) instead.
+/// A safety net: [`super::principals`] reconciles them as soon as the
+/// change feed says a user or group appeared.
 pub const PENDING_RECHECK: Duration = Duration::from_secs(300);
 
 impl Kind for RoleAssignment {
     type Status = RoleAssignmentStatus;
     const KIND: ResourceKind = ResourceKind::RoleAssignment;
+    /// The most numerous kind: a finalizer would double its API writes.
+    const FINALIZED: bool = false;
 
     fn status(&self) -> Option<&RoleAssignmentStatus> {
         self.status.as_ref()

@@ -30,7 +30,7 @@ use super::metrics::{self, Metrics};
 use super::reconcile::{self, Backoff, Context, Reconciler, Settings, error_chain, system_clock};
 use super::tenants::{Stores, Tenants};
 use super::triggers::{self, Triggers};
-use super::{Error, FIELD_MANAGER, Result, workloads};
+use super::{Error, FIELD_MANAGER, Result, housekeeping, principals, release, workloads};
 use crate::api::{IdentityProvider, OAuthClient, Organization, Role, RoleAssignment};
 use crate::store::Store;
 
@@ -263,6 +263,9 @@ async fn run_controllers(
         ctx.clone(),
     ));
     tasks.spawn(run_one(streams.oauth_clients, oauth_clients, controller_config, ctx.clone()));
+    tasks.spawn(release::run(streams.releases, ctx.clone()));
+    tasks.spawn(housekeeping::run(ctx.clone()));
+    tasks.spawn(principals::run(ctx.store.clone(), triggers.clone()));
     if let Some(workload_settings) = ctx.settings.workloads.clone() {
         tasks.spawn(manage_workloads(client, workload_settings, ctx.settings.resync));
     }
@@ -289,10 +292,14 @@ async fn run_one<K: Reconciler>(
 }
 
 /// Keeps the managed Deployments and Services as configured.
-async fn manage_workloads(client: Client, settings: workloads::WorkloadSettings, resync: Duration) {
+async fn manage_workloads(client: Client, mut settings: workloads::WorkloadSettings, resync: Duration) {
     let mut delay = Duration::from_secs(1);
     loop {
-        match workloads::reconcile(&client, &settings).await {
+        let applied = match workloads::resolve_owner(&client, &mut settings).await {
+            Ok(()) => workloads::reconcile(&client, &settings).await,
+            Err(e) => Err(e),
+        };
+        match applied {
             Ok(()) => {
                 delay = Duration::from_secs(1);
                 tokio::time::sleep(resync).await;

@@ -28,7 +28,8 @@ use tracing::{debug, warn};
 
 use super::FINALIZER;
 use super::metrics::Metrics;
-use super::reconcile::Kind;
+use super::reconcile::{Kind, store_meta};
+use super::release::Release;
 use super::tenants::{Stores, Tenants};
 use crate::api::{IdentityProvider, OAuthClient, Organization, PrincipalKind, Role, RoleAssignment};
 use crate::validation::namespace_of;
@@ -43,15 +44,18 @@ pub struct Triggers {
     pub role_assignments: UnboundedSender<Arc<RoleAssignment>>,
     pub identity_providers: UnboundedSender<Arc<IdentityProvider>>,
     pub oauth_clients: UnboundedSender<Arc<OAuthClient>>,
+    /// Store rows to remove for kinds without a finalizer.
+    pub releases: UnboundedSender<Release>,
 }
 
-/// The receiving ends, one per controller.
+/// The receiving ends, one per controller, and the release loop's.
 pub struct TriggerStreams {
     pub organizations: UnboundedReceiver<Arc<Organization>>,
     pub roles: UnboundedReceiver<Arc<Role>>,
     pub role_assignments: UnboundedReceiver<Arc<RoleAssignment>>,
     pub identity_providers: UnboundedReceiver<Arc<IdentityProvider>>,
     pub oauth_clients: UnboundedReceiver<Arc<OAuthClient>>,
+    pub releases: UnboundedReceiver<Release>,
 }
 
 impl Triggers {
@@ -61,6 +65,7 @@ impl Triggers {
         let (role_assignments, role_assignments_rx) = unbounded_channel();
         let (identity_providers, identity_providers_rx) = unbounded_channel();
         let (oauth_clients, oauth_clients_rx) = unbounded_channel();
+        let (releases, releases_rx) = unbounded_channel();
         (
             Triggers {
                 stores,
@@ -71,6 +76,7 @@ impl Triggers {
                 role_assignments,
                 identity_providers,
                 oauth_clients,
+                releases,
             },
             TriggerStreams {
                 organizations: organizations_rx,
@@ -78,6 +84,7 @@ impl Triggers {
                 role_assignments: role_assignments_rx,
                 identity_providers: identity_providers_rx,
                 oauth_clients: oauth_clients_rx,
+                releases: releases_rx,
             },
         )
     }
@@ -105,6 +112,11 @@ impl Triggers {
                     &namespace_of(obj),
                     obj.uid().as_deref().unwrap_or_default(),
                 );
+                if !K::FINALIZED
+                    && let Ok(meta) = store_meta(obj)
+                {
+                    let _ = self.releases.send(Release::Deleted { kind: K::KIND, meta });
+                }
                 obj.on_change(self);
             }
             watcher::Event::Init => self.tenants.versions().restarted(K::KIND),
@@ -122,6 +134,9 @@ impl Triggers {
                     let _ = K::sender(self).send(obj);
                 }
                 K::on_relist(self);
+                if !K::FINALIZED {
+                    let _ = self.releases.send(Release::Relisted { kind: K::KIND });
+                }
             }
         }
         self.metrics.objects(K::KIND, K::store(&self.stores).len());
@@ -177,10 +192,12 @@ impl Triggers {
 }
 
 /// Whether an object needs a pass even though its spec did not change: our
-/// finalizer is missing (someone removed it). A status changed by someone
+/// finalizer is missing (someone removed it), or is there on a kind that
+/// carries none (left by an earlier version). A status changed by someone
 /// else is put right by the periodic resync.
 fn needs_reconcile<K: Kind>(obj: &K) -> bool {
-    obj.meta().deletion_timestamp.is_none() && !obj.finalizers().iter().any(|f| f == FINALIZER)
+    let ours = obj.finalizers().iter().any(|f| f == FINALIZER);
+    if K::FINALIZED { obj.meta().deletion_timestamp.is_none() && !ours } else { ours }
 }
 
 /// Runs the watcher and reflector of kind `K` until the stream ends (never,

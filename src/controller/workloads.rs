@@ -43,8 +43,11 @@ pub struct WorkloadSettings {
     pub cpu_request: String,
     pub memory_request: String,
     pub memory_limit: String,
-    /// Owner of everything applied (the operator's own Deployment), if known.
+    /// Owner of everything applied (the operator's own Deployment), once
+    /// [`resolve_owner`] has looked it up.
     pub owner: Option<OwnerReference>,
+    /// Name of the operator's own Deployment in `namespace`, if configured.
+    pub owner_deployment: Option<String>,
 }
 
 /// The objects of one service.
@@ -181,6 +184,30 @@ fn with_type<T: Serialize>(object: &T, api_version: &str, kind: &str) -> serde_j
 }
 
 /// Applies the plan and deletes managed workloads it does not contain.
+/// Looks up the operator's own Deployment, if one is configured, and makes it
+/// the owner of everything [`reconcile`] applies.
+pub async fn resolve_owner(client: &Client, settings: &mut WorkloadSettings) -> Result<()> {
+    let Some(name) = settings.owner_deployment.clone().filter(|_| settings.owner.is_none()) else {
+        return Ok(());
+    };
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &settings.namespace);
+    let deployment = deployments.get_metadata(&name).await.map_err(|source| Error::GetOwned {
+        kind: "Deployment",
+        namespace: settings.namespace.clone(),
+        name: name.clone(),
+        source: Box::new(source),
+    })?;
+    settings.owner = Some(OwnerReference {
+        api_version: "apps/v1".to_owned(),
+        kind: "Deployment".to_owned(),
+        name,
+        uid: deployment.uid().unwrap_or_default(),
+        controller: Some(false),
+        block_owner_deletion: Some(false),
+    });
+    Ok(())
+}
+
 pub async fn reconcile(client: &Client, settings: &WorkloadSettings) -> Result<()> {
     let namespace = settings.namespace.as_str();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
@@ -266,6 +293,7 @@ mod tests {
             memory_request: "64Mi".into(),
             memory_limit: "256Mi".into(),
             owner: None,
+            owner_deployment: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!   ?filter=…  ──► filter::parse ──► Filter (AST) ──► eval::matches   (in memory)
-//!                        │                  └───────► SQL WHERE       (store, later)
+//!                        │                  └───────► SQL WHERE       (store::scim_query)
 //!                        ▼
 //!   PATCH path ──► path::parse ──► PatchPath ─┐
 //!   PATCH body ──► patch::PatchRequest ───────┴──► patch::apply ──► new resource
@@ -20,6 +20,7 @@
 //! - [`eval`] decides whether a resource (or one value of a multi-valued
 //!   attribute) matches a filter.
 //! - [`patch`] applies a PatchOp request, all operations or none.
+//! - [`service`] is the HTTP service on top of these and the store.
 //!
 //! Every error type here says which [`ScimType`] it is reported as.
 
@@ -29,6 +30,7 @@ mod json;
 pub mod patch;
 pub mod path;
 pub mod schema;
+pub mod service;
 
 /// The `scimType` of a SCIM error response (RFC 7644 §3.12, Table 9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

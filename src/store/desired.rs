@@ -168,6 +168,16 @@ pub trait DesiredStateStore {
         secret_hash: Option<&SecretString>,
     ) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Sets (or, with `None`, clears) the hash (`sha256:<hex>`) of an
+    /// IdentityProvider's SCIM bearer token. Returns whether the
+    /// IdentityProvider exists; nothing is stored if it does not.
+    fn set_scim_token_hash(
+        &self,
+        namespace: &str,
+        identity_provider: &str,
+        token_hash: Option<&str>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
     fn put_signing_key(&self, key: &SigningKeyRecord) -> impl Future<Output = Result<()>> + Send;
 
     /// Returns whether the key existed.
@@ -314,6 +324,15 @@ impl DesiredStateStore for Store {
         tx.record(resource_change(ResourceKind::OAuthClient, namespace, name, &uid));
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn set_scim_token_hash(
+        &self,
+        namespace: &str,
+        identity_provider: &str,
+        token_hash: Option<&str>,
+    ) -> Result<bool> {
+        super::scim::set_token_hash(self, namespace, identity_provider, token_hash).await
     }
 
     async fn put_signing_key(&self, key: &SigningKeyRecord) -> Result<()> {

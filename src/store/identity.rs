@@ -24,9 +24,10 @@ use super::error::{is_unique_violation, query_error};
 use super::records::*;
 use super::{Result, Store, StoreError, bool_column, column, enum_column, now_ms};
 
-const USER_COLUMNS: &str = "id, organization, user_name, display_name, given_name, family_name, external_id, \
-                            active, source, password_hash, last_login_ms, created_ms, updated_ms, version";
-const GROUP_COLUMNS: &str =
+pub(super) const USER_COLUMNS: &str = "id, organization, user_name, display_name, given_name, family_name, \
+                                       external_id, active, source, password_hash, last_login_ms, created_ms, \
+                                       updated_ms, version";
+pub(super) const GROUP_COLUMNS: &str =
     "id, organization, display_name, source, external_id, created_ms, updated_ms, version";
 const MFA_COLUMNS: &str = "id, user_id, kind, label, credential_id, public_key, sign_count, sealed_secret, \
                            created_ms, last_used_ms";
@@ -198,15 +199,15 @@ pub trait GroupStore {
     ) -> impl Future<Output = Result<Vec<Group>>> + Send;
 }
 
-fn user_change(organization: &str, id: &str) -> Change {
+pub(super) fn user_change(organization: &str, id: &str) -> Change {
     Change::User { organization: organization.to_owned(), id: id.to_owned() }
 }
 
-fn group_change(organization: &str, id: &str) -> Change {
+pub(super) fn group_change(organization: &str, id: &str) -> Change {
     Change::Group { organization: organization.to_owned(), id: id.to_owned() }
 }
 
-fn not_found(organization: &str, what: &'static str, id: &str) -> StoreError {
+pub(super) fn not_found(organization: &str, what: &'static str, id: &str) -> StoreError {
     StoreError::NotFound { organization: organization.to_owned(), what, id: id.to_owned() }
 }
 
@@ -753,7 +754,7 @@ impl GroupStore for Store {
 
 // === Helpers. ===
 
-fn user_name_taken(
+pub(super) fn user_name_taken(
     error: sqlx::Error,
     organization: &str,
     user_name: &str,
@@ -770,7 +771,7 @@ fn user_name_taken(
     }
 }
 
-fn group_name_taken(
+pub(super) fn group_name_taken(
     error: sqlx::Error,
     organization: &str,
     name: &str,
@@ -788,7 +789,7 @@ fn group_name_taken(
 }
 
 /// Why a conditional update touched no row: the row is gone, or its version moved on.
-async fn missing_or_moved_on(
+pub(super) async fn missing_or_moved_on(
     tx: &mut WriteTx<'_>,
     table: &'static str,
     what: &'static str,
@@ -843,7 +844,7 @@ async fn update_user_column(
     Ok(())
 }
 
-async fn write_emails(
+pub(super) async fn write_emails(
     tx: &mut WriteTx<'_>,
     organization: &str,
     user_id: &str,
@@ -986,7 +987,7 @@ async fn read_users(
     Ok(users)
 }
 
-fn user_from_row(row: &AnyRow) -> Result<User> {
+pub(super) fn user_from_row(row: &AnyRow) -> Result<User> {
     const T: &str = "users";
     Ok(User {
         id: column(row, T, "id")?,
@@ -1007,7 +1008,7 @@ fn user_from_row(row: &AnyRow) -> Result<User> {
     })
 }
 
-async fn read_group(
+pub(super) async fn read_group(
     conn: &mut AnyConnection,
     organization: &str,
     filter: &str,
@@ -1024,7 +1025,7 @@ async fn read_group(
     row.as_ref().map(group_from_row).transpose()
 }
 
-fn group_from_row(row: &AnyRow) -> Result<Group> {
+pub(super) fn group_from_row(row: &AnyRow) -> Result<Group> {
     const T: &str = "groups";
     Ok(Group {
         id: column(row, T, "id")?,

@@ -19,7 +19,11 @@
 pub mod claims;
 pub mod jwt;
 pub mod keys;
+pub mod password;
 pub mod pkce;
 pub mod refresh;
+pub mod service;
+pub mod throttle;
+pub mod totp;
 
 mod encoding;

@@ -26,7 +26,8 @@
 //! `UPDATE refresh_token_families SET counter = $next WHERE family_id = $f AND
 //! counter = $presented AND revoked_at IS NULL` and inserts the successor's
 //! hash with `$next`. Of concurrent refreshes with one token exactly one
-//! updates a row; the others update none and are treated as reuse. Old token
+//! updates a row; the others update none and are treated as reuse (a client
+//! racing itself cannot be told from a thief racing the client). Old token
 //! rows are kept until the family expires, so a replayed token is recognised.
 
 use std::fmt;

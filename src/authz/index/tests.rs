@@ -360,3 +360,31 @@ fn decision_explains_itself() {
     assert_eq!(denied.code(), "NoMatchingAssignment");
     assert_eq!(denied.to_string(), "no assignment grants it in this scope");
 }
+
+#[test]
+fn group_assignment_changed_after_members_joined_reaches_them() {
+    let mut index = mk_index(&["a.read"]);
+    index.apply_role("reader", mk_role(&["a.read"], &[]));
+    index.set_group_members("ops", ["ada", "bob"].map(String::from));
+    let granted_by = |index: &AccessIndex, user: &str, scope: &Scope| match index.check(
+        &Principal::user(user),
+        "a.read",
+        scope,
+        NOW,
+    ) {
+        Decision::Allowed(grant) => Some((grant.assignment.to_owned(), grant.group.map(str::to_owned))),
+        Decision::Denied(_) => None,
+    };
+
+    index.apply_assignment(mk_assignment("ra", Principal::group("ops"), "reader", workspace("w1")));
+    assert_eq!(granted_by(&index, "bob", &workspace("w1")), Some(("ra".into(), Some("ops".into()))));
+    // Moved to another workspace: every member follows.
+    index.apply_assignment(mk_assignment("ra", Principal::group("ops"), "reader", workspace("w2")));
+    assert_eq!(granted_by(&index, "bob", &workspace("w1")), None);
+    assert_eq!(granted_by(&index, "ada", &workspace("w2")), Some(("ra".into(), Some("ops".into()))));
+    // The user's own assignment is reported before its group's.
+    index.apply_assignment(mk_assignment("own", Principal::user("ada"), "reader", Scope::Organization));
+    assert_eq!(granted_by(&index, "ada", &workspace("w2")), Some(("own".into(), None)));
+    index.delete_assignment("ra");
+    assert_eq!(granted_by(&index, "bob", &workspace("w2")), None);
+}

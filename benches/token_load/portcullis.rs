@@ -1,0 +1,243 @@
+//! Our token service for `token_load`, in process: the `examples/acme`
+//! tenant in a SQLite file (WAL) in a temporary directory, an ES256 key
+//! in a keys directory, a user, and one confidential client `bench`
+//! configured like the oidc-provider peer's, served by
+//! `portcullis::token::service::router` on 127.0.0.1:0 on the current runtime.
+//!
+//! Refresh tokens come the way a browser sign-in leaves them: an
+//! authorization code issued through `grants::issue_authorization_code`
+//! (what the login pages call), redeemed at the token endpoint with PKCE.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use portcullis::api::{OAuthClient, OAuthClientSpec, RoleAssignment, RoleAssignmentSpec};
+use portcullis::controller;
+use portcullis::manifests::{self, Resource};
+use portcullis::store::{
+    DesiredStateStore as _, NewUser, ObjectMeta, SecretString, Store, UserSource, UserStore as _,
+};
+use portcullis::token::keys::{Algorithm, KeyMeta, SigningKey};
+use portcullis::token::service::grants::{self, NewAuthorizationCode};
+use portcullis::token::service::keys::{KeyDirectory, write_key_dir};
+use portcullis::token::service::login::LoginState;
+use portcullis::token::service::{SystemClock, TokenServiceConfig, TokenServiceState, router};
+use tokio::net::TcpStream;
+
+use crate::generator::Target;
+
+const ORGANIZATION: &str = "acme";
+const NAMESPACE: &str = "acme";
+const CLIENT_ID: &str = "bench";
+const CLIENT_SECRET: &str = "bench-client-secret-0123456789abcdef";
+const REDIRECT_URI: &str = "https://app.bench.example/callback";
+const USER_NAME: &str = "alice.martin@acme.com";
+/// What the refresh workers' sign-ins granted (an ID token comes with every refresh, as with the peer).
+const REFRESH_SCOPE: &str = "openid offline_access";
+
+pub struct Portcullis {
+    pub addr: SocketAddr,
+    pub authorization: String,
+    pub client_credentials_form: Bytes,
+    pub refresh_tokens: Vec<String>,
+    pub refresh_extra_form: String,
+    /// Holds the SQLite file and the keys directory.
+    _dir: tempfile::TempDir,
+}
+
+impl Portcullis {
+    pub fn target(&self) -> Target {
+        Target {
+            addr: self.addr,
+            path: format!("/o/{ORGANIZATION}/token"),
+            authorization: Some(self.authorization.clone()),
+        }
+    }
+
+    /// Seeds the store and keys, serves the router, and signs `refresh_tokens` users in.
+    pub async fn start(refresh_tokens: usize) -> Result<Portcullis, String> {
+        let dir =
+            tempfile::Builder::new().prefix("token-load-").tempdir().map_err(|e| format!("tempdir: {e}"))?;
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("store.db").display());
+        let store = Store::connect(&url).await.map_err(|e| format!("store {url}: {e}"))?;
+        seed(&store).await?;
+        let user = store
+            .create_user(&NewUser::new(NAMESPACE, USER_NAME, UserSource::Local))
+            .await
+            .map_err(|e| format!("create user: {e}"))?;
+
+        let keys_dir = dir.path().join("keys");
+        let now = jiff::Timestamp::now();
+        let generated =
+            SigningKey::generate(Algorithm::ES256, now, &mut rand::rng()).map_err(|e| format!("key: {e}"))?;
+        let meta = KeyMeta { activated_at: Some(now), ..generated.meta().clone() };
+        let key = SigningKey::from_pkcs8_der(meta, generated.pkcs8_der()).map_err(|e| format!("key: {e}"))?;
+        write_key_dir(&keys_dir, ORGANIZATION, &[&key]).map_err(|e| format!("keys dir: {e}"))?;
+
+        let state = TokenServiceState::new(TokenServiceConfig {
+            store,
+            public_base_url: "http://127.0.0.1".to_owned(),
+            keys: KeyDirectory::new(&keys_dir),
+            login: LoginState::default(),
+            clock: Arc::new(SystemClock),
+        })
+        .await
+        .map_err(|e| format!("token service state: {e}"))?;
+        let listener =
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("bind: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| format!("bound address: {e}"))?;
+        let app = router(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let authorization = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
+        );
+        let mut ours = Portcullis {
+            addr,
+            authorization,
+            client_credentials_form: Bytes::from_static(b"grant_type=client_credentials"),
+            refresh_tokens: Vec::with_capacity(refresh_tokens),
+            refresh_extra_form: String::new(),
+            _dir: dir,
+        };
+        for n in 0..refresh_tokens {
+            let token = ours.sign_in(&state, &user.id, n).await?;
+            ours.refresh_tokens.push(token);
+        }
+        Ok(ours)
+    }
+
+    /// A code for `user_id` as the login pages would issue it, redeemed with
+    /// its PKCE verifier (RFC 7636 §4.5); returns the first refresh token.
+    async fn sign_in(&self, state: &TokenServiceState, user_id: &str, n: usize) -> Result<String, String> {
+        let verifier = format!("bench-verifier-{n:04}-0123456789abcdefghijklmnopqrstuvwxyz");
+        let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
+        let code = grants::issue_authorization_code(
+            state,
+            NewAuthorizationCode {
+                organization: ORGANIZATION.to_owned(),
+                client_id: CLIENT_ID.to_owned(),
+                user_id: user_id.to_owned(),
+                redirect_uri: REDIRECT_URI.to_owned(),
+                scope: REFRESH_SCOPE.to_owned(),
+                nonce: None,
+                code_challenge: Some(challenge),
+                auth_time: state.now(),
+                amr: vec!["pwd".to_owned()],
+                session_id: None,
+            },
+        )
+        .await
+        .map_err(|e| format!("issue an authorization code: {e}"))?;
+        let form = format!(
+            "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={verifier}",
+            crate::form_encode(&code),
+            crate::form_encode(REDIRECT_URI),
+        );
+        let (status, body) = self.post_form(form).await?;
+        if status != StatusCode::OK {
+            return Err(format!("code exchange: HTTP {status}: {}", String::from_utf8_lossy(&body)));
+        }
+        let answer: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| format!("code exchange: {e}"))?;
+        answer["refresh_token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("code exchange gave no refresh token: {answer}"))
+    }
+
+    async fn post_form(&self, form: String) -> Result<(StatusCode, Bytes), String> {
+        let stream = TcpStream::connect(self.addr).await.map_err(|e| format!("connect: {e}"))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(connection);
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/o/{ORGANIZATION}/token"))
+            .header(HOST, self.addr.to_string())
+            .header(AUTHORIZATION, &self.authorization)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(form)))
+            .map_err(|e| format!("request: {e}"))?;
+        let response = sender.send_request(request).await.map_err(|e| format!("request: {e}"))?;
+        let status = response.status();
+        let body = response.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
+        Ok((status, body))
+    }
+}
+
+/// The `examples/acme` tenant, plus the client `bench` (all three grants,
+/// client_secret_basic) holding the `integrations` role like the CI client.
+async fn seed(store: &Store) -> Result<(), String> {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/acme");
+    let set = manifests::read_dir(&examples).map_err(|e| format!("read {}: {e}", examples.display()))?;
+    if let Some(problem) = set.problems.first() {
+        return Err(format!("examples/acme: {problem}"));
+    }
+    let client_spec: OAuthClientSpec = serde_json::from_value(serde_json::json!({
+        "displayName": "Load generator",
+        "type": "Confidential",
+        "grantTypes": ["client_credentials", "authorization_code", "refresh_token"],
+        "redirectUris": [REDIRECT_URI],
+        "requirePkce": true,
+        "audiences": ["https://api.bench.example"],
+        "tokenClaims": ["roles"],
+    }))
+    .map_err(|e| format!("bench client spec: {e}"))?;
+    let assignment_spec: RoleAssignmentSpec = serde_json::from_value(serde_json::json!({
+        "principal": { "kind": "Client", "name": CLIENT_ID },
+        "role": "integrations",
+        "scope": "Organization",
+    }))
+    .map_err(|e| format!("bench assignment spec: {e}"))?;
+    let mut resources: Vec<Resource> = set.manifests.into_iter().map(|m| m.resource).collect();
+    let mut client = OAuthClient::new(CLIENT_ID, client_spec);
+    client.metadata.namespace = Some(NAMESPACE.to_owned());
+    resources.push(Resource::OAuthClient(client));
+    let mut assignment = RoleAssignment::new("bench-integrations", assignment_spec);
+    assignment.metadata.namespace = Some(NAMESPACE.to_owned());
+    resources.push(Resource::RoleAssignment(assignment));
+
+    for (n, resource) in resources.iter().enumerate() {
+        let meta = |metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            ObjectMeta::new(
+                format!("bench-uid-{n}"),
+                metadata.namespace.clone().unwrap_or_else(|| NAMESPACE.to_owned()),
+                metadata.name.clone().unwrap_or_default(),
+                1,
+            )
+        };
+        let applied = match resource {
+            Resource::Organization(o) => {
+                store.apply(&controller::organization::record(o, meta(&o.metadata))).await
+            }
+            Resource::Role(o) => store.apply(&controller::role::record(o, meta(&o.metadata))).await,
+            Resource::RoleAssignment(o) => {
+                store.apply(&controller::role_assignment::record(o, meta(&o.metadata))).await
+            }
+            Resource::IdentityProvider(o) => {
+                store.apply(&controller::identity_provider::record(o, meta(&o.metadata))).await
+            }
+            Resource::OAuthClient(o) => {
+                store.apply(&controller::oauth_client::record(o, meta(&o.metadata))).await
+            }
+        };
+        applied.map_err(|e| format!("seed the store: {e}"))?;
+    }
+    let hash = SecretString::new(controller::secrets::hash_secret(CLIENT_SECRET));
+    store
+        .set_oauth_client_secret_hash(NAMESPACE, CLIENT_ID, Some(&hash))
+        .await
+        .map_err(|e| format!("client secret: {e}"))?;
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! `RequirePermission<P>`: an axum extractor that admits a request only if it
+//! carries one of our access tokens whose principal holds permission `P` in
+//! the organization scope, decided by the access core.
+//!
+//! ```text
+//!  Authorization: Bearer <jwt> ──► jwt::verify against the issuer's own key set
+//!      (alg allow-list ES256/EdDSA/RS256, kid only among our keys, typ at+jwt,
+//!       iss = issuer, aud ∋ the API's audience, exp/iat)
+//!   ──► principal: sub = client_id → Client, else the user (must be active)
+//!   ──► AccessIndex::check(principal, P::NAME, organization, now)
+//!   ──► handler gets the claims and the grant's explanation; else 401 / 403
+//! ```
+//!
+//! The API's audience is the issuer identifier itself: a client that calls
+//! Portcullis's own APIs lists the issuer URL among its `audiences`. Tokens are
+//! verified statelessly (no revocation lookup): access tokens are short-lived.
+
+use std::future::Future;
+use std::marker::PhantomData;
+
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::request::Parts;
+
+use crate::authz::{Decision, Principal, Scope};
+use crate::store::UserStore as _;
+use crate::store::follow::principal_key;
+use crate::token::claims::AccessTokenClaims;
+use crate::token::jwt::{self, TokenType, Validation};
+use crate::token::service::error::OAuthError;
+use crate::token::service::state::TokenServiceState;
+use crate::token::service::verify::bearer_token;
+
+/// A permission a route requires, named at the type level.
+pub trait Permission: Send + Sync + 'static {
+    const NAME: &'static str;
+}
+
+/// Where an extractor finds the organization's keys, issuer and access index.
+pub trait PermissionAuthority: Send + Sync {
+    /// Verifies `token` for the organization named `organization` and checks
+    /// `permission` in the organization scope.
+    fn authorize(
+        &self,
+        organization: &str,
+        token: &str,
+        permission: &'static str,
+    ) -> impl Future<Output = Result<Authorized, OAuthError>> + Send;
+}
+
+/// What a permitted request learns about its caller.
+#[derive(Clone, Debug)]
+pub struct Authorized {
+    pub organization: String,
+    pub principal: Principal,
+    pub claims: AccessTokenClaims,
+    /// The access core's explanation of the grant (`allowed by assignment …`).
+    pub reason: String,
+}
+
+/// Admits the request only if its bearer token's principal holds `P`.
+pub struct RequirePermission<P: Permission> {
+    pub authorized: Authorized,
+    permission: PhantomData<P>,
+}
+
+impl<P: Permission> std::ops::Deref for RequirePermission<P> {
+    type Target = Authorized;
+
+    fn deref(&self) -> &Authorized {
+        &self.authorized
+    }
+}
+
+impl<S, P> FromRequestParts<S> for RequirePermission<P>
+where
+    S: PermissionAuthority,
+    P: Permission,
+{
+    type Rejection = OAuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| OAuthError::server("RequirePermission needs an {org} path parameter"))?;
+        let organization = params
+            .iter()
+            .find(|(name, _)| *name == "org")
+            .map(|(_, value)| value.to_owned())
+            .ok_or_else(|| OAuthError::server("RequirePermission needs an {org} path parameter"))?;
+        let token = bearer_token(&parts.headers)?;
+        let authorized = state.authorize(&organization, token, P::NAME).await?;
+        Ok(Self { authorized, permission: PhantomData })
+    }
+}
+
+impl PermissionAuthority for TokenServiceState {
+    async fn authorize(
+        &self,
+        organization: &str,
+        token: &str,
+        permission: &'static str,
+    ) -> Result<Authorized, OAuthError> {
+        let org = self.require_organization(organization).await?;
+        let keys = self.key_set(&org).await?;
+        let issuer = self.issuer(&org.name);
+        let now = self.now();
+        let validation = Validation::new(TokenType::Access, &issuer, &issuer, now);
+        let verified = jwt::verify::<AccessTokenClaims>(token, &keys, &validation)
+            .map_err(|e| OAuthError::invalid_token(e.description()))?;
+        let claims = verified.claims;
+        if claims.org != org.name {
+            return Err(OAuthError::invalid_token("The token was issued for another organization."));
+        }
+        let principal = if claims.sub == claims.client_id {
+            Principal::client(claims.client_id.clone())
+        } else {
+            let user = self
+                .store()
+                .get_user(&org.namespace, &claims.sub)
+                .await?
+                .ok_or_else(|| OAuthError::invalid_token("The token's user no longer exists."))?;
+            principal_key(&Principal::user(user.user_name))
+        };
+        let index = self.access_index(&org).await?;
+        let decision = index.index.check(&principal, permission, &Scope::Organization, now.as_second());
+        let reason = decision.to_string();
+        match decision {
+            Decision::Allowed(_) => {
+                Ok(Authorized { organization: org.name.clone(), principal, claims, reason })
+            }
+            Decision::Denied(denial) => Err(OAuthError::InsufficientScope(
+                format!("Permission {permission} is required ({}).", denial.code()).into(),
+            )),
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Who is calling: the bearer token of an IdentityProvider of the
+//! organization named in the path, with SCIM enabled (RFC 7644 §2). Runs as
+//! an extractor before any body extractor, so nothing is read or parsed for
+//! a caller that is not authorized.
+//!
+//! ```text
+//!  /o/{organization}/… ──► Organization by name ──► namespace
+//!  Authorization: Bearer t ──► sha256:<hex>(t) ──► scim_tokens of THAT namespace (constant time)
+//!                                               └─► IdentityProvider, scim_enabled
+//!  spec.provisioning.mode ──► ScimWriter only when `scim`
+//! ```
+//!
+//! Unknown organization, missing or wrong token, another organization's
+//! token, SCIM disabled: all the same 401, so a token cannot probe which
+//! organizations exist.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{FromRequestParts, RawPathParams, Request, State};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::api::ProvisioningMode;
+use crate::controller::secrets::hash_secret;
+use crate::store::ScimStore;
+
+use super::ScimState;
+use super::error::{AnsweredError, ScimError};
+
+/// An authorized SCIM client.
+#[derive(Clone, Debug)]
+pub struct ScimCaller {
+    /// The Organization's name, as in the path.
+    pub organization: String,
+    /// Its namespace: the store's key for its users and groups.
+    pub namespace: String,
+    pub identity_provider: String,
+    pub provisioning: ProvisioningMode,
+}
+
+/// A caller allowed to write: the organization's provisioning mode is `scim`.
+#[derive(Clone, Debug)]
+pub struct ScimWriter(pub ScimCaller);
+
+/// Where the extractor leaves the caller for [`record_sync_health`].
+#[derive(Clone, Default)]
+struct CallerSlot(Arc<Mutex<Option<(String, String)>>>);
+
+impl FromRequestParts<ScimState> for ScimCaller {
+    type Rejection = ScimError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ScimState) -> Result<Self, ScimError> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ScimError::NoEndpoint(parts.uri.path().to_owned()))?;
+        let organization = params
+            .iter()
+            .find(|(name, _)| *name == "organization")
+            .map(|(_, value)| value.to_owned())
+            .ok_or_else(|| ScimError::NoEndpoint(parts.uri.path().to_owned()))?;
+        let token = bearer_token(parts).ok_or(ScimError::Unauthorized)?;
+        let record = state.store.organization_by_name(&organization).await?.ok_or(ScimError::Unauthorized)?;
+        let namespace = record.meta.namespace.clone();
+        let provider = state
+            .store
+            .scim_provider_for_token(&namespace, &hash_secret(token))
+            .await?
+            .ok_or(ScimError::Unauthorized)?;
+        if let Some(slot) = parts.extensions.get::<CallerSlot>()
+            && let Ok(mut slot) = slot.0.lock()
+        {
+            *slot = Some((namespace.clone(), provider.meta.name.clone()));
+        }
+        Ok(ScimCaller {
+            organization,
+            namespace,
+            identity_provider: provider.meta.name,
+            provisioning: provisioning_mode(&record.spec_json),
+        })
+    }
+}
+
+impl FromRequestParts<ScimState> for ScimWriter {
+    type Rejection = ScimError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ScimState) -> Result<Self, ScimError> {
+        let caller = ScimCaller::from_request_parts(parts, state).await?;
+        match caller.provisioning {
+            ProvisioningMode::Scim => Ok(ScimWriter(caller)),
+            mode => {
+                let mode = match mode {
+                    ProvisioningMode::Jit => "jit",
+                    _ => "disabled",
+                };
+                Err(ScimError::Forbidden(format!(
+                    "organization {} has spec.provisioning.mode `{mode}`: SCIM may read but not write. \
+                     Set it to `scim` to make this identity provider the authority for users and groups",
+                    caller.organization
+                )))
+            }
+        }
+    }
+}
+
+/// `Authorization: Bearer <token>` (scheme in any case, RFC 6750 §2.1).
+fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The mode of the Organization's `spec.provisioning` (the CRD default, `disabled`, if unset).
+fn provisioning_mode(spec_json: &str) -> ProvisioningMode {
+    serde_json::from_str::<serde_json::Value>(spec_json)
+        .ok()
+        .and_then(|spec| spec.get("provisioning")?.get("mode").cloned())
+        .and_then(|mode| serde_json::from_value(mode).ok())
+        .unwrap_or_default()
+}
+
+/// Middleware: after an authorized request, counts it (and the error it was
+/// answered with) in the IdentityProvider's sync health.
+pub(super) async fn record_sync_health(
+    State(state): State<ScimState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let slot = CallerSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let response = next.run(request).await;
+    let caller = slot.0.lock().ok().and_then(|mut caller| caller.take());
+    if let Some((namespace, identity_provider)) = caller {
+        let error = response.extensions().get::<AnsweredError>().map(|answered| answered.0.as_str());
+        state.metrics.observe(&namespace, &identity_provider, response.status().as_u16());
+        let at = crate::store::now_ms();
+        if let Err(error) = state.store.record_scim_request(&namespace, &identity_provider, error, at).await {
+            tracing::warn!(%error, "could not record SCIM sync health");
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provisioning_mode_defaults_to_disabled() {
+        assert_eq!(provisioning_mode("{}"), ProvisioningMode::Disabled);
+        assert_eq!(provisioning_mode(r#"{"provisioning":{"mode":"scim"}}"#), ProvisioningMode::Scim);
+        assert_eq!(provisioning_mode(r#"{"provisioning":{"mode":"jit"}}"#), ProvisioningMode::Jit);
+        assert_eq!(provisioning_mode("not json"), ProvisioningMode::Disabled);
+    }
+}

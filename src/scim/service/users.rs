@@ -1,0 +1,250 @@
+//! `/Users` (RFC 7644 §3.2–§3.6): list and search, create, read, replace,
+//! patch, delete. Writes need [`ScimWriter`] (provisioning mode `scim`).
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::auth::{ScimCaller, ScimWriter};
+use super::error::ScimError;
+use super::listing::{ListRequest, list_response};
+use super::representation::{UserFields, user_fields, user_json};
+use super::{ScimState, check_if_match, json_body, scim_response};
+use crate::scim::ScimType;
+use crate::scim::patch::{self, PatchRequest};
+use crate::scim::schema::USER;
+use crate::store::scim::ScimUser;
+use crate::store::scim_query::Resource;
+use crate::store::{NewUser, ScimStore, StoreError, UserSource, UserStore, UserUpdate};
+
+const RESOURCE: &str = "User";
+/// Times a PATCH without If-Match is re-applied when the user changed meanwhile.
+const PATCH_ATTEMPTS: usize = 3;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct UserPath {
+    #[allow(dead_code)]
+    organization: String,
+    id: String,
+}
+
+pub(super) type QueryPairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+pub(super) fn query_pairs(query: QueryPairs) -> Result<Vec<(String, String)>, ScimError> {
+    query.map(|Query(pairs)| pairs).map_err(|e| {
+        ScimError::invalid(ScimType::InvalidValue, format!("invalid query string: {}", e.body_text()))
+    })
+}
+
+pub(super) async fn list(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    query: QueryPairs,
+) -> Result<Response, ScimError> {
+    let request = ListRequest::from_query(&query_pairs(query)?)?;
+    list_users(&state, &caller, &request).await
+}
+
+pub(super) async fn search(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ScimError> {
+    let request = ListRequest::from_search_body(&json_body(body)?)?;
+    list_users(&state, &caller, &request).await
+}
+
+async fn list_users(
+    state: &ScimState,
+    caller: &ScimCaller,
+    request: &ListRequest,
+) -> Result<Response, ScimError> {
+    let plan = request.plan(Resource::Users, &USER, state.store.backend())?;
+    let page = state.store.search_scim_users(&caller.namespace, plan.page()).await?;
+    let base = state.base_url(&caller.organization);
+    let mut groups: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    if plan.projection.shows("groups") && !page.items.is_empty() {
+        let ids: Vec<String> = page.items.iter().map(|u| u.user.id.clone()).collect();
+        for (user, group, name) in state.store.groups_of_users(&caller.namespace, &ids).await? {
+            groups.entry(user).or_default().push((group, name));
+        }
+    }
+    let resources = page
+        .items
+        .iter()
+        .map(|user| {
+            let groups = plan
+                .projection
+                .shows("groups")
+                .then(|| groups.get(&user.user.id).map_or(&[][..], Vec::as_slice));
+            plan.projection.apply(user_json(user, groups, &base))
+        })
+        .collect();
+    Ok(scim_response(StatusCode::OK, &list_response(page.total, plan.start_index, resources), None, None))
+}
+
+async fn render(
+    state: &ScimState,
+    caller: &ScimCaller,
+    user: &ScimUser,
+    status: StatusCode,
+    request: Option<&ListRequest>,
+) -> Result<Response, ScimError> {
+    let projection = match request {
+        Some(request) => request.projection(&USER)?,
+        None => Default::default(),
+    };
+    let groups: Vec<(String, String)> = if projection.shows("groups") {
+        let found =
+            state.store.groups_of_users(&caller.namespace, std::slice::from_ref(&user.user.id)).await?;
+        found.into_iter().map(|(_, id, name)| (id, name)).collect()
+    } else {
+        Vec::new()
+    };
+    let base = state.base_url(&caller.organization);
+    let body = projection.apply(user_json(user, projection.shows("groups").then_some(&groups[..]), &base));
+    let location = format!("{base}/Users/{}", user.user.id);
+    Ok(scim_response(status, &body, Some(user.user.version), Some(&location)))
+}
+
+async fn load(state: &ScimState, caller: &ScimCaller, id: &str) -> Result<ScimUser, ScimError> {
+    state.store.get_scim_user(&caller.namespace, id).await?.ok_or_else(|| ScimError::not_found(RESOURCE, id))
+}
+
+pub(super) async fn read(
+    caller: ScimCaller,
+    State(state): State<ScimState>,
+    Path(path): Path<UserPath>,
+    query: QueryPairs,
+) -> Result<Response, ScimError> {
+    let request = ListRequest::from_query(&query_pairs(query)?)?;
+    let user = load(&state, &caller, &path.id).await?;
+    render(&state, &caller, &user, StatusCode::OK, Some(&request)).await
+}
+
+fn update_of(fields: &UserFields) -> UserUpdate {
+    UserUpdate {
+        user_name: fields.user_name.clone(),
+        display_name: fields.display_name.clone(),
+        given_name: fields.given_name.clone(),
+        family_name: fields.family_name.clone(),
+        external_id: fields.external_id.clone(),
+        emails: fields.emails.clone(),
+        active: fields.active,
+    }
+}
+
+pub(super) async fn create(
+    ScimWriter(caller): ScimWriter,
+    State(state): State<ScimState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ScimError> {
+    let fields = user_fields(&json_body(body)?)?;
+    let new = NewUser {
+        display_name: fields.display_name.clone(),
+        given_name: fields.given_name.clone(),
+        family_name: fields.family_name.clone(),
+        external_id: fields.external_id.clone(),
+        emails: fields.emails.clone(),
+        active: fields.active,
+        ..NewUser::new(caller.namespace.clone(), fields.user_name.clone(), UserSource::Scim)
+    };
+    let created = state
+        .store
+        .create_scim_user(&new, &fields.extra, &caller.identity_provider)
+        .await
+        .map_err(|e| ScimError::from_store(e, RESOURCE, &fields.user_name))?;
+    render(&state, &caller, &created, StatusCode::CREATED, None).await
+}
+
+pub(super) async fn replace(
+    ScimWriter(caller): ScimWriter,
+    State(state): State<ScimState>,
+    Path(path): Path<UserPath>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ScimError> {
+    let body = json_body(body)?;
+    let current = load(&state, &caller, &path.id).await?;
+    check_if_match(&headers, current.user.version)?;
+    let fields = user_fields(&body)?;
+    let expected = headers.contains_key(header::IF_MATCH).then_some(current.user.version);
+    let updated = state
+        .store
+        .update_scim_user(&caller.namespace, &path.id, &update_of(&fields), &fields.extra, expected)
+        .await
+        .map_err(|e| ScimError::from_store(e, RESOURCE, &path.id))?;
+    render(&state, &caller, &updated, StatusCode::OK, None).await
+}
+
+pub(super) async fn patch(
+    ScimWriter(caller): ScimWriter,
+    State(state): State<ScimState>,
+    Path(path): Path<UserPath>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ScimError> {
+    let request = PatchRequest::from_json(&json_body(body)?)?;
+    let base = state.base_url(&caller.organization);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let current = load(&state, &caller, &path.id).await?;
+        check_if_match(&headers, current.user.version)?;
+        let resource = user_json(&current, None, &base);
+        let Some(resource) = resource.as_object() else {
+            return Err(ScimError::invalid(ScimType::InvalidValue, "the stored user is not an object"));
+        };
+        let outcome = patch::apply(resource, &USER, &request)?;
+        if outcome.password.is_some() {
+            return Err(ScimError::invalid(
+                ScimType::InvalidValue,
+                "passwords are not accepted: users of a SCIM-provisioned organization sign in through their \
+                 identity provider",
+            ));
+        }
+        if !outcome.changed {
+            return render(&state, &caller, &current, StatusCode::OK, None).await;
+        }
+        let fields = user_fields(&outcome.resource)?;
+        // Read-modify-write: the write names the version the patch applied to.
+        match state
+            .store
+            .update_scim_user(
+                &caller.namespace,
+                &path.id,
+                &update_of(&fields),
+                &fields.extra,
+                Some(current.user.version),
+            )
+            .await
+        {
+            Ok(updated) => return render(&state, &caller, &updated, StatusCode::OK, None).await,
+            Err(StoreError::VersionMismatch { .. })
+                if !headers.contains_key(header::IF_MATCH) && attempt < PATCH_ATTEMPTS => {}
+            Err(error) => return Err(ScimError::from_store(error, RESOURCE, &path.id)),
+        }
+    }
+}
+
+pub(super) async fn delete(
+    ScimWriter(caller): ScimWriter,
+    State(state): State<ScimState>,
+    Path(path): Path<UserPath>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    if headers.contains_key(header::IF_MATCH) {
+        let current = load(&state, &caller, &path.id).await?;
+        check_if_match(&headers, current.user.version)?;
+    }
+    if state.store.delete_user(&caller.namespace, &path.id).await? {
+        Ok(super::no_content(None))
+    } else {
+        Err(ScimError::not_found(RESOURCE, &path.id))
+    }
+}

@@ -1,0 +1,799 @@
+//! What the SCIM service needs of the store beyond [`UserStore`] and
+//! [`GroupStore`](super::GroupStore): bearer-token lookup, sync health,
+//! filtered and paged reads, and writes that keep a user's extra SCIM
+//! attributes or a group's membership changes in one transaction.
+//!
+//! ```text
+//!   scim_tokens (org, idp) ── token_hash ──► which IdentityProvider is calling
+//!   scim_sync_health (org, idp)  ◄── one upsert per request; read by the operator
+//!   users.scim_json              ── attributes without a column (title, enterprise, …)
+//!   users/groups.provisioned_by  ── the IdentityProvider that created them
+//! ```
+//!
+//! Filters arrive already translated by [`super::scim_query`].
+
+use std::future::Future;
+
+use sqlx::any::AnyArguments;
+use sqlx::{Any, AssertSqlSafe};
+use subtle::ConstantTimeEq;
+
+use super::changes::{Change, WriteTx};
+use super::desired;
+use super::error::query_error;
+use super::identity::{
+    GROUP_COLUMNS, Member, USER_COLUMNS, group_change, group_from_row, group_name_taken, missing_or_moved_on,
+    not_found, read_group, user_change, user_from_row, user_name_taken, write_emails,
+};
+use super::records::*;
+use super::scim_query::{SqlValue, SqlWhere};
+use super::{Result, Store, StoreError, bool_column, column, now_ms};
+
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, AnyArguments>;
+
+/// Rows bound per statement when a list of ids goes into `IN (…)`.
+const ID_BATCH: usize = 500;
+/// Above this many changed members, one `GroupMembers` change is announced
+/// instead of one `Membership` change per member.
+const MEMBERSHIP_CHANGES_ONE_BY_ONE: usize = 64;
+
+/// How an IdentityProvider's SCIM client is doing, for its status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScimSyncHealth {
+    pub organization: String,
+    pub identity_provider: String,
+    pub last_request_ms: i64,
+    /// The last error the service answered with (client or server), and when.
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<i64>,
+    pub request_count: u64,
+    pub error_count: u64,
+    /// Users and groups this IdentityProvider created that still exist.
+    pub users_provisioned: u64,
+    pub groups_provisioned: u64,
+}
+
+/// A user with the SCIM attributes that have no column (`users.scim_json`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScimUser {
+    pub user: User,
+    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// One page of a query, and how many match in all.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<T> {
+    pub total: u64,
+    pub items: Vec<T>,
+}
+
+/// Which rows a page reads: a translated filter, an `ORDER BY` list from
+/// [`super::scim_query::order_by`], and the window. `limit == 0` counts only.
+#[derive(Clone, Copy, Debug)]
+pub struct PageQuery<'a> {
+    pub filter: Option<&'a SqlWhere>,
+    pub order_by: &'a str,
+    pub offset: u64,
+    pub limit: u32,
+}
+
+/// How a write changes a group's members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberChanges {
+    /// Exactly these users.
+    Replace(Vec<String>),
+    /// Row by row: never rewrites the rest of the list.
+    Delta { added: Vec<String>, removed: Vec<String> },
+}
+
+/// A group's new state after a SCIM write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupWrite<'a> {
+    pub display_name: &'a str,
+    pub external_id: Option<&'a str>,
+    pub members: MemberChanges,
+}
+
+/// The SCIM service's queries.
+pub trait ScimStore {
+    /// The Organization called `name` (names are unique across namespaces).
+    fn organization_by_name(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<OrganizationRecord>>> + Send;
+    /// The IdentityProvider of `organization` with SCIM enabled whose token
+    /// hashes to `token_hash`. Every stored hash of the organization is
+    /// compared in constant time.
+    fn scim_provider_for_token(
+        &self,
+        organization: &str,
+        token_hash: &str,
+    ) -> impl Future<Output = Result<Option<IdentityProviderRecord>>> + Send;
+    /// Counts one request, and the error it was answered with.
+    fn record_scim_request(
+        &self,
+        organization: &str,
+        identity_provider: &str,
+        error: Option<&str>,
+        at_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn scim_sync_health(
+        &self,
+        organization: &str,
+        identity_provider: &str,
+    ) -> impl Future<Output = Result<Option<ScimSyncHealth>>> + Send;
+
+    fn search_scim_users(
+        &self,
+        organization: &str,
+        page: PageQuery<'_>,
+    ) -> impl Future<Output = Result<Page<ScimUser>>> + Send;
+    fn get_scim_user(
+        &self,
+        organization: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<ScimUser>>> + Send;
+    fn create_scim_user(
+        &self,
+        user: &NewUser,
+        extra: &serde_json::Map<String, serde_json::Value>,
+        provisioned_by: &str,
+    ) -> impl Future<Output = Result<ScimUser>> + Send;
+    fn update_scim_user(
+        &self,
+        organization: &str,
+        id: &str,
+        update: &UserUpdate,
+        extra: &serde_json::Map<String, serde_json::Value>,
+        expected_version: Option<i64>,
+    ) -> impl Future<Output = Result<ScimUser>> + Send;
+    /// (user id, group id, group display name) for each membership of these users.
+    fn groups_of_users(
+        &self,
+        organization: &str,
+        user_ids: &[String],
+    ) -> impl Future<Output = Result<Vec<(String, String, String)>>> + Send;
+
+    fn search_scim_groups(
+        &self,
+        organization: &str,
+        page: PageQuery<'_>,
+    ) -> impl Future<Output = Result<Page<Group>>> + Send;
+    /// Creates the group with its members, all or nothing.
+    fn create_scim_group(
+        &self,
+        group: &NewGroup,
+        members: &[String],
+        provisioned_by: &str,
+    ) -> impl Future<Output = Result<Group>> + Send;
+    /// Renames the group and changes its members in one transaction, if the
+    /// stored version is still `expected_version` (when given).
+    fn update_scim_group(
+        &self,
+        organization: &str,
+        id: &str,
+        write: &GroupWrite<'_>,
+        expected_version: Option<i64>,
+    ) -> impl Future<Output = Result<Group>> + Send;
+    /// Members of a group, ordered by userName: all of them, or only those among `only`.
+    fn scim_members(
+        &self,
+        organization: &str,
+        group_id: &str,
+        only: Option<&[String]>,
+    ) -> impl Future<Output = Result<Vec<Member>>> + Send;
+}
+
+/// `set_scim_token_hash` of [`DesiredStateStore`](super::DesiredStateStore):
+/// stores (or, with `None`, forgets) the hash of an IdentityProvider's SCIM
+/// token. Returns whether the IdentityProvider exists; nothing is stored if not.
+pub(crate) async fn set_token_hash(
+    store: &Store,
+    organization: &str,
+    identity_provider: &str,
+    token_hash: Option<&str>,
+) -> Result<bool> {
+    let mut conn = store.connection().await?;
+    let exists = desired::get_by_name::<IdentityProviderRecord>(&mut conn, organization, identity_provider)
+        .await?
+        .is_some();
+    drop(conn);
+    if !exists && token_hash.is_some() {
+        return Ok(false);
+    }
+    let done = match token_hash {
+        Some(hash) => sqlx::query(
+            "INSERT INTO scim_tokens (organization, identity_provider, token_hash, created_ms) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (organization, identity_provider) \
+             DO UPDATE SET token_hash = excluded.token_hash, created_ms = excluded.created_ms",
+        )
+        .bind(organization)
+        .bind(identity_provider)
+        .bind(hash)
+        .bind(now_ms()),
+        None => sqlx::query("DELETE FROM scim_tokens WHERE organization = $1 AND identity_provider = $2")
+            .bind(organization)
+            .bind(identity_provider),
+    }
+    .execute(store.pool())
+    .await
+    .map_err(query_error("set a SCIM token hash"));
+    done?;
+    Ok(exists)
+}
+
+fn bind_values<'q>(mut query: AnyQuery<'q>, values: &[SqlValue]) -> AnyQuery<'q> {
+    for value in values {
+        query = match value {
+            SqlValue::Text(text) => query.bind(text.clone()),
+            SqlValue::Int(n) => query.bind(*n),
+            SqlValue::Bool(b) => query.bind(*b),
+        };
+    }
+    query
+}
+
+fn placeholders(from: usize, count: usize) -> String {
+    (from..from + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+fn extra_json(extra: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    if extra.is_empty() { None } else { serde_json::to_string(extra).ok() }
+}
+
+async fn count_where(
+    conn: &mut sqlx::AnyConnection,
+    table: &'static str,
+    organization: &str,
+    filter: Option<&SqlWhere>,
+) -> Result<u64> {
+    let alias = if table == "users" { "u" } else { "g" };
+    let condition = filter.map_or_else(String::new, |f| format!(" AND ({})", f.sql));
+    let query = sqlx::query(AssertSqlSafe(format!(
+        "SELECT COUNT(*) AS n FROM {table} {alias} WHERE {alias}.organization = $1{condition}"
+    )))
+    .bind(organization.to_owned());
+    let row = bind_values(query, filter.map_or(&[][..], |f| &f.binds))
+        .fetch_one(conn)
+        .await
+        .map_err(query_error("count SCIM resources"))?;
+    let n: i64 = column(&row, table, "n")?;
+    Ok(u64::try_from(n).unwrap_or_default())
+}
+
+/// Users matching `condition` (over `$1` = organization and `binds` from
+/// `$2`), with their emails and extra attributes.
+async fn read_scim_users(
+    conn: &mut sqlx::AnyConnection,
+    organization: &str,
+    condition: &str,
+    binds: &[SqlValue],
+    tail: &str,
+) -> Result<Vec<ScimUser>> {
+    let query = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {USER_COLUMNS}, scim_json FROM users u WHERE u.organization = $1 AND ({condition}) {tail}"
+    )))
+    .bind(organization.to_owned());
+    let rows =
+        bind_values(query, binds).fetch_all(&mut *conn).await.map_err(query_error("read SCIM users"))?;
+    let mut users = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let extra = match column::<Option<String>>(row, "users", "scim_json")? {
+            Some(text) => Some(serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                table: "users",
+                column: "scim_json",
+                source: Box::new(e),
+            })?),
+            None => None,
+        };
+        users.push(ScimUser { user: user_from_row(row)?, extra });
+    }
+    let ids: Vec<String> = users.iter().map(|u| u.user.id.clone()).collect();
+    for batch in ids.chunks(ID_BATCH) {
+        let mut query = sqlx::query(AssertSqlSafe(format!(
+            "SELECT user_id, value, kind, is_primary FROM user_emails WHERE user_id IN ({}) \
+             ORDER BY user_id, position",
+            placeholders(1, batch.len())
+        )));
+        for id in batch {
+            query = query.bind(id.clone());
+        }
+        let rows = query.fetch_all(&mut *conn).await.map_err(query_error("read users' emails"))?;
+        for row in &rows {
+            let user_id: String = column(row, "user_emails", "user_id")?;
+            let email = Email {
+                value: column(row, "user_emails", "value")?,
+                kind: column(row, "user_emails", "kind")?,
+                primary: bool_column(row, "user_emails", "is_primary")?,
+            };
+            if let Some(user) = users.iter_mut().find(|u| u.user.id == user_id) {
+                user.user.emails.push(email);
+            }
+        }
+    }
+    Ok(users)
+}
+
+fn window(page: &PageQuery<'_>, binds: usize) -> (String, i64, i64) {
+    let limit_at = binds + 2;
+    (
+        format!("ORDER BY {} LIMIT ${limit_at} OFFSET ${}", page.order_by, limit_at + 1),
+        i64::from(page.limit),
+        i64::try_from(page.offset).unwrap_or(i64::MAX),
+    )
+}
+
+/// Checks that every id is a user of the organization (the first missing
+/// one is [`StoreError::NotFound`]), then adds the memberships that are
+/// not there yet. Returns how many rows were added.
+async fn insert_members(
+    tx: &mut WriteTx<'_>,
+    organization: &str,
+    group_id: &str,
+    ids: &[String],
+) -> Result<u64> {
+    let mut unique: Vec<&str> = ids.iter().map(String::as_str).collect();
+    unique.sort_unstable();
+    unique.dedup();
+    let mut added = 0;
+    for batch in unique.chunks(ID_BATCH) {
+        let list = placeholders(3, batch.len());
+        let mut query = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO memberships (group_id, user_id) \
+             SELECT $1, id FROM users WHERE organization = $2 AND id IN ({list}) \
+             ON CONFLICT (group_id, user_id) DO NOTHING"
+        )))
+        .bind(group_id.to_owned())
+        .bind(organization.to_owned());
+        for id in batch {
+            query = query.bind((*id).to_owned());
+        }
+        added += query.execute(tx.conn()).await.map_err(query_error("add group members"))?.rows_affected();
+        let mut query = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id FROM users WHERE organization = $1 AND id IN ({})",
+            placeholders(2, batch.len())
+        )))
+        .bind(organization.to_owned());
+        for id in batch {
+            query = query.bind((*id).to_owned());
+        }
+        let found = query.fetch_all(tx.conn()).await.map_err(query_error("check group members"))?;
+        if found.len() != batch.len() {
+            let found: Vec<String> =
+                found.iter().map(|row| column::<String>(row, "users", "id")).collect::<Result<_>>()?;
+            let missing =
+                batch.iter().find(|id| !found.iter().any(|f| f == *id)).copied().unwrap_or_default();
+            return Err(not_found(organization, "user", missing));
+        }
+    }
+    Ok(added)
+}
+
+async fn delete_members(tx: &mut WriteTx<'_>, group_id: &str, ids: &[String]) -> Result<u64> {
+    let mut removed = 0;
+    for batch in ids.chunks(ID_BATCH) {
+        let mut query = sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM memberships WHERE group_id = $1 AND user_id IN ({})",
+            placeholders(2, batch.len())
+        )))
+        .bind(group_id.to_owned());
+        for id in batch {
+            query = query.bind(id.clone());
+        }
+        removed +=
+            query.execute(tx.conn()).await.map_err(query_error("remove group members"))?.rows_affected();
+    }
+    Ok(removed)
+}
+
+fn record_membership(tx: &mut WriteTx<'_>, organization: &str, group_id: &str, users: &[&String]) {
+    if users.len() > MEMBERSHIP_CHANGES_ONE_BY_ONE {
+        tx.record(Change::GroupMembers {
+            organization: organization.to_owned(),
+            group_id: group_id.to_owned(),
+        });
+        return;
+    }
+    for user in users {
+        tx.record(Change::Membership {
+            organization: organization.to_owned(),
+            group_id: group_id.to_owned(),
+            user_id: (*user).clone(),
+        });
+    }
+}
+
+impl ScimStore for Store {
+    async fn organization_by_name(&self, name: &str) -> Result<Option<OrganizationRecord>> {
+        let mut conn = self.connection().await?;
+        let row =
+            sqlx::query("SELECT namespace FROM organizations WHERE name = $1 ORDER BY namespace LIMIT 1")
+                .bind(name)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(query_error("find an organization by name"))?;
+        let Some(row) = row else { return Ok(None) };
+        let namespace: String = column(&row, "organizations", "namespace")?;
+        desired::get_by_name::<OrganizationRecord>(&mut conn, &namespace, name).await
+    }
+
+    async fn scim_provider_for_token(
+        &self,
+        organization: &str,
+        token_hash: &str,
+    ) -> Result<Option<IdentityProviderRecord>> {
+        let rows =
+            sqlx::query("SELECT identity_provider, token_hash FROM scim_tokens WHERE organization = $1")
+                .bind(organization)
+                .fetch_all(self.pool())
+                .await
+                .map_err(query_error("read SCIM token hashes"))?;
+        let mut matched: Option<String> = None;
+        for row in &rows {
+            let stored: String = column(row, "scim_tokens", "token_hash")?;
+            // Equal lengths always (sha256:<64 hex>); compare every row regardless.
+            let equal: bool = stored.as_bytes().ct_eq(token_hash.as_bytes()).into();
+            if equal {
+                matched = Some(column(row, "scim_tokens", "identity_provider")?);
+            }
+        }
+        let Some(name) = matched else { return Ok(None) };
+        let mut conn = self.connection().await?;
+        let provider = desired::get_by_name::<IdentityProviderRecord>(&mut conn, organization, &name).await?;
+        Ok(provider.filter(|p| p.scim_enabled))
+    }
+
+    async fn record_scim_request(
+        &self,
+        organization: &str,
+        identity_provider: &str,
+        error: Option<&str>,
+        at_ms: i64,
+    ) -> Result<()> {
+        let failed = i64::from(error.is_some());
+        sqlx::query(
+            "INSERT INTO scim_sync_health (organization, identity_provider, last_request_ms, last_error, \
+             last_error_ms, request_count, error_count) VALUES ($1, $2, $3, $4, $5, 1, $6) \
+             ON CONFLICT (organization, identity_provider) DO UPDATE SET \
+             last_request_ms = excluded.last_request_ms, \
+             last_error = COALESCE(excluded.last_error, scim_sync_health.last_error), \
+             last_error_ms = COALESCE(excluded.last_error_ms, scim_sync_health.last_error_ms), \
+             request_count = scim_sync_health.request_count + 1, \
+             error_count = scim_sync_health.error_count + excluded.error_count",
+        )
+        .bind(organization)
+        .bind(identity_provider)
+        .bind(at_ms)
+        .bind(error.map(str::to_owned))
+        .bind(error.map(|_| at_ms))
+        .bind(failed)
+        .execute(self.pool())
+        .await
+        .map_err(query_error("record a SCIM request"))?;
+        Ok(())
+    }
+
+    async fn scim_sync_health(
+        &self,
+        organization: &str,
+        identity_provider: &str,
+    ) -> Result<Option<ScimSyncHealth>> {
+        let row = sqlx::query(
+            "SELECT last_request_ms, last_error, last_error_ms, request_count, error_count, \
+             (SELECT COUNT(*) FROM users WHERE organization = $1 AND provisioned_by = $2) AS users_provisioned, \
+             (SELECT COUNT(*) FROM groups WHERE organization = $1 AND provisioned_by = $2) AS groups_provisioned \
+             FROM scim_sync_health WHERE organization = $1 AND identity_provider = $2",
+        )
+        .bind(organization)
+        .bind(identity_provider)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(query_error("read SCIM sync health"))?;
+        let Some(row) = row else { return Ok(None) };
+        const T: &str = "scim_sync_health";
+        let count = |name| column::<i64>(&row, T, name).map(|n| u64::try_from(n).unwrap_or_default());
+        Ok(Some(ScimSyncHealth {
+            organization: organization.to_owned(),
+            identity_provider: identity_provider.to_owned(),
+            last_request_ms: column(&row, T, "last_request_ms")?,
+            last_error: column(&row, T, "last_error")?,
+            last_error_ms: column(&row, T, "last_error_ms")?,
+            request_count: count("request_count")?,
+            error_count: count("error_count")?,
+            users_provisioned: count("users_provisioned")?,
+            groups_provisioned: count("groups_provisioned")?,
+        }))
+    }
+
+    async fn search_scim_users(&self, organization: &str, page: PageQuery<'_>) -> Result<Page<ScimUser>> {
+        let mut tx = self.begin_read().await?;
+        let total = count_where(&mut tx, "users", organization, page.filter).await?;
+        if page.limit == 0 || total == 0 {
+            return Ok(Page { total, items: Vec::new() });
+        }
+        let (condition, mut binds) = match page.filter {
+            Some(filter) => (filter.sql.clone(), filter.binds.clone()),
+            None => ("1 = 1".to_owned(), Vec::new()),
+        };
+        let (tail, limit, offset) = window(&page, binds.len());
+        binds.push(SqlValue::Int(limit));
+        binds.push(SqlValue::Int(offset));
+        let items = read_scim_users(&mut tx, organization, &condition, &binds, &tail).await?;
+        Ok(Page { total, items })
+    }
+
+    async fn get_scim_user(&self, organization: &str, id: &str) -> Result<Option<ScimUser>> {
+        let mut conn = self.connection().await?;
+        let binds = [SqlValue::Text(id.to_owned())];
+        Ok(read_scim_users(&mut conn, organization, "u.id = $2", &binds, "").await?.pop())
+    }
+
+    async fn create_scim_user(
+        &self,
+        user: &NewUser,
+        extra: &serde_json::Map<String, serde_json::Value>,
+        provisioned_by: &str,
+    ) -> Result<ScimUser> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = now_ms();
+        let mut tx = self.begin_write(&user.organization).await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO users ({USER_COLUMNS}, user_name_key, scim_json, provisioned_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $11, 1, $12, $13, $14)"
+        )))
+        .bind(id.as_str())
+        .bind(user.organization.as_str())
+        .bind(user.user_name.as_str())
+        .bind(user.display_name.clone())
+        .bind(user.given_name.clone())
+        .bind(user.family_name.clone())
+        .bind(user.external_id.clone())
+        .bind(user.active)
+        .bind(user.source.as_str())
+        .bind(user.password_hash.as_ref().map(|h| h.expose().to_owned()))
+        .bind(now)
+        .bind(name_key(&user.user_name))
+        .bind(extra_json(extra))
+        .bind(provisioned_by)
+        .execute(tx.conn())
+        .await
+        .map_err(|e| user_name_taken(e, &user.organization, &user.user_name, "create a SCIM user"))?;
+        write_emails(&mut tx, &user.organization, &id, &user.emails).await?;
+        tx.record(user_change(&user.organization, &id));
+        let binds = [SqlValue::Text(id.clone())];
+        let created = read_scim_users(tx.conn(), &user.organization, "u.id = $2", &binds, "").await?.pop();
+        tx.commit().await?;
+        created.ok_or_else(|| not_found(&user.organization, "user", &id))
+    }
+
+    async fn update_scim_user(
+        &self,
+        organization: &str,
+        id: &str,
+        update: &UserUpdate,
+        extra: &serde_json::Map<String, serde_json::Value>,
+        expected_version: Option<i64>,
+    ) -> Result<ScimUser> {
+        let mut tx = self.begin_write(organization).await?;
+        let done = sqlx::query(
+            "UPDATE users SET user_name = $1, user_name_key = $2, display_name = $3, given_name = $4, \
+             family_name = $5, external_id = $6, active = $7, scim_json = $8, updated_ms = $9, \
+             version = version + 1 WHERE organization = $10 AND id = $11 AND ($12 IS NULL OR version = $12)",
+        )
+        .bind(update.user_name.as_str())
+        .bind(name_key(&update.user_name))
+        .bind(update.display_name.clone())
+        .bind(update.given_name.clone())
+        .bind(update.family_name.clone())
+        .bind(update.external_id.clone())
+        .bind(update.active)
+        .bind(extra_json(extra))
+        .bind(now_ms())
+        .bind(organization)
+        .bind(id)
+        .bind(expected_version)
+        .execute(tx.conn())
+        .await
+        .map_err(|e| user_name_taken(e, organization, &update.user_name, "update a SCIM user"))?;
+        if done.rows_affected() == 0 {
+            return Err(
+                missing_or_moved_on(&mut tx, "users", "user", organization, id, expected_version).await
+            );
+        }
+        sqlx::query("DELETE FROM user_emails WHERE user_id = $1")
+            .bind(id)
+            .execute(tx.conn())
+            .await
+            .map_err(query_error("replace a user's emails"))?;
+        write_emails(&mut tx, organization, id, &update.emails).await?;
+        tx.record(user_change(organization, id));
+        let binds = [SqlValue::Text(id.to_owned())];
+        let updated = read_scim_users(tx.conn(), organization, "u.id = $2", &binds, "").await?.pop();
+        tx.commit().await?;
+        updated.ok_or_else(|| not_found(organization, "user", id))
+    }
+
+    async fn groups_of_users(
+        &self,
+        organization: &str,
+        user_ids: &[String],
+    ) -> Result<Vec<(String, String, String)>> {
+        let mut out = Vec::new();
+        for batch in user_ids.chunks(ID_BATCH) {
+            let mut query = sqlx::query(AssertSqlSafe(format!(
+                "SELECT m.user_id AS user_id, g.id AS group_id, g.display_name AS display_name \
+                 FROM memberships m JOIN groups g ON g.id = m.group_id \
+                 WHERE g.organization = $1 AND m.user_id IN ({}) ORDER BY g.display_name_key",
+                placeholders(2, batch.len())
+            )))
+            .bind(organization.to_owned());
+            for id in batch {
+                query = query.bind(id.clone());
+            }
+            let rows = query.fetch_all(self.pool()).await.map_err(query_error("read users' groups"))?;
+            for row in &rows {
+                out.push((
+                    column(row, "memberships", "user_id")?,
+                    column(row, "groups", "group_id")?,
+                    column(row, "groups", "display_name")?,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn search_scim_groups(&self, organization: &str, page: PageQuery<'_>) -> Result<Page<Group>> {
+        let mut tx = self.begin_read().await?;
+        let total = count_where(&mut tx, "groups", organization, page.filter).await?;
+        if page.limit == 0 || total == 0 {
+            return Ok(Page { total, items: Vec::new() });
+        }
+        let (condition, mut binds) = match page.filter {
+            Some(filter) => (filter.sql.clone(), filter.binds.clone()),
+            None => ("1 = 1".to_owned(), Vec::new()),
+        };
+        let (tail, limit, offset) = window(&page, binds.len());
+        binds.push(SqlValue::Int(limit));
+        binds.push(SqlValue::Int(offset));
+        let query = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.organization = $1 AND ({condition}) {tail}"
+        )))
+        .bind(organization.to_owned());
+        let rows =
+            bind_values(query, &binds).fetch_all(&mut *tx).await.map_err(query_error("read SCIM groups"))?;
+        let items = rows.iter().map(group_from_row).collect::<Result<_>>()?;
+        Ok(Page { total, items })
+    }
+
+    async fn create_scim_group(
+        &self,
+        group: &NewGroup,
+        members: &[String],
+        provisioned_by: &str,
+    ) -> Result<Group> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = now_ms();
+        let mut tx = self.begin_write(&group.organization).await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO groups ({GROUP_COLUMNS}, display_name_key, provisioned_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, 1, $7, $8)"
+        )))
+        .bind(id.as_str())
+        .bind(group.organization.as_str())
+        .bind(group.display_name.as_str())
+        .bind(group.source.as_str())
+        .bind(group.external_id.clone())
+        .bind(now)
+        .bind(name_key(&group.display_name))
+        .bind(provisioned_by)
+        .execute(tx.conn())
+        .await
+        .map_err(|e| group_name_taken(e, &group.organization, &group.display_name, "create a SCIM group"))?;
+        insert_members(&mut tx, &group.organization, &id, members).await?;
+        tx.record(group_change(&group.organization, &id));
+        let members: Vec<&String> = members.iter().collect();
+        record_membership(&mut tx, &group.organization, &id, &members);
+        let created = read_group(tx.conn(), &group.organization, "id = $2", &id).await?;
+        tx.commit().await?;
+        created.ok_or_else(|| not_found(&group.organization, "group", &id))
+    }
+
+    async fn update_scim_group(
+        &self,
+        organization: &str,
+        id: &str,
+        write: &GroupWrite<'_>,
+        expected_version: Option<i64>,
+    ) -> Result<Group> {
+        let mut tx = self.begin_write(organization).await?;
+        let done = sqlx::query(
+            "UPDATE groups SET display_name = $1, display_name_key = $2, external_id = $3, updated_ms = $4, \
+             version = version + 1 WHERE organization = $5 AND id = $6 AND ($7 IS NULL OR version = $7)",
+        )
+        .bind(write.display_name)
+        .bind(name_key(write.display_name))
+        .bind(write.external_id.map(str::to_owned))
+        .bind(now_ms())
+        .bind(organization)
+        .bind(id)
+        .bind(expected_version)
+        .execute(tx.conn())
+        .await
+        .map_err(|e| group_name_taken(e, organization, write.display_name, "update a SCIM group"))?;
+        if done.rows_affected() == 0 {
+            return Err(
+                missing_or_moved_on(&mut tx, "groups", "group", organization, id, expected_version).await
+            );
+        }
+        tx.record(group_change(organization, id));
+        match &write.members {
+            MemberChanges::Replace(members) => {
+                sqlx::query("DELETE FROM memberships WHERE group_id = $1")
+                    .bind(id)
+                    .execute(tx.conn())
+                    .await
+                    .map_err(query_error("clear a group's members"))?;
+                insert_members(&mut tx, organization, id, members).await?;
+                tx.record(Change::GroupMembers {
+                    organization: organization.to_owned(),
+                    group_id: id.to_owned(),
+                });
+            }
+            MemberChanges::Delta { added, removed } => {
+                delete_members(&mut tx, id, removed).await?;
+                insert_members(&mut tx, organization, id, added).await?;
+                let changed: Vec<&String> = added.iter().chain(removed).collect();
+                record_membership(&mut tx, organization, id, &changed);
+            }
+        }
+        let updated = read_group(tx.conn(), organization, "id = $2", id).await?;
+        tx.commit().await?;
+        updated.ok_or_else(|| not_found(organization, "group", id))
+    }
+
+    async fn scim_members(
+        &self,
+        organization: &str,
+        group_id: &str,
+        only: Option<&[String]>,
+    ) -> Result<Vec<Member>> {
+        let base = "SELECT u.id AS user_id, u.user_name AS user_name FROM memberships m \
+                    JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 AND u.organization = $2";
+        let mut members = Vec::new();
+        let mut read = |rows: Vec<sqlx::any::AnyRow>| -> Result<()> {
+            for row in &rows {
+                members.push(Member {
+                    user_id: column(row, "memberships", "user_id")?,
+                    user_name: column(row, "memberships", "user_name")?,
+                });
+            }
+            Ok(())
+        };
+        match only {
+            None => {
+                let rows = sqlx::query(AssertSqlSafe(format!("{base} ORDER BY u.user_name_key")))
+                    .bind(group_id)
+                    .bind(organization)
+                    .fetch_all(self.pool())
+                    .await
+                    .map_err(query_error("list group members"))?;
+                read(rows)?;
+            }
+            Some(ids) => {
+                for batch in ids.chunks(ID_BATCH) {
+                    let mut query = sqlx::query(AssertSqlSafe(format!(
+                        "{base} AND m.user_id IN ({}) ORDER BY u.user_name_key",
+                        placeholders(3, batch.len())
+                    )))
+                    .bind(group_id.to_owned())
+                    .bind(organization.to_owned());
+                    for id in batch {
+                        query = query.bind(id.clone());
+                    }
+                    read(query.fetch_all(self.pool()).await.map_err(query_error("list group members"))?)?;
+                }
+            }
+        }
+        Ok(members)
+    }
+}

@@ -1,0 +1,159 @@
+//! The second factor at sign-in: whether one is asked for (the organization's
+//! MFA policy and the user's enrolments), and checking a TOTP code once.
+//!
+//! ```text
+//!  TOTP enrolled (and TOTP allowed)           ─► TOTP step (even when not required: the user opted in)
+//!  none, MFA required (Always / PrivilegedRoles and the user holds a privileged permission)
+//!        WebAuthn enrolled                    ─► "not available here yet" page (WebAuthn is not built)
+//!        nothing enrolled                     ─► "enrolment required" page
+//!  none, not required                         ─► signed in with the password alone
+//! ```
+//!
+//! TOTP secrets are sealed with the login key, the organization's namespace
+//! and the user id as associated data ([`crate::token::totp::TotpSealer`]).
+//! The last accepted step of each enrolment is in `totp_last_steps`; a step
+//! is taken by one conditional upsert, so two racing posts of one code cannot
+//! both succeed.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use sqlx::Row as _;
+
+use crate::api::{MfaMethod, MfaRequirement};
+use crate::authz::Principal;
+use crate::store::follow::principal_key;
+use crate::store::{MfaEnrolment, MfaFactor, User, UserStore as _};
+use crate::token::service::error::OAuthError;
+use crate::token::service::state::{OrganizationView, TokenServiceState};
+use crate::token::totp;
+
+/// What the user must do after the password.
+#[derive(Debug)]
+pub(super) enum SecondFactor {
+    /// Nothing: signed in.
+    NotNeeded,
+    /// A TOTP code from one of these enrolments.
+    Totp(Vec<MfaEnrolment>),
+    /// Required, and the user has only WebAuthn credentials, which this
+    /// service cannot check yet.
+    WebAuthnUnavailable,
+    /// Required, and the user has no factor the policy accepts.
+    EnrolmentRequired,
+}
+
+pub(super) async fn second_factor(
+    state: &TokenServiceState,
+    org: &OrganizationView,
+    user: &User,
+) -> Result<SecondFactor, OAuthError> {
+    let policy = &org.spec.authentication.mfa;
+    let enrolments = state.store().list_mfa_enrolments(&org.namespace, &user.id).await?;
+    let totp: Vec<MfaEnrolment> = enrolments
+        .iter()
+        .filter(|e| matches!(e.factor, MfaFactor::Totp { .. }) && policy.methods.contains(&MfaMethod::Totp))
+        .cloned()
+        .collect();
+    if !totp.is_empty() {
+        return Ok(SecondFactor::Totp(totp));
+    }
+    let required = match policy.required {
+        MfaRequirement::Always => true,
+        MfaRequirement::Never => false,
+        MfaRequirement::PrivilegedRoles => holds_privileged_permission(state, org, user).await?,
+    };
+    if !required {
+        return Ok(SecondFactor::NotNeeded);
+    }
+    let has_webauthn = enrolments.iter().any(|e| matches!(e.factor, MfaFactor::WebAuthn { .. }))
+        && policy.methods.contains(&MfaMethod::WebAuthn);
+    Ok(if has_webauthn { SecondFactor::WebAuthnUnavailable } else { SecondFactor::EnrolmentRequired })
+}
+
+/// Whether any role the user holds, in any scope, grants a permission the
+/// catalog marks privileged. Answered by the access core.
+async fn holds_privileged_permission(
+    state: &TokenServiceState,
+    org: &OrganizationView,
+    user: &User,
+) -> Result<bool, OAuthError> {
+    let privileged: BTreeSet<&str> =
+        org.spec.permissions.iter().filter(|p| p.privileged).map(|p| p.name.as_str()).collect();
+    if privileged.is_empty() {
+        return Ok(false);
+    }
+    let snapshot = state.access_index(org).await?;
+    let principal = principal_key(&Principal::user(user.user_name.clone()));
+    let now = state.now().as_second();
+    let scopes: BTreeSet<_> =
+        snapshot.index.assigned_roles(&principal, now).iter().map(|grant| grant.scope.clone()).collect();
+    Ok(scopes.iter().any(|scope| {
+        snapshot
+            .index
+            .effective_permissions(&principal, scope, now)
+            .iter()
+            .any(|permission| privileged.contains(permission))
+    }))
+}
+
+/// The enrolment whose code `code` is, now, for the first time; `None` for a
+/// wrong, stale or replayed code.
+pub(super) async fn check_totp(
+    state: &TokenServiceState,
+    org: &OrganizationView,
+    user: &User,
+    enrolments: &[MfaEnrolment],
+    code: &str,
+    now: Timestamp,
+) -> Result<Option<String>, OAuthError> {
+    for enrolment in enrolments {
+        let MfaFactor::Totp { sealed_secret } = &enrolment.factor else { continue };
+        let secret = match state.login().totp_sealer().open(&org.namespace, &user.id, sealed_secret.expose())
+        {
+            Ok(secret) => zeroize::Zeroizing::new(secret),
+            Err(error) => {
+                tracing::warn!(enrolment = %enrolment.id, %error, "a TOTP enrolment cannot be opened");
+                continue;
+            }
+        };
+        let last = last_step(state, &enrolment.id).await?;
+        let Some(step) = totp::verify(&secret, code, now, last) else { continue };
+        if take_step(state, &org.namespace, &enrolment.id, step).await? {
+            state.store().record_mfa_use(&org.namespace, &enrolment.id, None, now.as_millisecond()).await?;
+            return Ok(Some(enrolment.id.clone()));
+        }
+    }
+    Ok(None)
+}
+
+async fn last_step(state: &TokenServiceState, enrolment_id: &str) -> Result<Option<i64>, OAuthError> {
+    let row = sqlx::query("SELECT last_step FROM totp_last_steps WHERE enrolment_id = $1")
+        .bind(enrolment_id.to_owned())
+        .fetch_optional(state.store().pool())
+        .await
+        .map_err(|e| OAuthError::server(format!("read the last TOTP step: {e}")))?;
+    row.map(|row| row.try_get("last_step")).transpose().map_err(OAuthError::server)
+}
+
+/// Records `step` as used if it is later than the stored one; false if it is
+/// not (a replay, possibly a concurrent one).
+async fn take_step(
+    state: &TokenServiceState,
+    organization: &str,
+    enrolment_id: &str,
+    step: i64,
+) -> Result<bool, OAuthError> {
+    let mut tx = state.store().begin_write(organization).await?;
+    let done = sqlx::query(
+        "INSERT INTO totp_last_steps (enrolment_id, last_step) VALUES ($1, $2) \
+         ON CONFLICT (enrolment_id) DO UPDATE SET last_step = excluded.last_step \
+         WHERE totp_last_steps.last_step < excluded.last_step",
+    )
+    .bind(enrolment_id.to_owned())
+    .bind(step)
+    .execute(tx.conn())
+    .await
+    .map_err(|e| OAuthError::server(format!("record a TOTP step: {e}")))?;
+    tx.commit().await?;
+    Ok(done.rows_affected() == 1)
+}

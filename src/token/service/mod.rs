@@ -1,0 +1,55 @@
+//! The token service: an OpenID provider per organization over HTTP, issuer
+//! `{public base URL}/o/{organization}`.
+//!
+//! ```text
+//!  GET  /o/{org}/.well-known/openid-configuration  discovery     (OIDC Discovery §4)
+//!  GET  /o/{org}/jwks                              jwks          (RFC 7517 §5)
+//!  POST /o/{org}/token                             token         (RFC 6749 §3.2, grants.rs for the store)
+//!  GET|POST /o/{org}/userinfo                      userinfo      (OIDC Core §5.3)
+//!  POST /o/{org}/introspect                        introspect    (RFC 7662)
+//!  POST /o/{org}/revoke                            revoke        (RFC 7009)
+//!  POST /o/{org}/api/v1/check                      check         (RequirePermission iam.view)
+//!  …    /o/{org}/authorize, login pages, end_session  login/ (the LOGIN helper's routes)
+//! ```
+//!
+//! Every handler resolves `{org}` first: an unknown organization is 404, and
+//! clients, codes and tokens are looked up within that organization only.
+
+pub mod check;
+pub mod client_auth;
+mod discovery;
+pub mod error;
+mod form;
+pub mod grants;
+pub mod introspect;
+pub mod issue;
+mod jwks;
+pub mod keys;
+pub mod login;
+mod revoke;
+pub mod state;
+mod token;
+mod userinfo;
+pub mod verify;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+pub use error::OAuthError;
+pub use state::{
+    ClientView, Clock, ManualClock, OrganizationView, SystemClock, TokenServiceConfig, TokenServiceState,
+};
+
+/// The whole service, ready for `axum::serve`.
+pub fn router(state: TokenServiceState) -> Router {
+    Router::new()
+        .route("/o/{org}/.well-known/openid-configuration", get(discovery::openid_configuration))
+        .route("/o/{org}/jwks", get(jwks::jwks))
+        .route("/o/{org}/token", post(token::token))
+        .route("/o/{org}/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
+        .route("/o/{org}/introspect", post(introspect::introspect))
+        .route("/o/{org}/revoke", post(revoke::revoke))
+        .route("/o/{org}/api/v1/check", post(check::check))
+        .merge(login::routes())
+        .with_state(state)
+}

@@ -1,0 +1,373 @@
+//! `TokenServiceState`: what every handler shares, and the per-organization
+//! lookups (organization, client, access index, signing keys), cached and
+//! invalidated by the store's change feed rather than by a timer.
+//!
+//! ```text
+//!  /o/{org}/… ──► organization(org) ──► OrganizationView (spec parsed once)
+//!                 client(org, id)   ──► ClientView       (spec parsed once)
+//!                 access_index(org) ──► IndexFollower::current()  (started lazily, kept)
+//!                 key_set(org)      ──► KeyDirectory              (keys.json re-checked)
+//!  store change feed ── Organization / OAuthClient change ──► views dropped
+//! ```
+//!
+//! Organizations are addressed by name (the issuer path); their records live
+//! under their namespace, which is the key of everything else in the store
+//! (users, groups, the follower): [`OrganizationView::namespace`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use jiff::{SignedDuration, Timestamp};
+use sqlx::Row as _;
+use tokio::sync::OnceCell;
+
+use super::error::OAuthError;
+use super::keys::KeyDirectory;
+use crate::api::{ClientType, GrantType, OAuthClientSpec, OrganizationSpec, TokenClaim};
+use crate::store::{
+    Change, ChangeEvent, ChangeFeed as _, DesiredStateStore as _, IndexFollower, IndexSnapshot,
+    OAuthClientRecord, OrganizationRecord, ResourceKind, Store,
+};
+use crate::token::keys::{Algorithm, KeySet};
+use crate::token::refresh::SecretHash;
+
+/// Where the service reads the time. Tests pass a [`ManualClock`].
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// A clock that moves only when told (tests of expiry, never sleeping).
+#[derive(Debug)]
+pub struct ManualClock(Mutex<Timestamp>);
+
+impl ManualClock {
+    pub fn new(at: Timestamp) -> Self {
+        Self(Mutex::new(at))
+    }
+
+    pub fn advance(&self, by: SignedDuration) {
+        let mut now = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *now = now.checked_add(by).unwrap_or(*now);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An organization as the token service needs it.
+#[derive(Debug)]
+pub struct OrganizationView {
+    /// The name in the issuer path.
+    pub name: String,
+    /// Its namespace: the store's key for its users, groups and index.
+    pub namespace: String,
+    pub display_name: String,
+    pub spec: OrganizationSpec,
+    pub access_token_lifetime: SignedDuration,
+    pub refresh_token_lifetime: SignedDuration,
+    pub signing_algorithm: Algorithm,
+}
+
+/// An OAuth client as the token service needs it. Its `client_id` is the
+/// OAuthClient's name.
+pub struct ClientView {
+    pub client_id: String,
+    pub display_name: Option<String>,
+    pub confidential: bool,
+    pub grant_types: Vec<GrantType>,
+    /// Compared exactly (RFC 9700 §4.1.3).
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub require_pkce: bool,
+    /// `aud` of its access tokens; the client itself when the spec names none.
+    pub audiences: Vec<String>,
+    pub token_claims: Vec<TokenClaim>,
+    /// `None` for a public client, or a confidential one whose secret the
+    /// operator has not generated yet (it cannot authenticate).
+    pub secret_hash: Option<SecretHash>,
+}
+
+impl fmt::Debug for ClientView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientView")
+            .field("client_id", &self.client_id)
+            .field("confidential", &self.confidential)
+            .field("grant_types", &self.grant_types)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientView {
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+
+    /// RFC 9700 §2.1.1: public clients always use PKCE.
+    pub fn pkce_required(&self) -> bool {
+        self.require_pkce || !self.confidential
+    }
+
+    pub fn wants_claim(&self, claim: TokenClaim) -> bool {
+        self.token_claims.contains(&claim)
+    }
+
+    /// Exact string comparison, no normalisation (RFC 9700 §4.1.3).
+    pub fn has_redirect_uri(&self, uri: &str) -> bool {
+        self.redirect_uris.iter().any(|registered| registered == uri)
+    }
+}
+
+/// What the service is started with.
+pub struct TokenServiceConfig {
+    pub store: Store,
+    /// Scheme, host and optional path prefix, without a trailing slash.
+    pub public_base_url: String,
+    pub keys: KeyDirectory,
+    pub login: crate::token::service::login::LoginState,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct TokenServiceState(Arc<Inner>);
+
+struct Inner {
+    store: Store,
+    public_base_url: String,
+    keys: KeyDirectory,
+    login: crate::token::service::login::LoginState,
+    clock: Arc<dyn Clock>,
+    organizations: RwLock<HashMap<String, Arc<OrganizationView>>>,
+    clients: RwLock<HashMap<(String, String), Arc<ClientView>>>,
+    /// Bumped whenever cached views are dropped: a lookup that started before
+    /// a drop does not put its (maybe stale) result in the cache.
+    views_generation: AtomicU64,
+    followers: Mutex<HashMap<String, Arc<OnceCell<Arc<IndexFollower>>>>>,
+}
+
+impl TokenServiceState {
+    /// Builds the state and starts following the store's change feed, which
+    /// keeps the cached views current.
+    pub async fn new(config: TokenServiceConfig) -> Result<Self, OAuthError> {
+        let subscription = config.store.subscribe().await?;
+        let state = Self(Arc::new(Inner {
+            store: config.store,
+            public_base_url: config.public_base_url.trim_end_matches('/').to_owned(),
+            keys: config.keys,
+            login: config.login,
+            clock: config.clock,
+            organizations: RwLock::new(HashMap::new()),
+            clients: RwLock::new(HashMap::new()),
+            views_generation: AtomicU64::new(0),
+            followers: Mutex::new(HashMap::new()),
+        }));
+        tokio::spawn(invalidate_on_change(Arc::downgrade(&state.0), subscription));
+        Ok(state)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    /// No trailing slash.
+    pub fn public_base_url(&self) -> &str {
+        &self.0.public_base_url
+    }
+
+    /// `{base}/o/{organization}`.
+    pub fn issuer(&self, organization: &str) -> String {
+        format!("{}/o/{organization}", self.0.public_base_url)
+    }
+
+    pub fn login(&self) -> &crate::token::service::login::LoginState {
+        &self.0.login
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.0.clock.now()
+    }
+
+    pub fn keys(&self) -> &KeyDirectory {
+        &self.0.keys
+    }
+
+    /// The organization named `name`, or `None` if there is none.
+    pub async fn organization(&self, name: &str) -> Result<Option<Arc<OrganizationView>>, OAuthError> {
+        if let Some(view) = read(&self.0.organizations).get(name) {
+            return Ok(Some(view.clone()));
+        }
+        let generation = self.0.views_generation.load(Ordering::Acquire);
+        let Some(record) = self.find_organization(name).await? else { return Ok(None) };
+        let view = Arc::new(organization_view(record)?);
+        let mut cache = write(&self.0.organizations);
+        if self.0.views_generation.load(Ordering::Acquire) == generation {
+            cache.insert(name.to_owned(), view.clone());
+        }
+        Ok(Some(view))
+    }
+
+    /// The organization, or [`OAuthError::UnknownOrganization`].
+    pub async fn require_organization(&self, name: &str) -> Result<Arc<OrganizationView>, OAuthError> {
+        self.organization(name).await?.ok_or(OAuthError::UnknownOrganization)
+    }
+
+    /// The client `client_id` of the organization named `organization`.
+    pub async fn client(
+        &self,
+        organization: &str,
+        client_id: &str,
+    ) -> Result<Option<Arc<ClientView>>, OAuthError> {
+        let key = (organization.to_owned(), client_id.to_owned());
+        if let Some(view) = read(&self.0.clients).get(&key) {
+            return Ok(Some(view.clone()));
+        }
+        let generation = self.0.views_generation.load(Ordering::Acquire);
+        let Some(org) = self.organization(organization).await? else { return Ok(None) };
+        let Some(record) = self.0.store.get::<OAuthClientRecord>(&org.namespace, client_id).await? else {
+            return Ok(None);
+        };
+        let view = Arc::new(client_view(record)?);
+        let mut cache = write(&self.0.clients);
+        if self.0.views_generation.load(Ordering::Acquire) == generation {
+            cache.insert(key, view.clone());
+        }
+        Ok(Some(view))
+    }
+
+    /// The organization's access index, following the store: started on
+    /// first use, then kept, so an assignment change reaches the next token.
+    pub async fn access_index(&self, org: &OrganizationView) -> Result<Arc<IndexSnapshot>, OAuthError> {
+        let cell = self
+            .0
+            .followers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(org.namespace.clone())
+            .or_default()
+            .clone();
+        let follower = cell
+            .get_or_try_init(|| async {
+                IndexFollower::start(self.0.store.clone(), org.namespace.clone()).await.map(Arc::new)
+            })
+            .await?;
+        Ok(follower.current())
+    }
+
+    /// The organization's signing keys.
+    pub async fn key_set(&self, org: &OrganizationView) -> Result<Arc<KeySet>, OAuthError> {
+        self.0.keys.key_set(&org.name).await.map_err(OAuthError::server)
+    }
+
+    async fn find_organization(&self, name: &str) -> Result<Option<OrganizationRecord>, OAuthError> {
+        let rows = sqlx::query("SELECT namespace FROM organizations WHERE name = $1")
+            .bind(name)
+            .fetch_all(self.0.store.pool())
+            .await
+            .map_err(|e| OAuthError::server(format!("look up organization {name:?}: {e}")))?;
+        let namespace: String = match rows.as_slice() {
+            [] => return Ok(None),
+            [row] => row.try_get("namespace").map_err(OAuthError::server)?,
+            _ => {
+                // Two tenants claim one issuer: serve neither rather than guess.
+                tracing::warn!(organization = name, "organization name is used in several namespaces");
+                return Ok(None);
+            }
+        };
+        Ok(self.0.store.get::<OrganizationRecord>(&namespace, name).await?)
+    }
+
+    fn forget_views(&self) {
+        self.0.views_generation.fetch_add(1, Ordering::AcqRel);
+        write(&self.0.organizations).clear();
+        write(&self.0.clients).clear();
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Drops cached views when an Organization or OAuthClient changes (or
+/// notices were missed). Ends when the state or the store is gone.
+async fn invalidate_on_change(
+    state: std::sync::Weak<Inner>,
+    mut subscription: crate::store::ChangeSubscription,
+) {
+    while let Some(event) = subscription.recv().await {
+        let relevant = match &event {
+            ChangeEvent::Missed => true,
+            ChangeEvent::Committed(notice) => notice.changes.iter().any(|change| {
+                matches!(
+                    change,
+                    Change::Resource { kind: ResourceKind::Organization | ResourceKind::OAuthClient, .. }
+                )
+            }),
+        };
+        let Some(inner) = state.upgrade() else { return };
+        if relevant {
+            TokenServiceState(inner).forget_views();
+        }
+    }
+}
+
+fn organization_view(record: OrganizationRecord) -> Result<OrganizationView, OAuthError> {
+    let spec: OrganizationSpec = serde_json::from_str(&record.spec_json).map_err(|e| {
+        OAuthError::server(format!("organization {} has an unreadable spec: {e}", record.meta.name))
+    })?;
+    let lifetime = |text: &str, what: &str| {
+        crate::controller::signing_keys::parse_duration(text)
+            .and_then(|d| SignedDuration::try_from(d).ok())
+            .filter(|d| d.is_positive())
+            .ok_or_else(|| {
+                OAuthError::server(format!("organization {}: bad {what} {text:?}", record.meta.name))
+            })
+    };
+    Ok(OrganizationView {
+        access_token_lifetime: lifetime(&spec.tokens.access_token_lifetime, "accessTokenLifetime")?,
+        refresh_token_lifetime: lifetime(&spec.tokens.refresh_token_lifetime, "refreshTokenLifetime")?,
+        signing_algorithm: spec.tokens.signing_algorithm.into(),
+        name: record.meta.name,
+        namespace: record.meta.namespace,
+        display_name: record.display_name,
+        spec,
+    })
+}
+
+fn client_view(record: OAuthClientRecord) -> Result<ClientView, OAuthError> {
+    let spec: OAuthClientSpec = serde_json::from_str(&record.spec_json).map_err(|e| {
+        OAuthError::server(format!("OAuth client {} has an unreadable spec: {e}", record.meta.name))
+    })?;
+    let client_id = record.meta.name;
+    let audiences = if spec.audiences.is_empty() { vec![client_id.clone()] } else { spec.audiences };
+    Ok(ClientView {
+        confidential: spec.client_type == ClientType::Confidential,
+        display_name: spec.display_name,
+        grant_types: spec.grant_types,
+        redirect_uris: spec.redirect_uris.into_iter().map(|uri| uri.0).collect(),
+        post_logout_redirect_uris: spec.post_logout_redirect_uris,
+        require_pkce: spec.require_pkce,
+        audiences,
+        token_claims: spec.token_claims,
+        secret_hash: record.secret_hash.as_ref().and_then(|hash| SecretHash::parse(hash.expose())),
+        client_id,
+    })
+}

@@ -1,0 +1,789 @@
+//! The SCIM service over real HTTP (a listener on 127.0.0.1:0 and reqwest),
+//! with the requests Okta and Entra ID send (`fixtures/scim/`), on SQLite
+//! and on a real PostgreSQL server (`support/postgres.rs`).
+
+#[path = "support/postgres.rs"]
+mod postgres;
+
+use portcullis::scim::service::{ScimState, router};
+use portcullis::store::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const OKTA_TOKEN: &str = "okta-scim-token-for-acme";
+const ENTRA_TOKEN: &str = "entra-scim-token-for-acme";
+const GLOBEX_TOKEN: &str = "scim-token-for-globex";
+const INITECH_TOKEN: &str = "scim-token-for-initech";
+const DISABLED_IDP_TOKEN: &str = "token-of-an-idp-without-scim";
+const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Service::start(super::sqlite_store().await).await).await;
+                }
+            )*
+        }
+        mod postgresql {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Service::start(super::postgres_store().await).await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    okta_provisions_looks_up_and_deactivates_a_user,
+    entra_provisions_a_user_with_the_enterprise_extension,
+    okta_manages_group_membership_and_renames,
+    entra_adds_and_removes_members_and_renames,
+    a_group_patch_applies_all_or_nothing,
+    filters_pagination_and_sorting,
+    search_endpoint_and_attribute_selection,
+    malformed_and_unknown_filters_are_invalid_filter,
+    unknown_ids_duplicates_and_stale_etags,
+    tokens_only_open_their_own_organization,
+    writes_are_refused_unless_provisioning_mode_is_scim,
+    discovery_declares_what_works_and_refuses_writes,
+    bodies_are_bounded_and_must_be_json,
+    sync_health_counts_requests_errors_and_provisioned_resources,
+    a_membership_added_over_scim_grants_the_group_role,
+);
+
+async fn sqlite_store() -> Store {
+    Store::connect("sqlite::memory:").await.expect("open an in-memory SQLite store")
+}
+
+async fn postgres_store() -> Store {
+    let url = tokio::task::spawn_blocking(|| postgres::Postgres::shared().create_database())
+        .await
+        .expect("create a database");
+    Store::connect(&url).await.expect("connect to the test PostgreSQL")
+}
+
+fn hash(token: &str) -> String {
+    portcullis::controller::secrets::hash_secret(token)
+}
+
+fn organization(namespace: &str, name: &str, mode: &str) -> OrganizationRecord {
+    OrganizationRecord {
+        meta: ObjectMeta::new(format!("uid-org-{name}"), namespace, name, 1),
+        display_name: name.to_owned(),
+        catalog: Vec::new(),
+        workspaces: Vec::new(),
+        spec_json: json!({"displayName": name, "provisioning": {"mode": mode}}).to_string(),
+    }
+}
+
+fn identity_provider(namespace: &str, name: &str, scim_enabled: bool) -> IdentityProviderRecord {
+    IdentityProviderRecord {
+        meta: ObjectMeta::new(format!("uid-idp-{namespace}-{name}"), namespace, name, 1),
+        protocol: "oidc".into(),
+        stage: "Enforced".into(),
+        email_domains: Vec::new(),
+        scim_enabled,
+        spec_json: json!({"scim": {"enabled": scim_enabled}}).to_string(),
+    }
+}
+
+/// The service on a loopback port, over a store holding three organizations:
+/// `acme` (provisioning `scim`; IdPs okta and entra), `globex` (`scim`),
+/// `initech` (`jit`).
+struct Service {
+    base: String,
+    store: Store,
+    client: reqwest::Client,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    #[track_caller]
+    fn expect(self, status: StatusCode) -> Self {
+        assert_eq!(self.status, status, "unexpected answer: {}", self.body);
+        self
+    }
+
+    /// Asserts a SCIM Error response (RFC 7644 §3.12).
+    #[track_caller]
+    fn expect_error(self, status: StatusCode, scim_type: Option<&str>) -> Self {
+        let answer = self.expect(status);
+        assert_eq!(answer.body["schemas"], json!([ERROR_SCHEMA]), "{}", answer.body);
+        assert_eq!(answer.body["status"], status.as_u16().to_string());
+        assert_eq!(answer.body["scimType"].as_str(), scim_type, "{}", answer.body);
+        assert!(answer.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{}", answer.body);
+        assert_eq!(answer.header("content-type"), Some("application/scim+json"));
+        answer
+    }
+}
+
+impl Service {
+    async fn start(store: Store) -> Service {
+        for (namespace, name, mode) in
+            [("acme", "acme", "scim"), ("globex", "globex", "scim"), ("initech", "initech", "jit")]
+        {
+            store.apply(&organization(namespace, name, mode)).await.expect("store an organization");
+        }
+        for (namespace, idp, token, scim) in [
+            ("acme", "okta", OKTA_TOKEN, true),
+            ("acme", "entra", ENTRA_TOKEN, true),
+            ("acme", "legacy", DISABLED_IDP_TOKEN, false),
+            ("globex", "okta", GLOBEX_TOKEN, true),
+            ("initech", "okta", INITECH_TOKEN, true),
+        ] {
+            store.apply(&identity_provider(namespace, idp, scim)).await.expect("store an identity provider");
+            assert!(
+                store
+                    .set_scim_token_hash(namespace, idp, Some(&hash(token)))
+                    .await
+                    .expect("store a token hash")
+            );
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let base = format!("http://{}", listener.local_addr().expect("local address"));
+        let app = router(ScimState::new(store.clone(), &base));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Service { base, store, client: reqwest::Client::new() }
+    }
+
+    fn url(&self, organization: &str, path: &str) -> String {
+        format!("{}/o/{organization}/scim/v2{path}", self.base)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = self.client.request(method, url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/scim+json").body(body.to_string());
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("the service answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("read the body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Answer { status, headers, body }
+    }
+
+    /// A request to acme as its Okta client.
+    async fn acme(&self, method: Method, path: &str, body: Option<&Value>) -> Answer {
+        self.send(method, &self.url("acme", path), Some(OKTA_TOKEN), body, &[]).await
+    }
+
+    async fn create_user(&self, user_name: &str) -> String {
+        let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user_name});
+        let answer = self.acme(Method::POST, "/Users", Some(&body)).await.expect(StatusCode::CREATED);
+        answer.body["id"].as_str().expect("an id").to_owned()
+    }
+}
+
+fn fixture(name: &str, substitutions: &[(&str, &str)]) -> Value {
+    let path = format!("{}/tests/fixtures/scim/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    for (from, to) in substitutions {
+        text = text.replace(&format!("{{{{{from}}}}}"), to);
+    }
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))
+}
+
+fn filter_path(resource: &str, filter: &str) -> String {
+    let mut url = reqwest::Url::parse("http://x/").expect("url");
+    url.query_pairs_mut().append_pair("filter", filter);
+    format!("{resource}?{}", url.query().unwrap_or_default())
+}
+
+fn member_ids(group: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = group["members"]
+        .as_array()
+        .map(|members| members.iter().filter_map(|m| m["value"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+// === Okta and Entra ID, as they send it. ===
+
+async fn okta_provisions_looks_up_and_deactivates_a_user(service: Service) {
+    let created = service.acme(Method::POST, "/Users", Some(&fixture("okta_create_user", &[]))).await;
+    let created = created.expect(StatusCode::CREATED);
+    let id = created.body["id"].as_str().expect("an id").to_owned();
+    let location = service.url("acme", &format!("/Users/{id}"));
+    assert_eq!(created.header("location"), Some(location.as_str()));
+    assert_eq!(created.header("content-type"), Some("application/scim+json"));
+    assert_eq!(created.header("etag"), Some("W/\"1\""));
+    assert_eq!(created.body["meta"]["resourceType"], "User");
+    assert_eq!(created.body["meta"]["version"], "W/\"1\"");
+    assert_eq!(created.body["meta"]["location"], location.as_str());
+    assert!(created.body["meta"]["created"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert_eq!(created.body["name"], json!({"givenName": "Ann", "familyName": "Lee"}));
+    assert_eq!(created.body["locale"], "en-US", "attributes without a column are kept");
+    assert_eq!(created.body["groups"], json!([]));
+
+    // Okta looks the user up by userName before pushing; case does not matter.
+    let found =
+        service.acme(Method::GET, &filter_path("/Users", "userName eq \"ANN.LEE@acme.example\""), None).await;
+    let found = found.expect(StatusCode::OK);
+    assert_eq!(found.body["totalResults"], 1);
+    assert_eq!(found.body["Resources"][0]["id"], id.as_str());
+    assert_eq!(found.body["schemas"], json!(["urn:ietf:params:scim:api:messages:2.0:ListResponse"]));
+
+    let patched = service
+        .acme(Method::PATCH, &format!("/Users/{id}"), Some(&fixture("okta_deactivate_user", &[])))
+        .await;
+    let patched = patched.expect(StatusCode::OK);
+    assert_eq!(patched.body["active"], false);
+    assert_eq!(patched.header("etag"), Some("W/\"2\""));
+    let stored = service.store.get_user("acme", &id).await.unwrap().expect("the user exists");
+    assert!(!stored.active);
+    assert_eq!(stored.source, UserSource::Scim);
+
+    // Okta retries: the same PATCH again changes nothing and is no error.
+    let again = service
+        .acme(Method::PATCH, &format!("/Users/{id}"), Some(&fixture("okta_deactivate_user", &[])))
+        .await;
+    assert_eq!(again.expect(StatusCode::OK).header("etag"), Some("W/\"2\""));
+}
+
+async fn entra_provisions_a_user_with_the_enterprise_extension(service: Service) {
+    const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let url = service.url("acme", "/Users");
+    let created = service
+        .send(Method::POST, &url, Some(ENTRA_TOKEN), Some(&fixture("entra_create_user", &[])), &[])
+        .await;
+    let created = created.expect(StatusCode::CREATED);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.body[ENTERPRISE], json!({"department": "Navy", "employeeNumber": "1906"}));
+    assert!(created.body["schemas"].as_array().unwrap().contains(&json!(ENTERPRISE)));
+    assert_eq!(created.body["title"], "Rear Admiral");
+    assert_eq!(created.body["name"]["formatted"], "Grace Hopper");
+
+    // Entra ID matches on externalId or userName.
+    let path = filter_path("/Users", "externalId eq \"0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef\"");
+    let found = service.send(Method::GET, &service.url("acme", &path), Some(ENTRA_TOKEN), None, &[]).await;
+    assert_eq!(found.expect(StatusCode::OK).body["Resources"][0]["id"], id.as_str());
+
+    let user_url = service.url("acme", &format!("/Users/{id}"));
+    let updated = service
+        .send(Method::PATCH, &user_url, Some(ENTRA_TOKEN), Some(&fixture("entra_update_user", &[])), &[])
+        .await;
+    let updated = updated.expect(StatusCode::OK);
+    assert_eq!(updated.body["name"]["givenName"], "Amazing Grace");
+    assert_eq!(updated.body[ENTERPRISE]["department"], "Research");
+    assert_eq!(updated.body[ENTERPRISE]["employeeNumber"], "1906");
+    assert_eq!(updated.body["emails"][0]["value"], "grace@contoso.example");
+    assert_eq!(updated.body["emails"][0]["primary"], true);
+
+    // "False" as a string, as Entra ID sends it.
+    let disabled = service
+        .send(Method::PATCH, &user_url, Some(ENTRA_TOKEN), Some(&fixture("entra_disable_user", &[])), &[])
+        .await;
+    assert_eq!(disabled.expect(StatusCode::OK).body["active"], false);
+    let read =
+        service.send(Method::GET, &user_url, Some(ENTRA_TOKEN), None, &[]).await.expect(StatusCode::OK);
+    assert_eq!(read.body["active"], false);
+    assert_eq!(read.body["title"], "Rear Admiral");
+    let by_email = service
+        .acme(Method::GET, &filter_path("/Users", "emails[type eq \"work\" and value co \"@CONTOSO\"]"), None)
+        .await;
+    assert_eq!(by_email.expect(StatusCode::OK).body["totalResults"], 1);
+}
+
+async fn okta_manages_group_membership_and_renames(service: Service) {
+    let ann = service.create_user("ann@acme.example").await;
+    let bob = service.create_user("bob@acme.example").await;
+    let group = service.acme(Method::POST, "/Groups", Some(&fixture("okta_create_group", &[]))).await;
+    let group = group.expect(StatusCode::CREATED);
+    let gid = group.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(group.body["meta"]["resourceType"], "Group");
+    assert_eq!(service.store.get_group("acme", &gid).await.unwrap().unwrap().source, GroupSource::Idp);
+
+    let group_path = format!("/Groups/{gid}");
+    for user in [&ann, &bob] {
+        let add = fixture("okta_add_member", &[("user_id", user)]);
+        service.acme(Method::PATCH, &group_path, Some(&add)).await.expect(StatusCode::NO_CONTENT);
+    }
+    // Adding an existing member is not an error, and changes nothing.
+    let version_before = service.store.get_group("acme", &gid).await.unwrap().unwrap().version;
+    let add = fixture("okta_add_member", &[("user_id", &ann)]);
+    service.acme(Method::PATCH, &group_path, Some(&add)).await.expect(StatusCode::NO_CONTENT);
+    assert_eq!(service.store.get_group("acme", &gid).await.unwrap().unwrap().version, version_before);
+
+    let read = service.acme(Method::GET, &group_path, None).await.expect(StatusCode::OK);
+    let mut expected = vec![ann.clone(), bob.clone()];
+    expected.sort();
+    assert_eq!(member_ids(&read.body), expected);
+    let ann_read = service.acme(Method::GET, &format!("/Users/{ann}"), None).await.expect(StatusCode::OK);
+    assert_eq!(ann_read.body["groups"][0]["value"], gid.as_str());
+    assert_eq!(ann_read.body["groups"][0]["display"], "Engineering");
+
+    let remove = fixture("okta_remove_member", &[("user_id", &ann)]);
+    service.acme(Method::PATCH, &group_path, Some(&remove)).await.expect(StatusCode::NO_CONTENT);
+    let read = service.acme(Method::GET, &group_path, None).await.expect(StatusCode::OK);
+    assert_eq!(member_ids(&read.body), vec![bob.clone()]);
+
+    let rename = fixture("okta_rename_group", &[("group_id", &gid)]);
+    service.acme(Method::PATCH, &group_path, Some(&rename)).await.expect(StatusCode::NO_CONTENT);
+    let found = service
+        .acme(Method::GET, &filter_path("/Groups", "displayName eq \"platform engineering\""), None)
+        .await;
+    let found = found.expect(StatusCode::OK);
+    assert_eq!(found.body["totalResults"], 1);
+    assert_eq!(found.body["Resources"][0]["displayName"], "Platform Engineering");
+    assert_eq!(member_ids(&found.body["Resources"][0]), vec![bob.clone()], "a rename keeps the members");
+
+    let members = service
+        .acme(Method::GET, &filter_path("/Groups", &format!("members[value eq \"{bob}\"]")), None)
+        .await;
+    assert_eq!(members.expect(StatusCode::OK).body["totalResults"], 1);
+    service.acme(Method::DELETE, &group_path, None).await.expect(StatusCode::NO_CONTENT);
+    service.acme(Method::GET, &group_path, None).await.expect_error(StatusCode::NOT_FOUND, None);
+}
+
+async fn entra_adds_and_removes_members_and_renames(service: Service) {
+    let user = service.create_user("carol@acme.example").await;
+    let groups = service.url("acme", "/Groups");
+    let created = service
+        .send(Method::POST, &groups, Some(ENTRA_TOKEN), Some(&fixture("entra_create_group", &[])), &[])
+        .await;
+    let gid = created.expect(StatusCode::CREATED).body["id"].as_str().unwrap().to_owned();
+    let group_url = service.url("acme", &format!("/Groups/{gid}"));
+    let add = fixture("entra_add_member", &[("user_id", &user)]);
+    service
+        .send(Method::PATCH, &group_url, Some(ENTRA_TOKEN), Some(&add), &[])
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    assert_eq!(service.store.count_members("acme", &gid).await.unwrap(), 1);
+
+    // Entra ID reads groups without their members.
+    let path = format!("{}&excludedAttributes=members", filter_path("/Groups", "displayName eq \"Group1\""));
+    let listed = service.send(Method::GET, &service.url("acme", &path), Some(ENTRA_TOKEN), None, &[]).await;
+    let listed = listed.expect(StatusCode::OK);
+    assert_eq!(listed.body["totalResults"], 1);
+    assert!(listed.body["Resources"][0].get("members").is_none(), "{}", listed.body);
+    assert_eq!(listed.body["Resources"][0]["externalId"], "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159");
+
+    let remove = fixture("entra_remove_member", &[("user_id", &user)]);
+    service
+        .send(Method::PATCH, &group_url, Some(ENTRA_TOKEN), Some(&remove), &[])
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    assert_eq!(service.store.count_members("acme", &gid).await.unwrap(), 0);
+
+    let rename = fixture("entra_rename_group", &[]);
+    service
+        .send(Method::PATCH, &group_url, Some(ENTRA_TOKEN), Some(&rename), &[])
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    assert_eq!(service.store.get_group("acme", &gid).await.unwrap().unwrap().display_name, "Group1 Renamed");
+}
+
+async fn a_group_patch_applies_all_or_nothing(service: Service) {
+    let user = service.create_user("dave@acme.example").await;
+    let created = service.acme(Method::POST, "/Groups", Some(&fixture("okta_create_group", &[]))).await;
+    let gid = created.expect(StatusCode::CREATED).body["id"].as_str().unwrap().to_owned();
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [
+            {"op": "replace", "path": "displayName", "value": "Renamed"},
+            {"op": "add", "path": "members", "value": [{"value": user}, {"value": "no-such-user"}]},
+        ]
+    });
+    let answer = service.acme(Method::PATCH, &format!("/Groups/{gid}"), Some(&body)).await;
+    let answer = answer.expect_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
+    assert!(answer.body["detail"].as_str().unwrap().contains("no-such-user"));
+    let group = service.store.get_group("acme", &gid).await.unwrap().unwrap();
+    assert_eq!(group.display_name, "Engineering", "the rename was rolled back");
+    assert_eq!(service.store.count_members("acme", &gid).await.unwrap(), 0);
+
+    let bad_path = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [
+            {"op": "replace", "path": "displayName", "value": "Renamed"},
+            {"op": "replace", "path": "nosuch", "value": 1},
+        ]
+    });
+    let answer = service.acme(Method::PATCH, &format!("/Groups/{gid}"), Some(&bad_path)).await;
+    answer.expect_error(StatusCode::BAD_REQUEST, Some("invalidPath"));
+    assert_eq!(service.store.get_group("acme", &gid).await.unwrap().unwrap().display_name, "Engineering");
+}
+
+async fn filters_pagination_and_sorting(service: Service) {
+    for name in ["erin", "alice", "dan", "bob", "carl"] {
+        service.create_user(&format!("{name}@acme.example")).await;
+    }
+    service.create_user("zed@other.example").await;
+    let page = service
+        .acme(Method::GET, "/Users?sortBy=userName&sortOrder=descending&startIndex=2&count=2", None)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(page.body["totalResults"], 6);
+    assert_eq!(page.body["startIndex"], 2);
+    assert_eq!(page.body["itemsPerPage"], 2);
+    let names: Vec<&str> =
+        page.body["Resources"].as_array().unwrap().iter().map(|u| u["userName"].as_str().unwrap()).collect();
+    assert_eq!(names, ["erin@acme.example", "dan@acme.example"]);
+
+    let counted = service
+        .acme(Method::GET, &format!("{}&count=0", filter_path("/Users", "userName co \"@ACME.\"")), None)
+        .await;
+    let counted = counted.expect(StatusCode::OK);
+    assert_eq!(counted.body["totalResults"], 5);
+    assert_eq!(counted.body["Resources"], json!([]));
+
+    let combined =
+        "(userName sw \"a\" or userName ew \"other.example\") and not (userName eq \"zed@other.example\")";
+    let found =
+        service.acme(Method::GET, &filter_path("/Users", combined), None).await.expect(StatusCode::OK);
+    assert_eq!(found.body["totalResults"], 1);
+    assert_eq!(found.body["Resources"][0]["userName"], "alice@acme.example");
+
+    let past = service
+        .acme(
+            Method::GET,
+            &filter_path("/Users", "meta.created gt \"2001-01-01T00:00:00Z\" and active eq true"),
+            None,
+        )
+        .await;
+    assert_eq!(past.expect(StatusCode::OK).body["totalResults"], 6);
+    let absent = service.acme(Method::GET, &filter_path("/Users", "displayName pr"), None).await;
+    assert_eq!(absent.expect(StatusCode::OK).body["totalResults"], 0);
+    let bad_sort = service.acme(Method::GET, "/Users?sortBy=emails", None).await;
+    bad_sort.expect_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
+}
+
+async fn search_endpoint_and_attribute_selection(service: Service) {
+    service
+        .acme(Method::POST, "/Users", Some(&fixture("okta_create_user", &[])))
+        .await
+        .expect(StatusCode::CREATED);
+    let search = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+        "attributes": ["userName", "name.givenName"],
+        "filter": "name.familyName eq \"lee\"",
+        "startIndex": 1,
+        "count": 10,
+    });
+    let found = service.acme(Method::POST, "/Users/.search", Some(&search)).await.expect(StatusCode::OK);
+    assert_eq!(found.body["totalResults"], 1);
+    let user = &found.body["Resources"][0];
+    let mut keys: Vec<&String> = user.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["id", "name", "schemas", "userName"], "{user}");
+    assert_eq!(user["name"], json!({"givenName": "Ann"}));
+
+    let id = user["id"].as_str().unwrap();
+    let read = service.acme(Method::GET, &format!("/Users/{id}?excludedAttributes=emails,meta"), None).await;
+    let read = read.expect(StatusCode::OK);
+    assert!(read.body.get("emails").is_none() && read.body.get("meta").is_none(), "{}", read.body);
+    assert_eq!(read.body["userName"], "ann.lee@acme.example");
+}
+
+// === Negative cases. ===
+
+async fn malformed_and_unknown_filters_are_invalid_filter(service: Service) {
+    for filter in ["userName eq", "userName xx \"a\"", "(userName eq \"a\"", "userName eq \"unterminated"] {
+        let answer = service.acme(Method::GET, &filter_path("/Users", filter), None).await;
+        answer.expect_error(StatusCode::BAD_REQUEST, Some("invalidFilter"));
+    }
+    let unknown = service.acme(Method::GET, &filter_path("/Users", "shoeSize eq \"42\""), None).await;
+    let unknown = unknown.expect_error(StatusCode::BAD_REQUEST, Some("invalidFilter"));
+    assert!(unknown.body["detail"].as_str().unwrap().contains("shoeSize"));
+    let deep = format!("{}userName eq \"a\"{}", "(".repeat(40), ")".repeat(40));
+    service
+        .acme(Method::GET, &filter_path("/Users", &deep), None)
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, Some("invalidFilter"));
+    let long = format!("userName eq \"{}\"", "a".repeat(5000));
+    let search = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": long});
+    service
+        .acme(Method::POST, "/Users/.search", Some(&search))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, Some("invalidFilter"));
+}
+
+async fn unknown_ids_duplicates_and_stale_etags(service: Service) {
+    let missing = service.acme(Method::GET, "/Users/does-not-exist", None).await;
+    let missing = missing.expect_error(StatusCode::NOT_FOUND, None);
+    assert!(missing.body["detail"].as_str().unwrap().contains("does-not-exist"));
+    service
+        .acme(Method::DELETE, "/Groups/does-not-exist", None)
+        .await
+        .expect_error(StatusCode::NOT_FOUND, None);
+
+    let id = service.create_user("erin@acme.example").await;
+    let duplicate =
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ERIN@acme.example"});
+    service
+        .acme(Method::POST, "/Users", Some(&duplicate))
+        .await
+        .expect_error(StatusCode::CONFLICT, Some("uniqueness"));
+    service
+        .acme(Method::POST, "/Groups", Some(&fixture("okta_create_group", &[])))
+        .await
+        .expect(StatusCode::CREATED);
+    service
+        .acme(Method::POST, "/Groups", Some(&fixture("okta_create_group", &[])))
+        .await
+        .expect_error(StatusCode::CONFLICT, Some("uniqueness"));
+
+    let url = service.url("acme", &format!("/Users/{id}"));
+    let deactivate = fixture("okta_deactivate_user", &[]);
+    let stale = service
+        .send(Method::PATCH, &url, Some(OKTA_TOKEN), Some(&deactivate), &[("if-match", "W/\"7\"")])
+        .await;
+    stale.expect_error(StatusCode::PRECONDITION_FAILED, None);
+    assert!(service.store.get_user("acme", &id).await.unwrap().unwrap().active, "nothing changed");
+    let fresh = service
+        .send(Method::PATCH, &url, Some(OKTA_TOKEN), Some(&deactivate), &[("if-match", "W/\"1\"")])
+        .await;
+    fresh.expect(StatusCode::OK);
+    let put =
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "erin@acme.example"});
+    let stale_put =
+        service.send(Method::PUT, &url, Some(OKTA_TOKEN), Some(&put), &[("if-match", "W/\"1\"")]).await;
+    stale_put.expect_error(StatusCode::PRECONDITION_FAILED, None);
+    let stale_delete =
+        service.send(Method::DELETE, &url, Some(OKTA_TOKEN), None, &[("if-match", "W/\"1\"")]).await;
+    stale_delete.expect_error(StatusCode::PRECONDITION_FAILED, None);
+    let put = service.send(Method::PUT, &url, Some(OKTA_TOKEN), Some(&put), &[("if-match", "*")]).await;
+    assert_eq!(put.expect(StatusCode::OK).body["active"], true, "PUT replaces: active defaults to true");
+    let password = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "p@acme.example", "password": "hunter2"});
+    let refused = service.acme(Method::POST, "/Users", Some(&password)).await;
+    let refused = refused.expect_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
+    assert!(!refused.body.to_string().contains("hunter2"));
+}
+
+async fn tokens_only_open_their_own_organization(service: Service) {
+    let users = service.url("acme", "/Users");
+    service.send(Method::GET, &users, None, None, &[]).await.expect_error(StatusCode::UNAUTHORIZED, None);
+    service
+        .send(Method::GET, &users, Some("wrong"), None, &[])
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, None);
+    service
+        .send(Method::GET, &users, Some(GLOBEX_TOKEN), None, &[])
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, None);
+    service
+        .send(Method::GET, &users, Some(DISABLED_IDP_TOKEN), None, &[])
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, None);
+    let nowhere = service.url("no-such-org", "/Users");
+    service
+        .send(Method::GET, &nowhere, Some(OKTA_TOKEN), None, &[])
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, None);
+    let basic =
+        service.send(Method::GET, &users, None, None, &[("authorization", "Basic b2t0YTpva3Rh")]).await;
+    assert_eq!(
+        basic.expect_error(StatusCode::UNAUTHORIZED, None).header("www-authenticate"),
+        Some("Bearer realm=\"scim\"")
+    );
+
+    // Authorization comes before the body: a bad body with a bad token is a 401.
+    let answer = service.send(Method::POST, &users, Some("wrong"), Some(&json!("not a user")), &[]).await;
+    answer.expect_error(StatusCode::UNAUTHORIZED, None);
+
+    // A user of acme is invisible through globex.
+    let id = service.create_user("frank@acme.example").await;
+    let globex = service.url("globex", &format!("/Users/{id}"));
+    service
+        .send(Method::GET, &globex, Some(GLOBEX_TOKEN), None, &[])
+        .await
+        .expect_error(StatusCode::NOT_FOUND, None);
+    let listed =
+        service.send(Method::GET, &service.url("globex", "/Users"), Some(GLOBEX_TOKEN), None, &[]).await;
+    assert_eq!(listed.expect(StatusCode::OK).body["totalResults"], 0);
+
+    // A revoked token stops working at once.
+    service.store.set_scim_token_hash("acme", "okta", None).await.unwrap();
+    service
+        .send(Method::GET, &users, Some(OKTA_TOKEN), None, &[])
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, None);
+}
+
+async fn writes_are_refused_unless_provisioning_mode_is_scim(service: Service) {
+    let users = service.url("initech", "/Users");
+    let body = fixture("okta_create_user", &[]);
+    let refused = service.send(Method::POST, &users, Some(INITECH_TOKEN), Some(&body), &[]).await;
+    let refused = refused.expect_error(StatusCode::FORBIDDEN, None);
+    assert!(refused.body["detail"].as_str().unwrap().contains("jit"), "{}", refused.body);
+    let groups = service.url("initech", "/Groups");
+    let group = fixture("okta_create_group", &[]);
+    service
+        .send(Method::POST, &groups, Some(INITECH_TOKEN), Some(&group), &[])
+        .await
+        .expect_error(StatusCode::FORBIDDEN, None);
+    assert_eq!(service.store.count_users("initech").await.unwrap(), 0);
+    // Reads still work, so the identity provider's connection test passes.
+    service.send(Method::GET, &users, Some(INITECH_TOKEN), None, &[]).await.expect(StatusCode::OK);
+}
+
+async fn discovery_declares_what_works_and_refuses_writes(service: Service) {
+    let config = service.acme(Method::GET, "/ServiceProviderConfig", None).await.expect(StatusCode::OK);
+    assert_eq!(config.body["bulk"]["supported"], false);
+    assert_eq!(config.body["patch"]["supported"], true);
+    assert_eq!(config.body["filter"]["supported"], true);
+    assert_eq!(config.body["etag"]["supported"], true);
+    assert_eq!(config.body["changePassword"]["supported"], false);
+    let schemas = service.acme(Method::GET, "/Schemas", None).await.expect(StatusCode::OK);
+    assert_eq!(schemas.body["totalResults"], 3);
+    let user_schema =
+        service.acme(Method::GET, "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User", None).await;
+    assert_eq!(user_schema.expect(StatusCode::OK).body["name"], "User");
+    let types = service.acme(Method::GET, "/ResourceTypes", None).await.expect(StatusCode::OK);
+    assert_eq!(types.body["totalResults"], 2);
+    service.acme(Method::GET, "/ResourceTypes/Group", None).await.expect(StatusCode::OK);
+    service.acme(Method::GET, "/ResourceTypes/Printer", None).await.expect_error(StatusCode::NOT_FOUND, None);
+    for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+        let answer = service.acme(method, "/ServiceProviderConfig", Some(&json!({}))).await;
+        answer.expect_error(StatusCode::METHOD_NOT_ALLOWED, None);
+    }
+    service
+        .acme(Method::PUT, "/Users", Some(&json!({})))
+        .await
+        .expect_error(StatusCode::METHOD_NOT_ALLOWED, None);
+    service.acme(Method::GET, "/Bulk", None).await.expect_error(StatusCode::NOT_FOUND, None);
+}
+
+async fn bodies_are_bounded_and_must_be_json(service: Service) {
+    let users = service.url("acme", "/Users");
+    let huge = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "x".repeat(2 * 1024 * 1024)});
+    service
+        .send(Method::POST, &users, Some(OKTA_TOKEN), Some(&huge), &[])
+        .await
+        .expect_error(StatusCode::PAYLOAD_TOO_LARGE, None);
+    let answer = service
+        .client
+        .post(&users)
+        .bearer_auth(OKTA_TOKEN)
+        .header("content-type", "application/scim+json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+    let body: Value = answer.json().await.expect("a SCIM error");
+    assert_eq!(body["scimType"], "invalidSyntax");
+    let no_name = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "displayName": "Nobody"});
+    service
+        .acme(Method::POST, "/Users", Some(&no_name))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
+    let unknown =
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "u", "shoeSize": 42});
+    service
+        .acme(Method::POST, "/Users", Some(&unknown))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
+}
+
+async fn sync_health_counts_requests_errors_and_provisioned_resources(service: Service) {
+    service.create_user("gina@acme.example").await;
+    service
+        .acme(Method::POST, "/Groups", Some(&fixture("okta_create_group", &[])))
+        .await
+        .expect(StatusCode::CREATED);
+    service.acme(Method::GET, "/Users/missing", None).await.expect_error(StatusCode::NOT_FOUND, None);
+    let health = service.store.scim_sync_health("acme", "okta").await.unwrap().expect("health is recorded");
+    assert_eq!(health.request_count, 3);
+    assert_eq!(health.error_count, 1);
+    assert!(health.last_error.as_deref().is_some_and(|e| e.starts_with("404")), "{health:?}");
+    assert!(health.last_error_ms.is_some());
+    assert_eq!(health.users_provisioned, 1);
+    assert_eq!(health.groups_provisioned, 1);
+    assert_eq!(service.store.scim_sync_health("acme", "entra").await.unwrap(), None);
+    let metrics =
+        service.client.get(format!("{}/metrics", service.base)).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains(
+            "portcullis_scim_requests_total{namespace=\"acme\",identity_provider=\"okta\",status=\"4xx\"} 1"
+        ),
+        "{metrics}"
+    );
+}
+
+// === Membership changes reach the access index. ===
+
+async fn a_membership_added_over_scim_grants_the_group_role(service: Service) {
+    use portcullis::authz::{Principal, Scope};
+    use portcullis::store::follow::principal_key;
+
+    let mut acme = organization("acme", "acme", "scim");
+    acme.meta.generation = 2;
+    acme.catalog = vec!["journeys.publish".into()];
+    service.store.apply(&acme).await.unwrap();
+    let permissions = vec!["journeys.publish".to_owned()];
+    service
+        .store
+        .apply(&RoleRecord {
+            meta: ObjectMeta::new("uid-role-publisher", "acme", "publisher", 1),
+            scope: RoleScope::Organization,
+            spec_json: json!({"permissions": permissions}).to_string(),
+            permissions,
+            included_roles: Vec::new(),
+        })
+        .await
+        .unwrap();
+    service
+        .store
+        .apply(&AssignmentRecord {
+            meta: ObjectMeta::new("uid-ra-engineering", "acme", "engineering-publish", 1),
+            principal_kind: PrincipalKind::Group,
+            principal_name: "Engineering".into(),
+            role: "publisher".into(),
+            workspace: None,
+            expires_at_ms: None,
+            spec_json: json!({"principal": "Engineering", "role": "publisher"}).to_string(),
+        })
+        .await
+        .unwrap();
+    let follower = IndexFollower::start(service.store.clone(), "acme").await.unwrap();
+    let user = service.create_user("hal@acme.example").await;
+    let created = service.acme(Method::POST, "/Groups", Some(&fixture("okta_create_group", &[]))).await;
+    let gid = created.expect(StatusCode::CREATED).body["id"].as_str().unwrap().to_owned();
+    let allows = |snapshot: &IndexSnapshot| {
+        let principal = principal_key(&Principal::user("hal@acme.example"));
+        snapshot.index.check(&principal, "journeys.publish", &Scope::Organization, 0).is_allowed()
+    };
+    assert!(!allows(&follower.current()));
+
+    let add = fixture("okta_add_member", &[("user_id", &user)]);
+    service.acme(Method::PATCH, &format!("/Groups/{gid}"), Some(&add)).await.expect(StatusCode::NO_CONTENT);
+    let mut snapshots = follower.subscribe();
+    let deadline = std::time::Duration::from_secs(15);
+    tokio::time::timeout(deadline, snapshots.wait_for(|snapshot| allows(snapshot)))
+        .await
+        .expect("the follower saw the new membership in time")
+        .expect("the follower is running");
+}
