@@ -2,13 +2,12 @@
 //! until SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use tracing_subscriber::EnvFilter;
 
+use super::process::{DatabaseArgs, block_on, init_logging, shutdown_signal};
 use crate::controller::leader::LeaseConfig;
 use crate::controller::reconcile::error_chain;
 use crate::controller::workloads::WorkloadSettings;
@@ -18,18 +17,8 @@ use crate::controller::{OperatorConfig, Settings};
 /// database URL also a `_FILE` form (a mounted Secret).
 #[derive(Args, Debug)]
 pub struct OperatorArgs {
-    /// Store URL: `postgres://…` or `sqlite://path?mode=rwc`.
-    #[arg(
-        long,
-        env = "PORTCULLIS_DATABASE_URL",
-        hide_env_values = true,
-        required_unless_present = "database_url_file"
-    )]
-    database_url: Option<String>,
-
-    /// File holding the store URL (for example a mounted Secret).
-    #[arg(long, env = "PORTCULLIS_DATABASE_URL_FILE")]
-    database_url_file: Option<PathBuf>,
+    #[command(flatten)]
+    database: DatabaseArgs,
 
     /// Base URL of the token service; each Organization's issuer is `{base}/o/{name}`.
     #[arg(
@@ -111,14 +100,7 @@ pub struct OperatorArgs {
 
 impl OperatorArgs {
     fn config(self) -> Result<OperatorConfig, String> {
-        let database_url = match (self.database_url, self.database_url_file) {
-            (Some(url), _) => url,
-            (None, Some(file)) => std::fs::read_to_string(&file)
-                .map_err(|e| format!("could not read {}: {e}", file.display()))?
-                .trim()
-                .to_owned(),
-            (None, None) => return Err("--database-url or --database-url-file is required".to_owned()),
-        };
+        let database_url = self.database.url()?;
         let identity = self.identity.unwrap_or_else(|| {
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "operator".to_owned());
             format!("{host}-{}", uuid::Uuid::new_v4().simple())
@@ -160,9 +142,7 @@ impl OperatorArgs {
 
 /// Runs the operator until SIGTERM or Ctrl-C.
 pub fn run(args: OperatorArgs) -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .try_init();
+    init_logging();
     let config = match args.config() {
         Ok(config) => config,
         Err(message) => {
@@ -170,33 +150,5 @@ pub fn run(args: OperatorArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: could not start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(crate::controller::run(config, shutdown_signal())) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{}", error_chain(&e));
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = terminate => tracing::info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
-    }
+    block_on(async { crate::controller::run(config, shutdown_signal()).await.map_err(|e| error_chain(&e)) })
 }
