@@ -17,6 +17,7 @@ pub mod cli;
 pub mod controller;
 pub mod manifests;
 pub mod scim;
+pub mod standalone;
 pub mod store;
 pub mod token;
 pub mod validation;

@@ -5,9 +5,12 @@
 //! Used by `portcullis validate` and by standalone mode, which both read the
 //! same YAML that Argo CD or `kubectl apply` would send to the API server.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use base64::Engine as _;
+use base64::prelude::BASE64_STANDARD;
 use serde::de::DeserializeOwned;
 
 use crate::api::{self, IdentityProvider, OAuthClient, Organization, Role, RoleAssignment};
@@ -108,13 +111,47 @@ impl fmt::Display for ParseProblem {
     }
 }
 
+/// A `v1/Secret` read from a manifest: standalone mode takes the values that
+/// Portcullis objects reference from these (in a cluster they come from the
+/// API server). `Debug` never shows the values.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretManifest {
+    pub namespace: String,
+    pub name: String,
+    /// `data` (base64-decoded) merged with `stringData`, which wins, as the API server does.
+    pub values: BTreeMap<String, String>,
+    pub source: Source,
+}
+
+impl fmt::Debug for SecretManifest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretManifest")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("keys", &self.values.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything read from a folder.
 #[derive(Clone, Debug, Default)]
 pub struct ManifestSet {
     pub manifests: Vec<Manifest>,
-    /// Documents of other kinds (Secrets, Namespaces...), accepted and ignored.
+    pub secrets: Vec<SecretManifest>,
+    /// Documents of other kinds (Namespaces, ConfigMaps...), accepted and ignored.
     pub ignored: usize,
     pub problems: Vec<ParseProblem>,
+}
+
+impl ManifestSet {
+    /// The value of `key` in Secret `namespace/name`, if the folder has it.
+    pub fn secret_value(&self, namespace: &str, name: &str, key: &str) -> Option<&str> {
+        self.secrets
+            .iter()
+            .find(|s| s.namespace == namespace && s.name == name)
+            .and_then(|s| s.values.get(key))
+            .map(String::as_str)
+    }
 }
 
 /// Reads every `*.yaml` / `*.yml` file under `dir`, recursively, in path order
@@ -152,8 +189,11 @@ pub fn read_str(file: &Path, text: &str, set: &mut ManifestSet) {
     for (line, doc) in split_documents(text) {
         let source = Source { file: file.to_owned(), line, text: doc };
         match read_document(&source) {
-            Ok(Some(resource)) => set.manifests.push(Manifest { resource, source }),
-            Ok(None) => set.ignored += 1,
+            Ok(Document::Resource(resource)) => set.manifests.push(Manifest { resource, source }),
+            Ok(Document::Secret { namespace, name, values }) => {
+                set.secrets.push(SecretManifest { namespace, name, values, source })
+            }
+            Ok(Document::Other) => set.ignored += 1,
             Err((at, message)) => {
                 set.problems.push(ParseProblem { file: file.to_owned(), line: at, message })
             }
@@ -184,7 +224,15 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
 
 type DocumentError = (usize, String);
 
-fn read_document(source: &Source) -> Result<Option<Resource>, DocumentError> {
+/// What one YAML document turned out to be.
+#[allow(clippy::large_enum_variant, reason = "one at a time, moved straight into the set")]
+enum Document {
+    Resource(Resource),
+    Secret { namespace: String, name: String, values: BTreeMap<String, String> },
+    Other,
+}
+
+fn read_document(source: &Source) -> Result<Document, DocumentError> {
     let value: serde_json::Value = serde_saphyr::from_str(&source.text).map_err(|e| {
         let line = e.location().map_or(source.line, |l| source.line + l.line() as usize - 1);
         (line, format!("invalid YAML: {}", first_line(&e.to_string())))
@@ -194,8 +242,11 @@ fn read_document(source: &Source) -> Result<Option<Resource>, DocumentError> {
     if api_version.is_empty() || kind.is_empty() {
         return Err((source.line, "a manifest needs apiVersion and kind".to_owned()));
     }
+    if api_version == "v1" && kind == "Secret" {
+        return read_secret(source, &value);
+    }
     if api_version.split('/').next() != Some(api::GROUP) {
-        return Ok(None);
+        return Ok(Document::Other);
     }
     if api_version != api::API_VERSION {
         return Err((
@@ -219,7 +270,42 @@ fn read_document(source: &Source) -> Result<Option<Resource>, DocumentError> {
             ));
         }
     };
-    Ok(Some(resource))
+    Ok(Document::Resource(resource))
+}
+
+/// A core Secret: its name, namespace (`default` when absent, as kubectl
+/// would apply it) and values.
+fn read_secret(source: &Source, value: &serde_json::Value) -> Result<Document, DocumentError> {
+    let metadata = value.get("metadata");
+    let text = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_owned);
+    let name = text(metadata.and_then(|m| m.get("name")))
+        .ok_or_else(|| (source.line_of(&["metadata"], None), "a Secret needs metadata.name".to_owned()))?;
+    let namespace = text(metadata.and_then(|m| m.get("namespace"))).unwrap_or_else(|| "default".to_owned());
+    let mut values = BTreeMap::new();
+    let entries = |field: &str| value.get(field).and_then(|d| d.as_object()).into_iter().flatten();
+    for (key, encoded) in entries("data") {
+        let decoded = encoded
+            .as_str()
+            .and_then(|e| BASE64_STANDARD.decode(e.trim()).ok())
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(|| {
+                (
+                    source.line_of(&["data", key], None),
+                    format!("Secret {name}: data.{key} is not base64 of UTF-8 text"),
+                )
+            })?;
+        values.insert(key.clone(), decoded);
+    }
+    for (key, plain) in entries("stringData") {
+        let plain = plain.as_str().ok_or_else(|| {
+            (
+                source.line_of(&["stringData", key], None),
+                format!("Secret {name}: stringData.{key} is not a string"),
+            )
+        })?;
+        values.insert(key.clone(), plain.to_owned());
+    }
+    Ok(Document::Secret { namespace, name, values })
 }
 
 /// Deserializes into the typed resource, rejecting unknown fields the way the
@@ -267,10 +353,32 @@ mod tests {
              apiVersion: iam.portcullis.dev/v1alpha1\nkind: Role\nmetadata:\n  name: r\nspec:\n  permissions: [a.b]\n",
         );
         assert_eq!(set.problems, []);
-        assert_eq!(set.ignored, 1);
+        assert_eq!(set.secrets.len(), 1);
         assert_eq!(set.manifests.len(), 1);
         assert_eq!(set.manifests[0].source.line, 7);
         assert_eq!(set.manifests[0].source.line_of(&["spec", "permissions"], Some("a.b")), 12);
+    }
+
+    #[test]
+    fn secrets_are_read_with_data_decoded_and_string_data_winning() {
+        let set = read(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: okta\n  namespace: acme\n\
+             data:\n  a: aGVsbG8=\n  b: b2xk\nstringData:\n  b: new\n---\n\
+             apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+        );
+        assert_eq!(set.problems, []);
+        assert_eq!((set.secrets.len(), set.ignored), (1, 1));
+        assert_eq!(set.secret_value("acme", "okta", "a"), Some("hello"));
+        assert_eq!(set.secret_value("acme", "okta", "b"), Some("new"));
+        assert_eq!(set.secret_value("default", "okta", "a"), None);
+        assert!(!format!("{:?}", set.secrets[0]).contains("hello"), "values never in Debug");
+    }
+
+    #[test]
+    fn a_secret_that_is_not_base64_points_at_its_line() {
+        let set = read("apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\ndata:\n  k: '%%%'\n");
+        assert_eq!(set.problems.len(), 1, "{:?}", set.problems);
+        assert_eq!(set.problems[0].line, 6);
     }
 
     #[test]
@@ -295,7 +403,8 @@ mod tests {
 
     #[test]
     fn broken_yaml_reports_the_line_in_the_file() {
-        let set = read("apiVersion: v1\nkind: Secret\n---\napiVersion: x\nkind: [unclosed\n");
+        let set =
+            read("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n---\napiVersion: x\nkind: [unclosed\n");
         assert_eq!(set.problems.len(), 1);
         assert!(set.problems[0].line >= 4, "{:?}", set.problems);
     }

@@ -4,6 +4,7 @@ pub mod crds;
 pub mod operator;
 pub mod process;
 pub mod scim_service;
+pub mod standalone;
 pub mod token_service;
 pub mod validate;
 
@@ -34,6 +35,9 @@ enum Command {
         /// Folder holding the YAML manifests (searched recursively), or one file.
         dir: PathBuf,
     },
+    /// Serve everything in one process on SQLite, from a folder of manifests
+    /// (the embedded default: try Portcullis, or a role change, locally).
+    Standalone(Box<standalone::StandaloneArgs>),
     /// Run the controllers that reconcile Portcullis resources into the store.
     Operator(Box<operator::OperatorArgs>),
     /// Serve the OpenID provider of every organization (tokens, login, check API).
@@ -48,6 +52,7 @@ impl Cli {
         match self.command {
             Command::Crds { out_dir } => crds::run(out_dir.as_deref()),
             Command::Validate { dir } => validate::run(&dir),
+            Command::Standalone(args) => standalone::run(*args),
             Command::Operator(args) => operator::run(*args),
             Command::TokenService(args) => token_service::run(*args),
             Command::ScimService(args) => scim_service::run(*args),

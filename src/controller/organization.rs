@@ -247,30 +247,14 @@ async fn reconcile_signing_keys(
     }
 
     // The store follows the Secret: every key's public half and state.
-    let stored = ctx.store.list_signing_keys(namespace).await.map_err(|source| Error::StoreRead {
-        what: "signing keys",
-        namespace: namespace.to_owned(),
-        source: Box::new(source),
-    })?;
-    for key in keys.keys() {
-        let record = signing_keys::record(key, namespace, policy.overlap());
-        if !stored.contains(&record) {
-            ctx.store.put_signing_key(&record).await.map_err(|source| Error::StoreWrite {
-                kind: "SigningKey",
-                namespace: namespace.to_owned(),
-                name: key.kid().to_owned(),
-                source: Box::new(source),
-            })?;
-        }
-    }
-    for gone in stored.iter().filter(|s| !keys.keys().iter().any(|k| k.kid() == s.kid)) {
-        ctx.store.delete_signing_key(namespace, &gone.kid).await.map_err(|source| Error::StoreDelete {
+    signing_keys::sync_store(&ctx.store, namespace, &keys, policy.overlap()).await.map_err(|source| {
+        Error::StoreWrite {
             kind: "SigningKey",
             namespace: namespace.to_owned(),
-            name: gone.kid.clone(),
+            name: name.to_owned(),
             source: Box::new(source),
-        })?;
-    }
+        }
+    })?;
 
     let rotated = !plan.promote.is_empty();
     if created.is_some() || rotated || !plan.delete.is_empty() {

@@ -17,7 +17,7 @@ use jiff::SignedDuration;
 use k8s_openapi::ByteString;
 
 use crate::api::TokenPolicy;
-use crate::store::{SigningKeyRecord, SigningKeyState};
+use crate::store::{DesiredStateStore as _, SigningKeyRecord, SigningKeyState, Store, StoreError};
 use crate::token::keys::{KeyError, KeyMeta, KeySet, KeyState, RotationPolicy, SigningKey};
 
 /// Key of the metadata document in the Secret: a JSON array of [`KeyMeta`].
@@ -98,6 +98,27 @@ pub fn record(key: &SigningKey, organization: &str, overlap: SignedDuration) -> 
         activates_ms: meta.activated_at.map(|t| t.as_millisecond()),
         retires_ms: meta.retired_at.and_then(|t| t.checked_add(overlap).ok()).map(|t| t.as_millisecond()),
     }
+}
+
+/// Brings the store's public keys of `organization` (its namespace) in line
+/// with `keys`: writes the records that differ, deletes those of keys gone.
+pub async fn sync_store(
+    store: &Store,
+    organization: &str,
+    keys: &KeySet,
+    overlap: SignedDuration,
+) -> Result<(), StoreError> {
+    let stored = store.list_signing_keys(organization).await?;
+    for key in keys.keys() {
+        let record = record(key, organization, overlap);
+        if !stored.contains(&record) {
+            store.put_signing_key(&record).await?;
+        }
+    }
+    for gone in stored.iter().filter(|s| !keys.keys().iter().any(|k| k.kid() == s.kid)) {
+        store.delete_signing_key(organization, &gone.kid).await?;
+    }
+    Ok(())
 }
 
 /// A Go-style duration as the CRD's pattern allows (`15m`, `720h`, `1h30m`, `1.5h`).

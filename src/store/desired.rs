@@ -156,6 +156,9 @@ pub trait DesiredStateStore {
         namespace: &str,
     ) -> impl Future<Output = Result<Vec<String>>> + Send;
 
+    /// Every namespace holding desired state of any kind, sorted.
+    fn namespaces(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
+
     /// Forgets tombstones older than `before_ms`; returns how many.
     fn purge_tombstones(&self, before_ms: i64) -> impl Future<Output = Result<u64>> + Send;
 
@@ -290,6 +293,18 @@ impl DesiredStateStore for Store {
         .await
         .map_err(query_error("list uids"))?;
         rows.iter().map(|row| column(row, R::TABLE, "uid")).collect()
+    }
+
+    async fn namespaces(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT namespace FROM organizations UNION SELECT namespace FROM roles \
+             UNION SELECT namespace FROM role_assignments UNION SELECT namespace FROM identity_providers \
+             UNION SELECT namespace FROM oauth_clients ORDER BY 1",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(query_error("list namespaces"))?;
+        rows.iter().map(|row| column(row, "desired state", "namespace")).collect()
     }
 
     async fn purge_tombstones(&self, before_ms: i64) -> Result<u64> {

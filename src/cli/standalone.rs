@@ -1,0 +1,42 @@
+//! `portcullis standalone`: the whole product in one process on SQLite,
+//! from a folder of manifests ([`crate::standalone`]), until SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::process::{block_on, init_logging, shutdown_signal};
+use crate::standalone::{self, StandaloneConfig};
+
+/// Flags of `portcullis standalone`.
+#[derive(Args, Debug)]
+pub struct StandaloneArgs {
+    /// Folder of manifests (searched recursively for `*.yaml`), watched for edits.
+    #[arg(long, value_name = "DIR")]
+    manifests: PathBuf,
+
+    /// Where the store, signing keys and generated secrets are kept.
+    #[arg(long, value_name = "DIR", env = "PORTCULLIS_DATA", default_value = ".portcullis")]
+    data: PathBuf,
+
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+
+    /// Base URL clients use, when not `http://{listen address}` (behind a proxy).
+    #[arg(long, env = "PORTCULLIS_PUBLIC_BASE_URL")]
+    public_base_url: Option<String>,
+}
+
+pub fn run(args: StandaloneArgs) -> ExitCode {
+    init_logging();
+    let config = StandaloneConfig {
+        manifests: args.manifests,
+        data: args.data,
+        listen: args.listen,
+        public_base_url: args.public_base_url,
+    };
+    block_on(standalone::run(config, shutdown_signal()))
+}

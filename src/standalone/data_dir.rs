@@ -1,0 +1,257 @@
+//! The data directory: everything standalone mode keeps between runs.
+//!
+//! ```text
+//!  DATA/portcullis.db                      the store (SQLite, WAL)
+//!  DATA/login.key                          32 random bytes: CSRF, ticket and TOTP-sealing keys
+//!  DATA/keys/{organization}/keys.json      signing keys, laid out as the operator's
+//!  DATA/keys/{organization}/{kid}.pem        `{org}-signing-keys` Secret is mounted
+//!  DATA/secrets/{namespace}/{secret}/{key} generated secrets, named as the operator
+//!                                          would name their Secrets (`ci-deployer-client-secret`)
+//! ```
+//!
+//! Files holding secrets are created owner-only (0600, directories 0700) and
+//! never rewritten once made: a restart serves the same keys and tokens.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::ByteString;
+use ring::rand::{SecureRandom as _, SystemRandom};
+
+use crate::controller::secrets::generate_token;
+
+/// Length of generated secrets (client secrets, SCIM tokens), in random bytes.
+const SECRET_BYTES: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the system random generator failed")]
+    Random,
+    #[error("{0:?} cannot name a file in the data directory")]
+    BadName(String),
+}
+
+/// The data directory of one standalone server.
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+/// A secret value, and whether this run made it.
+pub struct Generated {
+    pub value: String,
+    pub created: bool,
+    pub path: PathBuf,
+}
+
+impl DataDir {
+    /// Creates the directory (owner-only) if it does not exist.
+    pub fn open(root: &Path) -> Result<Self, DataDirError> {
+        create_private_dir(root)?;
+        Ok(Self { root: root.to_owned() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The store's URL: a SQLite file in the directory, created if missing.
+    pub fn database_url(&self) -> String {
+        format!("sqlite://{}?mode=rwc", self.root.join("portcullis.db").display())
+    }
+
+    /// Where the signing keys of every organization are (a token service `--keys-dir`).
+    pub fn keys_dir(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+
+    /// The login secret, made on first use.
+    pub fn login_secret(&self) -> Result<Vec<u8>, DataDirError> {
+        let path = self.root.join("login.key");
+        match std::fs::read(&path) {
+            Ok(bytes) if bytes.len() >= 32 => return Ok(bytes),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(DataDirError::Io { path, source }),
+        }
+        let mut bytes = vec![0u8; 32];
+        SystemRandom::new().fill(&mut bytes).map_err(|_| DataDirError::Random)?;
+        write_private(&path, &bytes)?;
+        Ok(bytes)
+    }
+
+    /// The secret `key` of the Secret `namespace/name` the operator would
+    /// generate; made (random, 256 bits) on first use.
+    pub fn generated_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<Generated, DataDirError> {
+        for part in [namespace, name, key] {
+            if !safe_name(part) {
+                return Err(DataDirError::BadName(part.to_owned()));
+            }
+        }
+        let dir = self.root.join("secrets").join(namespace).join(name);
+        let path = dir.join(key);
+        match std::fs::read_to_string(&path) {
+            Ok(value) if !value.trim().is_empty() => {
+                return Ok(Generated { value: value.trim().to_owned(), created: false, path });
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(DataDirError::Io { path, source }),
+        }
+        let value = generate_token(&SystemRandom::new(), SECRET_BYTES).map_err(|_| DataDirError::Random)?;
+        create_private_dir(&dir)?;
+        write_private(&path, value.as_bytes())?;
+        Ok(Generated { value, created: true, path })
+    }
+
+    /// The files of an organization's keys directory, as a Secret's data
+    /// (file name → bytes); empty when there is none yet.
+    pub fn read_keys(&self, organization: &str) -> Result<BTreeMap<String, ByteString>, DataDirError> {
+        let dir = self.org_keys_dir(organization)?;
+        let mut data = BTreeMap::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(data),
+            Err(source) => return Err(DataDirError::Io { path: dir, source }),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|source| DataDirError::Io { path: dir.clone(), source })?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !entry.path().is_file() {
+                continue;
+            }
+            let bytes = std::fs::read(entry.path())
+                .map_err(|source| DataDirError::Io { path: entry.path(), source })?;
+            data.insert(name, ByteString(bytes));
+        }
+        Ok(data)
+    }
+
+    /// Replaces an organization's keys directory with `data`: the PEMs first,
+    /// `keys.json` last (by rename), so that the token service never reads
+    /// metadata naming a key that is not there yet; then removes the files
+    /// of keys no longer in the set.
+    pub fn write_keys(
+        &self,
+        organization: &str,
+        data: &BTreeMap<String, ByteString>,
+        document: &str,
+    ) -> Result<(), DataDirError> {
+        let dir = self.org_keys_dir(organization)?;
+        create_private_dir(&self.keys_dir())?;
+        create_private_dir(&dir)?;
+        for (name, bytes) in data.iter().filter(|(name, _)| *name != document) {
+            if !safe_name(name) {
+                return Err(DataDirError::BadName(name.clone()));
+            }
+            let path = dir.join(name);
+            if std::fs::read(&path).ok().as_deref() != Some(bytes.0.as_slice()) {
+                write_private(&path, &bytes.0)?;
+            }
+        }
+        if let Some(metadata) = data.get(document) {
+            let temp = dir.join(format!(".{document}.tmp"));
+            write_private(&temp, &metadata.0)?;
+            let path = dir.join(document);
+            std::fs::rename(&temp, &path).map_err(|source| DataDirError::Io { path, source })?;
+        }
+        for stale in self.read_keys(organization)?.keys().filter(|name| !data.contains_key(*name)) {
+            let path = dir.join(stale);
+            std::fs::remove_file(&path).map_err(|source| DataDirError::Io { path, source })?;
+        }
+        Ok(())
+    }
+
+    fn org_keys_dir(&self, organization: &str) -> Result<PathBuf, DataDirError> {
+        if !safe_name(organization) {
+            return Err(DataDirError::BadName(organization.to_owned()));
+        }
+        Ok(self.keys_dir().join(organization))
+    }
+}
+
+/// Kubernetes names and Secret keys, and nothing that could leave a directory.
+fn safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+}
+
+fn create_private_dir(path: &Path) -> Result<(), DataDirError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| DataDirError::Io { path: path.to_owned(), source })
+}
+
+/// Writes a file readable by its owner only (a new file, or one replaced whole).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), DataDirError> {
+    let io = |source| DataDirError::Io { path: path.to_owned(), source };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_generated_secret_is_made_once_and_kept_private() {
+        let temp = tempfile::tempdir().unwrap();
+        let data = DataDir::open(&temp.path().join("data")).unwrap();
+        let first = data.generated_secret("acme", "ci-client-secret", "client-secret").unwrap();
+        assert!(first.created);
+        assert_eq!(first.value.len(), 43, "256 bits, base64url");
+        let again = data.generated_secret("acme", "ci-client-secret", "client-secret").unwrap();
+        assert!(!again.created);
+        assert_eq!(again.value, first.value);
+        let mode = std::fs::metadata(&first.path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "owner only: {mode:o}");
+        assert!(matches!(data.generated_secret("..", "x", "y"), Err(DataDirError::BadName(_))));
+    }
+
+    #[test]
+    fn the_login_secret_survives_a_reopen() {
+        let temp = tempfile::tempdir().unwrap();
+        let first = DataDir::open(temp.path()).unwrap().login_secret().unwrap();
+        let second = DataDir::open(temp.path()).unwrap().login_secret().unwrap();
+        assert_eq!(first, second);
+        assert_eq!(first.len(), 32);
+    }
+
+    #[test]
+    fn keys_are_written_metadata_last_and_stale_files_go() {
+        let temp = tempfile::tempdir().unwrap();
+        let data = DataDir::open(temp.path()).unwrap();
+        let mut files = BTreeMap::from([
+            ("a.pem".to_owned(), ByteString(b"A".to_vec())),
+            ("keys.json".to_owned(), ByteString(b"[]".to_vec())),
+        ]);
+        data.write_keys("acme", &files, "keys.json").unwrap();
+        assert_eq!(data.read_keys("acme").unwrap(), files);
+        files.remove("a.pem");
+        files.insert("b.pem".to_owned(), ByteString(b"B".to_vec()));
+        data.write_keys("acme", &files, "keys.json").unwrap();
+        assert_eq!(data.read_keys("acme").unwrap(), files);
+        assert!(data.read_keys("globex").unwrap().is_empty());
+    }
+}

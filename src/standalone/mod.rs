@@ -1,0 +1,120 @@
+//! Standalone mode: the whole product in one process, on SQLite, from a
+//! folder of manifests instead of the Kubernetes API.
+//!
+//! ```text
+//!  DIR/*.yaml ──watch──► sync (validation + the operator's records, keys, secrets) ──► store (DATA/portcullis.db)
+//!                          │ errors: file:line on stderr, the last valid state stays      │ change feed
+//!                          ▼                                                              ▼
+//!                 bootstrap administrator                 one listener: token service + SCIM service
+//!                 banner (credentials, shown once)        (/o/{org}/…, /o/{org}/scim/v2/…)
+//! ```
+//!
+//! - [`data_dir`]: what is kept between runs (store, keys, generated secrets).
+//! - [`sync`]: one pass from the folder to the store.
+//! - [`bootstrap`]: the first administrator of each organization.
+//! - [`watch`]: the folder watcher.
+//! - [`banner`]: what is printed on start.
+
+pub mod banner;
+pub mod bootstrap;
+pub mod data_dir;
+pub mod sync;
+pub mod watch;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use tokio::net::TcpListener;
+
+use self::data_dir::DataDir;
+use self::sync::{Pass, Written};
+use crate::scim::service::ScimState;
+use crate::store::Store;
+use crate::token::service::keys::KeyDirectory;
+use crate::token::service::login::{LoginConfig, LoginState};
+use crate::token::service::{SystemClock, TokenServiceConfig, TokenServiceState};
+
+/// What a standalone server is started with.
+#[derive(Clone, Debug)]
+pub struct StandaloneConfig {
+    /// The folder of manifests (searched recursively).
+    pub manifests: PathBuf,
+    /// The data directory (created if missing).
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    /// Base URL clients use; `http://{listen address}` when not given.
+    pub public_base_url: Option<String>,
+}
+
+/// Runs the server until `shutdown` resolves; requests in flight finish first.
+pub async fn run(
+    config: StandaloneConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let data = DataDir::open(&config.data).map_err(|e| format!("the data directory: {e}"))?;
+    let listener =
+        TcpListener::bind(config.listen).await.map_err(|e| format!("binding {}: {e}", config.listen))?;
+    let local = listener.local_addr().map_err(|e| format!("reading the listening address: {e}"))?;
+    let base_url = config.public_base_url.clone().unwrap_or_else(|| format!("http://{local}"));
+    let base_url = base_url.trim_end_matches('/').to_owned();
+
+    let store = Store::connect(&data.database_url()).await.map_err(|e| format!("opening the store: {e}"))?;
+    let secret = data.login_secret().map_err(|e| format!("the login secret: {e}"))?;
+    let login = LoginState::new(LoginConfig { secret: Some(secret), ..LoginConfig::default() });
+
+    let mut written = Written::default();
+    let first = sync::sync(&config.manifests, &store, &data, &mut written, Timestamp::now())
+        .await
+        .map_err(|e| format!("taking in {}: {e}", config.manifests.display()))?;
+    let (applied, wake_at) = match first {
+        Pass::Applied(applied) => {
+            banner::print_reports(&applied.warnings);
+            let administrators =
+                bootstrap::ensure_administrators(&applied.set, &store, &login, Timestamp::now())
+                    .await
+                    .map_err(|e| format!("the bootstrap administrator: {e}"))?;
+            let wake_at = applied.wake_at;
+            (Some((applied, administrators)), wake_at)
+        }
+        Pass::Rejected(reports) => {
+            banner::print_reports(&reports);
+            banner::print_rejected(&config.manifests, &reports);
+            (None, None)
+        }
+    };
+
+    let token = TokenServiceState::new(TokenServiceConfig {
+        store: store.clone(),
+        public_base_url: base_url.clone(),
+        keys: KeyDirectory::new(data.keys_dir()),
+        login,
+        clock: Arc::new(SystemClock),
+    })
+    .await
+    .map_err(|e| format!("starting the token service: {e}"))?;
+    let scim = ScimState::new(store.clone(), &base_url);
+    let app = crate::token::service::router(token.clone()).merge(crate::scim::service::router(scim));
+
+    banner::print_start(
+        &base_url,
+        &config,
+        &data,
+        applied.as_ref().map(|(a, admins)| (a, admins.as_slice())),
+    );
+    let follower =
+        tokio::spawn(watch::follow(config.manifests.clone(), store.clone(), data, token, written, wake_at));
+
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async {
+            shutdown.await;
+            tracing::info!("finishing requests in flight");
+        })
+        .await
+        .map_err(|e| format!("serving: {e}"));
+    follower.abort();
+    store.close().await;
+    served
+}
