@@ -54,6 +54,9 @@ pub async fn run(
     config: StandaloneConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    if !config.manifests.exists() {
+        return Err(format!("{}: no such folder or file of manifests", config.manifests.display()));
+    }
     let data = DataDir::open(&config.data).map_err(|e| format!("the data directory: {e}"))?;
     let listener =
         TcpListener::bind(config.listen).await.map_err(|e| format!("binding {}: {e}", config.listen))?;
