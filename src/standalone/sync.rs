@@ -142,26 +142,38 @@ pub async fn sync(
     Ok(Pass::Applied(applied))
 }
 
-/// OAuthClients whose `clientSecretRef` names a Secret the folder does not have.
+/// References to Secrets the folder does not have: an error for an
+/// OAuthClient (it could never authenticate), a warning for an
+/// IdentityProvider's upstream client secret (only sign-in through that
+/// provider is affected).
 fn missing_secrets(set: &ManifestSet) -> Vec<Report> {
     let mut reports = Vec::new();
     for manifest in &set.manifests {
-        let Resource::OAuthClient(client) = &manifest.resource else { continue };
-        let Some(reference) = &client.spec.client_secret_ref else { continue };
-        let namespace = namespace_of(client);
-        if set.secret_value(&namespace, &reference.name, &reference.key).is_none() {
-            let object = object_ref(&manifest.resource);
-            reports.push(Report {
-                file: manifest.source.file.display().to_string(),
-                line: manifest.source.line_of(&["spec", "clientSecretRef", "name"], Some(&reference.name)),
-                severity: Severity::Error,
-                message: format!(
-                    "{} {}: clientSecretRef names key {} of Secret {}/{}, which is not in the manifests folder \
-                     [SecretNotFound]",
-                    object.kind, object.name, reference.key, namespace, reference.name
-                ),
-            });
+        let (reference, severity) = match &manifest.resource {
+            Resource::OAuthClient(client) => match &client.spec.client_secret_ref {
+                Some(reference) => (reference, Severity::Error),
+                None => continue,
+            },
+            Resource::IdentityProvider(idp) => match &idp.spec.oidc {
+                Some(oidc) => (&oidc.client_secret_ref, Severity::Warning),
+                None => continue,
+            },
+            _ => continue,
+        };
+        let object = object_ref(&manifest.resource);
+        if set.secret_value(&object.namespace, &reference.name, &reference.key).is_some() {
+            continue;
         }
+        reports.push(Report {
+            file: manifest.source.file.display().to_string(),
+            line: manifest.source.line_of(&["spec", "clientSecretRef", "name"], Some(&reference.name)),
+            severity,
+            message: format!(
+                "{} {}: clientSecretRef names key {} of Secret {}/{}, which is not in the manifests folder \
+                 [SecretNotFound]",
+                object.kind, object.name, reference.key, object.namespace, reference.name
+            ),
+        });
     }
     reports
 }
