@@ -22,7 +22,7 @@
 //! assignments are therefore copied into the user's own list (one array of
 //! 24-byte entries, not one per group), the user map's slots are kept small,
 //! and a decision is explained from compact side tables
-//! (`assignment_facts`, interned names) rather than the assignment records.
+//! (`assignment_ids`, interned names) rather than the assignment records.
 //! Names are hashed with foldhash (seeded per process), not SipHash.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -119,9 +119,12 @@ pub struct AccessIndex {
     workspaces: Vec<Scope>,
 
     assignments: Slab<Assignment>,
-    /// The id and expiry of the assignment in each slot, what a decision
-    /// reports, apart from the bulky records so that reading them is cheap.
-    assignment_facts: Vec<(Box<str>, Option<i64>)>,
+    /// The id of the assignment in each slot, what a decision reports, apart
+    /// from the bulky records so that reading it is cheap.
+    assignment_ids: Vec<Box<str>>,
+    /// The expiry of the assignment in each slot, read only for entries that
+    /// say their assignment has one.
+    assignment_expiries: Vec<Option<i64>>,
     assignment_slots: HashMap<String, AssignmentSlot>,
 
     /// Small slots (what a check needs and a pointer to the entries), so
@@ -269,18 +272,20 @@ impl AccessIndex {
 
         let role = self.role_id(&assignment.role);
         let scope = self.scope_id(&assignment.scope);
-        let facts = (Box::from(assignment.id.as_str()), assignment.expires_at);
-        let expires = assignment.expires_at.is_some();
+        let id_in_decisions = Box::from(assignment.id.as_str());
+        let expires_at = assignment.expires_at;
         let id = assignment.id.clone();
         let principal = assignment.principal.clone();
         let slot = self.assignments.insert(assignment);
         self.assignment_slots.insert(id, slot);
         let at = slot as usize;
-        if self.assignment_facts.len() <= at {
-            self.assignment_facts.resize_with(at + 1, Default::default);
+        if self.assignment_ids.len() <= at {
+            self.assignment_ids.resize_with(at + 1, Default::default);
+            self.assignment_expiries.resize(at + 1, None);
         }
-        self.assignment_facts[at] = facts;
-        let entry = GrantEntry::new(scope, role, slot, expires);
+        self.assignment_ids[at] = id_in_decisions;
+        self.assignment_expiries[at] = expires_at;
+        let entry = GrantEntry::new(scope, role, slot, expires_at.is_some());
         let name = principal.name;
         match principal.kind {
             PrincipalKind::User => {
@@ -305,8 +310,11 @@ impl AccessIndex {
     pub fn delete_assignment(&mut self, id: &str) {
         let Some(slot) = self.assignment_slots.remove(id) else { return };
         let Some(assignment) = self.assignments.remove(slot) else { return };
-        if let Some(facts) = self.assignment_facts.get_mut(slot as usize) {
-            *facts = Default::default();
+        if let Some(id) = self.assignment_ids.get_mut(slot as usize) {
+            *id = Box::default();
+        }
+        if let Some(expires_at) = self.assignment_expiries.get_mut(slot as usize) {
+            *expires_at = None;
         }
         let name = assignment.principal.name.as_str();
         match assignment.principal.kind {
@@ -608,7 +616,7 @@ impl AccessIndex {
         if !entry.may_expire() {
             return None;
         }
-        self.assignment_facts.get(entry.slot() as usize).and_then(|(_, expires_at)| *expires_at)
+        self.assignment_expiries.get(entry.slot() as usize).copied().flatten()
     }
 
     fn in_force(&self, entry: &GrantEntry, now: i64) -> bool {
@@ -618,7 +626,7 @@ impl AccessIndex {
     /// Answers from the entry and the small interned tables only: reading
     /// the assignment itself would be one more wait for memory.
     fn explain(&self, entry: &GrantEntry, group: GroupId) -> Option<Grant<'_>> {
-        let (assignment, expires_at) = self.assignment_facts.get(entry.slot() as usize)?;
+        let assignment = self.assignment_ids.get(entry.slot() as usize)?;
         let group = match group {
             DIRECT => None,
             group => Some(self.groups.get(group)?.name.as_str()),
@@ -632,7 +640,7 @@ impl AccessIndex {
             role: self.role_names.get(entry.role as usize)?,
             group,
             scope,
-            expires_at: *expires_at,
+            expires_at: self.expiry(entry),
         })
     }
 }
