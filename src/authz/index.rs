@@ -11,18 +11,22 @@
 //! precomputed permissions of the assigned role.
 //!
 //! ```text
-//!   users["ada"] ──► UserEntry { active, grants: [own, by scope | through groups, by scope] }
-//!                                                        ▲ copied in on add_member and on a
-//!                                                        │ group's assignment, out on
-//!   groups[g] ─────► GroupEntry { grants, members } ─────┘ remove_member and deletes
+//!   users["ada"] ──► UserEntry { active, span }
+//!                                          │
+//!                                          ▼
+//!   user arena: [.. | own, by scope | through groups, by scope | ..]
+//!                                          ▲ copied in on add_member and on a
+//!                                          │ group's assignment, out on
+//!   groups[g] ──► GroupEntry { grants, members }   remove_member and deletes
 //! ```
 //!
 //! Each check names a different user, so what it reads is rarely in the
 //! cache and every pointer it follows is a wait for memory: a user's groups'
-//! assignments are therefore copied into the user's own list (one array of
-//! 24-byte entries, not one per group), the user map's slots are kept small,
-//! and a decision is explained from compact side tables
-//! (`assignment_ids`, interned names) rather than the assignment records.
+//! assignments are therefore copied into the user's own list (one run of
+//! 16-byte entries, not one per group; see [`grant_lists`] for the arena that
+//! keeps all users' lists on few pages), the user map's slots are kept small,
+//! and a decision is explained from compact side tables (`assignment_ids`,
+//! interned names) rather than the assignment records.
 //! Names are hashed with foldhash (seeded per process), not SipHash.
 
 use std::collections::{BTreeMap, BTreeSet};
