@@ -490,11 +490,12 @@ impl AccessIndex {
     }
 
     fn release_user_if_unused(&mut self, user_name: &str) {
-        let unused = |user: &UserEntry| user.active.is_none() && user.grants.is_empty();
-        if self.users.get(user_name).is_some_and(unused) && !self.user_groups.contains_key(user_name) {
-            if let Some(mut user) = self.users.remove(user_name) {
-                self.user_grants.release(&mut user.grants);
-            }
+        let in_use = |user: &UserEntry| user.active.is_some() || !user.grants.is_empty();
+        if self.users.get(user_name).is_none_or(in_use) || self.user_groups.contains_key(user_name) {
+            return;
+        }
+        if let Some(mut user) = self.users.remove(user_name) {
+            self.user_grants.release(&mut user.grants);
         }
     }
 
