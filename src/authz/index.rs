@@ -11,18 +11,22 @@
 //! precomputed permissions of the assigned role.
 //!
 //! ```text
-//!   users["ada"] ──► UserEntry { active, grants: [own, by scope | through groups, by scope] }
-//!                                                        ▲ copied in on add_member and on a
-//!                                                        │ group's assignment, out on
-//!   groups[g] ─────► GroupEntry { grants, members } ─────┘ remove_member and deletes
+//!   users["ada"] ──► UserEntry { active, span }
+//!                                          │
+//!                                          ▼
+//!   user arena: [.. | own, by scope | through groups, by scope | ..]
+//!                                          ▲ copied in on add_member and on a
+//!                                          │ group's assignment, out on
+//!   groups[g] ──► GroupEntry { grants, members }   remove_member and deletes
 //! ```
 //!
 //! Each check names a different user, so what it reads is rarely in the
 //! cache and every pointer it follows is a wait for memory: a user's groups'
-//! assignments are therefore copied into the user's own list (one array of
-//! 24-byte entries, not one per group), the user map's slots are kept small,
-//! and a decision is explained from compact side tables
-//! (`assignment_facts`, interned names) rather than the assignment records.
+//! assignments are therefore copied into the user's own list (one run of
+//! 16-byte entries, not one per group; see [`grant_lists`] for the arena that
+//! keeps all users' lists on few pages), the user map's slots are kept small,
+//! and a decision is explained from compact side tables (`assignment_ids`,
+//! interned names) rather than the assignment records.
 //! Names are hashed with foldhash (seeded per process), not SipHash.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,6 +34,9 @@ use std::fmt;
 
 use super::decision::{Decision, Denial, Grant};
 use super::role_graph::{self, RoleDefinition, RoleExpansion};
+use grant_lists::{DIRECT, GrantEntry, Grants, UserGrantArena, UserSpan, applying_in};
+
+mod grant_lists;
 
 /// Kinds of principal an assignment can name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -116,14 +123,18 @@ pub struct AccessIndex {
     workspaces: Vec<Scope>,
 
     assignments: Slab<Assignment>,
-    /// The id and expiry of the assignment in each slot, what a decision
-    /// reports, apart from the bulky records so that reading them is cheap.
-    assignment_facts: Vec<(Box<str>, Option<i64>)>,
+    /// The id of the assignment in each slot, what a decision reports, apart
+    /// from the bulky records so that reading it is cheap.
+    assignment_ids: Vec<Box<str>>,
+    /// The expiry of the assignment in each slot, read only for entries that
+    /// say their assignment has one.
+    assignment_expiries: Vec<Option<i64>>,
     assignment_slots: HashMap<String, AssignmentSlot>,
 
     /// Small slots (what a check needs and a pointer to the entries), so
     /// the table stays in the cache as much as it can.
     users: HashMap<Box<str>, UserEntry>,
+    user_grants: UserGrantArena,
     /// The groups of each user in any, in the order it joined them.
     user_groups: HashMap<Box<str>, Vec<GroupId>>,
     groups: Slab<GroupEntry>,
@@ -143,18 +154,14 @@ type GroupId = u32;
 type AssignmentSlot = u32;
 
 const ORGANIZATION: ScopeId = 0;
-/// The `group` of an entry that names its principal directly.
-const DIRECT: GroupId = GroupId::MAX;
-/// The `expires_at` of an entry whose assignment does not expire.
-const NEVER: i64 = i64::MAX;
 
 #[derive(Debug, Default)]
 struct UserEntry {
     /// `None` until the user is applied: treated as active.
     active: Option<bool>,
-    /// Assignments naming the user, then those of every group it is in, each
-    /// with its group.
-    grants: UserGrants,
+    /// Where its entries are in [`AccessIndex::user_grants`]: assignments
+    /// naming the user, then those of every group it is in, each with its group.
+    grants: UserSpan,
 }
 
 #[derive(Debug)]
@@ -269,46 +276,55 @@ impl AccessIndex {
 
         let role = self.role_id(&assignment.role);
         let scope = self.scope_id(&assignment.scope);
-        let facts = (Box::from(assignment.id.as_str()), assignment.expires_at);
-        let expires_at = assignment.expires_at.unwrap_or(NEVER);
+        let id_in_decisions = Box::from(assignment.id.as_str());
+        let expires_at = assignment.expires_at;
         let id = assignment.id.clone();
         let principal = assignment.principal.clone();
         let slot = self.assignments.insert(assignment);
         self.assignment_slots.insert(id, slot);
         let at = slot as usize;
-        if self.assignment_facts.len() <= at {
-            self.assignment_facts.resize_with(at + 1, Default::default);
+        if self.assignment_ids.len() <= at {
+            self.assignment_ids.resize_with(at + 1, Default::default);
+            self.assignment_expiries.resize(at + 1, None);
         }
-        self.assignment_facts[at] = facts;
-        let entry = GrantEntry { scope, role, assignment: slot, group: DIRECT, expires_at };
+        self.assignment_ids[at] = id_in_decisions;
+        self.assignment_expiries[at] = expires_at;
+        let entry = GrantEntry::new(scope, role, slot, expires_at.is_some());
         let name = principal.name;
         match principal.kind {
-            PrincipalKind::User => self.users.entry(name.into()).or_default().grants.insert(entry),
+            PrincipalKind::User => {
+                let user = self.users.entry(name.into()).or_default();
+                self.user_grants.insert(&mut user.grants, entry);
+            }
             PrincipalKind::Client => self.clients.entry(name).or_default().insert(entry),
             PrincipalKind::Group => {
                 let group = self.group_id(&name);
                 let Some(group_entry) = self.groups.get_mut(group) else { return };
                 for member in &group_entry.members {
                     if let Some(user) = self.users.get_mut(member.as_str()) {
-                        user.grants.insert(entry.copy_through(group));
+                        self.user_grants.insert(&mut user.grants, entry.copy_through(group));
                     }
                 }
                 group_entry.grants.insert(entry);
             }
         }
+        self.compact_user_grants_if_sparse();
     }
 
     pub fn delete_assignment(&mut self, id: &str) {
         let Some(slot) = self.assignment_slots.remove(id) else { return };
         let Some(assignment) = self.assignments.remove(slot) else { return };
-        if let Some(facts) = self.assignment_facts.get_mut(slot as usize) {
-            *facts = Default::default();
+        if let Some(id) = self.assignment_ids.get_mut(slot as usize) {
+            *id = Box::default();
+        }
+        if let Some(expires_at) = self.assignment_expiries.get_mut(slot as usize) {
+            *expires_at = None;
         }
         let name = assignment.principal.name.as_str();
         match assignment.principal.kind {
             PrincipalKind::User => {
                 if let Some(user) = self.users.get_mut(name) {
-                    user.grants.retain(|entry| entry.assignment != slot);
+                    self.user_grants.retain(&mut user.grants, |entry| entry.slot() != slot);
                     self.release_user_if_unused(name);
                 }
             }
@@ -318,7 +334,7 @@ impl AccessIndex {
                         entry.grants.remove(slot);
                         for member in &entry.members {
                             if let Some(user) = self.users.get_mut(member.as_str()) {
-                                user.grants.retain(|entry| entry.assignment != slot);
+                                self.user_grants.retain(&mut user.grants, |entry| entry.slot() != slot);
                             }
                         }
                     }
@@ -334,6 +350,7 @@ impl AccessIndex {
                 }
             }
         }
+        self.compact_user_grants_if_sparse();
     }
 
     /// Replaces every assignment.
@@ -364,7 +381,7 @@ impl AccessIndex {
     pub fn delete_user(&mut self, user_name: &str) {
         let Some(user) = self.users.get_mut(user_name) else { return };
         user.active = None;
-        user.grants.retain(|entry| entry.group == DIRECT);
+        self.user_grants.retain(&mut user.grants, |entry| entry.group == DIRECT);
         for group in self.user_groups.remove(user_name).unwrap_or_default() {
             if let Some(entry) = self.groups.get_mut(group) {
                 entry.members.remove(user_name);
@@ -372,6 +389,7 @@ impl AccessIndex {
             self.release_group_if_unused(group);
         }
         self.release_user_if_unused(user_name);
+        self.compact_user_grants_if_sparse();
     }
 
     /// Replaces a group's members (userNames).
@@ -390,6 +408,7 @@ impl AccessIndex {
             entry.members = wanted;
         }
         self.release_group_if_unused(group);
+        self.compact_user_grants_if_sparse();
     }
 
     pub fn add_member(&mut self, group_name: &str, user_name: &str) {
@@ -398,6 +417,7 @@ impl AccessIndex {
         if entry.members.insert(user_name.to_owned()) {
             self.link_member(group, user_name);
         }
+        self.compact_user_grants_if_sparse();
     }
 
     pub fn remove_member(&mut self, group_name: &str, user_name: &str) {
@@ -406,6 +426,7 @@ impl AccessIndex {
             self.unlink_member(group, user_name);
         }
         self.release_group_if_unused(group);
+        self.compact_user_grants_if_sparse();
     }
 
     /// Empties a group. Assignments naming it are kept, as for any principal
@@ -428,8 +449,8 @@ impl AccessIndex {
             None => self.users.entry(user_name.into()).or_default(),
         };
         if let Some(entry) = self.groups.get(group) {
-            for grant in entry.grants.iter() {
-                user.grants.insert(grant.copy_through(group));
+            for grant in entry.grants.as_slice() {
+                self.user_grants.insert(&mut user.grants, grant.copy_through(group));
             }
         }
     }
@@ -442,7 +463,7 @@ impl AccessIndex {
             }
         }
         if let Some(user) = self.users.get_mut(user_name) {
-            user.grants.retain(|entry| entry.group != group);
+            self.user_grants.retain(&mut user.grants, |entry| entry.group != group);
             self.release_user_if_unused(user_name);
         }
     }
@@ -469,9 +490,20 @@ impl AccessIndex {
     }
 
     fn release_user_if_unused(&mut self, user_name: &str) {
-        let unused = |user: &UserEntry| user.active.is_none() && user.grants.is_empty();
-        if self.users.get(user_name).is_some_and(unused) && !self.user_groups.contains_key(user_name) {
-            self.users.remove(user_name);
+        let in_use = |user: &UserEntry| user.active.is_some() || !user.grants.is_empty();
+        if self.users.get(user_name).is_none_or(in_use) || self.user_groups.contains_key(user_name) {
+            return;
+        }
+        if let Some(mut user) = self.users.remove(user_name) {
+            self.user_grants.release(&mut user.grants);
+        }
+    }
+
+    /// Closes the holes that moved and shrunk user lists left in the arena,
+    /// once they are many. Called at the end of every change to a user list.
+    fn compact_user_grants_if_sparse(&mut self) {
+        if self.user_grants.is_sparse() {
+            self.user_grants.compact(self.users.values_mut().map(|user| &mut user.grants));
         }
     }
 
@@ -490,23 +522,28 @@ impl AccessIndex {
         };
         let scope = self.lookup_scope(scope);
 
-        let mut last_expired: Option<&GrantEntry> = None;
+        let mut last_expired: Option<(&GrantEntry, i64)> = None;
         for grants in sources {
             for entry in applying_in(grants, scope) {
                 if !self.role_permissions.contains(entry.role, permission) {
                     continue;
                 }
-                if entry.in_force(now) {
-                    // A missing slot would be a broken invariant: fail closed.
-                    if let Some(grant) = self.explain(entry, entry.group) {
-                        return Decision::Allowed(grant);
+                match self.expiry(entry) {
+                    Some(at) if now >= at => {
+                        if last_expired.is_none_or(|(_, last)| last < at) {
+                            last_expired = Some((entry, at));
+                        }
                     }
-                } else if last_expired.is_none_or(|last| last.expires_at < entry.expires_at) {
-                    last_expired = Some(entry);
+                    // A missing slot would be a broken invariant: fail closed.
+                    _ => {
+                        if let Some(grant) = self.explain(entry, entry.group) {
+                            return Decision::Allowed(grant);
+                        }
+                    }
                 }
             }
         }
-        match last_expired.and_then(|entry| self.explain(entry, entry.group)) {
+        match last_expired.and_then(|(entry, _)| self.explain(entry, entry.group)) {
             Some(grant) => Decision::Denied(Denial::OnlyExpiredAssignments(grant)),
             None => Decision::Denied(Denial::NoMatchingAssignment),
         }
@@ -519,7 +556,7 @@ impl AccessIndex {
         let scope = self.lookup_scope(scope);
         let mut held = vec![0u64; self.role_permissions.words_per_row];
         for grants in sources {
-            for entry in applying_in(grants, scope).filter(|entry| entry.in_force(now)) {
+            for entry in applying_in(grants, scope).filter(|entry| self.in_force(entry, now)) {
                 for (held, bits) in held.iter_mut().zip(self.role_permissions.row(entry.role)) {
                     *held |= bits;
                 }
@@ -541,12 +578,12 @@ impl AccessIndex {
             PrincipalKind::Group | PrincipalKind::Client => &[],
         };
         let through_groups = groups.iter().filter_map(|&group| {
-            let entries = &self.groups.get(group)?.grants;
+            let entries = self.groups.get(group)?.grants.as_slice();
             Some(entries.iter().map(move |entry| (entry, group)))
         });
         let entries = own.iter().map(|entry| (entry, entry.group)).chain(through_groups.flatten());
         entries
-            .filter(|(entry, _)| entry.in_force(now))
+            .filter(|(entry, _)| self.in_force(entry, now))
             .filter_map(|(entry, group)| self.explain(entry, group))
             .collect()
     }
@@ -558,7 +595,7 @@ impl AccessIndex {
         let own = match principal.kind {
             PrincipalKind::User => match self.users.get(name) {
                 Some(UserEntry { active: Some(false), .. }) => return None,
-                Some(user) => return Some(user.grants.own_then_through_groups()),
+                Some(user) => return Some(self.user_grants.own_then_through_groups(&user.grants)),
                 None => None,
             },
             PrincipalKind::Group => {
@@ -566,7 +603,7 @@ impl AccessIndex {
             }
             PrincipalKind::Client => self.clients.get(name),
         };
-        Some([own.map_or(&[][..], |grants| &grants.0), &[]])
+        Some([own.map_or(&[][..], Grants::as_slice), &[]])
     }
 
     /// A workspace no assignment names has no grants of its own, so it is
@@ -578,10 +615,23 @@ impl AccessIndex {
         }
     }
 
+    /// When the entry's assignment stops granting, if ever. Only an entry
+    /// that has an expiry reads it from the side table.
+    fn expiry(&self, entry: &GrantEntry) -> Option<i64> {
+        if !entry.may_expire() {
+            return None;
+        }
+        self.assignment_expiries.get(entry.slot() as usize).copied().flatten()
+    }
+
+    fn in_force(&self, entry: &GrantEntry, now: i64) -> bool {
+        self.expiry(entry).is_none_or(|at| now < at)
+    }
+
     /// Answers from the entry and the small interned tables only: reading
     /// the assignment itself would be one more wait for memory.
     fn explain(&self, entry: &GrantEntry, group: GroupId) -> Option<Grant<'_>> {
-        let (assignment, expires_at) = self.assignment_facts.get(entry.assignment as usize)?;
+        let assignment = self.assignment_ids.get(entry.slot() as usize)?;
         let group = match group {
             DIRECT => None,
             group => Some(self.groups.get(group)?.name.as_str()),
@@ -595,7 +645,7 @@ impl AccessIndex {
             role: self.role_names.get(entry.role as usize)?,
             group,
             scope,
-            expires_at: *expires_at,
+            expires_at: self.expiry(entry),
         })
     }
 }
@@ -612,97 +662,6 @@ impl fmt::Display for Scope {
 impl fmt::Display for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?} {}", self.kind, self.name)
-    }
-}
-
-/// One assignment as seen from a principal it reaches: 24 bytes, so that a
-/// user's entries take few cache lines.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct GrantEntry {
-    scope: ScopeId,
-    role: RoleId,
-    assignment: AssignmentSlot,
-    /// The group that brings the assignment to a user, or [`DIRECT`].
-    group: GroupId,
-    /// [`NEVER`] for an assignment without expiry.
-    expires_at: i64,
-}
-
-impl GrantEntry {
-    fn in_force(&self, now: i64) -> bool {
-        now < self.expires_at
-    }
-
-    /// What a member of `group` holds of the group's entry.
-    fn copy_through(&self, group: GroupId) -> GrantEntry {
-        GrantEntry { group, ..*self }
-    }
-}
-
-/// A principal's assignments, sorted by scope: the organization-wide ones
-/// first, then each workspace's as a contiguous run.
-#[derive(Debug, Default)]
-struct Grants(Vec<GrantEntry>);
-
-impl Grants {
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &GrantEntry> {
-        self.0.iter()
-    }
-
-    fn insert(&mut self, entry: GrantEntry) {
-        let at = self.0.partition_point(|g| g.scope <= entry.scope);
-        self.0.insert(at, entry);
-    }
-
-    fn remove(&mut self, slot: AssignmentSlot) {
-        self.0.retain(|g| g.assignment != slot);
-    }
-}
-
-/// The organization-wide entries of a list sorted by scope, then those of
-/// `scope` if it is a workspace. A principal has few entries: one pass that
-/// stops past `scope` is cheaper than binary searches.
-fn applying_in(grants: &[GrantEntry], scope: ScopeId) -> impl Iterator<Item = &GrantEntry> {
-    grants
-        .iter()
-        .take_while(move |g| g.scope <= scope)
-        .filter(move |g| g.scope == ORGANIZATION || g.scope == scope)
-}
-
-/// A user's entries: its own assignments sorted by scope, then its groups'
-/// sorted by scope, in one allocation.
-#[derive(Debug, Default)]
-struct UserGrants {
-    all: Vec<GrantEntry>,
-    /// How many entries are the user's own (they come first).
-    own_len: u32,
-}
-
-impl UserGrants {
-    fn is_empty(&self) -> bool {
-        self.all.is_empty()
-    }
-
-    /// The user's own entries and its groups' entries.
-    fn own_then_through_groups(&self) -> [&[GrantEntry]; 2] {
-        let (own, through_groups) = self.all.split_at(self.own_len as usize);
-        [own, through_groups]
-    }
-
-    fn insert(&mut self, entry: GrantEntry) {
-        let key = |e: &GrantEntry| (e.group != DIRECT, e.scope);
-        let at = self.all.partition_point(|e| key(e) <= key(&entry));
-        self.own_len += u32::from(entry.group == DIRECT);
-        self.all.insert(at, entry);
-    }
-
-    fn retain(&mut self, keep: impl Fn(&GrantEntry) -> bool) {
-        self.all.retain(keep);
-        self.own_len = compact_id(self.all.iter().take_while(|e| e.group == DIRECT).count());
     }
 }
 

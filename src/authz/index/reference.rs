@@ -359,6 +359,7 @@ proptest! {
             update.apply_to_tenant(&mut tenant);
         }
 
+        prop_assert!(index.user_grants.accounts_for(index.users.values().map(|user| &user.grants)));
         prop_assert_eq!(!index.role_cycles().is_empty(), naive_has_cycle(&tenant));
         let scopes = [Scope::Organization, Scope::Workspace("w0".into()), Scope::Workspace("w1".into()),
             Scope::Workspace("w2".into()), Scope::Workspace("never-named".into())];

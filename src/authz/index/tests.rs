@@ -388,3 +388,60 @@ fn group_assignment_changed_after_members_joined_reaches_them() {
     index.delete_assignment("ra");
     assert_eq!(granted_by(&index, "bob", &workspace("w2")), None);
 }
+
+#[test]
+fn long_lists_survive_growth_moves_and_compaction() {
+    // Many users whose lists grow past several rooms, move and shrink, so
+    // that the shared arena relocates and compacts them more than once.
+    let mut index = mk_index(&["a.read", "a.write"]);
+    index.apply_role("reader", mk_role(&["a.read"], &[]));
+    index.apply_role("writer", mk_role(&["a.write"], &[]));
+    let users: Vec<String> = (0..300).map(|u| format!("user-{u}")).collect();
+    for (u, user) in users.iter().enumerate() {
+        for w in 0..(u % 23) {
+            let id = format!("ra-{u}-{w}");
+            index.apply_assignment(mk_assignment(
+                &id,
+                Principal::user(user),
+                "reader",
+                workspace(&format!("w{w}")),
+            ));
+        }
+        if u % 3 == 0 {
+            index.add_member("writers", user);
+        }
+    }
+    index.apply_assignment(mk_assignment(
+        "ra-writers",
+        Principal::group("writers"),
+        "writer",
+        Scope::Organization,
+    ));
+    // Shrink every other user's list to its first assignment.
+    for (u, user) in users.iter().enumerate().filter(|(u, _)| u % 2 == 0) {
+        for w in 1..(u % 23) {
+            index.delete_assignment(&format!("ra-{u}-{w}"));
+        }
+        index.remove_member("writers", user);
+    }
+    assert!(index.user_grants.accounts_for(index.users.values().map(|user| &user.grants)));
+
+    for (u, user) in users.iter().enumerate() {
+        let ada = Principal::user(user);
+        let kept = if u % 2 == 0 { (u % 23).min(1) } else { u % 23 };
+        for w in 0..23 {
+            let decision = index.check(&ada, "a.read", &workspace(&format!("w{w}")), NOW);
+            if w < kept {
+                assert_eq!(granted(decision).assignment, format!("ra-{u}-{w}"), "{user} in w{w}");
+            } else {
+                assert_eq!(denial(decision), Denial::NoMatchingAssignment, "{user} in w{w}");
+            }
+        }
+        let writes = index.check(&ada, "a.write", &Scope::Organization, NOW);
+        if u % 3 == 0 && u % 2 == 1 {
+            assert_eq!(granted(writes).group, Some("writers"), "{user}");
+        } else {
+            assert!(!writes.is_allowed(), "{user}");
+        }
+    }
+}
