@@ -202,9 +202,9 @@ async fn refresh_token(
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required."))?;
     let grant = grants::find_refresh_grant(state, presented, &org.namespace).await?;
     // Another organization's or another client's token is not ours to judge.
-    let Some(grant) = grant.filter(|g| {
-        g.presented.organization == org.name && g.presented.client_id == client.client_id
-    }) else {
+    let Some(grant) =
+        grant.filter(|g| g.presented.organization == org.name && g.presented.client_id == client.client_id)
+    else {
         return Err(OAuthError::invalid_grant("The refresh token is invalid."));
     };
     let found = &grant.presented;

@@ -237,7 +237,10 @@ fn parameters(first: usize, count: usize) -> String {
 
 /// `($first, …), (…), …`: `rows` tuples of `width` numbered parameters.
 fn tuples(first: usize, rows: usize, width: usize) -> String {
-    (0..rows).map(|row| format!("({})", parameters(first + row * width, width))).collect::<Vec<_>>().join(", ")
+    (0..rows)
+        .map(|row| format!("({})", parameters(first + row * width, width)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
