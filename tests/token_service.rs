@@ -60,6 +60,8 @@ on_both_backends!(
     pkce_downgrades_are_refused,
     refresh_rotates_and_reuse_revokes_the_family,
     concurrent_refreshes_yield_exactly_one_successor,
+    a_race_on_one_family_leaves_concurrent_refreshes_of_others_alone,
+    a_disabled_or_deleted_user_cannot_refresh,
     introspection_and_revocation,
     the_check_api_answers_with_the_access_cores_decision,
     require_permission_refuses_alg_none,
@@ -678,6 +680,79 @@ async fn concurrent_refreshes_yield_exactly_one_successor(store: Store) {
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
 }
 
+async fn a_race_on_one_family_leaves_concurrent_refreshes_of_others_alone(store: Store) {
+    let svc = start(store).await;
+    let mut tokens = Vec::new();
+    for _ in 0..12 {
+        tokens.push(text(&webapp_sign_in(&svc).await, "refresh_token").to_owned());
+    }
+    // Every family once, the first one three times more, all at once.
+    let raced = tokens[0].clone();
+    let presented: Vec<&str> = tokens.iter().map(String::as_str).chain([raced.as_str(); 3]).collect();
+    let results = futures::future::join_all(presented.iter().map(|t| refresh(&svc, t))).await;
+    let raced_successes =
+        presented.iter().zip(&results).filter(|(t, (status, _))| **t == raced && *status == StatusCode::OK);
+    assert_eq!(raced_successes.count(), 1, "{results:?}");
+    for (status, body) in &results[1..tokens.len()] {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+    }
+    // The others' successors are each their family's current token; the
+    // raced family is revoked.
+    let successors: Vec<String> =
+        results[1..tokens.len()].iter().map(|(_, body)| text(body, "refresh_token").to_owned()).collect();
+    let again = futures::future::join_all(successors.iter().map(|t| refresh(&svc, t))).await;
+    for (status, body) in &again {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+    }
+    let (_, raced_winner) = presented
+        .iter()
+        .zip(&results)
+        .find(|(t, (status, _))| **t == raced && *status == StatusCode::OK)
+        .map(|(_, result)| result.clone())
+        .expect("one success");
+    let (status, body) = refresh(&svc, text(&raced_winner, "refresh_token")).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+}
+
+async fn a_disabled_or_deleted_user_cannot_refresh(store: Store) {
+    let svc = start(store).await;
+    let signed_in = webapp_sign_in(&svc).await;
+    let token0 = text(&signed_in, "refresh_token").to_owned();
+
+    svc.store.set_user_active(ORG, &svc.alice_id, false).await.expect("disable alice");
+    let (status, body) = refresh(&svc, &token0).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    assert_eq!(body["error_description"], "The user is no longer active.");
+
+    // Enabled again, the same token still works: the refusal rotated nothing.
+    svc.store.set_user_active(ORG, &svc.alice_id, true).await.expect("enable alice");
+    let (status, body) = refresh(&svc, &token0).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // What the refreshed tokens say about her comes with the refresh token.
+    let keys = KeySet::new(vec![copy(&svc.acme_key)]).unwrap();
+    let id = jwt::verify::<IdTokenClaims>(
+        text(&body, "id_token"),
+        &keys,
+        &Validation::new(TokenType::Id, &svc.issuer(ORG), "webapp", Timestamp::now()),
+    )
+    .expect("a valid ID token")
+    .claims;
+    assert_eq!(id.sub, svc.alice_id);
+    assert_eq!(id.email.as_deref(), Some(ALICE_EMAIL));
+    assert_eq!(id.name.as_deref(), Some("Alice Liddell"));
+    let claims = verify_access(&svc, text(&body, "access_token"), API_AUDIENCE);
+    assert!(
+        claims
+            .roles
+            .contains(&RoleClaim { name: "publisher".into(), scope: RoleScope::Workspace("eu".into()) })
+    );
+
+    assert!(svc.store.delete_user(ORG, &svc.alice_id).await.expect("delete alice"));
+    let (status, body) = refresh(&svc, text(&body, "refresh_token")).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    assert_eq!(body["error_description"], "The user is no longer active.");
+}
+
 async fn introspection_and_revocation(store: Store) {
     let svc = start(store).await;
     let signed_in = webapp_sign_in(&svc).await;
@@ -883,6 +958,47 @@ async fn database_holds_no_client_secret_and_no_refresh_token(store: Store, url:
     for secret in secrets {
         assert!(!dump.contains(secret), "the database holds a secret in clear");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_stores_the_rotation_counter() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("store.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    the_rotation_counter_is_stored(store, &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_stores_the_rotation_counter() {
+    let (store, url) = postgres_store().await;
+    the_rotation_counter_is_stored(store, &url).await;
+}
+
+async fn the_rotation_counter_is_stored(store: Store, url: &str) {
+    use sqlx::{Connection as _, Row as _};
+    let svc = start(store).await;
+    let mut current = text(&webapp_sign_in(&svc).await, "refresh_token").to_owned();
+    for _ in 0..3 {
+        let (status, body) = refresh(&svc, &current).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        current = text(&body, "refresh_token").to_owned();
+    }
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let family: i64 = sqlx::query("SELECT counter FROM refresh_token_families")
+        .fetch_one(&mut conn)
+        .await
+        .expect("one family")
+        .get("counter");
+    assert_eq!(family, 3, "three rotations");
+    let tokens: Vec<i64> = sqlx::query("SELECT counter FROM refresh_tokens ORDER BY counter")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get("counter"))
+        .collect();
+    assert_eq!(tokens, [0, 1, 2, 3], "every token of the family, each with its counter");
 }
 
 /// Every text value of every table, as one string.

@@ -203,9 +203,10 @@ impl Store {
     }
 
     /// The writers' turn: on SQLite one write transaction at a time, queued
-    /// here rather than in SQLite's busy handler (which sleeps). Hold it
-    /// across `BEGIN IMMEDIATE … COMMIT`; `None` on PostgreSQL.
-    pub(crate) async fn write_turn(&self) -> Option<MutexGuard<'_, ()>> {
+    /// here rather than in SQLite's busy handler (which sleeps). Held across
+    /// `BEGIN IMMEDIATE … COMMIT` by both kinds of write transaction;
+    /// `None` on PostgreSQL.
+    async fn write_turn(&self) -> Option<MutexGuard<'_, ()>> {
         match self.inner.backend {
             Backend::Sqlite => Some(self.inner.write_turn.lock().await),
             Backend::Postgres => None,
@@ -216,6 +217,15 @@ impl Store {
     /// are logged and announced when it commits, and forgotten if it is
     /// dropped (rolled back).
     pub(crate) async fn begin_write(&self, organization: &str) -> Result<changes::WriteTx<'_>> {
+        let UnloggedWriteTx { tx, turn } = self.begin_unlogged_write().await?;
+        Ok(changes::WriteTx::new(self, tx, turn, organization))
+    }
+
+    /// Starts a write transaction whose rows are not resources anyone
+    /// follows (the token service's codes, refresh-token families, revoked
+    /// access tokens): nothing is logged or announced. Takes the writers'
+    /// turn like [`Store::begin_write`] and holds it until commit or drop.
+    pub(crate) async fn begin_unlogged_write(&self) -> Result<UnloggedWriteTx<'_>> {
         let turn = self.write_turn().await;
         let tx = match self.inner.backend {
             // IMMEDIATE takes the write lock up front: no deadlock upgrading a read.
@@ -223,7 +233,7 @@ impl Store {
             Backend::Postgres => self.inner.pool.begin().await,
         }
         .map_err(error::query_error("begin a write transaction"))?;
-        Ok(changes::WriteTx::new(self, tx, turn, organization))
+        Ok(UnloggedWriteTx { tx, turn })
     }
 
     /// Starts a read-only transaction that sees one consistent snapshot of
@@ -237,6 +247,27 @@ impl Store {
             }
         }
         .map_err(error::query_error("begin a read transaction"))
+    }
+}
+
+/// A write transaction from [`Store::begin_unlogged_write`]; rolled back if
+/// dropped uncommitted. The turn is released after the transaction ends
+/// (fields drop in order).
+pub(crate) struct UnloggedWriteTx<'s> {
+    tx: Transaction<'static, Any>,
+    turn: Option<MutexGuard<'s, ()>>,
+}
+
+impl UnloggedWriteTx<'_> {
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+
+    pub(crate) async fn commit(self) -> Result<()> {
+        let Self { tx, turn } = self;
+        let committed = tx.commit().await.map_err(error::query_error("commit"));
+        drop(turn);
+        committed
     }
 }
 

@@ -22,13 +22,16 @@
 //! ```
 //!
 //! A refresh looks the presented token's hash up, loads its family and asks
-//! [`decide`]. On `Rotate { next_counter }` it runs, in one transaction,
-//! `UPDATE refresh_token_families SET counter = $next WHERE family_id = $f AND
-//! counter = $presented AND revoked_at IS NULL` and inserts the successor's
-//! hash with `$next`. Of concurrent refreshes with one token exactly one
-//! updates a row; the others update none and are treated as reuse (a client
-//! racing itself cannot be told from a thief racing the client). Old token
-//! rows are kept until the family expires, so a replayed token is recognised.
+//! [`decide`]. On `Rotate { next_counter }` the store moves the family's
+//! counter from the presented one to `next_counter` only if it is still the
+//! presented one (`… WHERE (family_id, counter) = ($f, $presented) AND revoked
+//! IS NULL`) and inserts the successor's hash with `next_counter`, in one
+//! transaction (on SQLite shared by the rotations waiting at that moment:
+//! `token::service::grants`). Of concurrent refreshes with one token exactly
+//! one moves the counter; the others do not and are treated as reuse (a
+//! client racing itself cannot be told from a thief racing the client). Old
+//! token rows are kept until the family expires, so a replayed token is
+//! recognised.
 
 use std::fmt;
 

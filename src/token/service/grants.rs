@@ -2,29 +2,38 @@
 //! authorization codes (single use), refresh-token families with rotation and
 //! reuse detection (decided by [`crate::token::refresh::decide`]), and access
 //! tokens revoked before they expire. Codes and refresh tokens are stored only
-//! as their SHA-256 ([`SecretHash`], `sha256:<hex>`).
+//! as their SHA-256 ([`SecretHash`], `sha256:<hex>`). Every write here runs in
+//! [`Store::begin_unlogged_write`](crate::store::Store) (the writers' turn, no
+//! change log: nobody follows these rows).
 //!
 //! ```text
 //!  authorize ──issue_authorization_code──► authorization_codes (hash, 60 s)
 //!  token     ──redeem_authorization_code─► used_ms set once ─► refresh_token_families + refresh_tokens
 //!              (a second redemption finds used_ms: revokes the family and the access token it issued)
-//!            ──rotate_refresh_token──────► UPDATE … SET counter = next WHERE counter = presented
+//!            ──find_refresh_grant────────► token + family + user (active?) in one SELECT
+//!            ──rotate_refresh_token──────► rotation::RotationWriter: UPDATE … SET counter = next
+//!                                          WHERE counter = presented, in groups (rotation.rs)
 //!              (exactly one of concurrent rotations updates a row; the others are reuse)
 //! ```
 //!
 //! `organization` is always the organization's name (the issuer path).
 
+mod rotation;
+
 use jiff::{SignedDuration, Timestamp};
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row as _, Transaction};
+use sqlx::{Any, AnyConnection, Row as _};
 
 use super::error::OAuthError;
+use super::issue::{self, TokenUser};
 use super::state::TokenServiceState;
-use crate::store::Backend;
 use crate::token::pkce::{self, CodeChallenge};
 use crate::token::refresh::{
     self, FamilyId, FamilyRecord, IssuedRefreshToken, RefreshDecision, SecretHash, SecretString,
 };
+
+pub use rotation::RotationWriter;
+use rotation::{Rotation, RotationOutcome};
 
 /// How long an authorization code can be redeemed (RFC 6749 §4.1.2: short).
 pub const AUTHORIZATION_CODE_LIFETIME: SignedDuration = SignedDuration::from_secs(60);
@@ -56,6 +65,7 @@ pub async fn issue_authorization_code(
     let value = SecretString::generate(&mut rand::rng());
     let now = state.now();
     let expires = now.checked_add(AUTHORIZATION_CODE_LIFETIME).map_err(OAuthError::server)?;
+    let mut tx = state.store().begin_unlogged_write().await?;
     sqlx::query(
         "INSERT INTO authorization_codes (code_hash, organization, client_id, user_id, redirect_uri, scope, \
          nonce, code_challenge, auth_time_ms, amr, session_id, created_ms, expires_ms) \
@@ -74,9 +84,10 @@ pub async fn issue_authorization_code(
     .bind(code.session_id.as_deref())
     .bind(now.as_millisecond())
     .bind(expires.as_millisecond())
-    .execute(state.store().pool())
+    .execute(tx.conn())
     .await
     .map_err(db("store an authorization code"))?;
+    tx.commit().await?;
     Ok(value.expose().to_owned())
 }
 
@@ -86,6 +97,7 @@ pub async fn revoke_session_grants(
     organization: &str,
     session_id: &str,
 ) -> Result<(), OAuthError> {
+    let mut tx = state.store().begin_unlogged_write().await?;
     sqlx::query(
         "UPDATE refresh_token_families SET revoked_ms = $1, revoked_reason = 'end_session' \
          WHERE organization = $2 AND session_id = $3 AND revoked_ms IS NULL",
@@ -93,10 +105,10 @@ pub async fn revoke_session_grants(
     .bind(state.now().as_millisecond())
     .bind(organization)
     .bind(session_id)
-    .execute(state.store().pool())
+    .execute(tx.conn())
     .await
     .map_err(db("revoke a session's refresh tokens"))?;
-    Ok(())
+    Ok(tx.commit().await?)
 }
 
 /// The sign-in a code or a refresh-token family carries forward.
@@ -141,15 +153,14 @@ pub async fn redeem_authorization_code(
 ) -> Result<RedeemedCode, OAuthError> {
     let code_hash = SecretHash::of(redemption.code).to_string();
     let now = state.now();
-    let _turn = state.store().write_turn().await;
-    let mut tx = begin_write(state).await?;
+    let mut tx = state.store().begin_unlogged_write().await?;
     let row = sqlx::query(
         "SELECT organization, client_id, user_id, redirect_uri, scope, nonce, code_challenge, auth_time_ms, \
          amr, session_id, expires_ms, used_ms, family_id, access_jti, access_exp_ms FROM authorization_codes \
          WHERE code_hash = $1",
     )
     .bind(&code_hash)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(tx.conn())
     .await
     .map_err(db("read an authorization code"))?;
     let Some(row) = row else {
@@ -167,8 +178,8 @@ pub async fn redeem_authorization_code(
         let jti_expiry =
             get::<Option<i64>>(&row, "access_exp_ms")?.and_then(|ms| Timestamp::from_millisecond(ms).ok());
         let revoked_jti = jti.zip(jti_expiry);
-        revoke_after_code_reuse(&mut tx, redemption.organization, family, revoked_jti, now).await?;
-        tx.commit().await.map_err(db("commit a code revocation"))?;
+        revoke_after_code_reuse(tx.conn(), redemption.organization, family, revoked_jti, now).await?;
+        tx.commit().await?;
         return Err(OAuthError::invalid_grant("The authorization code was already used."));
     }
     if now.as_millisecond() >= get::<i64>(&row, "expires_ms")? {
@@ -198,7 +209,7 @@ pub async fn redeem_authorization_code(
     .bind(redemption.access_jti)
     .bind(redemption.access_expires.as_millisecond())
     .bind(&code_hash)
-    .execute(&mut *tx)
+    .execute(tx.conn())
     .await
     .map_err(db("mark an authorization code used"))?;
     if marked.rows_affected() != 1 {
@@ -214,15 +225,15 @@ pub async fn redeem_authorization_code(
         session_id: get(&row, "session_id")?,
     };
     if let Some((family, first)) = redemption.family {
-        insert_family(&mut tx, redemption.organization, redemption.client_id, &sign_in, family, first, now)
+        insert_family(tx.conn(), redemption.organization, redemption.client_id, &sign_in, family, first, now)
             .await?;
     }
-    tx.commit().await.map_err(db("commit a code redemption"))?;
+    tx.commit().await?;
     Ok(RedeemedCode { sign_in, nonce: get(&row, "nonce")? })
 }
 
 async fn revoke_after_code_reuse(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut AnyConnection,
     organization: &str,
     family: Option<String>,
     jti: Option<(String, Timestamp)>,
@@ -230,16 +241,16 @@ async fn revoke_after_code_reuse(
 ) -> Result<(), OAuthError> {
     tracing::warn!(target: "audit", organization, "authorization code used twice; revoking what it issued");
     if let Some(family) = family {
-        revoke_family_in(tx, &family, "code_reuse", now).await?;
+        revoke_family_in(conn, &family, "code_reuse", now).await?;
     }
     if let Some((jti, expires_at)) = jti {
-        insert_revoked_jti(tx, organization, &jti, expires_at).await?;
+        insert_revoked_jti(conn, organization, &jti, expires_at).await?;
     }
     Ok(())
 }
 
 async fn insert_family(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut AnyConnection,
     organization: &str,
     client_id: &str,
     sign_in: &SignIn,
@@ -263,14 +274,14 @@ async fn insert_family(
     .bind(i64::from(family.counter))
     .bind(now.as_millisecond())
     .bind(family.expires_at.as_millisecond())
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await
     .map_err(db("store a refresh-token family"))?;
-    insert_token(tx, first, now).await
+    insert_token(conn, first, now).await
 }
 
 async fn insert_token(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut AnyConnection,
     token: &IssuedRefreshToken,
     now: Timestamp,
 ) -> Result<(), OAuthError> {
@@ -281,7 +292,7 @@ async fn insert_token(
     .bind(token.family_id.as_str())
     .bind(i64::from(token.counter))
     .bind(now.as_millisecond())
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await
     .map_err(db("store a refresh token"))?;
     Ok(())
@@ -297,7 +308,16 @@ pub struct PresentedRefreshToken {
     pub sign_in: SignIn,
 }
 
-/// Finds the family of a presented refresh token.
+/// A presented refresh token for the refresh grant: its family, and the
+/// family's user as the tokens need it, `None` when the user is gone or
+/// disabled (read in the same statement: no user read of its own).
+#[derive(Clone, Debug)]
+pub struct RefreshGrant {
+    pub presented: PresentedRefreshToken,
+    pub user: Option<TokenUser>,
+}
+
+/// Finds the family of a presented refresh token (introspection, revocation).
 pub async fn find_refresh_token(
     state: &TokenServiceState,
     presented: &str,
@@ -312,31 +332,80 @@ pub async fn find_refresh_token(
     .fetch_optional(state.store().pool())
     .await
     .map_err(db("read a refresh token"))?;
+    row.as_ref().map(presented_from_row).transpose()
+}
+
+/// Finds the family of a presented refresh token and, in the same
+/// statement, its user among the users of `namespace` (the organization's).
+pub async fn find_refresh_grant(
+    state: &TokenServiceState,
+    presented: &str,
+    namespace: &str,
+) -> Result<Option<RefreshGrant>, OAuthError> {
+    let row = sqlx::query(
+        "SELECT t.counter AS presented_counter, f.family_id, f.organization, f.client_id, f.user_id, f.scope, \
+         f.auth_time_ms, f.amr, f.session_id, f.counter, f.expires_ms, f.revoked_ms, \
+         u.active, u.user_name, u.display_name, u.given_name, u.family_name, \
+         (SELECT e.value FROM user_emails e WHERE e.user_id = u.id \
+          ORDER BY e.is_primary DESC, e.position LIMIT 1) AS email \
+         FROM refresh_tokens t JOIN refresh_token_families f ON f.family_id = t.family_id \
+         LEFT JOIN users u ON u.id = f.user_id AND u.organization = $2 \
+         WHERE t.token_hash = $1",
+    )
+    .bind(SecretHash::of(presented).to_string())
+    .bind(namespace)
+    .fetch_optional(state.store().pool())
+    .await
+    .map_err(db("read a refresh token"))?;
     let Some(row) = row else { return Ok(None) };
+    let presented = presented_from_row(&row)?;
+    // BOOLEAN on PostgreSQL, INTEGER 0/1 on SQLite; NULL when the user is gone.
+    let active = match row.try_get::<Option<bool>, _>("active") {
+        Ok(active) => active.unwrap_or(false),
+        Err(_) => get::<Option<i64>>(&row, "active")?.is_some_and(|a| a != 0),
+    };
+    let user = if active {
+        Some(TokenUser {
+            id: presented.sign_in.user_id.clone(),
+            user_name: get(&row, "user_name")?,
+            email: get(&row, "email")?,
+            name: issue::name_of(
+                get::<Option<String>>(&row, "display_name")?.as_deref(),
+                get::<Option<String>>(&row, "given_name")?.as_deref(),
+                get::<Option<String>>(&row, "family_name")?.as_deref(),
+            ),
+        })
+    } else {
+        None
+    };
+    Ok(Some(RefreshGrant { presented, user }))
+}
+
+fn presented_from_row(row: &AnyRow) -> Result<PresentedRefreshToken, OAuthError> {
     let counter = |name| -> Result<u32, OAuthError> {
-        u32::try_from(get::<i64>(&row, name)?).map_err(|_| OAuthError::server("refresh counter out of range"))
+        u32::try_from(get::<i64>(row, name)?).map_err(|_| OAuthError::server("refresh counter out of range"))
     };
     let millis = |name| -> Result<Timestamp, OAuthError> {
-        Timestamp::from_millisecond(get(&row, name)?).map_err(OAuthError::server)
+        Timestamp::from_millisecond(get(row, name)?).map_err(OAuthError::server)
     };
-    Ok(Some(PresentedRefreshToken {
-        organization: get(&row, "organization")?,
-        client_id: get(&row, "client_id")?,
+    Ok(PresentedRefreshToken {
+        organization: get(row, "organization")?,
+        client_id: get(row, "client_id")?,
         family: FamilyRecord {
-            family_id: FamilyId::from_stored(get(&row, "family_id")?),
+            family_id: FamilyId::from_stored(get(row, "family_id")?),
             counter: counter("counter")?,
-            revoked: get::<Option<i64>>(&row, "revoked_ms")?.is_some(),
+            revoked: get::<Option<i64>>(row, "revoked_ms")?.is_some(),
             expires_at: millis("expires_ms")?,
         },
         presented_counter: counter("presented_counter")?,
         sign_in: SignIn {
-            user_id: get(&row, "user_id")?,
-            scope: get(&row, "scope")?,
+            user_id: get(row, "user_id")?,
+            scope: get(row, "scope")?,
             auth_time: millis("auth_time_ms")?,
-            amr: parse_list(&get::<String>(&row, "amr")?)?,
-            session_id: get(&row, "session_id")?,
+            amr: parse_list(&get::<String>(row, "amr")?)?,
+            session_id: get(row, "session_id")?,
         },
-    }))
+    })
 }
 
 /// RFC 6749 §6 with RFC 9700 §4.14.2 rotation: the presented token's
@@ -351,39 +420,28 @@ pub async fn rotate_refresh_token(
     match refresh::decide(&presented.family, presented.presented_counter, now) {
         RefreshDecision::Rotate { next_counter } => {
             let successor = refresh::successor(family_id, next_counter, &mut rand::rng());
-            let _turn = state.store().write_turn().await;
-            let mut tx = begin_write(state).await?;
-            // Compare-and-set: of concurrent rotations exactly one updates the row.
-            let updated = sqlx::query(
-                "UPDATE refresh_token_families SET counter = $1, updated_ms = $2 \
-                 WHERE family_id = $3 AND counter = $4 AND revoked_ms IS NULL",
-            )
-            .bind(i64::from(next_counter))
-            .bind(now.as_millisecond())
-            .bind(family_id.as_str())
-            .bind(i64::from(presented.presented_counter))
-            .execute(&mut *tx)
-            .await
-            .map_err(db("rotate a refresh token"))?;
-            if updated.rows_affected() != 1 {
+            let rotation = Rotation {
+                family_id: family_id.clone(),
+                presented_counter: presented.presented_counter,
+                successor_hash: successor.hash,
+                now,
+            };
+            match state.rotations().rotate(state.store(), rotation).await? {
+                RotationOutcome::Rotated => Ok(successor),
                 // Another request rotated this token first. A client racing
                 // itself cannot be told from a thief racing the client (on
                 // PostgreSQL a loser may even read the new counter): fail
-                // closed, as reuse; the whole family goes.
-                revoke_family_in(&mut tx, family_id.as_str(), "reuse", now).await?;
-                tx.commit().await.map_err(db("commit a family revocation"))?;
-                audit_reuse(presented);
-                return Err(OAuthError::invalid_grant("The refresh token was already used."));
+                // closed, as reuse; the rotation revoked the whole family.
+                RotationOutcome::Lost => {
+                    audit_reuse(presented);
+                    Err(OAuthError::invalid_grant("The refresh token was already used."))
+                }
             }
-            insert_token(&mut tx, &successor, now).await?;
-            tx.commit().await.map_err(db("commit a refresh-token rotation"))?;
-            Ok(successor)
         }
         RefreshDecision::ReuseDetected { revoke_family } => {
-            let _turn = state.store().write_turn().await;
-            let mut tx = begin_write(state).await?;
-            revoke_family_in(&mut tx, revoke_family.as_str(), "reuse", now).await?;
-            tx.commit().await.map_err(db("commit a family revocation"))?;
+            let mut tx = state.store().begin_unlogged_write().await?;
+            revoke_family_in(tx.conn(), revoke_family.as_str(), "reuse", now).await?;
+            tx.commit().await?;
             audit_reuse(presented);
             Err(OAuthError::invalid_grant("The refresh token was already used."))
         }
@@ -409,14 +467,13 @@ pub async fn revoke_family(
     family_id: &FamilyId,
     reason: &str,
 ) -> Result<(), OAuthError> {
-    let _turn = state.store().write_turn().await;
-    let mut tx = begin_write(state).await?;
-    revoke_family_in(&mut tx, family_id.as_str(), reason, state.now()).await?;
-    tx.commit().await.map_err(db("commit a family revocation"))
+    let mut tx = state.store().begin_unlogged_write().await?;
+    revoke_family_in(tx.conn(), family_id.as_str(), reason, state.now()).await?;
+    Ok(tx.commit().await?)
 }
 
 async fn revoke_family_in(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut AnyConnection,
     family_id: &str,
     reason: &str,
     now: Timestamp,
@@ -428,7 +485,7 @@ async fn revoke_family_in(
     .bind(now.as_millisecond())
     .bind(reason)
     .bind(family_id)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await
     .map_err(db("revoke a refresh-token family"))?;
     Ok(())
@@ -441,14 +498,13 @@ pub async fn revoke_access_token(
     jti: &str,
     expires_at: Timestamp,
 ) -> Result<(), OAuthError> {
-    let _turn = state.store().write_turn().await;
-    let mut tx = begin_write(state).await?;
-    insert_revoked_jti(&mut tx, organization, jti, expires_at).await?;
-    tx.commit().await.map_err(db("commit an access-token revocation"))
+    let mut tx = state.store().begin_unlogged_write().await?;
+    insert_revoked_jti(tx.conn(), organization, jti, expires_at).await?;
+    Ok(tx.commit().await?)
 }
 
 async fn insert_revoked_jti(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut AnyConnection,
     organization: &str,
     jti: &str,
     expires_at: Timestamp,
@@ -460,7 +516,7 @@ async fn insert_revoked_jti(
     .bind(jti)
     .bind(organization)
     .bind(expires_at.as_millisecond())
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await
     .map_err(db("revoke an access token"))?;
     Ok(())
@@ -479,20 +535,6 @@ pub async fn is_access_token_revoked(
         .await
         .map_err(db("read a revoked access token"))?;
     Ok(row.is_some())
-}
-
-/// A write transaction on the store's pool. SQLite takes the write lock up
-/// front (no deadlock upgrading a read lock), after the caller took the
-/// store's write turn so that writers queue in process instead of sleeping in
-/// SQLite's busy handler; PostgreSQL locks the rows the UPDATEs touch, which
-/// is what serializes concurrent redemptions.
-async fn begin_write(state: &TokenServiceState) -> Result<Transaction<'static, Any>, OAuthError> {
-    let pool = state.store().pool();
-    match state.store().backend() {
-        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
-        Backend::Postgres => pool.begin().await,
-    }
-    .map_err(db("begin a transaction"))
 }
 
 fn db(what: &'static str) -> impl Fn(sqlx::Error) -> OAuthError {

@@ -54,9 +54,34 @@ pub fn parse_scope(scope: Option<&str>, allowed: &[&str]) -> Result<Vec<String>,
     Ok(scopes)
 }
 
+/// What the tokens of a grant say about its user: the subject, the name the
+/// access index knows the user by, and the claims a client may ask for.
+/// Built from a [`User`] at sign-in, and straight from the refresh-token
+/// lookup on refresh (no user read of its own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenUser {
+    pub id: String,
+    pub user_name: String,
+    /// The primary address, or the first.
+    pub email: Option<String>,
+    /// The display name, or the given and family names.
+    pub name: Option<String>,
+}
+
+impl From<&User> for TokenUser {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id.clone(),
+            user_name: user.user_name.clone(),
+            email: primary_email(user),
+            name: display_name(user),
+        }
+    }
+}
+
 /// Who a token is for, as the access index knows it.
 pub enum Subject<'a> {
-    User(&'a User),
+    User(&'a TokenUser),
     Client,
 }
 
@@ -94,8 +119,8 @@ pub async fn access_token(
         roles: roles(&index, &principal, now),
         permissions: wants_permissions.then(|| permissions(&index, &principal, now)),
         groups: None,
-        email: user.filter(|_| client.wants_claim(TokenClaim::Email)).and_then(primary_email),
-        name: user.filter(|_| client.wants_claim(TokenClaim::Profile)).and_then(display_name),
+        email: user.filter(|_| client.wants_claim(TokenClaim::Email)).and_then(|u| u.email.clone()),
+        name: user.filter(|_| client.wants_claim(TokenClaim::Profile)).and_then(|u| u.name.clone()),
         auth_time,
     };
     drop(index);
@@ -124,7 +149,7 @@ pub fn access_expiry(state: &TokenServiceState, org: &OrganizationView) -> Times
 
 /// What an ID token says about the sign-in.
 pub struct IdTokenInput<'a> {
-    pub user: &'a User,
+    pub user: &'a TokenUser,
     pub scopes: &'a [String],
     pub nonce: Option<String>,
     pub auth_time: Timestamp,
@@ -143,7 +168,7 @@ pub fn id_token(
 ) -> Result<String, OAuthError> {
     let key = keys.signing_key().ok_or_else(|| OAuthError::server("no active signing key"))?;
     let has = |scope: &str| input.scopes.iter().any(|s| s == scope);
-    let email = has("email").then(|| primary_email(input.user)).flatten();
+    let email = has("email").then(|| input.user.email.clone()).flatten();
     let grant = IdTokenGrant {
         issuer: state.issuer(&org.name),
         subject: input.user.id.clone(),
@@ -155,7 +180,7 @@ pub fn id_token(
         access_token: Some(input.access_token),
         email_verified: email.as_ref().map(|_| false),
         email,
-        name: has("profile").then(|| display_name(input.user)).flatten(),
+        name: has("profile").then(|| input.user.name.clone()).flatten(),
     };
     let lifetime = org.access_token_lifetime.max(SignedDuration::from_mins(5));
     let claims =
@@ -194,9 +219,14 @@ pub fn primary_email(user: &User) -> Option<String> {
 }
 
 pub fn display_name(user: &User) -> Option<String> {
-    user.display_name.clone().or_else(|| match (&user.given_name, &user.family_name) {
+    name_of(user.display_name.as_deref(), user.given_name.as_deref(), user.family_name.as_deref())
+}
+
+/// The display name, or else the given and family names, as far as known.
+pub fn name_of(display: Option<&str>, given: Option<&str>, family: Option<&str>) -> Option<String> {
+    display.map(str::to_owned).or_else(|| match (given, family) {
         (Some(given), Some(family)) => Some(format!("{given} {family}")),
-        (Some(one), None) | (None, Some(one)) => Some(one.clone()),
+        (Some(one), None) | (None, Some(one)) => Some(one.to_owned()),
         (None, None) => None,
     })
 }

@@ -158,6 +158,7 @@ struct Inner {
     /// a drop does not put its (maybe stale) result in the cache.
     views_generation: AtomicU64,
     followers: Mutex<HashMap<String, Arc<OnceCell<Arc<IndexFollower>>>>>,
+    rotations: super::grants::RotationWriter,
 }
 
 impl TokenServiceState {
@@ -175,6 +176,7 @@ impl TokenServiceState {
             clients: RwLock::new(HashMap::new()),
             views_generation: AtomicU64::new(0),
             followers: Mutex::new(HashMap::new()),
+            rotations: super::grants::RotationWriter::default(),
         }));
         tokio::spawn(invalidate_on_change(Arc::downgrade(&state.0), subscription));
         Ok(state)
@@ -204,6 +206,11 @@ impl TokenServiceState {
 
     pub fn keys(&self) -> &KeyDirectory {
         &self.0.keys
+    }
+
+    /// Where refresh-token rotations are committed (in groups, on SQLite).
+    pub(super) fn rotations(&self) -> &super::grants::RotationWriter {
+        &self.0.rotations
     }
 
     /// The organization named `name`, or `None` if there is none.

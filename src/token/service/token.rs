@@ -12,10 +12,10 @@ use super::client_auth::{authenticate_client, presented_client};
 use super::error::OAuthError;
 use super::form::OAuthForm;
 use super::grants::{self, CodeRedemption};
-use super::issue::{self, CLIENT_SCOPES, IdTokenInput, Subject, USER_SCOPES};
+use super::issue::{self, CLIENT_SCOPES, IdTokenInput, Subject, TokenUser, USER_SCOPES};
 use super::state::{ClientView, OrganizationView, TokenServiceState};
 use crate::api::GrantType;
-use crate::store::{User, UserStore as _};
+use crate::store::UserStore as _;
 use crate::token::refresh;
 
 #[derive(Deserialize)]
@@ -200,11 +200,14 @@ async fn refresh_token(
         .refresh_token
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required."))?;
-    let found = grants::find_refresh_token(state, presented).await?;
+    let grant = grants::find_refresh_grant(state, presented, &org.namespace).await?;
     // Another organization's or another client's token is not ours to judge.
-    let Some(found) = found.filter(|f| f.organization == org.name && f.client_id == client.client_id) else {
+    let Some(grant) =
+        grant.filter(|g| g.presented.organization == org.name && g.presented.client_id == client.client_id)
+    else {
         return Err(OAuthError::invalid_grant("The refresh token is invalid."));
     };
+    let found = &grant.presented;
     let granted = issue::parse_scope(Some(&found.sign_in.scope), USER_SCOPES)?;
     // RFC 6749 §6: a narrower scope may be asked for, never a wider one.
     let scopes = match request.scope.as_deref() {
@@ -218,14 +221,16 @@ async fn refresh_token(
         None => granted,
     };
     let keys = state.key_set(org).await?;
-    let user = active_user(state, org, &found.sign_in.user_id).await?;
-    let successor = grants::rotate_refresh_token(state, &found).await?;
+    let Some(user) = &grant.user else {
+        return Err(OAuthError::invalid_grant("The user is no longer active."));
+    };
+    let successor = grants::rotate_refresh_token(state, found).await?;
     let access = issue::access_token(
         state,
         org,
         &keys,
         client,
-        Subject::User(&user),
+        Subject::User(user),
         &scopes,
         Some(found.sign_in.auth_time),
         None,
@@ -239,7 +244,7 @@ async fn refresh_token(
             &keys,
             client,
             IdTokenInput {
-                user: &user,
+                user,
                 scopes: &scopes,
                 nonce: None,
                 auth_time: found.sign_in.auth_time,
@@ -265,9 +270,9 @@ async fn active_user(
     state: &TokenServiceState,
     org: &OrganizationView,
     user_id: &str,
-) -> Result<User, OAuthError> {
+) -> Result<TokenUser, OAuthError> {
     match state.store().get_user(&org.namespace, user_id).await? {
-        Some(user) if user.active => Ok(user),
+        Some(user) if user.active => Ok(TokenUser::from(&user)),
         _ => Err(OAuthError::invalid_grant("The user is no longer active.")),
     }
 }

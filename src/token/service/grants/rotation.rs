@@ -1,0 +1,256 @@
+//! Refresh-token rotations in the store, committed in groups.
+//!
+//! A rotation is a compare-and-set on the family's counter plus the
+//! successor's hash: of concurrent rotations of one token exactly one moves
+//! the counter; the others lose and revoke the family (reuse). SQLite has one
+//! writer at a time, so on SQLite one writer task takes every rotation
+//! waiting at that moment and commits them in one transaction of four
+//! statements whatever their number: the write lock, the commit and each
+//! round trip to the connection's thread are paid once per group instead of
+//! once per refresh. PostgreSQL locks rows and commits concurrently (and
+//! batches its own WAL flushes), so there each rotation runs the same
+//! statements in its own transaction.
+//!
+//! ```text
+//!  refresh ─► Rotation ─► queue ─► writer task: BEGIN IMMEDIATE (the store's write turn)
+//!   (await the outcome)            UPDATE families SET counter = counter + 1 WHERE
+//!                                    (family_id = $f1 AND counter = $c1) OR … RETURNING family_id
+//!                                  INSERT INTO refresh_tokens VALUES (successors of the winners)
+//!                                  UPDATE families SET revoked_ms … WHERE family_id IN (losers)
+//!                                  COMMIT ─► each waiting refresh: Rotated | Lost
+//! ```
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+use jiff::Timestamp;
+use sqlx::AnyConnection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{db, get};
+use crate::store::{Backend, Store};
+use crate::token::refresh::{FamilyId, SecretHash};
+use crate::token::service::error::OAuthError;
+
+/// The most rotations committed in one transaction (bounds the statements'
+/// parameter lists; groups rarely reach it).
+const MAX_GROUP: usize = 64;
+
+/// One refresh token to replace by its successor, as decided by
+/// [`crate::token::refresh::decide`]: the successor's counter is
+/// `presented_counter + 1`.
+#[derive(Debug)]
+pub struct Rotation {
+    pub family_id: FamilyId,
+    pub presented_counter: u32,
+    pub successor_hash: SecretHash,
+    pub now: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RotationOutcome {
+    /// The counter moved and the successor is stored.
+    Rotated,
+    /// Another rotation of the same token came first: the family is revoked.
+    Lost,
+}
+
+/// Where rotations wait for the SQLite writer task, started on first use.
+#[derive(Default)]
+pub struct RotationWriter {
+    queue: OnceLock<mpsc::UnboundedSender<Waiting>>,
+}
+
+/// A rotation and who waits for its outcome. The queue needs no bound: every
+/// entry is a request awaiting its answer.
+struct Waiting {
+    rotation: Rotation,
+    outcome: oneshot::Sender<Result<RotationOutcome, String>>,
+}
+
+impl RotationWriter {
+    /// Rotates, committed once this returns `Rotated` or `Lost`.
+    pub async fn rotate(&self, store: &Store, rotation: Rotation) -> Result<RotationOutcome, OAuthError> {
+        if store.backend() == Backend::Postgres {
+            let mut tx = store.begin_unlogged_write().await?;
+            let outcome = apply(tx.conn(), std::slice::from_ref(&rotation)).await?;
+            tx.commit().await?;
+            return Ok(outcome[0]);
+        }
+        let queue = self.queue.get_or_init(|| start_writer(store.clone()));
+        let (outcome, answer) = oneshot::channel();
+        queue
+            .send(Waiting { rotation, outcome })
+            .map_err(|_| OAuthError::server("the refresh-token writer has stopped"))?;
+        answer
+            .await
+            .map_err(|_| OAuthError::server("the refresh-token writer has stopped"))?
+            .map_err(OAuthError::server)
+    }
+}
+
+/// The writer task: ends when the [`RotationWriter`] (the service) is dropped.
+fn start_writer(store: Store) -> mpsc::UnboundedSender<Waiting> {
+    let (queue, mut waiting) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        while waiting.recv_many(&mut group, MAX_GROUP).await > 0 {
+            // A request that went away (client gone) rotates nothing, as
+            // when its own transaction would have been dropped.
+            group.retain(|w: &Waiting| !w.outcome.is_closed());
+            if !group.is_empty() {
+                commit_group(&store, &mut group).await;
+            }
+        }
+    });
+    queue
+}
+
+/// Commits `group` in one transaction and answers (and empties) it.
+async fn commit_group(store: &Store, group: &mut Vec<Waiting>) {
+    let rotations: Vec<&Rotation> = group.iter().map(|w| &w.rotation).collect();
+    let committed = async {
+        let mut tx = store.begin_unlogged_write().await?;
+        let outcomes = apply(tx.conn(), &rotations).await?;
+        tx.commit().await?;
+        Ok::<_, OAuthError>(outcomes)
+    }
+    .await;
+    if let Err(error) = &committed {
+        tracing::error!(%error, rotations = group.len(), "refresh-token rotations failed");
+    }
+    // A requester that went away meanwhile has nobody to tell.
+    for (n, waiting) in group.drain(..).enumerate() {
+        let outcome = match &committed {
+            Ok(outcomes) => Ok(outcomes[n]),
+            Err(error) => Err(error.to_string()),
+        };
+        let _ = waiting.outcome.send(outcome);
+    }
+}
+
+/// Runs `rotations` in the caller's transaction; one outcome each, in order.
+async fn apply<R>(conn: &mut AnyConnection, rotations: &[R]) -> Result<Vec<RotationOutcome>, OAuthError>
+where
+    R: std::borrow::Borrow<Rotation>,
+{
+    let rotations: Vec<&Rotation> = rotations.iter().map(R::borrow).collect();
+    let Some(now) = rotations.iter().map(|r| r.now).max() else { return Ok(Vec::new()) };
+    let now = now.as_millisecond();
+    // Of several rotations of one family in a group only the first can win:
+    // the later ones would find the counter moved, one after the other.
+    let mut seen = HashSet::new();
+    let first: Vec<bool> = rotations.iter().map(|r| seen.insert(r.family_id.as_str())).collect();
+    let candidates: Vec<&Rotation> =
+        rotations.iter().zip(&first).filter(|(_, first)| **first).map(|(r, _)| *r).collect();
+
+    // Compare-and-set: a family moves only from the presented counter. (A
+    // chain of ORs, not a row-value IN list, which SQLite would not look up
+    // by the primary key.)
+    let matches: Vec<String> = (0..candidates.len())
+        .map(|n| format!("(family_id = ${} AND counter = ${})", 2 + 2 * n, 3 + 2 * n))
+        .collect();
+    let sql = format!(
+        "UPDATE refresh_token_families SET counter = counter + 1, updated_ms = $1 \
+         WHERE revoked_ms IS NULL AND ({}) RETURNING family_id",
+        matches.join(" OR ")
+    );
+    let mut update = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+    for rotation in &candidates {
+        update = update.bind(rotation.family_id.as_str()).bind(i64::from(rotation.presented_counter));
+    }
+    let moved: HashSet<String> = update
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db("rotate refresh tokens"))?
+        .iter()
+        .map(|row| get::<String>(row, "family_id"))
+        .collect::<Result<_, _>>()?;
+
+    let outcomes: Vec<RotationOutcome> = rotations
+        .iter()
+        .zip(&first)
+        .map(|(r, first)| {
+            if *first && moved.contains(r.family_id.as_str()) {
+                RotationOutcome::Rotated
+            } else {
+                RotationOutcome::Lost
+            }
+        })
+        .collect();
+    let winners: Vec<&Rotation> = rotations
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| **o == RotationOutcome::Rotated)
+        .map(|(r, _)| *r)
+        .collect();
+
+    if !winners.is_empty() {
+        let sql = format!(
+            "INSERT INTO refresh_tokens (token_hash, family_id, counter, created_ms) VALUES {}",
+            tuples(1, winners.len(), 4)
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for rotation in winners {
+            insert = insert
+                .bind(rotation.successor_hash.to_string())
+                .bind(rotation.family_id.as_str())
+                .bind(i64::from(rotation.presented_counter) + 1)
+                .bind(rotation.now.as_millisecond());
+        }
+        insert.execute(&mut *conn).await.map_err(db("store refresh tokens"))?;
+    }
+
+    let mut losers: Vec<&str> = rotations
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| **o == RotationOutcome::Lost)
+        .map(|(r, _)| r.family_id.as_str())
+        .collect();
+    losers.sort_unstable();
+    losers.dedup();
+    if !losers.is_empty() {
+        let sql = format!(
+            "UPDATE refresh_token_families SET revoked_ms = $1, revoked_reason = 'reuse' \
+             WHERE revoked_ms IS NULL AND family_id IN ({})",
+            parameters(2, losers.len())
+        );
+        let mut revoke = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+        for family in losers {
+            revoke = revoke.bind(family);
+        }
+        revoke.execute(&mut *conn).await.map_err(db("revoke refresh-token families"))?;
+    }
+    Ok(outcomes)
+}
+
+/// `$first, …`: `count` numbered parameters.
+fn parameters(first: usize, count: usize) -> String {
+    let mut text = String::new();
+    for n in first..first + count {
+        let separator = if n == first { "" } else { ", " };
+        let _ = write!(text, "{separator}${n}");
+    }
+    text
+}
+
+/// `($first, …), (…), …`: `rows` tuples of `width` numbered parameters.
+fn tuples(first: usize, rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|row| format!("({})", parameters(first + row * width, width)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parameters, tuples};
+
+    #[test]
+    fn parameters_are_numbered_in_order() {
+        assert_eq!(parameters(2, 3), "$2, $3, $4");
+        assert_eq!(tuples(2, 2, 2), "($2, $3), ($4, $5)");
+        assert_eq!(tuples(1, 1, 4), "($1, $2, $3, $4)");
+    }
+}
