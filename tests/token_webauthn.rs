@@ -337,7 +337,8 @@ fn unescape(text: &str) -> String {
 impl Page {
     /// The hidden fields of the form posting to an action ending in `action_suffix`.
     fn form(&self, action_suffix: &str) -> (String, Vec<(String, String)>) {
-        let forms = regex::Regex::new(r#"(?s)<form method="post" action="([^"]*)"[^>]*>(.*?)</form>"#).unwrap();
+        let forms =
+            regex::Regex::new(r#"(?s)<form method="post" action="([^"]*)"[^>]*>(.*?)</form>"#).unwrap();
         let hidden = regex::Regex::new(r#"<input type="hidden" name="([^"]*)" value="([^"]*)">"#).unwrap();
         let form = forms
             .captures_iter(&self.body)
@@ -356,7 +357,8 @@ impl Page {
         let block =
             regex::Regex::new(r#"(?s)<script type="application/json" id="webauthn-options">(.*?)</script>"#)
                 .unwrap();
-        let data = block.captures(&self.body).unwrap_or_else(|| panic!("a WebAuthn ceremony in {}", self.body));
+        let data =
+            block.captures(&self.body).unwrap_or_else(|| panic!("a WebAuthn ceremony in {}", self.body));
         let data: serde_json::Value = serde_json::from_str(&data[1]).unwrap();
         data["options"].clone()
     }
@@ -520,13 +522,15 @@ async fn security_key_flow(service: Service) {
     // The enrolled key, on the page shown again: signed in, with the key in amr.
     let options = refused.ceremony_options();
     let answer = key.get(&options, &service.base, None).to_string();
-    let accepted = submit(&alice, &service, &refused, "/login/webauthn", &[("credential", &answer)], &[]).await;
+    let accepted =
+        submit(&alice, &service, &refused, "/login/webauthn", &[("credential", &answer)], &[]).await;
     let code = accepted.code();
     let amr = amr_of(&service, &code).await;
     assert_eq!(amr, ["pwd", "hwk", "mfa"]);
 
     // The same answer again (a replay) finds no ceremony.
-    let replayed = submit(&alice, &service, &refused, "/login/webauthn", &[("credential", &answer)], &[]).await;
+    let replayed =
+        submit(&alice, &service, &refused, "/login/webauthn", &[("credential", &answer)], &[]).await;
     assert_ne!(replayed.status, StatusCode::SEE_OTHER, "{}", replayed.body);
 
     // The account page shows the key as used.
@@ -597,12 +601,14 @@ async fn passkey_flow(service: Service) {
         "challenge": b64(b"c"), "pubKeyCredParams": [] } });
     stranger.create(&creation, &service.base);
     let answer = stranger.get(&options, &service.base, None).to_string();
-    let refused = submit(&alice, &service, &ceremony, "/login/passkey", &[("credential", &answer)], &[]).await;
+    let refused =
+        submit(&alice, &service, &ceremony, "/login/passkey", &[("credential", &answer)], &[]).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
     assert!(refused.location.is_none());
 
     let answer = phone.get(&refused.ceremony_options(), &service.base, None).to_string();
-    let accepted = submit(&alice, &service, &refused, "/login/passkey", &[("credential", &answer)], &[]).await;
+    let accepted =
+        submit(&alice, &service, &refused, "/login/passkey", &[("credential", &answer)], &[]).await;
     let code = accepted.code();
     assert_eq!(amr_of(&service, &code).await, ["hwk", "mfa"], "a passkey is both factors, no password");
 
@@ -627,9 +633,15 @@ async fn with_passkeys_off_the_sign_in_form_offers_none_and_refuses_a_passkey_po
     assert!(!form.body.contains("Sign in with a passkey"), "{}", form.body);
     // Posting the passkey start anyway (with this browser's CSRF token) is refused.
     let (_, hidden) = form.form("/login");
-    let refused =
-        page(browser.post(format!("{}/o/{ORG}/login/passkey/start", service.base)).form(&hidden).send().await.unwrap())
-            .await;
+    let refused = page(
+        browser
+            .post(format!("{}/o/{ORG}/login/passkey/start", service.base))
+            .form(&hidden)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     assert!(refused.body.contains("Passkey sign-in is turned off"), "{}", refused.body);
 }
@@ -650,11 +662,13 @@ async fn a_policy_without_webauthn_asks_for_totp_enrolled_at_the_page_and_refuse
     let uri = regex::Regex::new(r#"id="totp-uri" href="([^"]*)""#).unwrap();
     let uri = unescape(&uri.captures(&started.body).expect("an otpauth URI")[1]);
     assert!(uri.starts_with("otpauth://totp/Acme:alice?"), "{uri}");
-    let secret_text = regex::Regex::new(r#"secret=([A-Z2-7]+)"#).unwrap().captures(&uri).unwrap()[1].to_owned();
+    let secret_text =
+        regex::Regex::new(r#"secret=([A-Z2-7]+)"#).unwrap().captures(&uri).unwrap()[1].to_owned();
     let secret = base32_decode(&secret_text);
     let now = jiff::Timestamp::now();
     let wrong = format!("{:06}", totp::code_at_step(&secret, totp::step_at(now) + 5));
-    let refused = submit(&browser, &service, &started, "/account/totp/finish", &[("code", &wrong)], &[]).await;
+    let refused =
+        submit(&browser, &service, &started, "/account/totp/finish", &[("code", &wrong)], &[]).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
     let code = totp::code_at(&secret, now);
     let added = submit(&browser, &service, &refused, "/account/totp/finish", &[("code", &code)], &[]).await;
@@ -677,9 +691,10 @@ async fn a_policy_without_webauthn_asks_for_totp_enrolled_at_the_page_and_refuse
     let mut body = hidden.clone();
     let fake = serde_json::json!({ "publicKey": { "rpId": "localhost", "challenge": b64(b"c") } });
     body.push(("credential".into(), key.get(&fake, &service.base, None).to_string()));
-    let refused =
-        page(alice.post(format!("{}/o/{ORG}/login/webauthn", service.base)).form(&body).send().await.unwrap())
-            .await;
+    let refused = page(
+        alice.post(format!("{}/o/{ORG}/login/webauthn", service.base)).form(&body).send().await.unwrap(),
+    )
+    .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     assert!(refused.location.is_none());
 

@@ -21,9 +21,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use webauthn_rs::prelude::{
-    PasskeyRegistration, RegisterPublicKeyCredential, Uuid, WebauthnError,
-};
+use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential, Uuid, WebauthnError};
 
 use super::ceremonies::{self, Purpose, session_binding};
 use super::credentials::{self, CredentialKind};
@@ -71,7 +69,8 @@ async fn signed_in(
             &[],
         )
     };
-    let Some((session, session_secret)) = current_session(state, &org, headers).await.map_err(server_error)?
+    let Some((session, session_secret)) =
+        current_session(state, &org, headers).await.map_err(server_error)?
     else {
         return Err(not_signed_in());
     };
@@ -115,7 +114,9 @@ fn csrf_field(state: &TokenServiceState, account: &SignedIn) -> (&'static str, S
 }
 
 fn shown(ms: i64) -> String {
-    Timestamp::from_millisecond(ms).map(|at| at.strftime("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default()
+    Timestamp::from_millisecond(ms)
+        .map(|at| at.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default()
 }
 
 /// Which WebAuthn credentials the organization lets users enrol: passkeys
@@ -187,7 +188,9 @@ pub(super) async fn show(
     headers: HeaderMap,
 ) -> Response {
     match signed_in(&state, &organization, &headers).await {
-        Ok(account) => account_page(&state, &account, StatusCode::OK, None).await.unwrap_or_else(server_error),
+        Ok(account) => {
+            account_page(&state, &account, StatusCode::OK, None).await.unwrap_or_else(server_error)
+        }
         Err(page) => page,
     }
 }
@@ -214,7 +217,8 @@ async fn confirm_password(
             Err(PasswordError::TooLong) => false,
             Err(PasswordError::Busy) => {
                 let message = "We are busy. Please try again in a moment.";
-                let page = account_page(state, account, StatusCode::SERVICE_UNAVAILABLE, Some(message)).await?;
+                let page =
+                    account_page(state, account, StatusCode::SERVICE_UNAVAILABLE, Some(message)).await?;
                 return Ok(Err(throttled(page, std::time::Duration::from_secs(1))));
             }
             Err(error) => return Err(OAuthError::server(format!("password check: {error}"))),
@@ -440,8 +444,11 @@ async fn totp_start_inner(
         return Ok(page);
     }
     let secret = zeroize::Zeroizing::new(totp::generate_secret().map_err(OAuthError::server)?);
-    let sealed_secret =
-        state.login().totp_sealer().seal(&org.namespace, &user.id, secret.as_ref()).map_err(OAuthError::server)?;
+    let sealed_secret = state
+        .login()
+        .totp_sealer()
+        .seal(&org.namespace, &user.id, secret.as_ref())
+        .map_err(OAuthError::server)?;
     show_totp_code_form(state, account, &TotpEnrolment { sealed_secret, name }, StatusCode::OK, None).await
 }
 
@@ -475,7 +482,8 @@ async fn show_totp_code_form(
     let uri = totp::provisioning_uri(&org.display_name, &user.user_name, &secret);
     let key_text = uri.split("secret=").nth(1).and_then(|rest| rest.split('&').next()).unwrap_or_default();
     let action = format!("{}/account/totp/finish", issuer_path(state, &org.name));
-    let form = PlainForm { action: &action, hidden: vec![csrf_field(state, account), ("ceremony", ceremony)] };
+    let form =
+        PlainForm { action: &action, hidden: vec![csrf_field(state, account), ("ceremony", ceremony)] };
     Ok(pages::respond(status, pages::totp_enrolment(&uri, key_text, &form, message), &[]))
 }
 

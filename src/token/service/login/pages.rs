@@ -255,7 +255,8 @@ pub(super) fn ceremony(page: &CeremonyPage<'_>) -> String {
         CeremonyMode::Get => "get",
     };
     // A data block is never run; `<` is escaped so no `</script>` can end it early.
-    let data = serde_json::json!({ "mode": mode, "options": page.options }).to_string().replace('<', "\\u003c");
+    let data =
+        serde_json::json!({ "mode": mode, "options": page.options }).to_string().replace('<', "\\u003c");
     let body = format!(
         "<h1>{title}</h1><p>{text}</p>{message}<p class=\"message\" id=\"webauthn-problem\" role=\"alert\"></p>\
          <script type=\"application/json\" id=\"webauthn-options\">{data}</script>\

@@ -33,7 +33,8 @@ use crate::token::service::state::{OrganizationView, TokenServiceState};
 use crate::token::throttle::{AccountKey, ThrottleVerdict};
 
 const WRONG_CREDENTIALS: &str = "Wrong user name or password.";
-pub(super) const FORM_EXPIRED: &str = "Your sign-in form expired or was not sent from this site. Please sign in again.";
+pub(super) const FORM_EXPIRED: &str =
+    "Your sign-in form expired or was not sent from this site. Please sign in again.";
 
 /// A validated form post: the organization, its fields and the authorization request they carry.
 pub(super) struct Post {
@@ -200,7 +201,8 @@ async fn password_step_inner(
             if webauthn.is_empty() {
                 return Ok(show_totp(state, org, request, pre_login_id, &ticket, StatusCode::OK, None));
             }
-            let step = SecondFactorStep { org, request, pre_login_id, ticket: &ticket, totp: !totp.is_empty() };
+            let step =
+                SecondFactorStep { org, request, pre_login_id, ticket: &ticket, totp: !totp.is_empty() };
             webauthn::show_second_factor(state, &step, &webauthn, StatusCode::OK, None).await
         }
         SecondFactor::EnrolmentRequired => Ok(pages::respond(

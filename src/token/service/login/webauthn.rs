@@ -177,8 +177,8 @@ async fn webauthn_step_inner(
     let account = AccountKey { organization: org.namespace.clone(), account: user.id.clone() };
     if let ThrottleVerdict::Throttled { retry_after } = login.throttle.check(&account, source.0.into(), now) {
         let message = throttle_message(retry_after);
-        let page =
-            show_second_factor(state, &step, &webauthn, StatusCode::TOO_MANY_REQUESTS, Some(&message)).await?;
+        let page = show_second_factor(state, &step, &webauthn, StatusCode::TOO_MANY_REQUESTS, Some(&message))
+            .await?;
         return Ok(throttled(page, retry_after));
     }
 
@@ -341,8 +341,9 @@ async fn passkey_step_inner(
     }
     let login = state.login();
     let now = state.now();
-    let again =
-        |status, message: &'static str| show_passkey(state, org, request, pre_login_id, status, Some(message));
+    let again = |status, message: &'static str| {
+        show_passkey(state, org, request, pre_login_id, status, Some(message))
+    };
     let ceremony: Option<ceremonies::Taken<DiscoverableAuthentication>> = ceremonies::take(
         state.store(),
         &org.namespace,
