@@ -7,6 +7,7 @@
 //!  MFA ticket        user, auth_time, expiry + HMAC(…, pre-login id)
 //!                    "the password was right": hidden field of the TOTP form
 //!  logout token      HMAC("logout", org, session secret)      hidden field of the logout form
+//!  account token     HMAC("account", org, session secret)     hidden field of the account page's forms
 //! ```
 //!
 //! A forged form post has no pre-login cookie of the victim's browser to
@@ -65,6 +66,20 @@ pub(super) fn logout_token_matches(
     presented: &str,
 ) -> bool {
     mac_matches(key, &["logout", organization, session_secret], presented)
+}
+
+/// The CSRF token of the account page's forms, bound to the session cookie.
+pub(super) fn account_token(key: &hmac::Key, organization: &str, session_secret: &str) -> String {
+    mac(key, &["account", organization, session_secret])
+}
+
+pub(super) fn account_token_matches(
+    key: &hmac::Key,
+    organization: &str,
+    session_secret: &str,
+    presented: &str,
+) -> bool {
+    mac_matches(key, &["account", organization, session_secret], presented)
 }
 
 /// "This browser gave the right password for this user at `auth_time`."

@@ -7,9 +7,10 @@ use axum::response::{IntoResponse, Response};
 
 use super::cookies;
 use super::csrf::{self, random_token};
-use super::pages::{self, FormContext};
+use super::pages::{self, FormContext, PlainForm};
 use super::request::{AuthorizationRequest, RequestError, redirect_to};
 use super::session::{self, Session};
+use super::webauthn::passkeys_offered;
 use super::{cookies_need_https, duration_secs, issuer_path};
 use crate::store::UserStore as _;
 use crate::token::service::error::OAuthError;
@@ -125,6 +126,8 @@ pub(super) fn show_sign_in(
     let mut hidden = request.hidden_fields();
     hidden.push(("csrf", csrf::csrf_token(&state.login().csrf_key, &org.name, &id)));
     let action = format!("{}/login", issuer_path(state, &org.name));
+    let passkey_action = format!("{action}/passkey/start");
+    let passkey_hidden = hidden.clone();
     let page = pages::sign_in(
         &FormContext {
             organization_display_name: &org.display_name,
@@ -134,6 +137,9 @@ pub(super) fn show_sign_in(
             message,
         },
         user_name,
+        passkeys_offered(state, org)
+            .then_some(PlainForm { action: &passkey_action, hidden: passkey_hidden })
+            .as_ref(),
     );
     let cookies: Vec<String> = set_cookie.into_iter().collect();
     pages::respond(status, page, &cookies)

@@ -2,11 +2,12 @@
 //! MFA policy and the user's enrolments), and checking a TOTP code once.
 //!
 //! ```text
-//!  TOTP enrolled (and TOTP allowed)           ─► TOTP step (even when not required: the user opted in)
+//!  a factor the policy's methods allow is enrolled ─► ask for it (even when not required: the user opted in)
+//!        WebAuthn credentials (methods ∋ WebAuthn)  ─► WebAuthn step, TOTP offered beside it if enrolled
+//!        TOTP only (methods ∋ TOTP)                 ─► TOTP step
 //!  none, MFA required (Always / PrivilegedRoles and the user holds a privileged permission)
-//!        WebAuthn enrolled                    ─► "not available here yet" page (WebAuthn is not built)
-//!        nothing enrolled                     ─► "enrolment required" page
-//!  none, not required                         ─► signed in with the password alone
+//!                                                   ─► "enrolment required" page
+//!  none, not required                               ─► signed in with the password alone
 //! ```
 //!
 //! TOTP secrets are sealed with the login key, the organization's namespace
@@ -28,16 +29,17 @@ use crate::token::service::error::OAuthError;
 use crate::token::service::state::{OrganizationView, TokenServiceState};
 use crate::token::totp;
 
+use super::credentials::{self, StoredCredential};
+use super::webauthn::relying_party;
+
 /// What the user must do after the password.
 #[derive(Debug)]
 pub(super) enum SecondFactor {
     /// Nothing: signed in.
     NotNeeded,
-    /// A TOTP code from one of these enrolments.
-    Totp(Vec<MfaEnrolment>),
-    /// Required, and the user has only WebAuthn credentials, which this
-    /// service cannot check yet.
-    WebAuthnUnavailable,
+    /// One of these: an assertion of a WebAuthn credential, or a TOTP code
+    /// (at least one of the two lists is not empty).
+    Ask { webauthn: Vec<StoredCredential>, totp: Vec<MfaEnrolment> },
     /// Required, and the user has no factor the policy accepts.
     EnrolmentRequired,
 }
@@ -50,24 +52,24 @@ pub(super) async fn second_factor(
     let policy = &org.spec.authentication.mfa;
     let enrolments = state.store().list_mfa_enrolments(&org.namespace, &user.id).await?;
     let totp: Vec<MfaEnrolment> = enrolments
-        .iter()
+        .into_iter()
         .filter(|e| matches!(e.factor, MfaFactor::Totp { .. }) && policy.methods.contains(&MfaMethod::Totp))
-        .cloned()
         .collect();
-    if !totp.is_empty() {
-        return Ok(SecondFactor::Totp(totp));
+    // Without a relying party (a base URL on an IP address) no assertion can be checked.
+    let webauthn = if policy.methods.contains(&MfaMethod::WebAuthn) && relying_party(state, org).is_some() {
+        credentials::for_user(state.store(), &org.namespace, &user.id).await?
+    } else {
+        Vec::new()
+    };
+    if !totp.is_empty() || !webauthn.is_empty() {
+        return Ok(SecondFactor::Ask { webauthn, totp });
     }
     let required = match policy.required {
         MfaRequirement::Always => true,
         MfaRequirement::Never => false,
         MfaRequirement::PrivilegedRoles => holds_privileged_permission(state, org, user).await?,
     };
-    if !required {
-        return Ok(SecondFactor::NotNeeded);
-    }
-    let has_webauthn = enrolments.iter().any(|e| matches!(e.factor, MfaFactor::WebAuthn { .. }))
-        && policy.methods.contains(&MfaMethod::WebAuthn);
-    Ok(if has_webauthn { SecondFactor::WebAuthnUnavailable } else { SecondFactor::EnrolmentRequired })
+    Ok(if required { SecondFactor::EnrolmentRequired } else { SecondFactor::NotNeeded })
 }
 
 /// Whether any role the user holds, in any scope, grants a permission the
@@ -137,7 +139,7 @@ async fn last_step(state: &TokenServiceState, enrolment_id: &str) -> Result<Opti
 
 /// Records `step` as used if it is later than the stored one; false if it is
 /// not (a replay, possibly a concurrent one).
-async fn take_step(
+pub(super) async fn take_step(
     state: &TokenServiceState,
     organization: &str,
     enrolment_id: &str,

@@ -1,30 +1,38 @@
 //! Sign-in for the authorization code flow: the authorize endpoint, the
-//! server-rendered sign-in pages (password, then TOTP when the user has it),
-//! browser sessions, and RP-initiated logout.
+//! server-rendered sign-in pages (password, then WebAuthn or TOTP when the
+//! user has one; or a passkey alone), browser sessions, the account page
+//! where a signed-in user enrols second factors, and RP-initiated logout.
 //!
 //! ```text
 //!  GET  {issuer}/authorize ──request::validate──► bad client / redirect_uri: error page (never redirects)
 //!        │ session cookie valid, no prompt=login ──────────────────────────┐
 //!        ▼ else: pre-login cookie + CSRF token, sign-in form               │
 //!  POST {issuer}/login        CSRF, throttle, argon2id, active?             │
-//!        │ TOTP enrolled (or MFA required) ─► TOTP form + MAC'd ticket      │
+//!        │ factor enrolled (or MFA required) ─► WebAuthn / TOTP form + MAC'd ticket
+//!  POST {issuer}/login/webauthn  CSRF, ticket, throttle, assertion, counter  │
 //!  POST {issuer}/login/totp   CSRF, ticket, throttle, RFC 6238, replay      │
+//!  POST {issuer}/login/passkey(/start)  CSRF, discoverable assertion + UV   │
 //!        ▼                                                                  ▼
 //!      session row + cookie ─► grants::issue_authorization_code ─► 303 redirect_uri?code&state&iss
 //!  GET|POST {issuer}/end_session ─► session ended, grants::revoke_session_grants, post_logout_redirect_uri
+//!  GET {issuer}/account (+ POST …/webauthn, …/totp) ─► enrolment, password again + CSRF
 //! ```
 //!
 //! - [`request`]: the authorization request, validated (RFC 6749 §4.1.1, RFC 7636, OIDC Core §3.1.2).
 //! - [`pages`]: the HTML, every value escaped.
 //! - [`csrf`]: the pre-login cookie, CSRF tokens and MFA tickets (HMAC).
 //! - [`session`]: the `sessions` table and the session cookie.
-//! - [`authorize`], [`sign_in`], [`end_session`]: the handlers.
+//! - [`authorize`], [`sign_in`], [`webauthn`], [`account`], [`end_session`]: the handlers.
+//! - [`credentials`], [`ceremonies`]: the WebAuthn credentials and ceremony state in the store.
 //!
 //! The keys for CSRF tokens, tickets and sealing TOTP secrets come from one
 //! secret ([`LoginConfig::secret`]); replicas must share it.
 
+mod account;
 mod authorize;
+mod ceremonies;
 mod cookies;
+mod credentials;
 mod csrf;
 mod end_session;
 mod flow;
@@ -33,6 +41,7 @@ mod pages;
 mod request;
 mod session;
 mod sign_in;
+mod webauthn;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -171,6 +180,14 @@ pub fn routes() -> axum::Router<TokenServiceState> {
         .route("/o/{org}/authorize", get(authorize::authorize))
         .route("/o/{org}/login", post(sign_in::password_step))
         .route("/o/{org}/login/totp", post(sign_in::totp_step))
+        .route("/o/{org}/login/webauthn", post(webauthn::webauthn_step))
+        .route("/o/{org}/login/passkey/start", post(webauthn::passkey_start))
+        .route("/o/{org}/login/passkey", post(webauthn::passkey_step))
+        .route("/o/{org}/account", get(account::show))
+        .route("/o/{org}/account/webauthn", post(account::webauthn_start))
+        .route("/o/{org}/account/webauthn/finish", post(account::webauthn_finish))
+        .route("/o/{org}/account/totp", post(account::totp_start))
+        .route("/o/{org}/account/totp/finish", post(account::totp_finish))
         .route("/o/{org}/end_session", get(end_session::end_session_get).post(end_session::end_session_post))
 }
 

@@ -21,6 +21,8 @@ use crate::token::service::state::{ClientView, TokenServiceState};
 
 /// Longest value accepted for any one parameter.
 const MAX_PARAMETER_BYTES: usize = 2048;
+/// Longest WebAuthn answer (`credential`, JSON): credential ids alone may be 1 KiB.
+const MAX_CREDENTIAL_BYTES: usize = 16 * 1024;
 
 /// Parameters of a query string or form, each at most once (RFC 6749 §3.1).
 #[derive(Debug, Default)]
@@ -32,7 +34,8 @@ impl Params {
     pub fn parse(encoded: &[u8]) -> Result<Self, String> {
         let mut map = BTreeMap::new();
         for (name, value) in form_urlencoded::parse(encoded) {
-            if value.len() > MAX_PARAMETER_BYTES {
+            let limit = if name == "credential" { MAX_CREDENTIAL_BYTES } else { MAX_PARAMETER_BYTES };
+            if value.len() > limit {
                 return Err(format!("parameter {name} is too long"));
             }
             if map.insert(name.clone().into_owned(), value.into_owned()).is_some() {

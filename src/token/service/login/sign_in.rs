@@ -1,9 +1,10 @@
-//! The two form posts of a sign-in: the password, then (when the user has it,
-//! or the policy requires one) the TOTP code.
+//! The form posts of a password sign-in: the password, then (when the user
+//! has one, or the policy requires one) the TOTP code; the WebAuthn step is in
+//! [`super::webauthn`].
 //!
 //! ```text
 //!  POST {issuer}/login       request valid? ─ CSRF ─ user lookup ─ throttle ─ argon2id ─ active?
-//!                             └─ second factor? ─► TOTP form (+ ticket) | finish | enrolment page
+//!                             └─ second factor? ─► WebAuthn | TOTP form (+ ticket) | finish | enrolment page
 //!  POST {issuer}/login/totp  request valid? ─ CSRF ─ ticket ─ throttle ─ RFC 6238 once ─► finish
 //! ```
 //!
@@ -23,6 +24,7 @@ use super::flow::{self, finish, pre_login_id, refusal, server_error, show_sign_i
 use super::mfa::{self, SecondFactor};
 use super::pages::{self, FormContext};
 use super::request::{self, AuthorizationRequest, Params};
+use super::webauthn::{self, SecondFactorStep};
 use super::{SourceAddress, issuer_path};
 use crate::store::{User, UserStore as _};
 use crate::token::password::PasswordError;
@@ -31,19 +33,20 @@ use crate::token::service::state::{OrganizationView, TokenServiceState};
 use crate::token::throttle::{AccountKey, ThrottleVerdict};
 
 const WRONG_CREDENTIALS: &str = "Wrong user name or password.";
-const FORM_EXPIRED: &str = "Your sign-in form expired or was not sent from this site. Please sign in again.";
+pub(super) const FORM_EXPIRED: &str =
+    "Your sign-in form expired or was not sent from this site. Please sign in again.";
 
 /// A validated form post: the organization, its fields and the authorization request they carry.
-struct Post {
-    org: std::sync::Arc<OrganizationView>,
-    params: Params,
-    request: AuthorizationRequest,
+pub(super) struct Post {
+    pub org: std::sync::Arc<OrganizationView>,
+    pub params: Params,
+    pub request: AuthorizationRequest,
     /// The browser's pre-login id, once the CSRF token matched it.
-    pre_login_id: String,
+    pub pre_login_id: String,
 }
 
 /// Organization, fields, request and CSRF token, or the page to answer with.
-async fn accept_post(
+pub(super) async fn accept_post(
     state: &TokenServiceState,
     organization: &str,
     headers: &HeaderMap,
@@ -78,7 +81,7 @@ async fn accept_post(
     Ok(Post { org, params, request, pre_login_id: id })
 }
 
-fn throttled(mut response: Response, retry_after: Duration) -> Response {
+pub(super) fn throttled(mut response: Response, retry_after: Duration) -> Response {
     let seconds = retry_after.as_secs().max(1);
     if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, value);
@@ -86,7 +89,7 @@ fn throttled(mut response: Response, retry_after: Duration) -> Response {
     response
 }
 
-fn throttle_message(retry_after: Duration) -> String {
+pub(super) fn throttle_message(retry_after: Duration) -> String {
     format!("Too many failed sign-in attempts. Try again in {} seconds.", retry_after.as_secs().max(1))
 }
 
@@ -189,36 +192,32 @@ async fn password_step_inner(
 
     match mfa::second_factor(state, org, &user).await? {
         SecondFactor::NotNeeded => finish(state, org, request, &user.id, vec!["pwd".to_owned()], None).await,
-        SecondFactor::Totp(_) => {
+        SecondFactor::Ask { webauthn, totp } => {
             let ticket = MfaTicket {
                 user_id: user.id.clone(),
                 auth_time: now.as_second(),
                 expires: now.as_second() + login.form_lifetime.as_secs(),
             };
-            Ok(show_totp(state, org, request, pre_login_id, &ticket, StatusCode::OK, None))
+            if webauthn.is_empty() {
+                return Ok(show_totp(state, org, request, pre_login_id, &ticket, StatusCode::OK, None));
+            }
+            let step =
+                SecondFactorStep { org, request, pre_login_id, ticket: &ticket, totp: !totp.is_empty() };
+            webauthn::show_second_factor(state, &step, &webauthn, StatusCode::OK, None).await
         }
-        SecondFactor::WebAuthnUnavailable => Ok(pages::respond(
-            StatusCode::FORBIDDEN,
-            pages::notice(
-                "Security key required",
-                "Your organization requires a second factor, and your account only has security keys \
-                 (WebAuthn), which this sign-in page cannot use yet. Ask your administrator for help.",
-            ),
-            &[],
-        )),
         SecondFactor::EnrolmentRequired => Ok(pages::respond(
             StatusCode::FORBIDDEN,
             pages::notice(
                 "Two-step verification required",
                 "Your organization requires a second factor, and your account has none enrolled. \
-                 Ask your administrator to enrol an authenticator for you.",
+                 Ask your administrator to enrol a security key or an authenticator app for you.",
             ),
             &[],
         )),
     }
 }
 
-fn show_totp(
+pub(super) fn show_totp(
     state: &TokenServiceState,
     org: &OrganizationView,
     request: &AuthorizationRequest,
@@ -288,8 +287,9 @@ async fn totp_step_inner(
         );
         return Ok(throttled(page, retry_after));
     }
-    let SecondFactor::Totp(enrolments) = mfa::second_factor(state, org, &user).await? else {
-        return Ok(sign_in_again("Your sign-in changed. Please sign in again."));
+    let enrolments = match mfa::second_factor(state, org, &user).await? {
+        SecondFactor::Ask { totp, .. } if !totp.is_empty() => totp,
+        _ => return Ok(sign_in_again("Your sign-in changed. Please sign in again.")),
     };
     let code = params.get("code").unwrap_or_default();
     match mfa::check_totp(state, org, &user, &enrolments, code, now).await? {
