@@ -27,12 +27,19 @@ use super::identity::{
 };
 use super::records::*;
 use super::scim_query::{SqlValue, SqlWhere};
-use super::{Result, Store, StoreError, bool_column, column, now_ms};
+use super::{Backend, Result, Store, StoreError, bool_column, column, now_ms};
 
 type AnyQuery<'q> = sqlx::query::Query<'q, Any, AnyArguments>;
 
 /// Rows bound per statement when a list of ids goes into `IN (…)`.
 const ID_BATCH: usize = 500;
+/// A filtered page whose matches number at most this many (known from the
+/// `totalResults` count, taken first) reads its matches and then sorts them,
+/// rather than walking the sort order's index until the page is full. The
+/// planner cannot see that the matches of `userName co "r-03"` sit together
+/// far down the `userName` order (measured: 40 ms walking, 3 ms for 10,000
+/// matches through the trigram index and a top-N sort).
+const FILTER_FIRST_MAX: u64 = 20_000;
 /// Above this many changed members, one `GroupMembers` change is announced
 /// instead of one `Membership` change per member.
 const MEMBERSHIP_CHANGES_ONE_BY_ONE: usize = 64;
@@ -322,10 +329,30 @@ async fn read_scim_users(
     binds: &[SqlValue],
     tail: &str,
 ) -> Result<Vec<ScimUser>> {
-    let query = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {USER_COLUMNS}, scim_json FROM users u WHERE u.organization = $1 AND ({condition}) {tail}"
-    )))
-    .bind(organization.to_owned());
+    read_scim_users_from(conn, organization, condition, binds, tail, false).await
+}
+
+/// [`read_scim_users`]; with `matches_first`, all matching rows are read
+/// before `tail` orders and cuts them (PostgreSQL only, see [`FILTER_FIRST_MAX`]).
+async fn read_scim_users_from(
+    conn: &mut sqlx::AnyConnection,
+    organization: &str,
+    condition: &str,
+    binds: &[SqlValue],
+    tail: &str,
+    matches_first: bool,
+) -> Result<Vec<ScimUser>> {
+    let sql = if matches_first {
+        format!(
+            "WITH u AS MATERIALIZED (SELECT * FROM users u WHERE u.organization = $1 AND ({condition})) \
+             SELECT {USER_COLUMNS}, scim_json FROM u {tail}"
+        )
+    } else {
+        format!(
+            "SELECT {USER_COLUMNS}, scim_json FROM users u WHERE u.organization = $1 AND ({condition}) {tail}"
+        )
+    };
+    let query = sqlx::query(AssertSqlSafe(sql)).bind(organization.to_owned());
     let rows =
         bind_values(query, binds).fetch_all(&mut *conn).await.map_err(query_error("read SCIM users"))?;
     let mut users = Vec::with_capacity(rows.len());
@@ -612,7 +639,10 @@ impl ScimStore for Store {
         let (tail, limit, offset) = window(&page, binds.len());
         binds.push(SqlValue::Int(limit));
         binds.push(SqlValue::Int(offset));
-        let items = read_scim_users(&mut tx, organization, &condition, &binds, &tail).await?;
+        let matches_first =
+            self.backend() == Backend::Postgres && page.filter.is_some() && total <= FILTER_FIRST_MAX;
+        let items =
+            read_scim_users_from(&mut tx, organization, &condition, &binds, &tail, matches_first).await?;
         Ok(Page { total, items })
     }
 
