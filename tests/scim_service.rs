@@ -5,6 +5,9 @@
 #[path = "support/postgres.rs"]
 mod postgres;
 
+use std::time::{Duration, Instant};
+
+use portcullis::scim::service::sync_health::FLUSH_DELAY;
 use portcullis::scim::service::{ScimState, router};
 use portcullis::store::*;
 use reqwest::{Method, StatusCode};
@@ -98,6 +101,7 @@ fn identity_provider(namespace: &str, name: &str, scim_enabled: bool) -> Identit
 struct Service {
     base: String,
     store: Store,
+    state: ScimState,
     client: reqwest::Client,
 }
 
@@ -155,9 +159,10 @@ impl Service {
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let base = format!("http://{}", listener.local_addr().expect("local address"));
-        let app = router(ScimState::new(store.clone(), &base));
+        let state = ScimState::new(store.clone(), &base);
+        let app = router(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Service { base, store, client: reqwest::Client::new() }
+        Service { base, store, state, client: reqwest::Client::new() }
     }
 
     fn url(&self, organization: &str, path: &str) -> String {
@@ -715,7 +720,16 @@ async fn sync_health_counts_requests_errors_and_provisioned_resources(service: S
         .await
         .expect(StatusCode::CREATED);
     service.acme(Method::GET, "/Users/missing", None).await.expect_error(StatusCode::NOT_FOUND, None);
-    let health = service.store.scim_sync_health("acme", "okta").await.unwrap().expect("health is recorded");
+    // Counted in memory, written by the service on its own within FLUSH_DELAY.
+    let deadline = Instant::now() + FLUSH_DELAY + Duration::from_secs(10);
+    let health = loop {
+        let health = service.store.scim_sync_health("acme", "okta").await.unwrap();
+        match health {
+            Some(health) if health.request_count >= 3 => break health,
+            _ if Instant::now() > deadline => panic!("sync health not written in time: {health:?}"),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
     assert_eq!(health.request_count, 3);
     assert_eq!(health.error_count, 1);
     assert!(health.last_error.as_deref().is_some_and(|e| e.starts_with("404")), "{health:?}");
@@ -723,6 +737,12 @@ async fn sync_health_counts_requests_errors_and_provisioned_resources(service: S
     assert_eq!(health.users_provisioned, 1);
     assert_eq!(health.groups_provisioned, 1);
     assert_eq!(service.store.scim_sync_health("acme", "entra").await.unwrap(), None);
+    // Flushing (as at shutdown) writes what was counted at once.
+    service.acme(Method::GET, "/Users", None).await.expect(StatusCode::OK);
+    service.state.flush_sync_health().await;
+    let health = service.store.scim_sync_health("acme", "okta").await.unwrap().expect("health is recorded");
+    assert_eq!((health.request_count, health.error_count), (4, 1));
+    assert!(health.last_request_ms >= health.last_error_ms.unwrap_or_default());
     let metrics =
         service.client.get(format!("{}/metrics", service.base)).send().await.unwrap().text().await.unwrap();
     assert!(

@@ -291,14 +291,16 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (2, "scim", include_str!("../../migrations/sqlite/0002_scim.sql")),
     (3, "tokens", include_str!("../../migrations/sqlite/0003_tokens.sql")),
     (4, "login", include_str!("../../migrations/sqlite/0004_login.sql")),
-    (7, "webauthn", include_str!("../../migrations/sqlite/0007_webauthn.sql")),
+    (5, "scim speed", include_str!("../../migrations/sqlite/0005_scim_speed.sql")),
+    (6, "webauthn", include_str!("../../migrations/sqlite/0006_webauthn.sql")),
 ]);
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
     (2, "scim", include_str!("../../migrations/postgres/0002_scim.sql")),
     (3, "tokens", include_str!("../../migrations/postgres/0003_tokens.sql")),
     (4, "login", include_str!("../../migrations/postgres/0004_login.sql")),
-    (7, "webauthn", include_str!("../../migrations/postgres/0007_webauthn.sql")),
+    (5, "scim speed", include_str!("../../migrations/postgres/0005_scim_speed.sql")),
+    (6, "webauthn", include_str!("../../migrations/postgres/0006_webauthn.sql")),
 ]);
 
 impl MigrationSource<'static> for EmbeddedMigrations {

@@ -7,6 +7,7 @@
 //!  /o/{organization}/… ──► Organization by name ──► namespace
 //!  Authorization: Bearer t ──► sha256:<hex>(t) ──► scim_tokens of THAT namespace (constant time)
 //!                                               └─► IdentityProvider, scim_enabled
+//!  (one query: `ScimStore::scim_token_owner`)
 //!  spec.provisioning.mode ──► ScimWriter only when `scim`
 //! ```
 //!
@@ -61,23 +62,21 @@ impl FromRequestParts<ScimState> for ScimCaller {
             .map(|(_, value)| value.to_owned())
             .ok_or_else(|| ScimError::NoEndpoint(parts.uri.path().to_owned()))?;
         let token = bearer_token(parts).ok_or(ScimError::Unauthorized)?;
-        let record = state.store.organization_by_name(&organization).await?.ok_or(ScimError::Unauthorized)?;
-        let namespace = record.meta.namespace.clone();
-        let provider = state
+        let owner = state
             .store
-            .scim_provider_for_token(&namespace, &hash_secret(token))
+            .scim_token_owner(&organization, &hash_secret(token))
             .await?
             .ok_or(ScimError::Unauthorized)?;
         if let Some(slot) = parts.extensions.get::<CallerSlot>()
             && let Ok(mut slot) = slot.0.lock()
         {
-            *slot = Some((namespace.clone(), provider.meta.name.clone()));
+            *slot = Some((owner.namespace.clone(), owner.identity_provider.clone()));
         }
         Ok(ScimCaller {
             organization,
-            namespace,
-            identity_provider: provider.meta.name,
-            provisioning: provisioning_mode(&record.spec_json),
+            namespace: owner.namespace,
+            identity_provider: owner.identity_provider,
+            provisioning: provisioning_mode(&owner.organization_spec_json),
         })
     }
 }
@@ -122,7 +121,8 @@ fn provisioning_mode(spec_json: &str) -> ProvisioningMode {
 }
 
 /// Middleware: after an authorized request, counts it (and the error it was
-/// answered with) in the IdentityProvider's sync health.
+/// answered with) in the metrics and, batched, in the IdentityProvider's
+/// sync health.
 pub(super) async fn record_sync_health(
     State(state): State<ScimState>,
     mut request: Request,
@@ -135,10 +135,7 @@ pub(super) async fn record_sync_health(
     if let Some((namespace, identity_provider)) = caller {
         let error = response.extensions().get::<AnsweredError>().map(|answered| answered.0.as_str());
         state.metrics.observe(&namespace, &identity_provider, response.status().as_u16());
-        let at = crate::store::now_ms();
-        if let Err(error) = state.store.record_scim_request(&namespace, &identity_provider, error, at).await {
-            tracing::warn!(%error, "could not record SCIM sync health");
-        }
+        state.sync_health.count(&state.store, namespace, identity_provider, error, crate::store::now_ms());
     }
     response
 }

@@ -3,7 +3,8 @@
 //! the store.
 //!
 //! ```text
-//!  request ─► record_sync_health (after the answer: counts, last error, metrics)
+//!  request ─► record_sync_health (after the answer: metrics; counts and last error
+//!     │                           batched by sync_health.rs into the store)
 //!     └─► route ─► ScimCaller / ScimWriter (auth.rs: bearer token, provisioning mode)
 //!                    └─► body (bounded) ─► users.rs / groups.rs / discovery.rs
 //!                                            │ filter ─► store::scim_query (SQL)
@@ -21,6 +22,7 @@ mod listing;
 mod metrics;
 mod projection;
 mod representation;
+pub mod sync_health;
 mod users;
 
 use std::sync::Arc;
@@ -54,6 +56,7 @@ pub struct ScimState {
     /// locations are `{public_base_url}/o/{organization}/scim/v2/…`.
     public_base_url: Arc<str>,
     pub metrics: Arc<ScimMetrics>,
+    sync_health: Arc<sync_health::SyncHealthTally>,
 }
 
 impl ScimState {
@@ -62,7 +65,14 @@ impl ScimState {
             store,
             public_base_url: public_base_url.trim_end_matches('/').into(),
             metrics: Arc::new(ScimMetrics::default()),
+            sync_health: Arc::default(),
         }
+    }
+
+    /// Writes the sync health counted so far to the store now, rather than
+    /// within [`sync_health::FLUSH_DELAY`]; for a graceful shutdown.
+    pub async fn flush_sync_health(&self) {
+        self.sync_health.flush(&self.store).await;
     }
 
     /// The SCIM base URL of one organization.

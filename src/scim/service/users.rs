@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::auth::{ScimCaller, ScimWriter};
 use super::error::ScimError;
 use super::listing::{ListRequest, list_response};
+use super::projection::Projection;
 use super::representation::{UserFields, user_fields, user_json};
 use super::{ScimState, check_if_match, json_body, scim_response};
 use crate::scim::ScimType;
@@ -106,10 +107,22 @@ async fn render(
     } else {
         Vec::new()
     };
+    Ok(respond(state, caller, user, status, &projection, &groups))
+}
+
+/// The user as JSON, in `groups` (when the projection shows them).
+fn respond(
+    state: &ScimState,
+    caller: &ScimCaller,
+    user: &ScimUser,
+    status: StatusCode,
+    projection: &Projection,
+    groups: &[(String, String)],
+) -> Response {
     let base = state.base_url(&caller.organization);
-    let body = projection.apply(user_json(user, projection.shows("groups").then_some(&groups[..]), &base));
+    let body = projection.apply(user_json(user, projection.shows("groups").then_some(groups), &base));
     let location = format!("{base}/Users/{}", user.user.id);
-    Ok(scim_response(status, &body, Some(user.user.version), Some(&location)))
+    scim_response(status, &body, Some(user.user.version), Some(&location))
 }
 
 async fn load(state: &ScimState, caller: &ScimCaller, id: &str) -> Result<ScimUser, ScimError> {
@@ -159,7 +172,8 @@ pub(super) async fn create(
         .create_scim_user(&new, &fields.extra, &caller.identity_provider)
         .await
         .map_err(|e| ScimError::from_store(e, RESOURCE, &fields.user_name))?;
-    render(&state, &caller, &created, StatusCode::CREATED, None).await
+    // A user created just now is in no group: nothing to look up.
+    Ok(respond(&state, &caller, &created, StatusCode::CREATED, &Projection::default(), &[]))
 }
 
 pub(super) async fn replace(
