@@ -43,11 +43,15 @@ async fn serve(args: ScimServiceArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("binding {}: {e}", args.listen))?;
     tracing::info!(address = %args.listen, "SCIM service listening");
-    axum::serve(listener, router(ScimState::new(store, &args.public_base_url)))
+    let state = ScimState::new(store, &args.public_base_url);
+    let served = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(async {
             shutdown_signal().await;
             tracing::info!("finishing requests in flight");
         })
         .await
-        .map_err(|e| format!("serving: {e}"))
+        .map_err(|e| format!("serving: {e}"));
+    // Sync health is counted in memory between writes: keep the last counts.
+    state.flush_sync_health().await;
+    served
 }

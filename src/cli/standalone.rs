@@ -25,7 +25,8 @@ pub struct StandaloneArgs {
     #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
 
-    /// Base URL clients use, when not `http://{listen address}` (behind a proxy).
+    /// Base URL clients use (behind a proxy); default `http://localhost:{port}`
+    /// on a loopback address, `http://{listen address}` otherwise.
     #[arg(long, env = "PORTCULLIS_PUBLIC_BASE_URL")]
     public_base_url: Option<String>,
 }

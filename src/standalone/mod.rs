@@ -45,7 +45,8 @@ pub struct StandaloneConfig {
     /// The data directory (created if missing).
     pub data: PathBuf,
     pub listen: SocketAddr,
-    /// Base URL clients use; `http://{listen address}` when not given.
+    /// Base URL clients use; when not given, `http://localhost:{port}` on a
+    /// loopback address, `http://{listen address}` otherwise.
     pub public_base_url: Option<String>,
 }
 
@@ -61,7 +62,13 @@ pub async fn run(
     let listener =
         TcpListener::bind(config.listen).await.map_err(|e| format!("binding {}: {e}", config.listen))?;
     let local = listener.local_addr().map_err(|e| format!("reading the listening address: {e}"))?;
-    let base_url = config.public_base_url.clone().unwrap_or_else(|| format!("http://{local}"));
+    // A browser treats http://localhost as a secure context and WebAuthn
+    // accepts it as a relying party id; an IP address is neither.
+    let default_url = match local.ip().is_loopback() {
+        true => format!("http://localhost:{}", local.port()),
+        false => format!("http://{local}"),
+    };
+    let base_url = config.public_base_url.clone().unwrap_or(default_url);
     let base_url = base_url.trim_end_matches('/').to_owned();
 
     let store = Store::connect(&data.database_url()).await.map_err(|e| format!("opening the store: {e}"))?;
@@ -99,7 +106,7 @@ pub async fn run(
     .await
     .map_err(|e| format!("starting the token service: {e}"))?;
     let scim = ScimState::new(store.clone(), &base_url);
-    let app = crate::token::service::router(token.clone()).merge(crate::scim::service::router(scim));
+    let app = crate::token::service::router(token.clone()).merge(crate::scim::service::router(scim.clone()));
 
     banner::print_start(
         &base_url,
@@ -118,6 +125,8 @@ pub async fn run(
         .await
         .map_err(|e| format!("serving: {e}"));
     follower.abort();
+    // Sync health is counted in memory between writes: keep the last counts.
+    scim.flush_sync_health().await;
     store.close().await;
     served
 }

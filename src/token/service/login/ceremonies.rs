@@ -1,4 +1,4 @@
-//! The `webauthn_ceremonies` table (migration 0007): what the server must
+//! The `webauthn_ceremonies` table (migration 0006): what the server must
 //! remember between the two requests of a ceremony — webauthn-rs' state
 //! (its challenge), or a TOTP secret being enrolled — kept server-side, tied
 //! to the browser that started it, short-lived, and taken once.

@@ -1,4 +1,4 @@
-//! The `webauthn_credentials` table (migration 0007): each user's WebAuthn
+//! The `webauthn_credentials` table (migration 0006): each user's WebAuthn
 //! credentials in one organization, as webauthn-rs' serialised `Passkey`
 //! with a name the user chose, and when it was made and last used.
 //!
