@@ -217,8 +217,11 @@ fn authorize_url(server: &Server) -> String {
     format!("{}/authorize?{query}", server.issuer())
 }
 
-/// The form's action and hidden fields.
+/// The first form's action and hidden fields (a page may hold others, such
+/// as the passkey form).
 fn form(body: &str) -> (String, Vec<(String, String)>) {
+    let start = body.find("<form").unwrap_or_else(|| panic!("a form in {body}"));
+    let body = &body[start..start + body[start..].find("</form>").unwrap_or(body.len() - start)];
     let unescape = |t: &str| t.replace("&quot;", "\"").replace("&#x27;", "'").replace("&amp;", "&");
     let action = regex::Regex::new(r#"<form method="post" action="([^"]*)""#).unwrap();
     let hidden = regex::Regex::new(r#"<input type="hidden" name="([^"]*)" value="([^"]*)">"#).unwrap();
@@ -400,8 +403,9 @@ async fn standalone_serves_acme_follows_edits_and_keeps_state_across_restarts() 
     assert_eq!(sign_in.status(), StatusCode::OK);
     let page = sign_in.text().await.unwrap();
     let second = submit(&browser, &server, &page, &[("username", &admin), ("password", &password)]).await;
-    assert_eq!(second.status(), StatusCode::OK, "a privileged role asks for the second factor");
+    let status = second.status();
     let page = second.text().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "a privileged role asks for the second factor: {page}");
     let code = totp::code_at(&totp_secret, jiff::Timestamp::now());
     let redirect = submit(&browser, &server, &page, &[("code", &code)]).await;
     let tokens = redeem(&server, &code_of(&redirect)).await;
