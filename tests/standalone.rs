@@ -90,7 +90,10 @@ struct Server {
 
 impl Server {
     async fn start(manifests: &Path, data: &Path, listen: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        // PORTCULLIS_BIN measures another build (the release binary) with this harness.
+        let binary =
+            std::env::var("PORTCULLIS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_portcullis").to_owned());
+        let mut child = Command::new(binary)
             .arg("standalone")
             .arg("--manifests")
             .arg(manifests)
@@ -438,8 +441,8 @@ async fn standalone_serves_acme_follows_edits_and_keeps_state_across_restarts() 
 
 /// Time from starting the process to the first client-credentials token,
 /// and resident memory with `examples/acme` loaded; medians of five starts
-/// (the first on an empty data directory). Run in release:
-/// `cargo test --release --test standalone -- --ignored --nocapture`.
+/// (the first on an empty data directory). For the release binary:
+/// `cargo build --release && PORTCULLIS_BIN=target/release/portcullis cargo test --test standalone -- --ignored --nocapture`.
 #[tokio::test]
 #[ignore = "a measurement for BENCHMARKS.md"]
 async fn measure_start_to_first_token_and_memory() {
