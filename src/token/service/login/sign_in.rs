@@ -255,6 +255,29 @@ pub(super) async fn totp_step(
     totp_step_inner(&state, &post, source, &headers).await.unwrap_or_else(server_error)
 }
 
+/// The ticket an MFA step carries and the user it names, or the sign-in
+/// page to show instead: the ticket expired or belongs to another browser,
+/// or the user is gone or may no longer sign in.
+pub(super) async fn open_mfa_step(
+    state: &TokenServiceState,
+    post: &Post,
+    headers: &HeaderMap,
+) -> Result<Result<(MfaTicket, User), Response>, OAuthError> {
+    let Post { org, params, request, pre_login_id } = post;
+    let sign_in_again =
+        |message: &str| show_sign_in(state, org, request, headers, StatusCode::FORBIDDEN, Some(message), "");
+    let presented = params.get("ticket").unwrap_or_default();
+    let Some(ticket) =
+        MfaTicket::open(&state.login().csrf_key, &org.name, pre_login_id, presented, state.now())
+    else {
+        return Ok(Err(sign_in_again("Your sign-in expired. Please sign in again.")));
+    };
+    match state.store().get_user(&org.namespace, &ticket.user_id).await? {
+        Some(user) if user.active => Ok(Ok((ticket, user))),
+        _ => Ok(Err(sign_in_again("This account cannot sign in."))),
+    }
+}
+
 async fn totp_step_inner(
     state: &TokenServiceState,
     post: &Post,
@@ -266,13 +289,9 @@ async fn totp_step_inner(
     let now = state.now();
     let sign_in_again =
         |message: &str| show_sign_in(state, org, request, headers, StatusCode::FORBIDDEN, Some(message), "");
-    let presented = params.get("ticket").unwrap_or_default();
-    let Some(ticket) = MfaTicket::open(&login.csrf_key, &org.name, pre_login_id, presented, now) else {
-        return Ok(sign_in_again("Your sign-in expired. Please sign in again."));
-    };
-    let user = match state.store().get_user(&org.namespace, &ticket.user_id).await? {
-        Some(user) if user.active => user,
-        _ => return Ok(sign_in_again("This account cannot sign in.")),
+    let (ticket, user) = match open_mfa_step(state, post, headers).await? {
+        Ok(found) => found,
+        Err(page) => return Ok(page),
     };
     let account = AccountKey { organization: org.namespace.clone(), account: user.id.clone() };
     if let ThrottleVerdict::Throttled { retry_after } = login.throttle.check(&account, source.0.into(), now) {

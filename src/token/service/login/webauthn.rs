@@ -31,7 +31,7 @@ use super::flow::{finish, server_error, show_sign_in};
 use super::mfa::{self, SecondFactor};
 use super::pages::{self, CeremonyMode, CeremonyPage, PlainForm};
 use super::request::AuthorizationRequest;
-use super::sign_in::{Post, accept_post, throttle_message, throttled};
+use super::sign_in::{Post, accept_post, open_mfa_step, throttle_message, throttled};
 use super::{SourceAddress, issuer_path};
 use crate::store::UserStore as _;
 use crate::token::service::error::OAuthError;
@@ -160,13 +160,9 @@ async fn webauthn_step_inner(
     let now = state.now();
     let sign_in_again =
         |message: &str| show_sign_in(state, org, request, headers, StatusCode::FORBIDDEN, Some(message), "");
-    let presented = params.get("ticket").unwrap_or_default();
-    let Some(ticket) = MfaTicket::open(&login.csrf_key, &org.name, pre_login_id, presented, now) else {
-        return Ok(sign_in_again("Your sign-in expired. Please sign in again."));
-    };
-    let user = match state.store().get_user(&org.namespace, &ticket.user_id).await? {
-        Some(user) if user.active => user,
-        _ => return Ok(sign_in_again("This account cannot sign in.")),
+    let (ticket, user) = match open_mfa_step(state, post, headers).await? {
+        Ok(found) => found,
+        Err(page) => return Ok(page),
     };
     // The policy may have changed since the password: ask it again.
     let (webauthn, totp) = match mfa::second_factor(state, org, &user).await? {
