@@ -5,13 +5,14 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use ring::rand::{SecureRandom as _, SystemRandom};
+use ring::rand::SystemRandom;
 
 use super::StandaloneConfig;
 use super::bootstrap::Administrator;
 use super::data_dir::DataDir;
 use super::sync::{Applied, Credential, SecretSource};
 use crate::api::{ClientType, GrantType};
+use crate::controller::secrets::generate_token;
 use crate::manifests::Resource;
 use crate::token::pkce::CodeChallenge;
 use crate::validation::Severity;
@@ -222,7 +223,8 @@ fn write_sign_in_hint(out: &mut String, issuer: &str, applied: &Applied, organiz
         _ => None,
     });
     let Some((client_id, redirect_uri)) = client else { return };
-    let Some(verifier) = pkce_verifier() else { return };
+    // RFC 7636 §4.1: 43 characters of base64url.
+    let Ok(verifier) = generate_token(&SystemRandom::new(), 32) else { return };
     let Ok(challenge) = CodeChallenge::from_verifier(&verifier) else { return };
     let query: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("response_type", "code")
@@ -247,12 +249,4 @@ fn organization_namespace(applied: &Applied, organization: &str) -> Option<Strin
         }
         _ => None,
     })
-}
-
-/// A PKCE code verifier (RFC 7636 §4.1: 43 characters of base64url).
-fn pkce_verifier() -> Option<String> {
-    let mut bytes = [0u8; 32];
-    SystemRandom::new().fill(&mut bytes).ok()?;
-    use base64::Engine as _;
-    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }

@@ -10,7 +10,9 @@
 //! name no administrator gets none.
 
 use kube::ResourceExt;
-use ring::rand::{SecureRandom as _, SystemRandom};
+use ring::rand::SystemRandom;
+
+use crate::controller::secrets::generate_token;
 
 use crate::api::{AssignmentScope, MfaMethod, MfaRequirement, Organization, PrincipalKind};
 use crate::manifests::{ManifestSet, Resource};
@@ -151,10 +153,7 @@ async fn create(
 /// 144 random bits as 24 base64url characters: longer than any sane
 /// `minLength` and typeable.
 fn generate_password() -> Result<String, BootstrapError> {
-    let mut bytes = [0u8; 18];
-    SystemRandom::new().fill(&mut bytes).map_err(|_| BootstrapError::Password("no randomness".into()))?;
-    use base64::Engine as _;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    generate_token(&SystemRandom::new(), 18).map_err(|e| BootstrapError::Password(e.to_string()))
 }
 
 #[cfg(test)]

@@ -182,7 +182,7 @@ fn missing_secrets(set: &ManifestSet) -> Vec<Report> {
 /// returns how many objects changed.
 async fn write_records(set: &ManifestSet, store: &Store) -> Result<usize, SyncError> {
     let mut changed = 0;
-    let mut present: BTreeSet<(&'static str, String, String)> = BTreeSet::new();
+    let mut present: BTreeSet<(String, String, String)> = BTreeSet::new();
     let mut namespaces: BTreeSet<String> = store.namespaces().await?.into_iter().collect();
     // Organizations first and assignments last: an assignment never names a
     // role the store has not seen yet.
@@ -205,7 +205,7 @@ async fn write_records(set: &ManifestSet, store: &Store) -> Result<usize, SyncEr
         changed += usize::from(written);
         let object = object_ref(resource);
         namespaces.insert(object.namespace.clone());
-        present.insert((kind_name(resource), object.namespace, object.name));
+        present.insert((object.kind, object.namespace, object.name));
     }
     for namespace in &namespaces {
         changed += remove_absent::<AssignmentRecord>(store, namespace, "RoleAssignment", &present).await?;
@@ -216,16 +216,6 @@ async fn write_records(set: &ManifestSet, store: &Store) -> Result<usize, SyncEr
         changed += remove_absent::<OrganizationRecord>(store, namespace, "Organization", &present).await?;
     }
     Ok(changed)
-}
-
-fn kind_name(resource: &Resource) -> &'static str {
-    match resource {
-        Resource::Organization(_) => "Organization",
-        Resource::Role(_) => "Role",
-        Resource::RoleAssignment(_) => "RoleAssignment",
-        Resource::IdentityProvider(_) => "IdentityProvider",
-        Resource::OAuthClient(_) => "OAuthClient",
-    }
 }
 
 /// Stores one object unless the store already has its spec: under its old
@@ -255,13 +245,13 @@ async fn put<K: ResourceExt, R: DesiredRecord>(
 async fn remove_absent<R: DesiredRecord>(
     store: &Store,
     namespace: &str,
-    kind: &'static str,
-    present: &BTreeSet<(&'static str, String, String)>,
+    kind: &str,
+    present: &BTreeSet<(String, String, String)>,
 ) -> Result<usize, SyncError> {
     let mut removed = 0;
     for stored in store.list::<R>(namespace).await? {
         let meta = stored.meta();
-        if !present.contains(&(kind, meta.namespace.clone(), meta.name.clone())) {
+        if !present.contains(&(kind.to_owned(), meta.namespace.clone(), meta.name.clone())) {
             store.delete::<R>(meta).await?;
             removed += 1;
         }
