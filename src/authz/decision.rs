@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::index::Scope;
+use super::index::{AccessIndex, GrantEntry, Scope};
 
 /// The answer to "may this principal use this permission here, now?".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,21 +22,68 @@ impl Decision<'_> {
     }
 }
 
-/// One assignment's part in a decision: which role, where, and through which group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One assignment's part in a decision: which role, where, and through which
+/// group. Read from the index when asked, not when the decision is made: a
+/// caller that only wants allowed-or-denied (most do) never pays for the
+/// reads of cold memory an explanation takes.
+#[derive(Clone, Copy)]
 pub struct Grant<'a> {
+    pub(super) index: &'a AccessIndex,
+    /// The entry that granted, with the group that brought it to the user.
+    pub(super) entry: GrantEntry,
+}
+
+impl<'a> Grant<'a> {
     /// The assignment's id.
-    pub assignment: &'a str,
+    pub fn assignment(&self) -> &'a str {
+        self.index.assignment_id(&self.entry)
+    }
+
     /// The role it assigns (the permission may come from a role that one includes).
-    pub role: &'a str,
+    pub fn role(&self) -> &'a str {
+        self.index.role_name(&self.entry)
+    }
+
     /// The group whose membership brought the assignment to the user; `None`
     /// when it names the principal itself.
-    pub group: Option<&'a str>,
+    pub fn group(&self) -> Option<&'a str> {
+        self.index.group_name(&self.entry)
+    }
+
     /// Where the assignment applies. An organization-wide one also answers
     /// for every workspace.
-    pub scope: &'a Scope,
+    pub fn scope(&self) -> &'a Scope {
+        self.index.scope_of(&self.entry)
+    }
+
     /// Unix seconds from which the assignment grants nothing, if ever.
-    pub expires_at: Option<i64>,
+    pub fn expires_at(&self) -> Option<i64> {
+        self.index.expiry(&self.entry)
+    }
+
+    fn explained(&self) -> (&'a str, &'a str, Option<&'a str>, &'a Scope, Option<i64>) {
+        (self.assignment(), self.role(), self.group(), self.scope(), self.expires_at())
+    }
+}
+
+impl PartialEq for Grant<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.explained() == other.explained()
+    }
+}
+
+impl Eq for Grant<'_> {}
+
+impl fmt::Debug for Grant<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grant")
+            .field("assignment", &self.assignment())
+            .field("role", &self.role())
+            .field("group", &self.group())
+            .field("scope", self.scope())
+            .field("expires_at", &self.expires_at())
+            .finish()
+    }
 }
 
 /// Why nothing granted the permission.
@@ -75,8 +122,8 @@ impl fmt::Display for Decision<'_> {
 
 impl fmt::Display for Grant<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "assignment {} of role {} in {}", self.assignment, self.role, self.scope)?;
-        if let Some(group) = self.group {
+        write!(f, "assignment {} of role {} in {}", self.assignment(), self.role(), self.scope())?;
+        if let Some(group) = self.group() {
             write!(f, " through group {group}")?;
         }
         Ok(())
@@ -90,7 +137,7 @@ impl fmt::Display for Denial<'_> {
             Denial::UnknownPermission => f.write_str("the permission is not in the catalog"),
             Denial::OnlyExpiredAssignments(grant) => {
                 write!(f, "only expired assignments grant it, last {grant}")?;
-                if let Some(at) = grant.expires_at {
+                if let Some(at) = grant.expires_at() {
                     write!(f, " (expired at {at})")?;
                 }
                 Ok(())

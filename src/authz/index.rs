@@ -24,17 +24,21 @@
 //! cache and every pointer it follows is a wait for memory: a user's groups'
 //! assignments are therefore copied into the user's own list (one run of
 //! 16-byte entries, not one per group; see [`grant_lists`] for the arena that
-//! keeps all users' lists on few pages), the user map's slots are kept small,
-//! and a decision is explained from compact side tables (`assignment_ids`,
-//! interned names) rather than the assignment records.
+//! keeps all users' lists on few pages), a user name short enough is kept in
+//! the user map's slot itself (no pointer to follow to compare it), and a
+//! decision is explained only when asked (a [`Grant`] reads the assignment's
+//! id and names then, from compact side tables).
 //! Names are hashed with foldhash (seeded per process), not SipHash.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use compact_str::CompactString;
+
 use super::decision::{Decision, Denial, Grant};
 use super::role_graph::{self, RoleDefinition, RoleExpansion};
-use grant_lists::{DIRECT, GrantEntry, Grants, UserGrantArena, UserSpan, applying_in};
+pub(super) use grant_lists::GrantEntry;
+use grant_lists::{DIRECT, Grants, UserGrantArena, UserSpan, applying_in};
 
 mod grant_lists;
 
@@ -132,8 +136,9 @@ pub struct AccessIndex {
     assignment_slots: HashMap<String, AssignmentSlot>,
 
     /// Small slots (what a check needs and a pointer to the entries), so
-    /// the table stays in the cache as much as it can.
-    users: HashMap<Box<str>, UserEntry>,
+    /// the table stays in the cache as much as it can; names of up to 24
+    /// bytes are stored in the slot.
+    users: HashMap<CompactString, UserEntry>,
     user_grants: UserGrantArena,
     /// The groups of each user in any, in the order it joined them.
     user_groups: HashMap<Box<str>, Vec<GroupId>>,
@@ -534,17 +539,14 @@ impl AccessIndex {
                             last_expired = Some((entry, at));
                         }
                     }
-                    // A missing slot would be a broken invariant: fail closed.
-                    _ => {
-                        if let Some(grant) = self.explain(entry, entry.group) {
-                            return Decision::Allowed(grant);
-                        }
-                    }
+                    _ => return Decision::Allowed(Grant { index: self, entry: *entry }),
                 }
             }
         }
-        match last_expired.and_then(|(entry, _)| self.explain(entry, entry.group)) {
-            Some(grant) => Decision::Denied(Denial::OnlyExpiredAssignments(grant)),
+        match last_expired {
+            Some((entry, _)) => {
+                Decision::Denied(Denial::OnlyExpiredAssignments(Grant { index: self, entry: *entry }))
+            }
             None => Decision::Denied(Denial::NoMatchingAssignment),
         }
     }
@@ -584,7 +586,7 @@ impl AccessIndex {
         let entries = own.iter().map(|entry| (entry, entry.group)).chain(through_groups.flatten());
         entries
             .filter(|(entry, _)| self.in_force(entry, now))
-            .filter_map(|(entry, group)| self.explain(entry, group))
+            .map(|(entry, group)| Grant { index: self, entry: entry.copy_through(group) })
             .collect()
     }
 
@@ -617,7 +619,7 @@ impl AccessIndex {
 
     /// When the entry's assignment stops granting, if ever. Only an entry
     /// that has an expiry reads it from the side table.
-    fn expiry(&self, entry: &GrantEntry) -> Option<i64> {
+    pub(super) fn expiry(&self, entry: &GrantEntry) -> Option<i64> {
         if !entry.may_expire() {
             return None;
         }
@@ -628,25 +630,30 @@ impl AccessIndex {
         self.expiry(entry).is_none_or(|at| now < at)
     }
 
-    /// Answers from the entry and the small interned tables only: reading
-    /// the assignment itself would be one more wait for memory.
-    fn explain(&self, entry: &GrantEntry, group: GroupId) -> Option<Grant<'_>> {
-        let assignment = self.assignment_ids.get(entry.slot() as usize)?;
-        let group = match group {
+    // What a [`Grant`] reports, read when asked. An entry's slot, role,
+    // group and scope are those of an assignment the index holds (entries
+    // leave with their assignment), so the fallbacks are never taken.
+
+    pub(super) fn assignment_id(&self, entry: &GrantEntry) -> &str {
+        self.assignment_ids.get(entry.slot() as usize).map_or("", |id| id)
+    }
+
+    pub(super) fn role_name(&self, entry: &GrantEntry) -> &str {
+        self.role_names.get(entry.role as usize).map_or("", String::as_str)
+    }
+
+    pub(super) fn group_name(&self, entry: &GrantEntry) -> Option<&str> {
+        match entry.group {
             DIRECT => None,
-            group => Some(self.groups.get(group)?.name.as_str()),
-        };
-        let scope = match entry.scope {
+            group => self.groups.get(group).map(|g| g.name.as_str()),
+        }
+    }
+
+    pub(super) fn scope_of(&self, entry: &GrantEntry) -> &Scope {
+        match entry.scope {
             ORGANIZATION => &Scope::Organization,
-            workspace => self.workspaces.get(workspace as usize - 1)?,
-        };
-        Some(Grant {
-            assignment,
-            role: self.role_names.get(entry.role as usize)?,
-            group,
-            scope,
-            expires_at: self.expiry(entry),
-        })
+            workspace => self.workspaces.get(workspace as usize - 1).unwrap_or(&Scope::Organization),
+        }
     }
 }
 

@@ -21,7 +21,7 @@ const MAY_EXPIRE: u32 = 1 << 31;
 /// here (it would make the entry half as big again): an entry only says
 /// whether there is one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct GrantEntry {
+pub(in crate::authz) struct GrantEntry {
     pub(super) scope: ScopeId,
     pub(super) role: RoleId,
     /// The assignment's slot, and [`MAY_EXPIRE`].

@@ -211,13 +211,13 @@ fn assert_grant_describes(
     grant: &Grant<'_>,
     principal: &Principal,
 ) -> Result<(), TestCaseError> {
-    let assignment = tenant.assignments.get(grant.assignment);
+    let assignment = tenant.assignments.get(grant.assignment());
     let assignment =
-        assignment.ok_or_else(|| TestCaseError::fail(format!("no assignment {}", grant.assignment)))?;
-    prop_assert_eq!(grant.role, assignment.role.as_str());
-    prop_assert_eq!(grant.scope, &assignment.scope);
-    prop_assert_eq!(grant.expires_at, assignment.expires_at);
-    prop_assert_eq!(naive_reaches(tenant, assignment, principal), Some(grant.group));
+        assignment.ok_or_else(|| TestCaseError::fail(format!("no assignment {}", grant.assignment())))?;
+    prop_assert_eq!(grant.role(), assignment.role.as_str());
+    prop_assert_eq!(grant.scope(), &assignment.scope);
+    prop_assert_eq!(grant.expires_at(), assignment.expires_at);
+    prop_assert_eq!(naive_reaches(tenant, assignment, principal), Some(grant.group()));
     Ok(())
 }
 
@@ -243,14 +243,14 @@ fn assert_check_agrees(
     let (in_force, expired): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|a| naive_in_force(a, now));
     match decision {
         Decision::Allowed(grant) => {
-            prop_assert!(in_force.iter().any(|a| a.id == grant.assignment), "{}", context);
+            prop_assert!(in_force.iter().any(|a| a.id == grant.assignment()), "{}", context);
             assert_grant_describes(tenant, &grant, principal)?;
         }
         Decision::Denied(Denial::OnlyExpiredAssignments(grant)) => {
             prop_assert!(in_force.is_empty(), "{}", context);
-            prop_assert!(expired.iter().any(|a| a.id == grant.assignment), "{}", context);
+            prop_assert!(expired.iter().any(|a| a.id == grant.assignment()), "{}", context);
             let last = expired.iter().filter_map(|a| a.expires_at).max();
-            prop_assert_eq!(grant.expires_at, last, "{}", context);
+            prop_assert_eq!(grant.expires_at(), last, "{}", context);
             assert_grant_describes(tenant, &grant, principal)?;
         }
         Decision::Denied(Denial::NoMatchingAssignment) => {

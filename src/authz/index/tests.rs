@@ -47,14 +47,8 @@ fn direct_assignment_grants_the_role_and_names_the_assignment() {
 
     let grant = granted(index.check(&Principal::user("ada"), "journeys.edit", &Scope::Organization, NOW));
     assert_eq!(
-        grant,
-        Grant {
-            assignment: "ra-1",
-            role: "editor",
-            group: None,
-            scope: &Scope::Organization,
-            expires_at: None
-        }
+        (grant.assignment(), grant.role(), grant.group(), grant.scope(), grant.expires_at()),
+        ("ra-1", "editor", None, &Scope::Organization, None)
     );
     let denied = index.check(&Principal::user("ada"), "journeys.publish", &Scope::Organization, NOW);
     assert_eq!(denial(denied), Denial::NoMatchingAssignment);
@@ -77,10 +71,10 @@ fn group_assignment_reaches_members_and_names_the_group() {
     index.set_group_members("Engineering", ["ada".to_owned(), "bob".to_owned()]);
 
     let grant = granted(index.check(&Principal::user("bob"), "data.export", &workspace("w1"), NOW));
-    assert_eq!((grant.assignment, grant.group), ("ra-eng", Some("Engineering")));
+    assert_eq!((grant.assignment(), grant.group()), ("ra-eng", Some("Engineering")));
     // The group itself, asked about directly, holds its own assignment.
     let grant = granted(index.check(&Principal::group("Engineering"), "data.export", &workspace("w1"), NOW));
-    assert_eq!(grant.group, None);
+    assert_eq!(grant.group(), None);
     let outsider = index.check(&Principal::user("eve"), "data.export", &workspace("w1"), NOW);
     assert_eq!(denial(outsider), Denial::NoMatchingAssignment);
 }
@@ -107,7 +101,7 @@ fn organization_grant_applies_in_every_workspace() {
 
     for scope in [Scope::Organization, workspace("w1"), workspace("never-named")] {
         let grant = granted(index.check(&Principal::user("ada"), "journeys.view", &scope, NOW));
-        assert_eq!(grant.scope, &Scope::Organization, "in {scope}");
+        assert_eq!(grant.scope(), &Scope::Organization, "in {scope}");
     }
 }
 
@@ -118,7 +112,7 @@ fn workspace_grant_applies_in_that_workspace_only() {
     index.apply_assignment(mk_assignment("w1", Principal::user("ada"), "publisher", workspace("w1")));
 
     let grant = granted(index.check(&Principal::user("ada"), "journeys.publish", &workspace("w1"), NOW));
-    assert_eq!(grant.scope, &workspace("w1"));
+    assert_eq!(grant.scope(), &workspace("w1"));
     for scope in [Scope::Organization, workspace("w2")] {
         let denied = index.check(&Principal::user("ada"), "journeys.publish", &scope, NOW);
         assert_eq!(denial(denied), Denial::NoMatchingAssignment, "in {scope}");
@@ -134,7 +128,7 @@ fn included_roles_are_expanded() {
     index.apply_assignment(mk_assignment("ra", Principal::user("ada"), "admin", Scope::Organization));
 
     let grant = granted(index.check(&Principal::user("ada"), "c.three", &Scope::Organization, NOW));
-    assert_eq!(grant.role, "admin", "the assigned role is reported, not the included one");
+    assert_eq!(grant.role(), "admin", "the assigned role is reported, not the included one");
     let held = index.effective_permissions(&Principal::user("ada"), &Scope::Organization, NOW);
     assert_eq!(held, ["a.one", "b.two", "c.three"]);
 
@@ -217,10 +211,10 @@ fn expired_assignment_gives_nothing() {
     let ada = Principal::user("ada");
 
     // Still in force one second before `expires_at`.
-    assert_eq!(granted(index.check(&ada, "a.read", &Scope::Organization, NOW - 1)).assignment, "newer");
+    assert_eq!(granted(index.check(&ada, "a.read", &Scope::Organization, NOW - 1)).assignment(), "newer");
     match denial(index.check(&ada, "a.read", &Scope::Organization, NOW)) {
         Denial::OnlyExpiredAssignments(last) => {
-            assert_eq!((last.assignment, last.expires_at), ("newer", Some(NOW)))
+            assert_eq!((last.assignment(), last.expires_at()), ("newer", Some(NOW)))
         }
         other => panic!("expected only expired assignments, got {other}"),
     }
@@ -228,7 +222,7 @@ fn expired_assignment_gives_nothing() {
 
     // A permanent grant next to the expired ones is what answers.
     index.apply_assignment(mk_assignment("permanent", ada.clone(), "reader", Scope::Organization));
-    assert_eq!(granted(index.check(&ada, "a.read", &Scope::Organization, NOW)).assignment, "permanent");
+    assert_eq!(granted(index.check(&ada, "a.read", &Scope::Organization, NOW)).assignment(), "permanent");
 }
 
 #[test]
@@ -372,7 +366,7 @@ fn group_assignment_changed_after_members_joined_reaches_them() {
         scope,
         NOW,
     ) {
-        Decision::Allowed(grant) => Some((grant.assignment.to_owned(), grant.group.map(str::to_owned))),
+        Decision::Allowed(grant) => Some((grant.assignment().to_owned(), grant.group().map(str::to_owned))),
         Decision::Denied(_) => None,
     };
 
@@ -432,14 +426,14 @@ fn long_lists_survive_growth_moves_and_compaction() {
         for w in 0..23 {
             let decision = index.check(&ada, "a.read", &workspace(&format!("w{w}")), NOW);
             if w < kept {
-                assert_eq!(granted(decision).assignment, format!("ra-{u}-{w}"), "{user} in w{w}");
+                assert_eq!(granted(decision).assignment(), format!("ra-{u}-{w}"), "{user} in w{w}");
             } else {
                 assert_eq!(denial(decision), Denial::NoMatchingAssignment, "{user} in w{w}");
             }
         }
         let writes = index.check(&ada, "a.write", &Scope::Organization, NOW);
         if u % 3 == 0 && u % 2 == 1 {
-            assert_eq!(granted(writes).group, Some("writers"), "{user}");
+            assert_eq!(granted(writes).group(), Some("writers"), "{user}");
         } else {
             assert!(!writes.is_allowed(), "{user}");
         }

@@ -72,10 +72,10 @@ pub async fn check(
             "reason": "Allowed",
             "explanation": decision.to_string(),
             "grant": {
-                "assignment": grant.assignment,
-                "role": grant.role,
-                "group": grant.group,
-                "workspace": match grant.scope { Scope::Workspace(w) => Some(w.as_str()), Scope::Organization => None },
+                "assignment": grant.assignment(),
+                "role": grant.role(),
+                "group": grant.group(),
+                "workspace": match grant.scope() { Scope::Workspace(w) => Some(w.as_str()), Scope::Organization => None },
             },
         }),
         Decision::Denied(denial) => json!({

@@ -192,8 +192,8 @@ fn roles(index: &IndexSnapshot, principal: &Principal, now: Timestamp) -> Vec<Ro
     let mut roles: Vec<RoleClaim> = Vec::new();
     for grant in index.index.assigned_roles(principal, now.as_second()) {
         let claim = RoleClaim {
-            name: grant.role.to_owned(),
-            scope: match grant.scope {
+            name: grant.role().to_owned(),
+            scope: match grant.scope() {
                 Scope::Organization => RoleScope::Organization,
                 Scope::Workspace(name) => RoleScope::Workspace(name.clone()),
             },

@@ -88,7 +88,7 @@ async fn holds_privileged_permission(
     let principal = principal_key(&Principal::user(user.user_name.clone()));
     let now = state.now().as_second();
     let scopes: BTreeSet<_> =
-        snapshot.index.assigned_roles(&principal, now).iter().map(|grant| grant.scope.clone()).collect();
+        snapshot.index.assigned_roles(&principal, now).iter().map(|grant| grant.scope().clone()).collect();
     Ok(scopes.iter().any(|scope| {
         snapshot
             .index
