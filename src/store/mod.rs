@@ -150,7 +150,16 @@ impl Store {
                         Ok(())
                     })
                 }),
-            (Backend::Postgres, _) => AnyPoolOptions::new().max_connections(8),
+            // sqlx already tests each connection as it goes back to the pool;
+            // a second test as it comes out would put one more round trip on
+            // every request's path (two per SCIM write). What that leaves is a
+            // connection dropped while idle: it fails the one query that meets
+            // it, and is closed on release. Idle connections are closed after a
+            // minute, before most firewalls and proxies drop them silently.
+            (Backend::Postgres, _) => AnyPoolOptions::new()
+                .max_connections(8)
+                .test_before_acquire(false)
+                .idle_timeout(Duration::from_secs(60)),
         }
         .acquire_timeout(Duration::from_secs(30));
 
