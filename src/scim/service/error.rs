@@ -145,6 +145,12 @@ impl IntoResponse for ScimError {
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"scim\""));
         }
+        // The rest of an oversized body is never read, so this connection
+        // cannot carry another request: say so, rather than leave the client
+        // to find it closed under its next one.
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response.extensions_mut().insert(AnsweredError(format!("{} {detail}", status.as_u16())));
         response
     }
