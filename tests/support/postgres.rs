@@ -1,7 +1,8 @@
 //! A real PostgreSQL server for store tests, started from the machine's
 //! `postgresql-15` binaries: `initdb` and `pg_ctl` run as the `postgres` user
 //! (initdb refuses root) in a temporary directory, on a free loopback port,
-//! with the unix socket in that directory and `fsync=off` for speed.
+//! with the unix socket in that directory and `fsync=off` for speed (unless
+//! `PORTCULLIS_PG_DURABLE=1`).
 //!
 //! [`Postgres::start`] gives a server owned by the caller, stopped on drop.
 //! [`Postgres::shared`] gives one server for the whole test binary; a watchdog
@@ -72,10 +73,11 @@ impl Postgres {
         // the server binds, so a failed start is retried on a new port.
         for attempt in 1..=3 {
             let port = free_port();
+            let unsafe_for_speed = " -c fsync=off -c synchronous_commit=off -c full_page_writes=off";
             let options = format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-                 -c full_page_writes=off -c max_connections=200",
-                path_str(&dir)
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200{}",
+                path_str(&dir),
+                if durable() { "" } else { unsafe_for_speed }
             );
             let started = as_postgres(&format!("{BIN}/pg_ctl"))
                 .args(["start", "--no-wait", "--pgdata", path_str(&data), "--log"])
@@ -185,6 +187,13 @@ impl Drop for Postgres {
 }
 
 static NEXT_SERVER: AtomicUsize = AtomicUsize::new(0);
+
+/// `PORTCULLIS_PG_DURABLE=1` keeps PostgreSQL's durable defaults (every
+/// commit flushed to disk): for benchmarks that want to know what a
+/// production server's commits cost. Tests leave it unset.
+fn durable() -> bool {
+    std::env::var_os("PORTCULLIS_PG_DURABLE").is_some_and(|v| v == "1")
+}
 
 fn as_postgres(program: &str) -> Command {
     let mut command = Command::new("runuser");
