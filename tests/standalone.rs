@@ -336,6 +336,13 @@ async fn standalone_serves_acme_follows_edits_and_keeps_state_across_restarts() 
         "a new client secret is shown on the run that made it"
     );
 
+    // The probes the operator's Deployments ask for, outside any authentication.
+    for (path, body) in [("/healthz", "ok\n"), ("/readyz", "ready\n")] {
+        let answer = http().get(format!("{}{path}", server.base)).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK, "{path}");
+        assert_eq!(answer.text().await.unwrap(), body, "{path}");
+    }
+
     // A client-credentials token for the CI client, as the access core sees it.
     let (status, body) = client_credentials(&server, &secret).await;
     assert_eq!(status, StatusCode::OK, "{body}");

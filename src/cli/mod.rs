@@ -2,6 +2,7 @@
 
 pub mod crds;
 pub mod operator;
+pub mod probes;
 pub mod process;
 pub mod scim_service;
 pub mod standalone;

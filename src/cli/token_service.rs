@@ -53,6 +53,7 @@ async fn serve(args: TokenServiceArgs) -> Result<(), String> {
         None => None,
     };
     let store = Store::connect(&database_url).await.map_err(|e| format!("connecting to the store: {e}"))?;
+    let probes = super::probes::router(store.clone());
     let state = TokenServiceState::new(TokenServiceConfig {
         store,
         public_base_url: args.public_base_url,
@@ -66,7 +67,7 @@ async fn serve(args: TokenServiceArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("binding {}: {e}", args.listen))?;
     tracing::info!(address = %args.listen, "token service listening");
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+    axum::serve(listener, router(state).merge(probes).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async {
             shutdown_signal().await;
             tracing::info!("finishing requests in flight");

@@ -106,7 +106,9 @@ pub async fn run(
     .await
     .map_err(|e| format!("starting the token service: {e}"))?;
     let scim = ScimState::new(store.clone(), &base_url);
-    let app = crate::token::service::router(token.clone()).merge(crate::scim::service::router(scim.clone()));
+    let app = crate::token::service::router(token.clone())
+        .merge(crate::scim::service::router(scim.clone()))
+        .merge(crate::cli::probes::router(store.clone()));
 
     banner::print_start(
         &base_url,

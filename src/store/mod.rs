@@ -203,6 +203,16 @@ impl Store {
         self.inner.pool.close().await;
     }
 
+    /// Whether the store answers a trivial query now: what a readiness
+    /// probe asks.
+    pub async fn check_reachable(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(self.pool())
+            .await
+            .map_err(error::query_error("answer a readiness probe"))?;
+        Ok(())
+    }
+
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.inner.pool
     }
