@@ -16,6 +16,7 @@ pub mod authz;
 pub mod cli;
 pub mod controller;
 pub mod manifests;
+pub mod probes;
 pub mod scim;
 pub mod standalone;
 pub mod store;

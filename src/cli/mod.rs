@@ -2,7 +2,6 @@
 
 pub mod crds;
 pub mod operator;
-pub mod probes;
 pub mod process;
 pub mod scim_service;
 pub mod standalone;

@@ -43,7 +43,7 @@ async fn serve(args: ScimServiceArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("binding {}: {e}", args.listen))?;
     tracing::info!(address = %args.listen, "SCIM service listening");
-    let probes = super::probes::router(store.clone());
+    let probes = crate::probes::router(store.clone());
     let state = ScimState::new(store, &args.public_base_url);
     let served = axum::serve(listener, router(state.clone()).merge(probes))
         .with_graceful_shutdown(async {

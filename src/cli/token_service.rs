@@ -53,7 +53,7 @@ async fn serve(args: TokenServiceArgs) -> Result<(), String> {
         None => None,
     };
     let store = Store::connect(&database_url).await.map_err(|e| format!("connecting to the store: {e}"))?;
-    let probes = super::probes::router(store.clone());
+    let probes = crate::probes::router(store.clone());
     let state = TokenServiceState::new(TokenServiceConfig {
         store,
         public_base_url: args.public_base_url,

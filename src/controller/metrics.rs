@@ -30,6 +30,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use super::Error;
+use crate::probes;
 use crate::store::ResourceKind;
 
 type Labels = Vec<(&'static str, String)>;
@@ -154,8 +155,8 @@ impl Metrics {
 pub fn router(metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/metrics", get(render_metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
+        .route(probes::LIVENESS, get(|| async { "ok\n" }))
+        .route(probes::READINESS, get(readyz))
         .with_state(metrics)
 }
 

@@ -23,6 +23,7 @@ use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 
 use super::{Error, FIELD_MANAGER, Result, labels};
+use crate::probes;
 
 /// The services the operator can run.
 pub const SERVICES: [&str; 2] = ["token-service", "scim-service"];
@@ -136,8 +137,8 @@ fn plan_service(settings: &WorkloadSettings, service: &str, replicas: i32) -> Se
             limits: Some(BTreeMap::from([("memory".to_owned(), Quantity(settings.memory_limit.clone()))])),
             ..ResourceRequirements::default()
         }),
-        readiness_probe: Some(probe("/readyz")),
-        liveness_probe: Some(probe("/healthz")),
+        readiness_probe: Some(probe(probes::READINESS)),
+        liveness_probe: Some(probe(probes::LIVENESS)),
         ..Container::default()
     };
     let deployment = Deployment {

@@ -108,7 +108,7 @@ pub async fn run(
     let scim = ScimState::new(store.clone(), &base_url);
     let app = crate::token::service::router(token.clone())
         .merge(crate::scim::service::router(scim.clone()))
-        .merge(crate::cli::probes::router(store.clone()));
+        .merge(crate::probes::router(store.clone()));
 
     banner::print_start(
         &base_url,

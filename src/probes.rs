@@ -1,9 +1,10 @@
-//! The health probes every serving process answers on its service port, as
-//! the Deployments the operator writes ask for them (`controller::workloads`):
+//! The health probes of the token and SCIM services, on their service port,
+//! at the paths the Deployments the operator writes ask for
+//! (`controller::workloads`; the operator's own probe port uses the same):
 //!
-//! - `/healthz`: the process answers. Liveness does not depend on the store:
+//! - [`LIVENESS`]: the process answers. Liveness does not depend on the store:
 //!   a database outage must not restart every replica at once.
-//! - `/readyz`: the store answers a trivial query within [`READY_WITHIN`];
+//! - [`READINESS`]: the store answers a trivial query within [`READY_WITHIN`];
 //!   otherwise 503, and the replica is taken out of its Service until it does.
 //!
 //! Served next to the service's own routes, outside its authentication.
@@ -16,6 +17,9 @@ use axum::http::StatusCode;
 use axum::routing::get;
 
 use crate::store::Store;
+
+pub const LIVENESS: &str = "/healthz";
+pub const READINESS: &str = "/readyz";
 
 /// Under the kubelet's default probe timeout (1 s), so a slow store reads
 /// as "not ready" rather than as a probe that timed out.
