@@ -725,7 +725,11 @@ async fn a_disabled_or_deleted_user_cannot_refresh(store: Store) {
     assert_eq!(body["error_description"], "The user is no longer active.");
 
     // Enabled again, the same token still works: the refusal rotated nothing.
+    // (Her roles come from the access index, which follows the store a
+    // moment behind: asked before it has caught up, it would still see her
+    // inactive and the token would carry no roles.)
     svc.store.set_user_active(ORG, &svc.alice_id, true).await.expect("enable alice");
+    svc.index_caught_up(ORG, DEADLINE).await;
     let (status, body) = refresh(&svc, &token0).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // What the refreshed tokens say about her comes with the refresh token.

@@ -306,6 +306,21 @@ pub fn assignment(
     }
 }
 
+impl TokenService {
+    /// Awaits the service's access index of `organization` reflecting every
+    /// change committed so far: the index follows the store a moment behind
+    /// (its change feed), while a request reads the user's row directly.
+    pub async fn index_caught_up(&self, organization: &str, deadline: std::time::Duration) {
+        let committed = self.store.current_seq().await.expect("the change sequence number");
+        let org = self.state.require_organization(organization).await.expect("the organization");
+        eventually("the access index reflects the last commit", deadline, || async {
+            let snapshot = self.state.access_index(&org).await.expect("the access index");
+            (snapshot.seq >= committed).then_some(())
+        })
+        .await;
+    }
+}
+
 /// A client with plain HTTP only, no redirects followed.
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("an HTTP client")
