@@ -20,9 +20,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use portcullis::secret::SecretString;
 use portcullis::store::{
-    DesiredStateStore as _, NewUser, OAuthClientRecord, ObjectMeta, OrganizationRecord, SecretString, Store,
-    UserSource, UserStore as _,
+    DesiredStateStore as _, NewUser, OAuthClientRecord, ObjectMeta, OrganizationRecord, Store, UserSource,
+    UserStore as _,
 };
 use portcullis::token::keys::{Algorithm, KeyMeta, SigningKey};
 use portcullis::token::password::PasswordHasher;

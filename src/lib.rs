@@ -1,23 +1,35 @@
 //! Portcullis: identity and access management for Kubernetes, driven by CRDs.
 //!
-//! ```text
-//! manifests (Git) ──► api (CRD types) ──► validation (cross-resource checks)
-//!                                           │
-//!                                           ▼
-//!                                  authz (access resolution, pure)
-//! ```
+//! The crate in layers; a module imports only from its own layer or below.
 //!
-//! `main.rs` only parses arguments and calls one subcommand in [`cli`].
+//! ```text
+//!  cli                      one subcommand each; main.rs only parses arguments
+//!   │
+//!  standalone               the whole product in one process, a folder instead of the API server
+//!   │
+//!  controller   token::service   scim::service      the operator and the two HTTP services
+//!   │               │               │               (none imports another; probes: their health routes)
+//!  resources ───────┴───────────────┘               what the CRDs become: store records, generated
+//!   │                                               secrets' names, signing keys
+//!  store                    every SQL statement: desired state, identities, grants, sessions,
+//!   │                       the change feed and the index follower
+//!  authz  validation  manifests  token (jwt, keys, claims, pkce, password, refresh, totp, throttle)
+//!   │                       pure: access resolution, cross-resource checks, protocol cores
+//!  api  secret  error_chain  (+ the portcullis-scim crate: the SCIM protocol core)
+//!                           CRD types, and the primitives everything shares
+//! ```
 #![forbid(unsafe_code)]
 
-pub mod admin;
 pub mod api;
 pub mod authz;
 pub mod cli;
 pub mod controller;
+pub mod error_chain;
 pub mod manifests;
 pub mod probes;
+pub mod resources;
 pub mod scim;
+pub mod secret;
 pub mod standalone;
 pub mod store;
 pub mod token;

@@ -372,7 +372,7 @@ fn the_operator_reconciles_acme_follows_changes_and_honours_legal_hold() {
     // Of the SCIM token only its hash is stored, and that hash identifies okta.
     let scim_token =
         cp.kubectl_ok(&["get", "secret", "okta-scim-token", "-n", "acme", "-o", "jsonpath={.data.token}"]);
-    let scim_hash = portcullis::controller::secrets::hash_secret(&decode_base64(&scim_token));
+    let scim_hash = portcullis::secret::SecretHash::of(&decode_base64(&scim_token)).to_string();
     let provider = store
         .runtime
         .block_on(store.store.scim_provider_for_token("acme", &scim_hash))

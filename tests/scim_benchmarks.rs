@@ -79,7 +79,7 @@ async fn scim_with_100k_users_on_postgres() {
         })
         .await
         .unwrap();
-    let hash = portcullis::controller::secrets::hash_secret(TOKEN);
+    let hash = portcullis::secret::SecretHash::of(TOKEN).to_string();
     assert!(store.set_scim_token_hash("acme", "okta", Some(&hash)).await.unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -71,7 +71,7 @@ async fn postgres_store() -> Store {
 }
 
 fn hash(token: &str) -> String {
-    portcullis::controller::secrets::hash_secret(token)
+    portcullis::secret::SecretHash::of(token).to_string()
 }
 
 fn organization(namespace: &str, name: &str, mode: &str) -> OrganizationRecord {
@@ -759,7 +759,6 @@ async fn sync_health_counts_requests_errors_and_provisioned_resources(service: S
 
 async fn a_membership_added_over_scim_grants_the_group_role(service: Service) {
     use portcullis::authz::{Principal, Scope};
-    use portcullis::store::follow::principal_key;
 
     let mut acme = organization("acme", "acme", "scim");
     acme.meta.generation = 2;
@@ -795,7 +794,7 @@ async fn a_membership_added_over_scim_grants_the_group_role(service: Service) {
     let created = service.acme(Method::POST, "/Groups", Some(&fixture("okta_create_group", &[]))).await;
     let gid = created.expect(StatusCode::CREATED).body["id"].as_str().unwrap().to_owned();
     let allows = |snapshot: &IndexSnapshot| {
-        let principal = principal_key(&Principal::user("hal@acme.example"));
+        let principal = Principal::user("hal@acme.example");
         snapshot.index.check(&principal, "journeys.publish", &Scope::Organization, 0).is_allowed()
     };
     assert!(!allows(&follower.current()));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis::authz::{Principal, Scope};
-use portcullis::store::follow::principal_key;
+use portcullis::secret::SecretString;
 use portcullis::store::*;
 
 const ORG: &str = "acme";
@@ -146,7 +146,7 @@ async fn snapshot_at(follower: &IndexFollower, seq: i64) -> Arc<IndexSnapshot> {
 }
 
 fn allows(snapshot: &Arc<IndexSnapshot>, user: &str, permission: &str) -> bool {
-    let principal = principal_key(&Principal::user(user));
+    let principal = Principal::user(user);
     snapshot.index.check(&principal, permission, &Scope::Organization, 0).is_allowed()
 }
 

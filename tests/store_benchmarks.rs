@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use portcullis::authz::{Principal, Scope};
-use portcullis::store::follow::principal_key;
 use portcullis::store::*;
 
 const ORG: &str = "bench";
@@ -210,7 +209,7 @@ fn now_s() -> i64 {
 }
 
 fn allows(snapshot: &IndexSnapshot, user: &str, permission: &str, scope: &Scope) -> bool {
-    let principal = principal_key(&Principal::user(user));
+    let principal = Principal::user(user);
     snapshot.index.check(&principal, permission, scope, now_s()).is_allowed()
 }
 

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use portcullis::secret::SecretString;
 use portcullis::store::{
     DesiredStateStore as _, Email, MfaFactor, NewUser, OAuthClientRecord, ObjectMeta, OrganizationRecord,
-    SecretString, Store, UserSource, UserStore as _,
+    Store, UserSource, UserStore as _,
 };
 use portcullis::token::keys::{Algorithm, KeyMeta, SigningKey};
 use portcullis::token::password::PasswordHasher;

@@ -21,9 +21,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portcullis::secret::SecretString;
 use portcullis::store::{
-    DesiredStateStore as _, Email, NewUser, OAuthClientRecord, ObjectMeta, OrganizationRecord, SecretString,
-    Store, UserSource, UserStore as _,
+    DesiredStateStore as _, Email, NewUser, OAuthClientRecord, ObjectMeta, OrganizationRecord, Store,
+    UserSource, UserStore as _,
 };
 use portcullis::token::keys::{Algorithm, KeyMeta, SigningKey};
 use portcullis::token::password::PasswordHasher;

@@ -19,11 +19,10 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use portcullis::api::{OAuthClient, OAuthClientSpec, RoleAssignment, RoleAssignmentSpec};
-use portcullis::controller;
 use portcullis::manifests::{self, Resource};
-use portcullis::store::{
-    DesiredStateStore as _, NewUser, ObjectMeta, SecretString, Store, UserSource, UserStore as _,
-};
+use portcullis::resources::ToRecord as _;
+use portcullis::secret::SecretString;
+use portcullis::store::{DesiredStateStore as _, NewUser, ObjectMeta, Store, UserSource, UserStore as _};
 use portcullis::token::keys::{Algorithm, KeyMeta, SigningKey};
 use portcullis::token::service::grants::{self, NewAuthorizationCode};
 use portcullis::token::service::keys::{KeyDirectory, write_key_dir};
@@ -218,23 +217,15 @@ async fn seed(store: &Store) -> Result<(), String> {
             )
         };
         let applied = match resource {
-            Resource::Organization(o) => {
-                store.apply(&controller::organization::record(o, meta(&o.metadata))).await
-            }
-            Resource::Role(o) => store.apply(&controller::role::record(o, meta(&o.metadata))).await,
-            Resource::RoleAssignment(o) => {
-                store.apply(&controller::role_assignment::record(o, meta(&o.metadata))).await
-            }
-            Resource::IdentityProvider(o) => {
-                store.apply(&controller::identity_provider::record(o, meta(&o.metadata))).await
-            }
-            Resource::OAuthClient(o) => {
-                store.apply(&controller::oauth_client::record(o, meta(&o.metadata))).await
-            }
+            Resource::Organization(o) => store.apply(&o.to_record(meta(&o.metadata))).await,
+            Resource::Role(o) => store.apply(&o.to_record(meta(&o.metadata))).await,
+            Resource::RoleAssignment(o) => store.apply(&o.to_record(meta(&o.metadata))).await,
+            Resource::IdentityProvider(o) => store.apply(&o.to_record(meta(&o.metadata))).await,
+            Resource::OAuthClient(o) => store.apply(&o.to_record(meta(&o.metadata))).await,
         };
         applied.map_err(|e| format!("seed the store: {e}"))?;
     }
-    let hash = SecretString::new(controller::secrets::hash_secret(CLIENT_SECRET));
+    let hash = SecretString::new(portcullis::secret::SecretHash::of(CLIENT_SECRET).to_string());
     store
         .set_oauth_client_secret_hash(NAMESPACE, CLIENT_ID, Some(&hash))
         .await

@@ -303,14 +303,12 @@ pub struct TokenPolicy {
     /// Lifetime of access tokens (a duration such as `15m`). Keep it short:
     /// access tokens are not looked up when used.
     #[serde(default = "default_access_token_lifetime")]
-    #[schemars(regex(pattern = DURATION_PATTERN), length(max = 32))]
-    pub access_token_lifetime: String,
+    pub access_token_lifetime: GoDuration,
 
     /// Lifetime of a refresh token family from the original sign-in (for
     /// example `720h`). Rotation never extends it.
     #[serde(default = "default_refresh_token_lifetime")]
-    #[schemars(regex(pattern = DURATION_PATTERN), length(max = 32))]
-    pub refresh_token_lifetime: String,
+    pub refresh_token_lifetime: GoDuration,
 
     /// Algorithm used to sign access and ID tokens.
     #[serde(default)]
@@ -332,12 +330,12 @@ impl Default for TokenPolicy {
     }
 }
 
-fn default_access_token_lifetime() -> String {
-    "15m".to_owned()
+fn default_access_token_lifetime() -> GoDuration {
+    GoDuration::new("15m")
 }
 
-fn default_refresh_token_lifetime() -> String {
-    "720h".to_owned()
+fn default_refresh_token_lifetime() -> GoDuration {
+    GoDuration::new("720h")
 }
 
 /// Token signing algorithm (RFC 7518 / RFC 8037 names).
@@ -367,15 +365,13 @@ pub struct KeyRotation {
     /// How long a key signs new tokens before the next one takes over (for
     /// example `720h`).
     #[serde(default = "default_rotation_period")]
-    #[schemars(regex(pattern = DURATION_PATTERN), length(max = 32))]
-    pub period: String,
+    pub period: GoDuration,
 
     /// How long a key is published before it signs (state `next`) and after it
     /// stops signing (state `retiring`), so that no valid token stops verifying.
     /// Must be at least the access token lifetime.
     #[serde(default = "default_rotation_overlap")]
-    #[schemars(regex(pattern = DURATION_PATTERN), length(max = 32))]
-    pub overlap: String,
+    pub overlap: GoDuration,
 }
 
 impl Default for KeyRotation {
@@ -384,12 +380,12 @@ impl Default for KeyRotation {
     }
 }
 
-fn default_rotation_period() -> String {
-    "720h".to_owned()
+fn default_rotation_period() -> GoDuration {
+    GoDuration::new("720h")
 }
 
-fn default_rotation_overlap() -> String {
-    "24h".to_owned()
+fn default_rotation_overlap() -> GoDuration {
+    GoDuration::new("24h")
 }
 
 fn default_true() -> bool {

@@ -30,6 +30,7 @@
 //! id and names then, from compact side tables).
 //! Names are hashed with foldhash (seeded per process), not SipHash.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -57,9 +58,31 @@ pub enum PrincipalKind {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Principal {
     pub kind: PrincipalKind,
-    /// The user's userName, the group's display name or the client's name,
-    /// compared exactly (normalising case is the caller's business).
+    /// The user's userName, the group's display name or the client's name.
+    /// The index compares user and group names without regard to case
+    /// ([`name_key`]), client names exactly.
     pub name: String,
+}
+
+/// The key of a userName or group display name: compared without regard to
+/// case (RFC 7643 §4.1.1, §4.2: `caseExact: false`). The index applies it to
+/// every name it is given, so no caller has to; the store keys its unique
+/// names by it too.
+pub fn name_key(name: &str) -> Cow<'_, str> {
+    if name.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(name.to_lowercase())
+    }
+}
+
+/// The name a principal is keyed by: [`name_key`] for users and groups,
+/// exact for clients.
+fn principal_key(principal: &Principal) -> Cow<'_, str> {
+    match principal.kind {
+        PrincipalKind::Client => Cow::Borrowed(&principal.name),
+        PrincipalKind::User | PrincipalKind::Group => name_key(&principal.name),
+    }
 }
 
 impl Principal {
@@ -171,7 +194,10 @@ struct UserEntry {
 
 #[derive(Debug)]
 struct GroupEntry {
+    /// Its key ([`name_key`]).
     name: String,
+    /// As first named, for explanations.
+    display_name: String,
     members: HashSet<String>,
     grants: Grants,
 }
@@ -272,7 +298,11 @@ impl AccessIndex {
     // for a group's. ===
 
     /// Adds an assignment, or replaces the one with the same id.
-    pub fn apply_assignment(&mut self, assignment: Assignment) {
+    pub fn apply_assignment(&mut self, mut assignment: Assignment) {
+        let display_name = match principal_key(&assignment.principal) {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(key) => Some(std::mem::replace(&mut assignment.principal.name, key)),
+        };
         let current = self.assignment_slots.get(&assignment.id).and_then(|&slot| self.assignments.get(slot));
         if current == Some(&assignment) {
             return;
@@ -303,7 +333,7 @@ impl AccessIndex {
             }
             PrincipalKind::Client => self.clients.entry(name).or_default().insert(entry),
             PrincipalKind::Group => {
-                let group = self.group_id(&name);
+                let group = self.group_id(&name, display_name.as_deref().unwrap_or(&name));
                 let Some(group_entry) = self.groups.get_mut(group) else { return };
                 for member in &group_entry.members {
                     if let Some(user) = self.users.get_mut(member.as_str()) {
@@ -373,6 +403,8 @@ impl AccessIndex {
 
     /// Sets a user's status. An inactive user gets nothing, even through groups.
     pub fn apply_user(&mut self, user_name: &str, active: bool) {
+        let user_name = name_key(user_name);
+        let user_name = user_name.as_ref();
         match self.users.get_mut(user_name) {
             Some(user) => user.active = Some(active),
             None => {
@@ -384,6 +416,8 @@ impl AccessIndex {
     /// Forgets a user's status and takes it out of every group. Assignments
     /// naming it are kept, as for any principal that does not exist yet.
     pub fn delete_user(&mut self, user_name: &str) {
+        let user_name = name_key(user_name);
+        let user_name = user_name.as_ref();
         let Some(user) = self.users.get_mut(user_name) else { return };
         user.active = None;
         self.user_grants.retain(&mut user.grants, |entry| entry.group == DIRECT);
@@ -399,8 +433,17 @@ impl AccessIndex {
 
     /// Replaces a group's members (userNames).
     pub fn set_group_members(&mut self, group_name: &str, members: impl IntoIterator<Item = String>) {
-        let wanted: HashSet<String> = members.into_iter().collect();
-        let group = self.group_id(group_name);
+        let display_name = group_name;
+        let group_name = name_key(group_name);
+        let group_name = group_name.as_ref();
+        let wanted: HashSet<String> = members
+            .into_iter()
+            .map(|member| match name_key(&member) {
+                Cow::Borrowed(_) => member,
+                Cow::Owned(key) => key,
+            })
+            .collect();
+        let group = self.group_id(group_name, display_name);
         let Some(entry) = self.groups.get_mut(group) else { return };
         let current = std::mem::take(&mut entry.members);
         for user in current.difference(&wanted) {
@@ -417,7 +460,10 @@ impl AccessIndex {
     }
 
     pub fn add_member(&mut self, group_name: &str, user_name: &str) {
-        let group = self.group_id(group_name);
+        let display_name = group_name;
+        let (group_name, user_name) = (name_key(group_name), name_key(user_name));
+        let (group_name, user_name) = (group_name.as_ref(), user_name.as_ref());
+        let group = self.group_id(group_name, display_name);
         let Some(entry) = self.groups.get_mut(group) else { return };
         if entry.members.insert(user_name.to_owned()) {
             self.link_member(group, user_name);
@@ -426,6 +472,8 @@ impl AccessIndex {
     }
 
     pub fn remove_member(&mut self, group_name: &str, user_name: &str) {
+        let (group_name, user_name) = (name_key(group_name), name_key(user_name));
+        let (group_name, user_name) = (group_name.as_ref(), user_name.as_ref());
         let Some(&group) = self.group_ids.get(group_name) else { return };
         if self.groups.get_mut(group).is_some_and(|entry| entry.members.remove(user_name)) {
             self.unlink_member(group, user_name);
@@ -437,6 +485,8 @@ impl AccessIndex {
     /// Empties a group. Assignments naming it are kept, as for any principal
     /// that does not exist yet.
     pub fn delete_group(&mut self, group_name: &str) {
+        let group_name = name_key(group_name);
+        let group_name = group_name.as_ref();
         if self.group_ids.contains_key(group_name) {
             self.set_group_members(group_name, []);
         }
@@ -473,12 +523,14 @@ impl AccessIndex {
         }
     }
 
-    fn group_id(&mut self, name: &str) -> GroupId {
+    /// The group keyed `name`, made if new; `display_name` is how it was named.
+    fn group_id(&mut self, name: &str, display_name: &str) -> GroupId {
         if let Some(&group) = self.group_ids.get(name) {
             return group;
         }
         let group = self.groups.insert(GroupEntry {
             name: name.to_owned(),
+            display_name: display_name.to_owned(),
             members: HashSet::default(),
             grants: Grants::default(),
         });
@@ -575,7 +627,7 @@ impl AccessIndex {
         let Some([own, _]) = self.grant_sources(principal) else { return Vec::new() };
         let groups = match principal.kind {
             PrincipalKind::User => {
-                self.user_groups.get(principal.name.as_str()).map_or(&[][..], Vec::as_slice)
+                self.user_groups.get(principal_key(principal).as_ref()).map_or(&[][..], Vec::as_slice)
             }
             PrincipalKind::Group | PrincipalKind::Client => &[],
         };
@@ -593,7 +645,8 @@ impl AccessIndex {
     /// The assignment lists that apply to `principal`, its own first; `None`
     /// if the principal is an inactive user.
     fn grant_sources(&self, principal: &Principal) -> Option<[&[GrantEntry]; 2]> {
-        let name = principal.name.as_str();
+        let name = principal_key(principal);
+        let name = name.as_ref();
         let own = match principal.kind {
             PrincipalKind::User => match self.users.get(name) {
                 Some(UserEntry { active: Some(false), .. }) => return None,
@@ -645,7 +698,7 @@ impl AccessIndex {
     pub(super) fn group_name(&self, entry: &GrantEntry) -> Option<&str> {
         match entry.group {
             DIRECT => None,
-            group => self.groups.get(group).map(|g| g.name.as_str()),
+            group => self.groups.get(group).map(|g| g.display_name.as_str()),
         }
     }
 

@@ -9,9 +9,9 @@ use clap::Args;
 
 use super::process::{DatabaseArgs, block_on, init_logging, shutdown_signal};
 use crate::controller::leader::LeaseConfig;
-use crate::controller::reconcile::error_chain;
 use crate::controller::workloads::WorkloadSettings;
 use crate::controller::{OperatorConfig, Settings};
+use crate::error_chain::error_chain;
 
 /// Flags of `portcullis operator`. Each has an environment variable; the
 /// database URL also a `_FILE` form (a mounted Secret).

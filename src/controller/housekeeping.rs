@@ -12,7 +12,8 @@ use std::time::Duration;
 use jiff::SignedDuration;
 use tracing::{info, warn};
 
-use super::reconcile::{Context, error_chain};
+use super::reconcile::Context;
+use crate::error_chain::error_chain;
 use crate::store::{ChangeFeed, DesiredStateStore};
 
 pub const CHANGE_LOG_RETENTION: SignedDuration = SignedDuration::from_hours(1);

@@ -14,12 +14,12 @@ use super::secrets;
 use super::tenants::Stores;
 use super::triggers::{self, Triggers};
 use super::{Error, Result};
-use crate::api::{
-    CommonStatus, IdentityProvider, IdentityProviderStatus, IdentityProviderType, ScimSyncStatus,
-};
-use crate::store::{
-    DesiredStateStore, IdentityProviderRecord, ObjectMeta, ResourceKind, ScimStore, ScimSyncHealth,
-};
+use crate::api::{CommonStatus, IdentityProvider, IdentityProviderStatus, ScimSyncStatus};
+use crate::error_chain::error_chain;
+use crate::resources::ToRecord as _;
+use crate::resources::secrets::{SCIM_TOKEN_COMPONENT, SCIM_TOKEN_KEY, scim_token_secret_name};
+use crate::secret::SecretHash;
+use crate::store::{DesiredStateStore, IdentityProviderRecord, ResourceKind, ScimStore, ScimSyncHealth};
 
 /// Specific conditions of an IdentityProvider.
 pub const CONDITION_TYPES: &[&str] = &[
@@ -28,11 +28,6 @@ pub const CONDITION_TYPES: &[&str] = &[
     conditions::REFERENCES_RESOLVED,
     conditions::WORKSPACE_VALID,
 ];
-
-/// Component label of the SCIM token Secret.
-pub const SCIM_TOKEN_COMPONENT: &str = "scim-token";
-/// Key of the bearer token in its Secret.
-pub const SCIM_TOKEN_KEY: &str = "token";
 
 impl Kind for IdentityProvider {
     type Status = IdentityProviderStatus;
@@ -59,30 +54,9 @@ impl Kind for IdentityProvider {
     fn on_relist(_triggers: &Triggers) {}
 }
 
-/// The store's record of an IdentityProvider.
-pub fn record(idp: &IdentityProvider, meta: ObjectMeta) -> IdentityProviderRecord {
-    IdentityProviderRecord {
-        meta,
-        protocol: match idp.spec.protocol {
-            IdentityProviderType::Oidc => "oidc",
-            IdentityProviderType::Saml => "saml",
-        }
-        .to_owned(),
-        stage: format!("{:?}", idp.spec.rollout.stage),
-        email_domains: idp.spec.email_domains.clone(),
-        scim_enabled: idp.spec.scim.enabled,
-        spec_json: serde_json::to_string(&idp.spec).unwrap_or_default(),
-    }
-}
-
 /// Where this provider's SCIM client sends its requests.
 pub fn scim_endpoint(base: &str, namespace: &str, name: &str) -> String {
     format!("{}/scim/v2/{namespace}/{name}", base.trim_end_matches('/'))
-}
-
-/// Name of the Secret with an IdentityProvider's SCIM bearer token.
-pub fn scim_token_secret_name(idp: &str) -> String {
-    format!("{idp}-scim-token")
 }
 
 impl Reconciler for IdentityProvider {
@@ -90,7 +64,7 @@ impl Reconciler for IdentityProvider {
         let (namespace, name) = names(self)?;
         let view = ctx.tenants.view(&namespace, &ctx.stores).await;
         let mut report = Report::from_findings(CONDITION_TYPES, view.findings("IdentityProvider", &name));
-        let mut error = reconcile::store_record(ctx, &record(self, store_meta(self)?), &mut report).await;
+        let mut error = reconcile::store_record(ctx, &self.to_record(store_meta(self)?), &mut report).await;
 
         let secret_name = scim_token_secret_name(&name);
         let (scim_endpoint, scim_token_secret_name) = if self.spec.scim.enabled {
@@ -99,7 +73,7 @@ impl Reconciler for IdentityProvider {
             {
                 Ok((token, created)) => {
                     // The SCIM service compares presented tokens with this hash.
-                    let hash = secrets::hash_secret(&token);
+                    let hash = SecretHash::of(&token).to_string();
                     match set_token_hash(ctx, &namespace, &name, Some(&hash)).await {
                         Ok(()) => {
                             report.set(Desired::new(conditions::SECRET_READY, true, "TokenGenerated", ""))
@@ -109,7 +83,7 @@ impl Reconciler for IdentityProvider {
                                 conditions::SECRET_READY,
                                 false,
                                 "StoreUnavailable",
-                                reconcile::error_chain(&e),
+                                error_chain(&e),
                             ));
                             error = error.or(Some(e));
                         }
@@ -130,7 +104,7 @@ impl Reconciler for IdentityProvider {
                         conditions::SECRET_READY,
                         false,
                         "SecretNotWritten",
-                        reconcile::error_chain(&e),
+                        error_chain(&e),
                     ));
                     error = error.or(Some(e));
                 }

@@ -220,7 +220,6 @@ async fn mock_harness() -> Harness {
         settings: Settings::default(),
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
         clock: Arc::new(|| jiff::Timestamp::from_second(NOW).unwrap_or_default()),
-        rng: ring::rand::SystemRandom::new(),
     };
     Harness {
         ctx: Arc::new(ctx),
@@ -347,7 +346,7 @@ async fn deletion_without_legal_hold_cleans_the_store_then_removes_the_finalizer
     let mut harness = mock_harness().await;
     let org = organization().with_finalizer().being_deleted();
     harness.writers.organization(&org);
-    let record = super::organization::record(&org, ObjectMeta::new("org-uid", "acme", "acme", 1));
+    let record = crate::resources::ToRecord::to_record(&org, ObjectMeta::new("org-uid", "acme", "acme", 1));
     harness.ctx.store.apply(&record).await.expect("seed the store");
     let (result, bodies, store) = run::<Organization>(
         harness,
@@ -379,7 +378,7 @@ async fn deletion_under_legal_hold_keeps_the_finalizer_and_the_data_and_says_why
     let mut harness = mock_harness().await;
     let org = organization().with_legal_hold().with_finalizer().being_deleted();
     harness.writers.organization(&org);
-    let record = super::organization::record(&org, ObjectMeta::new("org-uid", "acme", "acme", 1));
+    let record = crate::resources::ToRecord::to_record(&org, ObjectMeta::new("org-uid", "acme", "acme", 1));
     harness.ctx.store.apply(&record).await.expect("seed the store");
     let (result, bodies, store) = run::<Organization>(
         harness,

@@ -30,7 +30,7 @@
 //! - [`housekeeping`]: pruning the store's change log and tombstones.
 //! - [`principals`]: assignments waiting for a user or group, woken by the change feed.
 //! - One module per kind with its pure `plan` and its side effects.
-//! - [`secrets`], [`signing_keys`]: owned Secrets and the signing-key rotation plan.
+//! - [`secrets`]: owned Secrets (names and signing keys from [`crate::resources`]).
 //! - [`workloads`]: the Deployments and Services of the two services.
 //! - [`leader`]: leader election with a `coordination.k8s.io` Lease.
 //! - [`metrics`]: Prometheus metrics and the health probes.
@@ -52,7 +52,6 @@ pub mod role;
 pub mod role_assignment;
 pub mod run;
 pub mod secrets;
-pub mod signing_keys;
 pub mod tenants;
 pub mod triggers;
 pub mod workloads;

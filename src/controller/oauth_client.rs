@@ -14,16 +14,15 @@ use super::secrets;
 use super::tenants::Stores;
 use super::triggers::{self, Triggers};
 use super::{Error, Result};
-use crate::api::{ClientType, CommonStatus, OAuthClient, OAuthClientStatus};
-use crate::store::{DesiredStateStore, OAuthClientRecord, ObjectMeta, ResourceKind, SecretString};
+use crate::api::{CommonStatus, OAuthClient, OAuthClientStatus};
+use crate::error_chain::error_chain;
+use crate::resources::ToRecord as _;
+use crate::resources::secrets::{CLIENT_SECRET_COMPONENT, generated_secret_name, secret_plan};
+use crate::secret::{SecretHash, SecretString};
+use crate::store::{DesiredStateStore, OAuthClientRecord, ResourceKind};
 
 /// Specific conditions of an OAuthClient.
 pub const CONDITION_TYPES: &[&str] = &[conditions::ORGANIZATION_FOUND];
-
-/// Component label of a generated client-secret Secret.
-pub const CLIENT_SECRET_COMPONENT: &str = "client-secret";
-/// Key of a generated client secret in its Secret (also `clientSecretRef`'s default key).
-pub const CLIENT_SECRET_KEY: &str = "client-secret";
 
 impl Kind for OAuthClient {
     type Status = OAuthClientStatus;
@@ -52,45 +51,12 @@ impl Kind for OAuthClient {
     }
 }
 
-/// The store's record of an OAuthClient (the secret hash is written apart).
-pub fn record(client: &OAuthClient, meta: ObjectMeta) -> OAuthClientRecord {
-    OAuthClientRecord {
-        meta,
-        client_type: match client.spec.client_type {
-            ClientType::Confidential => "confidential",
-            ClientType::Public => "public",
-        }
-        .to_owned(),
-        redirect_uris: client.spec.redirect_uris.iter().map(|u| u.0.clone()).collect(),
-        spec_json: serde_json::to_string(&client.spec).unwrap_or_default(),
-        secret_hash: None,
-    }
-}
-
-/// Name of the Secret the operator generates a client secret into.
-pub fn generated_secret_name(client: &str) -> String {
-    format!("{client}-client-secret")
-}
-
-/// Which Secret holds the client's secret, and whether the operator makes it.
-pub fn secret_plan(client: &OAuthClient, name: &str) -> Option<(String, String, bool)> {
-    match (&client.spec.client_type, &client.spec.client_secret_ref) {
-        (ClientType::Public, _) => None,
-        (ClientType::Confidential, Some(reference)) => {
-            Some((reference.name.clone(), reference.key.clone(), false))
-        }
-        (ClientType::Confidential, None) => {
-            Some((generated_secret_name(name), CLIENT_SECRET_KEY.to_owned(), true))
-        }
-    }
-}
-
 impl Reconciler for OAuthClient {
     async fn apply(&self, ctx: &Context) -> Result<Applied<OAuthClientStatus>> {
         let (namespace, name) = names(self)?;
         let view = ctx.tenants.view(&namespace, &ctx.stores).await;
         let mut report = Report::from_findings(CONDITION_TYPES, view.findings("OAuthClient", &name));
-        let mut error = reconcile::store_record(ctx, &record(self, store_meta(self)?), &mut report).await;
+        let mut error = reconcile::store_record(ctx, &self.to_record(store_meta(self)?), &mut report).await;
 
         let plan = secret_plan(self, &name);
         let mut wanted = Vec::new();
@@ -142,7 +108,7 @@ impl Reconciler for OAuthClient {
                         conditions::SECRET_READY,
                         false,
                         "SecretNotWritten",
-                        reconcile::error_chain(&e),
+                        error_chain(&e),
                     ));
                     error = error.or(Some(e));
                 }
@@ -168,7 +134,7 @@ impl Reconciler for OAuthClient {
 
 /// Writes the hash of the client secret, unless the store already has it.
 async fn store_secret_hash(ctx: &Context, namespace: &str, name: &str, value: &str) -> Result<()> {
-    let hash = SecretString::new(secrets::hash_secret(value));
+    let hash = SecretString::new(SecretHash::of(value).to_string());
     let read = |source| Error::StoreRead {
         what: "OAuth clients",
         namespace: namespace.to_owned(),

@@ -17,12 +17,14 @@ use tracing::info;
 use super::conditions::{self, Desired, Report};
 use super::reconcile::{self, Applied, Cleanup, Context, Kind, Reconciler, common_status, names, store_meta};
 use super::secrets;
-use super::signing_keys;
 use super::tenants::Stores;
 use super::triggers::{self, Triggers};
 use super::{Error, Result};
 use crate::api::{CommonStatus, Organization, OrganizationStatus};
-use crate::store::{DesiredStateStore, GroupStore, ObjectMeta, OrganizationRecord, ResourceKind, UserStore};
+use crate::error_chain::error_chain;
+use crate::resources::ToRecord as _;
+use crate::resources::signing_keys;
+use crate::store::{DesiredStateStore, GroupStore, OrganizationRecord, ResourceKind, UserStore};
 use crate::token::keys::{KeyError, KeySet, RotationPlan};
 use crate::validation::Reason;
 
@@ -62,17 +64,6 @@ impl Kind for Organization {
     }
 }
 
-/// The store's record of an Organization.
-pub fn record(org: &Organization, meta: ObjectMeta) -> OrganizationRecord {
-    OrganizationRecord {
-        meta,
-        display_name: org.spec.display_name.clone(),
-        catalog: org.spec.permissions.iter().map(|p| p.name.clone()).collect(),
-        workspaces: org.spec.workspaces.iter().map(|w| w.name.clone()).collect(),
-        spec_json: serde_json::to_string(&org.spec).unwrap_or_default(),
-    }
-}
-
 /// The OpenID issuer of an organization: `{base}/o/{name}`.
 pub fn issuer_url(base: &str, name: &str) -> String {
     format!("{}/o/{name}", base.trim_end_matches('/'))
@@ -94,7 +85,7 @@ impl Reconciler for Organization {
         let duplicate = findings.iter().any(|f| f.reason == Reason::DuplicateOrganization);
         let mut requeue = None;
         if !duplicate {
-            error = reconcile::store_record(ctx, &record(self, store_meta(self)?), &mut report).await;
+            error = reconcile::store_record(ctx, &self.to_record(store_meta(self)?), &mut report).await;
             if error.is_none() {
                 match reconcile_signing_keys(self, ctx, &namespace, &name, now).await {
                     Ok(next) => {
@@ -114,7 +105,7 @@ impl Reconciler for Organization {
                             conditions::SIGNING_KEYS_READY,
                             false,
                             "KeysNotWritten",
-                            reconcile::error_chain(&e),
+                            error_chain(&e),
                         ));
                         error = Some(e);
                     }
@@ -303,14 +294,6 @@ mod tests {
         org.metadata.namespace = Some("acme".into());
         org.metadata.generation = Some(4);
         org
-    }
-
-    #[test]
-    fn the_record_carries_catalog_and_workspaces() {
-        let record = record(&org(false), ObjectMeta::new("u", "acme", "acme", 4));
-        assert_eq!(record.catalog, ["journeys.view", "journeys.edit"]);
-        assert_eq!(record.workspaces, ["emea"]);
-        assert!(record.spec_json.contains("\"displayName\":\"Acme\""));
     }
 
     #[test]

@@ -19,9 +19,9 @@ use std::time::Duration;
 use kube::ResourceExt;
 use tracing::{debug, warn};
 
-use super::reconcile::error_chain;
 use super::triggers::Triggers;
 use crate::api::{PrincipalKind, RoleAssignment};
+use crate::error_chain::error_chain;
 use crate::store::{Change, ChangeEvent, ChangeFeed, ChangeSubscription, Store};
 
 /// Retry delay when the change feed cannot be subscribed to.

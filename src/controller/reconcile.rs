@@ -35,6 +35,7 @@ use super::triggers::Triggers;
 use super::workloads::WorkloadSettings;
 use super::{Error, FIELD_MANAGER, FINALIZER, Result};
 use crate::api::CommonStatus;
+use crate::error_chain::error_chain;
 use crate::store::{DesiredRecord, DesiredStateStore, ObjectMeta, ResourceKind, Store as StateStore};
 
 /// The clock, passed in so that plans are testable.
@@ -90,7 +91,6 @@ pub struct Context {
     pub settings: Settings,
     pub backoff: Backoff,
     pub clock: Clock,
-    pub rng: ring::rand::SystemRandom,
 }
 
 impl Context {
@@ -194,18 +194,6 @@ pub fn error_policy<K: Reconciler>(obj: Arc<K>, error: &Error, ctx: Arc<Context>
     let delay = ctx.backoff.failed(&key);
     warn!(object = %key, retry_in = ?delay, error = %error_chain(error), "reconcile failed");
     Action::requeue(delay)
-}
-
-/// An error with its sources, on one line.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 async fn reconcile_once<K: Reconciler>(obj: &Arc<K>, ctx: &Context) -> Result<Action> {

@@ -21,8 +21,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, info, warn};
 
 use super::Result;
-use super::reconcile::{Context, Kind, delete_record, error_chain};
+use super::reconcile::{Context, Kind, delete_record};
 use crate::api::{IdentityProvider, OAuthClient, Organization, Role, RoleAssignment};
+use crate::error_chain::error_chain;
 use crate::store::{
     AssignmentRecord, DesiredRecord, DesiredStateStore, IdentityProviderRecord, OAuthClientRecord,
     ObjectMeta, OrganizationRecord, ResourceKind, RoleRecord,

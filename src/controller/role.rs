@@ -12,8 +12,9 @@ use super::conditions::{self, Report};
 use super::reconcile::{self, Applied, Cleanup, Context, Kind, Reconciler, common_status, names, store_meta};
 use super::tenants::{Stores, TenantView};
 use super::triggers::{self, Triggers};
-use crate::api::{CommonStatus, IdentityProvider, Role, RoleAssignment, RoleScope, RoleStatus};
-use crate::store::{self, ObjectMeta, ResourceKind, RoleRecord};
+use crate::api::{CommonStatus, IdentityProvider, Role, RoleAssignment, RoleStatus};
+use crate::resources::ToRecord as _;
+use crate::store::{ResourceKind, RoleRecord};
 
 /// Specific conditions of a Role.
 pub const CONDITION_TYPES: &[&str] = &[
@@ -51,20 +52,6 @@ impl Kind for Role {
     }
 }
 
-/// The store's record of a Role.
-pub fn record(role: &Role, meta: ObjectMeta) -> RoleRecord {
-    RoleRecord {
-        meta,
-        scope: match role.spec.scope {
-            RoleScope::Organization => store::RoleScope::Organization,
-            RoleScope::Workspace => store::RoleScope::Workspace,
-        },
-        permissions: role.spec.permissions.clone(),
-        included_roles: role.spec.included_roles.clone(),
-        spec_json: serde_json::to_string(&role.spec).unwrap_or_default(),
-    }
-}
-
 /// The status of a Role from what the checks found (before the store write).
 pub fn plan(name: &str, view: &TenantView) -> (Report, Vec<String>) {
     let report = Report::from_findings(CONDITION_TYPES, view.findings("Role", name));
@@ -76,7 +63,7 @@ impl Reconciler for Role {
         let (namespace, name) = names(self)?;
         let view = ctx.tenants.view(&namespace, &ctx.stores).await;
         let (mut report, effective_permissions) = plan(&name, &view);
-        let error = reconcile::store_record(ctx, &record(self, store_meta(self)?), &mut report).await;
+        let error = reconcile::store_record(ctx, &self.to_record(store_meta(self)?), &mut report).await;
         let message = format!("grants {} permissions", effective_permissions.len());
         let status =
             RoleStatus { common: common_status(self, &report, &message, ctx.now()), effective_permissions };

@@ -15,8 +15,9 @@ use super::tenants::{Stores, TenantView, VIEW_TTL};
 use super::triggers::Triggers;
 use super::{Error, Result};
 use crate::api::{CommonStatus, PrincipalKind, RoleAssignment, RoleAssignmentStatus};
-use crate::authz;
-use crate::store::{AssignmentRecord, GroupStore, ObjectMeta, ResourceKind, UserStore};
+use crate::error_chain::error_chain;
+use crate::resources::ToRecord as _;
+use crate::store::{AssignmentRecord, GroupStore, ResourceKind, UserStore};
 
 /// Specific conditions of a RoleAssignment (plus `PrincipalResolved`, which
 /// is informational).
@@ -52,23 +53,6 @@ impl Kind for RoleAssignment {
     }
     fn on_change(&self, _triggers: &Triggers) {}
     fn on_relist(_triggers: &Triggers) {}
-}
-
-/// The store's record of a RoleAssignment.
-pub fn record(ra: &RoleAssignment, meta: ObjectMeta) -> AssignmentRecord {
-    AssignmentRecord {
-        meta,
-        principal_kind: match ra.spec.principal.kind {
-            PrincipalKind::User => authz::PrincipalKind::User,
-            PrincipalKind::Group => authz::PrincipalKind::Group,
-            PrincipalKind::Client => authz::PrincipalKind::Client,
-        },
-        principal_name: ra.spec.principal.name.clone(),
-        role: ra.spec.role.clone(),
-        workspace: ra.spec.workspace.clone(),
-        expires_at_ms: ra.spec.expires_at.map(|t| t.as_millisecond()),
-        spec_json: serde_json::to_string(&ra.spec).unwrap_or_default(),
-    }
 }
 
 /// Who the principal turned out to be.
@@ -156,11 +140,11 @@ impl Reconciler for RoleAssignment {
                     conditions::STORED,
                     false,
                     "StoreUnavailable",
-                    format!("the store could not be read: {}", reconcile::error_chain(&e)),
+                    format!("the store could not be read: {}", error_chain(&e)),
                 ));
                 Some(e)
             }
-            None => reconcile::store_record(ctx, &record(self, store_meta(self)?), &mut report).await,
+            None => reconcile::store_record(ctx, &self.to_record(store_meta(self)?), &mut report).await,
         };
         let now = ctx.now();
         let resolved_principal = match &resolution {

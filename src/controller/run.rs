@@ -27,11 +27,12 @@ use tracing::{debug, error, info, warn};
 
 use super::leader::{LeaderElector, LeaseConfig};
 use super::metrics::{self, Metrics};
-use super::reconcile::{self, Backoff, Context, Reconciler, Settings, error_chain, system_clock};
+use super::reconcile::{self, Backoff, Context, Reconciler, Settings, system_clock};
 use super::tenants::{Stores, Tenants};
 use super::triggers::{self, Triggers};
 use super::{Error, FIELD_MANAGER, Result, housekeeping, principals, release, workloads};
 use crate::api::{IdentityProvider, OAuthClient, Organization, Role, RoleAssignment};
+use crate::error_chain::error_chain;
 use crate::store::Store;
 
 /// Everything `portcullis operator` is started with.
@@ -249,7 +250,6 @@ async fn run_controllers(
         backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
         settings,
         clock: system_clock(),
-        rng: ring::rand::SystemRandom::new(),
     });
 
     let controller_config = controller::Config::default().concurrency(config.concurrency);

@@ -5,15 +5,13 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use ring::rand::SystemRandom;
-
 use super::StandaloneConfig;
 use super::bootstrap::Administrator;
 use super::data_dir::DataDir;
 use super::sync::{Applied, Credential, SecretSource};
 use crate::api::{ClientType, GrantType};
-use crate::controller::secrets::generate_token;
 use crate::manifests::Resource;
+use crate::secret::SecretString;
 use crate::token::pkce::CodeChallenge;
 use crate::validation::Severity;
 use crate::validation::report::Report;
@@ -224,7 +222,7 @@ fn write_sign_in_hint(out: &mut String, issuer: &str, applied: &Applied, organiz
     });
     let Some((client_id, redirect_uri)) = client else { return };
     // RFC 7636 §4.1: 43 characters of base64url.
-    let Ok(verifier) = generate_token(&SystemRandom::new(), 32) else { return };
+    let verifier = SecretString::generate().expose().to_owned();
     let Ok(challenge) = CodeChallenge::from_verifier(&verifier) else { return };
     let query: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("response_type", "code")

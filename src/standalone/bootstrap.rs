@@ -10,13 +10,11 @@
 //! name no administrator gets none.
 
 use kube::ResourceExt;
-use ring::rand::SystemRandom;
-
-use crate::controller::secrets::generate_token;
 
 use crate::api::{AssignmentScope, MfaMethod, MfaRequirement, Organization, PrincipalKind};
 use crate::manifests::{ManifestSet, Resource};
-use crate::store::{Email, MfaFactor, NewUser, SecretString, Store, StoreError, UserSource, UserStore as _};
+use crate::secret::SecretString;
+use crate::store::{Email, MfaFactor, NewUser, Store, StoreError, UserSource, UserStore as _};
 use crate::token::service::login::LoginState;
 use crate::token::totp;
 use crate::validation::{self, namespace_of};
@@ -153,7 +151,7 @@ async fn create(
 /// 144 random bits as 24 base64url characters: longer than any sane
 /// `minLength` and typeable.
 fn generate_password() -> Result<String, BootstrapError> {
-    generate_token(&SystemRandom::new(), 18).map_err(|e| BootstrapError::Password(e.to_string()))
+    Ok(SecretString::generate_bytes(18).expose().to_owned())
 }
 
 #[cfg(test)]

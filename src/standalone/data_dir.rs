@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::ByteString;
 use ring::rand::{SecureRandom as _, SystemRandom};
 
-use crate::controller::secrets::generate_token;
+use crate::secret::SecretString;
 
 /// Length of generated secrets (client secrets, SCIM tokens), in random bytes.
 const SECRET_BYTES: usize = 32;
@@ -107,7 +107,7 @@ impl DataDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(DataDirError::Io { path, source }),
         }
-        let value = generate_token(&SystemRandom::new(), SECRET_BYTES).map_err(|_| DataDirError::Random)?;
+        let value = SecretString::generate_bytes(SECRET_BYTES).expose().to_owned();
         create_private_dir(&dir)?;
         write_private(&path, value.as_bytes())?;
         Ok(Generated { value, created: true, path })

@@ -5,7 +5,7 @@
 //!  read_dir ──► validation::report::validate_set (as `portcullis validate`) + Secret references
 //!     │              └─ any error: nothing is written; the last valid state keeps being served
 //!     ▼
-//!  records (controller::{organization,role,…}::record) ──► store.apply   (new spec: generation + 1)
+//!  records (resources::ToRecord) ──► store.apply   (new spec: generation + 1)
 //!  objects no longer in the folder                       ──► store.delete
 //!  client secrets, SCIM tokens (folder Secrets or generated into the data directory) ──► hashes
 //!  signing keys (controller::signing_keys: the operator's rotation plan) ──► DATA/keys + store
@@ -23,13 +23,12 @@ use kube::ResourceExt;
 
 use super::data_dir::{DataDir, DataDirError};
 use crate::api::{GrantType, IdentityProvider, OAuthClient, Organization};
-use crate::controller::{
-    identity_provider, oauth_client, organization, role, role_assignment, secrets, signing_keys,
-};
 use crate::manifests::{self, ManifestSet, Resource};
+use crate::resources::{ToRecord, secrets, signing_keys};
+use crate::secret::{SecretHash, SecretString};
 use crate::store::{
     ApplyOutcome, AssignmentRecord, DesiredRecord, DesiredStateStore as _, IdentityProviderRecord,
-    OAuthClientRecord, ObjectMeta, OrganizationRecord, RoleRecord, SecretString, Store, StoreError,
+    OAuthClientRecord, ObjectMeta, OrganizationRecord, RoleRecord, Store, StoreError,
 };
 use crate::validation::report::{Report, object_ref, validate_set};
 use crate::validation::{Severity, namespace_of};
@@ -196,11 +195,11 @@ async fn write_records(set: &ManifestSet, store: &Store) -> Result<usize, SyncEr
     });
     for resource in ordered {
         let written = match resource {
-            Resource::Organization(o) => put(store, o, organization::record).await?,
-            Resource::Role(o) => put(store, o, role::record).await?,
-            Resource::OAuthClient(o) => put(store, o, oauth_client::record).await?,
-            Resource::IdentityProvider(o) => put(store, o, identity_provider::record).await?,
-            Resource::RoleAssignment(o) => put(store, o, role_assignment::record).await?,
+            Resource::Organization(o) => put(store, o).await?,
+            Resource::Role(o) => put(store, o).await?,
+            Resource::OAuthClient(o) => put(store, o).await?,
+            Resource::IdentityProvider(o) => put(store, o).await?,
+            Resource::RoleAssignment(o) => put(store, o).await?,
         };
         changed += usize::from(written);
         let object = object_ref(resource);
@@ -220,23 +219,19 @@ async fn write_records(set: &ManifestSet, store: &Store) -> Result<usize, SyncEr
 
 /// Stores one object unless the store already has its spec: under its old
 /// uid and the next generation, or, if new, a fresh uid at generation 1.
-async fn put<K: ResourceExt, R: DesiredRecord>(
-    store: &Store,
-    object: &K,
-    record: fn(&K, ObjectMeta) -> R,
-) -> Result<bool, SyncError> {
+async fn put<K: ResourceExt + ToRecord>(store: &Store, object: &K) -> Result<bool, SyncError> {
     let namespace = namespace_of(object);
     let name = object.name_any();
-    let meta = match store.get::<R>(&namespace, &name).await? {
-        Some(stored) if record(object, stored.meta().clone()).spec_json() == stored.spec_json() => {
+    let meta = match store.get::<K::Record>(&namespace, &name).await? {
+        Some(stored) if object.to_record(stored.meta().clone()).spec_json() == stored.spec_json() => {
             return Ok(false);
         }
         Some(stored) => ObjectMeta { generation: stored.meta().generation + 1, ..stored.meta().clone() },
         None => ObjectMeta::new(uuid::Uuid::new_v4().to_string(), namespace.as_str(), name.as_str(), 1),
     };
-    match store.apply(&record(object, meta)).await? {
+    match store.apply(&object.to_record(meta)).await? {
         ApplyOutcome::Applied { .. } | ApplyOutcome::Unchanged => Ok(true),
-        outcome => Err(SyncError::Refused { kind: R::KIND.as_str(), namespace, name, outcome }),
+        outcome => Err(SyncError::Refused { kind: K::Record::KIND.as_str(), namespace, name, outcome }),
     }
 }
 
@@ -301,7 +296,7 @@ async fn client_secret(
     client: &OAuthClient,
 ) -> Result<Option<Credential>, SyncError> {
     let (namespace, name) = (namespace_of(client), client.name_any());
-    let Some((secret_name, key, generated)) = oauth_client::secret_plan(client, &name) else {
+    let Some((secret_name, key, generated)) = secrets::secret_plan(client, &name) else {
         return Ok(None);
     };
     let (value, secret) = if generated {
@@ -314,7 +309,7 @@ async fn client_secret(
         let value = set.secret_value(&namespace, &secret_name, &key).unwrap_or_default().to_owned();
         (value, SecretSource::Manifest { secret: secret_name, key })
     };
-    let hash = SecretString::new(secrets::hash_secret(&value));
+    let hash = SecretString::new(SecretHash::of(&value).to_string());
     let stored = store.get::<OAuthClientRecord>(&namespace, &name).await?;
     if stored.and_then(|r| r.secret_hash).as_ref() != Some(&hash) {
         store.set_oauth_client_secret_hash(&namespace, &name, Some(&hash)).await?;
@@ -336,9 +331,9 @@ async fn scim_token(
 ) -> Result<Option<Credential>, SyncError> {
     let (namespace, name) = (namespace_of(idp), idp.name_any());
     let (hash, credential) = if idp.spec.scim.enabled {
-        let secret_name = identity_provider::scim_token_secret_name(&name);
-        let made = data.generated_secret(&namespace, &secret_name, identity_provider::SCIM_TOKEN_KEY)?;
-        let hash = secrets::hash_secret(&made.value);
+        let secret_name = secrets::scim_token_secret_name(&name);
+        let made = data.generated_secret(&namespace, &secret_name, secrets::SCIM_TOKEN_KEY)?;
+        let hash = SecretHash::of(&made.value).to_string();
         let credential = Credential::ScimToken {
             organization: organization_of(set, &namespace).unwrap_or_else(|| namespace.clone()),
             identity_provider: name.clone(),
@@ -481,6 +476,9 @@ mod tests {
             [Credential::ClientSecret { secret: SecretSource::Manifest { .. }, .. }]
         ));
         let stored = store.get::<OAuthClientRecord>("acme", "ci").await.unwrap().unwrap();
-        assert_eq!(stored.secret_hash, Some(SecretString::new(secrets::hash_secret("from-the-folder"))));
+        assert_eq!(
+            stored.secret_hash,
+            Some(SecretString::new(SecretHash::of("from-the-folder").to_string()))
+        );
     }
 }

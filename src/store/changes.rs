@@ -120,6 +120,27 @@ pub trait ChangeFeed {
     fn prune_change_log(&self, before_ms: i64) -> impl Future<Output = Result<u64>> + Send;
 }
 
+impl Store {
+    /// The shape of most single-statement writes: runs `query` in its own
+    /// write transaction; when it touched a row, records `change` and
+    /// commits, otherwise rolls back. Returns whether a row was touched.
+    pub(in crate::store) async fn write_row(
+        &self,
+        organization: &str,
+        query: AnyQuery<'_>,
+        operation: &'static str,
+        change: Change,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write(organization).await?;
+        if tx.execute(query, operation).await? == 0 {
+            return Ok(false);
+        }
+        tx.record(change);
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
 impl ChangeFeed for Store {
     async fn subscribe(&self) -> Result<ChangeSubscription> {
         let events = self.inner.events.subscribe();
@@ -149,7 +170,7 @@ impl ChangeFeed for Store {
     }
 }
 
-pub(crate) async fn read_counter(conn: &mut sqlx::AnyConnection) -> Result<i64> {
+pub(in crate::store) async fn read_counter(conn: &mut sqlx::AnyConnection) -> Result<i64> {
     let row = sqlx::query("SELECT seq FROM change_counter WHERE id = 1")
         .fetch_one(conn)
         .await
@@ -158,7 +179,7 @@ pub(crate) async fn read_counter(conn: &mut sqlx::AnyConnection) -> Result<i64> 
 }
 
 /// The oldest sequence number still in the log, if any.
-pub(crate) async fn oldest_logged(conn: &mut sqlx::AnyConnection) -> Result<Option<i64>> {
+pub(in crate::store) async fn oldest_logged(conn: &mut sqlx::AnyConnection) -> Result<Option<i64>> {
     let row = sqlx::query("SELECT MIN(seq) AS seq FROM change_log")
         .fetch_one(conn)
         .await
@@ -167,7 +188,7 @@ pub(crate) async fn oldest_logged(conn: &mut sqlx::AnyConnection) -> Result<Opti
 }
 
 /// Notices with `after < seq <= up_to`, oldest first.
-pub(crate) async fn read_log(
+pub(in crate::store) async fn read_log(
     conn: &mut sqlx::AnyConnection,
     organization: Option<&str>,
     after: i64,
@@ -211,8 +232,11 @@ fn notice_from_row(row: &AnyRow) -> Result<ChangeNotice> {
     })
 }
 
+/// A statement with its parameters bound, not yet run.
+pub(in crate::store) type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
 /// A write transaction and the changes it has made so far.
-pub(crate) struct WriteTx<'s> {
+pub(in crate::store) struct WriteTx<'s> {
     store: &'s Store,
     tx: Transaction<'static, Any>,
     /// Held until the notice is published (SQLite only).
@@ -222,7 +246,7 @@ pub(crate) struct WriteTx<'s> {
 }
 
 impl<'s> WriteTx<'s> {
-    pub(crate) fn new(
+    pub(in crate::store) fn new(
         store: &'s Store,
         tx: Transaction<'static, Any>,
         turn: Option<MutexGuard<'s, ()>>,
@@ -231,11 +255,20 @@ impl<'s> WriteTx<'s> {
         Self { store, tx, turn, organization: organization.to_owned(), changes: Vec::new() }
     }
 
-    pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
+    pub(in crate::store) fn conn(&mut self) -> &mut sqlx::AnyConnection {
         &mut self.tx
     }
 
-    pub(crate) fn record(&mut self, change: Change) {
+    /// Runs one statement; how many rows it touched.
+    pub(in crate::store) async fn execute(
+        &mut self,
+        query: AnyQuery<'_>,
+        operation: &'static str,
+    ) -> Result<u64> {
+        Ok(query.execute(&mut *self.tx).await.map_err(query_error(operation))?.rows_affected())
+    }
+
+    pub(in crate::store) fn record(&mut self, change: Change) {
         if !self.changes.contains(&change) {
             self.changes.push(change);
         }
@@ -243,7 +276,7 @@ impl<'s> WriteTx<'s> {
 
     /// Commits; returns the change's sequence number, or `None` if the
     /// transaction changed nothing (nothing is logged or announced then).
-    pub(crate) async fn commit(mut self) -> Result<Option<i64>> {
+    pub(in crate::store) async fn commit(mut self) -> Result<Option<i64>> {
         if self.changes.is_empty() {
             self.tx.commit().await.map_err(query_error("commit"))?;
             return Ok(None);

@@ -32,6 +32,7 @@ use super::records::*;
 use super::{
     Result, Store, StoreError, bool_column, column, enum_column, json_list, json_list_column, now_ms,
 };
+use crate::secret::SecretString;
 
 type AnyQuery<'q> = Query<'q, Any, AnyArguments>;
 
@@ -67,7 +68,7 @@ pub trait DesiredRecord: sealed::Columns + Clone + Send + Sync + Unpin + 'static
     fn spec_json(&self) -> &str;
 }
 
-pub(crate) mod sealed {
+pub(in crate::store) mod sealed {
     use super::*;
 
     /// How a kind maps onto its table. Private to the store.
@@ -125,8 +126,21 @@ fn resource_change(kind: ResourceKind, namespace: &str, name: &str, uid: &str) -
     Change::Resource { kind, namespace: namespace.to_owned(), name: name.to_owned(), uid: uid.to_owned() }
 }
 
+/// The namespace of the one Organization whose name (its issuer path) is
+/// `$1`; no row when none, or when two namespaces claim the name: a tenant
+/// is never guessed. The one rule of every service that resolves an issuer.
+pub(in crate::store) const ISSUER_NAMESPACE: &str =
+    "SELECT MIN(namespace) AS namespace FROM organizations WHERE name = $1 HAVING COUNT(*) = 1";
+
 /// Reading and writing desired state.
 pub trait DesiredStateStore {
+    /// The Organization whose issuer path is `name`, by the rule of
+    /// [`ISSUER_NAMESPACE`]: `None` when no namespace, or several, hold it.
+    fn organization_by_name(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<OrganizationRecord>>> + Send;
+
     /// Inserts or updates the object keyed by `record.meta().uid`, following
     /// the [module rules](self).
     fn apply<R: DesiredRecord>(&self, record: &R) -> impl Future<Output = Result<ApplyOutcome>> + Send;
@@ -266,6 +280,31 @@ impl DesiredStateStore for Store {
         tx.record(resource_change(R::KIND, &namespace, &name, &meta.uid));
         let seq = tx.commit().await?.unwrap_or_default();
         Ok(DeleteOutcome::Deleted { seq })
+    }
+
+    async fn organization_by_name(&self, name: &str) -> Result<Option<OrganizationRecord>> {
+        let mut conn = self.connection().await?;
+        let row = sqlx::query(ISSUER_NAMESPACE)
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(query_error("find an organization by name"))?;
+        if let Some(row) = row {
+            let namespace: String = column(&row, "organizations", "namespace")?;
+            return get_by_name(&mut conn, &namespace, name).await;
+        }
+        let holders = sqlx::query("SELECT COUNT(*) AS n FROM organizations WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(query_error("count the holders of an organization name"))?;
+        if column::<i64>(&holders, "organizations", "n")? > 1 {
+            tracing::warn!(
+                organization = name,
+                "organization name is used in several namespaces; serving neither"
+            );
+        }
+        Ok(None)
     }
 
     async fn get<R: DesiredRecord>(&self, namespace: &str, name: &str) -> Result<Option<R>> {
@@ -421,7 +460,7 @@ impl DesiredStateStore for Store {
 
 // === Building blocks, shared with the follower (which reads inside one snapshot). ===
 
-pub(crate) async fn get_by_name<R: DesiredRecord>(
+pub(in crate::store) async fn get_by_name<R: DesiredRecord>(
     conn: &mut sqlx::AnyConnection,
     namespace: &str,
     name: &str,
@@ -435,7 +474,7 @@ pub(crate) async fn get_by_name<R: DesiredRecord>(
     row.as_ref().map(read_record).transpose()
 }
 
-pub(crate) async fn get_by_uid<R: DesiredRecord>(
+pub(in crate::store) async fn get_by_uid<R: DesiredRecord>(
     conn: &mut sqlx::AnyConnection,
     uid: &str,
 ) -> Result<Option<R>> {
@@ -447,7 +486,7 @@ pub(crate) async fn get_by_uid<R: DesiredRecord>(
     row.as_ref().map(read_record).transpose()
 }
 
-pub(crate) async fn list<R: DesiredRecord>(
+pub(in crate::store) async fn list<R: DesiredRecord>(
     conn: &mut sqlx::AnyConnection,
     namespace: &str,
 ) -> Result<Vec<R>> {
@@ -460,7 +499,7 @@ pub(crate) async fn list<R: DesiredRecord>(
 }
 
 /// The organization of a namespace (there is at most one).
-pub(crate) async fn organization_of(
+pub(in crate::store) async fn organization_of(
     conn: &mut sqlx::AnyConnection,
     namespace: &str,
 ) -> Result<Option<OrganizationRecord>> {
@@ -611,7 +650,7 @@ impl Columns for RoleRecord {
     }
 }
 
-pub(crate) fn principal_kind_str(kind: PrincipalKind) -> &'static str {
+pub(in crate::store) fn principal_kind_str(kind: PrincipalKind) -> &'static str {
     match kind {
         PrincipalKind::User => "User",
         PrincipalKind::Group => "Group",
@@ -619,7 +658,7 @@ pub(crate) fn principal_kind_str(kind: PrincipalKind) -> &'static str {
     }
 }
 
-pub(crate) fn parse_principal_kind(value: &str) -> Option<PrincipalKind> {
+pub(in crate::store) fn parse_principal_kind(value: &str) -> Option<PrincipalKind> {
     match value {
         "User" => Some(PrincipalKind::User),
         "Group" => Some(PrincipalKind::Group),

@@ -57,6 +57,19 @@ pub enum StoreError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// The task that commits refresh-token rotations in groups is gone
+    /// (the store is shutting down).
+    #[error("the refresh-token writer has stopped")]
+    WriterStopped,
+
+    /// A group commit (several requests' writes in one transaction) failed;
+    /// each request of the group gets this.
+    #[error("a group commit failed")]
+    GroupCommit {
+        #[source]
+        source: std::sync::Arc<StoreError>,
+    },
+
     #[error("change notifications stopped")]
     Listen {
         #[source]
@@ -78,11 +91,11 @@ impl StoreError {
 }
 
 /// Wraps a sqlx error with the operation that failed.
-pub(crate) fn query_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+pub(in crate::store) fn query_error(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { operation, source }
 }
 
 /// Whether a sqlx error is a unique-constraint violation (on either backend).
-pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+pub(in crate::store) fn is_unique_violation(error: &sqlx::Error) -> bool {
     error.as_database_error().is_some_and(|e| e.is_unique_violation())
 }

@@ -23,8 +23,7 @@
 //! batch, once no reader holds it any more. If a reader still does, the
 //! follower reloads from the store instead (rare: readers hold snapshots for
 //! the length of a request). Names of users and groups are compared without
-//! regard to case: the index is fed [`name_key`]s, so callers check with
-//! [`principal_key`].
+//! regard to case, by the index itself ([`crate::authz::name_key`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -85,15 +84,6 @@ impl IndexFollower {
     /// The latest snapshot. Cheap; hold it for one request, not longer.
     pub fn current(&self) -> Arc<IndexSnapshot> {
         self.snapshots.borrow().clone()
-    }
-}
-
-/// The key a principal's name has in a followed index: userNames and group
-/// names without regard to case, client names exactly.
-pub fn principal_key(principal: &Principal) -> Principal {
-    match principal.kind {
-        crate::authz::PrincipalKind::Client => principal.clone(),
-        kind => Principal { kind, name: name_key(&principal.name) },
     }
 }
 
@@ -425,8 +415,7 @@ fn role_definition(role: &RoleRecord) -> RoleDefinition {
 }
 
 fn assignment(record: &AssignmentRecord) -> Assignment {
-    let principal =
-        principal_key(&Principal { kind: record.principal_kind, name: record.principal_name.clone() });
+    let principal = Principal { kind: record.principal_kind, name: record.principal_name.clone() };
     Assignment {
         id: record.meta.uid.clone(),
         principal,
@@ -468,7 +457,7 @@ async fn load_all(conn: &mut AnyConnection, organization: &str) -> Result<Loaded
         let expires_at_ms: Option<i64> = column(row, T, "expires_at_ms")?;
         ops.push(IndexOp::ApplyAssignment(Assignment {
             id: column(row, T, "uid")?,
-            principal: principal_key(&Principal { kind, name }),
+            principal: Principal { kind, name },
             role: column(row, T, "role")?,
             scope: workspace.map(Scope::Workspace).unwrap_or(Scope::Organization),
             expires_at: expires_at_ms.map(|ms| ms.div_euclid(1000)),

@@ -19,10 +19,11 @@ use std::future::Future;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe};
 
-use super::changes::{Change, WriteTx};
+use super::changes::{AnyQuery, Change, WriteTx};
 use super::error::{is_unique_violation, query_error};
 use super::records::*;
 use super::{Result, Store, StoreError, bool_column, column, enum_column, now_ms};
+use crate::secret::SecretString;
 
 pub(super) const USER_COLUMNS: &str = "id, organization, user_name, display_name, given_name, family_name, \
                                        external_id, active, source, password_hash, last_login_ms, created_ms, \
@@ -131,6 +132,12 @@ pub trait UserStore {
         organization: &str,
         enrolment_id: &str,
     ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The last TOTP time step accepted for this enrolment.
+    fn last_totp_step(&self, enrolment_id: &str) -> impl Future<Output = Result<Option<i64>>> + Send;
+    /// Records `step` as used if it is later than the stored one; `false` if
+    /// it is not (a replay, possibly a concurrent one).
+    fn take_totp_step(&self, enrolment_id: &str, step: i64) -> impl Future<Output = Result<bool>> + Send;
 }
 
 /// Groups and memberships.
@@ -213,33 +220,10 @@ pub(super) fn not_found(organization: &str, what: &'static str, id: &str) -> Sto
 
 impl UserStore for Store {
     async fn create_user(&self, user: &NewUser) -> Result<User> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let now = now_ms();
         let mut tx = self.begin_write(&user.organization).await?;
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO users ({USER_COLUMNS}, user_name_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $11, 1, $12)"
-        )))
-        .bind(id.as_str())
-        .bind(user.organization.as_str())
-        .bind(user.user_name.as_str())
-        .bind(user.display_name.clone())
-        .bind(user.given_name.clone())
-        .bind(user.family_name.clone())
-        .bind(user.external_id.clone())
-        .bind(user.active)
-        .bind(user.source.as_str())
-        .bind(user.password_hash.as_ref().map(|h| h.expose().to_owned()))
-        .bind(now)
-        .bind(name_key(&user.user_name))
-        .execute(tx.conn())
-        .await
-        .map_err(|e| user_name_taken(e, &user.organization, &user.user_name, "create a user"))?;
-        write_emails(&mut tx, &user.organization, &id, &user.emails).await?;
-        tx.record(user_change(&user.organization, &id));
-        let created = read_user(tx.conn(), &user.organization, "id = $2", &id).await?;
+        let created = insert_user(&mut tx, user, UserExtras::default()).await?;
         tx.commit().await?;
-        created.ok_or_else(|| not_found(&user.organization, "user", &id))
+        Ok(created)
     }
 
     async fn get_user(&self, organization: &str, id: &str) -> Result<Option<User>> {
@@ -293,37 +277,7 @@ impl UserStore for Store {
         expected_version: Option<i64>,
     ) -> Result<User> {
         let mut tx = self.begin_write(organization).await?;
-        let done = sqlx::query(
-            "UPDATE users SET user_name = $1, user_name_key = $2, display_name = $3, given_name = $4, \
-             family_name = $5, external_id = $6, active = $7, updated_ms = $8, version = version + 1 \
-             WHERE organization = $9 AND id = $10 AND ($11 IS NULL OR version = $11)",
-        )
-        .bind(update.user_name.as_str())
-        .bind(name_key(&update.user_name))
-        .bind(update.display_name.clone())
-        .bind(update.given_name.clone())
-        .bind(update.family_name.clone())
-        .bind(update.external_id.clone())
-        .bind(update.active)
-        .bind(now_ms())
-        .bind(organization)
-        .bind(id)
-        .bind(expected_version)
-        .execute(tx.conn())
-        .await
-        .map_err(|e| user_name_taken(e, organization, &update.user_name, "update a user"))?;
-        if done.rows_affected() == 0 {
-            return Err(
-                missing_or_moved_on(&mut tx, "users", "user", organization, id, expected_version).await
-            );
-        }
-        sqlx::query("DELETE FROM user_emails WHERE user_id = $1")
-            .bind(id)
-            .execute(tx.conn())
-            .await
-            .map_err(query_error("replace a user's emails"))?;
-        write_emails(&mut tx, organization, id, &update.emails).await?;
-        tx.record(user_change(organization, id));
+        update_user_row(&mut tx, organization, id, update, None, expected_version).await?;
         let updated = read_user(tx.conn(), organization, "id = $2", id).await?;
         tx.commit().await?;
         updated.ok_or_else(|| not_found(organization, "user", id))
@@ -346,36 +300,20 @@ impl UserStore for Store {
 
     async fn record_login(&self, organization: &str, id: &str, at_ms: i64) -> Result<()> {
         // Not a change of what the user is: the version (ETag) stays.
-        let mut tx = self.begin_write(organization).await?;
-        let done = sqlx::query("UPDATE users SET last_login_ms = $1 WHERE organization = $2 AND id = $3")
+        let query = sqlx::query("UPDATE users SET last_login_ms = $1 WHERE organization = $2 AND id = $3")
             .bind(at_ms)
             .bind(organization)
-            .bind(id)
-            .execute(tx.conn())
-            .await
-            .map_err(query_error("record a login"))?;
-        if done.rows_affected() == 0 {
-            return Err(not_found(organization, "user", id));
+            .bind(id);
+        match self.write_row(organization, query, "record a login", user_change(organization, id)).await? {
+            true => Ok(()),
+            false => Err(not_found(organization, "user", id)),
         }
-        tx.record(user_change(organization, id));
-        tx.commit().await?;
-        Ok(())
     }
 
     async fn delete_user(&self, organization: &str, id: &str) -> Result<bool> {
-        let mut tx = self.begin_write(organization).await?;
-        let done = sqlx::query("DELETE FROM users WHERE organization = $1 AND id = $2")
-            .bind(organization)
-            .bind(id)
-            .execute(tx.conn())
-            .await
-            .map_err(query_error("delete a user"))?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        tx.record(user_change(organization, id));
-        tx.commit().await?;
-        Ok(true)
+        let query =
+            sqlx::query("DELETE FROM users WHERE organization = $1 AND id = $2").bind(organization).bind(id);
+        self.write_row(organization, query, "delete a user", user_change(organization, id)).await
     }
 
     async fn add_mfa_enrolment(
@@ -477,6 +415,31 @@ impl UserStore for Store {
         Ok(true)
     }
 
+    async fn last_totp_step(&self, enrolment_id: &str) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT last_step FROM totp_last_steps WHERE enrolment_id = $1")
+            .bind(enrolment_id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(query_error("read the last TOTP step"))?;
+        row.map(|row| column(&row, "totp_last_steps", "last_step")).transpose()
+    }
+
+    async fn take_totp_step(&self, enrolment_id: &str, step: i64) -> Result<bool> {
+        let mut tx = self.begin_unlogged_write().await?;
+        let done = sqlx::query(
+            "INSERT INTO totp_last_steps (enrolment_id, last_step) VALUES ($1, $2) \
+             ON CONFLICT (enrolment_id) DO UPDATE SET last_step = excluded.last_step \
+             WHERE totp_last_steps.last_step < excluded.last_step",
+        )
+        .bind(enrolment_id)
+        .bind(step)
+        .execute(tx.conn())
+        .await
+        .map_err(query_error("record a TOTP step"))?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn delete_mfa_enrolment(&self, organization: &str, enrolment_id: &str) -> Result<bool> {
         let mut tx = self.begin_write(organization).await?;
         let row = sqlx::query(
@@ -498,23 +461,8 @@ impl UserStore for Store {
 
 impl GroupStore for Store {
     async fn create_group(&self, group: &NewGroup) -> Result<Group> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let now = now_ms();
         let mut tx = self.begin_write(&group.organization).await?;
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO groups ({GROUP_COLUMNS}, display_name_key) VALUES ($1, $2, $3, $4, $5, $6, $6, 1, $7)"
-        )))
-        .bind(id.as_str())
-        .bind(group.organization.as_str())
-        .bind(group.display_name.as_str())
-        .bind(group.source.as_str())
-        .bind(group.external_id.clone())
-        .bind(now)
-        .bind(name_key(&group.display_name))
-        .execute(tx.conn())
-        .await
-        .map_err(|e| group_name_taken(e, &group.organization, &group.display_name, "create a group"))?;
-        tx.record(group_change(&group.organization, &id));
+        let (id, now) = insert_group(&mut tx, group, None).await?;
         tx.commit().await?;
         Ok(Group {
             id,
@@ -564,45 +512,16 @@ impl GroupStore for Store {
         expected_version: Option<i64>,
     ) -> Result<Group> {
         let mut tx = self.begin_write(organization).await?;
-        let done = sqlx::query(
-            "UPDATE groups SET display_name = $1, display_name_key = $2, external_id = $3, updated_ms = $4, \
-             version = version + 1 WHERE organization = $5 AND id = $6 AND ($7 IS NULL OR version = $7)",
-        )
-        .bind(display_name)
-        .bind(name_key(display_name))
-        .bind(external_id.map(str::to_owned))
-        .bind(now_ms())
-        .bind(organization)
-        .bind(id)
-        .bind(expected_version)
-        .execute(tx.conn())
-        .await
-        .map_err(|e| group_name_taken(e, organization, display_name, "update a group"))?;
-        if done.rows_affected() == 0 {
-            return Err(
-                missing_or_moved_on(&mut tx, "groups", "group", organization, id, expected_version).await
-            );
-        }
-        tx.record(group_change(organization, id));
+        update_group_row(&mut tx, organization, id, display_name, external_id, expected_version).await?;
         let updated = read_group(tx.conn(), organization, "id = $2", id).await?;
         tx.commit().await?;
         updated.ok_or_else(|| not_found(organization, "group", id))
     }
 
     async fn delete_group(&self, organization: &str, id: &str) -> Result<bool> {
-        let mut tx = self.begin_write(organization).await?;
-        let done = sqlx::query("DELETE FROM groups WHERE organization = $1 AND id = $2")
-            .bind(organization)
-            .bind(id)
-            .execute(tx.conn())
-            .await
-            .map_err(query_error("delete a group"))?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        tx.record(group_change(organization, id));
-        tx.commit().await?;
-        Ok(true)
+        let query =
+            sqlx::query("DELETE FROM groups WHERE organization = $1 AND id = $2").bind(organization).bind(id);
+        self.write_row(organization, query, "delete a group", group_change(organization, id)).await
     }
 
     async fn add_member(&self, organization: &str, group_id: &str, user_id: &str) -> Result<bool> {
@@ -820,27 +739,177 @@ async fn update_user_column(
     id: &str,
     column_name: &'static str,
     operation: &'static str,
-    bind: impl FnOnce(
-        sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>,
-    ) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>,
+    bind: impl FnOnce(AnyQuery<'static>) -> AnyQuery<'static>,
 ) -> Result<()> {
-    let mut tx = store.begin_write(organization).await?;
     let query = sqlx::query(AssertSqlSafe(format!(
         "UPDATE users SET {column_name} = $1, updated_ms = $2, version = version + 1 \
          WHERE organization = $3 AND id = $4"
     )));
-    let done = bind(query)
-        .bind(now_ms())
-        .bind(organization)
-        .bind(id)
-        .execute(tx.conn())
-        .await
-        .map_err(query_error(operation))?;
-    if done.rows_affected() == 0 {
-        return Err(not_found(organization, "user", id));
+    let query = bind(query).bind(now_ms()).bind(organization.to_owned()).bind(id.to_owned());
+    match store.write_row(organization, query, operation, user_change(organization, id)).await? {
+        true => Ok(()),
+        false => Err(not_found(organization, "user", id)),
     }
+}
+
+/// What a SCIM write keeps beside the columns every user has.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct UserExtras<'a> {
+    /// Attributes without a column (title, the enterprise extension, …).
+    pub scim_json: Option<&'a str>,
+    /// The IdentityProvider that created the user.
+    pub provisioned_by: Option<&'a str>,
+}
+
+/// The one INSERT of a user, for administration and SCIM alike; returns the
+/// user as written.
+pub(super) async fn insert_user(
+    tx: &mut WriteTx<'_>,
+    user: &NewUser,
+    extras: UserExtras<'_>,
+) -> Result<User> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = now_ms();
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO users ({USER_COLUMNS}, user_name_key, scim_json, provisioned_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $11, 1, $12, $13, $14)"
+    )))
+    .bind(id.as_str())
+    .bind(user.organization.as_str())
+    .bind(user.user_name.as_str())
+    .bind(user.display_name.clone())
+    .bind(user.given_name.clone())
+    .bind(user.family_name.clone())
+    .bind(user.external_id.clone())
+    .bind(user.active)
+    .bind(user.source.as_str())
+    .bind(user.password_hash.as_ref().map(|h| h.expose().to_owned()))
+    .bind(now)
+    .bind(name_key(&user.user_name))
+    .bind(extras.scim_json)
+    .bind(extras.provisioned_by)
+    .execute(tx.conn())
+    .await
+    .map_err(|e| user_name_taken(e, &user.organization, &user.user_name, "create a user"))?;
+    write_emails(tx, &user.organization, &id, &user.emails).await?;
+    tx.record(user_change(&user.organization, &id));
+    Ok(User {
+        id,
+        organization: user.organization.clone(),
+        user_name: user.user_name.clone(),
+        display_name: user.display_name.clone(),
+        given_name: user.given_name.clone(),
+        family_name: user.family_name.clone(),
+        external_id: user.external_id.clone(),
+        emails: user.emails.clone(),
+        active: user.active,
+        source: user.source,
+        password_hash: user.password_hash.clone(),
+        last_login_ms: None,
+        created_ms: now,
+        updated_ms: now,
+        version: 1,
+    })
+}
+
+/// The one UPDATE of a user's attributes (and emails), if its version is
+/// still `expected_version` (when given). `scim_json`: `Some` replaces the
+/// SCIM extras (`Some(None)` clears them), `None` keeps them.
+pub(super) async fn update_user_row(
+    tx: &mut WriteTx<'_>,
+    organization: &str,
+    id: &str,
+    update: &UserUpdate,
+    scim_json: Option<Option<&str>>,
+    expected_version: Option<i64>,
+) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE users SET user_name = $1, user_name_key = $2, display_name = $3, given_name = $4, \
+         family_name = $5, external_id = $6, active = $7, \
+         scim_json = CASE WHEN $8 THEN $9 ELSE scim_json END, updated_ms = $10, version = version + 1 \
+         WHERE organization = $11 AND id = $12 AND ($13 IS NULL OR version = $13)",
+    )
+    .bind(update.user_name.as_str())
+    .bind(name_key(&update.user_name))
+    .bind(update.display_name.clone())
+    .bind(update.given_name.clone())
+    .bind(update.family_name.clone())
+    .bind(update.external_id.clone())
+    .bind(update.active)
+    .bind(scim_json.is_some())
+    .bind(scim_json.flatten())
+    .bind(now_ms())
+    .bind(organization)
+    .bind(id)
+    .bind(expected_version)
+    .execute(tx.conn())
+    .await
+    .map_err(|e| user_name_taken(e, organization, &update.user_name, "update a user"))?;
+    if done.rows_affected() == 0 {
+        return Err(missing_or_moved_on(tx, "users", "user", organization, id, expected_version).await);
+    }
+    tx.execute(sqlx::query("DELETE FROM user_emails WHERE user_id = $1").bind(id), "replace a user's emails")
+        .await?;
+    write_emails(tx, organization, id, &update.emails).await?;
     tx.record(user_change(organization, id));
-    tx.commit().await?;
+    Ok(())
+}
+
+/// The one INSERT of a group; returns its id and creation time.
+pub(super) async fn insert_group(
+    tx: &mut WriteTx<'_>,
+    group: &NewGroup,
+    provisioned_by: Option<&str>,
+) -> Result<(String, i64)> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = now_ms();
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO groups ({GROUP_COLUMNS}, display_name_key, provisioned_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6, 1, $7, $8)"
+    )))
+    .bind(id.as_str())
+    .bind(group.organization.as_str())
+    .bind(group.display_name.as_str())
+    .bind(group.source.as_str())
+    .bind(group.external_id.clone())
+    .bind(now)
+    .bind(name_key(&group.display_name))
+    .bind(provisioned_by)
+    .execute(tx.conn())
+    .await
+    .map_err(|e| group_name_taken(e, &group.organization, &group.display_name, "create a group"))?;
+    tx.record(group_change(&group.organization, &id));
+    Ok((id, now))
+}
+
+/// The one UPDATE of a group's name and externalId, if its version is still
+/// `expected_version` (when given).
+pub(super) async fn update_group_row(
+    tx: &mut WriteTx<'_>,
+    organization: &str,
+    id: &str,
+    display_name: &str,
+    external_id: Option<&str>,
+    expected_version: Option<i64>,
+) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE groups SET display_name = $1, display_name_key = $2, external_id = $3, updated_ms = $4, \
+         version = version + 1 WHERE organization = $5 AND id = $6 AND ($7 IS NULL OR version = $7)",
+    )
+    .bind(display_name)
+    .bind(name_key(display_name))
+    .bind(external_id.map(str::to_owned))
+    .bind(now_ms())
+    .bind(organization)
+    .bind(id)
+    .bind(expected_version)
+    .execute(tx.conn())
+    .await
+    .map_err(|e| group_name_taken(e, organization, display_name, "update a group"))?;
+    if done.rows_affected() == 0 {
+        return Err(missing_or_moved_on(tx, "groups", "group", organization, id, expected_version).await);
+    }
+    tx.record(group_change(organization, id));
     Ok(())
 }
 

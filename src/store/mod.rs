@@ -25,14 +25,18 @@
 //! Migrations live in `migrations/sqlite` and `migrations/postgres` (same
 //! tables; PostgreSQL adds the NOTIFY trigger) and run on [`Store::connect`].
 
+pub mod ceremonies;
 pub mod changes;
 pub mod desired;
 mod error;
 pub mod follow;
+pub mod grants;
 pub mod identity;
 pub mod records;
 pub mod scim;
 pub mod scim_query;
+pub mod sessions;
+pub mod webauthn;
 
 use std::fmt;
 use std::future::Future;
@@ -45,13 +49,17 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, SqlSafeStr, Transaction};
 use tokio::sync::{Mutex, MutexGuard, OnceCell, broadcast, watch};
 
+pub use ceremonies::CeremonyStore;
 pub use changes::{Change, ChangeEvent, ChangeFeed, ChangeNotice, ChangeSubscription};
 pub use desired::{ApplyOutcome, DeleteOutcome, DesiredRecord, DesiredStateStore};
 pub use error::StoreError;
 pub use follow::{IndexFollower, IndexSnapshot};
+pub use grants::GrantStore;
 pub use identity::{GroupStore, UserStore};
 pub use records::*;
 pub use scim::{ScimStore, ScimSyncHealth};
+pub use sessions::SessionStore;
+pub use webauthn::WebAuthnCredentialStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -104,6 +112,18 @@ struct Inner {
     listener: OnceCell<()>,
     /// Dropped with the store: stops the listener task.
     shutdown: watch::Sender<()>,
+    /// Where refresh-token rotations are committed (in groups, on SQLite).
+    rotations: grants::RotationWriter,
+}
+
+/// A [`Store`] that does not keep it alive (for tasks the store itself owns).
+#[derive(Clone)]
+pub(in crate::store) struct WeakStore(std::sync::Weak<Inner>);
+
+impl WeakStore {
+    pub(in crate::store) fn upgrade(&self) -> Option<Store> {
+        self.0.upgrade().map(|inner| Store { inner })
+    }
 }
 
 impl fmt::Debug for Store {
@@ -190,12 +210,17 @@ impl Store {
                 write_turn: Mutex::new(()),
                 listener: OnceCell::new(),
                 shutdown,
+                rotations: grants::RotationWriter::default(),
             }),
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.inner.backend
+    }
+
+    pub(in crate::store) fn downgrade(&self) -> WeakStore {
+        WeakStore(Arc::downgrade(&self.inner))
     }
 
     /// Closes every connection; later calls fail.
@@ -213,11 +238,11 @@ impl Store {
         Ok(())
     }
 
-    pub(crate) fn pool(&self) -> &AnyPool {
+    pub(in crate::store) fn pool(&self) -> &AnyPool {
         &self.inner.pool
     }
 
-    pub(crate) async fn connection(&self) -> Result<sqlx::pool::PoolConnection<Any>> {
+    pub(in crate::store) async fn connection(&self) -> Result<sqlx::pool::PoolConnection<Any>> {
         self.inner.pool.acquire().await.map_err(error::query_error("acquire a connection"))
     }
 
@@ -235,7 +260,7 @@ impl Store {
     /// Starts a write transaction for one organization. Changes recorded on it
     /// are logged and announced when it commits, and forgotten if it is
     /// dropped (rolled back).
-    pub(crate) async fn begin_write(&self, organization: &str) -> Result<changes::WriteTx<'_>> {
+    pub(in crate::store) async fn begin_write(&self, organization: &str) -> Result<changes::WriteTx<'_>> {
         let UnloggedWriteTx { tx, turn } = self.begin_unlogged_write().await?;
         Ok(changes::WriteTx::new(self, tx, turn, organization))
     }
@@ -244,7 +269,7 @@ impl Store {
     /// follows (the token service's codes, refresh-token families, revoked
     /// access tokens): nothing is logged or announced. Takes the writers'
     /// turn like [`Store::begin_write`] and holds it until commit or drop.
-    pub(crate) async fn begin_unlogged_write(&self) -> Result<UnloggedWriteTx<'_>> {
+    pub(in crate::store) async fn begin_unlogged_write(&self) -> Result<UnloggedWriteTx<'_>> {
         let turn = self.write_turn().await;
         let tx = match self.inner.backend {
             // IMMEDIATE takes the write lock up front: no deadlock upgrading a read.
@@ -258,7 +283,7 @@ impl Store {
     /// Starts a read-only transaction that sees one consistent snapshot of
     /// the store (REPEATABLE READ on PostgreSQL; a read transaction in WAL
     /// mode on SQLite).
-    pub(crate) async fn begin_read(&self) -> Result<Transaction<'static, Any>> {
+    pub(in crate::store) async fn begin_read(&self) -> Result<Transaction<'static, Any>> {
         match self.inner.backend {
             Backend::Sqlite => self.inner.pool.begin().await,
             Backend::Postgres => {
@@ -272,17 +297,17 @@ impl Store {
 /// A write transaction from [`Store::begin_unlogged_write`]; rolled back if
 /// dropped uncommitted. The turn is released after the transaction ends
 /// (fields drop in order).
-pub(crate) struct UnloggedWriteTx<'s> {
+pub(in crate::store) struct UnloggedWriteTx<'s> {
     tx: Transaction<'static, Any>,
     turn: Option<MutexGuard<'s, ()>>,
 }
 
 impl UnloggedWriteTx<'_> {
-    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+    pub(in crate::store) fn conn(&mut self) -> &mut AnyConnection {
         &mut self.tx
     }
 
-    pub(crate) async fn commit(self) -> Result<()> {
+    pub(in crate::store) async fn commit(self) -> Result<()> {
         let Self { tx, turn } = self;
         let committed = tx.commit().await.map_err(error::query_error("commit"));
         drop(turn);
@@ -292,7 +317,7 @@ impl UnloggedWriteTx<'_> {
 
 /// Wall-clock time in unix milliseconds, for bookkeeping columns
 /// (`created_ms`, `updated_ms`); times that mean something are passed in.
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -358,7 +383,7 @@ async fn migrator(backend: Backend) -> std::result::Result<Migrator, sqlx::migra
 
 // === Reading columns the same way on both backends. ===
 
-pub(crate) fn column<T>(row: &AnyRow, table: &'static str, column: &'static str) -> Result<T>
+pub(in crate::store) fn column<T>(row: &AnyRow, table: &'static str, column: &'static str) -> Result<T>
 where
     T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
 {
@@ -366,21 +391,37 @@ where
 }
 
 /// Booleans are `BOOLEAN` on PostgreSQL and `INTEGER` 0/1 on SQLite.
-pub(crate) fn bool_column(row: &AnyRow, table: &'static str, name: &'static str) -> Result<bool> {
+pub(in crate::store) fn bool_column(row: &AnyRow, table: &'static str, name: &'static str) -> Result<bool> {
     match row.try_get::<bool, _>(name) {
         Ok(value) => Ok(value),
         Err(_) => column::<i64>(row, table, name).map(|v| v != 0),
     }
 }
 
+/// A nullable boolean (a LEFT JOIN's column), on both backends.
+pub(in crate::store) fn bool_column_opt(
+    row: &AnyRow,
+    table: &'static str,
+    name: &'static str,
+) -> Result<Option<bool>> {
+    match row.try_get::<Option<bool>, _>(name) {
+        Ok(value) => Ok(value),
+        Err(_) => column::<Option<i64>>(row, table, name).map(|v| v.map(|v| v != 0)),
+    }
+}
+
 /// A JSON list of strings stored as text.
-pub(crate) fn json_list_column(row: &AnyRow, table: &'static str, name: &'static str) -> Result<Vec<String>> {
+pub(in crate::store) fn json_list_column(
+    row: &AnyRow,
+    table: &'static str,
+    name: &'static str,
+) -> Result<Vec<String>> {
     let text: String = column(row, table, name)?;
     serde_json::from_str(&text).map_err(|e| StoreError::Corrupt { table, column: name, source: Box::new(e) })
 }
 
 /// A text column holding one of an enum's names.
-pub(crate) fn enum_column<T>(
+pub(in crate::store) fn enum_column<T>(
     row: &AnyRow,
     table: &'static str,
     name: &'static str,
@@ -394,6 +435,6 @@ pub(crate) fn enum_column<T>(
     })
 }
 
-pub(crate) fn json_list(values: &[String]) -> String {
+pub(in crate::store) fn json_list(values: &[String]) -> String {
     serde_json::to_string(values).unwrap_or_else(|_| "[]".to_owned())
 }

@@ -6,34 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use crate::authz::PrincipalKind;
-
-/// A secret-derived value (password hash, client secret hash, sealed TOTP
-/// secret). Never printed: `Debug` shows `<redacted>`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretString(String);
-
-impl SecretString {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value itself, for the one place that needs it (a verifier).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl From<String> for SecretString {
-    fn from(value: String) -> Self {
-        Self(value)
-    }
-}
+use crate::secret::SecretString;
 
 /// Identity and version of the Kubernetes object a desired-state record comes
 /// from. The organization of a record is its namespace (one Organization per
@@ -416,8 +389,8 @@ pub struct NewGroup {
     pub external_id: Option<String>,
 }
 
-/// The key names are unique under: userNames and group display names are
-/// compared without regard to case (RFC 7643 §4.1.1, §4.2: `caseExact: false`).
+/// The key names are unique under: the access index's
+/// [`crate::authz::name_key`], so the store and the index agree on who is who.
 pub fn name_key(name: &str) -> String {
-    name.to_lowercase()
+    crate::authz::name_key(name).into_owned()
 }

@@ -19,11 +19,11 @@ use sqlx::{Any, AssertSqlSafe};
 use subtle::ConstantTimeEq;
 
 use super::changes::{Change, WriteTx};
-use super::desired;
+use super::desired::{self, ISSUER_NAMESPACE};
 use super::error::query_error;
 use super::identity::{
-    GROUP_COLUMNS, Member, USER_COLUMNS, group_change, group_from_row, group_name_taken, missing_or_moved_on,
-    not_found, read_group, user_change, user_from_row, user_name_taken, write_emails,
+    GROUP_COLUMNS, Member, USER_COLUMNS, UserExtras, group_from_row, insert_group, insert_user, not_found,
+    read_group, update_group_row, update_user_row, user_from_row,
 };
 use super::records::*;
 use super::scim_query::{SqlValue, SqlWhere};
@@ -148,11 +148,6 @@ pub struct GroupWrite<'a> {
 
 /// The SCIM service's queries.
 pub trait ScimStore {
-    /// The Organization called `name` (names are unique across namespaces).
-    fn organization_by_name(
-        &self,
-        name: &str,
-    ) -> impl Future<Output = Result<Option<OrganizationRecord>>> + Send;
     /// The IdentityProvider of `organization` with SCIM enabled whose token
     /// hashes to `token_hash`. Every stored hash of the organization is
     /// compared in constant time.
@@ -246,7 +241,7 @@ pub trait ScimStore {
 /// `set_scim_token_hash` of [`DesiredStateStore`](super::DesiredStateStore):
 /// stores (or, with `None`, forgets) the hash of an IdentityProvider's SCIM
 /// token. Returns whether the IdentityProvider exists; nothing is stored if not.
-pub(crate) async fn set_token_hash(
+pub(in crate::store) async fn set_token_hash(
     store: &Store,
     organization: &str,
     identity_provider: &str,
@@ -483,19 +478,6 @@ fn record_membership(tx: &mut WriteTx<'_>, organization: &str, group_id: &str, u
 }
 
 impl ScimStore for Store {
-    async fn organization_by_name(&self, name: &str) -> Result<Option<OrganizationRecord>> {
-        let mut conn = self.connection().await?;
-        let row =
-            sqlx::query("SELECT namespace FROM organizations WHERE name = $1 ORDER BY namespace LIMIT 1")
-                .bind(name)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(query_error("find an organization by name"))?;
-        let Some(row) = row else { return Ok(None) };
-        let namespace: String = column(&row, "organizations", "namespace")?;
-        desired::get_by_name::<OrganizationRecord>(&mut conn, &namespace, name).await
-    }
-
     async fn scim_provider_for_token(
         &self,
         organization: &str,
@@ -527,17 +509,16 @@ impl ScimStore for Store {
         organization_name: &str,
         token_hash: &str,
     ) -> Result<Option<ScimTokenOwner>> {
-        // Organization names are unique across namespaces; should two share
-        // one, the first namespace wins, as in `organization_by_name`.
-        let rows = sqlx::query(
+        // An issuer name held by two namespaces serves neither, as in
+        // `organization_by_name`.
+        let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT o.namespace AS namespace, o.spec_json AS spec_json, \
              t.identity_provider AS identity_provider, t.token_hash AS token_hash \
              FROM organizations o \
              JOIN scim_tokens t ON t.organization = o.namespace \
              JOIN identity_providers i ON i.namespace = t.organization AND i.name = t.identity_provider \
-             WHERE i.scim_enabled = TRUE AND o.namespace = \
-             (SELECT namespace FROM organizations WHERE name = $1 ORDER BY namespace LIMIT 1)",
-        )
+             WHERE i.scim_enabled = TRUE AND o.namespace = ({ISSUER_NAMESPACE})"
+        )))
         .bind(organization_name)
         .fetch_all(self.pool())
         .await
@@ -658,54 +639,13 @@ impl ScimStore for Store {
         extra: &serde_json::Map<String, serde_json::Value>,
         provisioned_by: &str,
     ) -> Result<ScimUser> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let now = now_ms();
         let mut tx = self.begin_write(&user.organization).await?;
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO users ({USER_COLUMNS}, user_name_key, scim_json, provisioned_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $11, 1, $12, $13, $14)"
-        )))
-        .bind(id.as_str())
-        .bind(user.organization.as_str())
-        .bind(user.user_name.as_str())
-        .bind(user.display_name.clone())
-        .bind(user.given_name.clone())
-        .bind(user.family_name.clone())
-        .bind(user.external_id.clone())
-        .bind(user.active)
-        .bind(user.source.as_str())
-        .bind(user.password_hash.as_ref().map(|h| h.expose().to_owned()))
-        .bind(now)
-        .bind(name_key(&user.user_name))
-        .bind(extra_json(extra))
-        .bind(provisioned_by)
-        .execute(tx.conn())
-        .await
-        .map_err(|e| user_name_taken(e, &user.organization, &user.user_name, "create a SCIM user"))?;
-        write_emails(&mut tx, &user.organization, &id, &user.emails).await?;
-        tx.record(user_change(&user.organization, &id));
+        let scim_json = extra_json(extra);
+        let extras = UserExtras { scim_json: scim_json.as_deref(), provisioned_by: Some(provisioned_by) };
+        let created = insert_user(&mut tx, user, extras).await?;
         tx.commit().await?;
         // Exactly what was written: no need to read it back.
-        Ok(ScimUser {
-            user: User {
-                id,
-                organization: user.organization.clone(),
-                user_name: user.user_name.clone(),
-                display_name: user.display_name.clone(),
-                given_name: user.given_name.clone(),
-                family_name: user.family_name.clone(),
-                external_id: user.external_id.clone(),
-                emails: user.emails.clone(),
-                active: user.active,
-                source: user.source,
-                password_hash: user.password_hash.clone(),
-                last_login_ms: None,
-                created_ms: now,
-                updated_ms: now,
-                version: 1,
-            },
-            extra: (!extra.is_empty()).then(|| extra.clone()),
-        })
+        Ok(ScimUser { user: created, extra: (!extra.is_empty()).then(|| extra.clone()) })
     }
 
     async fn update_scim_user(
@@ -717,38 +657,9 @@ impl ScimStore for Store {
         expected_version: Option<i64>,
     ) -> Result<ScimUser> {
         let mut tx = self.begin_write(organization).await?;
-        let done = sqlx::query(
-            "UPDATE users SET user_name = $1, user_name_key = $2, display_name = $3, given_name = $4, \
-             family_name = $5, external_id = $6, active = $7, scim_json = $8, updated_ms = $9, \
-             version = version + 1 WHERE organization = $10 AND id = $11 AND ($12 IS NULL OR version = $12)",
-        )
-        .bind(update.user_name.as_str())
-        .bind(name_key(&update.user_name))
-        .bind(update.display_name.clone())
-        .bind(update.given_name.clone())
-        .bind(update.family_name.clone())
-        .bind(update.external_id.clone())
-        .bind(update.active)
-        .bind(extra_json(extra))
-        .bind(now_ms())
-        .bind(organization)
-        .bind(id)
-        .bind(expected_version)
-        .execute(tx.conn())
-        .await
-        .map_err(|e| user_name_taken(e, organization, &update.user_name, "update a SCIM user"))?;
-        if done.rows_affected() == 0 {
-            return Err(
-                missing_or_moved_on(&mut tx, "users", "user", organization, id, expected_version).await
-            );
-        }
-        sqlx::query("DELETE FROM user_emails WHERE user_id = $1")
-            .bind(id)
-            .execute(tx.conn())
-            .await
-            .map_err(query_error("replace a user's emails"))?;
-        write_emails(&mut tx, organization, id, &update.emails).await?;
-        tx.record(user_change(organization, id));
+        let scim_json = extra_json(extra);
+        update_user_row(&mut tx, organization, id, update, Some(scim_json.as_deref()), expected_version)
+            .await?;
         let binds = [SqlValue::Text(id.to_owned())];
         let updated = read_scim_users(tx.conn(), organization, "u.id = $2", &binds, "").await?.pop();
         tx.commit().await?;
@@ -813,26 +724,9 @@ impl ScimStore for Store {
         members: &[String],
         provisioned_by: &str,
     ) -> Result<Group> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let now = now_ms();
         let mut tx = self.begin_write(&group.organization).await?;
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO groups ({GROUP_COLUMNS}, display_name_key, provisioned_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6, 1, $7, $8)"
-        )))
-        .bind(id.as_str())
-        .bind(group.organization.as_str())
-        .bind(group.display_name.as_str())
-        .bind(group.source.as_str())
-        .bind(group.external_id.clone())
-        .bind(now)
-        .bind(name_key(&group.display_name))
-        .bind(provisioned_by)
-        .execute(tx.conn())
-        .await
-        .map_err(|e| group_name_taken(e, &group.organization, &group.display_name, "create a SCIM group"))?;
+        let (id, _) = insert_group(&mut tx, group, Some(provisioned_by)).await?;
         insert_members(&mut tx, &group.organization, &id, members).await?;
-        tx.record(group_change(&group.organization, &id));
         let members: Vec<&String> = members.iter().collect();
         record_membership(&mut tx, &group.organization, &id, &members);
         let created = read_group(tx.conn(), &group.organization, "id = $2", &id).await?;
@@ -848,26 +742,8 @@ impl ScimStore for Store {
         expected_version: Option<i64>,
     ) -> Result<Group> {
         let mut tx = self.begin_write(organization).await?;
-        let done = sqlx::query(
-            "UPDATE groups SET display_name = $1, display_name_key = $2, external_id = $3, updated_ms = $4, \
-             version = version + 1 WHERE organization = $5 AND id = $6 AND ($7 IS NULL OR version = $7)",
-        )
-        .bind(write.display_name)
-        .bind(name_key(write.display_name))
-        .bind(write.external_id.map(str::to_owned))
-        .bind(now_ms())
-        .bind(organization)
-        .bind(id)
-        .bind(expected_version)
-        .execute(tx.conn())
-        .await
-        .map_err(|e| group_name_taken(e, organization, write.display_name, "update a SCIM group"))?;
-        if done.rows_affected() == 0 {
-            return Err(
-                missing_or_moved_on(&mut tx, "groups", "group", organization, id, expected_version).await
-            );
-        }
-        tx.record(group_change(organization, id));
+        update_group_row(&mut tx, organization, id, write.display_name, write.external_id, expected_version)
+            .await?;
         match &write.members {
             MemberChanges::Replace(members) => {
                 sqlx::query("DELETE FROM memberships WHERE group_id = $1")

@@ -1,13 +1,7 @@
-//! Opaque refresh tokens and client secrets: generation, the hash that is
-//! stored instead of the value, and the refresh-token rotation decision with
-//! reuse detection (RFC 9700 §4.14.2).
-//!
-//! Both are 256-bit random strings, so an unsalted SHA-256 is the right
-//! storage form: nobody can guess or brute-force a preimage of a 256-bit
-//! random value, which is what a slow, salted hash (argon2id, for the
-//! low-entropy user passwords) protects against; and a deterministic hash lets
-//! the store find a presented token by an index lookup on its hash, while the
-//! database never holds a usable token.
+//! Opaque refresh tokens: families, their successors, and the rotation
+//! decision with reuse detection (RFC 9700 §4.14.2). A token is a 256-bit
+//! [`SecretString`]; the store keeps only its [`SecretHash`] (see
+//! [`crate::secret`] for why SHA-256 is the right stored form).
 //!
 //! The store keeps one row per family and one per issued token:
 //!
@@ -27,24 +21,18 @@
 //! presented one (`… WHERE (family_id, counter) = ($f, $presented) AND revoked
 //! IS NULL`) and inserts the successor's hash with `next_counter`, in one
 //! transaction (on SQLite shared by the rotations waiting at that moment:
-//! `token::service::grants`). Of concurrent refreshes with one token exactly
+//! `store::grants`). Of concurrent refreshes with one token exactly
 //! one moves the counter; the others do not and are treated as reuse (a
 //! client racing itself cannot be told from a thief racing the client). Old
 //! token rows are kept until the family expires, so a replayed token is
 //! recognised.
 
-use std::fmt;
-
 use jiff::{SignedDuration, Timestamp};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq as _;
-use zeroize::Zeroizing;
 
-use super::encoding::{b64url, sha256};
-
-/// Random bytes in a refresh token or client secret.
-pub const SECRET_BYTES: usize = 32;
+use super::encoding::b64url;
+use crate::secret::{SecretHash, SecretString};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RefreshError {
@@ -53,92 +41,6 @@ pub enum RefreshError {
 
     #[error("refresh token expiry is out of range")]
     OutOfRange,
-}
-
-/// A secret handed to a client once: a refresh token or a client secret.
-/// Never printed; store only its [`SecretHash`].
-pub struct SecretString(Zeroizing<String>);
-
-impl SecretString {
-    /// 256 random bits, base64url (43 characters).
-    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
-        let mut bytes = Zeroizing::new([0u8; SECRET_BYTES]);
-        rng.fill_bytes(bytes.as_mut());
-        Self(Zeroizing::new(b64url(bytes.as_ref())))
-    }
-
-    /// The value, to send to the client.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn hash(&self) -> SecretHash {
-        SecretHash::of(&self.0)
-    }
-}
-
-impl fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretString(<redacted>)")
-    }
-}
-
-/// SHA-256 of a secret: the stored form of refresh tokens and client secrets.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SecretHash([u8; 32]);
-
-impl SecretHash {
-    /// The hash of a presented value.
-    pub fn of(presented: &str) -> Self {
-        Self(sha256(presented.as_bytes()))
-    }
-
-    /// A hash read back from the store.
-    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        bytes.try_into().ok().map(Self)
-    }
-
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// Whether `presented` hashes to this value, in constant time (client
-    /// secret check, after loading the client's stored hash).
-    pub fn matches(&self, presented: &str) -> bool {
-        bool::from(Self::of(presented).0.ct_eq(&self.0))
-    }
-}
-
-/// `sha256:` and the lowercase hex digest: the text form the operator
-/// already writes for client secrets (`controller::secrets::hash_secret`).
-impl fmt::Display for SecretHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(HASH_PREFIX)?;
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
-    }
-}
-
-const HASH_PREFIX: &str = "sha256:";
-
-impl SecretHash {
-    /// Reads the [`Display`](fmt::Display) form back.
-    pub fn parse(text: &str) -> Option<Self> {
-        let hex = text.strip_prefix(HASH_PREFIX)?;
-        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return None;
-        }
-        let mut bytes = [0u8; 32];
-        for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
-            *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-        }
-        Some(Self(bytes))
-    }
-}
-
-impl fmt::Debug for SecretHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecretHash({}…)", &b64url(&self.0)[..8])
-    }
 }
 
 /// The id of a refresh-token family: every token descending from one sign-in.
@@ -186,7 +88,7 @@ pub struct IssuedRefreshToken {
 
 impl IssuedRefreshToken {
     fn new<R: CryptoRng + ?Sized>(family_id: FamilyId, counter: u32, rng: &mut R) -> Self {
-        let token = SecretString::generate(rng);
+        let token = SecretString::generate_with(rng);
         let hash = token.hash();
         Self { token, hash, family_id, counter }
     }
@@ -343,29 +245,6 @@ mod tests {
         assert_eq!(issued.hash, SecretHash::of(token));
         assert_ne!(issued.hash.as_bytes().as_slice(), token.as_bytes());
         assert!(!format!("{issued:?}").contains(token), "Debug must not print the token");
-    }
-
-    #[test]
-    fn a_client_secret_matches_only_its_own_hash() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-        let secret = SecretString::generate(&mut rng);
-        let stored = SecretHash::from_bytes(secret.hash().as_bytes()).unwrap();
-        assert!(stored.matches(secret.expose()));
-        assert!(!stored.matches(&secret.expose()[1..]));
-        assert!(!stored.matches(""));
-        assert_eq!(SecretHash::from_bytes(&[0; 31]), None);
-    }
-
-    #[test]
-    fn the_hash_text_form_is_the_operators_sha256_hex() {
-        // SHA-256("abc"), FIPS 180-2 Appendix B.1.
-        let hash = SecretHash::of("abc");
-        let text = hash.to_string();
-        assert_eq!(text, "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        assert_eq!(SecretHash::parse(&text), Some(hash));
-        assert_eq!(SecretHash::parse(&text.to_uppercase()), None);
-        assert_eq!(SecretHash::parse(&text[..70]), None);
-        assert_eq!(SecretHash::parse(text.trim_start_matches("sha256:")), None);
     }
 
     #[test]

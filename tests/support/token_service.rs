@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
+use portcullis::secret::SecretString;
 use portcullis::store::*;
 use portcullis::token::keys::{Algorithm, KeyMeta, SigningKey};
 use portcullis::token::service::keys::{KeyDirectory, write_key_dir};
@@ -260,7 +261,7 @@ async fn seed_organization(store: &Store, org: &str, base_url: &str, backend_sec
     for (name, spec, secret) in clients {
         apply_client(store, org, name, spec).await;
         if let Some(secret) = secret {
-            let hash = SecretString::new(portcullis::controller::secrets::hash_secret(secret));
+            let hash = SecretString::new(portcullis::secret::SecretHash::of(secret).to_string());
             assert!(
                 store.set_oauth_client_secret_hash(org, name, Some(&hash)).await.expect("set a secret hash")
             );

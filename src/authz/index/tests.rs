@@ -439,3 +439,37 @@ fn long_lists_survive_growth_moves_and_compaction() {
         }
     }
 }
+
+#[test]
+fn user_and_group_names_match_without_regard_to_case_and_client_names_exactly() {
+    let mut index = mk_index(&["data.export"]);
+    index.apply_role("analyst", mk_role(&["data.export"], &[]));
+    index.apply_assignment(mk_assignment(
+        "ra-ada",
+        Principal::user("Ada@Acme.com"),
+        "analyst",
+        Scope::Organization,
+    ));
+    index.apply_assignment(mk_assignment("ra-it", Principal::group("Acme IT"), "analyst", workspace("w1")));
+    index.apply_assignment(mk_assignment("ra-ci", Principal::client("CI"), "analyst", Scope::Organization));
+    index.add_member("ACME it", "BOB");
+
+    let export = |index: &AccessIndex, who: Principal, scope: &Scope| {
+        index.check(&who, "data.export", scope, NOW).is_allowed()
+    };
+    assert!(export(&index, Principal::user("ada@acme.com"), &Scope::Organization));
+    assert!(export(&index, Principal::user("ADA@ACME.COM"), &Scope::Organization));
+    assert!(export(&index, Principal::user("bob"), &workspace("w1")), "a member named in another case");
+    let grant = granted(index.check(&Principal::user("Bob"), "data.export", &workspace("w1"), NOW));
+    assert_eq!(grant.group(), Some("Acme IT"), "explained as the group was first named");
+    assert!(export(&index, Principal::client("CI"), &Scope::Organization));
+    assert!(!export(&index, Principal::client("ci"), &Scope::Organization), "client names are exact");
+
+    index.apply_user("ADA@acme.com", false);
+    assert!(
+        !export(&index, Principal::user("ada@acme.com"), &Scope::Organization),
+        "deactivated by any case"
+    );
+    index.remove_member("acme IT", "bob");
+    assert!(!export(&index, Principal::user("bob"), &workspace("w1")));
+}

@@ -24,7 +24,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::api::ProvisioningMode;
-use crate::controller::secrets::hash_secret;
+use crate::secret::SecretHash;
 use crate::store::ScimStore;
 
 use super::ScimState;
@@ -64,7 +64,7 @@ impl FromRequestParts<ScimState> for ScimCaller {
         let token = bearer_token(parts).ok_or(ScimError::Unauthorized)?;
         let owner = state
             .store
-            .scim_token_owner(&organization, &hash_secret(token))
+            .scim_token_owner(&organization, &SecretHash::of(token).to_string())
             .await?
             .ok_or(ScimError::Unauthorized)?;
         if let Some(slot) = parts.extensions.get::<CallerSlot>()

@@ -127,7 +127,7 @@ impl IntoResponse for ScimError {
             other => other.to_string(),
         };
         if status.is_server_error() {
-            tracing::error!(error = %crate::controller::reconcile::error_chain(&self), "SCIM request failed");
+            tracing::error!(error = %crate::error_chain::ErrorChain(&self), "SCIM request failed");
         } else {
             tracing::debug!(status = status.as_u16(), %detail, "SCIM request refused");
         }

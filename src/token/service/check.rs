@@ -10,10 +10,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::OAuthError;
+use super::require_permission::{Permission, RequirePermission};
 use super::state::TokenServiceState;
-use crate::admin::{Permission, RequirePermission};
 use crate::authz::{Decision, Principal, PrincipalKind, Scope};
-use crate::store::follow::principal_key;
 
 /// The permission the check API requires.
 pub struct IamView;
@@ -58,7 +57,7 @@ pub async fn check(
         PrincipalKindRequest::Group => PrincipalKind::Group,
         PrincipalKindRequest::Client => PrincipalKind::Client,
     };
-    let principal = principal_key(&Principal { kind, name: request.principal.name });
+    let principal = Principal { kind, name: request.principal.name };
     let scope = match request.workspace {
         Some(workspace) => Scope::Workspace(workspace),
         None => Scope::Organization,

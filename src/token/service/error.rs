@@ -60,10 +60,14 @@ pub enum OAuthError {
     #[error("unknown organization")]
     UnknownOrganization,
 
-    /// A fault of ours (keys unreadable, signing failed). Logged; the client
-    /// sees only `server_error`.
-    #[error("server error: {0}")]
-    Server(String),
+    /// A fault of ours (keys unreadable, signing failed). Logged with its
+    /// whole source chain; the client sees only `server_error`.
+    #[error("{context}")]
+    Server {
+        context: Text,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -86,8 +90,22 @@ impl OAuthError {
         Self::InvalidToken(description.into())
     }
 
-    pub fn server(detail: impl std::fmt::Display) -> Self {
-        Self::Server(detail.to_string())
+    /// A fault of ours, caused by `source` (kept for the log).
+    pub fn server(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Server { context: "internal error".into(), source: Some(Box::new(source)) }
+    }
+
+    /// A fault of ours, in our words, caused by `source`.
+    pub fn server_because(
+        context: impl Into<Text>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Server { context: context.into(), source: Some(Box::new(source)) }
+    }
+
+    /// A fault of ours that no error value describes.
+    pub fn internal(context: impl Into<Text>) -> Self {
+        Self::Server { context: context.into(), source: None }
     }
 
     /// The `error` code (RFC 6749 §5.2, RFC 6750 §3.1, RFC 7009 §2.2.1).
@@ -103,7 +121,7 @@ impl OAuthError {
             Self::InvalidToken(_) => "invalid_token",
             Self::InsufficientScope(_) => "insufficient_scope",
             Self::UnknownOrganization => "not_found",
-            Self::Server(_) | Self::Store(_) => "server_error",
+            Self::Server { .. } | Self::Store(_) => "server_error",
         }
     }
 
@@ -112,7 +130,7 @@ impl OAuthError {
             Self::InvalidClient { .. } | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Self::UnknownOrganization => StatusCode::NOT_FOUND,
-            Self::Server(_) | Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Server { .. } | Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -131,7 +149,9 @@ impl OAuthError {
             | Self::InvalidToken(d)
             | Self::InsufficientScope(d) => Cow::Borrowed(d.as_ref()),
             Self::UnknownOrganization => Cow::Borrowed("No organization of this name."),
-            Self::Server(_) | Self::Store(_) => Cow::Borrowed("The server could not complete the request."),
+            Self::Server { .. } | Self::Store(_) => {
+                Cow::Borrowed("The server could not complete the request.")
+            }
         }
     }
 }
@@ -140,7 +160,7 @@ impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::error!(error = %self, "token service request failed");
+            tracing::error!(error = %crate::error_chain::ErrorChain(&self), "token service request failed");
         }
         let body = serde_json::json!({ "error": self.code(), "error_description": self.description() });
         let mut response = (status, axum::Json(body)).into_response();

@@ -13,7 +13,6 @@ use super::error::OAuthError;
 use super::state::{ClientView, OrganizationView, TokenServiceState};
 use crate::api::TokenClaim;
 use crate::authz::{Principal, Scope};
-use crate::store::follow::principal_key;
 use crate::store::{IndexSnapshot, User};
 use crate::token::claims::{
     AccessTokenClaims, AccessTokenGrant, IdTokenClaims, IdTokenGrant, RoleClaim, RoleScope, token_id,
@@ -100,7 +99,7 @@ pub async fn access_token(
     let now = state.now();
     let index = state.access_index(org).await?;
     let (principal, sub) = match &subject {
-        Subject::User(user) => (principal_key(&Principal::user(user.user_name.clone())), user.id.clone()),
+        Subject::User(user) => (Principal::user(user.user_name.clone()), user.id.clone()),
         Subject::Client => (Principal::client(client.client_id.clone()), client.client_id.clone()),
     };
     let wants_permissions =
@@ -166,7 +165,7 @@ pub fn id_token(
     client: &ClientView,
     input: IdTokenInput<'_>,
 ) -> Result<String, OAuthError> {
-    let key = keys.signing_key().ok_or_else(|| OAuthError::server("no active signing key"))?;
+    let key = keys.signing_key().ok_or_else(|| OAuthError::internal("no active signing key"))?;
     let has = |scope: &str| input.scopes.iter().any(|s| s == scope);
     let email = has("email").then(|| input.user.email.clone()).flatten();
     let grant = IdTokenGrant {

@@ -8,7 +8,8 @@
 //!  GET|POST /o/{org}/userinfo                      userinfo      (OIDC Core §5.3)
 //!  POST /o/{org}/introspect                        introspect    (RFC 7662)
 //!  POST /o/{org}/revoke                            revoke        (RFC 7009)
-//!  POST /o/{org}/api/v1/check                      check         (RequirePermission iam.view)
+//!  POST /o/{org}/api/v1/check                      check         (require_permission: the
+//!                                                                 `@requires_permission` of the seeds)
 //!  …    /o/{org}/authorize, login pages, end_session  login/ (the LOGIN helper's routes)
 //! ```
 //!
@@ -26,6 +27,7 @@ pub mod issue;
 mod jwks;
 pub mod keys;
 pub mod login;
+pub mod require_permission;
 mod revoke;
 pub mod state;
 mod token;

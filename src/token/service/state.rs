@@ -20,18 +20,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use jiff::{SignedDuration, Timestamp};
-use sqlx::Row as _;
 use tokio::sync::OnceCell;
 
 use super::error::OAuthError;
 use super::keys::KeyDirectory;
-use crate::api::{ClientType, GrantType, OAuthClientSpec, OrganizationSpec, TokenClaim};
+use crate::api::{ClientType, GoDuration, GrantType, OAuthClientSpec, OrganizationSpec, TokenClaim};
+use crate::secret::SecretHash;
 use crate::store::{
     Change, ChangeEvent, ChangeFeed as _, DesiredStateStore as _, IndexFollower, IndexSnapshot,
     OAuthClientRecord, OrganizationRecord, ResourceKind, Store,
 };
 use crate::token::keys::{Algorithm, KeySet};
-use crate::token::refresh::SecretHash;
 
 /// Where the service reads the time. Tests pass a [`ManualClock`].
 pub trait Clock: Send + Sync + 'static {
@@ -158,7 +157,6 @@ struct Inner {
     /// a drop does not put its (maybe stale) result in the cache.
     views_generation: AtomicU64,
     followers: Mutex<HashMap<String, Arc<OnceCell<Arc<IndexFollower>>>>>,
-    rotations: super::grants::RotationWriter,
 }
 
 impl TokenServiceState {
@@ -176,7 +174,6 @@ impl TokenServiceState {
             clients: RwLock::new(HashMap::new()),
             views_generation: AtomicU64::new(0),
             followers: Mutex::new(HashMap::new()),
-            rotations: super::grants::RotationWriter::default(),
         }));
         tokio::spawn(invalidate_on_change(Arc::downgrade(&state.0), subscription));
         Ok(state)
@@ -208,18 +205,13 @@ impl TokenServiceState {
         &self.0.keys
     }
 
-    /// Where refresh-token rotations are committed (in groups, on SQLite).
-    pub(super) fn rotations(&self) -> &super::grants::RotationWriter {
-        &self.0.rotations
-    }
-
     /// The organization named `name`, or `None` if there is none.
     pub async fn organization(&self, name: &str) -> Result<Option<Arc<OrganizationView>>, OAuthError> {
         if let Some(view) = read(&self.0.organizations).get(name) {
             return Ok(Some(view.clone()));
         }
         let generation = self.0.views_generation.load(Ordering::Acquire);
-        let Some(record) = self.find_organization(name).await? else { return Ok(None) };
+        let Some(record) = self.0.store.organization_by_name(name).await? else { return Ok(None) };
         let view = Arc::new(organization_view(record)?);
         let mut cache = write(&self.0.organizations);
         if self.0.views_generation.load(Ordering::Acquire) == generation {
@@ -280,24 +272,6 @@ impl TokenServiceState {
         self.0.keys.key_set(&org.name).await.map_err(OAuthError::server)
     }
 
-    async fn find_organization(&self, name: &str) -> Result<Option<OrganizationRecord>, OAuthError> {
-        let rows = sqlx::query("SELECT namespace FROM organizations WHERE name = $1")
-            .bind(name)
-            .fetch_all(self.0.store.pool())
-            .await
-            .map_err(|e| OAuthError::server(format!("look up organization {name:?}: {e}")))?;
-        let namespace: String = match rows.as_slice() {
-            [] => return Ok(None),
-            [row] => row.try_get("namespace").map_err(OAuthError::server)?,
-            _ => {
-                // Two tenants claim one issuer: serve neither rather than guess.
-                tracing::warn!(organization = name, "organization name is used in several namespaces");
-                return Ok(None);
-            }
-        };
-        Ok(self.0.store.get::<OrganizationRecord>(&namespace, name).await?)
-    }
-
     fn forget_views(&self) {
         self.0.views_generation.fetch_add(1, Ordering::AcqRel);
         write(&self.0.organizations).clear();
@@ -338,15 +312,16 @@ async fn invalidate_on_change(
 
 fn organization_view(record: OrganizationRecord) -> Result<OrganizationView, OAuthError> {
     let spec: OrganizationSpec = serde_json::from_str(&record.spec_json).map_err(|e| {
-        OAuthError::server(format!("organization {} has an unreadable spec: {e}", record.meta.name))
+        OAuthError::server_because(format!("organization {} has an unreadable spec", record.meta.name), e)
     })?;
-    let lifetime = |text: &str, what: &str| {
-        crate::controller::signing_keys::parse_duration(text)
-            .and_then(|d| SignedDuration::try_from(d).ok())
-            .filter(|d| d.is_positive())
-            .ok_or_else(|| {
-                OAuthError::server(format!("organization {}: bad {what} {text:?}", record.meta.name))
-            })
+    let lifetime = |duration: &GoDuration, what: &str| {
+        duration.positive().ok_or_else(|| {
+            OAuthError::internal(format!(
+                "organization {}: bad {what} {:?}",
+                record.meta.name,
+                duration.as_str()
+            ))
+        })
     };
     Ok(OrganizationView {
         access_token_lifetime: lifetime(&spec.tokens.access_token_lifetime, "accessTokenLifetime")?,
@@ -361,7 +336,7 @@ fn organization_view(record: OrganizationRecord) -> Result<OrganizationView, OAu
 
 fn client_view(record: OAuthClientRecord) -> Result<ClientView, OAuthError> {
     let spec: OAuthClientSpec = serde_json::from_str(&record.spec_json).map_err(|e| {
-        OAuthError::server(format!("OAuth client {} has an unreadable spec: {e}", record.meta.name))
+        OAuthError::server_because(format!("OAuth client {} has an unreadable spec", record.meta.name), e)
     })?;
     let client_id = record.meta.name;
     let audiences = if spec.audiences.is_empty() { vec![client_id.clone()] } else { spec.audiences };

@@ -27,7 +27,6 @@ use super::ceremonies::{self, Purpose, session_binding};
 use super::credentials::{self, CredentialKind};
 use super::csrf;
 use super::flow::{self, current_session, server_error};
-use super::mfa;
 use super::pages::{self, AccountPage, CeremonyMode, CeremonyPage, FactorRow, PlainForm, WebAuthnKinds};
 use super::request::Params;
 use super::session::Session;
@@ -35,7 +34,8 @@ use super::sign_in::{throttle_message, throttled};
 use super::webauthn::relying_party;
 use super::{SourceAddress, issuer_path};
 use crate::api::MfaMethod;
-use crate::store::{MfaFactor, SecretString, User, UserStore as _};
+use crate::secret::SecretString;
+use crate::store::{MfaFactor, User, UserStore as _};
 use crate::token::password::PasswordError;
 use crate::token::service::error::OAuthError;
 use crate::token::service::state::{OrganizationView, TokenServiceState};
@@ -221,7 +221,7 @@ async fn confirm_password(
                     account_page(state, account, StatusCode::SERVICE_UNAVAILABLE, Some(message)).await?;
                 return Ok(Err(throttled(page, std::time::Duration::from_secs(1))));
             }
-            Err(error) => return Err(OAuthError::server(format!("password check: {error}"))),
+            Err(error) => return Err(OAuthError::server_because("password check", error)),
         },
         _ => false,
     };
@@ -284,7 +284,8 @@ async fn webauthn_start_inner(
     if let Err(page) = confirm_password(state, account, params, source).await? {
         return Ok(page);
     }
-    let rp = relying_party(state, org).ok_or_else(|| OAuthError::server("WebAuthn has no relying party"))?;
+    let rp =
+        relying_party(state, org).ok_or_else(|| OAuthError::internal("WebAuthn has no relying party"))?;
     let user_handle = Uuid::parse_str(&user.id).map_err(OAuthError::server)?;
     let existing: Vec<_> = credentials::for_user(state.store(), &org.namespace, &user.id)
         .await?
@@ -294,7 +295,7 @@ async fn webauthn_start_inner(
     let display_name = user.display_name.as_deref().unwrap_or(&user.user_name);
     let (challenge, registration) = rp
         .start_passkey_registration(user_handle, &user.user_name, display_name, Some(existing))
-        .map_err(|e| OAuthError::server(format!("WebAuthn: {e}")))?;
+        .map_err(|e| OAuthError::server_because("WebAuthn", e))?;
     let mut options = serde_json::to_value(&challenge).map_err(OAuthError::server)?;
     if passkey {
         // A passkey must be discoverable: it is found without a user name
@@ -364,7 +365,8 @@ async fn webauthn_finish_inner(
     };
     let credential: Option<RegisterPublicKeyCredential> =
         params.get("credential").and_then(|json| serde_json::from_str(json).ok());
-    let rp = relying_party(state, org).ok_or_else(|| OAuthError::server("WebAuthn has no relying party"))?;
+    let rp =
+        relying_party(state, org).ok_or_else(|| OAuthError::internal("WebAuthn has no relying party"))?;
     let registration = ceremony.state;
     let passkey = match credential.map(|c| rp.finish_passkey_registration(&c, &registration.state)) {
         Some(Ok(passkey)) => passkey,
@@ -538,7 +540,7 @@ async fn totp_finish_inner(
         .add_mfa_enrolment(&org.namespace, &user.id, Some(&pending.name), &factor, now.as_millisecond())
         .await?;
     // The code just shown is spent: it does not also pass a sign-in.
-    mfa::take_step(state, &org.namespace, &enrolment.id, step).await?;
+    state.store().take_totp_step(&enrolment.id, step).await?;
     let message = format!("Added “{}”.", pending.name);
     account_page(state, account, StatusCode::OK, Some(&message)).await
 }

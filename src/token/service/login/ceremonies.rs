@@ -1,4 +1,4 @@
-//! The `webauthn_ceremonies` table (migration 0006): what the server must
+//! Sign-in ceremonies ([`crate::store::ceremonies`]): what the server must
 //! remember between the two requests of a ceremony — webauthn-rs' state
 //! (its challenge), or a TOTP secret being enrolled — kept server-side, tied
 //! to the browser that started it, short-lived, and taken once.
@@ -12,13 +12,13 @@
 //! assertion) finds nothing the second time.
 
 use jiff::{SignedDuration, Timestamp};
-use ring::digest;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlx::Row as _;
 
-use super::csrf::random_token;
+use crate::secret::{SecretHash, SecretString};
+use crate::store::CeremonyStore as _;
 use crate::store::Store;
+use crate::store::ceremonies::NewCeremony;
 use crate::token::service::error::OAuthError;
 
 /// What a ceremony is for; a ceremony only finishes the step it was started for.
@@ -48,8 +48,7 @@ impl Purpose {
 /// The browser a ceremony belongs to: SHA-256 of its pre-login cookie (so a
 /// copy of the table does not give the cookie away), or its session id.
 pub(super) fn browser_binding(pre_login_id: &str) -> String {
-    let digest = digest::digest(&digest::SHA256, pre_login_id.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    SecretHash::of(pre_login_id).hex()
 }
 
 pub(super) fn session_binding(session_id: &str) -> String {
@@ -60,10 +59,6 @@ pub(super) fn session_binding(session_id: &str) -> String {
 pub(super) struct Taken<T> {
     pub user_id: Option<String>,
     pub state: T,
-}
-
-fn store_error(what: &'static str) -> impl Fn(sqlx::Error) -> OAuthError {
-    move |e| OAuthError::server(format!("{what}: {e}"))
 }
 
 /// Remembers `state` for `lifetime`; returns the ceremony id for the page.
@@ -78,31 +73,19 @@ pub(super) async fn start<T: Serialize>(
     now: Timestamp,
     lifetime: SignedDuration,
 ) -> Result<String, OAuthError> {
-    let id = random_token();
+    let id = SecretString::generate().expose().to_owned();
     let json = serde_json::to_string(state).map_err(OAuthError::server)?;
     let expires = now.checked_add(lifetime).map_err(OAuthError::server)?;
-    let mut tx = store.begin_write(organization).await?;
-    sqlx::query(
-        "INSERT INTO webauthn_ceremonies (id, organization, purpose, binding, user_id, state, expires_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(id.clone())
-    .bind(organization.to_owned())
-    .bind(purpose.as_str())
-    .bind(binding.to_owned())
-    .bind(user_id.map(str::to_owned))
-    .bind(json)
-    .bind(expires.as_millisecond())
-    .execute(tx.conn())
-    .await
-    .map_err(store_error("start a WebAuthn ceremony"))?;
-    // Ceremonies nobody finished are of no use: keep the table small.
-    sqlx::query("DELETE FROM webauthn_ceremonies WHERE expires_ms < $1")
-        .bind(now.as_millisecond())
-        .execute(tx.conn())
-        .await
-        .map_err(store_error("forget expired WebAuthn ceremonies"))?;
-    tx.commit().await?;
+    let ceremony = NewCeremony {
+        id: &id,
+        organization,
+        purpose: purpose.as_str(),
+        binding,
+        user_id,
+        state: &json,
+        expires_ms: expires.as_millisecond(),
+    };
+    store.start_ceremony(&ceremony, now.as_millisecond()).await?;
     Ok(id)
 }
 
@@ -119,24 +102,11 @@ pub(super) async fn take<T: DeserializeOwned>(
     if id.is_empty() {
         return Ok(None);
     }
-    let mut tx = store.begin_write(organization).await?;
-    let row = sqlx::query(
-        "DELETE FROM webauthn_ceremonies \
-         WHERE id = $1 AND organization = $2 AND purpose = $3 AND binding = $4 AND expires_ms > $5 \
-         RETURNING user_id, state",
-    )
-    .bind(id.to_owned())
-    .bind(organization.to_owned())
-    .bind(purpose.as_str())
-    .bind(binding.to_owned())
-    .bind(now.as_millisecond())
-    .fetch_optional(tx.conn())
-    .await
-    .map_err(store_error("take a WebAuthn ceremony"))?;
-    tx.commit().await?;
-    let Some(row) = row else { return Ok(None) };
-    let read = |e: sqlx::Error| OAuthError::server(format!("read a WebAuthn ceremony: {e}"));
-    let user_id: Option<String> = row.try_get("user_id").map_err(read)?;
-    let state: String = row.try_get("state").map_err(read)?;
-    Ok(Some(Taken { user_id, state: serde_json::from_str(&state).map_err(OAuthError::server)? }))
+    let taken =
+        store.take_ceremony(organization, purpose.as_str(), binding, id, now.as_millisecond()).await?;
+    let Some(taken) = taken else { return Ok(None) };
+    Ok(Some(Taken {
+        user_id: taken.user_id,
+        state: serde_json::from_str(&taken.state).map_err(OAuthError::server)?,
+    }))
 }

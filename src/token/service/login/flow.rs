@@ -74,7 +74,7 @@ pub(super) fn see_other(location: &str, set_cookies: &[String]) -> Response {
         Ok(value) => {
             headers.insert(header::LOCATION, value);
         }
-        Err(_) => return server_error(OAuthError::server("a redirect location is not a valid header")),
+        Err(_) => return server_error(OAuthError::internal("a redirect location is not a valid header")),
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     for cookie in set_cookies {

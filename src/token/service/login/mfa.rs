@@ -19,11 +19,9 @@
 use std::collections::BTreeSet;
 
 use jiff::Timestamp;
-use sqlx::Row as _;
 
 use crate::api::{MfaMethod, MfaRequirement};
 use crate::authz::Principal;
-use crate::store::follow::principal_key;
 use crate::store::{MfaEnrolment, MfaFactor, User, UserStore as _};
 use crate::token::service::error::OAuthError;
 use crate::token::service::state::{OrganizationView, TokenServiceState};
@@ -85,7 +83,7 @@ async fn holds_privileged_permission(
         return Ok(false);
     }
     let snapshot = state.access_index(org).await?;
-    let principal = principal_key(&Principal::user(user.user_name.clone()));
+    let principal = Principal::user(user.user_name.clone());
     let now = state.now().as_second();
     let scopes: BTreeSet<_> =
         snapshot.index.assigned_roles(&principal, now).iter().map(|grant| grant.scope().clone()).collect();
@@ -118,44 +116,12 @@ pub(super) async fn check_totp(
                 continue;
             }
         };
-        let last = last_step(state, &enrolment.id).await?;
+        let last = state.store().last_totp_step(&enrolment.id).await?;
         let Some(step) = totp::verify(&secret, code, now, last) else { continue };
-        if take_step(state, &org.namespace, &enrolment.id, step).await? {
+        if state.store().take_totp_step(&enrolment.id, step).await? {
             state.store().record_mfa_use(&org.namespace, &enrolment.id, None, now.as_millisecond()).await?;
             return Ok(Some(enrolment.id.clone()));
         }
     }
     Ok(None)
-}
-
-async fn last_step(state: &TokenServiceState, enrolment_id: &str) -> Result<Option<i64>, OAuthError> {
-    let row = sqlx::query("SELECT last_step FROM totp_last_steps WHERE enrolment_id = $1")
-        .bind(enrolment_id.to_owned())
-        .fetch_optional(state.store().pool())
-        .await
-        .map_err(|e| OAuthError::server(format!("read the last TOTP step: {e}")))?;
-    row.map(|row| row.try_get("last_step")).transpose().map_err(OAuthError::server)
-}
-
-/// Records `step` as used if it is later than the stored one; false if it is
-/// not (a replay, possibly a concurrent one).
-pub(super) async fn take_step(
-    state: &TokenServiceState,
-    organization: &str,
-    enrolment_id: &str,
-    step: i64,
-) -> Result<bool, OAuthError> {
-    let mut tx = state.store().begin_write(organization).await?;
-    let done = sqlx::query(
-        "INSERT INTO totp_last_steps (enrolment_id, last_step) VALUES ($1, $2) \
-         ON CONFLICT (enrolment_id) DO UPDATE SET last_step = excluded.last_step \
-         WHERE totp_last_steps.last_step < excluded.last_step",
-    )
-    .bind(enrolment_id.to_owned())
-    .bind(step)
-    .execute(tx.conn())
-    .await
-    .map_err(|e| OAuthError::server(format!("record a TOTP step: {e}")))?;
-    tx.commit().await?;
-    Ok(done.rows_affected() == 1)
 }

@@ -176,7 +176,7 @@ async fn password_step_inner(
             return Ok(throttled(page, Duration::from_secs(1)));
         }
         Err(PasswordError::TooLong) => false,
-        Err(error) => return Err(OAuthError::server(format!("password check: {error}"))),
+        Err(error) => return Err(OAuthError::server_because("password check", error)),
     };
     let user = match (verified, user) {
         (true, Some(user)) => user,

@@ -68,7 +68,7 @@ pub(super) fn relying_party(state: &TokenServiceState, org: &OrganizationView) -
 }
 
 fn webauthn_error(error: WebauthnError) -> OAuthError {
-    OAuthError::server(format!("WebAuthn: {error}"))
+    OAuthError::server_because("WebAuthn", error)
 }
 
 /// The credential a browser posted, as webauthn-rs reads it.
@@ -95,7 +95,8 @@ pub(super) async fn show_second_factor(
     message: Option<&str>,
 ) -> Result<Response, OAuthError> {
     let SecondFactorStep { org, request, pre_login_id, ticket, totp } = step;
-    let rp = relying_party(state, org).ok_or_else(|| OAuthError::server("WebAuthn has no relying party"))?;
+    let rp =
+        relying_party(state, org).ok_or_else(|| OAuthError::internal("WebAuthn has no relying party"))?;
     let passkeys: Vec<Passkey> = credentials.iter().map(|c| c.passkey.clone()).collect();
     let (challenge, authentication) = rp.start_passkey_authentication(&passkeys).map_err(webauthn_error)?;
     let login = state.login();
@@ -193,9 +194,9 @@ async fn webauthn_step_inner(
             match webauthn.iter().find(|c| c.passkey.cred_id().as_ref() == credential.raw_id.as_ref()) {
                 Some(stored) => {
                     let rp = relying_party(state, org)
-                        .ok_or_else(|| OAuthError::server("WebAuthn has no relying party"))?;
+                        .ok_or_else(|| OAuthError::internal("WebAuthn has no relying party"))?;
                     let outcome = rp.finish_passkey_authentication(&credential, &ceremony.state);
-                    check_assertion(state, org, stored, outcome, now).await?
+                    check_assertion(state, stored, outcome, now).await?
                 }
                 None => Err(WRONG_KEY),
             }
@@ -219,7 +220,6 @@ async fn webauthn_step_inner(
 /// stored; `Err` carries what to tell the user.
 async fn check_assertion(
     state: &TokenServiceState,
-    org: &OrganizationView,
     stored: &StoredCredential,
     outcome: Result<webauthn_rs::prelude::AuthenticationResult, WebauthnError>,
     now: jiff::Timestamp,
@@ -227,8 +227,7 @@ async fn check_assertion(
     match outcome {
         Ok(result) => {
             let recorded =
-                credentials::record_use(state.store(), &org.namespace, stored, &result, now.as_millisecond())
-                    .await?;
+                credentials::record_use(state.store(), stored, &result, now.as_millisecond()).await?;
             // Not recorded: another sign-in took this counter value first.
             Ok(if recorded { Ok(()) } else { Err(CLONED_KEY) })
         }
@@ -254,7 +253,8 @@ async fn show_passkey(
     status: StatusCode,
     message: Option<&str>,
 ) -> Result<Response, OAuthError> {
-    let rp = relying_party(state, org).ok_or_else(|| OAuthError::server("WebAuthn has no relying party"))?;
+    let rp =
+        relying_party(state, org).ok_or_else(|| OAuthError::internal("WebAuthn has no relying party"))?;
     let (mut challenge, authentication) = rp.start_discoverable_authentication().map_err(webauthn_error)?;
     // A button press starts it, not the browser's autofill.
     challenge.mediation = None;
@@ -352,7 +352,8 @@ async fn passkey_step_inner(
     let (Some(ceremony), Some(credential)) = (ceremony, posted_credential(params)) else {
         return again(StatusCode::UNAUTHORIZED, WRONG_KEY).await;
     };
-    let rp = relying_party(state, org).ok_or_else(|| OAuthError::server("WebAuthn has no relying party"))?;
+    let rp =
+        relying_party(state, org).ok_or_else(|| OAuthError::internal("WebAuthn has no relying party"))?;
     let Ok((user_handle, credential_id)) = rp.identify_discoverable_authentication(&credential) else {
         return again(StatusCode::UNAUTHORIZED, WRONG_KEY).await;
     };
@@ -377,7 +378,7 @@ async fn passkey_step_inner(
         ceremony.state,
         &[DiscoverableKey::from(&stored.passkey)],
     );
-    match check_assertion(state, org, &stored, outcome, now).await? {
+    match check_assertion(state, &stored, outcome, now).await? {
         Ok(()) => {
             login.throttle.record_success(&account);
             // User verification and possession of the key: both factors.

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use jiff::SignedDuration;
 use k8s_openapi::ByteString;
 
-use crate::api::TokenPolicy;
+use crate::api::{GoDuration, TokenPolicy};
 use crate::store::{DesiredStateStore as _, SigningKeyRecord, SigningKeyState, Store, StoreError};
 use crate::token::keys::{KeyError, KeyMeta, KeySet, KeyState, RotationPolicy, SigningKey};
 
@@ -68,11 +68,8 @@ pub fn secret_data(set: &KeySet) -> BTreeMap<String, ByteString> {
 /// The organization's rotation schedule. Durations the CRD accepted but this
 /// cannot use fall back to the CRD's defaults (720h, overlap 24h).
 pub fn rotation_policy(tokens: &TokenPolicy) -> Result<RotationPolicy, KeyError> {
-    let duration = |text: &str, default_hours: i64| {
-        parse_duration(text)
-            .and_then(|d| SignedDuration::try_from(d).ok())
-            .unwrap_or(SignedDuration::from_hours(default_hours))
-    };
+    let duration =
+        |d: &GoDuration, default_hours: i64| d.signed().unwrap_or(SignedDuration::from_hours(default_hours));
     RotationPolicy::new(
         tokens.signing_algorithm.into(),
         duration(&tokens.key_rotation.period, 720),
@@ -119,33 +116,6 @@ pub async fn sync_store(
         store.delete_signing_key(organization, &gone.kid).await?;
     }
     Ok(())
-}
-
-/// A Go-style duration as the CRD's pattern allows (`15m`, `720h`, `1h30m`, `1.5h`).
-pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
-    let mut total = 0f64;
-    let mut rest = text;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let value: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += value * seconds;
-        rest = &rest[unit_len..];
-    }
-    std::time::Duration::try_from_secs_f64(total).ok()
 }
 
 #[cfg(test)]
@@ -217,16 +187,5 @@ mod tests {
         assert_eq!(jwk["kid"], key.kid());
         assert!(jwk.get("d").is_none(), "no private member: {jwk}");
         assert_eq!(record.retires_ms, None);
-    }
-
-    #[test]
-    fn durations_parse_as_kubernetes_writes_them() {
-        use std::time::Duration;
-        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("1.5h"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("720h"), Some(Duration::from_secs(720 * 3600)));
-        assert_eq!(parse_duration("10x"), None);
-        assert_eq!(parse_duration(""), None);
     }
 }

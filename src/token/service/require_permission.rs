@@ -21,14 +21,13 @@ use std::marker::PhantomData;
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 
+use super::error::OAuthError;
+use super::state::TokenServiceState;
+use super::verify::bearer_token;
 use crate::authz::{Decision, Principal, Scope};
 use crate::store::UserStore as _;
-use crate::store::follow::principal_key;
 use crate::token::claims::AccessTokenClaims;
 use crate::token::jwt::{self, TokenType, Validation};
-use crate::token::service::error::OAuthError;
-use crate::token::service::state::TokenServiceState;
-use crate::token::service::verify::bearer_token;
 
 /// A permission a route requires, named at the type level.
 pub trait Permission: Send + Sync + 'static {
@@ -81,12 +80,12 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let params = RawPathParams::from_request_parts(parts, state)
             .await
-            .map_err(|_| OAuthError::server("RequirePermission needs an {org} path parameter"))?;
+            .map_err(|_| OAuthError::internal("RequirePermission needs an {org} path parameter"))?;
         let organization = params
             .iter()
             .find(|(name, _)| *name == "org")
             .map(|(_, value)| value.to_owned())
-            .ok_or_else(|| OAuthError::server("RequirePermission needs an {org} path parameter"))?;
+            .ok_or_else(|| OAuthError::internal("RequirePermission needs an {org} path parameter"))?;
         let token = bearer_token(&parts.headers)?;
         let authorized = state.authorize(&organization, token, P::NAME).await?;
         Ok(Self { authorized, permission: PhantomData })
@@ -119,7 +118,7 @@ impl PermissionAuthority for TokenServiceState {
                 .get_user(&org.namespace, &claims.sub)
                 .await?
                 .ok_or_else(|| OAuthError::invalid_token("The token's user no longer exists."))?;
-            principal_key(&Principal::user(user.user_name))
+            Principal::user(user.user_name)
         };
         let index = self.access_index(&org).await?;
         let decision = index.index.check(&principal, permission, &Scope::Organization, now.as_second());

@@ -24,14 +24,14 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
-use jiff::Timestamp;
+use std::sync::Arc;
+
 use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{db, get};
-use crate::store::{Backend, Store};
-use crate::token::refresh::{FamilyId, SecretHash};
-use crate::token::service::error::OAuthError;
+use crate::secret::SecretHash;
+use crate::store::error::query_error;
+use crate::store::{Backend, Result, Store, StoreError, WeakStore, column};
 
 /// The most rotations committed in one transaction (bounds the statements'
 /// parameter lists; groups rarely reach it).
@@ -42,10 +42,10 @@ const MAX_GROUP: usize = 64;
 /// `presented_counter + 1`.
 #[derive(Debug)]
 pub struct Rotation {
-    pub family_id: FamilyId,
-    pub presented_counter: u32,
+    pub family_id: String,
+    pub presented_counter: i64,
     pub successor_hash: SecretHash,
-    pub now: Timestamp,
+    pub now_ms: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,32 +66,31 @@ pub struct RotationWriter {
 /// entry is a request awaiting its answer.
 struct Waiting {
     rotation: Rotation,
-    outcome: oneshot::Sender<Result<RotationOutcome, String>>,
+    outcome: oneshot::Sender<Result<RotationOutcome, Arc<StoreError>>>,
 }
 
 impl RotationWriter {
     /// Rotates, committed once this returns `Rotated` or `Lost`.
-    pub async fn rotate(&self, store: &Store, rotation: Rotation) -> Result<RotationOutcome, OAuthError> {
+    pub async fn rotate(&self, store: &Store, rotation: Rotation) -> Result<RotationOutcome> {
         if store.backend() == Backend::Postgres {
             let mut tx = store.begin_unlogged_write().await?;
             let outcome = apply(tx.conn(), std::slice::from_ref(&rotation)).await?;
             tx.commit().await?;
             return Ok(outcome[0]);
         }
-        let queue = self.queue.get_or_init(|| start_writer(store.clone()));
+        let queue = self.queue.get_or_init(|| start_writer(store.downgrade()));
         let (outcome, answer) = oneshot::channel();
-        queue
-            .send(Waiting { rotation, outcome })
-            .map_err(|_| OAuthError::server("the refresh-token writer has stopped"))?;
+        queue.send(Waiting { rotation, outcome }).map_err(|_| StoreError::WriterStopped)?;
         answer
             .await
-            .map_err(|_| OAuthError::server("the refresh-token writer has stopped"))?
-            .map_err(OAuthError::server)
+            .map_err(|_| StoreError::WriterStopped)?
+            .map_err(|source| StoreError::GroupCommit { source })
     }
 }
 
-/// The writer task: ends when the [`RotationWriter`] (the service) is dropped.
-fn start_writer(store: Store) -> mpsc::UnboundedSender<Waiting> {
+/// The writer task. It holds the store only while it commits a group (the
+/// store owns the queue): it ends when the store is dropped.
+fn start_writer(store: WeakStore) -> mpsc::UnboundedSender<Waiting> {
     let (queue, mut waiting) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut group = Vec::with_capacity(MAX_GROUP);
@@ -99,6 +98,7 @@ fn start_writer(store: Store) -> mpsc::UnboundedSender<Waiting> {
             // A request that went away (client gone) rotates nothing, as
             // when its own transaction would have been dropped.
             group.retain(|w: &Waiting| !w.outcome.is_closed());
+            let Some(store) = store.upgrade() else { break };
             if !group.is_empty() {
                 commit_group(&store, &mut group).await;
             }
@@ -114,30 +114,31 @@ async fn commit_group(store: &Store, group: &mut Vec<Waiting>) {
         let mut tx = store.begin_unlogged_write().await?;
         let outcomes = apply(tx.conn(), &rotations).await?;
         tx.commit().await?;
-        Ok::<_, OAuthError>(outcomes)
+        Ok::<_, StoreError>(outcomes)
     }
-    .await;
+    .await
+    .map_err(Arc::new);
     if let Err(error) = &committed {
+        let error = crate::error_chain::ErrorChain(&**error);
         tracing::error!(%error, rotations = group.len(), "refresh-token rotations failed");
     }
     // A requester that went away meanwhile has nobody to tell.
     for (n, waiting) in group.drain(..).enumerate() {
         let outcome = match &committed {
             Ok(outcomes) => Ok(outcomes[n]),
-            Err(error) => Err(error.to_string()),
+            Err(error) => Err(error.clone()),
         };
         let _ = waiting.outcome.send(outcome);
     }
 }
 
 /// Runs `rotations` in the caller's transaction; one outcome each, in order.
-async fn apply<R>(conn: &mut AnyConnection, rotations: &[R]) -> Result<Vec<RotationOutcome>, OAuthError>
+async fn apply<R>(conn: &mut AnyConnection, rotations: &[R]) -> Result<Vec<RotationOutcome>>
 where
     R: std::borrow::Borrow<Rotation>,
 {
     let rotations: Vec<&Rotation> = rotations.iter().map(R::borrow).collect();
-    let Some(now) = rotations.iter().map(|r| r.now).max() else { return Ok(Vec::new()) };
-    let now = now.as_millisecond();
+    let Some(now) = rotations.iter().map(|r| r.now_ms).max() else { return Ok(Vec::new()) };
     // Of several rotations of one family in a group only the first can win:
     // the later ones would find the counter moved, one after the other.
     let mut seen = HashSet::new();
@@ -158,14 +159,14 @@ where
     );
     let mut update = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
     for rotation in &candidates {
-        update = update.bind(rotation.family_id.as_str()).bind(i64::from(rotation.presented_counter));
+        update = update.bind(rotation.family_id.as_str()).bind(rotation.presented_counter);
     }
     let moved: HashSet<String> = update
         .fetch_all(&mut *conn)
         .await
-        .map_err(db("rotate refresh tokens"))?
+        .map_err(query_error("rotate refresh tokens"))?
         .iter()
-        .map(|row| get::<String>(row, "family_id"))
+        .map(|row| column::<String>(row, "refresh_token_families", "family_id"))
         .collect::<Result<_, _>>()?;
 
     let outcomes: Vec<RotationOutcome> = rotations
@@ -196,10 +197,10 @@ where
             insert = insert
                 .bind(rotation.successor_hash.to_string())
                 .bind(rotation.family_id.as_str())
-                .bind(i64::from(rotation.presented_counter) + 1)
-                .bind(rotation.now.as_millisecond());
+                .bind(rotation.presented_counter + 1)
+                .bind(rotation.now_ms);
         }
-        insert.execute(&mut *conn).await.map_err(db("store refresh tokens"))?;
+        insert.execute(&mut *conn).await.map_err(query_error("store refresh tokens"))?;
     }
 
     let mut losers: Vec<&str> = rotations
@@ -220,7 +221,7 @@ where
         for family in losers {
             revoke = revoke.bind(family);
         }
-        revoke.execute(&mut *conn).await.map_err(db("revoke refresh-token families"))?;
+        revoke.execute(&mut *conn).await.map_err(query_error("revoke refresh-token families"))?;
     }
     Ok(outcomes)
 }
