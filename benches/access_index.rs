@@ -1,9 +1,10 @@
 //! Criterion benchmarks of the access index on a large synthetic tenant,
 //! with casbin-rs and Cedar answering the same queries on the same tenant.
 //!
-//! `cargo bench --bench access_index`; under `cargo test` each benchmark
-//! runs once on a small tenant. Every time is per call: one query, one
-//! `effective_permissions`, or one change and its undoing.
+//! `cargo bench -p portcullis-benches --bench access_index`; under `cargo
+//! test -p portcullis-benches` each benchmark runs once on a small tenant.
+//! Every time is per call: one query, one `effective_permissions`, or one
+//! change and its undoing.
 //! See BENCHMARKS.md for the figures.
 
 // Each bench target compiles the support module whole and uses part of it.

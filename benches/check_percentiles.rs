@@ -2,8 +2,8 @@
 //! timed on its own with `Instant`, the engines taking turns round after
 //! round so that noise on the machine falls on all of them alike.
 //!
-//! `cargo bench --bench check_percentiles` on the large tenant; under
-//! `cargo test` a few calls on a small tenant. Nothing is subtracted from
+//! `cargo bench -p portcullis-benches --bench check_percentiles` on the large
+//! tenant; under `cargo test` a few calls on a small tenant. Nothing is subtracted from
 //! the times: the first row measures the timer around an empty call, which
 //! is included in every other row.
 

@@ -5,8 +5,8 @@
 //! until `LOGINS` sign-ins have ended in a redirect with a code.
 //!
 //! ```text
-//!  cargo bench --bench password_login          full run: 400 sign-ins, 8 browsers, prints logins/s, p50, p99
-//!  cargo test --all-targets                    (no --bench) 4 sign-ins, 2 browsers: it still works
+//!  cargo bench -p portcullis-benches --bench password_login   full run: 400 sign-ins, 8 browsers, prints logins/s, p50, p99
+//!  cargo test -p portcullis-benches                           (no --bench) 4 sign-ins, 2 browsers: it still works
 //! ```
 //!
 //! Each sign-in costs one argon2id hash, a session row and an authorization

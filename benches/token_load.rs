@@ -10,13 +10,13 @@
 //!  node benches/oidc-provider/server.mjs (child)     ◄┘
 //! ```
 //!
-//! `cargo bench --bench token_load`: every scenario 3 times (interleaved,
-//! so machine noise falls on all alike), each a 2 s warm-up then 10 s
-//! measured; medians and ratios printed with the issue's targets.
-//! Environment: TOKEN_LOAD_CONNECTIONS (32), TOKEN_LOAD_SECONDS (10),
+//! `cargo bench -p portcullis-benches --bench token_load`: every scenario 3
+//! times (interleaved, so machine noise falls on all alike), each a 2 s
+//! warm-up then 10 s measured; medians and ratios printed with the issue's
+//! targets. Environment: TOKEN_LOAD_CONNECTIONS (32), TOKEN_LOAD_SECONDS (10),
 //! TOKEN_LOAD_REPETITIONS (3), TOKEN_LOAD_SCENARIOS (comma list of names).
-//! Under `cargo test --all-targets` (no `--bench`): a few hundred requests
-//! against Portcullis only, never touching node.
+//! Under `cargo test -p portcullis-benches` (no `--bench`): a few hundred
+//! requests against Portcullis only, never touching node.
 
 #[path = "token_load/ceiling.rs"]
 mod ceiling;

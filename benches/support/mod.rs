@@ -21,7 +21,7 @@ use portcullis::authz::{self, AccessIndex, Principal, Scope};
 use tenant::{Holder, NOW, Tenant, TenantShape};
 
 /// Whether the binary was started by `cargo bench` (time for real) rather
-/// than by `cargo test --benches` / `--all-targets` (a quick smoke run on a
+/// than by `cargo test` (a quick smoke run on a
 /// small tenant). The same rule as criterion's: `--bench` and no `--test`.
 pub fn benchmarking() -> bool {
     let args: Vec<String> = std::env::args().collect();

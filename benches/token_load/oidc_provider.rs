@@ -29,7 +29,7 @@ pub struct OidcProvider {
 }
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/oidc-provider")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("oidc-provider")
 }
 
 impl OidcProvider {

@@ -178,7 +178,8 @@ impl Portcullis {
 /// The `examples/acme` tenant, plus the client `bench` (all three grants,
 /// client_secret_basic) holding the `integrations` role like the CI client.
 async fn seed(store: &Store) -> Result<(), String> {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/acme");
+    // This package is `benches/`; the examples are the repository's.
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme");
     let set = manifests::read_dir(&examples).map_err(|e| format!("read {}: {e}", examples.display()))?;
     if let Some(problem) = set.problems.first() {
         return Err(format!("examples/acme: {problem}"));

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use scim_core::scim::{eval, filter, schema};
+use portcullis_scim::{eval, filter, schema};
 
 fuzz_target!(|input: &str| {
     let Ok(parsed) = filter::parse(input) else { return };

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use scim_core::scim::{filter, path, schema};
+use portcullis_scim::{filter, path, schema};
 
 fuzz_target!(|input: &str| {
     let Ok(parsed) = path::parse(input) else { return };

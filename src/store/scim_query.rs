@@ -1,5 +1,5 @@
 //! SCIM filters and sort orders as SQL (RFC 7644 §3.4.2.2, §3.4.2.3): the
-//! parsed [`Filter`] of `src/scim/filter.rs` becomes a parameterised `WHERE`
+//! parsed [`Filter`] of `portcullis_scim::filter` becomes a parameterised `WHERE`
 //! clause over `users` (alias `u`), `user_emails` (`e`), `groups` (`g`) and
 //! `memberships` (`m`), the same text on SQLite and PostgreSQL. Values are
 //! always bound (`$2`, `$3`, …; `$1` is the organization), never interpolated.
@@ -12,7 +12,7 @@
 //!   members.value eq "…"             ──► g.id IN (SELECT m.group_id FROM memberships m WHERE …)
 //! ```
 //!
-//! Semantics follow `src/scim/eval.rs`: strings compare ignoring case unless
+//! Semantics follow `portcullis_scim::eval`: strings compare ignoring case unless
 //! the attribute is `caseExact` (through the stored lower-case `*_key`
 //! columns, or `LOWER(…)`); every leaf is two-valued, so `ne` and `not` match
 //! absent attributes; a multi-valued attribute matches when one of its values
@@ -20,11 +20,12 @@
 //! in `users.scim_json`) cannot be filtered or sorted on: that is an error
 //! naming the attribute, never a silent full scan.
 
+use portcullis_scim::ScimType;
+use portcullis_scim::eval::{parse_bool, parse_date_time};
+use portcullis_scim::filter::{AttrPath, CompValue, CompareOp, Filter};
+use portcullis_scim::schema::{Attribute, ResourceType};
+
 use super::Backend;
-use crate::scim::ScimType;
-use crate::scim::eval::{parse_bool, parse_date_time};
-use crate::scim::filter::{AttrPath, CompValue, CompareOp, Filter};
-use crate::scim::schema::{Attribute, ResourceType};
 
 /// A value bound to a placeholder.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,8 +75,8 @@ pub enum Resource {
 impl Resource {
     fn resource_type(self) -> &'static ResourceType {
         match self {
-            Resource::Users => &crate::scim::schema::USER,
-            Resource::Groups => &crate::scim::schema::GROUP,
+            Resource::Users => &portcullis_scim::schema::USER,
+            Resource::Groups => &portcullis_scim::schema::GROUP,
         }
     }
 
@@ -201,7 +202,7 @@ fn single_column(resource: Resource, path: &AttrPath) -> Option<Column> {
 
 fn field(resource: Resource, path: &AttrPath) -> Option<Field> {
     let resolved = resource.resource_type().resolve(path).ok()?;
-    if let crate::scim::schema::Container::Extension(_) = resolved.container {
+    if let portcullis_scim::schema::Container::Extension(_) = resolved.container {
         return None;
     }
     let name = resolved.attribute.name.to_ascii_lowercase();
@@ -310,7 +311,7 @@ impl Translator {
         match field {
             Field::Single(column) => self.leaf(path, column, comparison),
             Field::Multi(child, column) => Ok(match comparison {
-                // `ne` is the negation of `eq`, over all values (src/scim/eval.rs).
+                // `ne` is the negation of `eq`, over all values (`portcullis_scim::eval`).
                 Some((CompareOp::Ne, value)) if *value != CompValue::Null => {
                     let eq = self.leaf(path, column, Some((CompareOp::Eq, value)))?;
                     format!("NOT ({})", child.wrap(&eq))
@@ -484,8 +485,8 @@ fn glob_escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::filter::parse_for;
-    use crate::scim::schema::{GROUP, USER};
+    use portcullis_scim::filter::parse_for;
+    use portcullis_scim::schema::{GROUP, USER};
 
     fn users(text: &str) -> SqlWhere {
         translate(&parse_for(text, &USER).expect("valid filter"), Resource::Users, Backend::Postgres)
@@ -539,10 +540,10 @@ mod tests {
 
     #[test]
     fn sort_puts_absent_values_last_and_breaks_ties_by_id() {
-        let path = crate::scim::filter::parse_attr_path("name.familyName").unwrap();
+        let path = portcullis_scim::filter::parse_attr_path("name.familyName").unwrap();
         let order = order_by(Some(&path), true, Resource::Users, Backend::Sqlite).unwrap();
         assert_eq!(order, "(LOWER(u.family_name) IS NULL) ASC, LOWER(u.family_name) DESC, u.id ASC");
-        let emails = crate::scim::filter::parse_attr_path("emails").unwrap();
+        let emails = portcullis_scim::filter::parse_attr_path("emails").unwrap();
         assert!(order_by(Some(&emails), false, Resource::Users, Backend::Sqlite).is_err());
     }
 }

@@ -7,15 +7,15 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use portcullis_scim::schema::{
+    ENTERPRISE_USER, GROUP_CORE, RESOURCE_TYPES, USER_CORE, resource_type_resource, schema_resource,
+};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ScimError;
 use super::listing::{MAX_RESULTS, list_response};
 use super::{ScimState, scim_response};
-use crate::scim::schema::{
-    ENTERPRISE_USER, GROUP_CORE, RESOURCE_TYPES, USER_CORE, resource_type_resource, schema_resource,
-};
 
 /// `schemas` URI of the ServiceProviderConfig resource (RFC 7643 §5).
 pub const SERVICE_PROVIDER_CONFIG_SCHEMA: &str =

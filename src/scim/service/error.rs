@@ -4,11 +4,11 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use portcullis_scim::ScimType;
+use portcullis_scim::filter::FilterError;
+use portcullis_scim::patch::PatchError;
 use serde_json::json;
 
-use crate::scim::ScimType;
-use crate::scim::filter::FilterError;
-use crate::scim::patch::PatchError;
 use crate::store::StoreError;
 use crate::store::scim_query::QueryError;
 

@@ -2,13 +2,13 @@
 //! and the ListResponse they produce: filter, sortBy/sortOrder,
 //! startIndex/count, attributes/excludedAttributes.
 
+use portcullis_scim::ScimType;
+use portcullis_scim::filter::{self, parse_attr_path};
+use portcullis_scim::schema::ResourceType;
 use serde_json::{Value, json};
 
 use super::error::ScimError;
 use super::projection::Projection;
-use crate::scim::ScimType;
-use crate::scim::filter::{self, parse_attr_path};
-use crate::scim::schema::ResourceType;
 use crate::store::Backend;
 use crate::store::scim::PageQuery;
 use crate::store::scim_query::{self, Resource, SqlWhere};

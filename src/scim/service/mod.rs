@@ -1,6 +1,6 @@
 //! The SCIM 2.0 service (RFC 7644) over HTTP: routes under
-//! `/o/{organization}/scim/v2`, on top of the pure core in `src/scim/` and
-//! the store.
+//! `/o/{organization}/scim/v2`, on top of the pure protocol core (the
+//! `portcullis_scim` crate, `crates/portcullis-scim/`) and the store.
 //!
 //! ```text
 //!  request ─► record_sync_health (after the answer: metrics; counts and last error
@@ -8,7 +8,7 @@
 //!     └─► route ─► ScimCaller / ScimWriter (auth.rs: bearer token, provisioning mode)
 //!                    └─► body (bounded) ─► users.rs / groups.rs / discovery.rs
 //!                                            │ filter ─► store::scim_query (SQL)
-//!                                            │ PATCH  ─► scim::patch::apply (all or nothing)
+//!                                            │ PATCH  ─► portcullis_scim::patch::apply (all or nothing)
 //!                                            ▼
 //!                               representation.rs (JSON, meta, ETag) ─► projection.rs
 //!  every error ─► error.rs ScimError ─► SCIM Error schema, status, scimType
@@ -34,13 +34,13 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
+use portcullis_scim::ScimType;
 use serde_json::Value;
 
 pub use auth::{ScimCaller, ScimWriter};
 pub use error::{ERROR_SCHEMA, ScimError};
 pub use metrics::ScimMetrics;
 
-use super::ScimType;
 use crate::store::Store;
 
 /// Media type of every SCIM response (RFC 7644 §8.1).

@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use portcullis_scim::ScimType;
+use portcullis_scim::filter::parse_attr_path;
+use portcullis_scim::schema::{Container, ResourceType};
 use serde_json::{Map, Value};
 
 use super::error::ScimError;
-use crate::scim::ScimType;
-use crate::scim::filter::parse_attr_path;
-use crate::scim::schema::{Container, ResourceType};
 
 /// Where an attribute is in the JSON: top level, or in an extension's object.
 type Slot = (Option<&'static str>, &'static str);
@@ -158,7 +158,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::scim::schema::{GROUP, USER};
+    use portcullis_scim::schema::{GROUP, USER};
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()

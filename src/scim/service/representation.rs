@@ -6,15 +6,15 @@
 //! other attribute of the schema (title, phoneNumbers, the enterprise
 //! extension, …) is kept as JSON in `users.scim_json` and returned as sent.
 
+use portcullis_scim::ScimType;
+use portcullis_scim::eval::parse_bool;
+use portcullis_scim::json::get_ci;
+use portcullis_scim::schema::{
+    Attribute, AttributeType, ENTERPRISE_USER_SCHEMA, GROUP, GROUP_SCHEMA, USER, USER_SCHEMA,
+};
 use serde_json::{Map, Value, json};
 
 use super::error::ScimError;
-use crate::scim::ScimType;
-use crate::scim::eval::parse_bool;
-use crate::scim::json::get_ci;
-use crate::scim::schema::{
-    Attribute, AttributeType, ENTERPRISE_USER_SCHEMA, GROUP, GROUP_SCHEMA, USER, USER_SCHEMA,
-};
 use crate::store::identity::Member;
 use crate::store::scim::ScimUser;
 use crate::store::{Email, Group};

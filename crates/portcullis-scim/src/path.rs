@@ -9,9 +9,9 @@
 
 use std::fmt;
 
-use super::ScimType;
-use super::filter::{self, AttrPath, Filter, FilterError, Limits, Parser};
-use super::schema::{Attribute, ResolvedAttribute, ResolvedTarget, ResourceType, Schema, UnknownAttribute};
+use crate::ScimType;
+use crate::filter::{self, AttrPath, Filter, FilterError, Limits, Parser};
+use crate::schema::{Attribute, ResolvedAttribute, ResolvedTarget, ResourceType, Schema, UnknownAttribute};
 
 /// A parsed PATCH path.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,8 +154,8 @@ impl PatchPath {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::filter::{CompValue, CompareOp, MAX_DEPTH, MAX_LENGTH};
-    use crate::scim::schema::{ENTERPRISE_USER, ENTERPRISE_USER_SCHEMA, GROUP, USER};
+    use crate::filter::{CompValue, CompareOp, MAX_DEPTH, MAX_LENGTH};
+    use crate::schema::{ENTERPRISE_USER, ENTERPRISE_USER_SCHEMA, GROUP, USER};
 
     fn ok(input: &str) -> PatchPath {
         parse(input).unwrap_or_else(|e| panic!("{input:?} should parse: {e}"))
@@ -306,7 +306,7 @@ mod tests {
 
     mod properties {
         use super::*;
-        use crate::scim::filter::strategies;
+        use crate::filter::strategies;
         use proptest::prelude::*;
 
         fn patch_path() -> impl Strategy<Value = PatchPath> {

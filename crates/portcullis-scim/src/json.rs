@@ -10,7 +10,8 @@ pub(crate) fn find_key<'m>(map: &'m Map<String, Value>, name: &str) -> Option<&'
         .or_else(|| map.keys().find(|key| key.eq_ignore_ascii_case(name)))
 }
 
-pub(crate) fn get_ci<'m>(map: &'m Map<String, Value>, name: &str) -> Option<&'m Value> {
+/// The value of the key of `map` that equals `name` ignoring ASCII case.
+pub fn get_ci<'m>(map: &'m Map<String, Value>, name: &str) -> Option<&'m Value> {
     find_key(map, name).and_then(|key| map.get(key))
 }
 

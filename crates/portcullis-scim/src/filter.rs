@@ -26,8 +26,8 @@ use std::fmt;
 
 use serde_json::{Number, Value};
 
-use super::ScimType;
-use super::schema::{Attribute, AttributeType, Mutability, ResourceType, UnknownAttribute};
+use crate::ScimType;
+use crate::schema::{Attribute, AttributeType, Mutability, ResourceType, UnknownAttribute};
 
 /// Longest filter accepted, in bytes.
 pub const MAX_LENGTH: usize = 4096;
@@ -872,7 +872,7 @@ fn json_error_reason(error: &serde_json::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, GROUP, USER};
+    use crate::schema::{ENTERPRISE_USER_SCHEMA, GROUP, USER};
 
     fn path(name: &str) -> AttrPath {
         AttrPath::new(name)
@@ -1258,7 +1258,7 @@ mod tests {
 
     mod properties {
         use super::*;
-        use crate::scim::filter::strategies::filter;
+        use crate::filter::strategies::filter;
         use proptest::prelude::*;
 
         proptest! {
@@ -1293,7 +1293,7 @@ mod tests {
 #[cfg(test)]
 pub(crate) mod strategies {
     use super::*;
-    use crate::scim::schema::ENTERPRISE_USER_SCHEMA;
+    use crate::schema::ENTERPRISE_USER_SCHEMA;
     use proptest::prelude::*;
 
     fn name() -> impl Strategy<Value = String> {

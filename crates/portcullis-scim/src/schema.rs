@@ -17,7 +17,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::filter::AttrPath;
+use crate::filter::AttrPath;
 
 /// `schemas` URI of the core User schema (RFC 7643 §4.1).
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -631,7 +631,7 @@ pub static RESOURCE_TYPES: [&ResourceType; 2] = [&USER, &GROUP];
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::filter::parse_attr_path;
+    use crate::filter::parse_attr_path;
 
     fn path(text: &str) -> AttrPath {
         parse_attr_path(text).expect("valid attribute path")

@@ -21,9 +21,9 @@ use std::cmp::Ordering;
 
 use serde_json::{Number, Value};
 
-use super::filter::{AttrPath, CompValue, CompareOp, Filter};
-use super::json::{get_ci, is_present};
-use super::schema::{Attribute, AttributeType, Container, ResourceType, resource_type_of};
+use crate::filter::{AttrPath, CompValue, CompareOp, Filter};
+use crate::json::{get_ci, is_present};
+use crate::schema::{Attribute, AttributeType, Container, ResourceType, resource_type_of};
 
 /// Whether `resource` matches `filter`, with the attribute characteristics of
 /// the resource type it declares in `schemas` (RFC 7643 defaults otherwise:
@@ -239,7 +239,7 @@ fn compare_numbers(a: &Number, b: &Number) -> Option<Ordering> {
 }
 
 /// `"true"` / `"false"` in any case, as Entra ID sends booleans.
-pub(crate) fn parse_bool(text: &str) -> Option<bool> {
+pub fn parse_bool(text: &str) -> Option<bool> {
     if text.eq_ignore_ascii_case("true") {
         Some(true)
     } else if text.eq_ignore_ascii_case("false") {
@@ -252,7 +252,7 @@ pub(crate) fn parse_bool(text: &str) -> Option<bool> {
 /// An `xsd:dateTime` (RFC 7643 §2.3.5) as (seconds since the epoch,
 /// nanoseconds), so that different offsets compare correctly. No offset
 /// means UTC.
-pub(crate) fn parse_date_time(text: &str) -> Option<(i64, u32)> {
+pub fn parse_date_time(text: &str) -> Option<(i64, u32)> {
     let bytes = text.as_bytes();
     let number = |from: usize, to: usize| -> Option<i64> {
         let digits = text.get(from..to)?;
@@ -332,8 +332,8 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::filter::{parse, strategies};
-    use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, USER, USER_SCHEMA};
+    use crate::filter::{parse, strategies};
+    use crate::schema::{ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, USER, USER_SCHEMA};
     use serde_json::json;
 
     fn ada() -> Value {

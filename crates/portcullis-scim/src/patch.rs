@@ -55,12 +55,12 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use super::ScimType;
-use super::eval::{matches_value, parse_bool, parse_date_time};
-use super::filter::{CompareOp, Filter};
-use super::json::{get_ci, get_ci_mut, is_present, object_ci, remove_ci, set_ci};
-use super::path::{self, PatchPath, PathError, PathTarget};
-use super::schema::{Attribute, AttributeType, Container, Mutability, ResourceType, Schema};
+use crate::ScimType;
+use crate::eval::{matches_value, parse_bool, parse_date_time};
+use crate::filter::{CompareOp, Filter};
+use crate::json::{get_ci, get_ci_mut, is_present, object_ci, remove_ci, set_ci};
+use crate::path::{self, PatchPath, PathError, PathTarget};
+use crate::schema::{Attribute, AttributeType, Container, Mutability, ResourceType, Schema};
 
 /// `schemas` URI of a PatchOp request (RFC 7644 §3.5.2).
 pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
