@@ -59,6 +59,7 @@ on_both_backends!(
     follower_follows_groups_users_and_roles,
     follower_snapshots_are_never_half_a_transaction,
     follower_keeps_following_while_readers_hold_old_snapshots,
+    an_issuer_name_held_by_two_namespaces_serves_neither,
 );
 
 async fn sqlite_store() -> Store {
@@ -904,4 +905,37 @@ async fn postgres_follower_survives_a_dropped_listen_connection() {
         store.apply(&assignment("uid-ra", "ra", PrincipalKind::User, "alice", "viewer")).await.unwrap(),
     );
     assert!(allows(&snapshot_at(&follower, seq).await, "alice", "journeys.read"));
+}
+
+/// The token service (`organization_by_name`) and the SCIM service
+/// (`scim_token_owner`) resolve an issuer by one rule: a name claimed in two
+/// namespaces is nobody's, rather than the first namespace's.
+async fn an_issuer_name_held_by_two_namespaces_serves_neither(store: Store) {
+    let in_namespace = |namespace: &str, uid: &str| OrganizationRecord {
+        meta: ObjectMeta::new(uid, namespace, "acme", 1),
+        ..organization(uid, &["journeys.view"])
+    };
+    let scim_provider = |namespace: &str, uid: &str| IdentityProviderRecord {
+        meta: ObjectMeta::new(uid, namespace, "okta", 1),
+        protocol: "oidc".into(),
+        stage: "Enforced".into(),
+        email_domains: vec!["acme.com".into()],
+        scim_enabled: true,
+        spec_json: "{}".into(),
+    };
+    let hash = portcullis::secret::SecretHash::of("scim-token").to_string();
+    store.apply(&in_namespace("tenant-a", "org-a")).await.unwrap();
+    store.apply(&scim_provider("tenant-a", "idp-a")).await.unwrap();
+    assert!(store.set_scim_token_hash("tenant-a", "okta", Some(&hash)).await.unwrap());
+
+    let found = store.organization_by_name("acme").await.unwrap().expect("one namespace holds acme");
+    assert_eq!(found.meta.namespace, "tenant-a");
+    let owner = store.scim_token_owner("acme", &hash).await.unwrap().expect("the token is okta's");
+    assert_eq!(owner.namespace, "tenant-a");
+    assert_eq!(store.organization_by_name("nobody").await.unwrap(), None);
+
+    // Another tenant claims the same issuer name: both services now refuse it.
+    store.apply(&in_namespace("tenant-b", "org-b")).await.unwrap();
+    assert_eq!(store.organization_by_name("acme").await.unwrap(), None);
+    assert_eq!(store.scim_token_owner("acme", &hash).await.unwrap(), None);
 }
