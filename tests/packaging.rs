@@ -295,31 +295,44 @@ fn every_value_shows_where_it_should() {
 
 #[test]
 fn the_chart_takes_its_crds_and_rbac_rules_from_config() {
-    // CRDs: what `helm install` would create is config/crd/bases, byte for byte.
-    let chart = chart();
-    let shown = helm_ok(&["show", "crds", chart.to_str().unwrap()]);
-    for (file, generated) in portcullis::cli::crds::render() {
-        let in_config =
-            std::fs::read_to_string(repo().join("config/crd/bases").join(file)).expect("config CRD");
-        assert_eq!(
-            in_config, generated,
-            "config/crd/bases/{file} is stale: run `cargo run -- crds --out-dir config/crd/bases`"
-        );
-        assert!(shown.contains(generated.trim_end()), "the chart's CRDs differ from config/crd/bases/{file}");
-    }
-    // RBAC: the rendered rules are config/rbac's.
-    let objects = objects(&render(&[]));
-    for (kind, name, file) in [
-        ("ClusterRole", "portcullis-portcullis-operator", "cluster_role.yaml"),
-        ("Role", "portcullis-operator", "role.yaml"),
-    ] {
-        let source = yaml_file(&repo().join("config/rbac").join(file));
-        assert!(source["rules"].as_array().is_some_and(|r| !r.is_empty()), "config/rbac/{file} has rules");
-        assert_eq!(
-            find(&objects, kind, name)["rules"],
-            source["rules"],
-            "the chart's {kind} differs from config/rbac/{file}"
-        );
+    // The chart links to config/; `helm package` must carry the linked files,
+    // so the published archive is checked as well as the directory.
+    let packaged = tempfile::tempdir().expect("package dir");
+    helm_ok(&["package", chart().to_str().unwrap(), "--destination", packaged.path().to_str().unwrap()]);
+    let archive = packaged.path().join("portcullis-0.1.0.tgz");
+    for chart in [chart(), archive] {
+        let chart = chart.to_str().unwrap();
+        // CRDs: what `helm install` would create is config/crd/bases, byte for byte.
+        let shown = helm_ok(&["show", "crds", chart]);
+        for (file, generated) in portcullis::cli::crds::render() {
+            let in_config =
+                std::fs::read_to_string(repo().join("config/crd/bases").join(file)).expect("config CRD");
+            assert_eq!(
+                in_config, generated,
+                "config/crd/bases/{file} is stale: run `cargo run -- crds --out-dir config/crd/bases`"
+            );
+            assert!(
+                shown.contains(generated.trim_end()),
+                "{chart}: its CRDs differ from config/crd/bases/{file}"
+            );
+        }
+        // RBAC: the rendered rules are config/rbac's.
+        let objects = objects(&helm_ok(&["template", "portcullis", chart, "--namespace", "portcullis"]));
+        for (kind, name, file) in [
+            ("ClusterRole", "portcullis-portcullis-operator", "cluster_role.yaml"),
+            ("Role", "portcullis-operator", "role.yaml"),
+        ] {
+            let source = yaml_file(&repo().join("config/rbac").join(file));
+            assert!(
+                source["rules"].as_array().is_some_and(|r| !r.is_empty()),
+                "config/rbac/{file} has rules"
+            );
+            assert_eq!(
+                find(&objects, kind, name)["rules"],
+                source["rules"],
+                "{chart}: its {kind} differs from config/rbac/{file}"
+            );
+        }
     }
 }
 
