@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test Portcullis has, as CI runs them: formatting, lints, the real
-# control plane for the end-to-end tests (built once, then cached),
-# `cargo test` of every workspace member (the product, the SCIM core, one
-# small run of each benchmark), and the SCIM parsers' fuzz targets for a
+# control plane for the end-to-end tests and the packaging tools (each built
+# once, then cached), `cargo test` of every workspace member (the product,
+# the SCIM core, one small run of each benchmark), and the SCIM parsers' fuzz
+# targets for a
 # bounded time. This is the README's test command.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -26,6 +27,12 @@ start=$(date +%s)
 PORTCULLIS_CONTROL_PLANE_BIN=$(bash e2e/build-control-plane.sh | tail -n 1)
 export PORTCULLIS_CONTROL_PLANE_BIN
 echo "control plane binaries in $PORTCULLIS_CONTROL_PLANE_BIN ($(($(date +%s) - start))s)" >&2
+
+step "packaging tools (helm, the Argo CD health-check runner, upstream CRDs; from source, cached)"
+start=$(date +%s)
+PORTCULLIS_TOOLS_BIN=$(bash e2e/build-tools.sh | tail -n 1)
+export PORTCULLIS_TOOLS_BIN
+echo "packaging tools in $PORTCULLIS_TOOLS_BIN ($(($(date +%s) - start))s)" >&2
 
 step "cargo test --workspace --all-targets"
 cargo test --locked --workspace --all-targets
