@@ -18,7 +18,7 @@ use portcullis::token::claims::{AccessTokenClaims, IdTokenClaims, RoleClaim, Rol
 use portcullis::token::jwt::{self, TokenType, Validation};
 use portcullis::token::keys::{Algorithm, KeySet, SigningKey};
 use portcullis::token::pkce::CodeChallenge;
-use portcullis::token::service::grants::{NewAuthorizationCode, issue_authorization_code};
+use portcullis::token::service::grants::{CodeGrant, issue_authorization_code};
 use portcullis::token::service::keys::write_key_dir;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -152,7 +152,7 @@ async fn code_for(
 ) -> String {
     issue_authorization_code(
         &svc.state,
-        NewAuthorizationCode {
+        CodeGrant {
             organization: ORG.into(),
             client_id: client_id.into(),
             user_id: svc.alice_id.clone(),
@@ -160,7 +160,7 @@ async fn code_for(
             scope: "openid profile email".into(),
             nonce: Some("n-0S6_WzA2Mj".into()),
             code_challenge,
-            auth_time: Timestamp::now(),
+            auth_time_ms: Timestamp::now().as_millisecond(),
             amr: vec!["pwd".into()],
             session_id: Some("session-1".into()),
         },

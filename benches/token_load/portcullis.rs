@@ -24,7 +24,7 @@ use portcullis::resources::ToRecord as _;
 use portcullis::secret::SecretString;
 use portcullis::store::{DesiredStateStore as _, NewUser, ObjectMeta, Store, UserSource, UserStore as _};
 use portcullis::token::keys::{Algorithm, KeyMeta, SigningKey};
-use portcullis::token::service::grants::{self, NewAuthorizationCode};
+use portcullis::token::service::grants::{self, CodeGrant};
 use portcullis::token::service::keys::{KeyDirectory, write_key_dir};
 use portcullis::token::service::login::LoginState;
 use portcullis::token::service::{SystemClock, TokenServiceConfig, TokenServiceState, router};
@@ -122,7 +122,7 @@ impl Portcullis {
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
         let code = grants::issue_authorization_code(
             state,
-            NewAuthorizationCode {
+            CodeGrant {
                 organization: ORGANIZATION.to_owned(),
                 client_id: CLIENT_ID.to_owned(),
                 user_id: user_id.to_owned(),
@@ -130,7 +130,7 @@ impl Portcullis {
                 scope: REFRESH_SCOPE.to_owned(),
                 nonce: None,
                 code_challenge: Some(challenge),
-                auth_time: state.now(),
+                auth_time_ms: state.now().as_millisecond(),
                 amr: vec!["pwd".to_owned()],
                 session_id: None,
             },

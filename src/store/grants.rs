@@ -29,10 +29,9 @@ use super::error::query_error;
 use super::{Result, Store, bool_column_opt, column, json_list, json_list_column};
 use crate::secret::SecretHash;
 
-/// A code as the authorization endpoint issues it.
-#[derive(Clone, Debug)]
-pub struct NewAuthorizationCode {
-    pub code_hash: SecretHash,
+/// What an authorization code carries from the sign-in to the token endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeGrant {
     /// The organization's name (the issuer path).
     pub organization: String,
     pub client_id: String,
@@ -40,27 +39,17 @@ pub struct NewAuthorizationCode {
     pub redirect_uri: String,
     pub scope: String,
     pub nonce: Option<String>,
+    /// S256 challenge; `None` only for confidential clients without require_pkce.
     pub code_challenge: Option<String>,
     pub auth_time_ms: i64,
     pub amr: Vec<String>,
     pub session_id: Option<String>,
-    pub created_ms: i64,
-    pub expires_ms: i64,
 }
 
 /// A code as stored, with what its redemption issued (if it was redeemed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredAuthorizationCode {
-    pub organization: String,
-    pub client_id: String,
-    pub user_id: String,
-    pub redirect_uri: String,
-    pub scope: String,
-    pub nonce: Option<String>,
-    pub code_challenge: Option<String>,
-    pub auth_time_ms: i64,
-    pub amr: Vec<String>,
-    pub session_id: Option<String>,
+    pub grant: CodeGrant,
     pub expires_ms: i64,
     pub used_ms: Option<i64>,
     /// The refresh-token family its redemption started.
@@ -129,7 +118,10 @@ pub struct GrantUser {
 pub trait GrantStore {
     fn insert_authorization_code(
         &self,
-        code: &NewAuthorizationCode,
+        code_hash: &SecretHash,
+        grant: &CodeGrant,
+        created_ms: i64,
+        expires_ms: i64,
     ) -> impl Future<Output = Result<()>> + Send;
 
     fn find_authorization_code(
@@ -214,14 +206,20 @@ const PRESENTED_COLUMNS: &str = "t.counter AS presented_counter, f.family_id, f.
                                  f.expires_ms, f.revoked_ms";
 
 impl GrantStore for Store {
-    async fn insert_authorization_code(&self, code: &NewAuthorizationCode) -> Result<()> {
+    async fn insert_authorization_code(
+        &self,
+        code_hash: &SecretHash,
+        code: &CodeGrant,
+        created_ms: i64,
+        expires_ms: i64,
+    ) -> Result<()> {
         let mut tx = self.begin_unlogged_write().await?;
         sqlx::query(
             "INSERT INTO authorization_codes (code_hash, organization, client_id, user_id, redirect_uri, scope, \
              nonce, code_challenge, auth_time_ms, amr, session_id, created_ms, expires_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
-        .bind(code.code_hash.to_string())
+        .bind(code_hash.to_string())
         .bind(code.organization.as_str())
         .bind(code.client_id.as_str())
         .bind(code.user_id.as_str())
@@ -232,8 +230,8 @@ impl GrantStore for Store {
         .bind(code.auth_time_ms)
         .bind(json_list(&code.amr))
         .bind(code.session_id.as_deref())
-        .bind(code.created_ms)
-        .bind(code.expires_ms)
+        .bind(created_ms)
+        .bind(expires_ms)
         .execute(tx.conn())
         .await
         .map_err(query_error("store an authorization code"))?;
@@ -289,7 +287,7 @@ impl GrantStore for Store {
             revoke_family_in(tx.conn(), family, "code_reuse", now_ms).await?;
         }
         if let (Some(jti), Some(expires_ms)) = (&code.access_jti, code.access_exp_ms) {
-            insert_revoked_jti(tx.conn(), &code.organization, jti, expires_ms).await?;
+            insert_revoked_jti(tx.conn(), &code.grant.organization, jti, expires_ms).await?;
         }
         tx.commit().await
     }
@@ -459,16 +457,18 @@ async fn insert_revoked_jti(
 fn code_from_row(row: &AnyRow) -> Result<StoredAuthorizationCode> {
     const T: &str = "authorization_codes";
     Ok(StoredAuthorizationCode {
-        organization: column(row, T, "organization")?,
-        client_id: column(row, T, "client_id")?,
-        user_id: column(row, T, "user_id")?,
-        redirect_uri: column(row, T, "redirect_uri")?,
-        scope: column(row, T, "scope")?,
-        nonce: column(row, T, "nonce")?,
-        code_challenge: column(row, T, "code_challenge")?,
-        auth_time_ms: column(row, T, "auth_time_ms")?,
-        amr: json_list_column(row, T, "amr")?,
-        session_id: column(row, T, "session_id")?,
+        grant: CodeGrant {
+            organization: column(row, T, "organization")?,
+            client_id: column(row, T, "client_id")?,
+            user_id: column(row, T, "user_id")?,
+            redirect_uri: column(row, T, "redirect_uri")?,
+            scope: column(row, T, "scope")?,
+            nonce: column(row, T, "nonce")?,
+            code_challenge: column(row, T, "code_challenge")?,
+            auth_time_ms: column(row, T, "auth_time_ms")?,
+            amr: json_list_column(row, T, "amr")?,
+            session_id: column(row, T, "session_id")?,
+        },
         expires_ms: column(row, T, "expires_ms")?,
         used_ms: column(row, T, "used_ms")?,
         family_id: column(row, T, "family_id")?,

@@ -24,9 +24,10 @@ use super::issue::{self, TokenUser};
 use super::state::TokenServiceState;
 use crate::secret::{SecretHash, SecretString};
 use crate::store::GrantStore as _;
+pub use crate::store::grants::CodeGrant;
 use crate::store::grants::{
-    CodeUse, GrantUser, NewAuthorizationCode as StoredNewCode, NewRefreshFamily, Rotation, RotationOutcome,
-    StoredAuthorizationCode, StoredRefreshToken,
+    CodeUse, GrantUser, NewRefreshFamily, Rotation, RotationOutcome, StoredAuthorizationCode,
+    StoredRefreshToken,
 };
 use crate::token::pkce::{self, CodeChallenge};
 use crate::token::refresh::{self, FamilyId, FamilyRecord, IssuedRefreshToken, RefreshDecision};
@@ -34,26 +35,10 @@ use crate::token::refresh::{self, FamilyId, FamilyRecord, IssuedRefreshToken, Re
 /// How long an authorization code can be redeemed (RFC 6749 §4.1.2: short).
 pub const AUTHORIZATION_CODE_LIFETIME: SignedDuration = SignedDuration::from_secs(60);
 
-/// What the authorization endpoint knows when it issues a code.
-#[derive(Clone, Debug)]
-pub struct NewAuthorizationCode {
-    pub organization: String,
-    pub client_id: String,
-    pub user_id: String,
-    pub redirect_uri: String,
-    pub scope: String,
-    pub nonce: Option<String>,
-    /// S256 challenge; `None` only for confidential clients without require_pkce.
-    pub code_challenge: Option<String>,
-    pub auth_time: Timestamp,
-    pub amr: Vec<String>,
-    pub session_id: Option<String>,
-}
-
 /// Stores the code hashed (single use, 60 s lifetime) and returns the code to send.
 pub async fn issue_authorization_code(
     state: &TokenServiceState,
-    code: NewAuthorizationCode,
+    code: CodeGrant,
 ) -> Result<String, OAuthError> {
     if let Some(challenge) = &code.code_challenge {
         CodeChallenge::parse(challenge)?;
@@ -63,21 +48,7 @@ pub async fn issue_authorization_code(
     let expires = now.checked_add(AUTHORIZATION_CODE_LIFETIME).map_err(OAuthError::server)?;
     state
         .store()
-        .insert_authorization_code(&StoredNewCode {
-            code_hash: value.hash(),
-            organization: code.organization,
-            client_id: code.client_id,
-            user_id: code.user_id,
-            redirect_uri: code.redirect_uri,
-            scope: code.scope,
-            nonce: code.nonce,
-            code_challenge: code.code_challenge,
-            auth_time_ms: code.auth_time.as_millisecond(),
-            amr: code.amr,
-            session_id: code.session_id,
-            created_ms: now.as_millisecond(),
-            expires_ms: expires.as_millisecond(),
-        })
+        .insert_authorization_code(&value.hash(), &code, now.as_millisecond(), expires.as_millisecond())
         .await?;
     Ok(value.expose().to_owned())
 }
@@ -140,7 +111,8 @@ pub async fn redeem_authorization_code(
             return Err(OAuthError::invalid_grant("The authorization code is invalid."));
         };
         // Another organization's or another client's code: not ours to burn.
-        if code.organization != redemption.organization || code.client_id != redemption.client_id {
+        if code.grant.organization != redemption.organization || code.grant.client_id != redemption.client_id
+        {
             return Err(OAuthError::invalid_grant("The authorization code is invalid."));
         }
         if code.used_ms.is_some() {
@@ -174,7 +146,7 @@ pub async fn redeem_authorization_code(
             access_exp_ms: redemption.access_expires.as_millisecond(),
         };
         if state.store().redeem_authorization_code(&code_hash, code_use, family.as_ref()).await? {
-            return Ok(RedeemedCode { sign_in, nonce: code.nonce });
+            return Ok(RedeemedCode { sign_in, nonce: code.grant.nonce });
         }
     }
 }
@@ -189,10 +161,11 @@ fn check_code(
         return Err(OAuthError::invalid_grant("The authorization code has expired."));
     }
     // RFC 6749 §4.1.3: the same redirect_uri as in the authorization request, exactly.
-    if redemption.redirect_uri != Some(code.redirect_uri.as_str()) {
+    if redemption.redirect_uri != Some(code.grant.redirect_uri.as_str()) {
         return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request."));
     }
     let challenge = code
+        .grant
         .code_challenge
         .as_deref()
         .map(CodeChallenge::parse)
@@ -206,6 +179,7 @@ fn check_code(
 }
 
 fn sign_in_of(code: &StoredAuthorizationCode) -> Result<SignIn, OAuthError> {
+    let code = &code.grant;
     Ok(SignIn {
         user_id: code.user_id.clone(),
         scope: code.scope.clone(),

@@ -14,7 +14,7 @@ use super::webauthn::passkeys_offered;
 use super::{cookies_need_https, duration_secs, issuer_path};
 use crate::store::UserStore as _;
 use crate::token::service::error::OAuthError;
-use crate::token::service::grants::{self, NewAuthorizationCode};
+use crate::token::service::grants::{self, CodeGrant};
 use crate::token::service::state::{OrganizationView, TokenServiceState};
 
 /// How long the pre-login cookie lives: long enough to leave a form open.
@@ -196,7 +196,7 @@ pub(super) async fn finish(
     };
     let code = grants::issue_authorization_code(
         state,
-        NewAuthorizationCode {
+        CodeGrant {
             organization: org.name.clone(),
             client_id: request.client.client_id.clone(),
             user_id: user_id.to_owned(),
@@ -204,7 +204,7 @@ pub(super) async fn finish(
             scope: request.scope.clone(),
             nonce: request.nonce.clone(),
             code_challenge: request.code_challenge.clone(),
-            auth_time: session.auth_time,
+            auth_time_ms: session.auth_time.as_millisecond(),
             amr: session.amr.clone(),
             session_id: Some(session.id.clone()),
         },
