@@ -5,6 +5,9 @@
 //!                                           │
 //!                                           ▼
 //!                                  authz (access resolution, pure)
+//!                                           │ two sides
+//!                                           ▼
+//!                                  review (`portcullis diff`: the access delta)
 //! ```
 //!
 //! `main.rs` only parses arguments and calls one subcommand in [`cli`].
@@ -17,6 +20,7 @@ pub mod cli;
 pub mod controller;
 pub mod manifests;
 pub mod probes;
+pub mod review;
 pub mod scim;
 pub mod standalone;
 pub mod store;

@@ -41,6 +41,9 @@ pub(super) use grant_lists::GrantEntry;
 use grant_lists::{DIRECT, Grants, UserGrantArena, UserSpan, applying_in};
 
 mod grant_lists;
+mod listing;
+
+pub use listing::HeldPermission;
 
 /// Kinds of principal an assignment can name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
