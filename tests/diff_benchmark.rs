@@ -162,8 +162,12 @@ async fn populate_store(url: &str) {
 #[test]
 #[ignore = "a benchmark: run in release with --ignored (BENCHMARKS.md)"]
 fn diff_of_two_revisions_of_a_large_tenant_with_a_big_group_from_the_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let repository = dir.path().join("repo");
+    // PORTCULLIS_DIFF_BENCH_DIR keeps the tenant, to run the command by hand.
+    let temporary = tempfile::tempdir().unwrap();
+    let dir =
+        std::env::var_os("PORTCULLIS_DIFF_BENCH_DIR").map_or_else(|| temporary.path().to_owned(), Into::into);
+    let _ = std::fs::remove_dir_all(&dir);
+    let repository = dir.join("repo");
     std::fs::create_dir_all(&repository).unwrap();
     git(&repository, &["init", "-q", "-b", "main"]);
     write_side(&repository.join("iam"), false);
@@ -171,11 +175,16 @@ fn diff_of_two_revisions_of_a_large_tenant_with_a_big_group_from_the_store() {
     git(&repository, &["commit", "-q", "-m", "base"]);
     write_side(&repository.join("iam"), true);
     git(&repository, &["commit", "-q", "-am", "role-007 includes admin"]);
-    let data = dir.path().join("data");
+    let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     let url = format!("sqlite://{}?mode=rwc", data.join("portcullis.db").display());
     tokio::runtime::Runtime::new().unwrap().block_on(populate_store(&url));
 
+    println!(
+        "in {}: portcullis diff HEAD~1 HEAD --path iam --store {}",
+        repository.display(),
+        data.display()
+    );
     for output in ["text", "json"] {
         let mut times = Vec::new();
         let mut stdout = Vec::new();

@@ -107,19 +107,16 @@ pub fn run(args: DiffArgs) -> ExitCode {
 fn diff(args: &DiffArgs) -> Result<ExitCode, ReviewError> {
     let (base_spec, head_spec) =
         review::sides_from_args(&args.base, args.head.as_deref(), args.path.as_deref())?;
-    let base = review::read_side(&base_spec)?;
-    let head = review::read_side(&head_spec)?;
-    let checks = [review::validate_side("base", &base), review::validate_side("head", &head)];
-    let mut invalid = None;
-    for check in checks {
-        if let Err(error) = check {
-            report_invalid(&error);
-            invalid = Some(error);
-        }
-    }
-    if let Some(error) = invalid {
-        return Err(error);
-    }
+    // The sides are independent: read and validate them on two threads.
+    let cache = review::ParseCache::default();
+    let (base, head) = std::thread::scope(|scope| {
+        let base = scope.spawn(|| read_and_validate("base", &base_spec, &cache, false));
+        let head = read_and_validate("head", &head_spec, &cache, true);
+        (base.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), head)
+    });
+    // Every invalid side is reported; then the first error stops the review.
+    let (base, head) = (base.inspect_err(report_invalid), head.inspect_err(report_invalid));
+    let (base, head) = (base?, head?);
 
     let directories = match store_argument(args)? {
         Some(store) => Some(read_directories(&store, &base, &head)?),
@@ -148,6 +145,17 @@ fn diff(args: &DiffArgs) -> Result<ExitCode, ReviewError> {
         eprintln!("portcullis diff: --fail-on {what}: {failure}");
     }
     Ok(ExitCode::FAILURE)
+}
+
+fn read_and_validate(
+    which: &'static str,
+    spec: &review::SideSpec,
+    cache: &review::ParseCache,
+    from_the_end: bool,
+) -> Result<Side, ReviewError> {
+    let side = review::read_side(spec, cache, from_the_end)?;
+    review::validate_side(which, &side)?;
+    Ok(side)
 }
 
 /// Prints a side's reports as `portcullis validate` does (on stderr: stdout

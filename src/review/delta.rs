@@ -36,7 +36,7 @@ pub fn review_tenants(
         let after = head.get(namespace).unwrap_or(&empty);
         let directory = directories.map(|d| d.get(namespace.as_str()).cloned().unwrap_or_default());
         let review = TenantReview::new(before, after, directory.as_ref(), now).review();
-        if !review.roles.is_empty() || !review.principals.is_empty() {
+        if !review.roles.is_empty() || !review.principals.is_empty() || !review.catalog.is_empty() {
             reviews.push(review);
         }
     }
@@ -70,6 +70,7 @@ impl<'a> TenantReview<'a> {
     fn review(mut self) -> OrganizationReview {
         let (b, a) = (self.before.side, self.after.side);
         let roles = self.role_changes();
+        let catalog = catalog_changes(b, a);
         let mut principals: Vec<Principal> = b.index.principals();
         principals.extend(a.index.principals());
         principals.sort();
@@ -85,7 +86,8 @@ impl<'a> TenantReview<'a> {
         OrganizationReview {
             namespace: a.namespace.clone(),
             organization: a.organization.clone().or_else(|| b.organization.clone()),
-            summary: summarize(&changes, roles.len()),
+            summary: summarize(&changes, roles.len(), catalog.len()),
+            catalog,
             roles,
             principals: changes,
             through_groups,
@@ -324,6 +326,34 @@ fn compare<'a>(before: &[HeldPermission<'a>], after: &[HeldPermission<'a>]) -> V
     differences
 }
 
+/// The catalog's permissions and marks, before and after (as declared: the
+/// `iam.` rule is not a mark that can change).
+fn catalog_changes(before: &TenantAccess, after: &TenantAccess) -> Vec<CatalogChange> {
+    let permissions: BTreeSet<&String> = before.catalog.keys().chain(after.catalog.keys()).collect();
+    let mut changes = Vec::new();
+    for permission in permissions {
+        let mut push = |change| changes.push(CatalogChange { permission: permission.clone(), change });
+        match (before.catalog.get(permission), after.catalog.get(permission)) {
+            (None, Some(_)) => push(CatalogChangeKind::Added),
+            (Some(_), None) => push(CatalogChangeKind::Removed),
+            (Some(b), Some(a)) => {
+                match (b.privileged, a.privileged) {
+                    (false, true) => push(CatalogChangeKind::NowPrivileged),
+                    (true, false) => push(CatalogChangeKind::NoLongerPrivileged),
+                    _ => {}
+                }
+                match (b.approval_required, a.approval_required) {
+                    (false, true) => push(CatalogChangeKind::NowRequiresApproval),
+                    (true, false) => push(CatalogChangeKind::NoLongerRequiresApproval),
+                    _ => {}
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    changes
+}
+
 fn marked(permission: &str, marks: PermissionMarks) -> MarkedPermission {
     MarkedPermission {
         permission: permission.to_owned(),
@@ -336,8 +366,8 @@ fn timestamp(seconds: i64) -> Timestamp {
     Timestamp::from_second(seconds).unwrap_or(Timestamp::MAX)
 }
 
-fn summarize(changes: &[PrincipalChange], roles_changed: usize) -> Summary {
-    let mut summary = Summary { roles_changed, ..Summary::default() };
+fn summarize(changes: &[PrincipalChange], roles_changed: usize, catalog_changes: usize) -> Summary {
+    let mut summary = Summary { roles_changed, catalog_changes, ..Summary::default() };
     for change in changes {
         let all = || change.scopes.iter().flat_map(|s| &s.permissions);
         let widening = || all().filter(|p| p.change.widens());

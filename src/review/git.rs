@@ -11,11 +11,10 @@
 //! `--end-of-options`, never through a shell.
 
 use std::io::{Read as _, Write as _};
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::ReviewError;
-use crate::manifests::{self, ManifestSet, ParseProblem};
+use crate::manifests::ParseProblem;
 
 /// The commit a revision names, as a full object name.
 pub fn resolve_commit(revision: &str) -> Result<String, ReviewError> {
@@ -41,11 +40,19 @@ pub fn short(oid: &str) -> Result<String, ReviewError> {
     Ok(run_optional(&["rev-parse", "--short", "--end-of-options", oid])?.unwrap_or_else(|| oid.to_owned()))
 }
 
-/// Reads the manifests under `path` at `commit`. `path` is in git's own
+/// A file's name in reports, and its text.
+pub type NamedText = (String, String);
+
+/// The YAML files under `path` at `commit`, as `(name, text)`, and a
+/// problem for each that is not UTF-8 text. `path` is in git's own
 /// `<rev>:<path>` syntax: from the repository's root, or from the current
 /// directory when it starts with `./` or `../`. Files are named
 /// `{label}:{path}/{file}` in reports, so that `git show` finds them.
-pub fn read_manifests(commit: &str, path: &str, label: &str) -> Result<ManifestSet, ReviewError> {
+pub fn read_files(
+    commit: &str,
+    path: &str,
+    label: &str,
+) -> Result<(Vec<NamedText>, Vec<ParseProblem>), ReviewError> {
     let object = format!("{commit}:{path}");
     let not_found = || ReviewError::PathNotFound { revision: label.to_owned(), path: path.to_owned() };
     let oid = run_optional(&["rev-parse", "--verify", "--quiet", "--end-of-options", &object])?
@@ -59,24 +66,25 @@ pub fn read_manifests(commit: &str, path: &str, label: &str) -> Result<ManifestS
             (dir, file) => format!("{label}:{dir}/{file}"),
         }
     };
-    let files: Vec<(String, String)> = match kind.as_str() {
+    let blobs: Vec<(String, String)> = match kind.as_str() {
         "blob" => vec![(oid, shown(""))],
         "tree" => list_yaml_blobs(&oid)?.into_iter().map(|(oid, file)| (oid, shown(&file))).collect(),
         _ => return Err(not_found()),
     };
-    let contents = read_blobs(files.iter().map(|(oid, _)| oid.as_str()))?;
-    let mut set = ManifestSet::default();
-    for ((_, file), bytes) in files.iter().zip(contents) {
+    let contents = read_blobs(blobs.iter().map(|(oid, _)| oid.as_str()))?;
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for ((_, name), bytes) in blobs.into_iter().zip(contents) {
         match String::from_utf8(bytes) {
-            Ok(text) => manifests::read_str(Path::new(file), &text, &mut set),
-            Err(_) => set.problems.push(ParseProblem {
-                file: file.into(),
+            Ok(text) => files.push((name, text)),
+            Err(_) => problems.push(ParseProblem {
+                file: name.into(),
                 line: 1,
                 message: "not UTF-8 text".to_owned(),
             }),
         }
     }
-    Ok(set)
+    Ok((files, problems))
 }
 
 /// `(blob, path)` of every YAML file under a tree, sorted by path (as a

@@ -38,22 +38,23 @@ pub fn render(review: &Review) -> String {
     }
     let _ = writeln!(
         summary,
-        "| Organization | Gain access | Privileged | Approval required | Lose access | Roles changed |"
+        "| Organization | Gain access | Privileged | Approval required | Lose access | Roles changed | Catalog changes |"
     );
-    let _ = writeln!(summary, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(summary, "|---|---:|---:|---:|---:|---:|---:|");
     for org in &review.organizations {
         let s = &org.summary;
         let name = org.organization.as_deref().unwrap_or(&org.namespace);
         let strong = |n: usize| if n > 0 { format!("**{n}**") } else { n.to_string() };
         let _ = writeln!(
             summary,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             cell(name),
             s.principals_gaining,
             strong(s.principals_gaining_privileged),
             strong(s.principals_gaining_approval_required),
             s.principals_losing,
-            s.roles_changed
+            s.roles_changed,
+            s.catalog_changes
         );
     }
     escalations(&mut summary, review);
@@ -80,7 +81,7 @@ fn escalations(out: &mut String, review: &Review) {
     let mut rows: BTreeMap<Row, (MarkedPermission, Vec<String>)> = BTreeMap::new();
     for org in &review.organizations {
         let org_name = org.organization.clone().unwrap_or_else(|| org.namespace.clone());
-        for change in &org.principals {
+        for change in words::reading_order(&org.principals) {
             if change.principal.kind == PrincipalKind::User && only_through_groups(change) {
                 continue; // counted with the group
             }
@@ -162,6 +163,21 @@ fn organization_details(out: &mut String, org: &OrganizationReview) {
         let _ =
             writeln!(out, "- group {} is not in the store: nobody is reached through it yet", code(group));
     }
+    if !org.catalog.is_empty() {
+        let _ = writeln!(out, "#### Catalog\n");
+    }
+    for change in &org.catalog {
+        let weakens = matches!(
+            change.change,
+            CatalogChangeKind::NoLongerPrivileged | CatalogChangeKind::NoLongerRequiresApproval
+        );
+        let text = words::catalog_change(change.change);
+        let text = if weakens { format!("**{text}**") } else { text.to_owned() };
+        let _ = writeln!(out, "- {}: {text}", code(&change.permission));
+    }
+    if !org.catalog.is_empty() {
+        let _ = writeln!(out);
+    }
     if !org.roles.is_empty() {
         let _ = writeln!(out, "#### Roles whose expansion changed\n");
     }
@@ -220,7 +236,7 @@ fn organization_details(out: &mut String, org: &OrganizationReview) {
     if !org.principals.is_empty() {
         let _ = writeln!(out, "\n#### Principals\n");
     }
-    for change in &org.principals {
+    for change in words::reading_order(&org.principals) {
         if change.principal.kind == PrincipalKind::User && only_through_groups(change) {
             continue;
         }

@@ -24,6 +24,7 @@ mod delta;
 mod git;
 pub mod markdown;
 pub mod model;
+mod parse_cache;
 pub mod policy;
 mod source;
 mod tenant;
@@ -35,6 +36,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 
 pub use model::Review;
+pub use parse_cache::ParseCache;
 pub use policy::FailOn;
 pub use source::{Side, SideSpec, read_side, sides_from_args};
 

@@ -30,6 +30,8 @@ pub struct OrganizationReview {
     /// The Organization's name (head side, else base side).
     pub organization: Option<String>,
     pub summary: Summary,
+    /// Permissions added to or removed from the catalog, or marked differently.
+    pub catalog: Vec<CatalogChange>,
     /// Roles whose expansion changed (added and deleted ones included).
     pub roles: Vec<RoleChange>,
     /// Every principal whose effective permissions change, users reached
@@ -57,6 +59,7 @@ pub struct Summary {
     /// Of the principals counted above, inactive users (they would hold it once reactivated).
     pub inactive_users: usize,
     pub roles_changed: usize,
+    pub catalog_changes: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -200,6 +203,27 @@ pub enum GrantSource {
         file: String,
         line: usize,
     },
+}
+
+/// A change to the organization's permission catalog. Marking a permission
+/// no longer privileged (or no longer requiring approval) changes no one's
+/// permissions, but weakens what guards them (MFA for privileged roles,
+/// escalation warnings, approvals).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CatalogChange {
+    pub permission: String,
+    pub change: CatalogChangeKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatalogChangeKind {
+    Added,
+    Removed,
+    NowPrivileged,
+    NoLongerPrivileged,
+    NowRequiresApproval,
+    NoLongerRequiresApproval,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

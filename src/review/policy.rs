@@ -2,17 +2,17 @@
 //! widens sensitive access needs a second review. Only widening counts
 //! (gained, or held longer); losing access never fails a review.
 
-use super::model::{MarkedPermission, OrganizationReview, Review};
+use super::model::{CatalogChangeKind, MarkedPermission, OrganizationReview, Review};
 
 /// What makes a review fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailOn {
     /// A principal gains a privileged permission (catalog `privileged`, or
     /// `iam.`), or a role's expansion gains one, or a role's grants gain `*`
-    /// or `iam.*`.
+    /// or `iam.*`, or a permission stops being marked privileged.
     Privileged,
     /// A principal or a role gains a permission the organization lists in
-    /// `approvalRequired`.
+    /// `approvalRequired`, or a permission stops requiring approval.
     Approval,
     /// Any change of access at all.
     Any,
@@ -45,6 +45,20 @@ fn failures_in(org: &OrganizationReview, fail_on: FailOn) -> Vec<String> {
     if principals > 0 {
         out.push(format!("{namespace}: {principals} principal(s) {}", what(fail_on)));
     }
+    for change in &org.catalog {
+        let weakens = match fail_on {
+            FailOn::Any => true,
+            FailOn::Privileged => change.change == CatalogChangeKind::NoLongerPrivileged,
+            FailOn::Approval => change.change == CatalogChangeKind::NoLongerRequiresApproval,
+        };
+        if weakens {
+            out.push(format!(
+                "{namespace}: permission {} {}",
+                change.permission,
+                catalog_what(change.change)
+            ));
+        }
+    }
     for role in &org.roles {
         let broad_wildcard = role.wildcards_added.iter().any(|w| w == "*" || w == "iam.*");
         let fails = match fail_on {
@@ -72,5 +86,16 @@ fn role_what(fail_on: FailOn) -> &'static str {
         FailOn::Privileged => "now gives privileged permissions",
         FailOn::Approval => "now gives permissions that require approval",
         FailOn::Any => "changed what it gives",
+    }
+}
+
+fn catalog_what(change: CatalogChangeKind) -> &'static str {
+    match change {
+        CatalogChangeKind::Added => "was added to the catalog",
+        CatalogChangeKind::Removed => "was removed from the catalog",
+        CatalogChangeKind::NowPrivileged => "is now privileged",
+        CatalogChangeKind::NoLongerPrivileged => "is no longer marked privileged",
+        CatalogChangeKind::NowRequiresApproval => "now requires approval",
+        CatalogChangeKind::NoLongerRequiresApproval => "no longer requires approval",
     }
 }

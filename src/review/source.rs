@@ -13,6 +13,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use super::parse_cache::ParseCache;
 use super::{ReviewError, git};
 use crate::manifests::{self, ManifestSet};
 
@@ -113,26 +114,36 @@ fn repository_path(argument: &str, path: Option<&str>) -> Result<String, ReviewE
     Ok(parts.join("/"))
 }
 
-/// Reads a side: a folder from the disk, a revision through git.
-pub fn read_side(spec: &SideSpec) -> Result<Side, ReviewError> {
-    match spec {
+/// Reads a side: a folder from the disk, a revision through git. Files the
+/// other side has alike are read once, through `cache`; `from_the_end` reads
+/// the last file first (the head side does, see [`ParseCache`]).
+pub fn read_side(spec: &SideSpec, cache: &ParseCache, from_the_end: bool) -> Result<Side, ReviewError> {
+    let (description, files, problems) = match spec {
         SideSpec::Folder(path) => {
-            let set = manifests::read_dir(path)
-                .map_err(|source| ReviewError::Read { path: path.display().to_string(), source })?;
-            Ok(Side { description: path.display().to_string(), set })
+            let unreadable = |source| ReviewError::Read { path: path.display().to_string(), source };
+            let mut files = Vec::new();
+            for file in manifests::yaml_files(path).map_err(unreadable)? {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|source| ReviewError::Read { path: file.display().to_string(), source })?;
+                files.push((file.display().to_string(), text));
+            }
+            (path.display().to_string(), files, Vec::new())
         }
         SideSpec::Revision { revision, path } => {
             let commit = git::resolve_commit(revision)?;
-            let set = git::read_manifests(&commit, path, revision)?;
-            Ok(Side { description: format!("{revision}:{path}"), set })
+            let (files, problems) = git::read_files(&commit, path, revision)?;
+            (format!("{revision}:{path}"), files, problems)
         }
         SideSpec::MergeBase { left, right, path } => {
             let commit = git::merge_base(left, right)?;
             let short = git::short(&commit)?;
-            let set = git::read_manifests(&commit, path, &short)?;
-            Ok(Side { description: format!("{short}:{path} (merge base of {left} and {right})"), set })
+            let (files, problems) = git::read_files(&commit, path, &short)?;
+            (format!("{short}:{path} (merge base of {left} and {right})"), files, problems)
         }
-    }
+    };
+    let mut set = cache.read_files(files, from_the_end);
+    set.problems.extend(problems);
+    Ok(Side { description, set })
 }
 
 #[cfg(test)]

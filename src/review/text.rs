@@ -54,12 +54,17 @@ fn render_organization(out: &mut String, org: &OrganizationReview) {
     let _ = writeln!(out, "\n{HEADING}{name}(namespace {}){HEADING:#}", plain(&org.namespace));
     let _ = writeln!(
         out,
-        "  {} principal(s) gain access ({} privileged, {} requiring approval), {} lose access; {} role(s) changed{}",
+        "  {} principal(s) gain access ({} privileged, {} requiring approval), {} lose access; {} role(s) changed{}{}",
         s.principals_gaining,
         s.principals_gaining_privileged,
         s.principals_gaining_approval_required,
         s.principals_losing,
         s.roles_changed,
+        if s.catalog_changes > 0 {
+            format!("; {} catalog change(s)", s.catalog_changes)
+        } else {
+            String::new()
+        },
         if s.inactive_users > 0 {
             format!("; {} inactive user(s) among them", s.inactive_users)
         } else {
@@ -73,10 +78,26 @@ fn render_organization(out: &mut String, org: &OrganizationReview) {
             plain(group)
         );
     }
+    if !org.catalog.is_empty() {
+        let _ = writeln!(out, "\n  {HEADING}catalog{HEADING:#}");
+    }
+    for change in &org.catalog {
+        let weakens = matches!(
+            change.change,
+            CatalogChangeKind::NoLongerPrivileged | CatalogChangeKind::NoLongerRequiresApproval
+        );
+        let style = if weakens { MARK } else { Style::new() };
+        let _ = writeln!(
+            out,
+            "    {}: {style}{}{style:#}",
+            plain(&change.permission),
+            words::catalog_change(change.change)
+        );
+    }
     for role in &org.roles {
         render_role(out, role);
     }
-    for change in &org.principals {
+    for change in words::reading_order(&org.principals) {
         // Shown, counted, under the groups its changes come through.
         if change.principal.kind == PrincipalKind::User && only_through_groups(change) {
             continue;

@@ -3,7 +3,9 @@
 
 use jiff::Timestamp;
 
-use super::model::{Cause, ChangeKind, GrantSource, PermissionChange, PrincipalRef, ScopeRef};
+use super::model::{
+    Cause, ChangeKind, GrantSource, PermissionChange, PrincipalChange, PrincipalKind, PrincipalRef, ScopeRef,
+};
 
 pub fn scope(scope: &ScopeRef, escape: impl Fn(&str) -> String) -> String {
     match scope {
@@ -14,9 +16,9 @@ pub fn scope(scope: &ScopeRef, escape: impl Fn(&str) -> String) -> String {
 
 pub fn principal(principal: &PrincipalRef, escape: impl Fn(&str) -> String) -> String {
     let kind = match principal.kind {
-        super::model::PrincipalKind::User => "user",
-        super::model::PrincipalKind::Group => "group",
-        super::model::PrincipalKind::Client => "client",
+        PrincipalKind::User => "user",
+        PrincipalKind::Group => "group",
+        PrincipalKind::Client => "client",
     };
     format!("{kind} {}", escape(&principal.name))
 }
@@ -104,4 +106,32 @@ pub fn by_cause(changes: &[PermissionChange]) -> Vec<(Vec<&PermissionChange>, &[
         }
     }
     buckets
+}
+
+/// Principals in the order a reader wants them: groups first (they explain
+/// their members), then clients, then users; by name within each.
+pub fn reading_order(changes: &[PrincipalChange]) -> Vec<&PrincipalChange> {
+    let rank = |kind: PrincipalKind| match kind {
+        PrincipalKind::Group => 0,
+        PrincipalKind::Client => 1,
+        PrincipalKind::User => 2,
+    };
+    let mut ordered: Vec<&PrincipalChange> = changes.iter().collect();
+    ordered.sort_by(|a, b| {
+        (rank(a.principal.kind), &a.principal.name).cmp(&(rank(b.principal.kind), &b.principal.name))
+    });
+    ordered
+}
+
+/// What a catalog change is, in words.
+pub fn catalog_change(change: super::model::CatalogChangeKind) -> &'static str {
+    use super::model::CatalogChangeKind as K;
+    match change {
+        K::Added => "added to the catalog",
+        K::Removed => "removed from the catalog",
+        K::NowPrivileged => "now marked privileged",
+        K::NoLongerPrivileged => "no longer marked privileged",
+        K::NowRequiresApproval => "now requires approval",
+        K::NoLongerRequiresApproval => "no longer requires approval",
+    }
 }

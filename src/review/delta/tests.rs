@@ -293,3 +293,50 @@ fn compare_orders_ends_with_no_end_last() {
         ]
     );
 }
+
+#[test]
+fn unmarking_a_privileged_permission_is_a_catalog_change_that_fails_the_privileged_policy() {
+    let unmarked = ORGANIZATION
+        .replace("{name: iam.manage, privileged: true}", "{name: iam.manage}")
+        .replace("approvalRequired: [consent.export]", "approvalRequired: []");
+    let with_catalog = |organization: &str| {
+        let mut set = ManifestSet::default();
+        let text = [organization.to_owned(), base_roles().join("---\n")].join("---\n");
+        manifests::read_str(Path::new("t.yaml"), &text, &mut set);
+        tenants_of(&set)
+    };
+    let reviews = review_tenants(&with_catalog(ORGANIZATION), &with_catalog(&unmarked), None, NOW);
+    let catalog: Vec<(&str, CatalogChangeKind)> =
+        reviews[0].catalog.iter().map(|c| (c.permission.as_str(), c.change)).collect();
+    assert_eq!(
+        catalog,
+        [
+            ("consent.export", CatalogChangeKind::NoLongerRequiresApproval),
+            ("iam.manage", CatalogChangeKind::NoLongerPrivileged)
+        ]
+    );
+    assert!(reviews[0].principals.is_empty() && reviews[0].roles.is_empty(), "nobody's permissions change");
+    let review = Review {
+        base: "b".into(),
+        head: "h".into(),
+        groups_expanded: false,
+        at: Timestamp::UNIX_EPOCH,
+        organizations: reviews,
+    };
+    use crate::review::policy::{FailOn, failures};
+    assert_eq!(
+        failures(&review, FailOn::Privileged),
+        ["globex: permission iam.manage is no longer marked privileged"]
+    );
+    assert_eq!(
+        failures(&review, FailOn::Approval),
+        ["globex: permission consent.export no longer requires approval"]
+    );
+    let marked_back = review_tenants(&with_catalog(&unmarked), &with_catalog(ORGANIZATION), None, NOW);
+    let back = Review { organizations: marked_back, ..review };
+    assert!(
+        failures(&back, FailOn::Privileged).is_empty(),
+        "marking it privileged again strengthens the guard"
+    );
+    assert_eq!(failures(&back, FailOn::Any).len(), 2);
+}
