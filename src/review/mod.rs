@@ -4,7 +4,7 @@
 //! access core's index per organization, and compared principal by principal.
 //!
 //! ```text
-//!  source (folder | git revision) ─► ManifestSet ─► validate_set (errors stop here)
+//!  source (folder | git revision) ─► parse_cache (files alike read once) ─► ManifestSet ─► validate_set (errors stop here)
 //!                                        │
 //!                                        ▼
 //!            tenant: AccessIndex per namespace (+ group members from the store)
