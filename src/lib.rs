@@ -5,6 +5,8 @@
 //! ```text
 //!  cli                      one subcommand each; main.rs only parses arguments
 //!   │
+//!  review                   `portcullis diff`: the access delta of two sides (folders, git revisions)
+//!   │
 //!  standalone               the whole product in one process, a folder instead of the API server
 //!   │
 //!  controller   token::service   scim::service      the operator and the two HTTP services
@@ -28,6 +30,7 @@ pub mod error_chain;
 pub mod manifests;
 pub mod probes;
 pub mod resources;
+pub mod review;
 pub mod scim;
 pub mod secret;
 pub mod standalone;

@@ -21,11 +21,13 @@
 //!   [`GroupStore`]).
 //! - [`changes`]: what changed, and who is told ([`ChangeFeed`]).
 //! - [`follow`]: an access index that follows the store change by change.
+//! - [`access_review`]: groups, members and inactive users, as `portcullis diff` reads them.
 //!
 //! Migrations live in `migrations/sqlite` and `migrations/postgres` (same
 //! tables; PostgreSQL adds the NOTIFY trigger) and run on [`Store::connect`].
 
 pub mod ceremonies;
+pub mod access_review;
 pub mod changes;
 pub mod desired;
 mod error;
@@ -50,6 +52,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, SqlSafeStr, Transaction
 use tokio::sync::{Mutex, MutexGuard, OnceCell, broadcast, watch};
 
 pub use ceremonies::CeremonyStore;
+pub use access_review::{AccessDirectory, AccessReviewStore, DirectoryGroup, DirectoryMember};
 pub use changes::{Change, ChangeEvent, ChangeFeed, ChangeNotice, ChangeSubscription};
 pub use desired::{ApplyOutcome, DeleteOutcome, DesiredRecord, DesiredStateStore};
 pub use error::StoreError;
@@ -143,6 +146,18 @@ impl Store {
     /// writer); `sqlite::memory:` keeps one connection, since each connection
     /// would otherwise see its own empty database.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::open(url, Schema::Migrate).await
+    }
+
+    /// Connects to a store whose schema is already this version's, changing
+    /// nothing (no migration, no journal switch): for tools that only read,
+    /// such as `portcullis diff`, which must never alter a live store. Fails
+    /// if the store lacks a migration this version has.
+    pub async fn connect_existing(url: &str) -> Result<Self> {
+        Self::open(url, Schema::RequireCurrent).await
+    }
+
+    async fn open(url: &str, schema: Schema) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let connect_error = |source| StoreError::Connect { backend, source };
@@ -183,7 +198,7 @@ impl Store {
         }
         .acquire_timeout(Duration::from_secs(30));
 
-        if backend == Backend::Sqlite && !memory {
+        if backend == Backend::Sqlite && !memory && schema == Schema::Migrate {
             // WAL is a property of the file: set it once, on one connection,
             // before the pool opens several (the switch needs an exclusive lock).
             let mut conn = AnyConnection::connect(url).await.map_err(connect_error)?;
@@ -192,12 +207,15 @@ impl Store {
         }
 
         let pool = options.connect(url).await.map_err(connect_error)?;
-        migrator(backend)
-            .await
-            .map_err(|source| StoreError::Migrate { backend, source })?
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate { backend, source })?;
+        match schema {
+            Schema::Migrate => migrator(backend)
+                .await
+                .map_err(|source| StoreError::Migrate { backend, source })?
+                .run(&pool)
+                .await
+                .map_err(|source| StoreError::Migrate { backend, source })?,
+            Schema::RequireCurrent => require_current_schema(&pool, backend).await?,
+        }
 
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (shutdown, _) = watch::channel(());
@@ -292,6 +310,32 @@ impl Store {
         }
         .map_err(error::query_error("begin a read transaction"))
     }
+}
+
+/// What opening a store does to its schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Schema {
+    /// Brings it up to this version.
+    Migrate,
+    /// Leaves it alone, and refuses it unless every migration of this version was applied.
+    RequireCurrent,
+}
+
+/// Fails unless the store has every migration this version embeds.
+async fn require_current_schema(pool: &AnyPool, backend: Backend) -> Result<()> {
+    let rows = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(pool)
+        .await
+        .map_err(|source| StoreError::NoSchema { backend, source })?;
+    let applied: Vec<i64> =
+        rows.iter().map(|row| column(row, "_sqlx_migrations", "version")).collect::<Result<_>>()?;
+    let embedded = match backend {
+        Backend::Sqlite => SQLITE_MIGRATIONS.0,
+        Backend::Postgres => POSTGRES_MIGRATIONS.0,
+    };
+    let missing: Vec<i64> =
+        embedded.iter().map(|&(version, ..)| version).filter(|v| !applied.contains(v)).collect();
+    if missing.is_empty() { Ok(()) } else { Err(StoreError::SchemaBehind { backend, missing }) }
 }
 
 /// A write transaction from [`Store::begin_unlogged_write`]; rolled back if
