@@ -17,7 +17,7 @@
 //!   │                       the change feed and the index follower
 //!  authz  validation  manifests  token (jwt, keys, claims, pkce, password, refresh, totp, throttle)
 //!   │                       pure: access resolution, cross-resource checks, protocol cores
-//!  api  secret  error_chain  (+ the portcullis-scim crate: the SCIM protocol core)
+//!  api  secret  error_chain  html  (+ the portcullis-scim crate: the SCIM protocol core)
 //!                           CRD types, and the primitives everything shares
 //! ```
 #![forbid(unsafe_code)]
@@ -27,6 +27,7 @@ pub mod authz;
 pub mod cli;
 pub mod controller;
 pub mod error_chain;
+pub mod html;
 pub mod manifests;
 pub mod probes;
 pub mod resources;

@@ -8,6 +8,9 @@
 //! refresh token. `measure_start_to_first_token_and_memory` (ignored) gives
 //! the figures in BENCHMARKS.md.
 
+#[path = "support/browser_form.rs"]
+mod browser_form;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -197,15 +200,6 @@ fn sorted_strings(value: &serde_json::Value) -> Vec<String> {
 
 // === Signing in through the pages, like a browser. ===
 
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
 fn authorize_url(server: &Server) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, VERIFIER.as_bytes());
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
@@ -220,25 +214,14 @@ fn authorize_url(server: &Server) -> String {
     format!("{}/authorize?{query}", server.issuer())
 }
 
-/// The first form's action and hidden fields (a page may hold others, such
-/// as the passkey form).
-fn form(body: &str) -> (String, Vec<(String, String)>) {
-    let start = body.find("<form").unwrap_or_else(|| panic!("a form in {body}"));
-    let body = &body[start..start + body[start..].find("</form>").unwrap_or(body.len() - start)];
-    let unescape = |t: &str| t.replace("&quot;", "\"").replace("&#x27;", "'").replace("&amp;", "&");
-    let action = regex::Regex::new(r#"<form method="post" action="([^"]*)""#).unwrap();
-    let hidden = regex::Regex::new(r#"<input type="hidden" name="([^"]*)" value="([^"]*)">"#).unwrap();
-    let action = unescape(&action.captures(body).unwrap_or_else(|| panic!("a form in {body}"))[1]);
-    (action, hidden.captures_iter(body).map(|c| (unescape(&c[1]), unescape(&c[2]))).collect())
-}
-
 async fn submit(
     browser: &reqwest::Client,
     server: &Server,
     body: &str,
     fields: &[(&str, &str)],
 ) -> reqwest::Response {
-    let (action, mut values) = form(body);
+    // The first form (a page may hold others, such as the passkey form).
+    let (action, mut values) = browser_form::form_in(body, "");
     values.extend(fields.iter().map(|(n, v)| (n.to_string(), v.to_string())));
     browser.post(format!("{}{action}", server.base)).form(&values).send().await.unwrap()
 }
@@ -408,7 +391,7 @@ async fn standalone_serves_acme_follows_edits_and_keeps_state_across_restarts() 
     let password = printed(&server, "password:");
     let totp_uri = printed(&server, "totp:");
     let totp_secret = base32_decode(totp_uri.split("secret=").nth(1).unwrap().split('&').next().unwrap());
-    let browser = browser();
+    let browser = browser_form::browser();
     let sign_in = browser.get(authorize_url(&server)).send().await.unwrap();
     assert_eq!(sign_in.status(), StatusCode::OK);
     let page = sign_in.text().await.unwrap();
