@@ -64,6 +64,7 @@ on_both_backends!(
     a_disabled_or_deleted_user_cannot_refresh,
     introspection_and_revocation,
     the_check_api_answers_with_the_access_cores_decision,
+    the_check_api_refuses_a_revoked_access_token,
     require_permission_refuses_alg_none,
     require_permission_refuses_hs256_signed_with_the_public_key,
     require_permission_refuses_an_unknown_kid,
@@ -843,6 +844,25 @@ async fn the_check_api_answers_with_the_access_cores_decision(store: Store) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "no token");
+}
+
+/// Finding 5 of issue 13: introspection said inactive, but `RequirePermission`
+/// (and so the check API) still admitted a token revoked through RFC 7009.
+async fn the_check_api_refuses_a_revoked_access_token(store: Store) {
+    let svc = start(store).await;
+    let bearer = text(&backend_token(&svc, None).await, "access_token").to_owned();
+    let (status, _, body) = check_api(&svc, ORG, &bearer, alice_may_publish_in_eu()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, _, _) =
+        post_form(&svc.url(ORG, "/revoke"), &[("token", &bearer)], Some(("backend", BACKEND_SECRET))).await;
+    assert_eq!(status, StatusCode::OK);
+    refused(&svc, &bearer, "The token has been revoked.").await;
+
+    // A token issued after the revocation is still admitted.
+    let fresh = text(&backend_token(&svc, None).await, "access_token").to_owned();
+    let (status, _, body) = check_api(&svc, ORG, &fresh, alice_may_publish_in_eu()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 async fn require_permission_refuses_alg_none(store: Store) {
