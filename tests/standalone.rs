@@ -462,6 +462,55 @@ async fn standalone_serves_acme_follows_edits_and_keeps_state_across_restarts() 
     assert!(server.stop().await.success());
 }
 
+/// Finding 10 of issue 13: with a data directory made beforehand (0755),
+/// the store was created 0644, readable by every user of the machine. Now a
+/// directory open to others is refused with what to do, and the store's
+/// files are owner-only, also when a later start finds them loosened.
+#[tokio::test]
+async fn the_data_directory_and_the_store_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let set_mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let folder = temp.path().join("manifests");
+    copy_folder(&acme(), &folder);
+    let data = temp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    set_mode(&data, 0o755);
+
+    let refused = tokio::time::timeout(
+        DEADLINE,
+        standalone_command(&folder, &data, "127.0.0.1:0", &[]).kill_on_drop(true).output(),
+    )
+    .await
+    .expect("a refused start exits")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "a data directory open to others is refused: {stderr}");
+    assert!(
+        stderr.contains("open to other users (mode 0755)")
+            && stderr.contains(&format!("chmod 700 {}", data.display())),
+        "the error says why and what to do: {stderr}"
+    );
+    assert!(!data.join("portcullis.db").exists(), "nothing is written into it");
+
+    set_mode(&data, 0o700);
+    let server = Server::start(&folder, &data, "127.0.0.1:0").await;
+    let database = data.join("portcullis.db");
+    for file in ["portcullis.db", "portcullis.db-wal", "portcullis.db-shm"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file} is owner-only");
+    }
+    assert!(server.stop().await.success());
+
+    set_mode(&database, 0o644);
+    let server = Server::start(&folder, &data, "127.0.0.1:0").await;
+    assert_eq!(mode(&database), 0o600, "a loosened store is made owner-only again at open");
+    server.stderr.wait_for(0, DEADLINE, |l| l.contains("made it owner-only")).await;
+    assert!(server.stop().await.success());
+}
+
 /// Finding 7 of issue 13 (slowloris): a client that trickles its headers, or
 /// announces a body and never sends it, held its connection for as long as
 /// it liked. Now the first is cut off after the header read timeout, the
