@@ -303,8 +303,8 @@ mod tests {
     #[test]
     fn the_login_secret_survives_a_reopen() {
         let temp = tempfile::tempdir().unwrap();
-        let first = DataDir::open(temp.path()).unwrap().login_secret().unwrap();
-        let second = DataDir::open(temp.path()).unwrap().login_secret().unwrap();
+        let first = DataDir::open(&temp.path().join("data")).unwrap().login_secret().unwrap();
+        let second = DataDir::open(&temp.path().join("data")).unwrap().login_secret().unwrap();
         assert_eq!(first, second);
         assert_eq!(first.len(), 32);
     }
@@ -312,7 +312,7 @@ mod tests {
     #[test]
     fn keys_are_written_metadata_last_and_stale_files_go() {
         let temp = tempfile::tempdir().unwrap();
-        let data = DataDir::open(temp.path()).unwrap();
+        let data = DataDir::open(&temp.path().join("data")).unwrap();
         let mut files = BTreeMap::from([
             ("a.pem".to_owned(), ByteString(b"A".to_vec())),
             ("keys.json".to_owned(), ByteString(b"[]".to_vec())),
