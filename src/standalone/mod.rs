@@ -120,6 +120,7 @@ pub async fn run(
     );
     let follower =
         tokio::spawn(watch::follow(config.manifests.clone(), store.clone(), data, token, written, wake_at));
+    let housekeeping = tokio::spawn(tidy_periodically(store.clone()));
 
     crate::listener::serve(listener, app, config.limits, async {
         shutdown.await;
@@ -127,8 +128,22 @@ pub async fn run(
     })
     .await;
     follower.abort();
+    housekeeping.abort();
     // Sync health is counted in memory between writes: keep the last counts.
     scim.flush_sync_health().await;
     store.close().await;
     Ok(())
+}
+
+/// How often the store is tidied, as the leading operator does in a cluster.
+const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// The store's housekeeping ([`crate::store::purge::tidy`]): the change log,
+/// tombstones and expired codes, refresh tokens and sessions, at start and
+/// every [`HOUSEKEEPING_INTERVAL`].
+async fn tidy_periodically(store: Store) {
+    loop {
+        crate::store::purge::tidy(&store, crate::store::now_ms()).await;
+        tokio::time::sleep(HOUSEKEEPING_INTERVAL).await;
+    }
 }
