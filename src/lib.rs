@@ -17,8 +17,9 @@
 //!   │                       the change feed and the index follower
 //!  authz  validation  manifests  token (jwt, keys, claims, pkce, password, refresh, totp, throttle)
 //!   │                       pure: access resolution, cross-resource checks, protocol cores
-//!  api  secret  error_chain  html  (+ the portcullis-scim crate: the SCIM protocol core)
-//!                           CRD types, and the primitives everything shares
+//!  api  secret  error_chain  html  listener  (+ the portcullis-scim crate: the SCIM protocol core)
+//!                           CRD types, and the primitives everything shares (listener: HTTP
+//!                           serving with timeouts and a connection cap)
 //! ```
 #![forbid(unsafe_code)]
 
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod controller;
 pub mod error_chain;
 pub mod html;
+pub mod listener;
 pub mod manifests;
 pub mod probes;
 pub mod resources;

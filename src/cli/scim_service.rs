@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::process::{DatabaseArgs, block_on, init_logging, shutdown_signal};
+use super::process::{DatabaseArgs, ListenerArgs, block_on, init_logging, shutdown_signal};
 use crate::scim::service::{ScimState, router};
 use crate::store::Store;
 
@@ -21,6 +21,9 @@ pub struct ScimServiceArgs {
     /// Address to listen on.
     #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+
+    #[command(flatten)]
+    limits: ListenerArgs,
 
     /// Public base URL; an organization's SCIM base is `{base}/o/{name}/scim/v2`.
     #[arg(
@@ -45,14 +48,12 @@ async fn serve(args: ScimServiceArgs) -> Result<(), String> {
     tracing::info!(address = %args.listen, "SCIM service listening");
     let probes = crate::probes::router(store.clone());
     let state = ScimState::new(store, &args.public_base_url);
-    let served = axum::serve(listener, router(state.clone()).merge(probes))
-        .with_graceful_shutdown(async {
-            shutdown_signal().await;
-            tracing::info!("finishing requests in flight");
-        })
-        .await
-        .map_err(|e| format!("serving: {e}"));
+    crate::listener::serve(listener, router(state.clone()).merge(probes), args.limits.limits(), async {
+        shutdown_signal().await;
+        tracing::info!("finishing requests in flight");
+    })
+    .await;
     // Sync health is counted in memory between writes: keep the last counts.
     state.flush_sync_health().await;
-    served
+    Ok(())
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::process::{block_on, init_logging, shutdown_signal};
+use super::process::{ListenerArgs, block_on, init_logging, shutdown_signal};
 use crate::standalone::{self, StandaloneConfig};
 
 /// Flags of `portcullis standalone`.
@@ -25,6 +25,9 @@ pub struct StandaloneArgs {
     #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
 
+    #[command(flatten)]
+    limits: ListenerArgs,
+
     /// Base URL clients use (behind a proxy); default `http://localhost:{port}`
     /// on a loopback address, `http://{listen address}` otherwise.
     #[arg(long, env = "PORTCULLIS_PUBLIC_BASE_URL")]
@@ -37,6 +40,7 @@ pub fn run(args: StandaloneArgs) -> ExitCode {
         manifests: args.manifests,
         data: args.data,
         listen: args.listen,
+        limits: args.limits.limits(),
         public_base_url: args.public_base_url,
     };
     block_on(standalone::run(config, shutdown_signal()))

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::process::{DatabaseArgs, block_on, init_logging, shutdown_signal};
+use super::process::{DatabaseArgs, ListenerArgs, block_on, init_logging, shutdown_signal};
 use crate::store::Store;
 use crate::token::service::keys::KeyDirectory;
 use crate::token::service::login::{LoginConfig, LoginState};
@@ -25,6 +25,9 @@ pub struct TokenServiceArgs {
     /// Address to listen on.
     #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+
+    #[command(flatten)]
+    limits: ListenerArgs,
 
     /// Public base URL; each organization's issuer is `{base}/o/{name}`.
     #[arg(long, env = "PORTCULLIS_PUBLIC_BASE_URL")]
@@ -67,11 +70,11 @@ async fn serve(args: TokenServiceArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("binding {}: {e}", args.listen))?;
     tracing::info!(address = %args.listen, "token service listening");
-    axum::serve(listener, router(state).merge(probes).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async {
-            shutdown_signal().await;
-            tracing::info!("finishing requests in flight");
-        })
-        .await
-        .map_err(|e| format!("serving: {e}"))
+    let app = router(state).merge(probes);
+    crate::listener::serve(listener, app, args.limits.limits(), async {
+        shutdown_signal().await;
+        tracing::info!("finishing requests in flight");
+    })
+    .await;
+    Ok(())
 }

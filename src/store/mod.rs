@@ -34,6 +34,7 @@ mod error;
 pub mod follow;
 pub mod grants;
 pub mod identity;
+pub mod purge;
 pub mod records;
 pub mod scim;
 pub mod scim_query;
@@ -59,6 +60,7 @@ pub use error::StoreError;
 pub use follow::{IndexFollower, IndexSnapshot};
 pub use grants::GrantStore;
 pub use identity::{GroupStore, UserStore};
+pub use purge::{PurgeStore, Purged};
 pub use records::*;
 pub use scim::{ScimStore, ScimSyncHealth};
 pub use sessions::SessionStore;
@@ -381,6 +383,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (4, "login", include_str!("../../migrations/sqlite/0004_login.sql")),
     (5, "scim speed", include_str!("../../migrations/sqlite/0005_scim_speed.sql")),
     (6, "webauthn", include_str!("../../migrations/sqlite/0006_webauthn.sql")),
+    (13, "hardening", include_str!("../../migrations/sqlite/0013_hardening.sql")),
 ]);
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
@@ -389,6 +392,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (4, "login", include_str!("../../migrations/postgres/0004_login.sql")),
     (5, "scim speed", include_str!("../../migrations/postgres/0005_scim_speed.sql")),
     (6, "webauthn", include_str!("../../migrations/postgres/0006_webauthn.sql")),
+    (13, "hardening", include_str!("../../migrations/postgres/0013_hardening.sql")),
 ]);
 
 impl MigrationSource<'static> for EmbeddedMigrations {
