@@ -19,6 +19,7 @@
 //!   generation ([`DesiredStateStore`]).
 //! - [`identity`]: users, second factors, groups, memberships ([`UserStore`],
 //!   [`GroupStore`]).
+//! - [`keys`]: signing keys with their sealed private half ([`SealedSigningKeyStore`]).
 //! - [`changes`]: what changed, and who is told ([`ChangeFeed`]).
 //! - [`follow`]: an access index that follows the store change by change.
 //!
@@ -32,6 +33,7 @@ mod error;
 pub mod follow;
 pub mod grants;
 pub mod identity;
+pub mod keys;
 pub mod records;
 pub mod scim;
 pub mod scim_query;
@@ -56,6 +58,7 @@ pub use error::StoreError;
 pub use follow::{IndexFollower, IndexSnapshot};
 pub use grants::GrantStore;
 pub use identity::{GroupStore, UserStore};
+pub use keys::{SealedSigningKey, SealedSigningKeyStore};
 pub use records::*;
 pub use scim::{ScimStore, ScimSyncHealth};
 pub use sessions::SessionStore;
@@ -337,6 +340,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (4, "login", include_str!("../../migrations/sqlite/0004_login.sql")),
     (5, "scim speed", include_str!("../../migrations/sqlite/0005_scim_speed.sql")),
     (6, "webauthn", include_str!("../../migrations/sqlite/0006_webauthn.sql")),
+    (7, "sealed signing keys", include_str!("../../migrations/sqlite/0007_sealed_signing_keys.sql")),
 ]);
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
@@ -345,6 +349,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (4, "login", include_str!("../../migrations/postgres/0004_login.sql")),
     (5, "scim speed", include_str!("../../migrations/postgres/0005_scim_speed.sql")),
     (6, "webauthn", include_str!("../../migrations/postgres/0006_webauthn.sql")),
+    (7, "sealed signing keys", include_str!("../../migrations/postgres/0007_sealed_signing_keys.sql")),
 ]);
 
 impl MigrationSource<'static> for EmbeddedMigrations {
