@@ -746,8 +746,11 @@ async fn sync_health_counts_requests_errors_and_provisioned_resources(service: S
     let health = service.store.scim_sync_health("acme", "okta").await.unwrap().expect("health is recorded");
     assert_eq!((health.request_count, health.error_count), (4, 1));
     assert!(health.last_request_ms >= health.last_error_ms.unwrap_or_default());
-    let metrics =
-        service.client.get(format!("{}/metrics", service.base)).send().await.unwrap().text().await.unwrap();
+    // The metrics are not on the public listener (the binary serves them on
+    // --metrics-listen): there /metrics is no endpoint.
+    let public = service.client.get(format!("{}/metrics", service.base)).send().await.unwrap();
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
+    let metrics = service.state.metrics.render();
     assert!(
         metrics.contains(
             "portcullis_scim_requests_total{namespace=\"acme\",identity_provider=\"okta\",status=\"4xx\"} 1"

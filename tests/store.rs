@@ -47,6 +47,8 @@ on_both_backends!(
     second_organization_in_a_namespace_is_refused,
     every_desired_kind_round_trips,
     signing_keys_round_trip,
+    sealed_signing_keys_are_stored_announced_and_kept_by_public_updates,
+    rotated_keys_are_served_from_the_store_and_a_foreign_key_encryption_key_changes_nothing,
     users_crud_and_case_insensitive_names,
     user_updates_check_the_version,
     secrets_never_show_in_debug_output,
@@ -325,6 +327,98 @@ async fn signing_keys_round_trip(store: Store) {
     assert!(store.delete_signing_key(ORG, "k1").await.unwrap());
     assert!(!store.delete_signing_key(ORG, "k1").await.unwrap());
     assert!(store.list_signing_keys(ORG).await.unwrap().is_empty());
+}
+
+async fn sealed_signing_keys_are_stored_announced_and_kept_by_public_updates(store: Store) {
+    let mut changes = store.subscribe().await.unwrap();
+    let mut key = SigningKeyRecord {
+        organization: ORG.into(),
+        kid: "k1".into(),
+        algorithm: "ES256".into(),
+        state: SigningKeyState::Active,
+        public_jwk: r#"{"kty":"EC","kid":"k1"}"#.into(),
+        created_ms: 1_000,
+        activates_ms: Some(1_000),
+        retires_ms: None,
+    };
+    store.put_sealed_signing_key(&key, "v1.abc.sealed-one").await.unwrap();
+    let notice = next_notice(&mut changes).await;
+    assert_eq!(notice.changes, [Change::SigningKey { organization: ORG.into(), kid: "k1".into() }]);
+    let stored = store.sealed_signing_keys(ORG).await.unwrap();
+    assert_eq!(
+        stored,
+        vec![SealedSigningKey { record: key.clone(), sealed: Some("v1.abc.sealed-one".into()) }]
+    );
+
+    // A public-only write (an earlier operator) keeps the sealed half.
+    key.state = SigningKeyState::Retiring;
+    store.put_signing_key(&key).await.unwrap();
+    let stored = store.sealed_signing_keys(ORG).await.unwrap();
+    assert_eq!(
+        (stored[0].record.state, stored[0].sealed.as_deref()),
+        (SigningKeyState::Retiring, Some("v1.abc.sealed-one"))
+    );
+    // A row written public-only has no sealed half.
+    store
+        .put_signing_key(&SigningKeyRecord { kid: "k0".into(), created_ms: 500, ..key.clone() })
+        .await
+        .unwrap();
+    let stored = store.sealed_signing_keys(ORG).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|k| (k.record.kid.as_str(), k.sealed.is_some())).collect::<Vec<_>>(),
+        [("k0", false), ("k1", true)]
+    );
+    assert!(store.sealed_signing_keys("globex").await.unwrap().is_empty());
+    assert!(store.delete_signing_key(ORG, "k1").await.unwrap());
+    assert_eq!(store.sealed_signing_keys(ORG).await.unwrap().len(), 1);
+}
+
+async fn rotated_keys_are_served_from_the_store_and_a_foreign_key_encryption_key_changes_nothing(
+    store: Store,
+) {
+    use portcullis::resources::signing_keys::{self, KeysProblem};
+    use portcullis::sealing::{KeyEncryptionKey, KeyRing};
+    use portcullis::token::keys::{Algorithm, RotationPolicy};
+
+    let ring =
+        || KeyRing::from(KeyEncryptionKey::from_text(&KeyEncryptionKey::generate_text().unwrap()).unwrap());
+    let kek = ring();
+    let policy = RotationPolicy::new(
+        Algorithm::ES256,
+        jiff::SignedDuration::from_hours(720),
+        jiff::SignedDuration::from_hours(24),
+    )
+    .unwrap();
+    let now = jiff::Timestamp::now();
+    let first = signing_keys::rotate(&store, &kek, ORG, &Default::default(), &policy, now).await.unwrap();
+    let kid = first.created.clone().expect("a new organization gets a key");
+    // Another replica, with the same key-encryption key, serves the same keys.
+    let served = signing_keys::serving_key_set(&store, &kek, ORG).await.unwrap();
+    assert_eq!(served.jwks(), first.keys.jwks());
+    assert_eq!(served.signing_key().map(|k| k.kid()), Some(kid.as_str()));
+    // Nothing in the store is the private key in the clear.
+    let row = &store.sealed_signing_keys(ORG).await.unwrap()[0];
+    let pem = first.keys.keys()[0].to_pkcs8_pem();
+    assert!(!row.sealed.as_deref().unwrap_or_default().contains(pem.lines().nth(1).unwrap()));
+
+    // Another key-encryption key opens nothing, and a pass with it changes nothing.
+    let stranger = ring();
+    assert!(signing_keys::serving_key_set(&store, &stranger, ORG).await.unwrap().keys().is_empty());
+    let refused =
+        signing_keys::rotate(&store, &stranger, ORG, &Default::default(), &policy, now).await.unwrap_err();
+    assert!(matches!(refused, KeysProblem::Sealed { .. }), "{refused}");
+    assert_eq!(store.sealed_signing_keys(ORG).await.unwrap().len(), 1, "no key deleted nor generated");
+
+    // Keys of an earlier version's Secret are taken into an empty store.
+    let exported = signing_keys::secret_data(&first.keys);
+    let other_org = "globex";
+    let imported = signing_keys::rotate(&store, &kek, other_org, &exported, &policy, now).await.unwrap();
+    assert_eq!(imported.imported, vec![kid.clone()]);
+    assert_eq!(imported.created, None);
+    assert_eq!(
+        signing_keys::serving_key_set(&store, &kek, other_org).await.unwrap().jwks(),
+        first.keys.jwks()
+    );
 }
 
 // === Identities. ===

@@ -114,7 +114,7 @@ async fn start(options: Options) -> Service {
     let state = TokenServiceState::new(TokenServiceConfig {
         store: store.clone(),
         public_base_url: base.clone(),
-        keys: KeyDirectory::new(dir.path()),
+        keys: KeyDirectory::new(dir.path()).into(),
         login,
         clock: Arc::new(SystemClock),
     })

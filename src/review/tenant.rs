@@ -15,8 +15,8 @@ use kube::ResourceExt;
 
 use super::model::GrantSource;
 use crate::authz::{AccessIndex, Principal, PrincipalKind};
-use crate::resources::records::ToRecord as _;
 use crate::manifests::{ManifestSet, Resource, Source};
+use crate::resources::records::ToRecord as _;
 use crate::store::follow;
 use crate::store::{AccessDirectory, AssignmentRecord, ObjectMeta};
 use crate::validation::namespace_of;

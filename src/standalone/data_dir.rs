@@ -1,12 +1,13 @@
 //! The data directory: everything standalone mode keeps between runs.
 //!
 //! ```text
-//!  DATA/portcullis.db                      the store (SQLite, WAL)
+//!  DATA/portcullis.db                      the store (SQLite, WAL), signing keys sealed in it
 //!  DATA/login.key                          32 random bytes: CSRF, ticket and TOTP-sealing keys
-//!  DATA/keys/{organization}/keys.json      signing keys, laid out as the operator's
-//!  DATA/keys/{organization}/{kid}.pem        `{org}-signing-keys` Secret is mounted
+//!  DATA/key-encryption.key                 32 random bytes, base64: seals the private signing keys
+//!                                          in the store (the operator's key-encryption key)
 //!  DATA/secrets/{namespace}/{secret}/{key} generated secrets, named as the operator
 //!                                          would name their Secrets (`ci-deployer-client-secret`)
+//!  DATA/keys/{organization}/…              signing keys of an earlier version (read once, into the store)
 //! ```
 //!
 //! Files holding secrets are created owner-only (0600, directories 0700) and
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::ByteString;
 use ring::rand::{SecureRandom as _, SystemRandom};
 
+use crate::sealing::{KeyEncryptionKey, KeyRing};
 use crate::secret::SecretString;
 
 /// Length of generated secrets (client secrets, SCIM tokens), in random bytes.
@@ -116,9 +118,30 @@ impl DataDir {
         format!("sqlite://{}?mode=rwc", self.root.join(DATABASE_FILE).display())
     }
 
-    /// Where the signing keys of every organization are (a token service `--keys-dir`).
+    /// Where an earlier version kept the signing keys of every organization
+    /// (a token service `--keys-dir`); only read, to take them into the store.
     pub fn keys_dir(&self) -> PathBuf {
         self.root.join("keys")
+    }
+
+    /// The key-encryption key that seals signing keys in the store, made on
+    /// first use. Losing it loses the keys (new ones are then generated only
+    /// if the store is emptied too: the operator never overwrites what it
+    /// cannot open).
+    pub fn key_ring(&self) -> Result<KeyRing, DataDirError> {
+        let path = self.root.join("key-encryption.key");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let text = KeyEncryptionKey::generate_text().map_err(|_| DataDirError::Random)?;
+                write_private(&path, text.as_bytes())?;
+                text.to_string()
+            }
+            Err(source) => return Err(DataDirError::Io { path, source }),
+        };
+        let key = KeyEncryptionKey::from_text(&text)
+            .map_err(|e| DataDirError::Io { path, source: std::io::Error::other(e.to_string()) })?;
+        Ok(KeyRing::from(key))
     }
 
     /// The login secret, made on first use.
@@ -186,41 +209,6 @@ impl DataDir {
             data.insert(name, ByteString(bytes));
         }
         Ok(data)
-    }
-
-    /// Replaces an organization's keys directory with `data`: the PEMs first,
-    /// `keys.json` last (by rename), so that the token service never reads
-    /// metadata naming a key that is not there yet; then removes the files
-    /// of keys no longer in the set.
-    pub fn write_keys(
-        &self,
-        organization: &str,
-        data: &BTreeMap<String, ByteString>,
-        document: &str,
-    ) -> Result<(), DataDirError> {
-        let dir = self.org_keys_dir(organization)?;
-        create_private_dir(&self.keys_dir())?;
-        create_private_dir(&dir)?;
-        for (name, bytes) in data.iter().filter(|(name, _)| *name != document) {
-            if !safe_name(name) {
-                return Err(DataDirError::BadName(name.clone()));
-            }
-            let path = dir.join(name);
-            if std::fs::read(&path).ok().as_deref() != Some(bytes.0.as_slice()) {
-                write_private(&path, &bytes.0)?;
-            }
-        }
-        if let Some(metadata) = data.get(document) {
-            let temp = dir.join(format!(".{document}.tmp"));
-            write_private(&temp, &metadata.0)?;
-            let path = dir.join(document);
-            std::fs::rename(&temp, &path).map_err(|source| DataDirError::Io { path, source })?;
-        }
-        for stale in self.read_keys(organization)?.keys().filter(|name| !data.contains_key(*name)) {
-            let path = dir.join(stale);
-            std::fs::remove_file(&path).map_err(|source| DataDirError::Io { path, source })?;
-        }
-        Ok(())
     }
 
     fn org_keys_dir(&self, organization: &str) -> Result<PathBuf, DataDirError> {
@@ -310,19 +298,17 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_written_metadata_last_and_stale_files_go() {
+    fn the_key_encryption_key_is_made_once_and_kept_private() {
         let temp = tempfile::tempdir().unwrap();
         let data = DataDir::open(&temp.path().join("data")).unwrap();
-        let mut files = BTreeMap::from([
-            ("a.pem".to_owned(), ByteString(b"A".to_vec())),
-            ("keys.json".to_owned(), ByteString(b"[]".to_vec())),
-        ]);
-        data.write_keys("acme", &files, "keys.json").unwrap();
-        assert_eq!(data.read_keys("acme").unwrap(), files);
-        files.remove("a.pem");
-        files.insert("b.pem".to_owned(), ByteString(b"B".to_vec()));
-        data.write_keys("acme", &files, "keys.json").unwrap();
-        assert_eq!(data.read_keys("acme").unwrap(), files);
-        assert!(data.read_keys("globex").unwrap().is_empty());
+        let first = data.key_ring().unwrap();
+        let again = DataDir::open(&temp.path().join("data")).unwrap().key_ring().unwrap();
+        assert_eq!(first.current().id(), again.current().id());
+        let mode = std::fs::metadata(temp.path().join("data").join("key-encryption.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "owner only: {mode:o}");
+        assert!(data.read_keys("acme").unwrap().is_empty(), "no keys of an earlier version");
     }
 }

@@ -6,7 +6,8 @@
 //!                          │ errors: file:line on stderr, the last valid state stays      │ change feed
 //!                          ▼                                                              ▼
 //!                 bootstrap administrator                 one listener: token service + SCIM service
-//!                 banner (credentials, shown once)        (/o/{org}/…, /o/{org}/scim/v2/…)
+//!                 banner (credentials, shown once)        (/o/{org}/…, /o/{org}/scim/v2/…);
+//!                                                         /metrics only on --metrics-listen
 //! ```
 //!
 //! - [`data_dir`]: what is kept between runs (store, keys, generated secrets).
@@ -31,9 +32,9 @@ use tokio::net::TcpListener;
 
 use self::data_dir::DataDir;
 use self::sync::{Pass, Written};
+use crate::http_metrics::{self, HttpMetrics};
 use crate::scim::service::ScimState;
 use crate::store::Store;
-use crate::token::service::keys::KeyDirectory;
 use crate::token::service::login::{LoginConfig, LoginState};
 use crate::token::service::{SystemClock, TokenServiceConfig, TokenServiceState};
 
@@ -47,6 +48,8 @@ pub struct StandaloneConfig {
     pub listen: SocketAddr,
     /// Timeouts and connection cap of the listener.
     pub limits: crate::listener::ListenerLimits,
+    /// Where `/metrics` is served, if anywhere (never on `listen`).
+    pub metrics_listen: Option<SocketAddr>,
     /// Base URL clients use; when not given, `http://localhost:{port}` on a
     /// loopback address, `http://{listen address}` otherwise.
     pub public_base_url: Option<String>,
@@ -74,6 +77,7 @@ pub async fn run(
     let base_url = base_url.trim_end_matches('/').to_owned();
 
     let store = Store::connect(&data.database_url()).await.map_err(|e| format!("opening the store: {e}"))?;
+    let key_ring = data.key_ring().map_err(|e| format!("the key-encryption key: {e}"))?;
     let secret = data.login_secret().map_err(|e| format!("the login secret: {e}"))?;
     let login = LoginState::new(LoginConfig { secret: Some(secret), ..LoginConfig::default() });
 
@@ -101,16 +105,31 @@ pub async fn run(
     let token = TokenServiceState::new(TokenServiceConfig {
         store: store.clone(),
         public_base_url: base_url.clone(),
-        keys: KeyDirectory::new(data.keys_dir()),
+        keys: key_ring.into(),
         login,
         clock: Arc::new(SystemClock),
     })
     .await
     .map_err(|e| format!("starting the token service: {e}"))?;
     let scim = ScimState::new(store.clone(), &base_url);
-    let app = crate::token::service::router(token.clone())
-        .merge(crate::scim::service::router(scim.clone()))
-        .merge(crate::probes::router(store.clone()));
+    let metrics = Arc::new(HttpMetrics::new());
+    let (render_http, render_scim) = (metrics.clone(), scim.metrics.clone());
+    let render = Arc::new(move || http_metrics::concatenate(&[render_http.render(), render_scim.render()]));
+    let metrics_port = match config.metrics_listen {
+        Some(address) => {
+            let listener = TcpListener::bind(address)
+                .await
+                .map_err(|e| format!("binding the metrics port {address}: {e}"))?;
+            Some(tokio::spawn(http_metrics::serve(listener, render)))
+        }
+        None => None,
+    };
+    let app = metrics.layer(
+        "standalone",
+        crate::token::service::router(token.clone())
+            .merge(crate::scim::service::router(scim.clone()))
+            .merge(crate::probes::router(store.clone())),
+    );
 
     banner::print_start(
         &base_url,
@@ -129,6 +148,9 @@ pub async fn run(
     .await;
     follower.abort();
     housekeeping.abort();
+    if let Some(port) = metrics_port {
+        port.abort();
+    }
     // Sync health is counted in memory between writes: keep the last counts.
     scim.flush_sync_health().await;
     store.close().await;

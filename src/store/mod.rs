@@ -19,6 +19,7 @@
 //!   generation ([`DesiredStateStore`]).
 //! - [`identity`]: users, second factors, groups, memberships ([`UserStore`],
 //!   [`GroupStore`]).
+//! - [`keys`]: signing keys with their sealed private half ([`SealedSigningKeyStore`]).
 //! - [`changes`]: what changed, and who is told ([`ChangeFeed`]).
 //! - [`follow`]: an access index that follows the store change by change.
 //! - [`access_review`]: groups, members and inactive users, as `portcullis diff` reads them.
@@ -26,14 +27,15 @@
 //! Migrations live in `migrations/sqlite` and `migrations/postgres` (same
 //! tables; PostgreSQL adds the NOTIFY trigger) and run on [`Store::connect`].
 
-pub mod ceremonies;
 pub mod access_review;
+pub mod ceremonies;
 pub mod changes;
 pub mod desired;
 mod error;
 pub mod follow;
 pub mod grants;
 pub mod identity;
+pub mod keys;
 pub mod purge;
 pub mod records;
 pub mod scim;
@@ -52,14 +54,15 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, SqlSafeStr, Transaction};
 use tokio::sync::{Mutex, MutexGuard, OnceCell, broadcast, watch};
 
-pub use ceremonies::CeremonyStore;
 pub use access_review::{AccessDirectory, AccessReviewStore, DirectoryGroup, DirectoryMember};
+pub use ceremonies::CeremonyStore;
 pub use changes::{Change, ChangeEvent, ChangeFeed, ChangeNotice, ChangeSubscription};
 pub use desired::{ApplyOutcome, DeleteOutcome, DesiredRecord, DesiredStateStore};
 pub use error::StoreError;
 pub use follow::{IndexFollower, IndexSnapshot};
 pub use grants::GrantStore;
 pub use identity::{GroupStore, UserStore};
+pub use keys::{SealedSigningKey, SealedSigningKeyStore};
 pub use purge::{PurgeStore, Purged};
 pub use records::*;
 pub use scim::{ScimStore, ScimSyncHealth};
@@ -383,6 +386,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (4, "login", include_str!("../../migrations/sqlite/0004_login.sql")),
     (5, "scim speed", include_str!("../../migrations/sqlite/0005_scim_speed.sql")),
     (6, "webauthn", include_str!("../../migrations/sqlite/0006_webauthn.sql")),
+    (7, "sealed signing keys", include_str!("../../migrations/sqlite/0007_sealed_signing_keys.sql")),
     (13, "hardening", include_str!("../../migrations/sqlite/0013_hardening.sql")),
 ]);
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
@@ -392,6 +396,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (4, "login", include_str!("../../migrations/postgres/0004_login.sql")),
     (5, "scim speed", include_str!("../../migrations/postgres/0005_scim_speed.sql")),
     (6, "webauthn", include_str!("../../migrations/postgres/0006_webauthn.sql")),
+    (7, "sealed signing keys", include_str!("../../migrations/postgres/0007_sealed_signing_keys.sql")),
     (13, "hardening", include_str!("../../migrations/postgres/0013_hardening.sql")),
 ]);
 
