@@ -170,7 +170,7 @@ pub fn tenants_of(set: &ManifestSet) -> BTreeMap<String, TenantAccess> {
         tenant.index.reset_roles(roles.remove(namespace).unwrap_or_default());
         for record in assignments.remove(namespace).unwrap_or_default() {
             let assignment = follow::assignment(&record);
-            tenant.names.entry(assignment.principal.clone()).or_insert_with(|| record.principal_name.clone());
+            tenant.names.entry(assignment.principal.keyed()).or_insert_with(|| record.principal_name.clone());
             tenant.index.apply_assignment(assignment);
         }
     }
