@@ -134,7 +134,7 @@ impl KeyEncryptionKey {
         let mut buffer = Zeroizing::new(ciphertext.to_vec());
         let plaintext = self
             .key
-            .open_in_place(nonce, Aad::from(context), &mut *buffer)
+            .open_in_place(nonce, Aad::from(context), &mut buffer)
             .map_err(|_| SealingError::Rejected)?;
         Ok(Zeroizing::new(plaintext.to_vec()))
     }

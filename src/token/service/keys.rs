@@ -62,7 +62,7 @@ pub enum KeyLoadError {
 /// Where the token service reads signing keys.
 pub enum SigningKeySource {
     /// Sealed in the store, keyed by the organization's namespace.
-    Store(SealedKeys),
+    Store(Box<SealedKeys>),
     /// A directory per organization, keyed by the organization's name.
     Directory(KeyDirectory),
 }
@@ -75,7 +75,7 @@ impl From<KeyDirectory> for SigningKeySource {
 
 impl From<KeyRing> for SigningKeySource {
     fn from(ring: KeyRing) -> Self {
-        SigningKeySource::Store(SealedKeys::new(ring))
+        SigningKeySource::Store(Box::new(SealedKeys::new(ring)))
     }
 }
 
