@@ -36,6 +36,8 @@ const ISSUER_BASE: &str = "https://id.portcullis.test";
 const SCIM_BASE: &str = "https://scim.portcullis.test";
 const TOKEN_SERVICE: &str = "portcullis-token-service";
 const SCIM_SERVICE: &str = "portcullis-scim-service";
+/// The operator's Secret of the services' keys (its default name).
+const SERVICE_KEYS: &str = "portcullis-service-keys";
 const KINDS: &str = "organizations.iam.portcullis.dev,roles.iam.portcullis.dev,roleassignments.iam.portcullis.dev,\
                      identityproviders.iam.portcullis.dev,oauthclients.iam.portcullis.dev";
 
@@ -492,7 +494,52 @@ fn portcullis_runs_in_a_cluster_as_the_operator_deploys_it() {
         "{token_metrics}"
     );
 
-    // 5. A key rotation: a token signed by the old key verifies during the overlap,
+    // 5. The key-encryption key rotated by the steps of docs/key-rotation.md,
+    //    run as written, while a client keeps asking for tokens: the client
+    //    notices nothing, a token from before still verifies, and every
+    //    signing key ends up sealed under the new key, which the token
+    //    service then holds alone.
+    let kek_before = secret_value(&cp, OPERATOR_NAMESPACE, SERVICE_KEYS, "key-encryption-key");
+    let client = TokenClient::start(&token_url, &client_secret);
+    let kek_rotated = Instant::now();
+    run_documented_steps(&cp, "docs/key-rotation.md", "## The key-encryption key");
+    let kek_after = secret_value(&cp, OPERATOR_NAMESPACE, SERVICE_KEYS, "key-encryption-key");
+    assert_ne!(kek_after, kek_before, "a new key-encryption key");
+    let new_id = portcullis::sealing::KeyEncryptionKey::from_text(&kek_after).expect("a key").id().to_owned();
+    let previous = cp.kubectl_ok(&[
+        "get",
+        "secret",
+        SERVICE_KEYS,
+        "-n",
+        OPERATOR_NAMESPACE,
+        "-o",
+        "jsonpath={.data.previous-key-encryption-key}",
+    ]);
+    assert!(previous.is_empty(), "the previous key is gone from the Secret");
+    let token_pods = eventually("the token service holds the new key alone", Duration::from_secs(60), || {
+        let pods = kubelet.await_rollout(TOKEN_SERVICE, 2, Duration::from_secs(60));
+        let current = pods.iter().all(|pod| {
+            let env = process_env(pod.pid.unwrap_or_default());
+            env.contains(&format!("PORTCULLIS_KEY_ENCRYPTION_KEY={kek_after}"))
+                && !env.iter().any(|v| v.starts_with("PORTCULLIS_PREVIOUS_KEY_ENCRYPTION_KEY="))
+        });
+        if current { Ok(pods) } else { Err(format!("{pods:?}")) }
+    });
+    let (issued, failures) = client.stop();
+    eprintln!("key-encryption key rotated in {:?}; {issued} tokens issued meanwhile", kek_rotated.elapsed());
+    assert!(failures.is_empty(), "a client noticed the rotation: {failures:?}");
+    assert!(issued >= 10, "the client kept asking throughout: {issued} tokens");
+    let sealed = StoreProbe::open(&database_url).sealed_with("acme");
+    assert!(
+        !sealed.is_empty() && sealed.iter().all(|id| *id == new_id),
+        "every signing key sealed under {new_id}: {sealed:?}"
+    );
+    let jwks = http.json(&format!("{token_url}/o/acme/jwks"));
+    assert!(verifies(&token, &jwks), "a token from before the rotation still verifies");
+    let (status, body) = http.client_credentials(&token_url, "ci-deployer", &client_secret).expect("token");
+    assert_eq!(status, 200, "tokens are issued by the rolled pods: {body}");
+
+    // 6. A key rotation: a token signed by the old key verifies during the overlap,
     //    and both replicas publish the same keys.
     let old_kid = header(&token)["kid"].as_str().unwrap().to_owned();
     apply_yaml(
@@ -533,7 +580,7 @@ fn portcullis_runs_in_a_cluster_as_the_operator_deploys_it() {
         "and has not expired"
     );
 
-    // 6. What Git holds is what the cluster has.
+    // 7. What Git holds is what the cluster has.
     cp.kubectl_ok(&["apply", "--server-side", "-f", acme.to_str().unwrap()]);
     let diff = cp.kubectl(&["diff", "--server-side", "-f", acme.to_str().unwrap()]);
     assert!(
@@ -544,7 +591,7 @@ fn portcullis_runs_in_a_cluster_as_the_operator_deploys_it() {
         String::from_utf8_lossy(&diff.stderr)
     );
 
-    // 7. Deleting the Organization: refused under legal hold (its issuer and
+    // 8. Deleting the Organization: refused under legal hold (its issuer and
     //    data stay), then done: the issuer is gone from every replica and so
     //    are its users and keys.
     let store = StoreProbe::open(&database_url);
@@ -594,7 +641,7 @@ fn portcullis_runs_in_a_cluster_as_the_operator_deploys_it() {
         operator.log()
     );
 
-    // 8. Without its ClusterRoleBinding the operator cannot write a status: its
+    // 9. Without its ClusterRoleBinding the operator cannot write a status: its
     //    metrics count the failure, and it recovers once the binding is back.
     let binding = cp.kubectl_ok(&["get", "clusterrolebinding", "portcullis-operator", "-o", "yaml"]);
     cp.kubectl_ok(&["delete", "clusterrolebinding", "portcullis-operator"]);
@@ -626,11 +673,16 @@ fn portcullis_runs_in_a_cluster_as_the_operator_deploys_it() {
         if parts.next() == parts.next() { Ok(()) } else { Err(generation) }
     });
 
-    // The Grafana dashboard asks only for metrics that exist.
-    let token_metrics = scrape(&http, &kubelet.service_url(TOKEN_SERVICE, "metrics"), &token_pods);
-    let scim_metrics = scrape(&http, &kubelet.service_url(SCIM_SERVICE, "metrics"), &scim_pods);
+    // The Grafana dashboard asks only for metrics that exist (scraped now,
+    // and before the token-service pods were rolled with the new
+    // key-encryption key: a counter shows once something counted).
+    let late_token_metrics = scrape(&http, &kubelet.service_url(TOKEN_SERVICE, "metrics"), &token_pods);
+    let late_scim_metrics = scrape(&http, &kubelet.service_url(SCIM_SERVICE, "metrics"), &scim_pods);
     let scraped: BTreeSet<String> =
-        [&token_metrics, &scim_metrics, &operator_metrics].iter().flat_map(|m| metric_names(m)).collect();
+        [&token_metrics, &scim_metrics, &late_token_metrics, &late_scim_metrics, &operator_metrics]
+            .iter()
+            .flat_map(|m| metric_names(m))
+            .collect();
     let queried = dashboard_metrics();
     let unknown: Vec<&String> = queried.iter().filter(|m| !scraped.contains(*m)).collect();
     assert!(
@@ -673,6 +725,89 @@ impl StoreProbe {
     fn signing_keys(&self, namespace: &str) -> usize {
         self.runtime.block_on(self.store.sealed_signing_keys(namespace)).expect("keys").len()
     }
+
+    /// The id of the key-encryption key each signing key is sealed under.
+    fn sealed_with(&self, namespace: &str) -> Vec<String> {
+        let rows = self.runtime.block_on(self.store.sealed_signing_keys(namespace)).expect("keys");
+        rows.iter()
+            .map(|row| {
+                let sealed = row.sealed.as_deref().unwrap_or("unsealed");
+                portcullis::sealing::sealed_key_id(sealed).unwrap_or(sealed).to_owned()
+            })
+            .collect()
+    }
+}
+
+/// A client asking for client-credentials tokens about 20 times a second,
+/// on a thread of its own, until stopped; it keeps what went wrong.
+struct TokenClient {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl TokenClient {
+    fn start(token_url: &str, client_secret: &str) -> TokenClient {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (url, secret, stopped) = (token_url.to_owned(), client_secret.to_owned(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let http = Http::new();
+            let (mut issued, mut failures) = (0, Vec::new());
+            while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                match http.client_credentials(&url, "ci-deployer", &secret) {
+                    Ok((200, _)) => issued += 1,
+                    Ok((status, body)) => failures.push(format!("{status} {body}")),
+                    Err(e) => failures.push(e),
+                }
+                // The client's pace, not a wait for anything.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (issued, failures)
+        });
+        TokenClient { stop, thread }
+    }
+
+    /// Tokens issued, and every failure.
+    fn stop(self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().expect("the token client")
+    }
+}
+
+/// Runs the `sh` blocks of one section of a document, in order, as one
+/// script, with the control plane's `kubectl` first on the PATH: the
+/// document's steps tried exactly as a reader would type them.
+fn run_documented_steps(cp: &ControlPlane, document: &str, section: &str) {
+    let text = std::fs::read_to_string(repo().join(document)).expect("the document");
+    let start = text.find(&format!("\n{section}")).unwrap_or_else(|| panic!("{document} has no {section:?}"));
+    let body = &text[start + 1..];
+    let body = &body[..body[1..].find("\n## ").map_or(body.len(), |end| end + 1)];
+    let mut script = String::from("set -euo pipefail\n");
+    let mut in_block = false;
+    for line in body.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("```") {
+            in_block = !in_block && trimmed == "```sh";
+            continue;
+        }
+        if in_block {
+            script.push_str(trimmed);
+            script.push('\n');
+        }
+    }
+    assert!(script.lines().count() > 5, "{document}: no sh blocks under {section:?}");
+    let path = format!("{}:{}", cp.bin().display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .env("PATH", path)
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "the steps of {document} ({section}) failed:\n{script}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The environment of a running process, as the kernel has it.

@@ -89,6 +89,11 @@ impl ControlPlane {
         self.dir.path()
     }
 
+    /// The directory of the source-built `kubectl`, `kube-apiserver` and `etcd`.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
     /// A kubeconfig for the ServiceAccount `namespace/account`, with a token
     /// from the TokenRequest API: a process run with it has only the
     /// permissions RBAC grants that account.
