@@ -5,6 +5,8 @@
 //! ```text
 //!  cli                      one subcommand each; main.rs only parses arguments
 //!   │
+//!  review                   `portcullis diff`: the access delta of two sides (folders, git revisions)
+//!   │
 //!  standalone               the whole product in one process, a folder instead of the API server
 //!   │
 //!  controller   token::service   scim::service      the operator and the two HTTP services
@@ -16,8 +18,9 @@
 //!   │                       the change feed and the index follower
 //!  authz  validation  manifests  token (jwt, keys, claims, pkce, password, refresh, totp, throttle)
 //!   │                       pure: access resolution, cross-resource checks, protocol cores
-//!  api  secret  sealing  error_chain  (+ the portcullis-scim crate: the SCIM protocol core)
-//!                           CRD types, and the primitives everything shares
+//!  api  secret  sealing  error_chain  html  listener  (+ the portcullis-scim crate: the SCIM
+//!                           protocol core) CRD types, and the primitives everything shares
+//!                           (listener: HTTP serving with timeouts and a connection cap)
 //! ```
 #![forbid(unsafe_code)]
 
@@ -26,10 +29,13 @@ pub mod authz;
 pub mod cli;
 pub mod controller;
 pub mod error_chain;
+pub mod html;
 pub mod http_metrics;
+pub mod listener;
 pub mod manifests;
 pub mod probes;
 pub mod resources;
+pub mod review;
 pub mod scim;
 pub mod sealing;
 pub mod secret;

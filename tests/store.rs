@@ -62,6 +62,7 @@ on_both_backends!(
     follower_snapshots_are_never_half_a_transaction,
     follower_keeps_following_while_readers_hold_old_snapshots,
     an_issuer_name_held_by_two_namespaces_serves_neither,
+    access_directory_lists_groups_members_and_inactive_users,
 );
 
 async fn sqlite_store() -> Store {
@@ -901,6 +902,76 @@ async fn follower_keeps_following_while_readers_hold_old_snapshots(store: Store)
 }
 
 // === Backend-specific. ===
+
+/// What `portcullis diff` reads to expand groups: every group of the
+/// organization (an empty one too), its members with their status, and the
+/// inactive users; another organization's are not included.
+async fn access_directory_lists_groups_members_and_inactive_users(store: Store) {
+    let editors = store.create_group(&new_group("Editors")).await.unwrap();
+    store.create_group(&new_group("Auditors")).await.unwrap();
+    let mut ids = Vec::new();
+    for (name, active) in [("carol", true), ("alice", false), ("Bob", true), ("dave", false)] {
+        ids.push(store.create_user(&NewUser { active, ..new_user(name) }).await.unwrap().id);
+    }
+    store.replace_members(ORG, &editors.id, &ids[..3]).await.unwrap();
+    let other = NewGroup { organization: "globex".into(), ..new_group("Editors") };
+    let other = store.create_group(&other).await.unwrap();
+    let stranger = store.create_user(&NewUser::new("globex", "eve", UserSource::Scim)).await.unwrap();
+    store.add_member("globex", &other.id, &stranger.id).await.unwrap();
+
+    let directory = store.access_directory(ORG).await.unwrap();
+    let member = |user_name: &str, active| DirectoryMember { user_name: user_name.into(), active };
+    assert_eq!(
+        directory,
+        AccessDirectory {
+            groups: vec![
+                DirectoryGroup { display_name: "Auditors".into(), members: vec![] },
+                DirectoryGroup {
+                    display_name: "Editors".into(),
+                    members: vec![member("alice", false), member("Bob", true), member("carol", true)],
+                },
+            ],
+            inactive_users: vec!["alice".into(), "dave".into()],
+        }
+    );
+    assert_eq!(store.access_directory("nowhere").await.unwrap(), AccessDirectory::default());
+}
+
+/// A read-only tool's connection changes nothing: an empty database is
+/// refused as having no schema and left empty, a migrated one is read.
+async fn connect_existing_never_migrates(url: &str, tables: impl AsyncFn() -> usize) {
+    let error = Store::connect_existing(url).await.unwrap_err();
+    assert!(matches!(error, StoreError::NoSchema { .. }), "{error:?}");
+    assert_eq!(tables().await, 0, "nothing was created");
+    Store::connect(url).await.unwrap().close().await;
+    let store = Store::connect_existing(url).await.expect("a migrated store is read");
+    assert_eq!(store.access_directory(ORG).await.unwrap(), AccessDirectory::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_connect_existing_never_migrates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.db");
+    std::fs::write(&path, b"").unwrap();
+    let url = format!("sqlite://{}", path.display());
+    connect_existing_never_migrates(&url, async || std::fs::metadata(&path).unwrap().len() as usize).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connect_existing_never_migrates() {
+    let url = tokio::task::spawn_blocking(|| postgres::Postgres::shared().create_database()).await.unwrap();
+    let count = async || {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        n as usize
+    };
+    connect_existing_never_migrates(&url, count).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_file_store_uses_wal_and_persists() {

@@ -1,14 +1,19 @@
 //! What the long-running subcommands (`operator`, `token-service`,
-//! `scim-service`) share: the store URL from a flag or a mounted file,
-//! logging, the runtime, and the shutdown signal.
+//! `scim-service`, `standalone`) share: the store URL from a flag or a
+//! mounted file, the limits of a listener, logging, the runtime, and the
+//! shutdown signal.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 use tracing_subscriber::EnvFilter;
+
+use crate::api::GoDuration;
+use crate::listener::ListenerLimits;
 
 /// Where the store is. Both have an environment variable; the file form is
 /// for a mounted Secret.
@@ -37,6 +42,33 @@ impl DatabaseArgs {
                 .map(|text| text.trim().to_owned())
                 .map_err(|e| format!("reading {}: {e}", file.display())),
             (None, None) => Err("--database-url or --database-url-file is required".to_owned()),
+        }
+    }
+}
+
+/// What a listener tolerates from slow or numerous clients ([`crate::listener`]).
+#[derive(Args, Debug, Clone)]
+pub struct ListenerArgs {
+    /// Time a client has to send a request's headers; an idle keep-alive
+    /// connection is closed after it too (Go duration: `10s`, `1m`).
+    #[arg(long, env = "PORTCULLIS_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+
+    /// Time a request may take, reading its body included; then 408.
+    #[arg(long, env = "PORTCULLIS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    request_timeout: Duration,
+
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS", default_value_t = ListenerLimits::default().max_connections)]
+    max_connections: usize,
+}
+
+impl ListenerArgs {
+    pub fn limits(&self) -> ListenerLimits {
+        ListenerLimits {
+            header_read_timeout: self.header_read_timeout,
+            request_timeout: self.request_timeout,
+            max_connections: self.max_connections.max(1),
         }
     }
 }
@@ -88,6 +120,14 @@ impl LogFormat {
             LogFormat::Json => "json",
         }
     }
+}
+
+/// A positive Go duration (`500ms`, `10s`, `2m`).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    GoDuration::new(text)
+        .get()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{text:?} is not a positive duration such as 10s or 1m"))
 }
 
 /// The logging flag of the long-running subcommands.

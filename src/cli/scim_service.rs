@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::process::{
-    DatabaseArgs, LogArgs, block_on, init_logging, parse_listen, serve_metrics, shutdown_signal,
+    DatabaseArgs, ListenerArgs, LogArgs, block_on, init_logging, parse_listen, serve_metrics, shutdown_signal,
 };
 use crate::http_metrics::{self, HttpMetrics};
 use crate::scim::service::{ScimState, router};
@@ -30,6 +30,8 @@ pub struct ScimServiceArgs {
     #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "0.0.0.0:8080", value_parser = parse_listen)]
     listen: SocketAddr,
 
+    #[command(flatten)]
+    limits: ListenerArgs,
     /// Address of `GET /metrics` (`IP:PORT`), apart from the public listener;
     /// no metrics are served without it.
     #[arg(long, env = "PORTCULLIS_METRICS_LISTEN", value_parser = parse_listen)]
@@ -59,17 +61,15 @@ async fn serve(args: ScimServiceArgs) -> Result<(), String> {
         .map_err(|e| format!("binding {}: {e}", args.listen))?;
     tracing::info!(address = %args.listen, "SCIM service listening");
     let app = metrics.layer("scim-service", router(state.clone()).merge(probes));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            shutdown_signal().await;
-            tracing::info!("finishing requests in flight");
-        })
-        .await
-        .map_err(|e| format!("serving: {e}"));
+    crate::listener::serve(listener, app, args.limits.limits(), async {
+        shutdown_signal().await;
+        tracing::info!("finishing requests in flight");
+    })
+    .await;
     if let Some(port) = metrics_port {
         port.abort();
     }
     // Sync health is counted in memory between writes: keep the last counts.
     state.flush_sync_health().await;
-    served
+    Ok(())
 }

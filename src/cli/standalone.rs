@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::process::{LogArgs, block_on, init_logging, parse_listen, shutdown_signal};
+use super::process::{ListenerArgs, LogArgs, block_on, init_logging, parse_listen, shutdown_signal};
 use crate::standalone::{self, StandaloneConfig};
 
 /// Flags of `portcullis standalone`.
@@ -25,6 +25,8 @@ pub struct StandaloneArgs {
     #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     listen: SocketAddr,
 
+    #[command(flatten)]
+    limits: ListenerArgs,
     /// Address of `GET /metrics` (`IP:PORT`), apart from the public listener;
     /// no metrics are served without it.
     #[arg(long, env = "PORTCULLIS_METRICS_LISTEN", value_parser = parse_listen)]
@@ -45,6 +47,7 @@ pub fn run(args: StandaloneArgs) -> ExitCode {
         manifests: args.manifests,
         data: args.data,
         listen: args.listen,
+        limits: args.limits.limits(),
         metrics_listen: args.metrics_listen,
         public_base_url: args.public_base_url,
     };

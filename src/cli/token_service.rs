@@ -16,7 +16,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::process::{
-    DatabaseArgs, LogArgs, block_on, init_logging, parse_listen, serve_metrics, shutdown_signal,
+    DatabaseArgs, ListenerArgs, LogArgs, block_on, init_logging, parse_listen, serve_metrics, shutdown_signal,
 };
 use crate::http_metrics::HttpMetrics;
 use crate::sealing::{KeyEncryptionKey, KeyRing};
@@ -39,6 +39,8 @@ pub struct TokenServiceArgs {
     #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "0.0.0.0:8080", value_parser = parse_listen)]
     listen: SocketAddr,
 
+    #[command(flatten)]
+    limits: ListenerArgs,
     /// Address of `GET /metrics` (`IP:PORT`), apart from the public listener;
     /// no metrics are served without it.
     #[arg(long, env = "PORTCULLIS_METRICS_LISTEN", value_parser = parse_listen)]
@@ -165,15 +167,13 @@ async fn serve(args: TokenServiceArgs) -> Result<(), String> {
         .map_err(|e| format!("binding {}: {e}", args.listen))?;
     tracing::info!(address = %args.listen, "token service listening");
     let app = metrics.layer("token-service", router(state).merge(probes));
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async {
-            shutdown_signal().await;
-            tracing::info!("finishing requests in flight");
-        })
-        .await
-        .map_err(|e| format!("serving: {e}"));
+    crate::listener::serve(listener, app, args.limits.limits(), async {
+        shutdown_signal().await;
+        tracing::info!("finishing requests in flight");
+    })
+    .await;
     if let Some(port) = metrics_port {
         port.abort();
     }
-    served
+    Ok(())
 }

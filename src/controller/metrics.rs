@@ -190,10 +190,12 @@ pub async fn bind(address: SocketAddr) -> Result<TcpListener, Error> {
     TcpListener::bind(address).await.map_err(|source| Error::Serve { address: address.to_string(), source })
 }
 
-/// Serves the routes on a bound listener.
+/// Serves the routes on a bound listener, with the timeouts and connection
+/// cap of every listener ([`crate::listener`]), until the process stops.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> Result<(), Error> {
-    let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    axum::serve(listener, router(metrics)).await.map_err(|source| Error::Serve { address, source })
+    let limits = crate::listener::ListenerLimits::default();
+    crate::listener::serve(listener, router(metrics), limits, std::future::pending()).await;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@
 //! - [`triggers`]: the watch side — reflectors, relations between kinds.
 //! - [`reconcile`]: what every kind shares — finalizer, status, events, backoff.
 //! - [`release`]: store rows of kinds without a finalizer (RoleAssignments).
-//! - [`housekeeping`]: pruning the store's change log and tombstones.
+//! - [`housekeeping`]: pruning the store's change log, tombstones and expired grants.
 //! - [`principals`]: assignments waiting for a user or group, woken by the change feed.
 //! - One module per kind with its pure `plan` and its side effects.
 //! - [`secrets`]: owned Secrets (names and signing keys from [`crate::resources`]).

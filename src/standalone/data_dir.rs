@@ -11,11 +11,15 @@
 //! ```
 //!
 //! Files holding secrets are created owner-only (0600, directories 0700) and
-//! never rewritten once made: a restart serves the same keys and tokens.
+//! never rewritten once made: a restart serves the same keys and tokens. The
+//! store is created 0600 before SQLite opens it (its `-wal` and `-shm` files
+//! take the database's mode); a store file left readable by others is made
+//! owner-only again at open. A data directory that group or others may enter
+//! is refused: whoever can read it can read every secret in it.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::ByteString;
@@ -35,7 +39,17 @@ pub enum DataDirError {
     Random,
     #[error("{0:?} cannot name a file in the data directory")]
     BadName(String),
+    #[error(
+        "{path} is open to other users (mode {mode:04o}), and it holds the store, signing keys and \
+         secrets: run `chmod 700 {path}` or choose another --data directory"
+    )]
+    OpenToOthers { path: PathBuf, mode: u32 },
 }
+
+/// Name of the store's file in the data directory.
+const DATABASE_FILE: &str = "portcullis.db";
+/// Mode bits that give group or others any access.
+const GROUP_OR_OTHERS: u32 = 0o077;
 
 /// The data directory of one standalone server.
 #[derive(Clone, Debug)]
@@ -51,10 +65,48 @@ pub struct Generated {
 }
 
 impl DataDir {
-    /// Creates the directory (owner-only) if it does not exist.
+    /// Creates the directory (owner-only) if it does not exist, refuses one
+    /// that group or others may access, and makes the store's files
+    /// owner-only (creating the database file, empty, if it is missing).
     pub fn open(root: &Path) -> Result<Self, DataDirError> {
         create_private_dir(root)?;
-        Ok(Self { root: root.to_owned() })
+        let io = |source| DataDirError::Io { path: root.to_owned(), source };
+        let mode = std::fs::metadata(root).map_err(io)?.permissions().mode();
+        if mode & GROUP_OR_OTHERS != 0 {
+            return Err(DataDirError::OpenToOthers { path: root.to_owned(), mode: mode & 0o7777 });
+        }
+        let dir = Self { root: root.to_owned() };
+        dir.make_store_private()?;
+        Ok(dir)
+    }
+
+    /// Creates `portcullis.db` owner-only if missing, so that SQLite (which
+    /// would create it 0644 under the usual umask) and its `-wal` and `-shm`
+    /// files never start readable by others; tightens the modes of any of
+    /// them found open to others.
+    fn make_store_private(&self) -> Result<(), DataDirError> {
+        let database = self.root.join(DATABASE_FILE);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&database)
+            .map_err(|source| DataDirError::Io { path: database.clone(), source })?;
+        for suffix in ["", "-wal", "-shm"] {
+            let path = self.root.join(format!("{DATABASE_FILE}{suffix}"));
+            let mode = match std::fs::metadata(&path) {
+                Ok(metadata) => metadata.permissions().mode(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(DataDirError::Io { path, source }),
+            };
+            if mode & GROUP_OR_OTHERS != 0 {
+                tracing::warn!(path = %path.display(), mode = format!("{:04o}", mode & 0o7777), "the store's file was open to other users; made it owner-only (0600)");
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|source| DataDirError::Io { path, source })?;
+            }
+        }
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
@@ -63,7 +115,7 @@ impl DataDir {
 
     /// The store's URL: a SQLite file in the directory, created if missing.
     pub fn database_url(&self) -> String {
-        format!("sqlite://{}?mode=rwc", self.root.join("portcullis.db").display())
+        format!("sqlite://{}?mode=rwc", self.root.join(DATABASE_FILE).display())
     }
 
     /// Where an earlier version kept the signing keys of every organization
@@ -198,8 +250,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), DataDirError> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt as _;
-
     use super::*;
 
     #[test]
@@ -218,10 +268,31 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_open_to_others_is_refused_and_the_store_made_private() {
+        let temp = tempfile::tempdir().unwrap();
+        let root = temp.path().join("data");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let error = DataDir::open(&root).unwrap_err();
+        assert!(matches!(error, DataDirError::OpenToOthers { mode: 0o755, .. }), "{error}");
+        assert!(error.to_string().contains("chmod 700"), "{error}");
+
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let wal = root.join("portcullis.db-wal");
+        std::fs::write(&wal, b"").unwrap();
+        std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o644)).unwrap();
+        DataDir::open(&root).unwrap();
+        for file in ["portcullis.db", "portcullis.db-wal"] {
+            let mode = std::fs::metadata(root.join(file)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}: {mode:o}");
+        }
+    }
+
+    #[test]
     fn the_login_secret_survives_a_reopen() {
         let temp = tempfile::tempdir().unwrap();
-        let first = DataDir::open(temp.path()).unwrap().login_secret().unwrap();
-        let second = DataDir::open(temp.path()).unwrap().login_secret().unwrap();
+        let first = DataDir::open(&temp.path().join("data")).unwrap().login_secret().unwrap();
+        let second = DataDir::open(&temp.path().join("data")).unwrap().login_secret().unwrap();
         assert_eq!(first, second);
         assert_eq!(first.len(), 32);
     }
@@ -229,11 +300,14 @@ mod tests {
     #[test]
     fn the_key_encryption_key_is_made_once_and_kept_private() {
         let temp = tempfile::tempdir().unwrap();
-        let data = DataDir::open(temp.path()).unwrap();
+        let data = DataDir::open(&temp.path().join("data")).unwrap();
         let first = data.key_ring().unwrap();
-        let again = DataDir::open(temp.path()).unwrap().key_ring().unwrap();
+        let again = DataDir::open(&temp.path().join("data")).unwrap().key_ring().unwrap();
         assert_eq!(first.current().id(), again.current().id());
-        let mode = std::fs::metadata(temp.path().join("key-encryption.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(temp.path().join("data").join("key-encryption.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0, "owner only: {mode:o}");
         assert!(data.read_keys("acme").unwrap().is_empty(), "no keys of an earlier version");
     }

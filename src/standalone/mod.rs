@@ -46,6 +46,8 @@ pub struct StandaloneConfig {
     /// The data directory (created if missing).
     pub data: PathBuf,
     pub listen: SocketAddr,
+    /// Timeouts and connection cap of the listener.
+    pub limits: crate::listener::ListenerLimits,
     /// Where `/metrics` is served, if anywhere (never on `listen`).
     pub metrics_listen: Option<SocketAddr>,
     /// Base URL clients use; when not given, `http://localhost:{port}` on a
@@ -137,20 +139,33 @@ pub async fn run(
     );
     let follower =
         tokio::spawn(watch::follow(config.manifests.clone(), store.clone(), data, token, written, wake_at));
+    let housekeeping = tokio::spawn(tidy_periodically(store.clone()));
 
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async {
-            shutdown.await;
-            tracing::info!("finishing requests in flight");
-        })
-        .await
-        .map_err(|e| format!("serving: {e}"));
+    crate::listener::serve(listener, app, config.limits, async {
+        shutdown.await;
+        tracing::info!("finishing requests in flight");
+    })
+    .await;
     follower.abort();
+    housekeeping.abort();
     if let Some(port) = metrics_port {
         port.abort();
     }
     // Sync health is counted in memory between writes: keep the last counts.
     scim.flush_sync_health().await;
     store.close().await;
-    served
+    Ok(())
+}
+
+/// How often the store is tidied, as the leading operator does in a cluster.
+const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// The store's housekeeping ([`crate::store::purge::tidy`]): the change log,
+/// tombstones and expired codes, refresh tokens and sessions, at start and
+/// every [`HOUSEKEEPING_INTERVAL`].
+async fn tidy_periodically(store: Store) {
+    loop {
+        crate::store::purge::tidy(&store, crate::store::now_ms()).await;
+        tokio::time::sleep(HOUSEKEEPING_INTERVAL).await;
+    }
 }

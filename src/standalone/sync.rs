@@ -419,7 +419,7 @@ mod tests {
     async fn a_changed_spec_is_a_new_generation_of_the_same_object_and_a_removed_file_a_delete() {
         let store = Store::connect("sqlite::memory:").await.unwrap();
         let data_root = tempfile::tempdir().unwrap();
-        let data = DataDir::open(data_root.path()).unwrap();
+        let data = DataDir::open(&data_root.path().join("data")).unwrap();
         let dir = folder(&[("org.yaml", ORG), ("role.yaml", ROLE)]);
         assert_eq!(applied(dir.path(), &store, &data).await.changed, 2);
         let first = store.get::<RoleRecord>("acme", "viewer").await.unwrap().unwrap();
@@ -443,7 +443,7 @@ mod tests {
     async fn a_folder_with_an_error_writes_nothing_and_says_where() {
         let store = Store::connect("sqlite::memory:").await.unwrap();
         let data_root = tempfile::tempdir().unwrap();
-        let data = DataDir::open(data_root.path()).unwrap();
+        let data = DataDir::open(&data_root.path().join("data")).unwrap();
         let dir = folder(&[("org.yaml", ORG), ("role.yaml", ROLE)]);
         applied(dir.path(), &store, &data).await;
         std::fs::write(dir.path().join("role.yaml"), ROLE.replace("scope: Organization", "scope: Galaxy"))
@@ -460,7 +460,7 @@ mod tests {
     async fn a_client_secret_ref_must_be_in_the_folder() {
         let store = Store::connect("sqlite::memory:").await.unwrap();
         let data_root = tempfile::tempdir().unwrap();
-        let data = DataDir::open(data_root.path()).unwrap();
+        let data = DataDir::open(&data_root.path().join("data")).unwrap();
         let client = "apiVersion: iam.portcullis.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: ci\n  namespace: acme\nspec:\n  displayName: CI\n  type: Confidential\n  grantTypes: [client_credentials]\n  clientSecretRef:\n    name: ci-secret\n    key: value\n";
         let dir = folder(&[("org.yaml", ORG), ("client.yaml", client)]);
         let pass = sync(dir.path(), &store, &data, &mut Written::default(), Timestamp::now()).await.unwrap();

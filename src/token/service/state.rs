@@ -363,7 +363,7 @@ fn client_view(record: OAuthClientRecord) -> Result<ClientView, OAuthError> {
         display_name: spec.display_name,
         grant_types: spec.grant_types,
         redirect_uris: spec.redirect_uris.into_iter().map(|uri| uri.0).collect(),
-        post_logout_redirect_uris: spec.post_logout_redirect_uris,
+        post_logout_redirect_uris: spec.post_logout_redirect_uris.into_iter().map(|uri| uri.0).collect(),
         require_pkce: spec.require_pkce,
         audiences,
         token_claims: spec.token_claims,
