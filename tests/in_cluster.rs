@@ -750,7 +750,18 @@ impl TokenClient {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (url, secret, stopped) = (token_url.to_owned(), client_secret.to_owned(), stop.clone());
         let thread = std::thread::spawn(move || {
-            let http = Http::new();
+            // A connection per request: kube-proxy balances connections, not
+            // requests, and an idle keep-alive connection that a replaced pod
+            // closes as the client reuses it is HTTP/1.1's race, in any
+            // rollout; what this client checks is the answers of the service.
+            let http = Http {
+                runtime: tokio::runtime::Runtime::new().expect("runtime"),
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .pool_max_idle_per_host(0)
+                    .build()
+                    .expect("client"),
+            };
             let (mut issued, mut failures) = (0, Vec::new());
             while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
                 match http.client_credentials(&url, "ci-deployer", &secret) {
