@@ -50,6 +50,8 @@ struct Options {
     /// The Organization's `authentication.mfa`.
     mfa: serde_json::Value,
     throttle: ThrottlePolicy,
+    /// `LoginConfig::trusted_proxies`.
+    trusted_proxies: Vec<ipnet::IpNet>,
     postgres: bool,
 }
 
@@ -58,6 +60,7 @@ impl Default for Options {
         Self {
             mfa: serde_json::json!({ "required": "Never" }),
             throttle: ThrottlePolicy::default(),
+            trusted_proxies: Vec::new(),
             postgres: false,
         }
     }
@@ -110,7 +113,11 @@ async fn start(options: Options) -> Service {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let login = LoginState::new(LoginConfig { throttle: options.throttle, ..LoginConfig::default() });
+    let login = LoginState::new(LoginConfig {
+        throttle: options.throttle,
+        trusted_proxies: options.trusted_proxies,
+        ..LoginConfig::default()
+    });
     let state = TokenServiceState::new(TokenServiceConfig {
         store: store.clone(),
         public_base_url: base.clone(),
@@ -145,6 +152,10 @@ fn challenge() -> String {
 }
 
 fn authorize_url(service: &Service, extra: &[(&str, &str)]) -> String {
+    authorize_url_at(&service.base, extra)
+}
+
+fn authorize_url_at(base: &str, extra: &[(&str, &str)]) -> String {
     let challenge = challenge();
     let mut params: BTreeMap<&str, &str> = BTreeMap::from([
         ("client_id", CLIENT),
@@ -164,7 +175,7 @@ fn authorize_url(service: &Service, extra: &[(&str, &str)]) -> String {
         }
     }
     let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
-    format!("{}/o/{ORG}/authorize?{query}", service.base)
+    format!("{base}/o/{ORG}/authorize?{query}")
 }
 
 // === Reading pages like a browser would. ===
@@ -505,6 +516,75 @@ fn amr_of(id_token: &str) -> Vec<String> {
         serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap())
             .unwrap();
     serde_json::from_value(claims["amr"].clone()).unwrap()
+}
+
+/// A browser whose requests arrive through a proxy that says it forwards `client`.
+fn browser_forwarded_for(client: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-forwarded-for", client.parse().unwrap());
+    browser_form::browser_builder().default_headers(headers).build().unwrap()
+}
+
+/// Security review, finding 4: behind a reverse proxy every sign-in has the
+/// proxy's address, so failures with random user names from one client
+/// locked every user out. With the proxy trusted, the source is the client
+/// it forwarded; and an untrusted peer cannot pick its source by header.
+#[tokio::test]
+async fn behind_a_trusted_proxy_one_guessing_client_does_not_lock_out_the_others() {
+    let throttle = ThrottlePolicy {
+        per_account: throttle_rule(1000),
+        per_source: throttle_rule(3),
+        max_entries: 1000,
+        ..ThrottlePolicy::default()
+    };
+    let guess_until_throttled = |service: &Service, forwarded_for: &dyn Fn(usize) -> String| {
+        let base = service.base.clone();
+        let forwarded: Vec<String> = (0..6).map(forwarded_for).collect();
+        async move {
+            let mut statuses = Vec::new();
+            for (n, client) in forwarded.iter().enumerate() {
+                let attacker = browser_forwarded_for(client);
+                let form = open(&attacker, &authorize_url_at(&base, &[])).await;
+                let user = format!("someone-{n}");
+                let page = browser_form::submit(
+                    &attacker,
+                    &base,
+                    &form,
+                    "",
+                    &[("username", &user), ("password", "guess")],
+                    &[],
+                )
+                .await;
+                statuses.push(page.status);
+            }
+            statuses
+        }
+    };
+    let proxied = start(Options {
+        throttle: throttle.clone(),
+        trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+        ..Options::default()
+    })
+    .await;
+    let statuses = guess_until_throttled(&proxied, &|_| "203.0.113.7".to_owned()).await;
+    assert_eq!(
+        statuses.last(),
+        Some(&StatusCode::TOO_MANY_REQUESTS),
+        "the guessing client is throttled: {statuses:?}"
+    );
+    let owner = browser_forwarded_for("198.51.100.9");
+    let form = open(&owner, &authorize_url(&proxied, &[])).await;
+    let result = submit(&owner, &proxied, &form, &[("username", "alice"), ("password", PASSWORD)], &[]).await;
+    assert_code_redirect(&proxied, &result);
+
+    // Not a trusted proxy: the header is the client's own claim, and ignored.
+    let direct = start(Options { throttle, ..Options::default() }).await;
+    let statuses = guess_until_throttled(&direct, &|n| format!("192.0.2.{n}")).await;
+    assert_eq!(
+        statuses.last(),
+        Some(&StatusCode::TOO_MANY_REQUESTS),
+        "a new header per guess buys nothing: {statuses:?}"
+    );
 }
 
 #[tokio::test]

@@ -103,6 +103,25 @@ pub async fn serve_metrics(
     })))
 }
 
+/// Reverse proxies in front of the sign-in pages.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TrustedProxiesArgs {
+    /// CIDR ranges of the reverse proxies (Ingress controller, load balancer)
+    /// whose `X-Forwarded-For` is believed, comma-separated (`10.0.0.0/8,fd00::/8`).
+    /// Sign-in throttling then counts the client they forwarded, not the
+    /// proxy. Empty: the TCP peer is the client.
+    #[arg(long, env = "PORTCULLIS_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// An IP range (`10.0.0.0/8`), or one address (`10.1.2.3`).
+fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is not an IP range such as 10.0.0.0/8 or an address"))
+}
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {

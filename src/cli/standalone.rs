@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::process::{ListenerArgs, LogArgs, block_on, init_logging, parse_listen, shutdown_signal};
+use super::process::{
+    ListenerArgs, LogArgs, TrustedProxiesArgs, block_on, init_logging, parse_listen, shutdown_signal,
+};
 use crate::standalone::{self, StandaloneConfig};
 
 /// Flags of `portcullis standalone`.
@@ -39,6 +41,9 @@ pub struct StandaloneArgs {
     /// on a loopback address, `http://{listen address}` otherwise.
     #[arg(long, env = "PORTCULLIS_PUBLIC_BASE_URL")]
     public_base_url: Option<String>,
+
+    #[command(flatten)]
+    proxies: TrustedProxiesArgs,
 }
 
 pub fn run(args: StandaloneArgs) -> ExitCode {
@@ -50,6 +55,7 @@ pub fn run(args: StandaloneArgs) -> ExitCode {
         limits: args.limits.limits(),
         metrics_listen: args.metrics_listen,
         public_base_url: args.public_base_url,
+        trusted_proxies: args.proxies.trusted_proxies,
     };
     block_on(async { standalone::run(config, shutdown_signal()).await })
 }

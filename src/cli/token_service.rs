@@ -16,7 +16,8 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::process::{
-    DatabaseArgs, ListenerArgs, LogArgs, block_on, init_logging, parse_listen, serve_metrics, shutdown_signal,
+    DatabaseArgs, ListenerArgs, LogArgs, TrustedProxiesArgs, block_on, init_logging, parse_listen,
+    serve_metrics, shutdown_signal,
 };
 use crate::http_metrics::HttpMetrics;
 use crate::sealing::{KeyEncryptionKey, KeyRing};
@@ -86,6 +87,9 @@ pub struct TokenServiceArgs {
     /// File with the login secret.
     #[arg(long, env = "PORTCULLIS_LOGIN_SECRET_FILE")]
     login_secret_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    proxies: TrustedProxiesArgs,
 }
 
 impl TokenServiceArgs {
@@ -154,7 +158,11 @@ async fn serve(args: TokenServiceArgs) -> Result<(), String> {
         store,
         public_base_url: args.public_base_url,
         keys,
-        login: LoginState::new(LoginConfig { secret, ..LoginConfig::default() }),
+        login: LoginState::new(LoginConfig {
+            secret,
+            trusted_proxies: args.proxies.trusted_proxies.clone(),
+            ..LoginConfig::default()
+        }),
         clock: Arc::new(SystemClock),
     })
     .await

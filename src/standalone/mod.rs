@@ -50,6 +50,8 @@ pub struct StandaloneConfig {
     pub limits: crate::listener::ListenerLimits,
     /// Where `/metrics` is served, if anywhere (never on `listen`).
     pub metrics_listen: Option<SocketAddr>,
+    /// Reverse proxies whose `X-Forwarded-For` the sign-in throttle believes.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Base URL clients use; when not given, `http://localhost:{port}` on a
     /// loopback address, `http://{listen address}` otherwise.
     pub public_base_url: Option<String>,
@@ -79,7 +81,11 @@ pub async fn run(
     let store = Store::connect(&data.database_url()).await.map_err(|e| format!("opening the store: {e}"))?;
     let key_ring = data.key_ring().map_err(|e| format!("the key-encryption key: {e}"))?;
     let secret = data.login_secret().map_err(|e| format!("the login secret: {e}"))?;
-    let login = LoginState::new(LoginConfig { secret: Some(secret), ..LoginConfig::default() });
+    let login = LoginState::new(LoginConfig {
+        secret: Some(secret),
+        trusted_proxies: config.trusted_proxies.clone(),
+        ..LoginConfig::default()
+    });
 
     let mut written = Written::default();
     let first = sync::sync(&config.manifests, &store, &data, &mut written, Timestamp::now())

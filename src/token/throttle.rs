@@ -6,8 +6,11 @@
 //! ```
 //!
 //! Each failed sign-in counts against the account tried and against the
-//! source address (IPv6 by /64, so rotating addresses inside one network does
-//! not help). Past a number of free failures, each further failure locks the
+//! source address in that organization (IPv6 by /64, so rotating addresses
+//! inside one network does not help; behind trusted reverse proxies, the
+//! client they forwarded). Guessing at one organization does not slow the
+//! users of another, and a source waits at most a minute by default.
+//! Past a number of free failures, each further failure locks the
 //! key for an exponentially growing time; while either key is locked, sign-in
 //! is refused without checking the password, so the right password does not
 //! get through either. A success clears the account (not the source: one
@@ -58,10 +61,12 @@ impl Default for ThrottlePolicy {
                 max_lockout: Duration::from_secs(15 * 60),
                 forget_after: Duration::from_secs(60 * 60),
             },
+            // A source slows down rather than locks out: many people may
+            // share one address, and a long lockout of it is theirs too.
             per_source: ThrottleRule {
                 free_failures: 50,
-                base_lockout: Duration::from_secs(30),
-                max_lockout: Duration::from_secs(15 * 60),
+                base_lockout: Duration::from_secs(5),
+                max_lockout: Duration::from_secs(60),
                 forget_after: Duration::from_secs(60 * 60),
             },
             ceremonies_per_source: ThrottleRule {
@@ -119,8 +124,9 @@ pub struct LoginThrottle {
 #[derive(Debug, Default)]
 struct Tables {
     accounts: HashMap<AccountKey, Entry>,
-    sources: HashMap<SourceKey, Entry>,
-    ceremony_starts: HashMap<SourceKey, Entry>,
+    /// Per organization: guessing at one tenant does not slow another's users.
+    sources: HashMap<(String, SourceKey), Entry>,
+    ceremony_starts: HashMap<(String, SourceKey), Entry>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -156,7 +162,13 @@ impl LoginThrottle {
         if verdict == ThrottleVerdict::Allowed {
             let max = self.policy.max_entries;
             bump(&mut tables.accounts, account.clone(), &self.policy.per_account, max, now);
-            bump(&mut tables.sources, source, &self.policy.per_source, max, now);
+            bump(
+                &mut tables.sources,
+                (account.organization.clone(), source),
+                &self.policy.per_source,
+                max,
+                now,
+            );
         }
         verdict
     }
@@ -165,14 +177,14 @@ impl LoginThrottle {
     /// sign-in's start): the verdict, and when allowed the start counted
     /// against the source. Starts are not failures, but each writes a row;
     /// past the rule's free ones within its window the source waits.
-    pub fn begin_ceremony(&self, source: SourceKey, now: Timestamp) -> ThrottleVerdict {
+    pub fn begin_ceremony(&self, organization: &str, source: SourceKey, now: Timestamp) -> ThrottleVerdict {
         let mut tables = self.lock();
         let rule = &self.policy.ceremonies_per_source;
-        if let Some(retry_after) = tables.ceremony_starts.get(&source).and_then(|e| locked_for(e, rule, now))
-        {
+        let key = (organization.to_owned(), source);
+        if let Some(retry_after) = tables.ceremony_starts.get(&key).and_then(|e| locked_for(e, rule, now)) {
             return ThrottleVerdict::Throttled { retry_after };
         }
-        bump(&mut tables.ceremony_starts, source, rule, self.policy.max_entries, now);
+        bump(&mut tables.ceremony_starts, key, rule, self.policy.max_entries, now);
         ThrottleVerdict::Allowed
     }
 
@@ -183,7 +195,7 @@ impl LoginThrottle {
         if let Some(entry) = tables.accounts.get_mut(account) {
             entry.failures = entry.failures.saturating_sub(1);
         }
-        if let Some(entry) = tables.sources.get_mut(&source) {
+        if let Some(entry) = tables.sources.get_mut(&(account.organization.clone(), source)) {
             entry.failures = entry.failures.saturating_sub(1);
         }
     }
@@ -197,7 +209,10 @@ impl LoginThrottle {
     ) -> ThrottleVerdict {
         let by_account =
             tables.accounts.get(account).and_then(|e| locked_for(e, &self.policy.per_account, now));
-        let by_source = tables.sources.get(&source).and_then(|e| locked_for(e, &self.policy.per_source, now));
+        let by_source = tables
+            .sources
+            .get(&(account.organization.clone(), source))
+            .and_then(|e| locked_for(e, &self.policy.per_source, now));
         match by_account.max(by_source) {
             Some(retry_after) => ThrottleVerdict::Throttled { retry_after },
             None => ThrottleVerdict::Allowed,
@@ -209,7 +224,7 @@ impl LoginThrottle {
         let mut tables = self.lock();
         let max = self.policy.max_entries;
         bump(&mut tables.accounts, account.clone(), &self.policy.per_account, max, now);
-        bump(&mut tables.sources, source, &self.policy.per_source, max, now);
+        bump(&mut tables.sources, (account.organization.clone(), source), &self.policy.per_source, max, now);
     }
 
     /// A successful sign-in clears the account's failures and takes back the
@@ -219,7 +234,7 @@ impl LoginThrottle {
     pub fn record_success(&self, account: &AccountKey, source: SourceKey) {
         let mut tables = self.lock();
         tables.accounts.remove(account);
-        if let Some(entry) = tables.sources.get_mut(&source) {
+        if let Some(entry) = tables.sources.get_mut(&(account.organization.clone(), source)) {
             entry.failures = entry.failures.saturating_sub(1);
         }
     }
@@ -397,10 +412,11 @@ mod tests {
     #[test]
     fn ceremony_starts_past_the_free_ones_wait_per_source() {
         let throttle = LoginThrottle::new(policy());
-        let allowed =
-            (0..10).filter(|_| throttle.begin_ceremony(ip(1), at(0)) == ThrottleVerdict::Allowed).count();
+        let allowed = (0..10)
+            .filter(|_| throttle.begin_ceremony("acme", ip(1), at(0)) == ThrottleVerdict::Allowed)
+            .count();
         assert_eq!(allowed, 3, "2 free and the one that starts the wait");
-        assert_eq!(throttle.begin_ceremony(ip(2), at(0)), ThrottleVerdict::Allowed, "another source");
+        assert_eq!(throttle.begin_ceremony("acme", ip(2), at(0)), ThrottleVerdict::Allowed, "another source");
     }
 
     #[test]

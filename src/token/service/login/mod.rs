@@ -44,6 +44,7 @@ mod end_session;
 mod error;
 mod extract;
 mod flow;
+mod forwarded;
 mod mfa;
 mod pages;
 mod request;
@@ -84,6 +85,9 @@ pub struct LoginConfig {
     pub session_lifetime: SignedDuration,
     /// How long a sign-in form (and a TOTP step after the password) stays valid.
     pub form_lifetime: SignedDuration,
+    /// Reverse proxies whose `X-Forwarded-For` hops are believed when
+    /// throttling by source; empty: the TCP peer is the source.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl std::fmt::Debug for LoginConfig {
@@ -94,6 +98,7 @@ impl std::fmt::Debug for LoginConfig {
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("session_lifetime", &self.session_lifetime)
             .field("form_lifetime", &self.form_lifetime)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -106,6 +111,7 @@ impl Default for LoginConfig {
             secret: None,
             session_lifetime: SignedDuration::from_hours(12),
             form_lifetime: SignedDuration::from_mins(10),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -118,6 +124,7 @@ pub struct LoginState {
     totp_sealer: TotpSealer,
     session_lifetime: SignedDuration,
     form_lifetime: SignedDuration,
+    trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl std::fmt::Debug for LoginState {
@@ -151,6 +158,7 @@ impl LoginState {
             totp_sealer: TotpSealer::new(&totp_key),
             session_lifetime: config.session_lifetime,
             form_lifetime: config.form_lifetime,
+            trusted_proxies: config.trusted_proxies,
         }
     }
 
@@ -200,18 +208,26 @@ pub fn routes() -> axum::Router<TokenServiceState> {
         .route("/o/{org}/end_session", get(end_session::end_session_get).post(end_session::end_session_post))
 }
 
-/// The address a request came from, for throttling. Needs the server to run
-/// with `into_make_service_with_connect_info::<SocketAddr>()`; without it every
-/// request counts as one source (and a warning says so).
+/// The address a request came from, for throttling: the TCP peer, or behind
+/// the trusted proxies of [`LoginConfig::trusted_proxies`] the client they
+/// forwarded ([`forwarded::client_address`]). Needs the server to run with
+/// connect info (`crate::listener` gives it); without it every request counts
+/// as one source (and a warning says so).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SourceAddress(pub IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for SourceAddress {
+impl FromRequestParts<TokenServiceState> for SourceAddress {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &TokenServiceState,
+    ) -> Result<Self, Self::Rejection> {
         match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-            Some(ConnectInfo(address)) => Ok(SourceAddress(address.ip())),
+            Some(ConnectInfo(address)) => {
+                let trusted = &state.login().trusted_proxies;
+                Ok(SourceAddress(forwarded::client_address(address.ip(), &parts.headers, trusted)))
+            }
             None => {
                 static WARNED: std::sync::Once = std::sync::Once::new();
                 WARNED.call_once(|| {

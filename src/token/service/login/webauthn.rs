@@ -277,7 +277,7 @@ pub(super) async fn passkey_start(
     }
     // Anyone may start one, and each start stores a ceremony: bounded per source.
     if let ThrottleVerdict::Throttled { retry_after } =
-        state.login().throttle.begin_ceremony(SourceKey::from(source.0), state.now())
+        state.login().throttle.begin_ceremony(&post.org.namespace, SourceKey::from(source.0), state.now())
     {
         let message = format!(
             "Too many passkey sign-ins were started from your network. Try again in {} seconds.",
