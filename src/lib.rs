@@ -15,12 +15,14 @@
 //!   │                       the change feed and the index follower
 //!  authz  validation  manifests  token (jwt, keys, claims, pkce, password, refresh, totp, throttle)
 //!   │                       pure: access resolution, cross-resource checks, protocol cores
-//!  api  secret  error_chain  (+ the portcullis-scim crate: the SCIM protocol core)
-//!                           CRD types, and the primitives everything shares
+//!  api  secret  error_chain  audit  (+ the portcullis-scim crate: the SCIM protocol core)
+//!                           CRD types, and the primitives everything shares (audit: the
+//!                           events' shape, their hash chain and its verification)
 //! ```
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod audit;
 pub mod authz;
 pub mod cli;
 pub mod controller;

@@ -45,7 +45,10 @@ async fn serve(args: ScimServiceArgs) -> Result<(), String> {
     tracing::info!(address = %args.listen, "SCIM service listening");
     let probes = crate::probes::router(store.clone());
     let state = ScimState::new(store, &args.public_base_url);
-    let served = axum::serve(listener, router(state.clone()).merge(probes))
+    // Connect info: the peer address of each request, for its audit events.
+    let app =
+        router(state.clone()).merge(probes).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async {
             shutdown_signal().await;
             tracing::info!("finishing requests in flight");

@@ -146,7 +146,7 @@ pub(super) async fn create(
         external_id: fields.external_id.clone(),
     };
     let members = fields.members.unwrap_or_default();
-    let created = state
+    let created = caller
         .store
         .create_scim_group(&new, &members, &caller.identity_provider)
         .await
@@ -173,7 +173,7 @@ pub(super) async fn replace(
         members: MemberChanges::Replace(fields.members.clone().unwrap_or_default()),
     };
     let expected = headers.contains_key(header::IF_MATCH).then_some(current.version);
-    let updated = state
+    let updated = caller
         .store
         .update_scim_group(&caller.namespace, &path.id, &write, expected)
         .await
@@ -272,7 +272,7 @@ pub(super) async fn patch(
         },
     };
     // The write names the version the patch applied to: all of it or none.
-    let updated = state
+    let updated = caller
         .store
         .update_scim_group(&caller.namespace, &path.id, &write, Some(current.version))
         .await
@@ -290,7 +290,7 @@ pub(super) async fn delete(
     let current = load(&state, &caller, &path.id).await?;
     check_if_match(&headers, current.version)?;
     writable(&current)?;
-    if state.store.delete_group(&caller.namespace, &path.id).await? {
+    if caller.store.delete_group(&caller.namespace, &path.id).await? {
         Ok(no_content(None))
     } else {
         Err(ScimError::not_found(RESOURCE, &path.id))
