@@ -5,19 +5,23 @@
 //! ```text
 //!  cli                      one subcommand each; main.rs only parses arguments
 //!   │
+//!  review                   `portcullis diff`: the access delta of two sides (folders, git revisions)
+//!   │
 //!  standalone               the whole product in one process, a folder instead of the API server
 //!   │
 //!  controller   token::service   scim::service      the operator and the two HTTP services
-//!   │               │               │               (none imports another; probes: their health routes)
+//!   │               │               │               (none imports another; probes and http_metrics:
+//!   │               │               │                their health routes and their metrics port)
 //!  resources ───────┴───────────────┘               what the CRDs become: store records, generated
 //!   │                                               secrets' names, signing keys
 //!  store                    every SQL statement: desired state, identities, grants, sessions,
 //!   │                       the change feed and the index follower
 //!  authz  validation  manifests  token (jwt, keys, claims, pkce, password, refresh, totp, throttle)
 //!   │                       pure: access resolution, cross-resource checks, protocol cores
-//!  api  secret  error_chain  audit  (+ the portcullis-scim crate: the SCIM protocol core)
-//!                           CRD types, and the primitives everything shares (audit: the
-//!                           events' shape, their hash chain and its verification)
+//!  api  secret  sealing  error_chain  html  listener  audit  (+ the portcullis-scim crate:
+//!                           the SCIM protocol core) CRD types, and the primitives everything
+//!                           shares (listener: HTTP serving with timeouts and a connection cap;
+//!                           audit: the events' shape, their hash chain and its verification)
 //! ```
 #![forbid(unsafe_code)]
 
@@ -27,10 +31,15 @@ pub mod authz;
 pub mod cli;
 pub mod controller;
 pub mod error_chain;
+pub mod html;
+pub mod http_metrics;
+pub mod listener;
 pub mod manifests;
 pub mod probes;
 pub mod resources;
+pub mod review;
 pub mod scim;
+pub mod sealing;
 pub mod secret;
 pub mod standalone;
 pub mod store;

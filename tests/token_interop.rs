@@ -4,6 +4,8 @@
 //! JWKS, nonce, at_hash), refresh, and client_credentials with the access
 //! token's signature checked against the JWKS the library fetched.
 
+#[path = "support/browser_form.rs"]
+mod browser_form;
 #[path = "support/token_service.rs"]
 mod token_support;
 
@@ -23,35 +25,14 @@ fn rp_http_client() -> openidconnect::reqwest::Client {
         .expect("the relying party's HTTP client")
 }
 
-/// A browser: cookies kept, redirects not followed.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("a browser")
-}
-
-fn unescape(text: &str) -> String {
-    text.replace("&quot;", "\"")
-        .replace("&#x27;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
 /// Opens `authorize_url` in a browser, signs alice in through the form and
 /// returns the query of the redirect back to the client.
 async fn sign_in_through_the_form(svc: &TokenService, authorize_url: &str) -> Vec<(String, String)> {
-    let browser = browser();
+    let browser = browser_form::browser();
     let form_page = browser.get(authorize_url).send().await.expect("open authorize");
     assert_eq!(form_page.status(), reqwest::StatusCode::OK);
     let body = form_page.text().await.unwrap();
-    let action = regex::Regex::new(r#"<form method="post" action="([^"]*)""#).unwrap();
-    let hidden = regex::Regex::new(r#"<input type="hidden" name="([^"]*)" value="([^"]*)">"#).unwrap();
-    let action = unescape(&action.captures(&body).expect("a sign-in form")[1]);
-    let mut fields: Vec<(String, String)> =
-        hidden.captures_iter(&body).map(|c| (unescape(&c[1]), unescape(&c[2]))).collect();
+    let (action, mut fields) = browser_form::form_in(&body, "");
     fields.push(("username".into(), ALICE.into()));
     fields.push(("password".into(), ALICE_PASSWORD.into()));
     let response =

@@ -1,8 +1,10 @@
 //! Sign-in over real HTTP: the token service's router on 127.0.0.1:0, a
 //! browser played by reqwest with a cookie jar and redirects off (so each
-//! `Location` can be read), the store on SQLite in memory or (where named) a
-//! real PostgreSQL server from `support/postgres.rs`.
+//! `Location` can be read; `support/browser_form.rs`), the store on SQLite in
+//! memory or (where named) a real PostgreSQL server from `support/postgres.rs`.
 
+#[path = "support/browser_form.rs"]
+mod browser_form;
 #[path = "support/postgres.rs"]
 mod postgres;
 
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use browser_form::{Page, open};
 use portcullis::secret::SecretString;
 use portcullis::store::{
     DesiredStateStore as _, Email, MfaFactor, NewUser, OAuthClientRecord, ObjectMeta, OrganizationRecord,
@@ -25,7 +28,6 @@ use portcullis::token::service::{SystemClock, TokenServiceConfig, TokenServiceSt
 use portcullis::token::throttle::{ThrottlePolicy, ThrottleRule};
 use portcullis::token::totp;
 use reqwest::StatusCode;
-use reqwest::header::{LOCATION, RETRY_AFTER, SET_COOKIE};
 
 const ORG: &str = "acme";
 const CLIENT: &str = "spa";
@@ -112,7 +114,7 @@ async fn start(options: Options) -> Service {
     let state = TokenServiceState::new(TokenServiceConfig {
         store: store.clone(),
         public_base_url: base.clone(),
-        keys: KeyDirectory::new(dir.path()),
+        keys: KeyDirectory::new(dir.path()).into(),
         login,
         clock: Arc::new(SystemClock),
     })
@@ -134,12 +136,7 @@ async fn create_user(store: &Store, user_name: &str, email: &str) -> String {
 }
 
 fn new_browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+    browser_form::browser()
 }
 
 fn challenge() -> String {
@@ -172,54 +169,6 @@ fn authorize_url(service: &Service, extra: &[(&str, &str)]) -> String {
 
 // === Reading pages like a browser would. ===
 
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    set_cookies: Vec<String>,
-    retry_after: Option<String>,
-    body: String,
-}
-
-async fn page(response: reqwest::Response) -> Page {
-    let status = response.status();
-    let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let location = header(LOCATION);
-    let retry_after = header(RETRY_AFTER);
-    let set_cookies = response
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .collect();
-    Page { status, location, set_cookies, retry_after, body: response.text().await.unwrap() }
-}
-
-impl Page {
-    /// The form's action and hidden fields.
-    fn form(&self) -> (String, Vec<(String, String)>) {
-        let action = regex::Regex::new(r#"<form method="post" action="([^"]*)""#).unwrap();
-        let hidden = regex::Regex::new(r#"<input type="hidden" name="([^"]*)" value="([^"]*)">"#).unwrap();
-        let action = unescape(&action.captures(&self.body).expect("a form")[1]);
-        let fields = hidden.captures_iter(&self.body).map(|c| (unescape(&c[1]), unescape(&c[2]))).collect();
-        (action, fields)
-    }
-
-    fn query(&self) -> BTreeMap<String, String> {
-        let location = self.location.as_deref().expect("a redirect");
-        let query = location.split_once('?').map(|(_, q)| q).unwrap_or_default();
-        form_urlencoded::parse(query.as_bytes()).into_owned().collect()
-    }
-}
-
-fn unescape(text: &str) -> String {
-    text.replace("&quot;", "\"")
-        .replace("&#x27;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
 /// Posts the page's form with its hidden fields (minus `drop`) and `fields`.
 async fn submit(
     browser: &reqwest::Client,
@@ -228,15 +177,7 @@ async fn submit(
     fields: &[(&str, &str)],
     drop: &[&str],
 ) -> Page {
-    let (action, hidden) = form.form();
-    let mut body: Vec<(String, String)> =
-        hidden.into_iter().filter(|(n, _)| !drop.contains(&n.as_str())).collect();
-    body.extend(fields.iter().map(|(n, v)| (n.to_string(), v.to_string())));
-    page(browser.post(format!("{}{action}", service.base)).form(&body).send().await.unwrap()).await
-}
-
-async fn open(browser: &reqwest::Client, url: &str) -> Page {
-    page(browser.get(url).send().await.unwrap()).await
+    browser_form::submit(browser, &service.base, form, "", fields, drop).await
 }
 
 async fn sign_in_form(browser: &reqwest::Client, service: &Service) -> Page {
@@ -403,7 +344,7 @@ async fn a_post_without_the_right_csrf_token_is_refused() {
     // A token taken from another browser's page does not match this browser's cookie.
     let other = new_browser();
     let other_form = sign_in_form(&other, &service).await;
-    let (_, other_fields) = other_form.form();
+    let (_, other_fields) = other_form.form("");
     let other_token = other_fields.iter().find(|(n, _)| n == "csrf").unwrap().1.clone();
     let foreign = submit(
         &victim,
@@ -545,7 +486,7 @@ async fn end_session_ends_the_session_and_revokes_its_refresh_tokens() {
 
     // An unregistered post-logout URI: an error page, no redirect, session kept.
     let end = format!("{}/o/{ORG}/end_session", service.base);
-    let bad = page(
+    let bad = Page::read(
         browser
             .get(&end)
             .query(&[
@@ -565,7 +506,7 @@ async fn end_session_ends_the_session_and_revokes_its_refresh_tokens() {
         "still signed in"
     );
 
-    let ended = page(
+    let ended = Page::read(
         browser
             .get(&end)
             .query(&[

@@ -11,16 +11,18 @@
 //!  browser ── "sign in with a passkey" ── get() of a discoverable credential ──► code (amr hwk mfa)
 //! ```
 
+#[path = "support/browser_form.rs"]
+mod browser_form;
 #[path = "support/postgres.rs"]
 mod postgres;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use browser_form::{Page, open, unescape};
 use portcullis::secret::SecretString;
 use portcullis::store::{
     DesiredStateStore as _, Email, NewUser, OAuthClientRecord, ObjectMeta, OrganizationRecord, Store,
@@ -33,7 +35,6 @@ use portcullis::token::service::login::{LoginConfig, LoginState};
 use portcullis::token::service::{SystemClock, TokenServiceConfig, TokenServiceState, router};
 use portcullis::token::totp;
 use reqwest::StatusCode;
-use reqwest::header::LOCATION;
 
 const ORG: &str = "acme";
 const CLIENT: &str = "spa";
@@ -268,7 +269,7 @@ async fn start(options: Options) -> Service {
     let state = TokenServiceState::new(TokenServiceConfig {
         store: store.clone(),
         public_base_url: base.clone(),
-        keys: KeyDirectory::new(dir.path()),
+        keys: KeyDirectory::new(dir.path()).into(),
         login: LoginState::new(LoginConfig::default()),
         clock: Arc::new(SystemClock),
     })
@@ -281,13 +282,7 @@ async fn start(options: Options) -> Service {
 
 impl Service {
     fn browser(&self) -> reqwest::Client {
-        reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .resolve("localhost", self.address)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap()
+        browser_form::browser_builder().resolve("localhost", self.address).build().unwrap()
     }
 
     fn authorize_url(&self, extra: &[(&str, &str)]) -> String {
@@ -314,63 +309,13 @@ impl Service {
 
 // === Reading pages like a browser would. ===
 
-#[derive(Debug)]
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    body: String,
-}
-
-async fn page(response: reqwest::Response) -> Page {
-    let status = response.status();
-    let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    Page { status, location, body: response.text().await.unwrap() }
-}
-
-fn unescape(text: &str) -> String {
-    text.replace("&quot;", "\"")
-        .replace("&#x27;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
 impl Page {
-    /// The hidden fields of the form posting to an action ending in `action_suffix`.
-    fn form(&self, action_suffix: &str) -> (String, Vec<(String, String)>) {
-        let forms =
-            regex::Regex::new(r#"(?s)<form method="post" action="([^"]*)"[^>]*>(.*?)</form>"#).unwrap();
-        let hidden = regex::Regex::new(r#"<input type="hidden" name="([^"]*)" value="([^"]*)">"#).unwrap();
-        let form = forms
-            .captures_iter(&self.body)
-            .find(|c| unescape(&c[1]).ends_with(action_suffix))
-            .unwrap_or_else(|| panic!("a form posting to …{action_suffix} in {}", self.body));
-        let fields = hidden.captures_iter(&form[2]).map(|c| (unescape(&c[1]), unescape(&c[2]))).collect();
-        (unescape(&form[1]), fields)
-    }
-
-    fn has_form(&self, action_suffix: &str) -> bool {
-        self.body.contains(&format!("{action_suffix}\""))
-    }
-
-    /// The options of the page's WebAuthn ceremony.
-    fn ceremony_options(&self) -> serde_json::Value {
-        let block =
-            regex::Regex::new(r#"(?s)<script type="application/json" id="webauthn-options">(.*?)</script>"#)
-                .unwrap();
-        let data =
-            block.captures(&self.body).unwrap_or_else(|| panic!("a WebAuthn ceremony in {}", self.body));
-        let data: serde_json::Value = serde_json::from_str(&data[1]).unwrap();
-        data["options"].clone()
-    }
-
+    /// The authorization code of a redirect back to the client.
     fn code(&self) -> String {
         assert_eq!(self.status, StatusCode::SEE_OTHER, "{}", self.body);
         let location = self.location.as_deref().unwrap();
         assert!(location.starts_with(&format!("{REDIRECT_URI}?")), "{location}");
-        let query = location.split_once('?').unwrap().1;
-        let query: BTreeMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-        query.get("code").expect("a code").clone()
+        self.query().get("code").expect("a code").clone()
     }
 }
 
@@ -383,15 +328,7 @@ async fn submit(
     fields: &[(&str, &str)],
     drop: &[&str],
 ) -> Page {
-    let (action, hidden) = form.form(action_suffix);
-    let mut body: Vec<(String, String)> =
-        hidden.into_iter().filter(|(n, _)| !drop.contains(&n.as_str())).collect();
-    body.extend(fields.iter().map(|(n, v)| (n.to_string(), v.to_string())));
-    page(browser.post(format!("{}{action}", service.base)).form(&body).send().await.unwrap()).await
-}
-
-async fn open(browser: &reqwest::Client, url: &str) -> Page {
-    page(browser.get(url).send().await.unwrap()).await
+    browser_form::submit(browser, &service.base, form, action_suffix, fields, drop).await
 }
 
 /// The sign-in form, then the password: the page that follows.
@@ -634,7 +571,7 @@ async fn with_passkeys_off_the_sign_in_form_offers_none_and_refuses_a_passkey_po
     assert!(!form.body.contains("Sign in with a passkey"), "{}", form.body);
     // Posting the passkey start anyway (with this browser's CSRF token) is refused.
     let (_, hidden) = form.form("/login");
-    let refused = page(
+    let refused = Page::read(
         browser
             .post(format!("{}/o/{ORG}/login/passkey/start", service.base))
             .form(&hidden)
@@ -692,7 +629,7 @@ async fn a_policy_without_webauthn_asks_for_totp_enrolled_at_the_page_and_refuse
     let mut body = hidden.clone();
     let fake = serde_json::json!({ "publicKey": { "rpId": "localhost", "challenge": b64(b"c") } });
     body.push(("credential".into(), key.get(&fake, &service.base, None).to_string()));
-    let refused = page(
+    let refused = Page::read(
         alice.post(format!("{}/o/{ORG}/login/webauthn", service.base)).form(&body).send().await.unwrap(),
     )
     .await;

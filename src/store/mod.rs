@@ -19,14 +19,17 @@
 //!   generation ([`DesiredStateStore`]).
 //! - [`identity`]: users, second factors, groups, memberships ([`UserStore`],
 //!   [`GroupStore`]).
+//! - [`keys`]: signing keys with their sealed private half ([`SealedSigningKeyStore`]).
 //! - [`changes`]: what changed, and who is told ([`ChangeFeed`]).
 //! - [`follow`]: an access index that follows the store change by change.
+//! - [`access_review`]: groups, members and inactive users, as `portcullis diff` reads them.
 //! - [`audit`]: the audit trail, appended in the transaction of each write it
 //!   records and sealed into one hash chain per organization ([`AuditStore`]).
 //!
 //! Migrations live in `migrations/sqlite` and `migrations/postgres` (same
 //! tables; PostgreSQL adds the NOTIFY trigger) and run on [`Store::connect`].
 
+pub mod access_review;
 pub mod audit;
 pub mod ceremonies;
 pub mod changes;
@@ -35,6 +38,8 @@ mod error;
 pub mod follow;
 pub mod grants;
 pub mod identity;
+pub mod keys;
+pub mod purge;
 pub mod records;
 pub mod scim;
 pub mod scim_query;
@@ -52,6 +57,7 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, SqlSafeStr, Transaction};
 use tokio::sync::{Mutex, MutexGuard, OnceCell, broadcast, watch};
 
+pub use access_review::{AccessDirectory, AccessReviewStore, DirectoryGroup, DirectoryMember};
 pub use audit::{AuditFilter, AuditHead, AuditStore, ChainCheck, MAX_AUDIT_PAGE, SealedAuditEvent};
 pub use ceremonies::CeremonyStore;
 pub use changes::{Change, ChangeEvent, ChangeFeed, ChangeNotice, ChangeSubscription};
@@ -60,6 +66,8 @@ pub use error::StoreError;
 pub use follow::{IndexFollower, IndexSnapshot};
 pub use grants::GrantStore;
 pub use identity::{GroupStore, UserStore};
+pub use keys::{SealedSigningKey, SealedSigningKeyStore};
+pub use purge::{PurgeStore, Purged};
 pub use records::*;
 pub use scim::{ScimStore, ScimSyncHealth};
 pub use sessions::SessionStore;
@@ -152,6 +160,18 @@ impl Store {
     /// writer); `sqlite::memory:` keeps one connection, since each connection
     /// would otherwise see its own empty database.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::open(url, Schema::Migrate).await
+    }
+
+    /// Connects to a store whose schema is already this version's, changing
+    /// nothing (no migration, no journal switch): for tools that only read,
+    /// such as `portcullis diff`, which must never alter a live store. Fails
+    /// if the store lacks a migration this version has.
+    pub async fn connect_existing(url: &str) -> Result<Self> {
+        Self::open(url, Schema::RequireCurrent).await
+    }
+
+    async fn open(url: &str, schema: Schema) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let connect_error = |source| StoreError::Connect { backend, source };
@@ -192,7 +212,7 @@ impl Store {
         }
         .acquire_timeout(Duration::from_secs(30));
 
-        if backend == Backend::Sqlite && !memory {
+        if backend == Backend::Sqlite && !memory && schema == Schema::Migrate {
             // WAL is a property of the file: set it once, on one connection,
             // before the pool opens several (the switch needs an exclusive lock).
             let mut conn = AnyConnection::connect(url).await.map_err(connect_error)?;
@@ -201,12 +221,15 @@ impl Store {
         }
 
         let pool = options.connect(url).await.map_err(connect_error)?;
-        migrator(backend)
-            .await
-            .map_err(|source| StoreError::Migrate { backend, source })?
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate { backend, source })?;
+        match schema {
+            Schema::Migrate => migrator(backend)
+                .await
+                .map_err(|source| StoreError::Migrate { backend, source })?
+                .run(&pool)
+                .await
+                .map_err(|source| StoreError::Migrate { backend, source })?,
+            Schema::RequireCurrent => require_current_schema(&pool, backend).await?,
+        }
 
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (shutdown, _) = watch::channel(());
@@ -305,6 +328,32 @@ impl Store {
     }
 }
 
+/// What opening a store does to its schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Schema {
+    /// Brings it up to this version.
+    Migrate,
+    /// Leaves it alone, and refuses it unless every migration of this version was applied.
+    RequireCurrent,
+}
+
+/// Fails unless the store has every migration this version embeds.
+async fn require_current_schema(pool: &AnyPool, backend: Backend) -> Result<()> {
+    let rows = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(pool)
+        .await
+        .map_err(|source| StoreError::NoSchema { backend, source })?;
+    let applied: Vec<i64> =
+        rows.iter().map(|row| column(row, "_sqlx_migrations", "version")).collect::<Result<_>>()?;
+    let embedded = match backend {
+        Backend::Sqlite => SQLITE_MIGRATIONS.0,
+        Backend::Postgres => POSTGRES_MIGRATIONS.0,
+    };
+    let missing: Vec<i64> =
+        embedded.iter().map(|&(version, ..)| version).filter(|v| !applied.contains(v)).collect();
+    if missing.is_empty() { Ok(()) } else { Err(StoreError::SchemaBehind { backend, missing }) }
+}
+
 /// A write transaction from [`Store::begin_unlogged_write`]; rolled back if
 /// dropped uncommitted. The turn is released after the transaction ends
 /// (fields drop in order).
@@ -367,6 +416,8 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (4, "login", include_str!("../../migrations/sqlite/0004_login.sql")),
     (5, "scim speed", include_str!("../../migrations/sqlite/0005_scim_speed.sql")),
     (6, "webauthn", include_str!("../../migrations/sqlite/0006_webauthn.sql")),
+    (7, "sealed signing keys", include_str!("../../migrations/sqlite/0007_sealed_signing_keys.sql")),
+    (13, "hardening", include_str!("../../migrations/sqlite/0013_hardening.sql")),
     (16, "audit", include_str!("../../migrations/sqlite/0016_audit.sql")),
 ]);
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
@@ -376,6 +427,8 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (4, "login", include_str!("../../migrations/postgres/0004_login.sql")),
     (5, "scim speed", include_str!("../../migrations/postgres/0005_scim_speed.sql")),
     (6, "webauthn", include_str!("../../migrations/postgres/0006_webauthn.sql")),
+    (7, "sealed signing keys", include_str!("../../migrations/postgres/0007_sealed_signing_keys.sql")),
+    (13, "hardening", include_str!("../../migrations/postgres/0013_hardening.sql")),
     (16, "audit", include_str!("../../migrations/postgres/0016_audit.sql")),
 ]);
 

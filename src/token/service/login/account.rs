@@ -4,109 +4,52 @@
 //! cannot add a factor) and carries a CSRF token bound to the session.
 //!
 //! ```text
-//!  GET  {issuer}/account                  session ─► factors + forms
-//!  POST {issuer}/account/webauthn         session ─ CSRF ─ password ─ policy ─► start_passkey_registration
+//!  GET  {issuer}/account                  SignedIn ─► factors + forms
+//!  POST {issuer}/account/webauthn         AccountPost ─ policy ─ name ─ password ─► start_passkey_registration
 //!                                          ─► ceremony (session) ─► page: navigator.credentials.create
-//!  POST {issuer}/account/webauthn/finish  session ─ CSRF ─ ceremony taken ─ attestation ─► credential stored
-//!  POST {issuer}/account/totp             session ─ CSRF ─ password ─ policy ─► new secret, sealed, in a
+//!  POST {issuer}/account/webauthn/finish  AccountPost ─ ceremony taken ─ attestation ─► credential stored
+//!  POST {issuer}/account/totp             AccountPost ─ policy ─ name ─ password ─► new secret, sealed, in a
 //!                                          ceremony ─► page: key + otpauth URI + first code
-//!  POST {issuer}/account/totp/finish      session ─ CSRF ─ ceremony taken ─ first code right ─► enrolment stored
+//!  POST {issuer}/account/totp/finish      AccountPost ─ ceremony taken ─ first code right ─► enrolment stored
 //! ```
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::extract::State;
+use axum::http::StatusCode;
 use jiff::Timestamp;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential, Uuid, WebauthnError};
 
+use super::attempt::Attempt;
 use super::ceremonies::{self, Purpose, session_binding};
 use super::credentials::{self, CredentialKind};
 use super::csrf;
-use super::flow::{self, current_session, server_error};
-use super::pages::{self, AccountPage, CeremonyMode, CeremonyPage, FactorRow, PlainForm, WebAuthnKinds};
+use super::error::LoginError;
+use super::extract::AccountPost;
+use super::pages::{
+    AccountPage, CeremonyMode, CeremonyPage, FactorRow, Page, PlainForm, TotpEnrolmentPage, WebAuthnKinds,
+};
 use super::request::Params;
 use super::session::Session;
-use super::sign_in::{throttle_message, throttled};
-use super::webauthn::relying_party;
+use super::step::Step;
+use super::webauthn::{relying_party, required_relying_party};
 use super::{SourceAddress, issuer_path};
 use crate::api::MfaMethod;
 use crate::secret::SecretString;
 use crate::store::{MfaFactor, User, UserStore as _};
-use crate::token::password::PasswordError;
 use crate::token::service::error::OAuthError;
 use crate::token::service::state::{OrganizationView, TokenServiceState};
-use crate::token::throttle::{AccountKey, ThrottleVerdict};
 use crate::token::totp;
 
-const FORM_EXPIRED: &str = "This form expired or was not sent from this site. Please try again.";
-
-/// A signed-in browser at the account page.
-struct SignedIn {
-    org: Arc<OrganizationView>,
-    session: Session,
+/// A signed-in browser at the account page (extracted in [`super::extract`]).
+pub(super) struct SignedIn {
+    pub org: Arc<OrganizationView>,
+    pub session: Session,
     /// The session cookie: the account forms' CSRF tokens are bound to it.
-    session_secret: String,
-    user: User,
-}
-
-async fn signed_in(
-    state: &TokenServiceState,
-    organization: &str,
-    headers: &HeaderMap,
-) -> Result<SignedIn, Response> {
-    let org = flow::organization(state, organization).await?;
-    let not_signed_in = || {
-        pages::respond(
-            StatusCode::UNAUTHORIZED,
-            pages::notice(
-                "Not signed in",
-                "Sign in to an application of this organization first, then open this page again.",
-            ),
-            &[],
-        )
-    };
-    let Some((session, session_secret)) =
-        current_session(state, &org, headers).await.map_err(server_error)?
-    else {
-        return Err(not_signed_in());
-    };
-    let user = match state.store().get_user(&org.namespace, &session.user_id).await {
-        Ok(Some(user)) if user.active => user,
-        Ok(_) => return Err(not_signed_in()),
-        Err(error) => return Err(server_error(error.into())),
-    };
-    Ok(SignedIn { org, session, session_secret, user })
-}
-
-/// The signed-in browser and its form, once the CSRF token matched the session.
-async fn accept_post(
-    state: &TokenServiceState,
-    organization: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(SignedIn, Params), Response> {
-    let account = signed_in(state, organization, headers).await?;
-    let params = Params::parse(body).map_err(|reason| {
-        pages::respond(
-            StatusCode::BAD_REQUEST,
-            pages::notice("Refused", &format!("The form is malformed: {reason}.")),
-            &[],
-        )
-    })?;
-    let key = &state.login().csrf_key;
-    let matches = params.get("csrf").is_some_and(|token| {
-        csrf::account_token_matches(key, &account.org.name, &account.session_secret, token)
-    });
-    if !matches {
-        return Err(account_page(state, &account, StatusCode::FORBIDDEN, Some(FORM_EXPIRED))
-            .await
-            .unwrap_or_else(server_error));
-    }
-    Ok((account, params))
+    pub session_secret: String,
+    pub user: User,
 }
 
 fn csrf_field(state: &TokenServiceState, account: &SignedIn) -> (&'static str, String) {
@@ -135,12 +78,12 @@ fn totp_enrolment(org: &OrganizationView) -> bool {
     org.spec.authentication.mfa.methods.contains(&MfaMethod::Totp)
 }
 
-async fn account_page(
+pub(super) async fn account_page(
     state: &TokenServiceState,
     account: &SignedIn,
     status: StatusCode,
     message: Option<&str>,
-) -> Result<Response, OAuthError> {
+) -> Result<Page, LoginError> {
     let SignedIn { org, user, .. } = account;
     let mut factors: Vec<FactorRow> = credentials::for_user(state.store(), &org.namespace, &user.id)
         .await?
@@ -169,7 +112,7 @@ async fn account_page(
     let webauthn_action = format!("{path}/account/webauthn");
     let totp_action = format!("{path}/account/totp");
     let hidden = vec![csrf_field(state, account)];
-    let page = pages::account(&AccountPage {
+    let page = AccountPage {
         organization_display_name: &org.display_name,
         user_name: &user.user_name,
         factors,
@@ -178,65 +121,107 @@ async fn account_page(
             .filter(|kinds| kinds.passkey || kinds.security_key)
             .map(|kinds| (PlainForm { action: &webauthn_action, hidden: hidden.clone() }, kinds)),
         add_totp: totp_enrolment(org).then(|| PlainForm { action: &totp_action, hidden }),
-    });
-    Ok(pages::respond(status, page, &[]))
+    };
+    Ok(Page::new(status, &page))
+}
+
+/// The account page again, saying why the post was refused.
+pub(super) async fn refused(
+    state: &TokenServiceState,
+    account: &SignedIn,
+    status: StatusCode,
+    message: &str,
+) -> LoginError {
+    Step::Account { account }.refused(state, status, message).await
 }
 
 pub(super) async fn show(
     State(state): State<TokenServiceState>,
-    Path(organization): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    match signed_in(&state, &organization, &headers).await {
-        Ok(account) => {
-            account_page(&state, &account, StatusCode::OK, None).await.unwrap_or_else(server_error)
-        }
-        Err(page) => page,
-    }
+    account: SignedIn,
+) -> Result<Page, LoginError> {
+    account_page(&state, &account, StatusCode::OK, None).await
 }
 
-/// The password again, throttled like a sign-in; `Err` is the page to answer with.
-async fn confirm_password(
+/// Before a factor is added: the organization allows it, it has a name,
+/// and the password is given again (throttled like a sign-in).
+async fn may_add_factor(
     state: &TokenServiceState,
     account: &SignedIn,
     params: &Params,
     source: SourceAddress,
-) -> Result<Result<(), Response>, OAuthError> {
-    let login = state.login();
-    let now = state.now();
-    let key = AccountKey { organization: account.org.namespace.clone(), account: account.user.id.clone() };
-    if let ThrottleVerdict::Throttled { retry_after } = login.throttle.check(&key, source.0.into(), now) {
-        let message = throttle_message(retry_after);
-        let page = account_page(state, account, StatusCode::TOO_MANY_REQUESTS, Some(&message)).await?;
-        return Ok(Err(throttled(page, retry_after)));
+    allowed: bool,
+    not_allowed: &str,
+    no_name: &str,
+) -> Result<String, LoginError> {
+    if !allowed {
+        return Err(refused(state, account, StatusCode::FORBIDDEN, not_allowed).await);
     }
+    let name = params.get("name").unwrap_or_default().trim();
+    if name.is_empty() || name.chars().count() > 64 {
+        return Err(refused(state, account, StatusCode::BAD_REQUEST, no_name).await);
+    }
+    let step = Step::Account { account };
+    let now = state.now();
+    let key = Attempt::key(&account.org, account.user.id.clone());
+    let attempt = Attempt::begin(state, key, source, now, &step).await?;
     let password = params.get("password").unwrap_or_default();
-    let verified = match &account.user.password_hash {
-        Some(hash) if !password.is_empty() => match login.hasher.verify(password, hash.expose()).await {
-            Ok(verified) => verified,
-            Err(PasswordError::TooLong) => false,
-            Err(PasswordError::Busy) => {
-                let message = "We are busy. Please try again in a moment.";
-                let page =
-                    account_page(state, account, StatusCode::SERVICE_UNAVAILABLE, Some(message)).await?;
-                return Ok(Err(throttled(page, std::time::Duration::from_secs(1))));
-            }
-            Err(error) => return Err(OAuthError::server_because("password check", error)),
-        },
-        _ => false,
+    let verified = match account.user.password_hash.as_ref().filter(|_| !password.is_empty()) {
+        Some(hash) => attempt.password_matches(state, password, Some(hash.expose()), &step).await?,
+        None => false,
     };
     if !verified {
-        login.throttle.record_failure(&key, source.0.into(), now);
+        attempt.failed();
         let message = "That password is not right. Enter your password to add a sign-in method.";
-        return Ok(Err(account_page(state, account, StatusCode::UNAUTHORIZED, Some(message)).await?));
+        return Err(refused(state, account, StatusCode::UNAUTHORIZED, message).await);
     }
-    login.throttle.record_success(&key);
-    Ok(Ok(()))
+    attempt.succeeded();
+    Ok(name.to_owned())
 }
 
-fn factor_name(params: &Params) -> Option<String> {
-    let name = params.get("name").unwrap_or_default().trim();
-    (!name.is_empty() && name.chars().count() <= 64).then(|| name.to_owned())
+/// The enrolment ceremony this session started for `purpose`, taken once;
+/// the account page again (`expired`) when it is gone or not this user's.
+async fn take_enrolment<T: DeserializeOwned>(
+    state: &TokenServiceState,
+    account: &SignedIn,
+    purpose: Purpose,
+    params: &Params,
+    expired: &str,
+) -> Result<T, LoginError> {
+    let SignedIn { org, user, session, .. } = account;
+    let ceremony: Option<ceremonies::Taken<T>> = ceremonies::take(
+        state.store(),
+        &org.namespace,
+        purpose,
+        &session_binding(&session.id),
+        params.get("ceremony").unwrap_or_default(),
+        state.now(),
+    )
+    .await?;
+    match ceremony {
+        Some(taken) if taken.user_id.as_deref() == Some(user.id.as_str()) => Ok(taken.state),
+        _ => Err(refused(state, account, StatusCode::FORBIDDEN, expired).await),
+    }
+}
+
+/// Remembers `pending` for this session's enrolment ceremony; returns its id.
+async fn start_enrolment(
+    state: &TokenServiceState,
+    account: &SignedIn,
+    purpose: Purpose,
+    pending: &impl Serialize,
+) -> Result<String, LoginError> {
+    let SignedIn { org, user, session, .. } = account;
+    Ok(ceremonies::start(
+        state.store(),
+        &org.namespace,
+        purpose,
+        &session_binding(&session.id),
+        Some(&user.id),
+        pending,
+        state.now(),
+        state.login().form_lifetime,
+    )
+    .await?)
 }
 
 // === WebAuthn enrolment. ===
@@ -251,41 +236,18 @@ struct Registration {
 
 pub(super) async fn webauthn_start(
     State(state): State<TokenServiceState>,
-    Path(organization): Path<String>,
     source: SourceAddress,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (account, params) = match accept_post(&state, &organization, &headers, &body).await {
-        Ok(accepted) => accepted,
-        Err(page) => return page,
-    };
-    webauthn_start_inner(&state, &account, &params, source).await.unwrap_or_else(server_error)
-}
-
-async fn webauthn_start_inner(
-    state: &TokenServiceState,
-    account: &SignedIn,
-    params: &Params,
-    source: SourceAddress,
-) -> Result<Response, OAuthError> {
-    let SignedIn { org, user, session, .. } = account;
+    AccountPost { account, params }: AccountPost,
+) -> Result<Page, LoginError> {
+    let state = &state;
+    let SignedIn { org, user, .. } = &account;
     let passkey = params.get("kind") == Some("passkey");
     let kinds = webauthn_kinds(state, org);
     let allowed = if passkey { kinds.passkey } else { kinds.security_key };
-    if !allowed {
-        let message = "Your organization does not allow adding this kind of sign-in method.";
-        return account_page(state, account, StatusCode::FORBIDDEN, Some(message)).await;
-    }
-    let Some(name) = factor_name(params) else {
-        let message = "Give the security key a name (up to 64 characters).";
-        return account_page(state, account, StatusCode::BAD_REQUEST, Some(message)).await;
-    };
-    if let Err(page) = confirm_password(state, account, params, source).await? {
-        return Ok(page);
-    }
-    let rp =
-        relying_party(state, org).ok_or_else(|| OAuthError::internal("WebAuthn has no relying party"))?;
+    let not_allowed = "Your organization does not allow adding this kind of sign-in method.";
+    let no_name = "Give the security key a name (up to 64 characters).";
+    let name = may_add_factor(state, &account, &params, source, allowed, not_allowed, no_name).await?;
+    let rp = required_relying_party(state, org)?;
     let user_handle = Uuid::parse_str(&user.id).map_err(OAuthError::server)?;
     let existing: Vec<_> = credentials::for_user(state.store(), &org.namespace, &user.id)
         .await?
@@ -304,70 +266,37 @@ async fn webauthn_start_inner(
         selection["residentKey"] = "required".into();
         selection["requireResidentKey"] = true.into();
     }
-    let login = state.login();
-    let ceremony = ceremonies::start(
-        state.store(),
-        &org.namespace,
-        Purpose::Register,
-        &session_binding(&session.id),
-        Some(&user.id),
-        &Registration { state: registration, name, passkey },
-        state.now(),
-        login.form_lifetime,
-    )
-    .await?;
+    let pending = Registration { state: registration, name, passkey };
+    let ceremony = start_enrolment(state, &account, Purpose::Register, &pending).await?;
     let action = format!("{}/account/webauthn/finish", issuer_path(state, &org.name));
-    let page = pages::ceremony(&CeremonyPage {
+    let page = CeremonyPage {
         title: if passkey { "Add a passkey" } else { "Add a security key" },
         text: "Press the button, then follow your browser: touch your security key or unlock your device.",
         button: "Create",
         mode: CeremonyMode::Create,
         options: &options,
-        form: PlainForm { action: &action, hidden: vec![csrf_field(state, account), ("ceremony", ceremony)] },
+        form: PlainForm {
+            action: &action,
+            hidden: vec![csrf_field(state, &account), ("ceremony", ceremony)],
+        },
         message: None,
-        alternative: None,
-    });
-    Ok(pages::respond_with_ceremony(StatusCode::OK, page, &[]))
+        totp_alternative: None,
+    };
+    Ok(Page::ceremony(StatusCode::OK, &page))
 }
 
 pub(super) async fn webauthn_finish(
     State(state): State<TokenServiceState>,
-    Path(organization): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (account, params) = match accept_post(&state, &organization, &headers, &body).await {
-        Ok(accepted) => accepted,
-        Err(page) => return page,
-    };
-    webauthn_finish_inner(&state, &account, &params).await.unwrap_or_else(server_error)
-}
-
-async fn webauthn_finish_inner(
-    state: &TokenServiceState,
-    account: &SignedIn,
-    params: &Params,
-) -> Result<Response, OAuthError> {
-    let SignedIn { org, user, session, .. } = account;
-    let now = state.now();
-    let ceremony: Option<ceremonies::Taken<Registration>> = ceremonies::take(
-        state.store(),
-        &org.namespace,
-        Purpose::Register,
-        &session_binding(&session.id),
-        params.get("ceremony").unwrap_or_default(),
-        now,
-    )
-    .await?;
-    let Some(ceremony) = ceremony.filter(|c| c.user_id.as_deref() == Some(user.id.as_str())) else {
-        let message = "Adding the security key took too long or was already done. Please start again.";
-        return account_page(state, account, StatusCode::FORBIDDEN, Some(message)).await;
-    };
+    AccountPost { account, params }: AccountPost,
+) -> Result<Page, LoginError> {
+    let state = &state;
+    let SignedIn { org, user, .. } = &account;
+    let expired = "Adding the security key took too long or was already done. Please start again.";
+    let registration: Registration =
+        take_enrolment(state, &account, Purpose::Register, &params, expired).await?;
     let credential: Option<RegisterPublicKeyCredential> =
         params.get("credential").and_then(|json| serde_json::from_str(json).ok());
-    let rp =
-        relying_party(state, org).ok_or_else(|| OAuthError::internal("WebAuthn has no relying party"))?;
-    let registration = ceremony.state;
+    let rp = required_relying_party(state, org)?;
     let passkey = match credential.map(|c| rp.finish_passkey_registration(&c, &registration.state)) {
         Some(Ok(passkey)) => passkey,
         Some(Err(error)) => {
@@ -378,14 +307,15 @@ async fn webauthn_finish_inner(
                 }
                 _ => "Your security key's answer was not right. It was not added.",
             };
-            return account_page(state, account, StatusCode::BAD_REQUEST, Some(message)).await;
+            return Err(refused(state, &account, StatusCode::BAD_REQUEST, message).await);
         }
         None => {
             let message = "No answer from a security key arrived. It was not added.";
-            return account_page(state, account, StatusCode::BAD_REQUEST, Some(message)).await;
+            return Err(refused(state, &account, StatusCode::BAD_REQUEST, message).await);
         }
     };
     let kind = if registration.passkey { CredentialKind::Passkey } else { CredentialKind::SecurityKey };
+    let now = state.now();
     let inserted = credentials::insert(
         state.store(),
         &org.namespace,
@@ -397,11 +327,12 @@ async fn webauthn_finish_inner(
     )
     .await?;
     if !inserted {
-        let message = "That security key is enrolled already.";
-        return account_page(state, account, StatusCode::CONFLICT, Some(message)).await;
+        return Err(
+            refused(state, &account, StatusCode::CONFLICT, "That security key is enrolled already.").await
+        );
     }
     let message = format!("Added “{}”.", registration.name);
-    account_page(state, account, StatusCode::OK, Some(&message)).await
+    account_page(state, &account, StatusCode::OK, Some(&message)).await
 }
 
 // === TOTP enrolment. ===
@@ -415,43 +346,33 @@ struct TotpEnrolment {
 
 pub(super) async fn totp_start(
     State(state): State<TokenServiceState>,
-    Path(organization): Path<String>,
     source: SourceAddress,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (account, params) = match accept_post(&state, &organization, &headers, &body).await {
-        Ok(accepted) => accepted,
-        Err(page) => return page,
-    };
-    totp_start_inner(&state, &account, &params, source).await.unwrap_or_else(server_error)
-}
-
-async fn totp_start_inner(
-    state: &TokenServiceState,
-    account: &SignedIn,
-    params: &Params,
-    source: SourceAddress,
-) -> Result<Response, OAuthError> {
-    let SignedIn { org, user, .. } = account;
-    if !totp_enrolment(org) {
-        let message = "Your organization does not allow authenticator apps.";
-        return account_page(state, account, StatusCode::FORBIDDEN, Some(message)).await;
-    }
-    let Some(name) = factor_name(params) else {
-        let message = "Give the authenticator app a name (up to 64 characters).";
-        return account_page(state, account, StatusCode::BAD_REQUEST, Some(message)).await;
-    };
-    if let Err(page) = confirm_password(state, account, params, source).await? {
-        return Ok(page);
-    }
+    AccountPost { account, params }: AccountPost,
+) -> Result<Page, LoginError> {
+    let state = &state;
+    let SignedIn { org, user, .. } = &account;
+    let not_allowed = "Your organization does not allow authenticator apps.";
+    let no_name = "Give the authenticator app a name (up to 64 characters).";
+    let allowed = totp_enrolment(org);
+    let name = may_add_factor(state, &account, &params, source, allowed, not_allowed, no_name).await?;
     let secret = zeroize::Zeroizing::new(totp::generate_secret().map_err(OAuthError::server)?);
     let sealed_secret = state
         .login()
         .totp_sealer()
         .seal(&org.namespace, &user.id, secret.as_ref())
         .map_err(OAuthError::server)?;
-    show_totp_code_form(state, account, &TotpEnrolment { sealed_secret, name }, StatusCode::OK, None).await
+    show_totp_code_form(state, &account, &TotpEnrolment { sealed_secret, name }, StatusCode::OK, None).await
+}
+
+/// The pending secret, opened.
+fn open_pending_secret(
+    state: &TokenServiceState,
+    account: &SignedIn,
+    pending: &TotpEnrolment,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, OAuthError> {
+    let opened =
+        state.login().totp_sealer().open(&account.org.namespace, &account.user.id, &pending.sealed_secret);
+    Ok(zeroize::Zeroizing::new(opened.map_err(OAuthError::server)?))
 }
 
 /// Remembers the pending secret in a new ceremony and asks for its first code.
@@ -461,78 +382,38 @@ async fn show_totp_code_form(
     pending: &TotpEnrolment,
     status: StatusCode,
     message: Option<&str>,
-) -> Result<Response, OAuthError> {
-    let SignedIn { org, user, session, .. } = account;
-    let secret = zeroize::Zeroizing::new(
-        state
-            .login()
-            .totp_sealer()
-            .open(&org.namespace, &user.id, &pending.sealed_secret)
-            .map_err(OAuthError::server)?,
-    );
-    let ceremony = ceremonies::start(
-        state.store(),
-        &org.namespace,
-        Purpose::TotpEnrolment,
-        &session_binding(&session.id),
-        Some(&user.id),
-        pending,
-        state.now(),
-        state.login().form_lifetime,
-    )
-    .await?;
+) -> Result<Page, LoginError> {
+    let SignedIn { org, user, .. } = account;
+    let secret = open_pending_secret(state, account, pending)?;
+    let ceremony = start_enrolment(state, account, Purpose::TotpEnrolment, pending).await?;
     let uri = totp::provisioning_uri(&org.display_name, &user.user_name, &secret);
     let key_text = uri.split("secret=").nth(1).and_then(|rest| rest.split('&').next()).unwrap_or_default();
     let action = format!("{}/account/totp/finish", issuer_path(state, &org.name));
-    let form =
-        PlainForm { action: &action, hidden: vec![csrf_field(state, account), ("ceremony", ceremony)] };
-    Ok(pages::respond(status, pages::totp_enrolment(&uri, key_text, &form, message), &[]))
+    let page = TotpEnrolmentPage {
+        provisioning_uri: &uri,
+        secret_text: key_text,
+        form: PlainForm { action: &action, hidden: vec![csrf_field(state, account), ("ceremony", ceremony)] },
+        message,
+    };
+    Ok(Page::new(status, &page))
 }
 
 pub(super) async fn totp_finish(
     State(state): State<TokenServiceState>,
-    Path(organization): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (account, params) = match accept_post(&state, &organization, &headers, &body).await {
-        Ok(accepted) => accepted,
-        Err(page) => return page,
-    };
-    totp_finish_inner(&state, &account, &params).await.unwrap_or_else(server_error)
-}
-
-async fn totp_finish_inner(
-    state: &TokenServiceState,
-    account: &SignedIn,
-    params: &Params,
-) -> Result<Response, OAuthError> {
-    let SignedIn { org, user, session, .. } = account;
+    AccountPost { account, params }: AccountPost,
+) -> Result<Page, LoginError> {
+    let state = &state;
+    let SignedIn { org, user, .. } = &account;
+    let expired = "Adding the authenticator app took too long or was already done. Please start again.";
+    let pending: TotpEnrolment =
+        take_enrolment(state, &account, Purpose::TotpEnrolment, &params, expired).await?;
+    let secret = open_pending_secret(state, &account, &pending)?;
     let now = state.now();
-    let ceremony: Option<ceremonies::Taken<TotpEnrolment>> = ceremonies::take(
-        state.store(),
-        &org.namespace,
-        Purpose::TotpEnrolment,
-        &session_binding(&session.id),
-        params.get("ceremony").unwrap_or_default(),
-        now,
-    )
-    .await?;
-    let Some(pending) = ceremony.filter(|c| c.user_id.as_deref() == Some(user.id.as_str())) else {
-        let message = "Adding the authenticator app took too long or was already done. Please start again.";
-        return account_page(state, account, StatusCode::FORBIDDEN, Some(message)).await;
-    };
-    let pending = pending.state;
-    let secret = zeroize::Zeroizing::new(
-        state
-            .login()
-            .totp_sealer()
-            .open(&org.namespace, &user.id, &pending.sealed_secret)
-            .map_err(OAuthError::server)?,
-    );
     let Some(step) = totp::verify(&secret, params.get("code").unwrap_or_default(), now, None) else {
         let message = "That code is not right. Enter the code your app shows now.";
-        return show_totp_code_form(state, account, &pending, StatusCode::UNAUTHORIZED, Some(message)).await;
+        let page =
+            show_totp_code_form(state, &account, &pending, StatusCode::UNAUTHORIZED, Some(message)).await?;
+        return Err(page.into());
     };
     let factor = MfaFactor::Totp { sealed_secret: SecretString::new(pending.sealed_secret.clone()) };
     let enrolment = state
@@ -542,5 +423,5 @@ async fn totp_finish_inner(
     // The code just shown is spent: it does not also pass a sign-in.
     state.store().take_totp_step(&enrolment.id, step).await?;
     let message = format!("Added “{}”.", pending.name);
-    account_page(state, account, StatusCode::OK, Some(&message)).await
+    account_page(state, &account, StatusCode::OK, Some(&message)).await
 }

@@ -12,18 +12,20 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::SignedDuration;
 
 use super::cookies;
 use super::csrf;
-use super::flow::{self, current_session, secure_cookies, see_other, server_error};
+use super::error::LoginError;
+use super::extract::PathOrganization;
+use super::flow::{current_session, secure_cookies, see_other};
 use super::issuer_path;
-use super::pages;
+use super::pages::{LogoutConfirmPage, Page, PlainForm};
 use super::request::Params;
 use super::session;
 use crate::token::claims::IdTokenClaims;
@@ -37,65 +39,47 @@ const HINT_LEEWAY: SignedDuration = SignedDuration::from_hours(24 * 30);
 
 pub(super) async fn end_session_get(
     State(state): State<TokenServiceState>,
-    Path(organization): Path<String>,
+    PathOrganization(org): PathOrganization,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-) -> Response {
-    end_session(&state, &organization, query.unwrap_or_default().as_bytes(), &headers, false).await
+) -> Result<Response, LoginError> {
+    end_session(&state, &org, query.unwrap_or_default().as_bytes(), &headers, false).await
 }
 
 pub(super) async fn end_session_post(
     State(state): State<TokenServiceState>,
-    Path(organization): Path<String>,
+    PathOrganization(org): PathOrganization,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    end_session(&state, &organization, &body, &headers, true).await
+) -> Result<Response, LoginError> {
+    end_session(&state, &org, &body, &headers, true).await
 }
 
-fn bad_request(text: &str) -> Response {
-    pages::respond(StatusCode::BAD_REQUEST, pages::notice("Sign-out request refused", text), &[])
+/// The "request refused" page, saying why.
+fn refused(text: &str) -> LoginError {
+    Page::notice(StatusCode::BAD_REQUEST, "Sign-out request refused", text).into()
 }
 
 async fn end_session(
     state: &TokenServiceState,
-    organization: &str,
+    org: &OrganizationView,
     encoded: &[u8],
     headers: &HeaderMap,
     posted: bool,
-) -> Response {
-    let org = match flow::organization(state, organization).await {
-        Ok(org) => org,
-        Err(page) => return page,
-    };
-    let params = match Params::parse(encoded) {
-        Ok(params) => params,
-        Err(reason) => return bad_request(&format!("The request is malformed: {reason}.")),
-    };
-    match end_session_inner(state, &org, &params, headers, posted).await {
-        Ok(response) => response,
-        Err(error) => server_error(error),
-    }
-}
-
-async fn end_session_inner(
-    state: &TokenServiceState,
-    org: &OrganizationView,
-    params: &Params,
-    headers: &HeaderMap,
-    posted: bool,
-) -> Result<Response, OAuthError> {
+) -> Result<Response, LoginError> {
+    let params =
+        Params::parse(encoded).map_err(|reason| refused(&format!("The request is malformed: {reason}.")))?;
     let hint = match params.get("id_token_hint") {
         Some(token) => match verify_hint(state, org, token).await? {
             Some(claims) => Some(claims),
-            None => return Ok(bad_request("The id_token_hint was not issued here.")),
+            None => return Err(refused("The id_token_hint was not issued here.")),
         },
         None => None,
     };
     let hinted_client = hint.as_ref().and_then(|claims| claims.aud.as_slice().first().cloned());
     let client_id = match (params.get("client_id"), hinted_client.as_deref()) {
         (Some(given), Some(hinted)) if given != hinted => {
-            return Ok(bad_request("client_id does not match the id_token_hint."));
+            return Err(refused("client_id does not match the id_token_hint."));
         }
         (Some(given), _) => Some(given.to_owned()),
         (None, hinted) => hinted.map(str::to_owned),
@@ -103,7 +87,7 @@ async fn end_session_inner(
     let client: Option<Arc<ClientView>> = match &client_id {
         Some(id) => match state.client(&org.name, id).await? {
             Some(client) => Some(client),
-            None => return Ok(bad_request("The application is not registered here.")),
+            None => return Err(refused("The application is not registered here.")),
         },
         None => None,
     };
@@ -111,12 +95,10 @@ async fn end_session_inner(
         None => None,
         Some(uri) => {
             let Some(client) = &client else {
-                return Ok(bad_request("post_logout_redirect_uri needs an id_token_hint or a client_id."));
+                return Err(refused("post_logout_redirect_uri needs an id_token_hint or a client_id."));
             };
             if !client.post_logout_redirect_uris.iter().any(|registered| registered == uri) {
-                return Ok(bad_request(
-                    "The post_logout_redirect_uri is not registered for this application.",
-                ));
+                return Err(refused("The post_logout_redirect_uri is not registered for this application."));
             }
             Some(uri.to_owned())
         }
@@ -149,11 +131,11 @@ async fn end_session_inner(
             }
             let action = format!("{path}/end_session");
             let status = if posted { StatusCode::FORBIDDEN } else { StatusCode::OK };
-            return Ok(pages::respond(
-                status,
-                pages::logout_confirm(&org.display_name, &action, &hidden),
-                &[],
-            ));
+            let page = LogoutConfirmPage {
+                organization_display_name: &org.display_name,
+                form: PlainForm { action: &action, hidden },
+            };
+            return Ok(Page::new(status, &page).into_response());
         }
         if confirmed {
             session::end(state.store(), &session, state.now()).await?;
@@ -175,11 +157,10 @@ async fn end_session_inner(
             };
             see_other(&location, &set_cookies)
         }
-        None => pages::respond(
-            StatusCode::OK,
-            pages::notice("Signed out", &format!("You are signed out of {}.", org.display_name)),
-            &set_cookies,
-        ),
+        None => {
+            let text = format!("You are signed out of {}.", org.display_name);
+            Page::notice(StatusCode::OK, "Signed out", &text).with_cookies(set_cookies).into_response()
+        }
     })
 }
 

@@ -1,5 +1,5 @@
-//! What the sign-in handlers share: showing the sign-in form (with its
-//! pre-login cookie and CSRF token), answering a refused request, and
+//! What the sign-in handlers share: the browser's pre-login cookie, showing
+//! the sign-in form (with its CSRF token), answering a refused request, and
 //! finishing a sign-in with a session, a code and the redirect.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -7,7 +7,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::cookies;
 use super::csrf::{self, random_token};
-use super::pages::{self, FormContext, PlainForm};
+use super::error::LoginError;
+use super::pages::{FormContext, HiddenFields, Page, PlainForm, SignInPage};
 use super::request::{AuthorizationRequest, RequestError, redirect_to};
 use super::session::{self, Session};
 use super::webauthn::passkeys_offered;
@@ -20,38 +21,12 @@ use crate::token::service::state::{OrganizationView, TokenServiceState};
 /// How long the pre-login cookie lives: long enough to leave a form open.
 const PRE_LOGIN_COOKIE_SECS: u64 = 60 * 60;
 
-/// A fault of ours at a sign-in page: logged, and a plain page for the user.
-pub(super) fn server_error(error: OAuthError) -> Response {
-    tracing::error!(%error, "sign-in failed on our side");
-    pages::respond(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        pages::notice("Something went wrong", "Signing in failed on our side. Please try again later."),
-        &[],
-    )
-}
-
-pub(super) fn unknown_organization() -> Response {
-    pages::respond(StatusCode::NOT_FOUND, pages::notice("Not found", "There is no organization here."), &[])
-}
-
-/// The organization named in the path, or the page to answer with.
-pub(super) async fn organization(
-    state: &TokenServiceState,
-    name: &str,
-) -> Result<std::sync::Arc<OrganizationView>, Response> {
-    match state.organization(name).await {
-        Ok(Some(org)) => Ok(org),
-        Ok(None) => Err(unknown_organization()),
-        Err(error) => Err(server_error(error)),
-    }
-}
-
 /// RFC 6749 §4.1.2.1: untrusted client or redirect URI → a page here;
 /// anything else → back to the client with `error`.
-pub(super) fn refusal(state: &TokenServiceState, org: &OrganizationView, error: RequestError) -> Response {
+pub(super) fn refusal(state: &TokenServiceState, org: &OrganizationView, error: RequestError) -> LoginError {
     match error {
         RequestError::Untrusted(reason) => {
-            pages::respond(StatusCode::BAD_REQUEST, pages::notice("Sign-in request refused", &reason), &[])
+            Page::notice(StatusCode::BAD_REQUEST, "Sign-in request refused", &reason).into()
         }
         RequestError::ToClient { redirect_uri, state: client_state, error, description } => {
             let location = redirect_to(
@@ -60,22 +35,21 @@ pub(super) fn refusal(state: &TokenServiceState, org: &OrganizationView, error: 
                 &state.issuer(&org.name),
                 &[("error", error), ("error_description", &description)],
             );
-            see_other(&location, &[])
+            LoginError::ToClient { location }
         }
-        RequestError::Server(error) => server_error(error),
+        RequestError::Server(error) => error.into(),
     }
 }
 
 /// 303 to `location`, never cached.
 pub(super) fn see_other(location: &str, set_cookies: &[String]) -> Response {
+    let Ok(location) = HeaderValue::from_str(location) else {
+        return LoginError::from(OAuthError::internal("a redirect location is not a valid header"))
+            .into_response();
+    };
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();
-    match HeaderValue::from_str(location) {
-        Ok(value) => {
-            headers.insert(header::LOCATION, value);
-        }
-        Err(_) => return server_error(OAuthError::internal("a redirect location is not a valid header")),
-    }
+    headers.insert(header::LOCATION, location);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     for cookie in set_cookies {
         if let Ok(value) = HeaderValue::from_str(cookie) {
@@ -90,62 +64,77 @@ pub(super) fn secure_cookies(state: &TokenServiceState) -> bool {
     cookies_need_https(state.public_base_url())
 }
 
-/// The browser's pre-login id, and the `Set-Cookie` to send when it is new.
-pub(super) fn pre_login_id(
-    state: &TokenServiceState,
-    org: &OrganizationView,
-    headers: &HeaderMap,
-) -> (String, Option<String>) {
-    match cookies::read(headers, cookies::PRE_LOGIN) {
-        Some(id) => (id, None),
-        None => {
-            let id = random_token();
-            let cookie = cookies::set(
-                cookies::PRE_LOGIN,
-                &id,
-                &issuer_path(state, &org.name),
-                PRE_LOGIN_COOKIE_SECS,
-                secure_cookies(state),
-            );
-            (id, Some(cookie))
+/// The browser's pre-login id: binds CSRF tokens, MFA tickets and sign-in
+/// ceremonies to one browser.
+pub(super) struct PreLogin {
+    pub id: String,
+    /// The `Set-Cookie` to send when the browser had no cookie: a new id.
+    pub set_cookie: Option<String>,
+}
+
+impl PreLogin {
+    /// The id of the browser's cookie for `organization`'s issuer path, or a new one.
+    pub fn of(state: &TokenServiceState, organization: &str, headers: &HeaderMap) -> Self {
+        match cookies::read(headers, cookies::PRE_LOGIN) {
+            Some(id) => PreLogin { id, set_cookie: None },
+            None => {
+                let id = random_token();
+                let cookie = cookies::set(
+                    cookies::PRE_LOGIN,
+                    &id,
+                    &issuer_path(state, organization),
+                    PRE_LOGIN_COOKIE_SECS,
+                    secure_cookies(state),
+                );
+                PreLogin { id, set_cookie: Some(cookie) }
+            }
         }
     }
 }
 
-/// The sign-in form; `fresh_cookie` forces a new pre-login id (after a CSRF failure).
+/// The authorization request and this browser's CSRF token, as hidden fields
+/// of a sign-in form.
+pub(super) fn sign_in_fields(
+    state: &TokenServiceState,
+    org: &OrganizationView,
+    request: &AuthorizationRequest,
+    browser: &PreLogin,
+) -> HiddenFields {
+    let mut hidden = request.hidden_fields();
+    hidden.push(("csrf", csrf::csrf_token(&state.login().csrf_key, &org.name, &browser.id)));
+    hidden
+}
+
+/// The sign-in form (and the pre-login cookie, when the browser gets a new one).
 pub(super) fn show_sign_in(
     state: &TokenServiceState,
     org: &OrganizationView,
     request: &AuthorizationRequest,
-    headers: &HeaderMap,
+    browser: &PreLogin,
     status: StatusCode,
     message: Option<&str>,
     user_name: &str,
-) -> Response {
-    let (id, set_cookie) = pre_login_id(state, org, headers);
-    let mut hidden = request.hidden_fields();
-    hidden.push(("csrf", csrf::csrf_token(&state.login().csrf_key, &org.name, &id)));
+) -> Page {
+    let hidden = sign_in_fields(state, org, request, browser);
     let action = format!("{}/login", issuer_path(state, &org.name));
     let passkey_action = format!("{action}/passkey/start");
-    let passkey_hidden = hidden.clone();
-    let page = pages::sign_in(
-        &FormContext {
+    let passkey =
+        passkeys_offered(state, org).then(|| PlainForm { action: &passkey_action, hidden: hidden.clone() });
+    let page = SignInPage {
+        form: FormContext {
             organization_display_name: &org.display_name,
-            client_display_name: request.client.display_name.as_deref().unwrap_or(&request.client.client_id),
+            client_display_name: request.client_name(),
             action: &action,
             hidden,
             message,
         },
         user_name,
-        passkeys_offered(state, org)
-            .then_some(PlainForm { action: &passkey_action, hidden: passkey_hidden })
-            .as_ref(),
-    );
-    let cookies: Vec<String> = set_cookie.into_iter().collect();
-    pages::respond(status, page, &cookies)
+        passkey,
+    };
+    Page::new(status, &page).with_cookie(browser.set_cookie.clone())
 }
 
-/// The live session of the browser, for this organization.
+/// The live session of the browser, for this organization, and its cookie's secret.
 pub(super) async fn current_session(
     state: &TokenServiceState,
     org: &OrganizationView,
@@ -163,7 +152,7 @@ pub(super) async fn finish(
     user_id: &str,
     amr: Vec<String>,
     existing: Option<Session>,
-) -> Result<Response, OAuthError> {
+) -> Result<Response, LoginError> {
     let now = state.now();
     let mut set_cookies = Vec::new();
     let session = match existing {

@@ -19,28 +19,37 @@
 //! ```
 //!
 //! - [`request`]: the authorization request, validated (RFC 6749 §4.1.1, RFC 7636, OIDC Core §3.1.2).
-//! - [`pages`]: the HTML, every value escaped.
+//! - [`extract`]: what a request must carry before a handler runs (a sign-in
+//!   form post with this browser's CSRF token, a signed-in form post).
+//! - [`error`]: [`LoginError`](error::LoginError), each refusal rendering itself.
+//! - [`attempt`]: the throttle, checked and fed in one place; [`step`]: the page each step shows again.
+//! - [`pages`]: the HTML, askama templates in `templates/` on one base layout, escaped by the engine.
 //! - [`csrf`]: the pre-login cookie, CSRF tokens and MFA tickets (HMAC).
 //! - [`session`]: the `sessions` table and the session cookie.
-//! - [`authorize`], [`sign_in`], [`webauthn`], [`account`], [`end_session`]: the handlers.
+//! - [`authorize`], [`sign_in`], [`webauthn`], [`account`], [`end_session`]: the handlers, each its
+//!   business logic only.
 //! - [`credentials`], [`ceremonies`]: the WebAuthn credentials and ceremony state in the store.
 //!
 //! The keys for CSRF tokens, tickets and sealing TOTP secrets come from one
 //! secret ([`LoginConfig::secret`]); replicas must share it.
 
 mod account;
+mod attempt;
 mod authorize;
 mod ceremonies;
 mod cookies;
 mod credentials;
 mod csrf;
 mod end_session;
+mod error;
+mod extract;
 mod flow;
 mod mfa;
 mod pages;
 mod request;
 mod session;
 mod sign_in;
+mod step;
 mod webauthn;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

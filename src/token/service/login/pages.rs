@@ -1,89 +1,149 @@
-//! The sign-in and account pages: plain HTML forms; the WebAuthn pages add one
-//! fixed script (allowed by its hash in the CSP, nothing else runs) that hands
-//! the ceremony's options to `navigator.credentials` and posts the answer.
-//! Every value that reaches a page goes through [`escape`]; pages are never
-//! cached or framed.
+//! The sign-in and account pages: askama templates (`templates/`, found
+//! through `askama.toml`), every value HTML-escaped by the engine
+//! ([`crate::html`]), each page extending the one layout `base.html`. Plain HTML forms; the WebAuthn pages
+//! add one fixed script (allowed by its hash in the CSP, nothing else runs)
+//! that hands the ceremony's options to `navigator.credentials` and posts the
+//! answer. Pages are never cached or framed.
+//!
+//! ```text
+//!  base.html ◄─ extends ─ notice, sign_in, totp, ceremony (+ ceremony.js), account, totp_enrolment, logout_confirm
+//!  forms.html: macros hidden(fields), message(text), form(form, button) { inputs }, password_again()
+//!  a template struct ─► Page::new(status, &page) ─► Page (+ Set-Cookie, Retry-After) ─► response with the headers below
+//! ```
 
+use std::time::Duration;
+
+use askama::Template;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-/// HTML-escapes text for element content and double-quoted attributes.
-pub(super) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            c => out.push(c),
+use crate::error_chain::ErrorChain;
+
+/// A rendered page and what goes with it: the status, cookies to set, a
+/// `Retry-After`. Answered with the headers every sign-in page carries.
+#[derive(Debug)]
+pub(super) struct Page {
+    status: StatusCode,
+    html: String,
+    /// The WebAuthn ceremony script may run.
+    runs_ceremony: bool,
+    set_cookies: Vec<String>,
+    retry_after: Option<Duration>,
+}
+
+impl Page {
+    /// `template` rendered; a template that fails to render is our fault,
+    /// logged, and answered with the generic error page.
+    pub fn new(status: StatusCode, template: &impl Template) -> Self {
+        Self::rendered(status, template, false)
+    }
+
+    /// A WebAuthn step: its script, and no other, may run.
+    pub fn ceremony(status: StatusCode, page: &CeremonyPage<'_>) -> Self {
+        Self::rendered(status, page, true)
+    }
+
+    fn rendered(status: StatusCode, template: &impl Template, runs_ceremony: bool) -> Self {
+        match template.render() {
+            Ok(html) => Self { status, html, runs_ceremony, set_cookies: Vec::new(), retry_after: None },
+            Err(error) => {
+                tracing::error!(error = %ErrorChain(&error), "a sign-in page did not render");
+                Self::server_error()
+            }
         }
     }
-    out
+
+    /// A page with a heading and one paragraph: errors, "signed out", "enrolment required".
+    pub fn notice(status: StatusCode, title: &str, text: &str) -> Self {
+        Self::new(status, &Notice { title, text })
+    }
+
+    /// What the user sees when something failed on our side (logged where it happened).
+    pub fn server_error() -> Self {
+        let notice = Notice {
+            title: "Something went wrong",
+            text: "Signing in failed on our side. Please try again later.",
+        };
+        // The fallback of the fallback: a notice that does not render.
+        let html = notice.render().unwrap_or_else(|_| "Something went wrong.".to_owned());
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            html,
+            runs_ceremony: false,
+            set_cookies: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Sets `cookie` (a `Set-Cookie` value) with the page, if there is one.
+    pub fn with_cookie(mut self, cookie: Option<String>) -> Self {
+        self.set_cookies.extend(cookie);
+        self
+    }
+
+    pub fn with_cookies(mut self, cookies: Vec<String>) -> Self {
+        self.set_cookies.extend(cookies);
+        self
+    }
+
+    /// RFC 9110 §10.2.3: when to try again (at least a second).
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
 }
 
-/// A page as a response, with the headers every sign-in page carries.
-pub(super) fn respond(status: StatusCode, html: String, set_cookies: &[String]) -> Response {
-    respond_with_csp(status, html, set_cookies, CSP_NO_SCRIPT)
-}
+const CSP_NO_SCRIPT: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'";
 
-/// A WebAuthn page: the ceremony script, and no other, may run.
-pub(super) fn respond_with_ceremony(status: StatusCode, html: String, set_cookies: &[String]) -> Response {
+/// The CSP of a WebAuthn page: the ceremony script is allowed by its hash.
+fn csp_with_ceremony() -> &'static str {
     static CSP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         use base64::Engine as _;
         let digest = ring::digest::digest(&ring::digest::SHA256, CEREMONY_SCRIPT.as_bytes());
         let hash = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
         format!("{CSP_NO_SCRIPT}; script-src 'sha256-{hash}'")
     });
-    respond_with_csp(status, html, set_cookies, &CSP)
+    &CSP
 }
 
-const CSP_NO_SCRIPT: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'";
-
-fn respond_with_csp(status: StatusCode, html: String, set_cookies: &[String], csp: &str) -> Response {
-    let mut response = (status, html).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    if let Ok(value) = HeaderValue::from_str(csp) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, value);
-    }
-    for cookie in set_cookies {
-        if let Ok(value) = HeaderValue::from_str(cookie) {
-            headers.append(header::SET_COOKIE, value);
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, self.html).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        let csp = if self.runs_ceremony { csp_with_ceremony() } else { CSP_NO_SCRIPT };
+        if let Ok(value) = HeaderValue::from_str(csp) {
+            headers.insert(header::CONTENT_SECURITY_POLICY, value);
         }
+        for cookie in &self.set_cookies {
+            if let Ok(value) = HeaderValue::from_str(cookie) {
+                headers.append(header::SET_COOKIE, value);
+            }
+        }
+        if let Some(wait) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+        }
+        response
     }
-    response
 }
 
-fn layout(title: &str, body: &str) -> String {
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title}</title>\
-         <style>body{{font-family:system-ui,sans-serif;max-width:24rem;margin:4rem auto;padding:0 1rem}}\
-         label,input,button{{display:block;width:100%;box-sizing:border-box;margin:.25rem 0}}\
-         input,button{{padding:.5rem}}.message{{color:#a00}}</style></head>\
-         <body>{body}</body></html>\n",
-        title = escape(title),
-    )
+/// A page with a heading and one paragraph.
+#[derive(Template)]
+#[template(path = "notice.html")]
+struct Notice<'a> {
+    title: &'a str,
+    text: &'a str,
 }
 
-fn hidden(fields: &[(&str, String)]) -> String {
-    fields
-        .iter()
-        .map(|(name, value)| {
-            format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", escape(name), escape(value))
-        })
-        .collect()
-}
-
-fn message_html(message: Option<&str>) -> String {
-    message.map(|m| format!("<p class=\"message\" role=\"alert\">{}</p>", escape(m))).unwrap_or_default()
-}
+/// Hidden form fields: the authorization request, CSRF token, ticket, ceremony.
+pub(super) type HiddenFields = Vec<(&'static str, String)>;
 
 /// What every sign-in form shows and carries.
 pub(super) struct FormContext<'a> {
@@ -92,144 +152,50 @@ pub(super) struct FormContext<'a> {
     /// Where the form posts.
     pub action: &'a str,
     /// The authorization request and CSRF token (and ticket) as hidden fields.
-    pub hidden: Vec<(&'static str, String)>,
+    pub hidden: HiddenFields,
     /// Why the form is shown again.
     pub message: Option<&'a str>,
 }
 
-/// The sign-in form; `passkey`: the form that starts a passkey sign-in, when the organization allows it.
-pub(super) fn sign_in(context: &FormContext<'_>, user_name: &str, passkey: Option<&PlainForm<'_>>) -> String {
-    let body = format!(
-        "<h1>Sign in to {org}</h1><p>to continue to {client}</p>{message}\
-         <form method=\"post\" action=\"{action}\">{hidden}\
-         <label for=\"username\">User name or email</label>\
-         <input id=\"username\" name=\"username\" autocomplete=\"username\" required value=\"{user}\">\
-         <label for=\"password\">Password</label>\
-         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-         <button type=\"submit\">Sign in</button></form>{passkey}",
-        org = escape(context.organization_display_name),
-        client = escape(context.client_display_name),
-        message = message_html(context.message),
-        action = escape(context.action),
-        hidden = hidden(&context.hidden),
-        user = escape(user_name),
-        passkey = passkey
-            .map(|form| format!("<p>or</p>{}", plain_form(form, "", "Sign in with a passkey")))
-            .unwrap_or_default(),
-    );
-    layout(&format!("Sign in to {}", context.organization_display_name), &body)
-}
-
-pub(super) fn totp(context: &FormContext<'_>) -> String {
-    let body = format!(
-        "<h1>Two-step verification</h1><p>Enter the 6-digit code from your authenticator app \
-         to sign in to {org}.</p>{message}\
-         <form method=\"post\" action=\"{action}\">{hidden}\
-         <label for=\"code\">Code</label>\
-         <input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" \
-         pattern=\"[0-9]{{6}}\" maxlength=\"6\" required autofocus>\
-         <button type=\"submit\">Verify</button></form>",
-        org = escape(context.organization_display_name),
-        message = message_html(context.message),
-        action = escape(context.action),
-        hidden = hidden(&context.hidden),
-    );
-    layout("Two-step verification", &body)
-}
-
-pub(super) fn logout_confirm(
-    organization_display_name: &str,
-    action: &str,
-    hidden_fields: &[(&str, String)],
-) -> String {
-    let body = format!(
-        "<h1>Sign out of {org}?</h1>\
-         <form method=\"post\" action=\"{action}\">{hidden}\
-         <button type=\"submit\">Sign out</button></form>",
-        org = escape(organization_display_name),
-        action = escape(action),
-        hidden = hidden(hidden_fields),
-    );
-    layout("Sign out", &body)
-}
-
-/// A page with a heading and one paragraph: errors, "signed out", "enrolment required".
-pub(super) fn notice(title: &str, text: &str) -> String {
-    layout(title, &format!("<h1>{}</h1><p>{}</p>", escape(title), escape(text)))
-}
-
-/// A form of hidden fields and a button (plus `inputs`, already rendered).
+/// A form of hidden fields, the inputs its template adds, and a button.
 pub(super) struct PlainForm<'a> {
     pub action: &'a str,
-    pub hidden: Vec<(&'static str, String)>,
+    pub hidden: HiddenFields,
 }
 
-fn plain_form(form: &PlainForm<'_>, inputs: &str, button: &str) -> String {
-    format!(
-        "<form method=\"post\" action=\"{action}\">{hidden}{inputs}<button type=\"submit\">{button}</button></form>",
-        action = escape(form.action),
-        hidden = hidden(&form.hidden),
-        button = escape(button),
-    )
+/// The sign-in form; `passkey`: the form that starts a passkey sign-in, when the organization allows it.
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+pub(super) struct SignInPage<'a> {
+    pub form: FormContext<'a>,
+    pub user_name: &'a str,
+    pub passkey: Option<PlainForm<'a>>,
+}
+
+/// The TOTP step after the password.
+#[derive(Template)]
+#[template(path = "totp.html")]
+pub(super) struct TotpPage<'a> {
+    pub form: FormContext<'a>,
+}
+
+/// "Sign out of …?": RP-initiated logout without an ID token hint.
+#[derive(Template)]
+#[template(path = "logout_confirm.html")]
+pub(super) struct LogoutConfirmPage<'a> {
+    pub organization_display_name: &'a str,
+    pub form: PlainForm<'a>,
 }
 
 /// Runs a WebAuthn ceremony: reads the options from the `webauthn-options`
 /// data block, asks the authenticator (`create` or `get`), puts the answer,
 /// base64url-encoded as webauthn-rs reads it, into the form and posts it.
 /// Fixed text: its hash is the only script the CSP allows.
-pub(super) const CEREMONY_SCRIPT: &str = r#"
-(function () {
-  function dec(s) {
-    s = s.replace(/-/g, '+').replace(/_/g, '/');
-    while (s.length % 4) s += '=';
-    return Uint8Array.from(atob(s), function (c) { return c.charCodeAt(0); });
-  }
-  function enc(b) {
-    if (!b) return null;
-    var s = '';
-    new Uint8Array(b).forEach(function (x) { s += String.fromCharCode(x); });
-    return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-  }
-  var form = document.getElementById('webauthn-form');
-  var problem = document.getElementById('webauthn-problem');
-  document.getElementById('webauthn-start').addEventListener('click', async function () {
-    var data = JSON.parse(document.getElementById('webauthn-options').textContent);
-    var pk = data.options.publicKey;
-    pk.challenge = dec(pk.challenge);
-    try {
-      var cred, out;
-      if (data.mode === 'create') {
-        pk.user.id = dec(pk.user.id);
-        (pk.excludeCredentials || []).forEach(function (c) { c.id = dec(c.id); });
-        cred = await navigator.credentials.create({ publicKey: pk });
-        out = { response: {
-          attestationObject: enc(cred.response.attestationObject),
-          clientDataJSON: enc(cred.response.clientDataJSON),
-          transports: cred.response.getTransports ? cred.response.getTransports() : null } };
-      } else {
-        (pk.allowCredentials || []).forEach(function (c) { c.id = dec(c.id); });
-        cred = await navigator.credentials.get({ publicKey: pk });
-        out = { response: {
-          authenticatorData: enc(cred.response.authenticatorData),
-          clientDataJSON: enc(cred.response.clientDataJSON),
-          signature: enc(cred.response.signature),
-          userHandle: enc(cred.response.userHandle) } };
-      }
-      out.id = cred.id;
-      out.rawId = enc(cred.rawId);
-      out.type = cred.type;
-      out.extensions = cred.getClientExtensionResults();
-      document.getElementById('credential').value = JSON.stringify(out);
-      form.submit();
-    } catch (e) {
-      problem.textContent = 'Your security key or passkey did not answer (' + e.name + '). Try again.';
-    }
-  });
-})();
-"#;
+pub(super) const CEREMONY_SCRIPT: &str = include_str!("templates/ceremony.js");
 
 /// Whether the ceremony asks for a new credential or an assertion.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub(super) enum CeremonyMode {
     Create,
     Get,
@@ -237,7 +203,9 @@ pub(super) enum CeremonyMode {
 
 /// A WebAuthn step: a text, a button that runs the ceremony, and the form
 /// (hidden fields + `credential`) it posts. `options` is webauthn-rs'
-/// challenge as JSON; `alternative` is another way on (e.g. a TOTP form).
+/// challenge as JSON; `totp_alternative` is a TOTP form as another way on.
+#[derive(Template)]
+#[template(path = "ceremony.html")]
 pub(super) struct CeremonyPage<'a> {
     pub title: &'a str,
     pub text: &'a str,
@@ -246,41 +214,18 @@ pub(super) struct CeremonyPage<'a> {
     pub options: &'a serde_json::Value,
     pub form: PlainForm<'a>,
     pub message: Option<&'a str>,
-    pub alternative: Option<String>,
+    pub totp_alternative: Option<PlainForm<'a>>,
 }
 
-pub(super) fn ceremony(page: &CeremonyPage<'_>) -> String {
-    let mode = match page.mode {
-        CeremonyMode::Create => "create",
-        CeremonyMode::Get => "get",
-    };
-    // A data block is never run; `<` is escaped so no `</script>` can end it early.
-    let data =
-        serde_json::json!({ "mode": mode, "options": page.options }).to_string().replace('<', "\\u003c");
-    let body = format!(
-        "<h1>{title}</h1><p>{text}</p>{message}<p class=\"message\" id=\"webauthn-problem\" role=\"alert\"></p>\
-         <script type=\"application/json\" id=\"webauthn-options\">{data}</script>\
-         <form method=\"post\" action=\"{action}\" id=\"webauthn-form\">{hidden}\
-         <input type=\"hidden\" id=\"credential\" name=\"credential\">\
-         <button type=\"button\" id=\"webauthn-start\">{button}</button></form>{alternative}\
-         <script>{CEREMONY_SCRIPT}</script>",
-        title = escape(page.title),
-        text = escape(page.text),
-        message = message_html(page.message),
-        action = escape(page.form.action),
-        hidden = hidden(&page.form.hidden),
-        button = escape(page.button),
-        alternative = page.alternative.as_deref().unwrap_or_default(),
-    );
-    layout(page.title, &body)
-}
+impl CeremonyPage<'_> {
+    /// What the script reads from the data block (JSON, escaped for it by askama's `json` filter).
+    fn data(&self) -> serde_json::Value {
+        serde_json::json!({ "mode": self.mode, "options": self.options })
+    }
 
-/// The TOTP form as a second way on, below a WebAuthn step.
-pub(super) fn totp_alternative(form: &PlainForm<'_>) -> String {
-    let inputs = "<label for=\"code\">Or enter the 6-digit code from your authenticator app</label>\
-         <input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" \
-         pattern=\"[0-9]{6}\" maxlength=\"6\" required>";
-    plain_form(form, inputs, "Verify the code")
+    fn script(&self) -> &'static str {
+        CEREMONY_SCRIPT
+    }
 }
 
 /// One enrolled factor, as the account page lists it.
@@ -299,6 +244,8 @@ pub(super) struct WebAuthnKinds {
 }
 
 /// The account page: the user's second factors, and forms to add one.
+#[derive(Template)]
+#[template(path = "account.html")]
 pub(super) struct AccountPage<'a> {
     pub organization_display_name: &'a str,
     pub user_name: &'a str,
@@ -309,94 +256,14 @@ pub(super) struct AccountPage<'a> {
     pub add_totp: Option<PlainForm<'a>>,
 }
 
-const PASSWORD_AGAIN: &str = "<label for=\"password\">Your password (to confirm it is you)</label>\
-     <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>";
-
-pub(super) fn account(page: &AccountPage<'_>) -> String {
-    let rows: String = page
-        .factors
-        .iter()
-        .map(|row| {
-            format!(
-                "<li>{kind}: <strong>{name}</strong>, added {created}, {used}</li>",
-                kind = escape(row.kind),
-                name = escape(&row.name),
-                created = escape(&row.created),
-                used = row
-                    .last_used
-                    .as_ref()
-                    .map_or_else(|| "never used".to_owned(), |at| format!("last used {}", escape(at))),
-            )
-        })
-        .collect();
-    let list = if rows.is_empty() {
-        "<p>No second factor is enrolled yet.</p>".to_owned()
-    } else {
-        format!("<ul>{rows}</ul>")
-    };
-    let webauthn = page
-        .add_webauthn
-        .as_ref()
-        .map(|(form, offered)| {
-            let kinds = match (offered.passkey, offered.security_key) {
-                (true, true) => {
-                    "<label for=\"kind\">Kind</label><select id=\"kind\" name=\"kind\">\
-                     <option value=\"passkey\">Passkey (also signs in without a password)</option>\
-                     <option value=\"security-key\">Security key (second factor only)</option></select>"
-                }
-                (true, false) => "<input type=\"hidden\" name=\"kind\" value=\"passkey\">",
-                _ => "<input type=\"hidden\" name=\"kind\" value=\"security-key\">",
-            };
-            let inputs = format!(
-                "<label for=\"webauthn-name\">Name</label>\
-                 <input id=\"webauthn-name\" name=\"name\" maxlength=\"64\" required>{kinds}{PASSWORD_AGAIN}"
-            );
-            format!("<h2>Add a security key or passkey</h2>{}", plain_form(form, &inputs, "Add"))
-        })
-        .unwrap_or_default();
-    let totp = page
-        .add_totp
-        .as_ref()
-        .map(|form| {
-            let inputs = format!(
-                "<label for=\"totp-name\">Name</label>\
-                 <input id=\"totp-name\" name=\"name\" maxlength=\"64\" required>{PASSWORD_AGAIN}"
-            );
-            format!("<h2>Add an authenticator app</h2>{}", plain_form(form, &inputs, "Continue"))
-        })
-        .unwrap_or_default();
-    let body = format!(
-        "<h1>Your sign-in methods at {org}</h1><p>Signed in as {user}.</p>{message}\
-         <h2>Second factors</h2>{list}{webauthn}{totp}",
-        org = escape(page.organization_display_name),
-        user = escape(page.user_name),
-        message = message_html(page.message),
-    );
-    layout("Your sign-in methods", &body)
-}
-
 /// TOTP enrolment, second step: the secret to scan or type, and the first code.
-pub(super) fn totp_enrolment(
-    provisioning_uri: &str,
-    secret_text: &str,
-    form: &PlainForm<'_>,
-    message: Option<&str>,
-) -> String {
-    let inputs = "<label for=\"code\">The 6-digit code your app shows now</label>\
-         <input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" \
-         pattern=\"[0-9]{6}\" maxlength=\"6\" required autofocus>";
-    let body = format!(
-        "<h1>Add an authenticator app</h1>{message}\
-         <p>Add this account to your authenticator app with the key below (or open the link on the \
-         device that has the app), then enter the code it shows.</p>\
-         <p>Key: <code id=\"totp-secret\">{secret}</code></p>\
-         <p><a id=\"totp-uri\" href=\"{uri}\">Open in an authenticator app</a></p>{form}",
-        message = message_html(message),
-        secret = escape(secret_text),
-        uri = escape(provisioning_uri),
-        form = plain_form(form, inputs, "Add"),
-    );
-    layout("Add an authenticator app", &body)
+#[derive(Template)]
+#[template(path = "totp_enrolment.html")]
+pub(super) struct TotpEnrolmentPage<'a> {
+    pub provisioning_uri: &'a str,
+    pub secret_text: &'a str,
+    pub form: PlainForm<'a>,
+    pub message: Option<&'a str>,
 }
 
 #[cfg(test)]
@@ -406,19 +273,41 @@ mod tests {
     #[test]
     fn everything_rendered_is_escaped() {
         let evil = "\"><script>alert('x')</script>&";
-        let page = sign_in(
-            &FormContext {
+        let page = SignInPage {
+            form: FormContext {
                 organization_display_name: evil,
                 client_display_name: evil,
                 action: evil,
                 hidden: vec![("state", evil.to_owned())],
                 message: Some(evil),
             },
-            evil,
-            None,
-        );
+            user_name: evil,
+            passkey: None,
+        }
+        .render()
+        .unwrap();
         assert!(!page.contains("<script>"), "{page}");
-        assert!(page.contains("&quot;&gt;&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&amp;"));
-        assert!(!notice(evil, evil).contains("<script>"));
+        assert!(page.contains("&quot;&gt;&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&amp;"), "{page}");
+        let notice = Notice { title: evil, text: evil }.render().unwrap();
+        assert!(!notice.contains("<script>"), "{notice}");
+    }
+
+    #[test]
+    fn the_ceremony_data_block_cannot_end_its_script_element() {
+        let options = serde_json::json!({ "rp": { "name": "</script><script>alert(1)</script>" } });
+        let page = CeremonyPage {
+            title: "t",
+            text: "t",
+            button: "b",
+            mode: CeremonyMode::Get,
+            options: &options,
+            form: PlainForm { action: "/o/acme/login/webauthn", hidden: Vec::new() },
+            message: None,
+            totp_alternative: None,
+        }
+        .render()
+        .unwrap();
+        assert_eq!(page.matches("</script>").count(), 2, "the data block's and the script's own: {page}");
+        assert!(page.contains(r#"{"mode":"get","options":{"rp":{"name":"\u003c/script"#), "{page}");
     }
 }

@@ -212,6 +212,11 @@ pub(super) async fn validate(
 }
 
 impl AuthorizationRequest {
+    /// The application's name as the sign-in pages show it.
+    pub fn client_name(&self) -> &str {
+        self.client.display_name.as_deref().unwrap_or(&self.client.client_id)
+    }
+
     /// The request as hidden form fields, so the next post can be validated again.
     /// `prompt` is left out: it has been honoured by showing the form.
     pub fn hidden_fields(&self) -> Vec<(&'static str, String)> {

@@ -3,95 +3,35 @@
 //! [`super::webauthn`].
 //!
 //! ```text
-//!  POST {issuer}/login       request valid? ─ CSRF ─ user lookup ─ throttle ─ argon2id ─ active?
+//!  POST {issuer}/login       SignInPost (request valid, CSRF) ─ user lookup ─ throttle ─ argon2id ─ active?
 //!                             └─ second factor? ─► WebAuthn | TOTP form (+ ticket) | finish | enrolment page
-//!  POST {issuer}/login/totp  request valid? ─ CSRF ─ ticket ─ throttle ─ RFC 6238 once ─► finish
+//!  POST {issuer}/login/totp  SignInPost ─ ticket ─ throttle ─ RFC 6238 once ─► finish
 //! ```
 //!
 //! A wrong password and an unknown account get the same answer after the
 //! same work (one argon2id hash). While throttled, nothing is checked: the
 //! right password is refused too.
 
-use std::time::Duration;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Response};
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
-
-use super::csrf::{self, MfaTicket};
-use super::flow::{self, finish, pre_login_id, refusal, server_error, show_sign_in};
+use super::SourceAddress;
+use super::attempt::Attempt;
+use super::csrf::MfaTicket;
+use super::error::LoginError;
+use super::extract::SignInPost;
+use super::flow::{finish, sign_in_fields};
+use super::issuer_path;
 use super::mfa::{self, SecondFactor};
-use super::pages::{self, FormContext};
-use super::request::{self, AuthorizationRequest, Params};
+use super::pages::{FormContext, HiddenFields, Page, TotpPage};
+use super::step::Step;
 use super::webauthn::{self, SecondFactorStep};
-use super::{SourceAddress, issuer_path};
 use crate::store::{User, UserStore as _};
-use crate::token::password::PasswordError;
 use crate::token::service::error::OAuthError;
-use crate::token::service::state::{OrganizationView, TokenServiceState};
-use crate::token::throttle::{AccountKey, ThrottleVerdict};
+use crate::token::service::state::TokenServiceState;
 
 const WRONG_CREDENTIALS: &str = "Wrong user name or password.";
-pub(super) const FORM_EXPIRED: &str =
-    "Your sign-in form expired or was not sent from this site. Please sign in again.";
-
-/// A validated form post: the organization, its fields and the authorization request they carry.
-pub(super) struct Post {
-    pub org: std::sync::Arc<OrganizationView>,
-    pub params: Params,
-    pub request: AuthorizationRequest,
-    /// The browser's pre-login id, once the CSRF token matched it.
-    pub pre_login_id: String,
-}
-
-/// Organization, fields, request and CSRF token, or the page to answer with.
-pub(super) async fn accept_post(
-    state: &TokenServiceState,
-    organization: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Post, Response> {
-    let org = flow::organization(state, organization).await?;
-    let params = Params::parse(body).map_err(|reason| {
-        pages::respond(
-            StatusCode::BAD_REQUEST,
-            pages::notice("Sign-in refused", &format!("The form is malformed: {reason}.")),
-            &[],
-        )
-    })?;
-    let request =
-        request::validate(state, organization, &params).await.map_err(|e| refusal(state, &org, e))?;
-    let (id, fresh) = pre_login_id(state, &org, headers);
-    let matches = fresh.is_none()
-        && params
-            .get("csrf")
-            .is_some_and(|token| csrf::csrf_matches(&state.login().csrf_key, &org.name, &id, token));
-    if !matches {
-        return Err(show_sign_in(
-            state,
-            &org,
-            &request,
-            headers,
-            StatusCode::FORBIDDEN,
-            Some(FORM_EXPIRED),
-            "",
-        ));
-    }
-    Ok(Post { org, params, request, pre_login_id: id })
-}
-
-pub(super) fn throttled(mut response: Response, retry_after: Duration) -> Response {
-    let seconds = retry_after.as_secs().max(1);
-    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
-}
-
-pub(super) fn throttle_message(retry_after: Duration) -> String {
-    format!("Too many failed sign-in attempts. Try again in {} seconds.", retry_after.as_secs().max(1))
-}
 
 /// Looks a user up by userName, else by email when exactly one user has it.
 async fn find_user(
@@ -113,82 +53,43 @@ async fn find_user(
 
 pub(super) async fn password_step(
     State(state): State<TokenServiceState>,
-    Path(organization): Path<String>,
     source: SourceAddress,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let post = match accept_post(&state, &organization, &headers, &body).await {
-        Ok(post) => post,
-        Err(page) => return page,
-    };
-    password_step_inner(&state, &post, source, &headers).await.unwrap_or_else(server_error)
-}
-
-async fn password_step_inner(
-    state: &TokenServiceState,
-    post: &Post,
-    source: SourceAddress,
-    headers: &HeaderMap,
-) -> Result<Response, OAuthError> {
-    let Post { org, params, request, pre_login_id } = post;
+    post: SignInPost,
+) -> Result<Response, LoginError> {
+    let state = &state;
+    let SignInPost { org, params, request, .. } = &post;
     let typed = params.get("username").unwrap_or_default().trim();
     let password = params.get("password").unwrap_or_default();
-    let form_again =
-        |status, message: &str| show_sign_in(state, org, request, headers, status, Some(message), typed);
+    let step = Step::Password { post: &post, typed };
     if typed.is_empty() || password.is_empty() {
-        return Ok(form_again(StatusCode::BAD_REQUEST, "Enter your user name (or email) and password."));
+        let message = "Enter your user name (or email) and password.";
+        return Err(step.refused(state, StatusCode::BAD_REQUEST, message).await);
     }
     if !org.spec.authentication.password.enabled {
-        return Ok(form_again(
-            StatusCode::FORBIDDEN,
-            "Password sign-in is turned off for this organization.",
-        ));
+        let message = "Password sign-in is turned off for this organization.";
+        return Err(step.refused(state, StatusCode::FORBIDDEN, message).await);
     }
 
     let user = find_user(state, &org.namespace, typed).await?;
-    let account = AccountKey {
-        organization: org.namespace.clone(),
-        account: match &user {
-            Some(user) => user.id.clone(),
-            None => format!("unknown:{}", typed.to_lowercase()),
-        },
+    let account = match &user {
+        Some(user) => user.id.clone(),
+        None => format!("unknown:{}", typed.to_lowercase()),
     };
-    let login = state.login();
     let now = state.now();
-    if let ThrottleVerdict::Throttled { retry_after } = login.throttle.check(&account, source.0.into(), now) {
-        let page = form_again(StatusCode::TOO_MANY_REQUESTS, &throttle_message(retry_after));
-        return Ok(throttled(page, retry_after));
-    }
-
-    let outcome = match user.as_ref().and_then(|u| u.password_hash.as_ref()) {
-        Some(hash) => login.hasher.verify(password, hash.expose()).await,
-        None => {
-            login.hasher.verify_unknown_account(password).await;
-            Ok(false)
-        }
-    };
-    let verified = match outcome {
-        Ok(verified) => verified,
-        Err(PasswordError::Busy) => {
-            let page =
-                form_again(StatusCode::SERVICE_UNAVAILABLE, "We are busy. Please try again in a moment.");
-            return Ok(throttled(page, Duration::from_secs(1)));
-        }
-        Err(PasswordError::TooLong) => false,
-        Err(error) => return Err(OAuthError::server_because("password check", error)),
-    };
+    let attempt = Attempt::begin(state, Attempt::key(org, account), source, now, &step).await?;
+    let hash = user.as_ref().and_then(|u| u.password_hash.as_ref()).map(|hash| hash.expose());
+    let verified = attempt.password_matches(state, password, hash, &step).await?;
     let user = match (verified, user) {
         (true, Some(user)) => user,
         _ => {
-            login.throttle.record_failure(&account, source.0.into(), now);
-            return Ok(form_again(StatusCode::UNAUTHORIZED, WRONG_CREDENTIALS));
+            attempt.failed();
+            return Err(step.refused(state, StatusCode::UNAUTHORIZED, WRONG_CREDENTIALS).await);
         }
     };
     if !user.active {
-        return Ok(form_again(StatusCode::FORBIDDEN, "This account is disabled."));
+        return Err(step.refused(state, StatusCode::FORBIDDEN, "This account is disabled.").await);
     }
-    login.throttle.record_success(&account);
+    attempt.succeeded();
 
     match mfa::second_factor(state, org, &user).await? {
         SecondFactor::NotNeeded => finish(state, org, request, &user.id, vec!["pwd".to_owned()], None).await,
@@ -196,138 +97,107 @@ async fn password_step_inner(
             let ticket = MfaTicket {
                 user_id: user.id.clone(),
                 auth_time: now.as_second(),
-                expires: now.as_second() + login.form_lifetime.as_secs(),
+                expires: now.as_second() + state.login().form_lifetime.as_secs(),
             };
             if webauthn.is_empty() {
-                return Ok(show_totp(state, org, request, pre_login_id, &ticket, StatusCode::OK, None));
+                return Ok(show_totp(state, &post, &ticket, StatusCode::OK, None).into_response());
             }
-            let step =
-                SecondFactorStep { org, request, pre_login_id, ticket: &ticket, totp: !totp.is_empty() };
-            webauthn::show_second_factor(state, &step, &webauthn, StatusCode::OK, None).await
+            let step = SecondFactorStep { post: &post, ticket: &ticket, totp: !totp.is_empty() };
+            Ok(webauthn::show_second_factor(state, &step, &webauthn, StatusCode::OK, None)
+                .await?
+                .into_response())
         }
-        SecondFactor::EnrolmentRequired => Ok(pages::respond(
+        SecondFactor::EnrolmentRequired => Err(Page::notice(
             StatusCode::FORBIDDEN,
-            pages::notice(
-                "Two-step verification required",
-                "Your organization requires a second factor, and your account has none enrolled. \
-                 Ask your administrator to enrol a security key or an authenticator app for you.",
-            ),
-            &[],
-        )),
+            "Two-step verification required",
+            "Your organization requires a second factor, and your account has none enrolled. \
+             Ask your administrator to enrol a security key or an authenticator app for you.",
+        )
+        .into()),
     }
 }
 
+/// The hidden fields of a step after the password: the sign-in form's, and the ticket.
+pub(super) fn second_step_fields(
+    state: &TokenServiceState,
+    post: &SignInPost,
+    ticket: &MfaTicket,
+) -> HiddenFields {
+    let mut hidden = sign_in_fields(state, &post.org, &post.request, &post.browser);
+    hidden.push(("ticket", ticket.seal(&state.login().csrf_key, &post.org.name, &post.browser.id)));
+    hidden
+}
+
+/// The TOTP step of this sign-in.
 pub(super) fn show_totp(
     state: &TokenServiceState,
-    org: &OrganizationView,
-    request: &AuthorizationRequest,
-    pre_login_id: &str,
+    post: &SignInPost,
     ticket: &MfaTicket,
     status: StatusCode,
     message: Option<&str>,
-) -> Response {
-    let key = &state.login().csrf_key;
-    let mut hidden = request.hidden_fields();
-    hidden.push(("csrf", csrf::csrf_token(key, &org.name, pre_login_id)));
-    hidden.push(("ticket", ticket.seal(key, &org.name, pre_login_id)));
-    let action = format!("{}/login/totp", issuer_path(state, &org.name));
-    let page = pages::totp(&FormContext {
-        organization_display_name: &org.display_name,
-        client_display_name: request.client.display_name.as_deref().unwrap_or(&request.client.client_id),
-        action: &action,
-        hidden,
-        message,
-    });
-    pages::respond(status, page, &[])
+) -> Page {
+    let action = format!("{}/login/totp", issuer_path(state, &post.org.name));
+    let page = TotpPage {
+        form: FormContext {
+            organization_display_name: &post.org.display_name,
+            client_display_name: post.request.client_name(),
+            action: &action,
+            hidden: second_step_fields(state, post, ticket),
+            message,
+        },
+    };
+    Page::new(status, &page)
+}
+
+/// The ticket an MFA step carries and the user it names, or the sign-in
+/// page instead: the ticket expired or belongs to another browser, or the
+/// user is gone or may no longer sign in.
+pub(super) async fn open_mfa_step(
+    state: &TokenServiceState,
+    post: &SignInPost,
+) -> Result<(MfaTicket, User), LoginError> {
+    let SignInPost { org, params, browser, .. } = post;
+    let presented = params.get("ticket").unwrap_or_default();
+    let Some(ticket) =
+        MfaTicket::open(&state.login().csrf_key, &org.name, &browser.id, presented, state.now())
+    else {
+        return Err(post.sign_in_again(
+            state,
+            StatusCode::FORBIDDEN,
+            "Your sign-in expired. Please sign in again.",
+        ));
+    };
+    match state.store().get_user(&org.namespace, &ticket.user_id).await? {
+        Some(user) if user.active => Ok((ticket, user)),
+        _ => Err(post.sign_in_again(state, StatusCode::FORBIDDEN, "This account cannot sign in.")),
+    }
 }
 
 pub(super) async fn totp_step(
     State(state): State<TokenServiceState>,
-    Path(organization): Path<String>,
     source: SourceAddress,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let post = match accept_post(&state, &organization, &headers, &body).await {
-        Ok(post) => post,
-        Err(page) => return page,
-    };
-    totp_step_inner(&state, &post, source, &headers).await.unwrap_or_else(server_error)
-}
-
-/// The ticket an MFA step carries and the user it names, or the sign-in
-/// page to show instead: the ticket expired or belongs to another browser,
-/// or the user is gone or may no longer sign in.
-pub(super) async fn open_mfa_step(
-    state: &TokenServiceState,
-    post: &Post,
-    headers: &HeaderMap,
-) -> Result<Result<(MfaTicket, User), Response>, OAuthError> {
-    let Post { org, params, request, pre_login_id } = post;
-    let sign_in_again =
-        |message: &str| show_sign_in(state, org, request, headers, StatusCode::FORBIDDEN, Some(message), "");
-    let presented = params.get("ticket").unwrap_or_default();
-    let Some(ticket) =
-        MfaTicket::open(&state.login().csrf_key, &org.name, pre_login_id, presented, state.now())
-    else {
-        return Ok(Err(sign_in_again("Your sign-in expired. Please sign in again.")));
-    };
-    match state.store().get_user(&org.namespace, &ticket.user_id).await? {
-        Some(user) if user.active => Ok(Ok((ticket, user))),
-        _ => Ok(Err(sign_in_again("This account cannot sign in."))),
-    }
-}
-
-async fn totp_step_inner(
-    state: &TokenServiceState,
-    post: &Post,
-    source: SourceAddress,
-    headers: &HeaderMap,
-) -> Result<Response, OAuthError> {
-    let Post { org, params, request, pre_login_id } = post;
-    let login = state.login();
+    post: SignInPost,
+) -> Result<Response, LoginError> {
+    let state = &state;
+    let SignInPost { org, params, request, .. } = &post;
     let now = state.now();
-    let sign_in_again =
-        |message: &str| show_sign_in(state, org, request, headers, StatusCode::FORBIDDEN, Some(message), "");
-    let (ticket, user) = match open_mfa_step(state, post, headers).await? {
-        Ok(found) => found,
-        Err(page) => return Ok(page),
-    };
-    let account = AccountKey { organization: org.namespace.clone(), account: user.id.clone() };
-    if let ThrottleVerdict::Throttled { retry_after } = login.throttle.check(&account, source.0.into(), now) {
-        let page = show_totp(
-            state,
-            org,
-            request,
-            pre_login_id,
-            &ticket,
-            StatusCode::TOO_MANY_REQUESTS,
-            Some(&throttle_message(retry_after)),
-        );
-        return Ok(throttled(page, retry_after));
-    }
+    let (ticket, user) = open_mfa_step(state, &post).await?;
+    let step = Step::Totp { post: &post, ticket: &ticket };
+    let attempt = Attempt::begin(state, Attempt::key(org, user.id.clone()), source, now, &step).await?;
     let enrolments = match mfa::second_factor(state, org, &user).await? {
         SecondFactor::Ask { totp, .. } if !totp.is_empty() => totp,
-        _ => return Ok(sign_in_again("Your sign-in changed. Please sign in again.")),
+        _ => {
+            let message = "Your sign-in changed. Please sign in again.";
+            return Err(post.sign_in_again(state, StatusCode::FORBIDDEN, message));
+        }
     };
     let code = params.get("code").unwrap_or_default();
-    match mfa::check_totp(state, org, &user, &enrolments, code, now).await? {
-        Some(_) => {
-            login.throttle.record_success(&account);
-            let amr = vec!["pwd".to_owned(), "otp".to_owned(), "mfa".to_owned()];
-            finish(state, org, request, &user.id, amr, None).await
-        }
-        None => {
-            login.throttle.record_failure(&account, source.0.into(), now);
-            Ok(show_totp(
-                state,
-                org,
-                request,
-                pre_login_id,
-                &ticket,
-                StatusCode::UNAUTHORIZED,
-                Some("That code is not right, or it was used already. Enter the current code."),
-            ))
-        }
+    if mfa::check_totp(state, org, &user, &enrolments, code, now).await?.is_none() {
+        attempt.failed();
+        let message = "That code is not right, or it was used already. Enter the current code.";
+        return Err(step.refused(state, StatusCode::UNAUTHORIZED, message).await);
     }
+    attempt.succeeded();
+    let amr = vec!["pwd".to_owned(), "otp".to_owned(), "mfa".to_owned()];
+    finish(state, org, request, &user.id, amr, None).await
 }

@@ -15,28 +15,30 @@
 //! verification (PIN or biometric); an assertion whose counter does not move
 //! past the stored one (a cloned authenticator) is refused by webauthn-rs.
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Response};
 use webauthn_rs::prelude::{
     DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyAuthentication, PublicKeyCredential, Url,
     Webauthn, WebauthnBuilder, WebauthnError,
 };
 
+use super::attempt::Attempt;
 use super::ceremonies::{self, Purpose, browser_binding};
 use super::credentials::{self, StoredCredential};
-use super::csrf::{self, MfaTicket};
-use super::flow::{finish, server_error, show_sign_in};
+use super::csrf::MfaTicket;
+use super::error::LoginError;
+use super::extract::SignInPost;
+use super::flow::{finish, sign_in_fields};
 use super::mfa::{self, SecondFactor};
-use super::pages::{self, CeremonyMode, CeremonyPage, PlainForm};
-use super::request::AuthorizationRequest;
-use super::sign_in::{Post, accept_post, open_mfa_step, throttle_message, throttled};
+use super::pages::{CeremonyMode, CeremonyPage, Page, PlainForm};
+use super::request::Params;
+use super::sign_in::{open_mfa_step, second_step_fields};
+use super::step::Step;
 use super::{SourceAddress, issuer_path};
 use crate::store::UserStore as _;
 use crate::token::service::error::OAuthError;
 use crate::token::service::state::{OrganizationView, TokenServiceState};
-use crate::token::throttle::{AccountKey, ThrottleVerdict};
 
 const WRONG_KEY: &str = "That security key or passkey is not one enrolled for your account, or its answer \
                          was not right. Try again.";
@@ -67,20 +69,26 @@ pub(super) fn relying_party(state: &TokenServiceState, org: &OrganizationView) -
     }
 }
 
+/// The relying party, where the page that got here needed one.
+pub(super) fn required_relying_party(
+    state: &TokenServiceState,
+    org: &OrganizationView,
+) -> Result<Webauthn, OAuthError> {
+    relying_party(state, org).ok_or_else(|| OAuthError::internal("WebAuthn has no relying party"))
+}
+
 fn webauthn_error(error: WebauthnError) -> OAuthError {
     OAuthError::server_because("WebAuthn", error)
 }
 
 /// The credential a browser posted, as webauthn-rs reads it.
-fn posted_credential(params: &super::request::Params) -> Option<PublicKeyCredential> {
+fn posted_credential(params: &Params) -> Option<PublicKeyCredential> {
     params.get("credential").and_then(|json| serde_json::from_str(json).ok())
 }
 
 /// The second-factor step of one sign-in.
 pub(super) struct SecondFactorStep<'a> {
-    pub org: &'a OrganizationView,
-    pub request: &'a AuthorizationRequest,
-    pub pre_login_id: &'a str,
+    pub post: &'a SignInPost,
     pub ticket: &'a MfaTicket,
     /// Whether a TOTP code is offered beside WebAuthn.
     pub totp: bool,
@@ -93,37 +101,32 @@ pub(super) async fn show_second_factor(
     credentials: &[StoredCredential],
     status: StatusCode,
     message: Option<&str>,
-) -> Result<Response, OAuthError> {
-    let SecondFactorStep { org, request, pre_login_id, ticket, totp } = step;
-    let rp =
-        relying_party(state, org).ok_or_else(|| OAuthError::internal("WebAuthn has no relying party"))?;
+) -> Result<Page, LoginError> {
+    let SecondFactorStep { post, ticket, totp } = step;
+    let org = &post.org;
+    let rp = required_relying_party(state, org)?;
     let passkeys: Vec<Passkey> = credentials.iter().map(|c| c.passkey.clone()).collect();
     let (challenge, authentication) = rp.start_passkey_authentication(&passkeys).map_err(webauthn_error)?;
-    let login = state.login();
     let ceremony = ceremonies::start(
         state.store(),
         &org.namespace,
         Purpose::SecondFactor,
-        &browser_binding(pre_login_id),
+        &browser_binding(&post.browser.id),
         Some(&ticket.user_id),
         &authentication,
         state.now(),
-        login.form_lifetime,
+        state.login().form_lifetime,
     )
     .await?;
-    let key = &login.csrf_key;
-    let mut hidden = request.hidden_fields();
-    hidden.push(("csrf", csrf::csrf_token(key, &org.name, pre_login_id)));
-    hidden.push(("ticket", ticket.seal(key, &org.name, pre_login_id)));
+    let mut hidden = second_step_fields(state, post, ticket);
     let path = issuer_path(state, &org.name);
     let totp_action = format!("{path}/login/totp");
-    let alternative =
-        totp.then(|| pages::totp_alternative(&PlainForm { action: &totp_action, hidden: hidden.clone() }));
+    let totp_alternative = totp.then(|| PlainForm { action: &totp_action, hidden: hidden.clone() });
     hidden.push(("ceremony", ceremony));
     let options = serde_json::to_value(&challenge).map_err(OAuthError::server)?;
     let action = format!("{path}/login/webauthn");
     let text = format!("Use your security key or passkey to finish signing in to {}.", org.display_name);
-    let page = pages::ceremony(&CeremonyPage {
+    let page = CeremonyPage {
         title: "Two-step verification",
         text: &text,
         button: "Use my security key",
@@ -131,59 +134,37 @@ pub(super) async fn show_second_factor(
         options: &options,
         form: PlainForm { action: &action, hidden },
         message,
-        alternative,
-    });
-    Ok(pages::respond_with_ceremony(status, page, &[]))
+        totp_alternative,
+    };
+    Ok(Page::ceremony(status, &page))
 }
 
 pub(super) async fn webauthn_step(
     State(state): State<TokenServiceState>,
-    Path(organization): Path<String>,
     source: SourceAddress,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let post = match accept_post(&state, &organization, &headers, &body).await {
-        Ok(post) => post,
-        Err(page) => return page,
-    };
-    webauthn_step_inner(&state, &post, source, &headers).await.unwrap_or_else(server_error)
-}
-
-async fn webauthn_step_inner(
-    state: &TokenServiceState,
-    post: &Post,
-    source: SourceAddress,
-    headers: &HeaderMap,
-) -> Result<Response, OAuthError> {
-    let Post { org, params, request, pre_login_id } = post;
-    let login = state.login();
+    post: SignInPost,
+) -> Result<Response, LoginError> {
+    let state = &state;
+    let SignInPost { org, params, request, browser } = &post;
     let now = state.now();
-    let sign_in_again =
-        |message: &str| show_sign_in(state, org, request, headers, StatusCode::FORBIDDEN, Some(message), "");
-    let (ticket, user) = match open_mfa_step(state, post, headers).await? {
-        Ok(found) => found,
-        Err(page) => return Ok(page),
-    };
+    let (ticket, user) = open_mfa_step(state, &post).await?;
     // The policy may have changed since the password: ask it again.
     let (webauthn, totp) = match mfa::second_factor(state, org, &user).await? {
         SecondFactor::Ask { webauthn, totp } if !webauthn.is_empty() => (webauthn, totp),
-        _ => return Ok(sign_in_again("Security keys cannot be used to sign in here. Please sign in again.")),
+        _ => {
+            let message = "Security keys cannot be used to sign in here. Please sign in again.";
+            return Err(post.sign_in_again(state, StatusCode::FORBIDDEN, message));
+        }
     };
-    let step = SecondFactorStep { org, request, pre_login_id, ticket: &ticket, totp: !totp.is_empty() };
-    let account = AccountKey { organization: org.namespace.clone(), account: user.id.clone() };
-    if let ThrottleVerdict::Throttled { retry_after } = login.throttle.check(&account, source.0.into(), now) {
-        let message = throttle_message(retry_after);
-        let page = show_second_factor(state, &step, &webauthn, StatusCode::TOO_MANY_REQUESTS, Some(&message))
-            .await?;
-        return Ok(throttled(page, retry_after));
-    }
+    let step = SecondFactorStep { post: &post, ticket: &ticket, totp: !totp.is_empty() };
+    let step = Step::SecondFactor { step: &step, credentials: &webauthn };
+    let attempt = Attempt::begin(state, Attempt::key(org, user.id.clone()), source, now, &step).await?;
 
     let ceremony: Option<ceremonies::Taken<PasskeyAuthentication>> = ceremonies::take(
         state.store(),
         &org.namespace,
         Purpose::SecondFactor,
-        &browser_binding(pre_login_id),
+        &browser_binding(&browser.id),
         params.get("ceremony").unwrap_or_default(),
         now,
     )
@@ -193,8 +174,7 @@ async fn webauthn_step_inner(
             // Only the user's own credentials: the ceremony allowed no others either.
             match webauthn.iter().find(|c| c.passkey.cred_id().as_ref() == credential.raw_id.as_ref()) {
                 Some(stored) => {
-                    let rp = relying_party(state, org)
-                        .ok_or_else(|| OAuthError::internal("WebAuthn has no relying party"))?;
+                    let rp = required_relying_party(state, org)?;
                     let outcome = rp.finish_passkey_authentication(&credential, &ceremony.state);
                     check_assertion(state, stored, outcome, now).await?
                 }
@@ -203,17 +183,13 @@ async fn webauthn_step_inner(
         }
         _ => Err(WRONG_KEY),
     };
-    match verdict {
-        Ok(()) => {
-            login.throttle.record_success(&account);
-            let amr = vec!["pwd".to_owned(), "hwk".to_owned(), "mfa".to_owned()];
-            finish(state, org, request, &user.id, amr, None).await
-        }
-        Err(message) => {
-            login.throttle.record_failure(&account, source.0.into(), now);
-            show_second_factor(state, &step, &webauthn, StatusCode::UNAUTHORIZED, Some(message)).await
-        }
+    if let Err(message) = verdict {
+        attempt.failed();
+        return Err(step.refused(state, StatusCode::UNAUTHORIZED, message).await);
     }
+    attempt.succeeded();
+    let amr = vec!["pwd".to_owned(), "hwk".to_owned(), "mfa".to_owned()];
+    finish(state, org, request, &user.id, amr, None).await
 }
 
 /// webauthn-rs' verdict on an assertion, and the credential's new counter
@@ -245,38 +221,34 @@ async fn check_assertion(
 // === Passkey sign-in: no password, a discoverable credential with user verification. ===
 
 /// A new discoverable ceremony and its page.
-async fn show_passkey(
+pub(super) async fn show_passkey(
     state: &TokenServiceState,
-    org: &OrganizationView,
-    request: &AuthorizationRequest,
-    pre_login_id: &str,
+    post: &SignInPost,
     status: StatusCode,
     message: Option<&str>,
-) -> Result<Response, OAuthError> {
-    let rp =
-        relying_party(state, org).ok_or_else(|| OAuthError::internal("WebAuthn has no relying party"))?;
+) -> Result<Page, LoginError> {
+    let SignInPost { org, request, browser, .. } = post;
+    let rp = required_relying_party(state, org)?;
     let (mut challenge, authentication) = rp.start_discoverable_authentication().map_err(webauthn_error)?;
     // A button press starts it, not the browser's autofill.
     challenge.mediation = None;
-    let login = state.login();
     let ceremony = ceremonies::start(
         state.store(),
         &org.namespace,
         Purpose::PasskeySignIn,
-        &browser_binding(pre_login_id),
+        &browser_binding(&browser.id),
         None,
         &authentication,
         state.now(),
-        login.form_lifetime,
+        state.login().form_lifetime,
     )
     .await?;
-    let mut hidden = request.hidden_fields();
-    hidden.push(("csrf", csrf::csrf_token(&login.csrf_key, &org.name, pre_login_id)));
+    let mut hidden = sign_in_fields(state, org, request, browser);
     hidden.push(("ceremony", ceremony));
     let options = serde_json::to_value(&challenge).map_err(OAuthError::server)?;
     let action = format!("{}/login/passkey", issuer_path(state, &org.name));
     let text = format!("Use your passkey for {} on this device, or your security key.", org.display_name);
-    let page = pages::ceremony(&CeremonyPage {
+    let page = CeremonyPage {
         title: "Sign in with a passkey",
         text: &text,
         button: "Use my passkey",
@@ -284,9 +256,9 @@ async fn show_passkey(
         options: &options,
         form: PlainForm { action: &action, hidden },
         message,
-        alternative: None,
-    });
-    Ok(pages::respond_with_ceremony(status, page, &[]))
+        totp_alternative: None,
+    };
+    Ok(Page::ceremony(status, &page))
 }
 
 /// Whether the organization's sign-in form offers passkeys.
@@ -296,98 +268,63 @@ pub(super) fn passkeys_offered(state: &TokenServiceState, org: &OrganizationView
 
 pub(super) async fn passkey_start(
     State(state): State<TokenServiceState>,
-    Path(organization): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let post = match accept_post(&state, &organization, &headers, &body).await {
-        Ok(post) => post,
-        Err(page) => return page,
-    };
-    let Post { org, request, pre_login_id, .. } = &post;
-    if !passkeys_offered(&state, org) {
-        return show_sign_in(&state, org, request, &headers, StatusCode::FORBIDDEN, Some(PASSKEYS_OFF), "");
+    post: SignInPost,
+) -> Result<Response, LoginError> {
+    if !passkeys_offered(&state, &post.org) {
+        return Err(post.sign_in_again(&state, StatusCode::FORBIDDEN, PASSKEYS_OFF));
     }
-    show_passkey(&state, org, request, pre_login_id, StatusCode::OK, None).await.unwrap_or_else(server_error)
+    Ok(show_passkey(&state, &post, StatusCode::OK, None).await?.into_response())
 }
 
 pub(super) async fn passkey_step(
     State(state): State<TokenServiceState>,
-    Path(organization): Path<String>,
     source: SourceAddress,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let post = match accept_post(&state, &organization, &headers, &body).await {
-        Ok(post) => post,
-        Err(page) => return page,
-    };
-    passkey_step_inner(&state, &post, source, &headers).await.unwrap_or_else(server_error)
-}
-
-async fn passkey_step_inner(
-    state: &TokenServiceState,
-    post: &Post,
-    source: SourceAddress,
-    headers: &HeaderMap,
-) -> Result<Response, OAuthError> {
-    let Post { org, params, request, pre_login_id } = post;
+    post: SignInPost,
+) -> Result<Response, LoginError> {
+    let state = &state;
+    let SignInPost { org, params, request, browser } = &post;
     if !passkeys_offered(state, org) {
-        return Ok(show_sign_in(state, org, request, headers, StatusCode::FORBIDDEN, Some(PASSKEYS_OFF), ""));
+        return Err(post.sign_in_again(state, StatusCode::FORBIDDEN, PASSKEYS_OFF));
     }
-    let login = state.login();
     let now = state.now();
-    let again = |status, message: &'static str| {
-        show_passkey(state, org, request, pre_login_id, status, Some(message))
-    };
+    let step = Step::Passkey { post: &post };
     let ceremony: Option<ceremonies::Taken<DiscoverableAuthentication>> = ceremonies::take(
         state.store(),
         &org.namespace,
         Purpose::PasskeySignIn,
-        &browser_binding(pre_login_id),
+        &browser_binding(&browser.id),
         params.get("ceremony").unwrap_or_default(),
         now,
     )
     .await?;
     let (Some(ceremony), Some(credential)) = (ceremony, posted_credential(params)) else {
-        return again(StatusCode::UNAUTHORIZED, WRONG_KEY).await;
+        return Err(step.refused(state, StatusCode::UNAUTHORIZED, WRONG_KEY).await);
     };
-    let rp =
-        relying_party(state, org).ok_or_else(|| OAuthError::internal("WebAuthn has no relying party"))?;
+    let rp = required_relying_party(state, org)?;
     let Ok((user_handle, credential_id)) = rp.identify_discoverable_authentication(&credential) else {
-        return again(StatusCode::UNAUTHORIZED, WRONG_KEY).await;
+        return Err(step.refused(state, StatusCode::UNAUTHORIZED, WRONG_KEY).await);
     };
     // The credential must be enrolled in this organization, by the user its handle names.
     let stored = credentials::by_credential_id(state.store(), &org.namespace, credential_id).await?;
     let Some(stored) = stored.filter(|c| c.user_id == user_handle.hyphenated().to_string()) else {
-        return again(StatusCode::UNAUTHORIZED, WRONG_KEY).await;
+        return Err(step.refused(state, StatusCode::UNAUTHORIZED, WRONG_KEY).await);
     };
     let user = match state.store().get_user(&org.namespace, &stored.user_id).await? {
         Some(user) if user.active => user,
-        _ => return again(StatusCode::FORBIDDEN, "This account cannot sign in.").await,
+        _ => return Err(step.refused(state, StatusCode::FORBIDDEN, "This account cannot sign in.").await),
     };
-    let account = AccountKey { organization: org.namespace.clone(), account: user.id.clone() };
-    if let ThrottleVerdict::Throttled { retry_after } = login.throttle.check(&account, source.0.into(), now) {
-        let message = throttle_message(retry_after);
-        let status = StatusCode::TOO_MANY_REQUESTS;
-        let page = show_passkey(state, org, request, pre_login_id, status, Some(&message)).await?;
-        return Ok(throttled(page, retry_after));
-    }
+    let attempt = Attempt::begin(state, Attempt::key(org, user.id.clone()), source, now, &step).await?;
     let outcome = rp.finish_discoverable_authentication(
         &credential,
         ceremony.state,
         &[DiscoverableKey::from(&stored.passkey)],
     );
-    match check_assertion(state, &stored, outcome, now).await? {
-        Ok(()) => {
-            login.throttle.record_success(&account);
-            // User verification and possession of the key: both factors.
-            let amr = vec!["hwk".to_owned(), "mfa".to_owned()];
-            finish(state, org, request, &user.id, amr, None).await
-        }
-        Err(message) => {
-            login.throttle.record_failure(&account, source.0.into(), now);
-            again(StatusCode::UNAUTHORIZED, message).await
-        }
+    if let Err(message) = check_assertion(state, &stored, outcome, now).await? {
+        attempt.failed();
+        return Err(step.refused(state, StatusCode::UNAUTHORIZED, message).await);
     }
+    attempt.succeeded();
+    // User verification and possession of the key: both factors.
+    let amr = vec!["hwk".to_owned(), "mfa".to_owned()];
+    finish(state, org, request, &user.id, amr, None).await
 }
