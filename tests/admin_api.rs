@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use token_support::*;
 
 const AUDITOR_SECRET: &str = "auditor-secret-0123456789abcdefghijklmnopqrstu";
+const MANAGER_SECRET: &str = "manager-secret-0123456789abcdefghijklmnopqrstu";
 
 macro_rules! on_both_backends {
     ($($case:ident),* $(,)?) => {
@@ -51,13 +52,17 @@ on_both_backends!(
     the_audit_trail_pages_filters_and_verifies,
     bad_query_parameters_are_named_in_a_problem,
     the_export_verifies_against_the_reported_head,
+    users_are_read_with_iam_view_and_deactivated_with_iam_manage,
 );
 
-/// The seeded token service, plus `iam.export-audit` in acme's catalog, a
-/// role `auditor` holding it and a client `auditor` assigned that role.
+/// The seeded token service, plus `iam.export-audit` and `iam.manage` in
+/// acme's catalog, a role `auditor` (iam.export-audit) and a role
+/// `iam-manager` (iam.view, iam.manage), and clients `auditor` and `manager`
+/// assigned them.
 async fn start_with_auditor(store: Store) -> TokenService {
     let svc = start(store).await;
-    let catalog = ["iam.view", "iam.export-audit", "journeys.view", "journeys.edit", "journeys.publish"];
+    let catalog =
+        ["iam.view", "iam.export-audit", "iam.manage", "journeys.view", "journeys.edit", "journeys.publish"];
     let organization = svc.store.get::<OrganizationRecord>(ORG, ORG).await.unwrap().expect("acme");
     let mut spec: Value = serde_json::from_str(&organization.spec_json).unwrap();
     spec["permissions"] = json!(catalog.iter().map(|p| json!({ "name": p })).collect::<Vec<_>>());
@@ -72,24 +77,30 @@ async fn start_with_auditor(store: Store) -> TokenService {
         })
         .await
         .expect("add iam.export-audit to the catalog");
-    svc.store
-        .apply(&RoleRecord {
-            meta: ObjectMeta::new("acme-role-auditor", ORG, "auditor", 1),
-            scope: RoleScope::Organization,
-            spec_json: json!({ "permissions": ["iam.export-audit"] }).to_string(),
-            permissions: vec!["iam.export-audit".into()],
-            included_roles: Vec::new(),
-        })
-        .await
-        .expect("apply the auditor role");
-    svc.store
-        .apply(&assignment(ORG, "auditor-client", PrincipalKind::Client, "auditor", "auditor", None))
-        .await
-        .expect("assign the auditor role");
-    let spec = json!({ "type": "Confidential", "grantTypes": ["client_credentials"], "audiences": [svc.issuer(ORG)] });
-    apply_client(&svc.store, ORG, "auditor", spec).await;
-    let hash = SecretString::new(SecretHash::of(AUDITOR_SECRET).to_string());
-    assert!(svc.store.set_oauth_client_secret_hash(ORG, "auditor", Some(&hash)).await.unwrap());
+    for (role, permissions, client, secret) in [
+        ("auditor", vec!["iam.export-audit"], "auditor", AUDITOR_SECRET),
+        ("iam-manager", vec!["iam.view", "iam.manage"], "manager", MANAGER_SECRET),
+    ] {
+        let permissions: Vec<String> = permissions.into_iter().map(String::from).collect();
+        svc.store
+            .apply(&RoleRecord {
+                meta: ObjectMeta::new(format!("acme-role-{role}"), ORG, role, 1),
+                scope: RoleScope::Organization,
+                spec_json: json!({ "permissions": permissions }).to_string(),
+                permissions,
+                included_roles: Vec::new(),
+            })
+            .await
+            .expect("apply a role");
+        svc.store
+            .apply(&assignment(ORG, &format!("{client}-client"), PrincipalKind::Client, client, role, None))
+            .await
+            .expect("assign the role");
+        let spec = json!({ "type": "Confidential", "grantTypes": ["client_credentials"], "audiences": [svc.issuer(ORG)] });
+        apply_client(&svc.store, ORG, client, spec).await;
+        let hash = SecretString::new(SecretHash::of(secret).to_string());
+        assert!(svc.store.set_oauth_client_secret_hash(ORG, client, Some(&hash)).await.unwrap());
+    }
     svc.index_caught_up(ORG, Duration::from_secs(10)).await;
     svc
 }
@@ -141,7 +152,16 @@ impl Answer {
 }
 
 async fn get(svc: &TokenService, path_and_query: &str, bearer: Option<&str>) -> Answer {
-    let mut request = http_client().get(svc.url(ORG, path_and_query));
+    send(svc, reqwest::Method::GET, path_and_query, bearer).await
+}
+
+async fn send(
+    svc: &TokenService,
+    method: reqwest::Method,
+    path_and_query: &str,
+    bearer: Option<&str>,
+) -> Answer {
+    let mut request = http_client().request(method, svc.url(ORG, path_and_query));
     if let Some(bearer) = bearer {
         request = request.bearer_auth(bearer);
     }
@@ -309,4 +329,69 @@ async fn the_export_verifies_against_the_reported_head(svc: TokenService) {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&format!("{file_name}:3:")), "{stderr}");
+}
+
+async fn users_are_read_with_iam_view_and_deactivated_with_iam_manage(svc: TokenService) {
+    audited_writes(&svc, 4).await;
+    // backend holds iam.view only; manager holds iam.view and iam.manage.
+    let viewer = client_token(&svc, "backend", BACKEND_SECRET).await;
+    let manager = client_token(&svc, "manager", MANAGER_SECRET).await;
+
+    // Pages of two by cursor: every user once, by userName.
+    let mut names = Vec::new();
+    let mut query = "/api/v1/users?limit=2".to_owned();
+    loop {
+        let page = get(&svc, &query, Some(&viewer)).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        assert!(!page.text.contains("argon2"), "no password hash is shown");
+        let page = page.json();
+        names.extend(
+            page["users"].as_array().unwrap().iter().map(|u| u["userName"].as_str().unwrap().to_owned()),
+        );
+        match page["nextCursor"].as_str() {
+            Some(cursor) => query = format!("/api/v1/users?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(names, [ALICE, "user-0", "user-1", "user-2", "user-3"]);
+    get(&svc, "/api/v1/users?cursor=%%%", Some(&viewer))
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid-parameter");
+
+    let alice = get(&svc, &format!("/api/v1/users/{}", svc.alice_id), Some(&viewer)).await;
+    assert_eq!(alice.status, StatusCode::OK, "{}", alice.text);
+    let alice = alice.json();
+    assert_eq!((alice["userName"].as_str(), alice["active"].as_bool()), (Some(ALICE), Some(true)));
+    assert_eq!(alice["emails"][0]["value"], ALICE_EMAIL);
+    get(&svc, "/api/v1/users/no-such-user", Some(&viewer)).await.problem(StatusCode::NOT_FOUND, "not-found");
+
+    // iam.view does not deactivate: 403, and alice stays active.
+    let deactivate = format!("/api/v1/users/{}/deactivate", svc.alice_id);
+    let refused = send(&svc, reqwest::Method::POST, &deactivate, Some(&viewer)).await;
+    let body = refused.problem(StatusCode::FORBIDDEN, "forbidden");
+    assert!(body["detail"].as_str().unwrap().contains("iam.manage"), "{body}");
+    assert!(svc.store.get_user(ORG, &svc.alice_id).await.unwrap().unwrap().active);
+
+    // iam.manage does, and the trail says who did it from where.
+    let done = send(&svc, reqwest::Method::POST, &deactivate, Some(&manager)).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    assert_eq!(done.json()["active"], false);
+    assert!(!svc.store.get_user(ORG, &svc.alice_id).await.unwrap().unwrap().active);
+    svc.store.seal_audit(ORG).await.unwrap();
+    let filter = AuditFilter { action: Some("user.deactivate".into()), ..AuditFilter::default() };
+    let events = svc.store.list_audit(ORG, &filter, None, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    let event = &events[0].event;
+    assert_eq!(
+        (event.actor.client.as_deref(), event.target.id.as_deref()),
+        (Some("manager"), Some(svc.alice_id.as_str()))
+    );
+    assert_eq!(event.source.address.as_deref(), Some("127.0.0.1"));
+
+    let reactivate = format!("/api/v1/users/{}/reactivate", svc.alice_id);
+    let done = send(&svc, reqwest::Method::POST, &reactivate, Some(&manager)).await;
+    assert_eq!(done.json()["active"], true);
+    send(&svc, reqwest::Method::POST, "/api/v1/users/no-such-user/deactivate", Some(&manager))
+        .await
+        .problem(StatusCode::NOT_FOUND, "not-found");
 }

@@ -73,6 +73,16 @@ pub trait UserStore {
         offset: u64,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<User>>> + Send;
+    /// One page of users ordered by userName (case-insensitive), those after
+    /// `after_user_name` when given: keyset pages that stay stable while
+    /// users are added or removed (the admin API's cursor).
+    fn list_users_after(
+        &self,
+        organization: &str,
+        after_user_name: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<User>>> + Send;
+
     fn count_users(&self, organization: &str) -> impl Future<Output = Result<u64>> + Send;
     /// Replaces the SCIM-managed attributes, if the stored version is still
     /// `expected_version` (when given).
@@ -263,6 +273,23 @@ impl UserStore for Store {
             "organization = $1 ORDER BY user_name_key LIMIT $2 OFFSET $3",
             organization,
             |q| q.bind(i64::from(limit)).bind(offset),
+        )
+        .await
+    }
+
+    async fn list_users_after(
+        &self,
+        organization: &str,
+        after_user_name: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<User>> {
+        let mut conn = self.connection().await?;
+        let after = after_user_name.map(name_key).unwrap_or_default();
+        read_users(
+            &mut conn,
+            "organization = $1 AND user_name_key > $2 ORDER BY user_name_key LIMIT $3",
+            organization,
+            |q| q.bind(after.clone()).bind(i64::from(limit)),
         )
         .await
     }

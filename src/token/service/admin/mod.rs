@@ -7,6 +7,10 @@
 //!  GET /o/{org}/api/v1/audit/head          audit::head     iam.export-audit  the chain's head (to keep outside)
 //!  GET /o/{org}/api/v1/audit/verification  audit::verify   iam.export-audit  re-checks the stored chain
 //!  GET /o/{org}/api/v1/audit/export        audit::export   iam.export-audit  JSON Lines, oldest first (audited)
+//!  GET  /o/{org}/api/v1/users                 users::list        iam.view    keyset pages by userName
+//!  GET  /o/{org}/api/v1/users/{id}            users::get         iam.view
+//!  POST /o/{org}/api/v1/users/{id}/deactivate users::deactivate  iam.manage  audited, in the change's transaction
+//!  POST /o/{org}/api/v1/users/{id}/reactivate users::reactivate  iam.manage
 //! ```
 //!
 //! A caller ([`AdminCaller`]) carries who it is and where it calls from, so
@@ -14,13 +18,14 @@
 
 pub mod audit;
 pub mod problem;
+pub mod users;
 
 use std::marker::PhantomData;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 pub use problem::AdminError;
 
@@ -36,6 +41,13 @@ impl Permission for IamExportAudit {
     const NAME: &'static str = "iam.export-audit";
 }
 
+/// `iam.manage`: change the organization's users and groups.
+pub struct IamManage;
+
+impl Permission for IamManage {
+    const NAME: &'static str = "iam.manage";
+}
+
 /// The admin API's routes.
 pub fn routes() -> Router<TokenServiceState> {
     Router::new()
@@ -43,6 +55,18 @@ pub fn routes() -> Router<TokenServiceState> {
         .route("/o/{org}/api/v1/audit/head", get(audit::head))
         .route("/o/{org}/api/v1/audit/verification", get(audit::verify))
         .route("/o/{org}/api/v1/audit/export", get(audit::export))
+        .route("/o/{org}/api/v1/users", get(users::list))
+        .route("/o/{org}/api/v1/users/{id}", get(users::get))
+        .route("/o/{org}/api/v1/users/{id}/deactivate", post(users::deactivate))
+        .route("/o/{org}/api/v1/users/{id}/reactivate", post(users::reactivate))
+}
+
+/// The namespace of the caller's organization: the store's key.
+pub(crate) async fn organization_namespace<P: Permission>(
+    state: &TokenServiceState,
+    caller: &AdminCaller<P>,
+) -> Result<String, AdminError> {
+    Ok(state.require_organization(&caller.authorized.organization).await?.namespace.clone())
 }
 
 /// A caller holding permission `P`, and where it calls from.
