@@ -42,6 +42,7 @@ on_both_backends!(
     events_filter_and_page_newest_first,
     retention_deletes_the_oldest_and_the_rest_still_verifies,
     organizations_have_chains_of_their_own,
+    retention_follows_the_spec_and_a_legal_hold_suspends_it,
 );
 
 async fn sqlite_store() -> Store {
@@ -279,5 +280,53 @@ trait FromStrMs {
 impl FromStrMs for jiff::Timestamp {
     fn from_str_ms(text: &str) -> i64 {
         text.parse::<jiff::Timestamp>().expect("an RFC 3339 time").as_millisecond()
+    }
+}
+
+async fn retention_follows_the_spec_and_a_legal_hold_suspends_it(store: Store) {
+    for (namespace, spec) in [
+        (ORG, serde_json::json!({ "displayName": "Acme", "audit": { "retention": "1h" } })),
+        (
+            "globex",
+            serde_json::json!({ "displayName": "Globex", "legalHold": true, "audit": { "retention": "1h" } }),
+        ),
+    ] {
+        store
+            .apply(&OrganizationRecord {
+                meta: ObjectMeta::new(format!("uid-{namespace}"), namespace, namespace, 1),
+                display_name: namespace.into(),
+                catalog: Vec::new(),
+                workspaces: Vec::new(),
+                spec_json: spec.to_string(),
+            })
+            .await
+            .unwrap();
+    }
+    let audited = store.with_audit(admin());
+    for organization in [ORG, "globex"] {
+        for n in 0..2 {
+            audited
+                .create_user(&NewUser::new(organization, format!("user-{n}"), UserSource::Local))
+                .await
+                .unwrap();
+        }
+        store.seal_audit(organization).await.unwrap();
+    }
+    // Nothing is an hour old yet.
+    assert_eq!(store.apply_audit_retention(now_ms()).await.unwrap(), 0);
+
+    // Two hours on: acme's events go; globex is under legal hold.
+    let later = now_ms() + 2 * 3600 * 1000;
+    assert_eq!(store.apply_audit_retention(later).await.unwrap(), 2);
+    assert!(all_events(&store, ORG).await.is_empty());
+    assert_eq!(all_events(&store, "globex").await.len(), 2);
+    assert!(matches!(store.verify_audit(ORG).await.unwrap(), ChainCheck::Empty));
+
+    // acme's chain goes on from where retention left it, and verifies.
+    audited.create_user(&NewUser::new(ORG, "user-2", UserSource::Local)).await.unwrap();
+    store.seal_audit(ORG).await.unwrap();
+    match store.verify_audit(ORG).await.unwrap() {
+        ChainCheck::Intact(report) => assert_eq!((report.first_seq, report.events), (3, 1)),
+        other => panic!("{other:?}"),
     }
 }

@@ -131,6 +131,10 @@ pub trait AuditStore {
     /// removed or reordered row is found (a page at a time in memory).
     fn verify_audit(&self, organization: &str) -> impl Future<Output = Result<ChainCheck>> + Send;
 
+    /// Applies every organization's retention (`spec.audit.retention`) at
+    /// `now_ms`, except under `spec.legalHold`; returns how many events went.
+    fn apply_audit_retention(&self, now_ms: i64) -> impl Future<Output = Result<u64>> + Send;
+
     /// Deletes sealed events that happened before `before_ms` (retention;
     /// the caller leaves an organization under legal hold alone). The chain
     /// still verifies from the first event kept. Returns how many went.
@@ -466,6 +470,23 @@ impl AuditStore for Store {
         }
     }
 
+    async fn apply_audit_retention(&self, now_ms: i64) -> Result<u64> {
+        let rows = sqlx::query("SELECT namespace, spec_json FROM organizations")
+            .fetch_all(self.pool())
+            .await
+            .map_err(query_error("read the organizations' audit retention"))?;
+        let mut pruned = 0;
+        for row in &rows {
+            let namespace: String = column(row, "organizations", "namespace")?;
+            let spec: String = column(row, "organizations", "spec_json")?;
+            if let Some(kept) = retention_of(&spec) {
+                let before_ms = now_ms.saturating_sub(i64::try_from(kept.as_millis()).unwrap_or(i64::MAX));
+                pruned += self.prune_audit(&namespace, before_ms).await?;
+            }
+        }
+        Ok(pruned)
+    }
+
     async fn prune_audit(&self, organization: &str, before_ms: i64) -> Result<u64> {
         // A prefix of the chain, never a hole in it: everything up to the
         // last sealed event that is old enough. The chain's anchor moves to
@@ -499,6 +520,22 @@ impl AuditStore for Store {
         tx.commit().await?;
         Ok(done.rows_affected())
     }
+}
+
+/// How long an organization keeps its audit events, from its spec; `None`
+/// (keep everything) under a legal hold, or for a spec that cannot be read.
+fn retention_of(spec_json: &str) -> Option<Duration> {
+    let spec: crate::api::OrganizationSpec = match serde_json::from_str(spec_json) {
+        Ok(spec) => spec,
+        Err(error) => {
+            tracing::warn!(%error, "an organization's spec cannot be read: its audit events are all kept");
+            return None;
+        }
+    };
+    if spec.legal_hold {
+        return None;
+    }
+    spec.audit.retention.get().filter(|kept| !kept.is_zero())
 }
 
 enum Bind {
