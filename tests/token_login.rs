@@ -18,8 +18,9 @@ use browser_form::{Page, open};
 use portcullis::audit::{ActorKind, AuditEvent, Outcome};
 use portcullis::secret::SecretString;
 use portcullis::store::{
-    AuditFilter, AuditStore as _, DesiredStateStore as _, Email, MfaFactor, NewUser, OAuthClientRecord,
-    ObjectMeta, OrganizationRecord, Store, UserSource, UserStore as _,
+    AssignmentRecord, AuditFilter, AuditStore as _, DesiredStateStore as _, Email, MfaFactor, NewUser,
+    OAuthClientRecord, ObjectMeta, OrganizationRecord, PrincipalKind, RoleRecord, RoleScope, Store,
+    UserSource, UserStore as _,
 };
 use portcullis::token::keys::{Algorithm, KeyMeta, SigningKey};
 use portcullis::token::password::PasswordHasher;
@@ -352,6 +353,172 @@ async fn guessing_is_throttled_and_then_even_the_right_password_is_refused() {
     let retry_after: u64 = result.retry_after.expect("Retry-After").parse().unwrap();
     assert!((590..=600).contains(&retry_after), "{retry_after}");
     assert!(result.location.is_none());
+}
+
+fn throttle_rule(free_failures: u32) -> ThrottleRule {
+    ThrottleRule {
+        free_failures,
+        base_lockout: Duration::from_secs(600),
+        max_lockout: Duration::from_secs(3600),
+        forget_after: Duration::from_secs(3600),
+    }
+}
+
+/// Security review, finding 1: the throttle was checked before the password
+/// was hashed and the failure counted after, so guesses sent together all
+/// queued in the hasher past the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_guesses_sent_at_once_are_throttled_like_a_hundred_in_a_row() {
+    let throttle =
+        ThrottlePolicy { per_account: throttle_rule(3), per_source: throttle_rule(1000), max_entries: 1000 };
+    let service = start(Options { throttle, ..Options::default() }).await;
+    let attacker = new_browser();
+    let form = sign_in_form(&attacker, &service).await;
+    let guesses = (0..100).map(|n| {
+        let (attacker, service, form) = (&attacker, &service, &form);
+        async move {
+            let guess = format!("guess {n}");
+            submit(attacker, service, form, &[("username", "alice"), ("password", &guess)], &[]).await.status
+        }
+    });
+    let statuses = futures::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let throttled = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!(checked, 4, "3 free failures and the one that starts the lockout: {statuses:?}");
+    assert_eq!(throttled, 96, "{statuses:?}");
+}
+
+/// Security review, finding 3: a password over the hashing limit was refused
+/// at once for an existing account and hashed for an unknown one, which told
+/// the accounts apart by time. Now neither is hashed: both answer well under
+/// the time one hash takes.
+#[tokio::test]
+async fn an_over_long_password_takes_no_hash_for_a_known_account_or_an_unknown_one() {
+    let throttle = ThrottlePolicy {
+        per_account: throttle_rule(1000),
+        per_source: throttle_rule(1000),
+        max_entries: 1000,
+    };
+    let service = start(Options { throttle, ..Options::default() }).await;
+    let browser = new_browser();
+    let form = sign_in_form(&browser, &service).await;
+    // Over the hasher's 1,024 bytes, under the form's 2,048 per parameter.
+    let long = "x".repeat(2000);
+    let median_time = |user: &'static str, password: String| {
+        let (browser, service, form) = (&browser, &service, &form);
+        async move {
+            let mut times = Vec::new();
+            for _ in 0..5 {
+                let started = std::time::Instant::now();
+                let page =
+                    submit(browser, service, form, &[("username", user), ("password", &password)], &[]).await;
+                times.push(started.elapsed());
+                assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{user}: {}", page.body);
+            }
+            times.sort();
+            times[2]
+        }
+    };
+    let one_hash = median_time("nobody", "a wrong password".to_owned()).await;
+    let known = median_time("alice", long.clone()).await;
+    let unknown = median_time("nobody", long).await;
+    assert!(
+        known < one_hash / 2 && unknown < one_hash / 2,
+        "over-long: known {known:?}, unknown {unknown:?}; a hashed wrong password: {one_hash:?}"
+    );
+}
+
+/// Security review, finding 2: the MFA policy was applied at the password
+/// step only, so a user signed in with a password alone who later became
+/// privileged kept refreshing, and kept reusing the session, for tokens that
+/// carried the new role.
+#[tokio::test]
+async fn a_password_only_sign_in_is_not_honoured_once_its_user_becomes_privileged() {
+    let service =
+        start(Options { mfa: serde_json::json!({ "required": "PrivilegedRoles" }), ..Options::default() })
+            .await;
+    let spec = serde_json::json!({
+        "displayName": "Acme",
+        "authentication": { "mfa": { "required": "PrivilegedRoles" } },
+        "permissions": [{ "name": "iam.manage", "privileged": true }],
+    });
+    let store = &service.store;
+    store
+        .apply(&OrganizationRecord {
+            meta: ObjectMeta::new("uid-org", ORG, ORG, 2),
+            display_name: "Acme".into(),
+            catalog: vec!["iam.manage".into()],
+            workspaces: Vec::new(),
+            spec_json: spec.to_string(),
+        })
+        .await
+        .unwrap();
+    store
+        .apply(&RoleRecord {
+            meta: ObjectMeta::new("uid-role-admin", ORG, "iam-admin", 1),
+            scope: RoleScope::Organization,
+            spec_json: serde_json::json!({ "permissions": ["iam.manage"] }).to_string(),
+            permissions: vec!["iam.manage".into()],
+            included_roles: Vec::new(),
+        })
+        .await
+        .unwrap();
+
+    // Not privileged: the password alone signs in, and the family refreshes.
+    let browser = new_browser();
+    let form = sign_in_form(&browser, &service).await;
+    let result =
+        submit(&browser, &service, &form, &[("username", "alice"), ("password", PASSWORD)], &[]).await;
+    let (status, tokens) = redeem(&service, &assert_code_redirect(&service, &result)).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(tokens["id_token"].as_str().map(amr_of), Some(vec!["pwd".to_owned()]));
+    let (status, refreshed) = refresh(&service, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    let mut refresh_token = refreshed["refresh_token"].as_str().unwrap().to_owned();
+
+    // alice becomes an IAM administrator.
+    store
+        .apply(&AssignmentRecord {
+            meta: ObjectMeta::new("uid-ra-alice", ORG, "alice-iam-admin", 1),
+            principal_kind: PrincipalKind::User,
+            principal_name: "alice".into(),
+            role: "iam-admin".into(),
+            workspace: None,
+            expires_at_ms: None,
+            spec_json: serde_json::json!({ "principal": "alice", "role": "iam-admin" }).to_string(),
+        })
+        .await
+        .unwrap();
+
+    // The family ends (awaited: the index follows the store change by change).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let (status, body) = refresh(&service, &refresh_token).await;
+        if status != StatusCode::OK {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "a password-only family still refreshes after 10 s");
+        refresh_token = body["refresh_token"].as_str().unwrap().to_owned();
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(refused["error"], "invalid_grant", "{refused}");
+    assert!(refused["error_description"].as_str().unwrap().contains("second factor"), "{refused}");
+    // The browser's session gives no code without the second factor either.
+    let again = open(&browser, &authorize_url(&service, &[])).await;
+    assert_eq!(again.status, StatusCode::OK, "the sign-in form, not a code: {:?}", again.location);
+    assert!(again.body.contains("Sign in to Acme"), "{}", again.body);
+    let silent = open(&browser, &authorize_url(&service, &[("prompt", "none")])).await;
+    assert_eq!(silent.query().get("error").map(String::as_str), Some("login_required"));
+}
+
+/// The `amr` claim of an ID token (its payload read without verification:
+/// the other tests check signatures).
+fn amr_of(id_token: &str) -> Vec<String> {
+    let payload = id_token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap())
+            .unwrap();
+    serde_json::from_value(claims["amr"].clone()).unwrap()
 }
 
 #[tokio::test]

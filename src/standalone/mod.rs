@@ -63,10 +63,6 @@ pub async fn run(
     if !config.manifests.exists() {
         return Err(format!("{}: no such folder or file of manifests", config.manifests.display()));
     }
-    // Polled now, on its own task: a signal handler it installs is in place
-    // before the banner says the server is up (a SIGTERM sent right after
-    // the banner stops the server gracefully instead of killing it).
-    let shutdown = tokio::spawn(shutdown);
     let data = DataDir::open(&config.data).map_err(|e| format!("the data directory: {e}"))?;
     let listener =
         TcpListener::bind(config.listen).await.map_err(|e| format!("binding {}: {e}", config.listen))?;
@@ -146,8 +142,7 @@ pub async fn run(
     let housekeeping = tokio::spawn(tidy_periodically(store.clone()));
 
     crate::listener::serve(listener, app, config.limits, async {
-        // A shutdown task that failed (panicked) stops the server too.
-        let _ = shutdown.await;
+        shutdown.await;
         tracing::info!("finishing requests in flight");
     })
     .await;

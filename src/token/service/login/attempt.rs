@@ -5,11 +5,11 @@
 //!
 //! ```text
 //!  Attempt::begin(account, source, step) ─ throttled? ─► the step's page again: 429, "try again in N seconds", Retry-After
-//!        │ allowed (nothing checked before this)
+//!        │ allowed, and counted as a failure already (nothing checked before this)
 //!        ▼
-//!  check the secret (argon2id: Attempt::password_matches; busy ─► the page again: 503, Retry-After: 1)
-//!        ├─ wrong ─► attempt.failed()     counts against the account and the source
-//!        └─ right ─► attempt.succeeded()  clears the account
+//!  check the secret (argon2id: Attempt::password_matches; busy ─► refunded, the page again: 503, Retry-After: 1)
+//!        ├─ wrong ─► attempt.failed()     the count stands, against the account and the source
+//!        └─ right ─► attempt.succeeded()  clears the account, takes the source's count back
 //! ```
 //!
 //! Each outcome is also an audit event (`signIn.password`, `signIn.totp`,
@@ -28,7 +28,7 @@ use super::error::LoginError;
 use super::step::Step;
 use crate::audit::{Actor, ActorKind, AuditContext, AuditEntry, Source, Target, source_address};
 use crate::store::AuditStore as _;
-use crate::token::password::PasswordError;
+use crate::token::password::{MAX_PASSWORD_BYTES, PasswordError};
 use crate::token::service::error::OAuthError;
 use crate::token::service::state::{OrganizationView, TokenServiceState};
 use crate::token::throttle::{AccountKey, LoginThrottle, SourceKey, ThrottleVerdict};
@@ -39,7 +39,6 @@ pub(super) struct Attempt<'a> {
     throttle: &'a LoginThrottle,
     account: AccountKey,
     source: SourceKey,
-    now: Timestamp,
     /// What the audit events of this attempt say.
     audit: AttemptAudit,
 }
@@ -103,10 +102,10 @@ impl<'a> Attempt<'a> {
         let throttle = &state.login().throttle;
         let source_ip = source.0;
         let source = SourceKey::from(source.0);
-        match throttle.check(&account, source, now) {
+        match throttle.begin_attempt(&account, source, now) {
             ThrottleVerdict::Allowed => {
                 let audit = AttemptAudit::of(&account, source_ip, step);
-                Ok(Attempt { state, throttle, account, source, now, audit })
+                Ok(Attempt { state, throttle, account, source, audit })
             }
             ThrottleVerdict::Throttled { retry_after } => {
                 let message = format!(
@@ -119,23 +118,22 @@ impl<'a> Attempt<'a> {
         }
     }
 
-    /// The secret was wrong: counts against the account and the source,
-    /// and is audited.
+    /// The secret was wrong: the failure counted when the attempt began
+    /// stands, against the account and the source; it is audited.
     pub async fn failed(&self) -> Result<(), OAuthError> {
-        self.throttle.record_failure(&self.account, self.source, self.now);
         self.record(AuditEntry::failure(self.audit.action, self.audit.target.clone(), self.audit.wrong)).await
     }
 
     /// The secret was right but the account may not sign in (`reason`):
-    /// audited; the throttle is left as it is.
+    /// audited; the throttle's count stands.
     pub async fn refused(&self, reason: &str) -> Result<(), OAuthError> {
         self.record(AuditEntry::failure(self.audit.action, self.audit.target.clone(), reason)).await
     }
 
-    /// The secret was right: the account's failures are cleared (the source's
-    /// are not), and the success is audited.
+    /// The secret was right: the account's failures are cleared (the source's are not),
+    /// and the success is audited.
     pub async fn succeeded(&self) -> Result<(), OAuthError> {
-        self.throttle.record_success(&self.account);
+        self.throttle.record_success(&self.account, self.source);
         self.record(AuditEntry::success(self.audit.action, self.audit.target.clone())).await
     }
 
@@ -156,6 +154,12 @@ impl<'a> Attempt<'a> {
         hash: Option<&str>,
         step: &Step<'_>,
     ) -> Result<bool, LoginError> {
+        // Over-long input is refused before any hashing, for a known account
+        // and an unknown one alike: answering one at once and hashing for the
+        // other told which accounts exist.
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Ok(false);
+        }
         let hasher = &state.login().hasher;
         let outcome = match hash {
             Some(hash) => hasher.verify(password, hash).await,
@@ -168,6 +172,7 @@ impl<'a> Attempt<'a> {
             Ok(matches) => Ok(matches),
             Err(PasswordError::TooLong) => Ok(false),
             Err(PasswordError::Busy) => {
+                self.throttle.refund(&self.account, self.source);
                 let message = "We are busy. Please try again in a moment.";
                 let page = step.page_again(state, StatusCode::SERVICE_UNAVAILABLE, message).await?;
                 Err(page.retry_after(Duration::from_secs(1)).into())
