@@ -18,15 +18,16 @@
 //!   │                       the change feed and the index follower
 //!  authz  validation  manifests  token (jwt, keys, claims, pkce, password, refresh, totp, throttle)
 //!   │                       pure: access resolution, cross-resource checks, protocol cores
-//!  api  secret  sealing  error_chain  html  listener  http_metrics
+//!  api  secret  sealing  error_chain  html  listener  http_metrics  audit
 //!                           CRD types, and the primitives everything shares: secrets and their
 //!                           hashes, AEAD sealing of keys, escaping, serving with timeouts and a
-//!                           connection cap, request metrics (+ the portcullis-scim crate: the
-//!                           SCIM protocol core)
+//!                           connection cap, request metrics, the audit events' shape, hash chain
+//!                           and verification (+ the portcullis-scim crate: the SCIM protocol core)
 //! ```
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod audit;
 pub mod authz;
 pub mod cli;
 pub mod controller;

@@ -491,7 +491,8 @@ async fn the_data_directory_and_the_store_are_owner_only() {
     let server = Server::start(&folder, &data, "127.0.0.1:0").await;
     assert_eq!(mode(&database), 0o600, "a loosened store is made owner-only again at open");
     server.stderr.wait_for(0, DEADLINE, |l| l.contains("made it owner-only")).await;
-    assert!(server.stop().await.success());
+    let status = server.stop().await;
+    assert!(status.success(), "{status:?}");
 }
 
 /// Finding 7 of issue 13 (slowloris): a client that trickles its headers, or

@@ -15,10 +15,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use browser_form::{Page, open};
+use portcullis::audit::{ActorKind, AuditEvent, Outcome};
 use portcullis::secret::SecretString;
 use portcullis::store::{
-    AssignmentRecord, DesiredStateStore as _, Email, MfaFactor, NewUser, OAuthClientRecord, ObjectMeta,
-    OrganizationRecord, PrincipalKind, RoleRecord, RoleScope, Store, UserSource, UserStore as _,
+    AssignmentRecord, AuditFilter, AuditStore as _, DesiredStateStore as _, Email, MfaFactor, NewUser,
+    OAuthClientRecord, ObjectMeta, OrganizationRecord, PrincipalKind, RoleRecord, RoleScope, Store,
+    UserSource, UserStore as _,
 };
 use portcullis::token::keys::{Algorithm, KeyMeta, SigningKey};
 use portcullis::token::password::PasswordHasher;
@@ -298,6 +300,25 @@ async fn a_wrong_password_or_unknown_user_gets_the_form_again_and_no_code() {
         assert!(result.body.contains("Wrong user name or password."), "{}", result.body);
         assert!(!result.set_cookies.iter().any(|c| c.starts_with("portcullis_session=")));
     }
+    // Both failures are in the audit trail, with who tried and from where.
+    let events = sign_in_events(&service, "signIn.password").await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    let (unknown, alice) = (&events[0], &events[1]);
+    assert_eq!((unknown.actor.kind, unknown.actor.name.as_deref()), (ActorKind::Anonymous, Some("nobody")));
+    assert_eq!(alice.actor.subject.as_deref(), Some(service.alice.as_str()));
+    for event in &events {
+        assert_eq!(event.outcome, Outcome::Failure);
+        assert_eq!(event.reason.as_deref(), Some("WrongCredentials"));
+        assert_eq!(event.source.address.as_deref(), Some("127.0.0.1"));
+    }
+}
+
+/// The organization's audit events of `action`, newest first.
+async fn sign_in_events(service: &Service, action: &str) -> Vec<AuditEvent> {
+    service.store.seal_audit(ORG).await.unwrap();
+    let filter = AuditFilter { action: Some(action.to_owned()), ..AuditFilter::default() };
+    let events = service.store.list_audit(ORG, &filter, None, 100).await.unwrap();
+    events.into_iter().map(|sealed| sealed.event).collect()
 }
 
 #[tokio::test]
@@ -311,6 +332,9 @@ async fn an_inactive_user_is_refused_even_with_the_right_password() {
     assert_eq!(result.status, StatusCode::FORBIDDEN);
     assert!(result.body.contains("This account is disabled."));
     assert!(result.location.is_none());
+    let events = sign_in_events(&service, "signIn.password").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!((events[0].outcome, events[0].reason.as_deref()), (Outcome::Failure, Some("AccountDisabled")));
 }
 
 #[tokio::test]
@@ -701,6 +725,9 @@ async fn totp_flow(service: Service) {
     let authorization_code = assert_code_redirect(&service, &accepted);
     let (status, tokens) = redeem(&service, &authorization_code).await;
     assert_eq!(status, StatusCode::OK, "{tokens}");
+    let outcomes: Vec<(Outcome, Option<String>)> =
+        sign_in_events(&service, "signIn.totp").await.into_iter().map(|e| (e.outcome, e.reason)).collect();
+    assert_eq!(outcomes, [(Outcome::Success, None), (Outcome::Failure, Some("WrongCode".to_owned()))]);
 
     // The same code again, in a new sign-in, is refused: once only.
     let again = open(&browser, &authorize_url(&service, &[("prompt", "login")])).await;

@@ -568,6 +568,9 @@ async fn a_reused_code_fails_and_revokes_what_it_issued(store: Store) {
     assert_eq!(status, StatusCode::OK);
     let (status, body) = redeem(&svc, &code, WEBAPP_REDIRECT, Some(&verifier)).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    let reuses = audit_events(&svc, "authorizationCode.reuseDetected").await;
+    assert_eq!(reuses.len(), 1, "the reuse is audited: {reuses:?}");
+    assert_eq!(reuses[0].event.target.id.as_deref(), Some(svc.alice_id.as_str()));
     // The refresh token and the access token of the first redemption are dead.
     let (status, body) = refresh(&svc, text(&first, "refresh_token")).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
@@ -585,6 +588,13 @@ async fn a_reused_code_fails_and_revokes_what_it_issued(store: Store) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// The organization's sealed audit events of `action`, newest first.
+async fn audit_events(svc: &TokenService, action: &str) -> Vec<SealedAuditEvent> {
+    svc.store.seal_audit(ORG).await.unwrap();
+    let filter = AuditFilter { action: Some(action.to_owned()), ..AuditFilter::default() };
+    svc.store.list_audit(ORG, &filter, None, 100).await.unwrap()
 }
 
 async fn pkce_downgrades_are_refused(store: Store) {
@@ -646,6 +656,14 @@ async fn refresh_rotates_and_reuse_revokes_the_family(store: Store) {
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
     let (status, body) = refresh(&svc, &token2).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    // The reuse is in the audit trail, as a failure of the webapp client for alice.
+    let reuses = audit_events(&svc, "refreshToken.reuseDetected").await;
+    assert_eq!(reuses.len(), 1, "{reuses:?}");
+    let reuse = &reuses[0].event;
+    assert_eq!(reuse.outcome, portcullis::audit::Outcome::Failure);
+    assert_eq!(reuse.actor.client.as_deref(), Some("webapp"));
+    assert_eq!(reuse.actor.subject.as_deref(), Some(svc.alice_id.as_str()));
+    assert_eq!(reuse.target.kind, "refreshTokenFamily");
     // Another client cannot use a webapp refresh token either.
     let fresh = webapp_sign_in(&svc).await;
     let (status, _) = token(

@@ -25,8 +25,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use browser_form::{Page, open, unescape};
 use portcullis::secret::SecretString;
 use portcullis::store::{
-    CeremonyStore as _, DesiredStateStore as _, Email, NewUser, OAuthClientRecord, ObjectMeta,
-    OrganizationRecord, Store, UserSource, UserStore as _,
+    AuditFilter, AuditStore as _, CeremonyStore as _, DesiredStateStore as _, Email, NewUser,
+    OAuthClientRecord, ObjectMeta, OrganizationRecord, Store, UserSource, UserStore as _,
 };
 use portcullis::token::keys::{Algorithm, KeyMeta, SigningKey};
 use portcullis::token::password::PasswordHasher;
@@ -422,6 +422,23 @@ async fn security_key_flow(service: Service) {
     assert_eq!(added.status, StatusCode::OK, "{}", added.body);
     assert!(added.body.contains("Security key: <strong>YubiKey &lt;5&gt;</strong>"), "{}", added.body);
     assert!(added.body.contains("never used"), "{}", added.body);
+    // The enrolment is in the audit trail, and so is the refused re-authentication.
+    service._store.seal_audit(ORG).await.unwrap();
+    let filter = AuditFilter { action: Some("mfa.enrol".into()), ..AuditFilter::default() };
+    let enrolments = service._store.list_audit(ORG, &filter, None, 10).await.unwrap();
+    assert_eq!(enrolments.len(), 1, "{enrolments:?}");
+    assert_eq!(enrolments[0].event.target.id.as_deref(), Some(service.alice.as_str()));
+    assert_eq!(enrolments[0].event.details.as_ref().unwrap()["label"], "YubiKey <5>");
+    let filter = AuditFilter { action: Some("account.reauthenticate".into()), ..AuditFilter::default() };
+    let outcomes: Vec<_> = service
+        ._store
+        .list_audit(ORG, &filter, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.outcome)
+        .collect();
+    assert!(outcomes.contains(&portcullis::audit::Outcome::Failure), "{outcomes:?}");
 
     // Now the password alone is not enough: the key is asked for.
     let alice = service.browser();

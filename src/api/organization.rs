@@ -89,7 +89,8 @@ pub struct OrganizationSpec {
     pub data_residency: Option<String>,
 
     /// While true, the organization and its identity data cannot be deleted:
-    /// deleting the Organization is held back until the hold is lifted.
+    /// deleting the Organization is held back until the hold is lifted, and
+    /// no audit event is deleted for age (`audit.retention` is suspended).
     #[serde(default)]
     pub legal_hold: bool,
 
@@ -97,6 +98,32 @@ pub struct OrganizationSpec {
     #[serde(default = "default_stale_account_days")]
     #[schemars(range(min = 1, max = 3650))]
     pub stale_account_threshold_days: i32,
+
+    /// How long the audit trail is kept.
+    #[serde(default)]
+    pub audit: AuditPolicy,
+}
+
+/// The audit trail's retention.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPolicy {
+    /// How long audit events are kept (a duration such as `8760h`). Older
+    /// events are deleted, oldest first, by the store's housekeeping; the
+    /// chain still verifies from the first event kept. `legalHold: true`
+    /// suspends every deletion.
+    #[serde(default = "default_audit_retention")]
+    pub retention: GoDuration,
+}
+
+impl Default for AuditPolicy {
+    fn default() -> Self {
+        Self { retention: default_audit_retention() }
+    }
+}
+
+fn default_audit_retention() -> GoDuration {
+    GoDuration::new("8760h")
 }
 
 fn default_stale_account_days() -> i32 {

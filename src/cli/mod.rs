@@ -1,5 +1,6 @@
 //! The `portcullis` command line: one subcommand per process or tool.
 
+pub mod audit;
 pub mod crds;
 pub mod diff;
 pub mod operator;
@@ -48,6 +49,9 @@ enum Command {
     TokenService(Box<token_service::TokenServiceArgs>),
     /// Serve SCIM 2.0 provisioning (Users, Groups) for every organization.
     ScimService(Box<scim_service::ScimServiceArgs>),
+    /// Export or verify an organization's tamper-evident audit trail.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 impl Cli {
@@ -61,6 +65,7 @@ impl Cli {
             Command::Operator(args) => operator::run(*args),
             Command::TokenService(args) => token_service::run(*args),
             Command::ScimService(args) => scim_service::run(*args),
+            Command::Audit(command) => audit::run(command),
         }
     }
 }

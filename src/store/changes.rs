@@ -243,6 +243,8 @@ pub(in crate::store) struct WriteTx<'s> {
     turn: Option<MutexGuard<'s, ()>>,
     organization: String,
     changes: Vec<Change>,
+    /// Whether an audit event was appended (the sealer is woken at commit).
+    audited: bool,
 }
 
 impl<'s> WriteTx<'s> {
@@ -252,7 +254,7 @@ impl<'s> WriteTx<'s> {
         turn: Option<MutexGuard<'s, ()>>,
         organization: &str,
     ) -> Self {
-        Self { store, tx, turn, organization: organization.to_owned(), changes: Vec::new() }
+        Self { store, tx, turn, organization: organization.to_owned(), changes: Vec::new(), audited: false }
     }
 
     pub(in crate::store) fn conn(&mut self) -> &mut sqlx::AnyConnection {
@@ -274,11 +276,23 @@ impl<'s> WriteTx<'s> {
         }
     }
 
+    /// Appends the audit event of `entry` to this transaction: committed
+    /// with the write it records, or not at all.
+    pub(in crate::store) async fn audit(&mut self, entry: crate::audit::AuditEntry) -> Result<()> {
+        let context = self.store.audit_context();
+        super::audit::append_in(&mut self.tx, &context, &self.organization, entry).await?;
+        self.audited = true;
+        Ok(())
+    }
+
     /// Commits; returns the change's sequence number, or `None` if the
     /// transaction changed nothing (nothing is logged or announced then).
     pub(in crate::store) async fn commit(mut self) -> Result<Option<i64>> {
         if self.changes.is_empty() {
             self.tx.commit().await.map_err(query_error("commit"))?;
+            if self.audited {
+                self.store.wake_sealer();
+            }
             return Ok(None);
         }
         let changes = serde_json::to_string(&self.changes).map_err(|e| StoreError::Corrupt {
@@ -289,6 +303,9 @@ impl<'s> WriteTx<'s> {
         let seq = append_to_log(&mut self.tx, self.store.inner.backend, &self.organization, changes).await?;
         self.tx.commit().await.map_err(query_error("commit"))?;
 
+        if self.audited {
+            self.store.wake_sealer();
+        }
         if self.store.inner.backend == Backend::Sqlite {
             let notice = ChangeNotice { seq, organization: self.organization, changes: self.changes };
             // No subscriber is not an error.

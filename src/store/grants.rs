@@ -27,6 +27,7 @@ pub use rotation::{Rotation, RotationOutcome, RotationWriter};
 
 use super::error::query_error;
 use super::{Result, Store, bool_column_opt, column, json_list, json_list_column};
+use crate::audit::{AuditEntry, Target};
 use crate::secret::SecretHash;
 
 /// What an authorization code carries from the sign-in to the token endpoint.
@@ -289,6 +290,17 @@ impl GrantStore for Store {
         if let (Some(jti), Some(expires_ms)) = (&code.access_jti, code.access_exp_ms) {
             insert_revoked_jti(tx.conn(), &code.grant.organization, jti, expires_ms).await?;
         }
+        let namespace = namespace_of(tx.conn(), &code.grant.organization).await?;
+        let entry = AuditEntry::failure(
+            "authorizationCode.reuseDetected",
+            Target::new("user", Some(&code.grant.user_id), None),
+            "code_reuse",
+        )
+        .with_details(serde_json::json!({
+            "client": code.grant.client_id,
+            "revokedFamily": code.family_id,
+        }));
+        tx.audit(&namespace, entry).await?;
         tx.commit().await
     }
 
@@ -347,7 +359,21 @@ impl GrantStore for Store {
 
     async fn revoke_refresh_family(&self, family_id: &str, reason: &str, now_ms: i64) -> Result<()> {
         let mut tx = self.begin_unlogged_write().await?;
-        revoke_family_in(tx.conn(), family_id, reason, now_ms).await?;
+        let revoked = revoke_family_in(tx.conn(), family_id, reason, now_ms).await?;
+        if let Some((organization, client_id, user_id)) = revoked {
+            let namespace = namespace_of(tx.conn(), &organization).await?;
+            let target = Target::new("refreshTokenFamily", Some(family_id), None);
+            // Reuse is an attack (or a broken client): recorded as what failed.
+            let entry = match reason {
+                "reuse" => AuditEntry::failure("refreshToken.reuseDetected", target, reason),
+                _ => AuditEntry::success("refreshToken.revoke", target).with_reason(reason),
+            };
+            tx.audit(
+                &namespace,
+                entry.with_details(serde_json::json!({ "client": client_id, "user": user_id })),
+            )
+            .await?;
+        }
         tx.commit().await
     }
 
@@ -416,23 +442,44 @@ async fn insert_family(conn: &mut AnyConnection, family: &NewRefreshFamily) -> R
     Ok(())
 }
 
+/// Revokes the family if it is live; returns its organization, client and
+/// user when it was.
 async fn revoke_family_in(
     conn: &mut AnyConnection,
     family_id: &str,
     reason: &str,
     now_ms: i64,
-) -> Result<()> {
-    sqlx::query(
+) -> Result<Option<(String, String, String)>> {
+    let row = sqlx::query(
         "UPDATE refresh_token_families SET revoked_ms = $1, revoked_reason = $2 \
-         WHERE family_id = $3 AND revoked_ms IS NULL",
+         WHERE family_id = $3 AND revoked_ms IS NULL RETURNING organization, client_id, user_id",
     )
     .bind(now_ms)
     .bind(reason)
     .bind(family_id)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(query_error("revoke a refresh-token family"))?;
-    Ok(())
+    row.map(|row| {
+        const T: &str = "refresh_token_families";
+        Ok((column(&row, T, "organization")?, column(&row, T, "client_id")?, column(&row, T, "user_id")?))
+    })
+    .transpose()
+}
+
+/// The namespace of the organization named `name` (grants are keyed by the
+/// name, the audit trail by the namespace); the name itself if none is found.
+pub(in crate::store) async fn namespace_of(conn: &mut AnyConnection, name: &str) -> Result<String> {
+    let row = sqlx::query(super::desired::ISSUER_NAMESPACE)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(query_error("find an organization's namespace"))?;
+    let namespace: Option<String> = match row {
+        Some(row) => column(&row, "organizations", "namespace")?,
+        None => None,
+    };
+    Ok(namespace.unwrap_or_else(|| name.to_owned()))
 }
 
 async fn insert_revoked_jti(

@@ -23,6 +23,7 @@ use super::changes::{AnyQuery, Change, WriteTx};
 use super::error::{is_unique_violation, query_error};
 use super::records::*;
 use super::{Result, Store, StoreError, bool_column, column, enum_column, now_ms};
+use crate::audit::{AuditEntry, Target};
 use crate::secret::SecretString;
 
 pub(super) const USER_COLUMNS: &str = "id, organization, user_name, display_name, given_name, family_name, \
@@ -72,6 +73,16 @@ pub trait UserStore {
         offset: u64,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<User>>> + Send;
+    /// One page of users ordered by userName (case-insensitive), those after
+    /// `after_user_name` when given: keyset pages that stay stable while
+    /// users are added or removed (the admin API's cursor).
+    fn list_users_after(
+        &self,
+        organization: &str,
+        after_user_name: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<User>>> + Send;
+
     fn count_users(&self, organization: &str) -> impl Future<Output = Result<u64>> + Send;
     /// Replaces the SCIM-managed attributes, if the stored version is still
     /// `expected_version` (when given).
@@ -222,6 +233,7 @@ impl UserStore for Store {
     async fn create_user(&self, user: &NewUser) -> Result<User> {
         let mut tx = self.begin_write(&user.organization).await?;
         let created = insert_user(&mut tx, user, UserExtras::default()).await?;
+        tx.audit(user_entry("user.create", &created)).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -265,6 +277,23 @@ impl UserStore for Store {
         .await
     }
 
+    async fn list_users_after(
+        &self,
+        organization: &str,
+        after_user_name: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<User>> {
+        let mut conn = self.connection().await?;
+        let after = after_user_name.map(name_key).unwrap_or_default();
+        read_users(
+            &mut conn,
+            "organization = $1 AND user_name_key > $2 ORDER BY user_name_key LIMIT $3",
+            organization,
+            |q| q.bind(after.clone()).bind(i64::from(limit)),
+        )
+        .await
+    }
+
     async fn count_users(&self, organization: &str) -> Result<u64> {
         count(self, "SELECT COUNT(*) AS n FROM users WHERE organization = $1", organization, None).await
     }
@@ -278,13 +307,20 @@ impl UserStore for Store {
     ) -> Result<User> {
         let mut tx = self.begin_write(organization).await?;
         update_user_row(&mut tx, organization, id, update, None, expected_version).await?;
-        let updated = read_user(tx.conn(), organization, "id = $2", id).await?;
+        let updated = read_user(tx.conn(), organization, "id = $2", id)
+            .await?
+            .ok_or_else(|| not_found(organization, "user", id))?;
+        tx.audit(user_entry("user.update", &updated)).await?;
         tx.commit().await?;
-        updated.ok_or_else(|| not_found(organization, "user", id))
+        Ok(updated)
     }
 
     async fn set_user_active(&self, organization: &str, id: &str, active: bool) -> Result<()> {
-        update_user_column(self, organization, id, "active", "set a user's status", |q| q.bind(active)).await
+        let action = if active { "user.reactivate" } else { "user.deactivate" };
+        update_user_column(self, organization, id, "active", "set a user's status", action, |q| {
+            q.bind(active)
+        })
+        .await
     }
 
     async fn set_password_hash(
@@ -294,8 +330,11 @@ impl UserStore for Store {
         password_hash: Option<&SecretString>,
     ) -> Result<()> {
         let hash = password_hash.map(|h| h.expose().to_owned());
-        update_user_column(self, organization, id, "password_hash", "set a password hash", |q| q.bind(hash))
-            .await
+        let action = if hash.is_some() { "user.setPassword" } else { "user.removePassword" };
+        update_user_column(self, organization, id, "password_hash", "set a password hash", action, |q| {
+            q.bind(hash)
+        })
+        .await
     }
 
     async fn record_login(&self, organization: &str, id: &str, at_ms: i64) -> Result<()> {
@@ -311,9 +350,19 @@ impl UserStore for Store {
     }
 
     async fn delete_user(&self, organization: &str, id: &str) -> Result<bool> {
-        let query =
-            sqlx::query("DELETE FROM users WHERE organization = $1 AND id = $2").bind(organization).bind(id);
-        self.write_row(organization, query, "delete a user", user_change(organization, id)).await
+        let mut tx = self.begin_write(organization).await?;
+        let row = sqlx::query("DELETE FROM users WHERE organization = $1 AND id = $2 RETURNING user_name")
+            .bind(organization)
+            .bind(id)
+            .fetch_optional(tx.conn())
+            .await
+            .map_err(query_error("delete a user"))?;
+        let Some(row) = row else { return Ok(false) };
+        let user_name: String = column(&row, "users", "user_name")?;
+        tx.record(user_change(organization, id));
+        tx.audit(AuditEntry::success("user.delete", user_target(id, &user_name))).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn add_mfa_enrolment(
@@ -365,6 +414,9 @@ impl UserStore for Store {
             return Err(not_found(organization, "user", user_id));
         }
         tx.record(user_change(organization, user_id));
+        let entry = AuditEntry::success("mfa.enrol", Target::new("user", Some(user_id), None))
+            .with_details(serde_json::json!({ "factor": kind, "enrolment": id, "label": label }));
+        tx.audit(entry).await?;
         tx.commit().await?;
         Ok(MfaEnrolment {
             id,
@@ -444,7 +496,7 @@ impl UserStore for Store {
         let mut tx = self.begin_write(organization).await?;
         let row = sqlx::query(
             "DELETE FROM mfa_enrolments WHERE id = $1 AND user_id IN (SELECT id FROM users WHERE organization = $2) \
-             RETURNING user_id",
+             RETURNING user_id, kind",
         )
         .bind(enrolment_id)
         .bind(organization)
@@ -454,6 +506,10 @@ impl UserStore for Store {
         let Some(row) = row else { return Ok(false) };
         let user_id: String = column(&row, "mfa_enrolments", "user_id")?;
         tx.record(user_change(organization, &user_id));
+        let kind: String = column(&row, "mfa_enrolments", "kind")?;
+        let entry = AuditEntry::success("mfa.remove", Target::new("user", Some(&user_id), None))
+            .with_details(serde_json::json!({ "factor": kind, "enrolment": enrolment_id }));
+        tx.audit(entry).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -463,6 +519,7 @@ impl GroupStore for Store {
     async fn create_group(&self, group: &NewGroup) -> Result<Group> {
         let mut tx = self.begin_write(&group.organization).await?;
         let (id, now) = insert_group(&mut tx, group, None).await?;
+        tx.audit(AuditEntry::success("group.create", group_target(&id, &group.display_name))).await?;
         tx.commit().await?;
         Ok(Group {
             id,
@@ -513,15 +570,29 @@ impl GroupStore for Store {
     ) -> Result<Group> {
         let mut tx = self.begin_write(organization).await?;
         update_group_row(&mut tx, organization, id, display_name, external_id, expected_version).await?;
-        let updated = read_group(tx.conn(), organization, "id = $2", id).await?;
+        let updated = read_group(tx.conn(), organization, "id = $2", id)
+            .await?
+            .ok_or_else(|| not_found(organization, "group", id))?;
+        tx.audit(AuditEntry::success("group.update", group_target(id, &updated.display_name))).await?;
         tx.commit().await?;
-        updated.ok_or_else(|| not_found(organization, "group", id))
+        Ok(updated)
     }
 
     async fn delete_group(&self, organization: &str, id: &str) -> Result<bool> {
-        let query =
-            sqlx::query("DELETE FROM groups WHERE organization = $1 AND id = $2").bind(organization).bind(id);
-        self.write_row(organization, query, "delete a group", group_change(organization, id)).await
+        let mut tx = self.begin_write(organization).await?;
+        let row =
+            sqlx::query("DELETE FROM groups WHERE organization = $1 AND id = $2 RETURNING display_name")
+                .bind(organization)
+                .bind(id)
+                .fetch_optional(tx.conn())
+                .await
+                .map_err(query_error("delete a group"))?;
+        let Some(row) = row else { return Ok(false) };
+        let display_name: String = column(&row, "groups", "display_name")?;
+        tx.record(group_change(organization, id));
+        tx.audit(AuditEntry::success("group.delete", group_target(id, &display_name))).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn add_member(&self, organization: &str, group_id: &str, user_id: &str) -> Result<bool> {
@@ -549,6 +620,7 @@ impl GroupStore for Store {
             group_id: group_id.to_owned(),
             user_id: user_id.to_owned(),
         });
+        tx.audit(membership_entry("group.addMember", group_id, user_id)).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -574,6 +646,7 @@ impl GroupStore for Store {
             group_id: group_id.to_owned(),
             user_id: user_id.to_owned(),
         });
+        tx.audit(membership_entry("group.removeMember", group_id, user_id)).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -614,6 +687,9 @@ impl GroupStore for Store {
             organization: organization.to_owned(),
             group_id: group_id.to_owned(),
         });
+        let entry = AuditEntry::success("group.replaceMembers", Target::new("group", Some(group_id), None))
+            .with_details(serde_json::json!({ "members": wanted.len() }));
+        tx.audit(entry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -739,17 +815,46 @@ async fn update_user_column(
     id: &str,
     column_name: &'static str,
     operation: &'static str,
+    action: &'static str,
     bind: impl FnOnce(AnyQuery<'static>) -> AnyQuery<'static>,
 ) -> Result<()> {
     let query = sqlx::query(AssertSqlSafe(format!(
         "UPDATE users SET {column_name} = $1, updated_ms = $2, version = version + 1 \
-         WHERE organization = $3 AND id = $4"
+         WHERE organization = $3 AND id = $4 RETURNING user_name"
     )));
     let query = bind(query).bind(now_ms()).bind(organization.to_owned()).bind(id.to_owned());
-    match store.write_row(organization, query, operation, user_change(organization, id)).await? {
-        true => Ok(()),
-        false => Err(not_found(organization, "user", id)),
-    }
+    let mut tx = store.begin_write(organization).await?;
+    let row = query.fetch_optional(tx.conn()).await.map_err(query_error(operation))?;
+    let Some(row) = row else { return Err(not_found(organization, "user", id)) };
+    let user_name: String = column(&row, "users", "user_name")?;
+    tx.record(user_change(organization, id));
+    tx.audit(AuditEntry::success(action, user_target(id, &user_name))).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The audit target of a user.
+pub(super) fn user_target(id: &str, user_name: &str) -> Target {
+    Target::new("user", Some(id), Some(user_name))
+}
+
+/// The audit target of a group.
+pub(super) fn group_target(id: &str, display_name: &str) -> Target {
+    Target::new("group", Some(id), Some(display_name))
+}
+
+/// `action` on `user`, with what a reader of the trail wants to see of it.
+pub(super) fn user_entry(action: &str, user: &User) -> AuditEntry {
+    AuditEntry::success(action, user_target(&user.id, &user.user_name)).with_details(serde_json::json!({
+        "active": user.active,
+        "source": user.source.as_str(),
+        "emails": user.emails.iter().map(|e| e.value.as_str()).collect::<Vec<_>>(),
+    }))
+}
+
+fn membership_entry(action: &str, group_id: &str, user_id: &str) -> AuditEntry {
+    AuditEntry::success(action, Target::new("group", Some(group_id), None))
+        .with_details(serde_json::json!({ "user": user_id }))
 }
 
 /// What a SCIM write keeps beside the columns every user has.

@@ -23,11 +23,14 @@
 //! - [`changes`]: what changed, and who is told ([`ChangeFeed`]).
 //! - [`follow`]: an access index that follows the store change by change.
 //! - [`access_review`]: groups, members and inactive users, as `portcullis diff` reads them.
+//! - [`audit`]: the audit trail, appended in the transaction of each write it
+//!   records and sealed into one hash chain per organization ([`AuditStore`]).
 //!
 //! Migrations live in `migrations/sqlite` and `migrations/postgres` (same
 //! tables; PostgreSQL adds the NOTIFY trigger) and run on [`Store::connect`].
 
 pub mod access_review;
+pub mod audit;
 pub mod ceremonies;
 pub mod changes;
 pub mod desired;
@@ -55,6 +58,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, SqlSafeStr, Transaction
 use tokio::sync::{Mutex, MutexGuard, OnceCell, broadcast, watch};
 
 pub use access_review::{AccessDirectory, AccessReviewStore, DirectoryGroup, DirectoryMember};
+pub use audit::{AuditFilter, AuditHead, AuditStore, ChainCheck, MAX_AUDIT_PAGE, SealedAuditEvent};
 pub use ceremonies::CeremonyStore;
 pub use changes::{Change, ChangeEvent, ChangeFeed, ChangeNotice, ChangeSubscription};
 pub use desired::{ApplyOutcome, DeleteOutcome, DesiredRecord, DesiredStateStore};
@@ -101,9 +105,12 @@ impl Backend {
 }
 
 /// Handle to the store; cheap to clone, shared by every part of a process.
+/// A handle may carry who is acting ([`Store::with_audit`]): the audit
+/// events its writes append name them.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    audit: Option<Arc<crate::audit::AuditContext>>,
 }
 
 struct Inner {
@@ -122,6 +129,8 @@ struct Inner {
     shutdown: watch::Sender<()>,
     /// Where refresh-token rotations are committed (in groups, on SQLite).
     rotations: grants::RotationWriter,
+    /// Links appended audit events into their organization's chain.
+    audit_sealer: audit::Sealer,
 }
 
 /// A [`Store`] that does not keep it alive (for tasks the store itself owns).
@@ -130,7 +139,7 @@ pub(in crate::store) struct WeakStore(std::sync::Weak<Inner>);
 
 impl WeakStore {
     pub(in crate::store) fn upgrade(&self) -> Option<Store> {
-        self.0.upgrade().map(|inner| Store { inner })
+        self.0.upgrade().map(|inner| Store { inner, audit: None })
     }
 }
 
@@ -234,7 +243,9 @@ impl Store {
                 listener: OnceCell::new(),
                 shutdown,
                 rotations: grants::RotationWriter::default(),
+                audit_sealer: audit::Sealer::default(),
             }),
+            audit: None,
         })
     }
 
@@ -284,7 +295,7 @@ impl Store {
     /// are logged and announced when it commits, and forgotten if it is
     /// dropped (rolled back).
     pub(in crate::store) async fn begin_write(&self, organization: &str) -> Result<changes::WriteTx<'_>> {
-        let UnloggedWriteTx { tx, turn } = self.begin_unlogged_write().await?;
+        let UnloggedWriteTx { tx, turn, .. } = self.begin_unlogged_write().await?;
         Ok(changes::WriteTx::new(self, tx, turn, organization))
     }
 
@@ -300,7 +311,7 @@ impl Store {
             Backend::Postgres => self.inner.pool.begin().await,
         }
         .map_err(error::query_error("begin a write transaction"))?;
-        Ok(UnloggedWriteTx { tx, turn })
+        Ok(UnloggedWriteTx { tx, turn, store: self, audited: false })
     }
 
     /// Starts a read-only transaction that sees one consistent snapshot of
@@ -349,6 +360,9 @@ async fn require_current_schema(pool: &AnyPool, backend: Backend) -> Result<()> 
 pub(in crate::store) struct UnloggedWriteTx<'s> {
     tx: Transaction<'static, Any>,
     turn: Option<MutexGuard<'s, ()>>,
+    store: &'s Store,
+    /// Whether an audit event was appended (the sealer is woken at commit).
+    audited: bool,
 }
 
 impl UnloggedWriteTx<'_> {
@@ -356,10 +370,26 @@ impl UnloggedWriteTx<'_> {
         &mut self.tx
     }
 
+    /// Appends the audit event of `entry` to this transaction, as the
+    /// store handle's actor did it in `organization`.
+    pub(in crate::store) async fn audit(
+        &mut self,
+        organization: &str,
+        entry: crate::audit::AuditEntry,
+    ) -> Result<()> {
+        let context = self.store.audit_context();
+        audit::append_in(&mut self.tx, &context, organization, entry).await?;
+        self.audited = true;
+        Ok(())
+    }
+
     pub(in crate::store) async fn commit(self) -> Result<()> {
-        let Self { tx, turn } = self;
+        let Self { tx, turn, store, audited } = self;
         let committed = tx.commit().await.map_err(error::query_error("commit"));
         drop(turn);
+        if committed.is_ok() && audited {
+            store.wake_sealer();
+        }
         committed
     }
 }
@@ -388,6 +418,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (6, "webauthn", include_str!("../../migrations/sqlite/0006_webauthn.sql")),
     (7, "sealed signing keys", include_str!("../../migrations/sqlite/0007_sealed_signing_keys.sql")),
     (13, "hardening", include_str!("../../migrations/sqlite/0013_hardening.sql")),
+    (16, "audit", include_str!("../../migrations/sqlite/0016_audit.sql")),
 ]);
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
@@ -398,6 +429,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (6, "webauthn", include_str!("../../migrations/postgres/0006_webauthn.sql")),
     (7, "sealed signing keys", include_str!("../../migrations/postgres/0007_sealed_signing_keys.sql")),
     (13, "hardening", include_str!("../../migrations/postgres/0013_hardening.sql")),
+    (16, "audit", include_str!("../../migrations/postgres/0016_audit.sql")),
 ]);
 
 impl MigrationSource<'static> for EmbeddedMigrations {

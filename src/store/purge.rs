@@ -9,7 +9,8 @@
 //! refreshes get theirs in between): a purge never holds locks on a large
 //! part of a table. Nobody follows these rows, so nothing is logged.
 //!
-//! [`tidy`] is one round of the store's housekeeping, with this purge: the
+//! [`tidy`] is one round of the store's housekeeping, with this purge and
+//! each organization's audit retention (unless under legal hold): the
 //! leading operator runs it in a cluster (`controller::housekeeping`), the
 //! standalone server on its own store. Rows are kept [`KEPT_AFTER_EXPIRY`]
 //! past their expiry: a redeemed code that comes back a while after it
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use sqlx::AssertSqlSafe;
 
+use super::audit::AuditStore as _;
 use super::changes::ChangeFeed as _;
 use super::desired::DesiredStateStore as _;
 use super::error::query_error;
@@ -57,6 +59,11 @@ pub async fn tidy(store: &Store, now_ms: i64) {
             tracing::info!(?purged, "purged expired codes, refresh tokens, revoked tokens, sessions")
         }
         Err(e) => tracing::warn!("could not purge expired grants: {}", error_chain(&e)),
+    }
+    match store.apply_audit_retention(now_ms).await {
+        Ok(0) => {}
+        Ok(pruned) => tracing::info!(pruned, "deleted audit events past their organization's retention"),
+        Err(e) => tracing::warn!("could not apply the audit retention: {}", error_chain(&e)),
     }
 }
 

@@ -22,12 +22,13 @@ use super::changes::{Change, WriteTx};
 use super::desired::{self, ISSUER_NAMESPACE};
 use super::error::query_error;
 use super::identity::{
-    GROUP_COLUMNS, Member, USER_COLUMNS, UserExtras, group_from_row, insert_group, insert_user, not_found,
-    read_group, update_group_row, update_user_row, user_from_row,
+    GROUP_COLUMNS, Member, USER_COLUMNS, UserExtras, group_from_row, group_target, insert_group, insert_user,
+    not_found, read_group, update_group_row, update_user_row, user_entry, user_from_row,
 };
 use super::records::*;
 use super::scim_query::{SqlValue, SqlWhere};
 use super::{Backend, Result, Store, StoreError, bool_column, column, now_ms};
+use crate::audit::AuditEntry;
 
 type AnyQuery<'q> = sqlx::query::Query<'q, Any, AnyArguments>;
 
@@ -659,6 +660,7 @@ impl ScimStore for Store {
         let scim_json = extra_json(extra);
         let extras = UserExtras { scim_json: scim_json.as_deref(), provisioned_by: Some(provisioned_by) };
         let created = insert_user(&mut tx, user, extras).await?;
+        tx.audit(user_entry("user.create", &created)).await?;
         tx.commit().await?;
         // Exactly what was written: no need to read it back.
         Ok(ScimUser {
@@ -681,9 +683,13 @@ impl ScimStore for Store {
         update_user_row(&mut tx, organization, id, update, Some(scim_json.as_deref()), expected_version)
             .await?;
         let binds = [SqlValue::Text(id.to_owned())];
-        let updated = read_scim_users(tx.conn(), organization, "u.id = $2", &binds, "").await?.pop();
+        let updated = read_scim_users(tx.conn(), organization, "u.id = $2", &binds, "")
+            .await?
+            .pop()
+            .ok_or_else(|| not_found(organization, "user", id))?;
+        tx.audit(user_entry("user.update", &updated.user)).await?;
         tx.commit().await?;
-        updated.ok_or_else(|| not_found(organization, "user", id))
+        Ok(updated)
     }
 
     async fn groups_of_users(
@@ -765,9 +771,13 @@ impl ScimStore for Store {
         let mut tx = self.begin_write(&group.organization).await?;
         let (id, _) = insert_group(&mut tx, group, Some(provisioned_by)).await?;
         insert_members(&mut tx, &group.organization, &id, members).await?;
+        let member_count = members.len();
         let members: Vec<&String> = members.iter().collect();
         record_membership(&mut tx, &group.organization, &id, &members);
         let created = read_group(tx.conn(), &group.organization, "id = $2", &id).await?;
+        let entry = AuditEntry::success("group.create", group_target(&id, &group.display_name))
+            .with_details(serde_json::json!({ "members": member_count }));
+        tx.audit(entry).await?;
         tx.commit().await?;
         created.ok_or_else(|| not_found(&group.organization, "group", &id))
     }
@@ -782,6 +792,19 @@ impl ScimStore for Store {
         let mut tx = self.begin_write(organization).await?;
         update_group_row(&mut tx, organization, id, write.display_name, write.external_id, expected_version)
             .await?;
+        let members = match &write.members {
+            MemberChanges::Replace(members) => serde_json::json!({ "replacedWith": members.len() }),
+            // Who joined or left, unless the list would swamp the trail.
+            MemberChanges::Delta { added, removed } if added.len() + removed.len() <= 100 => {
+                serde_json::json!({ "added": added, "removed": removed })
+            }
+            MemberChanges::Delta { added, removed } => {
+                serde_json::json!({ "addedCount": added.len(), "removedCount": removed.len() })
+            }
+        };
+        let entry = AuditEntry::success("group.update", group_target(id, write.display_name))
+            .with_details(serde_json::json!({ "members": members }));
+        tx.audit(entry).await?;
         match &write.members {
             MemberChanges::Replace(members) => {
                 sqlx::query("DELETE FROM memberships WHERE group_id = $1")

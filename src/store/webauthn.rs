@@ -13,6 +13,7 @@ use sqlx::any::AnyRow;
 
 use super::error::query_error;
 use super::{Result, Store, StoreError, column};
+use crate::audit::{AuditEntry, Target};
 
 /// What an enrolled credential is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,8 +162,16 @@ impl WebAuthnCredentialStore for Store {
         .execute(tx.conn())
         .await
         .map_err(query_error("store a WebAuthn credential"))?;
+        let added = done.rows_affected() == 1;
+        if added {
+            let entry = AuditEntry::success("mfa.enrol", Target::new("user", Some(credential.user_id), None))
+                .with_details(
+                    serde_json::json!({ "factor": credential.kind.as_str(), "label": credential.name }),
+                );
+            tx.audit(credential.organization, entry).await?;
+        }
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(added)
     }
 
     async fn record_webauthn_use(&self, used: &CredentialUse<'_>) -> Result<bool> {

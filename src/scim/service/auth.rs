@@ -24,8 +24,9 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::api::ProvisioningMode;
+use crate::audit::{Actor, AuditContext, Source};
 use crate::secret::SecretHash;
-use crate::store::ScimStore;
+use crate::store::{ScimStore, Store};
 
 use super::ScimState;
 use super::error::{AnsweredError, ScimError};
@@ -39,6 +40,9 @@ pub struct ScimCaller {
     pub namespace: String,
     pub identity_provider: String,
     pub provisioning: ProvisioningMode,
+    /// The store, recording this IdentityProvider (and the request's
+    /// address) as who acts in the audit events of its writes.
+    pub store: Store,
 }
 
 /// A caller allowed to write: the organization's provisioning mode is `scim`.
@@ -72,11 +76,14 @@ impl FromRequestParts<ScimState> for ScimCaller {
         {
             *slot = Some((owner.namespace.clone(), owner.identity_provider.clone()));
         }
+        let audit =
+            AuditContext::new(Actor::identity_provider(&owner.identity_provider), Source::of_request(parts));
         Ok(ScimCaller {
             organization,
             namespace: owner.namespace,
             identity_provider: owner.identity_provider,
             provisioning: provisioning_mode(&owner.organization_spec_json),
+            store: state.store.with_audit(audit),
         })
     }
 }

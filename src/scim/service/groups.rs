@@ -159,7 +159,7 @@ pub(super) async fn create(
         external_id: fields.external_id.clone(),
     };
     let members = fields.members.unwrap_or_default();
-    let created = state
+    let created = caller
         .store
         .create_scim_group(&new, &members, &caller.identity_provider)
         .await
@@ -185,7 +185,7 @@ pub(super) async fn replace(
         members: MemberChanges::Replace(fields.members.clone().unwrap_or_default()),
     };
     let expected = headers.contains_key(header::IF_MATCH).then_some(current.version);
-    let updated = state
+    let updated = caller
         .store
         .update_scim_group(&caller.namespace, &path.id, &write, expected)
         .await
@@ -283,7 +283,7 @@ pub(super) async fn patch(
         },
     };
     // The write names the version the patch applied to: all of it or none.
-    let updated = state
+    let updated = caller
         .store
         .update_scim_group(&caller.namespace, &path.id, &write, Some(current.version))
         .await
@@ -300,7 +300,7 @@ pub(super) async fn delete(
 ) -> Result<Response, ScimError> {
     let current = load_writable(&state, &caller, &path.id).await?;
     check_if_match(&headers, current.version)?;
-    if state.store.delete_group(&caller.namespace, &path.id).await? {
+    if caller.store.delete_group(&caller.namespace, &path.id).await? {
         Ok(no_content(None))
     } else {
         Err(ScimError::not_found(RESOURCE, &path.id))

@@ -186,7 +186,7 @@ pub(super) async fn create(
         active: fields.active,
         ..NewUser::new(caller.namespace.clone(), fields.user_name.clone(), UserSource::Scim)
     };
-    let created = state
+    let created = caller
         .store
         .create_scim_user(&new, &fields.extra, &caller.identity_provider)
         .await
@@ -208,7 +208,7 @@ pub(super) async fn replace(
     writable(&current, &caller)?;
     let fields = user_fields(&body)?;
     let expected = headers.contains_key(header::IF_MATCH).then_some(current.user.version);
-    let updated = state
+    let updated = caller
         .store
         .update_scim_user(&caller.namespace, &path.id, &update_of(&fields), &fields.extra, expected)
         .await
@@ -248,7 +248,7 @@ pub(super) async fn patch(
         }
         let fields = user_fields(&outcome.resource)?;
         // Read-modify-write: the write names the version the patch applied to.
-        match state
+        match caller
             .store
             .update_scim_user(
                 &caller.namespace,
@@ -276,7 +276,7 @@ pub(super) async fn delete(
     let current = load(&state, &caller, &path.id).await?;
     check_if_match(&headers, current.user.version)?;
     writable(&current, &caller)?;
-    if state.store.delete_user(&caller.namespace, &path.id).await? {
+    if caller.store.delete_user(&caller.namespace, &path.id).await? {
         Ok(super::no_content(None))
     } else {
         Err(ScimError::not_found(RESOURCE, &path.id))

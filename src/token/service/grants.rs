@@ -22,13 +22,14 @@ use jiff::{SignedDuration, Timestamp};
 use super::error::OAuthError;
 use super::issue::{self, TokenUser};
 use super::state::TokenServiceState;
+use crate::audit::{Actor, ActorKind, AuditContext, AuditEntry, Source, Target};
 use crate::secret::{SecretHash, SecretString};
-use crate::store::GrantStore as _;
 pub use crate::store::grants::CodeGrant;
 use crate::store::grants::{
     CodeUse, GrantUser, NewRefreshFamily, Rotation, RotationOutcome, StoredAuthorizationCode,
     StoredRefreshToken,
 };
+use crate::store::{AuditStore as _, GrantStore as _};
 use crate::token::pkce::{self, CodeChallenge};
 use crate::token::refresh::{self, FamilyId, FamilyRecord, IssuedRefreshToken, RefreshDecision};
 
@@ -117,9 +118,8 @@ pub async fn redeem_authorization_code(
         }
         if code.used_ms.is_some() {
             tracing::warn!(
-                target: "audit",
                 organization = redemption.organization,
-                "authorization code used twice; revoking what it issued"
+                "authorization code used twice; revoking what it issued (audited)"
             );
             state.store().revoke_code_issuance(&code, now.as_millisecond()).await?;
             return Err(OAuthError::invalid_grant("The authorization code was already used."));
@@ -292,17 +292,24 @@ pub async fn rotate_refresh_token(
                 // PostgreSQL a loser may even read the new counter): fail
                 // closed, as reuse; the rotation revoked the whole family.
                 RotationOutcome::Lost => {
-                    audit_reuse(presented);
+                    audit_lost_race(state, presented).await?;
                     Err(OAuthError::invalid_grant("The refresh token was already used."))
                 }
             }
         }
         RefreshDecision::ReuseDetected { revoke_family } => {
+            tracing::warn!(
+                organization = %presented.organization,
+                client_id = %presented.client_id,
+                family = %family_id.as_str(),
+                "refresh token reused; revoking its whole family"
+            );
+            // The revocation and its audit event commit together.
             state
                 .store()
+                .with_audit(presenter(presented))
                 .revoke_refresh_family(revoke_family.as_str(), "reuse", now.as_millisecond())
                 .await?;
-            audit_reuse(presented);
             Err(OAuthError::invalid_grant("The refresh token was already used."))
         }
         RefreshDecision::Expired => Err(OAuthError::invalid_grant("The refresh token has expired.")),
@@ -310,15 +317,38 @@ pub async fn rotate_refresh_token(
     }
 }
 
-fn audit_reuse(presented: &PresentedRefreshToken) {
+/// Who presented a refresh token: its client, for its user.
+fn presenter(presented: &PresentedRefreshToken) -> AuditContext {
+    let actor = Actor {
+        kind: ActorKind::Client,
+        subject: Some(presented.sign_in.user_id.clone()),
+        client: Some(presented.client_id.clone()),
+        ..Actor::default()
+    };
+    AuditContext::new(actor, Source::default())
+}
+
+/// A rotation that lost a race revoked the family in the group commit that
+/// decided it; what that means is recorded here.
+async fn audit_lost_race(
+    state: &TokenServiceState,
+    presented: &PresentedRefreshToken,
+) -> Result<(), OAuthError> {
     tracing::warn!(
-        target: "audit",
         organization = %presented.organization,
         client_id = %presented.client_id,
         family = %presented.family.family_id.as_str(),
-        user_id = %presented.sign_in.user_id,
-        "refresh token reused; revoked its whole family"
+        "refresh token rotated twice at once; its whole family was revoked"
     );
+    let org = state.require_organization(&presented.organization).await?;
+    let entry = AuditEntry::failure(
+        "refreshToken.reuseDetected",
+        Target::new("refreshTokenFamily", Some(presented.family.family_id.as_str()), None),
+        "concurrent_rotation",
+    )
+    .with_details(serde_json::json!({ "client": presented.client_id, "user": presented.sign_in.user_id }));
+    state.store().with_audit(presenter(presented)).append_audit(&org.namespace, entry).await?;
+    Ok(())
 }
 
 /// Revokes a family (RFC 7009 for refresh tokens, logout, admin).

@@ -10,12 +10,14 @@
 //!  POST /o/{org}/revoke                            revoke        (RFC 7009)
 //!  POST /o/{org}/api/v1/check                      check         (require_permission: the
 //!                                                                 `@requires_permission` of the seeds)
+//!  GET  /o/{org}/api/v1/audit…                    admin/        (the admin API: problem JSON)
 //!  …    /o/{org}/authorize, login pages, end_session  login/ (the LOGIN helper's routes)
 //! ```
 //!
 //! Every handler resolves `{org}` first: an unknown organization is 404, and
 //! clients, codes and tokens are looked up within that organization only.
 
+pub mod admin;
 pub mod check;
 pub mod client_auth;
 mod discovery;
@@ -53,6 +55,7 @@ pub fn router(state: TokenServiceState) -> Router {
         .route("/o/{org}/introspect", post(introspect::introspect))
         .route("/o/{org}/revoke", post(revoke::revoke))
         .route("/o/{org}/api/v1/check", post(check::check))
+        .merge(admin::routes())
         .merge(login::routes())
         .with_state(state)
 }

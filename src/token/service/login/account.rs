@@ -170,11 +170,11 @@ async fn may_add_factor(
         None => false,
     };
     if !verified {
-        attempt.failed();
+        attempt.failed().await?;
         let message = "That password is not right. Enter your password to add a sign-in method.";
         return Err(refused(state, account, StatusCode::UNAUTHORIZED, message).await);
     }
-    attempt.succeeded();
+    attempt.succeeded().await?;
     Ok(name.to_owned())
 }
 

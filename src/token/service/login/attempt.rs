@@ -11,6 +11,12 @@
 //!        ├─ wrong ─► attempt.failed()     the count stands, against the account and the source
 //!        └─ right ─► attempt.succeeded()  clears the account, takes the source's count back
 //! ```
+//!
+//! Each outcome is also an audit event (`signIn.password`, `signIn.totp`,
+//! `signIn.securityKey`, `signIn.passkey`, `account.reauthenticate`): who
+//! (the user, or what was typed for an unknown account), from which
+//! address, and why it failed. Throttled tries are not recorded (nothing
+//! was checked, and the throttle bounds how many events a guesser makes).
 
 use std::time::Duration;
 
@@ -20,6 +26,8 @@ use jiff::Timestamp;
 use super::SourceAddress;
 use super::error::LoginError;
 use super::step::Step;
+use crate::audit::{Actor, ActorKind, AuditContext, AuditEntry, Source, Target, source_address};
+use crate::store::AuditStore as _;
 use crate::token::password::{MAX_PASSWORD_BYTES, PasswordError};
 use crate::token::service::error::OAuthError;
 use crate::token::service::state::{OrganizationView, TokenServiceState};
@@ -27,9 +35,52 @@ use crate::token::throttle::{AccountKey, LoginThrottle, SourceKey, ThrottleVerdi
 
 /// One try at a secret, by an account from a source, that the throttle allowed.
 pub(super) struct Attempt<'a> {
+    state: &'a TokenServiceState,
     throttle: &'a LoginThrottle,
     account: AccountKey,
     source: SourceKey,
+    /// What the audit events of this attempt say.
+    audit: AttemptAudit,
+}
+
+/// The audit trail's view of an attempt: which check, by whom, from where.
+struct AttemptAudit {
+    action: &'static str,
+    /// Why a wrong secret failed, in the trail's words.
+    wrong: &'static str,
+    context: AuditContext,
+    target: Target,
+}
+
+impl AttemptAudit {
+    fn of(account: &AccountKey, source: std::net::IpAddr, step: &Step<'_>) -> Self {
+        let (action, wrong) = match step {
+            Step::Password { .. } => ("signIn.password", "WrongCredentials"),
+            Step::Totp { .. } => ("signIn.totp", "WrongCode"),
+            Step::SecondFactor { .. } => ("signIn.securityKey", "AssertionRefused"),
+            Step::Passkey { .. } => ("signIn.passkey", "AssertionRefused"),
+            Step::Account { .. } => ("account.reauthenticate", "WrongPassword"),
+        };
+        let typed = match step {
+            Step::Password { typed, .. } => Some(*typed),
+            _ => None,
+        };
+        let (actor, target) = match account.account.strip_prefix("unknown:") {
+            // Nobody: what was typed, for the trail to show what was tried.
+            Some(_) => (Actor::anonymous(typed), Target::new("user", None, typed)),
+            None => {
+                let actor = Actor {
+                    kind: ActorKind::User,
+                    subject: Some(account.account.clone()),
+                    name: typed.map(str::to_owned),
+                    ..Actor::default()
+                };
+                (actor, Target::new("user", Some(&account.account), typed))
+            }
+        };
+        let source = Source { address: source_address(Some(source)), user_agent: None };
+        Self { action, wrong, context: AuditContext::new(actor, source), target }
+    }
 }
 
 impl<'a> Attempt<'a> {
@@ -49,9 +100,13 @@ impl<'a> Attempt<'a> {
         step: &Step<'_>,
     ) -> Result<Self, LoginError> {
         let throttle = &state.login().throttle;
+        let source_ip = source.0;
         let source = SourceKey::from(source.0);
         match throttle.begin_attempt(&account, source, now) {
-            ThrottleVerdict::Allowed => Ok(Attempt { throttle, account, source }),
+            ThrottleVerdict::Allowed => {
+                let audit = AttemptAudit::of(&account, source_ip, step);
+                Ok(Attempt { state, throttle, account, source, audit })
+            }
             ThrottleVerdict::Throttled { retry_after } => {
                 let message = format!(
                     "Too many failed sign-in attempts. Try again in {} seconds.",
@@ -64,12 +119,28 @@ impl<'a> Attempt<'a> {
     }
 
     /// The secret was wrong: the failure counted when the attempt began
-    /// stands, against the account and the source.
-    pub fn failed(&self) {}
+    /// stands, against the account and the source; it is audited.
+    pub async fn failed(&self) -> Result<(), OAuthError> {
+        self.record(AuditEntry::failure(self.audit.action, self.audit.target.clone(), self.audit.wrong)).await
+    }
 
-    /// The secret was right: the account's failures are cleared (the source's are not).
-    pub fn succeeded(&self) {
+    /// The secret was right but the account may not sign in (`reason`):
+    /// audited; the throttle's count stands.
+    pub async fn refused(&self, reason: &str) -> Result<(), OAuthError> {
+        self.record(AuditEntry::failure(self.audit.action, self.audit.target.clone(), reason)).await
+    }
+
+    /// The secret was right: the account's failures are cleared (the source's are not),
+    /// and the success is audited.
+    pub async fn succeeded(&self) -> Result<(), OAuthError> {
         self.throttle.record_success(&self.account, self.source);
+        self.record(AuditEntry::success(self.audit.action, self.audit.target.clone())).await
+    }
+
+    async fn record(&self, entry: AuditEntry) -> Result<(), OAuthError> {
+        let store = self.state.store().with_audit(self.audit.context.clone());
+        store.append_audit(&self.account.organization, entry).await?;
+        Ok(())
     }
 
     /// argon2id: whether `password` matches `hash`. `None` (an unknown

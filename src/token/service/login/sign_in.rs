@@ -82,14 +82,15 @@ pub(super) async fn password_step(
     let user = match (verified, user) {
         (true, Some(user)) => user,
         _ => {
-            attempt.failed();
+            attempt.failed().await?;
             return Err(step.refused(state, StatusCode::UNAUTHORIZED, WRONG_CREDENTIALS).await);
         }
     };
     if !user.active {
+        attempt.refused("AccountDisabled").await?;
         return Err(step.refused(state, StatusCode::FORBIDDEN, "This account is disabled.").await);
     }
-    attempt.succeeded();
+    attempt.succeeded().await?;
 
     match mfa::second_factor(state, org, &user).await? {
         SecondFactor::NotNeeded => finish(state, org, request, &user.id, vec!["pwd".to_owned()], None).await,
@@ -193,11 +194,11 @@ pub(super) async fn totp_step(
     };
     let code = params.get("code").unwrap_or_default();
     if mfa::check_totp(state, org, &user, &enrolments, code, now).await?.is_none() {
-        attempt.failed();
+        attempt.failed().await?;
         let message = "That code is not right, or it was used already. Enter the current code.";
         return Err(step.refused(state, StatusCode::UNAUTHORIZED, message).await);
     }
-    attempt.succeeded();
+    attempt.succeeded().await?;
     let amr = vec!["pwd".to_owned(), "otp".to_owned(), "mfa".to_owned()];
     finish(state, org, request, &user.id, amr, None).await
 }

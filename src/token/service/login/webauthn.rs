@@ -185,10 +185,10 @@ pub(super) async fn webauthn_step(
         _ => Err(WRONG_KEY),
     };
     if let Err(message) = verdict {
-        attempt.failed();
+        attempt.failed().await?;
         return Err(step.refused(state, StatusCode::UNAUTHORIZED, message).await);
     }
-    attempt.succeeded();
+    attempt.succeeded().await?;
     let amr = vec!["pwd".to_owned(), "hwk".to_owned(), "mfa".to_owned()];
     finish(state, org, request, &user.id, amr, None).await
 }
@@ -341,10 +341,10 @@ pub(super) async fn passkey_step(
         &[DiscoverableKey::from(&stored.passkey)],
     );
     if let Err(message) = check_assertion(state, &stored, outcome, now).await? {
-        attempt.failed();
+        attempt.failed().await?;
         return Err(step.refused(state, StatusCode::UNAUTHORIZED, message).await);
     }
-    attempt.succeeded();
+    attempt.succeeded().await?;
     // User verification and possession of the key: both factors.
     let amr = vec!["hwk".to_owned(), "mfa".to_owned()];
     finish(state, org, request, &user.id, amr, None).await
