@@ -14,6 +14,7 @@
 //!  store                    every SQL statement: desired state, identities, grants, sessions,
 //!   │                       the change feed and the index follower
 //!  authz  validation  manifests  token (jwt, keys, claims, pkce, password, refresh, totp, throttle)
+//!   │    federation (upstream OIDC and SAML, home-realm routing)
 //!   │                       pure: access resolution, cross-resource checks, protocol cores
 //!  api  secret  error_chain  html  (+ the portcullis-scim crate: the SCIM protocol core)
 //!                           CRD types, and the primitives everything shares
@@ -25,6 +26,7 @@ pub mod authz;
 pub mod cli;
 pub mod controller;
 pub mod error_chain;
+pub mod federation;
 pub mod html;
 pub mod manifests;
 pub mod probes;

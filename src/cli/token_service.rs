@@ -10,6 +10,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::process::{DatabaseArgs, block_on, init_logging, shutdown_signal};
+use crate::federation::upstreams::SecretsDirectory;
 use crate::store::Store;
 use crate::token::service::keys::KeyDirectory;
 use crate::token::service::login::{LoginConfig, LoginState};
@@ -39,6 +40,11 @@ pub struct TokenServiceArgs {
     /// random one per process when absent.
     #[arg(long, env = "PORTCULLIS_LOGIN_SECRET_FILE")]
     login_secret_file: Option<PathBuf>,
+
+    /// Directory of the mounted Secrets that IdentityProviders name
+    /// (`clientSecretRef`, `caBundleRef`): `{dir}/{namespace}/{secret}/{key}`.
+    #[arg(long, env = "PORTCULLIS_UPSTREAM_SECRETS_DIR")]
+    upstream_secrets_dir: Option<PathBuf>,
 }
 
 pub fn run(args: TokenServiceArgs) -> ExitCode {
@@ -63,6 +69,9 @@ async fn serve(args: TokenServiceArgs) -> Result<(), String> {
     })
     .await
     .map_err(|e| format!("starting the token service: {e}"))?;
+    if let Some(dir) = args.upstream_secrets_dir {
+        state.upstreams().set_secrets(Arc::new(SecretsDirectory(dir)));
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("binding {}: {e}", args.listen))?;

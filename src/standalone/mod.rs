@@ -105,6 +105,9 @@ pub async fn run(
     })
     .await
     .map_err(|e| format!("starting the token service: {e}"))?;
+    if let Some((applied, _)) = &applied {
+        use_upstream_secrets(&token, &applied.set);
+    }
     let scim = ScimState::new(store.clone(), &base_url);
     let app = crate::token::service::router(token.clone())
         .merge(crate::scim::service::router(scim.clone()))
@@ -131,4 +134,19 @@ pub async fn run(
     scim.flush_sync_health().await;
     store.close().await;
     served
+}
+
+/// The folder's Secrets are where IdentityProviders' client secrets and CA
+/// bundles are read (`clientSecretRef`, `caBundleRef`), as a cluster's are.
+fn use_upstream_secrets(token: &TokenServiceState, set: &crate::manifests::ManifestSet) {
+    let values = set
+        .secrets
+        .iter()
+        .flat_map(|secret| {
+            secret.values.iter().map(|(key, value)| {
+                ((secret.namespace.clone(), secret.name.clone(), key.clone()), value.clone())
+            })
+        })
+        .collect();
+    token.upstreams().set_secrets(Arc::new(crate::federation::upstreams::SecretsInMemory::new(values)));
 }

@@ -20,6 +20,9 @@
 //! - [`identity`]: users, second factors, groups, memberships ([`UserStore`],
 //!   [`GroupStore`]).
 //! - [`changes`]: what changed, and who is told ([`ChangeFeed`]).
+//! - [`federation`]: single sign-on state: pending upstream sign-ins, the
+//!   SAML replay cache, linked upstream identities, JIT users and their
+//!   provider groups, sign-in counts ([`FederationStore`]).
 //! - [`follow`]: an access index that follows the store change by change.
 //!
 //! Migrations live in `migrations/sqlite` and `migrations/postgres` (same
@@ -29,6 +32,7 @@ pub mod ceremonies;
 pub mod changes;
 pub mod desired;
 mod error;
+pub mod federation;
 pub mod follow;
 pub mod grants;
 pub mod identity;
@@ -53,6 +57,7 @@ pub use ceremonies::CeremonyStore;
 pub use changes::{Change, ChangeEvent, ChangeFeed, ChangeNotice, ChangeSubscription};
 pub use desired::{ApplyOutcome, DeleteOutcome, DesiredRecord, DesiredStateStore};
 pub use error::StoreError;
+pub use federation::{FederationStore, SsoHealth, SsoOutcome, SsoRequest};
 pub use follow::{IndexFollower, IndexSnapshot};
 pub use grants::GrantStore;
 pub use identity::{GroupStore, UserStore};
@@ -337,6 +342,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (4, "login", include_str!("../../migrations/sqlite/0004_login.sql")),
     (5, "scim speed", include_str!("../../migrations/sqlite/0005_scim_speed.sql")),
     (6, "webauthn", include_str!("../../migrations/sqlite/0006_webauthn.sql")),
+    (15, "federation", include_str!("../../migrations/sqlite/0015_federation.sql")),
 ]);
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
@@ -345,6 +351,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (4, "login", include_str!("../../migrations/postgres/0004_login.sql")),
     (5, "scim speed", include_str!("../../migrations/postgres/0005_scim_speed.sql")),
     (6, "webauthn", include_str!("../../migrations/postgres/0006_webauthn.sql")),
+    (15, "federation", include_str!("../../migrations/postgres/0015_federation.sql")),
 ]);
 
 impl MigrationSource<'static> for EmbeddedMigrations {
