@@ -179,7 +179,7 @@ async fn start() -> (String, tempfile::TempDir) {
     let state = TokenServiceState::new(TokenServiceConfig {
         store,
         public_base_url: base.clone(),
-        keys: KeyDirectory::new(dir.path().join("keys")),
+        keys: KeyDirectory::new(dir.path().join("keys")).into(),
         login: LoginState::new(LoginConfig::default()),
         clock: Arc::new(SystemClock),
     })

@@ -5,10 +5,13 @@
 //! ```text
 //!  cli                      one subcommand each; main.rs only parses arguments
 //!   │
+//!  review                   `portcullis diff`: the access delta of two sides (folders, git revisions)
+//!   │
 //!  standalone               the whole product in one process, a folder instead of the API server
 //!   │
 //!  controller   token::service   scim::service      the operator and the two HTTP services
-//!   │               │               │               (none imports another; probes: their health routes)
+//!   │               │               │               (none imports another; probes and http_metrics:
+//!   │               │               │                their health routes and their metrics port)
 //!  resources ───────┴───────────────┘               what the CRDs become: store records, generated
 //!   │                                               secrets' names, signing keys
 //!  store                    every SQL statement: desired state, identities, grants, sessions,
@@ -16,8 +19,11 @@
 //!  authz  validation  manifests  token (jwt, keys, claims, pkce, password, refresh, totp, throttle)
 //!   │    federation (upstream OIDC and SAML, home-realm routing)
 //!   │                       pure: access resolution, cross-resource checks, protocol cores
-//!  api  secret  error_chain  html  (+ the portcullis-scim crate: the SCIM protocol core)
-//!                           CRD types, and the primitives everything shares
+//!  api  secret  sealing  error_chain  html  listener  http_metrics
+//!                           CRD types, and the primitives everything shares: secrets and their
+//!                           hashes, AEAD sealing of keys, escaping, serving with timeouts and a
+//!                           connection cap, request metrics (+ the portcullis-scim crate: the
+//!                           SCIM protocol core)
 //! ```
 #![forbid(unsafe_code)]
 
@@ -28,10 +34,14 @@ pub mod controller;
 pub mod error_chain;
 pub mod federation;
 pub mod html;
+pub mod http_metrics;
+pub mod listener;
 pub mod manifests;
 pub mod probes;
 pub mod resources;
+pub mod review;
 pub mod scim;
+pub mod sealing;
 pub mod secret;
 pub mod standalone;
 pub mod store;

@@ -157,6 +157,16 @@ impl ManifestSet {
 /// Reads every `*.yaml` / `*.yml` file under `dir`, recursively, in path order
 /// (or `dir` alone when it is a file).
 pub fn read_dir(dir: &Path) -> std::io::Result<ManifestSet> {
+    let mut set = ManifestSet::default();
+    for path in yaml_files(dir)? {
+        let text = std::fs::read_to_string(&path)?;
+        read_str(&path, &text, &mut set);
+    }
+    Ok(set)
+}
+
+/// The files [`read_dir`] reads, in the order it reads them.
+pub fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     if dir.is_file() {
         files.push(dir.to_owned());
@@ -164,12 +174,7 @@ pub fn read_dir(dir: &Path) -> std::io::Result<ManifestSet> {
         collect_yaml_files(dir, &mut files)?;
     }
     files.sort();
-    let mut set = ManifestSet::default();
-    for path in files {
-        let text = std::fs::read_to_string(&path)?;
-        read_str(&path, &text, &mut set);
-    }
-    Ok(set)
+    Ok(files)
 }
 
 fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {

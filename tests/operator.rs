@@ -289,9 +289,10 @@ fn the_operator_reconciles_acme_follows_changes_and_honours_legal_hold() {
         ),
         "Client/ci-deployer"
     );
+    // Where the SCIM service serves acme (the token in okta's Secret says who calls).
     assert_eq!(
         jsonpath(&cp, "identityproviders.iam.portcullis.dev", "okta", "{.status.scimEndpoint}"),
-        "https://scim.portcullis.test/scim/v2/acme/okta"
+        "https://scim.portcullis.test/o/acme/scim/v2"
     );
     assert_eq!(
         jsonpath(&cp, "identityproviders.iam.portcullis.dev", "okta", "{.status.scimTokenSecretName}"),
@@ -589,6 +590,16 @@ fn two_operators_elect_one_leader_which_hands_over_on_kill_and_on_sigterm() {
         "--owner-deployment",
         "portcullis-operator",
     ];
+    // The Secret the services read the database URL from (the operator checks it).
+    cp.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "portcullis-database",
+        "-n",
+        OPERATOR_NAMESPACE,
+        "--from-literal=url=postgres://portcullis@db.test/portcullis",
+    ]);
     // The operator's own Deployment (never started: there is no kubelet) owns the services.
     cp.kubectl_ok(&[
         "create",
@@ -632,7 +643,7 @@ fn two_operators_elect_one_leader_which_hands_over_on_kill_and_on_sigterm() {
     });
     let token_service = cp.kubectl_ok(&[
         "get", "deployment", "portcullis-token-service", "-n", OPERATOR_NAMESPACE, "-o",
-        "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].args[0]} {.spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef.name} {.metadata.managedFields[0].manager}",
+        "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].args[0]} {.spec.template.spec.containers[0].env[?(@.name==\"PORTCULLIS_DATABASE_URL\")].valueFrom.secretKeyRef.name} {.metadata.managedFields[0].manager}",
     ]);
     assert_eq!(
         token_service,

@@ -57,6 +57,7 @@ on_both_backends!(
     bodies_are_bounded_and_must_be_json,
     sync_health_counts_requests_errors_and_provisioned_resources,
     a_membership_added_over_scim_grants_the_group_role,
+    writes_touch_only_the_callers_own_users_and_groups,
 );
 
 async fn sqlite_store() -> Store {
@@ -745,8 +746,11 @@ async fn sync_health_counts_requests_errors_and_provisioned_resources(service: S
     let health = service.store.scim_sync_health("acme", "okta").await.unwrap().expect("health is recorded");
     assert_eq!((health.request_count, health.error_count), (4, 1));
     assert!(health.last_request_ms >= health.last_error_ms.unwrap_or_default());
-    let metrics =
-        service.client.get(format!("{}/metrics", service.base)).send().await.unwrap().text().await.unwrap();
+    // The metrics are not on the public listener (the binary serves them on
+    // --metrics-listen): there /metrics is no endpoint.
+    let public = service.client.get(format!("{}/metrics", service.base)).send().await.unwrap();
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
+    let metrics = service.state.metrics.render();
     assert!(
         metrics.contains(
             "portcullis_scim_requests_total{namespace=\"acme\",identity_provider=\"okta\",status=\"4xx\"} 1"
@@ -807,4 +811,62 @@ async fn a_membership_added_over_scim_grants_the_group_role(service: Service) {
         .await
         .expect("the follower saw the new membership in time")
         .expect("the follower is running");
+}
+
+/// Finding 9 of issue 13: any SCIM token could PATCH a local account (it
+/// disabled the bootstrap administrator) and users provisioned by another
+/// IdentityProvider. Reads still see every user and group of the
+/// organization; writes reach only the caller's own (and users no provider
+/// claims), others get 403 in the SCIM Error schema and stay as they were.
+async fn writes_touch_only_the_callers_own_users_and_groups(service: Service) {
+    let admin = service
+        .store
+        .create_user(&NewUser {
+            emails: vec![Email::primary("admin@acme.example")],
+            ..NewUser::new("acme", "admin@acme.example", UserSource::Local)
+        })
+        .await
+        .unwrap();
+    let admin_url = format!("/Users/{}", admin.id);
+    let read = service.acme(Method::GET, &admin_url, None).await.expect(StatusCode::OK);
+    assert_eq!(read.body["userName"], "admin@acme.example");
+    let deactivate = fixture("okta_deactivate_user", &[]);
+    let answer = service.acme(Method::PATCH, &admin_url, Some(&deactivate)).await;
+    let detail = answer.expect_error(StatusCode::FORBIDDEN, None).body["detail"].clone();
+    assert!(detail.as_str().unwrap().contains("local account"), "{detail}");
+    let replace = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "admin@acme.example", "active": false});
+    service.acme(Method::PUT, &admin_url, Some(&replace)).await.expect_error(StatusCode::FORBIDDEN, None);
+    service.acme(Method::DELETE, &admin_url, None).await.expect_error(StatusCode::FORBIDDEN, None);
+    let stored = service.store.get_user("acme", &admin.id).await.unwrap().expect("still there");
+    assert!(stored.active, "the local account is untouched");
+
+    // Entra ID's user and group: Okta reads them, cannot change them.
+    let users = service.url("acme", "/Users");
+    let created = service
+        .send(Method::POST, &users, Some(ENTRA_TOKEN), Some(&fixture("entra_create_user", &[])), &[])
+        .await;
+    let grace = created.expect(StatusCode::CREATED).body["id"].as_str().unwrap().to_owned();
+    let grace_url = format!("/Users/{grace}");
+    service.acme(Method::GET, &grace_url, None).await.expect(StatusCode::OK);
+    let answer = service.acme(Method::PATCH, &grace_url, Some(&deactivate)).await;
+    let detail = answer.expect_error(StatusCode::FORBIDDEN, None).body["detail"].clone();
+    assert!(detail.as_str().unwrap().contains("IdentityProvider entra"), "{detail}");
+    service.acme(Method::DELETE, &grace_url, None).await.expect_error(StatusCode::FORBIDDEN, None);
+    let answer = service
+        .send(Method::PATCH, &service.url("acme", &grace_url), Some(ENTRA_TOKEN), Some(&deactivate), &[])
+        .await;
+    assert_eq!(answer.expect(StatusCode::OK).body["active"], false, "its own provider still can");
+
+    let groups = service.url("acme", "/Groups");
+    let created = service
+        .send(Method::POST, &groups, Some(ENTRA_TOKEN), Some(&fixture("entra_create_group", &[])), &[])
+        .await;
+    let group = created.expect(StatusCode::CREATED).body["id"].as_str().unwrap().to_owned();
+    let group_url = format!("/Groups/{group}");
+    service.acme(Method::GET, &group_url, None).await.expect(StatusCode::OK);
+    let rename = fixture("okta_rename_group", &[("group_id", &group)]);
+    service.acme(Method::PATCH, &group_url, Some(&rename)).await.expect_error(StatusCode::FORBIDDEN, None);
+    service.acme(Method::DELETE, &group_url, None).await.expect_error(StatusCode::FORBIDDEN, None);
+    let stored = service.store.get_group("acme", &group).await.unwrap().expect("still there");
+    assert_eq!(stored.display_name, "Group1");
 }

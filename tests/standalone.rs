@@ -93,17 +93,13 @@ struct Server {
 
 impl Server {
     async fn start(manifests: &Path, data: &Path, listen: &str) -> Server {
-        // PORTCULLIS_BIN measures another build (the release binary) with this harness.
-        let binary =
-            std::env::var("PORTCULLIS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_portcullis").to_owned());
-        let mut child = Command::new(binary)
-            .arg("standalone")
-            .arg("--manifests")
-            .arg(manifests)
-            .arg("--data")
-            .arg(data)
-            .args(["--listen", listen])
-            .env("RUST_LOG", "info")
+        Server::start_with(manifests, data, listen, &[]).await
+    }
+
+    /// Starts the binary with more flags, under the usual umask (022), as a
+    /// user's shell would.
+    async fn start_with(manifests: &Path, data: &Path, listen: &str, extra: &[&str]) -> Server {
+        let mut child = standalone_command(manifests, data, listen, extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -132,6 +128,26 @@ impl Server {
         assert!(sent.success());
         tokio::time::timeout(DEADLINE, self.child.wait()).await.expect("exits after SIGTERM").unwrap()
     }
+}
+
+/// `portcullis standalone` with these flags, run under umask 022.
+fn standalone_command(manifests: &Path, data: &Path, listen: &str, extra: &[&str]) -> Command {
+    // PORTCULLIS_BIN measures another build (the release binary) with this harness.
+    let binary =
+        std::env::var("PORTCULLIS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_portcullis").to_owned());
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "umask 022 && exec \"$@\"", "sh"])
+        .arg(binary)
+        .arg("standalone")
+        .arg("--manifests")
+        .arg(manifests)
+        .arg("--data")
+        .arg(data)
+        .args(["--listen", listen])
+        .args(extra)
+        .env("RUST_LOG", "info");
+    command
 }
 
 // === What a client does. ===
@@ -426,6 +442,142 @@ async fn standalone_serves_acme_follows_edits_and_keeps_state_across_restarts() 
     let (status, body) = client_credentials(&server, &secret).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(role_names(&claims(body["access_token"].as_str().unwrap())), ["compliance-officer"]);
+    assert!(server.stop().await.success());
+}
+
+/// Finding 10 of issue 13: with a data directory made beforehand (0755),
+/// the store was created 0644, readable by every user of the machine. Now a
+/// directory open to others is refused with what to do, and the store's
+/// files are owner-only, also when a later start finds them loosened.
+#[tokio::test]
+async fn the_data_directory_and_the_store_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let set_mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let folder = temp.path().join("manifests");
+    copy_folder(&acme(), &folder);
+    let data = temp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    set_mode(&data, 0o755);
+
+    let refused = tokio::time::timeout(
+        DEADLINE,
+        standalone_command(&folder, &data, "127.0.0.1:0", &[]).kill_on_drop(true).output(),
+    )
+    .await
+    .expect("a refused start exits")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "a data directory open to others is refused: {stderr}");
+    assert!(
+        stderr.contains("open to other users (mode 0755)")
+            && stderr.contains(&format!("chmod 700 {}", data.display())),
+        "the error says why and what to do: {stderr}"
+    );
+    assert!(!data.join("portcullis.db").exists(), "nothing is written into it");
+
+    set_mode(&data, 0o700);
+    let server = Server::start(&folder, &data, "127.0.0.1:0").await;
+    let database = data.join("portcullis.db");
+    for file in ["portcullis.db", "portcullis.db-wal", "portcullis.db-shm"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file} is owner-only");
+    }
+    assert!(server.stop().await.success());
+
+    set_mode(&database, 0o644);
+    let server = Server::start(&folder, &data, "127.0.0.1:0").await;
+    assert_eq!(mode(&database), 0o600, "a loosened store is made owner-only again at open");
+    server.stderr.wait_for(0, DEADLINE, |l| l.contains("made it owner-only")).await;
+    assert!(server.stop().await.success());
+}
+
+/// Finding 7 of issue 13 (slowloris): a client that trickles its headers, or
+/// announces a body and never sends it, held its connection for as long as
+/// it liked. Now the first is cut off after the header read timeout, the
+/// second answered 408 after the request timeout, and other clients are
+/// served meanwhile.
+#[tokio::test]
+async fn slow_clients_are_cut_off_while_others_are_served() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
+    const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+    /// Room for a loaded machine on top of the configured time.
+    const SLACK: Duration = Duration::from_secs(4);
+    let temp = tempfile::tempdir().unwrap();
+    let folder = temp.path().join("manifests");
+    copy_folder(&acme(), &folder);
+    let server = Server::start_with(
+        &folder,
+        &temp.path().join("data"),
+        "127.0.0.1:0",
+        &["--header-read-timeout", "1s", "--request-timeout", "2s"],
+    )
+    .await;
+    let address = format!("127.0.0.1:{}", server.port());
+
+    // Headers sent a line at a time, never ending: read until the server
+    // closes the connection (or answers), or give up.
+    let trickle = {
+        let address = address.clone();
+        tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+            let started = Instant::now();
+            stream
+                .write_all(b"GET /o/acme/.well-known/openid-configuration HTTP/1.1\r\nHost: localhost\r\n")
+                .await
+                .unwrap();
+            let mut buffer = [0u8; 256];
+            while started.elapsed() < HEADER_TIMEOUT + SLACK + SLACK {
+                if stream.write_all(b"X-Still-Typing: 1\r\n").await.is_err() {
+                    return Some(started.elapsed());
+                }
+                // The pace of the attack: a header line every 200 ms.
+                match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buffer)).await {
+                    Err(_) => continue,
+                    Ok(_) => return Some(started.elapsed()),
+                }
+            }
+            None
+        })
+    };
+    // A form body announced as 1,000 bytes, of which 10 arrive.
+    let half_body = {
+        let address = address.clone();
+        tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+            let started = Instant::now();
+            stream
+                .write_all(
+                    b"POST /o/acme/token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ngrant_type",
+                )
+                .await
+                .unwrap();
+            let mut answer = Vec::new();
+            let read =
+                tokio::time::timeout(REQUEST_TIMEOUT + SLACK + SLACK, stream.read_to_end(&mut answer)).await;
+            read.ok().map(|_| (started.elapsed(), String::from_utf8_lossy(&answer).into_owned()))
+        })
+    };
+
+    // Both are holding their connections; everyone else is still served.
+    let secret = client_secret(&temp.path().join("data"));
+    let (status, body) = client_credentials(&server, &secret).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let cut_after = trickle.await.unwrap().expect("the server closes a connection whose headers never end");
+    assert!(cut_after < HEADER_TIMEOUT + SLACK, "closed after {cut_after:?}");
+    let (answered_after, answer) =
+        half_body.await.unwrap().expect("the server ends a request whose body never comes");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answered_after >= REQUEST_TIMEOUT && answered_after < REQUEST_TIMEOUT + SLACK,
+        "answered after {answered_after:?}"
+    );
+    let (status, _) = client_credentials(&server, &secret).await;
+    assert_eq!(status, StatusCode::OK);
     assert!(server.stop().await.success());
 }
 

@@ -47,6 +47,8 @@ on_both_backends!(
     second_organization_in_a_namespace_is_refused,
     every_desired_kind_round_trips,
     signing_keys_round_trip,
+    sealed_signing_keys_are_stored_announced_and_kept_by_public_updates,
+    rotated_keys_are_served_from_the_store_and_a_foreign_key_encryption_key_changes_nothing,
     users_crud_and_case_insensitive_names,
     user_updates_check_the_version,
     secrets_never_show_in_debug_output,
@@ -63,6 +65,7 @@ on_both_backends!(
     sso_requests_are_taken_once_and_expire,
     jit_users_and_provider_groups_feed_the_index_through_group_mappings,
     sso_outcomes_are_counted_per_provider,
+    access_directory_lists_groups_members_and_inactive_users,
 );
 
 async fn sqlite_store() -> Store {
@@ -327,6 +330,98 @@ async fn signing_keys_round_trip(store: Store) {
     assert!(store.delete_signing_key(ORG, "k1").await.unwrap());
     assert!(!store.delete_signing_key(ORG, "k1").await.unwrap());
     assert!(store.list_signing_keys(ORG).await.unwrap().is_empty());
+}
+
+async fn sealed_signing_keys_are_stored_announced_and_kept_by_public_updates(store: Store) {
+    let mut changes = store.subscribe().await.unwrap();
+    let mut key = SigningKeyRecord {
+        organization: ORG.into(),
+        kid: "k1".into(),
+        algorithm: "ES256".into(),
+        state: SigningKeyState::Active,
+        public_jwk: r#"{"kty":"EC","kid":"k1"}"#.into(),
+        created_ms: 1_000,
+        activates_ms: Some(1_000),
+        retires_ms: None,
+    };
+    store.put_sealed_signing_key(&key, "v1.abc.sealed-one").await.unwrap();
+    let notice = next_notice(&mut changes).await;
+    assert_eq!(notice.changes, [Change::SigningKey { organization: ORG.into(), kid: "k1".into() }]);
+    let stored = store.sealed_signing_keys(ORG).await.unwrap();
+    assert_eq!(
+        stored,
+        vec![SealedSigningKey { record: key.clone(), sealed: Some("v1.abc.sealed-one".into()) }]
+    );
+
+    // A public-only write (an earlier operator) keeps the sealed half.
+    key.state = SigningKeyState::Retiring;
+    store.put_signing_key(&key).await.unwrap();
+    let stored = store.sealed_signing_keys(ORG).await.unwrap();
+    assert_eq!(
+        (stored[0].record.state, stored[0].sealed.as_deref()),
+        (SigningKeyState::Retiring, Some("v1.abc.sealed-one"))
+    );
+    // A row written public-only has no sealed half.
+    store
+        .put_signing_key(&SigningKeyRecord { kid: "k0".into(), created_ms: 500, ..key.clone() })
+        .await
+        .unwrap();
+    let stored = store.sealed_signing_keys(ORG).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|k| (k.record.kid.as_str(), k.sealed.is_some())).collect::<Vec<_>>(),
+        [("k0", false), ("k1", true)]
+    );
+    assert!(store.sealed_signing_keys("globex").await.unwrap().is_empty());
+    assert!(store.delete_signing_key(ORG, "k1").await.unwrap());
+    assert_eq!(store.sealed_signing_keys(ORG).await.unwrap().len(), 1);
+}
+
+async fn rotated_keys_are_served_from_the_store_and_a_foreign_key_encryption_key_changes_nothing(
+    store: Store,
+) {
+    use portcullis::resources::signing_keys::{self, KeysProblem};
+    use portcullis::sealing::{KeyEncryptionKey, KeyRing};
+    use portcullis::token::keys::{Algorithm, RotationPolicy};
+
+    let ring =
+        || KeyRing::from(KeyEncryptionKey::from_text(&KeyEncryptionKey::generate_text().unwrap()).unwrap());
+    let kek = ring();
+    let policy = RotationPolicy::new(
+        Algorithm::ES256,
+        jiff::SignedDuration::from_hours(720),
+        jiff::SignedDuration::from_hours(24),
+    )
+    .unwrap();
+    let now = jiff::Timestamp::now();
+    let first = signing_keys::rotate(&store, &kek, ORG, &Default::default(), &policy, now).await.unwrap();
+    let kid = first.created.clone().expect("a new organization gets a key");
+    // Another replica, with the same key-encryption key, serves the same keys.
+    let served = signing_keys::serving_key_set(&store, &kek, ORG).await.unwrap();
+    assert_eq!(served.jwks(), first.keys.jwks());
+    assert_eq!(served.signing_key().map(|k| k.kid()), Some(kid.as_str()));
+    // Nothing in the store is the private key in the clear.
+    let row = &store.sealed_signing_keys(ORG).await.unwrap()[0];
+    let pem = first.keys.keys()[0].to_pkcs8_pem();
+    assert!(!row.sealed.as_deref().unwrap_or_default().contains(pem.lines().nth(1).unwrap()));
+
+    // Another key-encryption key opens nothing, and a pass with it changes nothing.
+    let stranger = ring();
+    assert!(signing_keys::serving_key_set(&store, &stranger, ORG).await.unwrap().keys().is_empty());
+    let refused =
+        signing_keys::rotate(&store, &stranger, ORG, &Default::default(), &policy, now).await.unwrap_err();
+    assert!(matches!(refused, KeysProblem::Sealed { .. }), "{refused}");
+    assert_eq!(store.sealed_signing_keys(ORG).await.unwrap().len(), 1, "no key deleted nor generated");
+
+    // Keys of an earlier version's Secret are taken into an empty store.
+    let exported = signing_keys::secret_data(&first.keys);
+    let other_org = "globex";
+    let imported = signing_keys::rotate(&store, &kek, other_org, &exported, &policy, now).await.unwrap();
+    assert_eq!(imported.imported, vec![kid.clone()]);
+    assert_eq!(imported.created, None);
+    assert_eq!(
+        signing_keys::serving_key_set(&store, &kek, other_org).await.unwrap().jwks(),
+        first.keys.jwks()
+    );
 }
 
 // === Identities. ===
@@ -793,6 +888,76 @@ async fn follower_keeps_following_while_readers_hold_old_snapshots(store: Store)
 }
 
 // === Backend-specific. ===
+
+/// What `portcullis diff` reads to expand groups: every group of the
+/// organization (an empty one too), its members with their status, and the
+/// inactive users; another organization's are not included.
+async fn access_directory_lists_groups_members_and_inactive_users(store: Store) {
+    let editors = store.create_group(&new_group("Editors")).await.unwrap();
+    store.create_group(&new_group("Auditors")).await.unwrap();
+    let mut ids = Vec::new();
+    for (name, active) in [("carol", true), ("alice", false), ("Bob", true), ("dave", false)] {
+        ids.push(store.create_user(&NewUser { active, ..new_user(name) }).await.unwrap().id);
+    }
+    store.replace_members(ORG, &editors.id, &ids[..3]).await.unwrap();
+    let other = NewGroup { organization: "globex".into(), ..new_group("Editors") };
+    let other = store.create_group(&other).await.unwrap();
+    let stranger = store.create_user(&NewUser::new("globex", "eve", UserSource::Scim)).await.unwrap();
+    store.add_member("globex", &other.id, &stranger.id).await.unwrap();
+
+    let directory = store.access_directory(ORG).await.unwrap();
+    let member = |user_name: &str, active| DirectoryMember { user_name: user_name.into(), active };
+    assert_eq!(
+        directory,
+        AccessDirectory {
+            groups: vec![
+                DirectoryGroup { display_name: "Auditors".into(), members: vec![] },
+                DirectoryGroup {
+                    display_name: "Editors".into(),
+                    members: vec![member("alice", false), member("Bob", true), member("carol", true)],
+                },
+            ],
+            inactive_users: vec!["alice".into(), "dave".into()],
+        }
+    );
+    assert_eq!(store.access_directory("nowhere").await.unwrap(), AccessDirectory::default());
+}
+
+/// A read-only tool's connection changes nothing: an empty database is
+/// refused as having no schema and left empty, a migrated one is read.
+async fn connect_existing_never_migrates(url: &str, tables: impl AsyncFn() -> usize) {
+    let error = Store::connect_existing(url).await.unwrap_err();
+    assert!(matches!(error, StoreError::NoSchema { .. }), "{error:?}");
+    assert_eq!(tables().await, 0, "nothing was created");
+    Store::connect(url).await.unwrap().close().await;
+    let store = Store::connect_existing(url).await.expect("a migrated store is read");
+    assert_eq!(store.access_directory(ORG).await.unwrap(), AccessDirectory::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_connect_existing_never_migrates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.db");
+    std::fs::write(&path, b"").unwrap();
+    let url = format!("sqlite://{}", path.display());
+    connect_existing_never_migrates(&url, async || std::fs::metadata(&path).unwrap().len() as usize).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connect_existing_never_migrates() {
+    let url = tokio::task::spawn_blocking(|| postgres::Postgres::shared().create_database()).await.unwrap();
+    let count = async || {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        n as usize
+    };
+    connect_existing_never_migrates(&url, count).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_file_store_uses_wal_and_persists() {

@@ -114,7 +114,7 @@ async fn start(options: Options) -> Service {
     let state = TokenServiceState::new(TokenServiceConfig {
         store: store.clone(),
         public_base_url: base.clone(),
-        keys: KeyDirectory::new(dir.path()),
+        keys: KeyDirectory::new(dir.path()).into(),
         login,
         clock: Arc::new(SystemClock),
     })
@@ -329,6 +329,79 @@ async fn guessing_is_throttled_and_then_even_the_right_password_is_refused() {
     let retry_after: u64 = result.retry_after.expect("Retry-After").parse().unwrap();
     assert!((590..=600).contains(&retry_after), "{retry_after}");
     assert!(result.location.is_none());
+}
+
+fn throttle_rule(free_failures: u32) -> ThrottleRule {
+    ThrottleRule {
+        free_failures,
+        base_lockout: Duration::from_secs(600),
+        max_lockout: Duration::from_secs(3600),
+        forget_after: Duration::from_secs(3600),
+    }
+}
+
+/// Security review, finding 1: the throttle was checked before the password
+/// was hashed and the failure counted after, so guesses sent together all
+/// queued in the hasher past the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_guesses_sent_at_once_are_throttled_like_a_hundred_in_a_row() {
+    let throttle =
+        ThrottlePolicy { per_account: throttle_rule(3), per_source: throttle_rule(1000), max_entries: 1000 };
+    let service = start(Options { throttle, ..Options::default() }).await;
+    let attacker = new_browser();
+    let form = sign_in_form(&attacker, &service).await;
+    let guesses = (0..100).map(|n| {
+        let (attacker, service, form) = (&attacker, &service, &form);
+        async move {
+            let guess = format!("guess {n}");
+            submit(attacker, service, form, &[("username", "alice"), ("password", &guess)], &[]).await.status
+        }
+    });
+    let statuses = futures::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let throttled = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!(checked, 4, "3 free failures and the one that starts the lockout: {statuses:?}");
+    assert_eq!(throttled, 96, "{statuses:?}");
+}
+
+/// Security review, finding 3: a password over the hashing limit was refused
+/// at once for an existing account and hashed for an unknown one, which told
+/// the accounts apart by time. Now neither is hashed: both answer well under
+/// the time one hash takes.
+#[tokio::test]
+async fn an_over_long_password_takes_no_hash_for_a_known_account_or_an_unknown_one() {
+    let throttle = ThrottlePolicy {
+        per_account: throttle_rule(1000),
+        per_source: throttle_rule(1000),
+        max_entries: 1000,
+    };
+    let service = start(Options { throttle, ..Options::default() }).await;
+    let browser = new_browser();
+    let form = sign_in_form(&browser, &service).await;
+    // Over the hasher's 1,024 bytes, under the form's 2,048 per parameter.
+    let long = "x".repeat(2000);
+    let median_time = |user: &'static str, password: String| {
+        let (browser, service, form) = (&browser, &service, &form);
+        async move {
+            let mut times = Vec::new();
+            for _ in 0..5 {
+                let started = std::time::Instant::now();
+                let page =
+                    submit(browser, service, form, &[("username", user), ("password", &password)], &[]).await;
+                times.push(started.elapsed());
+                assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{user}: {}", page.body);
+            }
+            times.sort();
+            times[2]
+        }
+    };
+    let one_hash = median_time("nobody", "a wrong password".to_owned()).await;
+    let known = median_time("alice", long.clone()).await;
+    let unknown = median_time("nobody", long).await;
+    assert!(
+        known < one_hash / 2 && unknown < one_hash / 2,
+        "over-long: known {known:?}, unknown {unknown:?}; a hashed wrong password: {one_hash:?}"
+    );
 }
 
 #[tokio::test]

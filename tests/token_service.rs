@@ -64,6 +64,8 @@ on_both_backends!(
     a_disabled_or_deleted_user_cannot_refresh,
     introspection_and_revocation,
     the_check_api_answers_with_the_access_cores_decision,
+    the_check_api_refuses_a_revoked_access_token,
+    expired_codes_families_and_revoked_tokens_are_purged,
     require_permission_refuses_alg_none,
     require_permission_refuses_hs256_signed_with_the_public_key,
     require_permission_refuses_an_unknown_kid,
@@ -843,6 +845,60 @@ async fn the_check_api_answers_with_the_access_cores_decision(store: Store) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "no token");
+}
+
+/// Finding 5 of issue 13: introspection said inactive, but `RequirePermission`
+/// (and so the check API) still admitted a token revoked through RFC 7009.
+async fn the_check_api_refuses_a_revoked_access_token(store: Store) {
+    let svc = start(store).await;
+    let bearer = text(&backend_token(&svc, None).await, "access_token").to_owned();
+    let (status, _, body) = check_api(&svc, ORG, &bearer, alice_may_publish_in_eu()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, _, _) =
+        post_form(&svc.url(ORG, "/revoke"), &[("token", &bearer)], Some(("backend", BACKEND_SECRET))).await;
+    assert_eq!(status, StatusCode::OK);
+    refused(&svc, &bearer, "The token has been revoked.").await;
+
+    // A token issued after the revocation is still admitted.
+    let fresh = text(&backend_token(&svc, None).await, "access_token").to_owned();
+    let (status, _, body) = check_api(&svc, ORG, &fresh, alice_may_publish_in_eu()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Finding 11 of issue 13: authorization codes, refresh-token families and
+/// revoked `jti`s were never removed. The housekeeping's purge takes what
+/// expired (in batches, here of one row), and leaves what is still live.
+async fn expired_codes_families_and_revoked_tokens_are_purged(store: Store) {
+    let svc = start(store).await;
+    let signed_in = webapp_sign_in(&svc).await;
+    let (status, _, _) = post_form(
+        &svc.url(ORG, "/revoke"),
+        &[("token", text(&signed_in, "access_token"))],
+        Some(("webapp", WEBAPP_SECRET)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Nothing has expired yet: nothing goes, and the refresh token still works.
+    let now = Timestamp::now();
+    let purged = svc.store.purge_expired(now.as_millisecond(), 1).await.unwrap();
+    assert_eq!(purged, Purged::default());
+    let (status, body) = refresh(&svc, text(&signed_in, "refresh_token")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let refresh_token = text(&body, "refresh_token").to_owned();
+
+    // Past the refresh-token lifetime (720h) everything of this sign-in has
+    // expired: the code, the family with both its tokens, the revoked jti.
+    let later = now + SignedDuration::from_hours(721);
+    let purged = svc.store.purge_expired(later.as_millisecond(), 1).await.unwrap();
+    assert_eq!(
+        purged,
+        Purged { authorization_codes: 1, refresh_families: 1, revoked_access_tokens: 1, ..Purged::default() }
+    );
+    assert_eq!(svc.store.purge_expired(later.as_millisecond(), 1).await.unwrap(), Purged::default());
+    let (status, body) = refresh(&svc, &refresh_token).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
 }
 
 async fn require_permission_refuses_alg_none(store: Store) {

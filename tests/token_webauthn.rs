@@ -269,7 +269,7 @@ async fn start(options: Options) -> Service {
     let state = TokenServiceState::new(TokenServiceConfig {
         store: store.clone(),
         public_base_url: base.clone(),
-        keys: KeyDirectory::new(dir.path()),
+        keys: KeyDirectory::new(dir.path()).into(),
         login: LoginState::new(LoginConfig::default()),
         clock: Arc::new(SystemClock),
     })

@@ -83,7 +83,7 @@ impl Portcullis {
         let state = TokenServiceState::new(TokenServiceConfig {
             store,
             public_base_url: "http://127.0.0.1".to_owned(),
-            keys: KeyDirectory::new(&keys_dir),
+            keys: KeyDirectory::new(&keys_dir).into(),
             login: LoginState::default(),
             clock: Arc::new(SystemClock),
         })

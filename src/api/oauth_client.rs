@@ -83,11 +83,13 @@ pub struct OAuthClientSpec {
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub redirect_uris: Vec<RedirectUri>,
 
-    /// Where the client may send users after sign-out, compared exactly.
+    /// Where the client may send users after sign-out, compared exactly;
+    /// the same rules as `redirectUris` (no fragment; `https`, `http` on a
+    /// loopback host, or a private-use scheme).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 20), inner(length(min = 1, max = 2048)))]
+    #[schemars(length(max = 20))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
-    pub post_logout_redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
 
     /// Require PKCE with S256 on the authorization code grant. Always true for
     /// Public clients; recommended for every client.
@@ -116,7 +118,8 @@ pub struct OAuthClientSpec {
     pub client_secret_ref: Option<SecretKeyReference>,
 }
 
-/// A redirect URI, compared exactly when a client presents it.
+/// A redirect URI (after sign-in or sign-out), compared exactly when a
+/// client presents it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(transparent)]
 #[schemars(extend("x-kubernetes-validations" = [{

@@ -42,6 +42,9 @@ pub(super) use grant_lists::GrantEntry;
 use grant_lists::{DIRECT, Grants, UserGrantArena, UserSpan, applying_in};
 
 mod grant_lists;
+mod listing;
+
+pub use listing::HeldPermission;
 
 /// Kinds of principal an assignment can name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -73,6 +76,14 @@ pub fn name_key(name: &str) -> Cow<'_, str> {
         Cow::Borrowed(name)
     } else {
         Cow::Owned(name.to_lowercase())
+    }
+}
+
+impl Principal {
+    /// This principal named as the index keys it, for callers that compare
+    /// principals across indexes (an access review) rather than ask one.
+    pub fn keyed(&self) -> Principal {
+        Principal { kind: self.kind, name: principal_key(self).into_owned() }
     }
 }
 

@@ -28,4 +28,4 @@ pub mod index;
 pub mod role_graph;
 
 pub use decision::{Decision, Denial, Grant};
-pub use index::{AccessIndex, Assignment, Principal, PrincipalKind, Scope, name_key};
+pub use index::{AccessIndex, Assignment, HeldPermission, Principal, PrincipalKind, Scope, name_key};

@@ -104,6 +104,75 @@ pub fn expand_roles(catalog: &BTreeSet<String>, roles: &BTreeMap<String, RoleDef
     out
 }
 
+/// How a role comes to give a permission: the chain of roles from the role
+/// asked about to the one whose own grant covers the permission, and that grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RolePath {
+    /// Starts with the role asked about; ends with the role holding `grant`.
+    pub roles: Vec<String>,
+    /// The grant (`iam.manage`, `iam.*`, `*`) that covers the permission.
+    pub grant: String,
+}
+
+/// The shortest chain of inclusions by which `role` gives `permission`, the
+/// first found in declaration order when several are as short. `None` when
+/// the role does not give it (or the permission is not in the catalog), so
+/// it always agrees with [`expand_roles`].
+pub fn role_path(
+    catalog: &BTreeSet<String>,
+    roles: &BTreeMap<String, RoleDefinition>,
+    role: &str,
+    permission: &str,
+) -> Option<RolePath> {
+    if !catalog.contains(permission) || !roles.contains_key(role) {
+        return None;
+    }
+    // Breadth first, remembering how each role was reached.
+    let mut reached_from: BTreeMap<&str, Option<&str>> = BTreeMap::from([(role, None)]);
+    let mut queue = std::collections::VecDeque::from([role]);
+    while let Some(current) = queue.pop_front() {
+        let definition = &roles[current];
+        if let Some(grant) = definition.grants.iter().find(|grant| grant_matches(grant, permission)) {
+            let mut path = vec![current.to_owned()];
+            let mut at = current;
+            while let Some(Some(previous)) = reached_from.get(at) {
+                path.push((*previous).to_owned());
+                at = previous;
+            }
+            path.reverse();
+            return Some(RolePath { roles: path, grant: grant.clone() });
+        }
+        for included in &definition.included_roles {
+            if roles.contains_key(included) && !reached_from.contains_key(included.as_str()) {
+                reached_from.insert(included, Some(current));
+                queue.push_back(included);
+            }
+        }
+    }
+    None
+}
+
+/// `role` and every role that includes it, directly or through others: the
+/// roles whose expansion changes when `role`'s does. Sorted.
+pub fn roles_including(roles: &BTreeMap<String, RoleDefinition>, role: &str) -> BTreeSet<String> {
+    let mut included_by: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, definition) in roles {
+        for included in &definition.included_roles {
+            included_by.entry(included.as_str()).or_default().push(name.as_str());
+        }
+    }
+    let mut found = BTreeSet::from([role.to_owned()]);
+    let mut stack = vec![role];
+    while let Some(current) = stack.pop() {
+        for &including in included_by.get(current).into_iter().flatten() {
+            if found.insert(including.to_owned()) {
+                stack.push(including);
+            }
+        }
+    }
+    found
+}
+
 /// Every elementary cycle reachable by depth-first search, each reported once
 /// (rotated to start at its smallest name, so the output is deterministic).
 fn find_cycles(roles: &BTreeMap<String, RoleDefinition>) -> Vec<Vec<String>> {
@@ -203,5 +272,68 @@ mod tests {
         assert_eq!(expansion.cycles, [vec!["self", "self"], vec!["x", "y", "x"]]);
         assert_eq!(expansion.effective["x"], catalog);
         assert_eq!(expansion.missing_includes, [("y".to_owned(), "gone".to_owned())]);
+    }
+
+    #[test]
+    fn role_path_names_the_shortest_chain_and_the_grant_that_covers_the_permission() {
+        let catalog = catalog(&["data.view", "iam.manage", "journeys.view"]);
+        let roles = BTreeMap::from([
+            ("analyst".to_owned(), mk_role(&["data.view"], &["viewer", "admin"])),
+            ("viewer".to_owned(), mk_role(&["journeys.view"], &["admin"])),
+            ("admin".to_owned(), mk_role(&["iam.*"], &["analyst"])),
+        ]);
+        let path = role_path(&catalog, &roles, "analyst", "iam.manage").expect("analyst gives iam.manage");
+        assert_eq!(path.roles, ["analyst", "admin"]);
+        assert_eq!(path.grant, "iam.*");
+        let own = role_path(&catalog, &roles, "viewer", "journeys.view").expect("its own grant");
+        assert_eq!((own.roles.as_slice(), own.grant.as_str()), (&["viewer".to_owned()][..], "journeys.view"));
+        // Through the cycle admin -> analyst, and never for what it does not give.
+        assert_eq!(
+            role_path(&catalog, &roles, "admin", "data.view").map(|p| p.roles),
+            Some(vec!["admin".to_owned(), "analyst".to_owned()])
+        );
+        assert_eq!(role_path(&catalog, &roles, "viewer", "iam.delete"), None, "not in the catalog");
+        assert_eq!(role_path(&catalog, &roles, "missing", "data.view"), None);
+    }
+
+    #[test]
+    fn role_path_agrees_with_the_expansion() {
+        let catalog = catalog(&["a.one", "a.two", "b.two", "c.three"]);
+        let roles = BTreeMap::from([
+            ("top".to_owned(), mk_role(&["a.one"], &["mid", "gone"])),
+            ("mid".to_owned(), mk_role(&["b.*", "x.y"], &["low", "top"])),
+            ("low".to_owned(), mk_role(&["*"], &[])),
+            ("alone".to_owned(), mk_role(&["a.*"], &[])),
+        ]);
+        let expansion = expand_roles(&catalog, &roles);
+        for role in roles.keys() {
+            for permission in catalog.iter().map(String::as_str).chain(["x.y", "d.four"]) {
+                let gives = expansion.effective[role].contains(permission);
+                let path = role_path(&catalog, &roles, role, permission);
+                assert_eq!(path.is_some(), gives, "{role} gives {permission}: {gives}, path {path:?}");
+                if let Some(path) = path {
+                    let last = &roles[path.roles.last().unwrap()];
+                    assert!(last.grants.contains(&path.grant) && grant_matches(&path.grant, permission));
+                    for pair in path.roles.windows(2) {
+                        assert!(roles[&pair[0]].included_roles.contains(&pair[1]), "{path:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn roles_including_follows_inclusions_backwards() {
+        let roles = BTreeMap::from([
+            ("a".to_owned(), mk_role(&[], &["b"])),
+            ("b".to_owned(), mk_role(&[], &["c"])),
+            ("c".to_owned(), mk_role(&["x.y"], &[])),
+            ("d".to_owned(), mk_role(&[], &["c", "d"])),
+            ("e".to_owned(), mk_role(&["x.y"], &[])),
+        ]);
+        let names = |set: BTreeSet<String>| set.into_iter().collect::<Vec<_>>();
+        assert_eq!(names(roles_including(&roles, "c")), ["a", "b", "c", "d"]);
+        assert_eq!(names(roles_including(&roles, "e")), ["e"]);
+        assert_eq!(names(roles_including(&roles, "gone")), ["gone"]);
     }
 }

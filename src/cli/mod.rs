@@ -1,6 +1,7 @@
 //! The `portcullis` command line: one subcommand per process or tool.
 
 pub mod crds;
+pub mod diff;
 pub mod operator;
 pub mod process;
 pub mod scim_service;
@@ -35,6 +36,9 @@ enum Command {
         /// Folder holding the YAML manifests (searched recursively), or one file.
         dir: PathBuf,
     },
+    /// Review a change to the manifests as access: who gains and loses which
+    /// permission, through which role and assignment (folders or git revisions).
+    Diff(Box<diff::DiffArgs>),
     /// Serve everything in one process on SQLite, from a folder of manifests
     /// (the embedded default: try Portcullis, or a role change, locally).
     Standalone(Box<standalone::StandaloneArgs>),
@@ -52,6 +56,7 @@ impl Cli {
         match self.command {
             Command::Crds { out_dir } => crds::run(out_dir.as_deref()),
             Command::Validate { dir } => validate::run(&dir),
+            Command::Diff(args) => diff::run(*args),
             Command::Standalone(args) => standalone::run(*args),
             Command::Operator(args) => operator::run(*args),
             Command::TokenService(args) => token_service::run(*args),

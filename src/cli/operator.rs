@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::process::{DatabaseArgs, block_on, init_logging, shutdown_signal};
+use super::process::{DatabaseArgs, LogArgs, block_on, init_logging, shutdown_signal};
 use crate::controller::leader::LeaseConfig;
-use crate::controller::workloads::WorkloadSettings;
+use crate::controller::service_keys;
+use crate::controller::workloads::{self, WorkloadSettings};
 use crate::controller::{OperatorConfig, Settings};
 use crate::error_chain::error_chain;
 
@@ -20,21 +21,25 @@ pub struct OperatorArgs {
     #[command(flatten)]
     database: DatabaseArgs,
 
-    /// Base URL of the token service; each Organization's issuer is `{base}/o/{name}`.
-    #[arg(
-        long,
-        env = "PORTCULLIS_ISSUER_BASE_URL",
-        default_value = "http://portcullis-token-service.portcullis.svc:8080"
-    )]
-    issuer_base_url: String,
+    #[command(flatten)]
+    log: LogArgs,
 
-    /// Base URL of the SCIM service.
-    #[arg(
-        long,
-        env = "PORTCULLIS_SCIM_BASE_URL",
-        default_value = "http://portcullis-scim-service.portcullis.svc:8080"
-    )]
-    scim_base_url: String,
+    /// Public base URL of the token service (what users and applications
+    /// reach): each Organization's issuer is `{base}/o/{name}`, and the token
+    /// service is run with it. Without it no issuer is served, and every
+    /// Organization says so (ServicesConfigured).
+    #[arg(long, env = "PORTCULLIS_ISSUER_BASE_URL")]
+    issuer_base_url: Option<String>,
+
+    /// Public base URL of the SCIM service: an organization's SCIM base is
+    /// `{base}/o/{name}/scim/v2`. Needed when the SCIM service runs.
+    #[arg(long, env = "PORTCULLIS_SCIM_BASE_URL")]
+    scim_base_url: Option<String>,
+
+    /// Secret in the operator's namespace holding the services' key-encryption
+    /// key and login secret; made by the operator when absent.
+    #[arg(long, env = "PORTCULLIS_SERVICE_KEYS_SECRET", default_value = service_keys::DEFAULT_SECRET_NAME)]
+    service_keys_secret: String,
 
     /// Namespace the operator runs in: its Lease and the managed services live there.
     #[arg(long, env = "POD_NAMESPACE", default_value = "portcullis")]
@@ -96,6 +101,22 @@ pub struct OperatorArgs {
 
     #[arg(long, default_value = "512Mi")]
     service_memory_limit: String,
+
+    /// `RUST_LOG` of the services (their `--log-format` is the operator's).
+    #[arg(long, env = "PORTCULLIS_SERVICE_LOG_LEVEL", default_value = "info")]
+    service_log_level: String,
+
+    /// The services' pod securityContext, as JSON (a Kubernetes
+    /// PodSecurityContext); non-root user 65532 and seccomp RuntimeDefault
+    /// when not given.
+    #[arg(long, env = "PORTCULLIS_SERVICE_POD_SECURITY_CONTEXT", value_name = "JSON")]
+    service_pod_security_context: Option<String>,
+
+    /// The services' container securityContext, as JSON (a Kubernetes
+    /// SecurityContext); no privilege escalation, read-only root file system
+    /// and every capability dropped when not given.
+    #[arg(long, env = "PORTCULLIS_SERVICE_SECURITY_CONTEXT", value_name = "JSON")]
+    service_security_context: Option<String>,
 }
 
 impl OperatorArgs {
@@ -105,6 +126,16 @@ impl OperatorArgs {
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "operator".to_owned());
             format!("{host}-{}", uuid::Uuid::new_v4().simple())
         });
+        let pod_security_context = match &self.service_pod_security_context {
+            Some(json) => serde_json::from_str(json)
+                .map_err(|e| format!("--service-pod-security-context is not a PodSecurityContext: {e}"))?,
+            None => workloads::default_pod_security_context(),
+        };
+        let security_context = match &self.service_security_context {
+            Some(json) => serde_json::from_str(json)
+                .map_err(|e| format!("--service-security-context is not a SecurityContext: {e}"))?,
+            None => workloads::default_security_context(),
+        };
         let workloads = self.image.map(|image| WorkloadSettings {
             namespace: self.namespace.clone(),
             image,
@@ -112,11 +143,19 @@ impl OperatorArgs {
             scim_service_replicas: self.scim_service_replicas,
             database_secret: self.database_secret,
             database_secret_key: self.database_secret_key,
+            service_keys_secret: self.service_keys_secret.clone(),
+            public_base_url: self.issuer_base_url.clone(),
+            scim_base_url: self.scim_base_url.clone(),
+            service_keys_checksum: None,
             cpu_request: self.service_cpu_request,
             memory_request: self.service_memory_request,
             memory_limit: self.service_memory_limit,
+            log_level: self.service_log_level,
+            log_format: self.log.log_format.as_str().to_owned(),
+            pod_security_context,
+            security_context,
             owner: None,
-            owner_deployment: self.owner_deployment,
+            owner_deployment: self.owner_deployment.clone(),
         });
         Ok(OperatorConfig {
             database_url,
@@ -124,6 +163,8 @@ impl OperatorArgs {
                 issuer_base_url: self.issuer_base_url,
                 scim_base_url: self.scim_base_url,
                 operator_namespace: self.namespace.clone(),
+                operator_deployment: self.owner_deployment,
+                service_keys_secret: self.service_keys_secret,
                 resync: Duration::from_secs(self.resync_seconds.max(1)),
                 workloads,
                 ..Settings::default()
@@ -142,7 +183,7 @@ impl OperatorArgs {
 
 /// Runs the operator until SIGTERM or Ctrl-C.
 pub fn run(args: OperatorArgs) -> ExitCode {
-    init_logging();
+    init_logging(args.log.log_format);
     let config = match args.config() {
         Ok(config) => config,
         Err(message) => {

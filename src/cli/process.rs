@@ -1,13 +1,19 @@
 //! What the long-running subcommands (`operator`, `token-service`,
-//! `scim-service`) share: the store URL from a flag or a mounted file,
-//! logging, the runtime, and the shutdown signal.
+//! `scim-service`, `standalone`) share: the store URL from a flag or a
+//! mounted file, the limits of a listener, logging, the runtime, and the
+//! shutdown signal.
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 use tracing_subscriber::EnvFilter;
+
+use crate::api::GoDuration;
+use crate::listener::ListenerLimits;
 
 /// Where the store is. Both have an environment variable; the file form is
 /// for a mounted Secret.
@@ -40,12 +46,106 @@ impl DatabaseArgs {
     }
 }
 
+/// What a listener tolerates from slow or numerous clients ([`crate::listener`]).
+#[derive(Args, Debug, Clone)]
+pub struct ListenerArgs {
+    /// Time a client has to send a request's headers; an idle keep-alive
+    /// connection is closed after it too (Go duration: `10s`, `1m`).
+    #[arg(long, env = "PORTCULLIS_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+
+    /// Time a request may take, reading its body included; then 408.
+    #[arg(long, env = "PORTCULLIS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    request_timeout: Duration,
+
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS", default_value_t = ListenerLimits::default().max_connections)]
+    max_connections: usize,
+}
+
+impl ListenerArgs {
+    pub fn limits(&self) -> ListenerLimits {
+        ListenerLimits {
+            header_read_timeout: self.header_read_timeout,
+            request_timeout: self.request_timeout,
+            max_connections: self.max_connections.max(1),
+        }
+    }
+}
+
+/// A listening address, `IP:PORT`; an IPv6 address may come without
+/// brackets (`fd00::5:8080`), as `$(POD_IP):8080` gives it on an IPv6 pod.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    let (host, port) = text.rsplit_once(':').ok_or_else(|| format!("{text:?} is not IP:PORT"))?;
+    let ip: IpAddr =
+        host.parse().map_err(|_| format!("{text:?} is not IP:PORT ({host:?} is not an IP address)"))?;
+    let port: u16 = port.parse().map_err(|_| format!("{text:?} is not IP:PORT ({port:?} is not a port)"))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Binds the metrics port, if one is asked for, and serves `render` there.
+pub async fn serve_metrics(
+    address: Option<SocketAddr>,
+    render: crate::http_metrics::Render,
+) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+    let Some(address) = address else { return Ok(None) };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("binding the metrics port {address}: {e}"))?;
+    tracing::info!(%address, "serving /metrics");
+    Ok(Some(tokio::spawn(async move {
+        if let Err(error) = crate::http_metrics::serve(listener, render).await {
+            tracing::error!(%error, "the metrics port stopped");
+        }
+    })))
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields), for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// A positive Go duration (`500ms`, `10s`, `2m`).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    GoDuration::new(text)
+        .get()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{text:?} is not a positive duration such as 10s or 1m"))
+}
+
+/// The logging flag of the long-running subcommands.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct LogArgs {
+    /// Log lines as `text` or `json`, on stderr, filtered by `RUST_LOG` (default `info`).
+    #[arg(long, env = "PORTCULLIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .try_init();
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 /// Runs `main` on a multi-threaded runtime; an error is printed and fails
@@ -80,5 +180,20 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = terminate => tracing::info!("SIGTERM: shutting down"),
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_take_bare_ipv6_as_the_downward_api_gives_it() {
+        assert_eq!(parse_listen("10.1.2.3:8080").unwrap(), "10.1.2.3:8080".parse::<SocketAddr>().unwrap());
+        assert_eq!(parse_listen("[fd00::5]:8080").unwrap(), "[fd00::5]:8080".parse::<SocketAddr>().unwrap());
+        assert_eq!(parse_listen("fd00::5:8080").unwrap(), "[fd00::5]:8080".parse::<SocketAddr>().unwrap());
+        assert!(parse_listen(":8080").unwrap_err().contains("not an IP address"));
+        assert!(parse_listen("localhost:8080").is_err(), "an address, not a name");
+        assert!(parse_listen("10.1.2.3:http").unwrap_err().contains("not a port"));
     }
 }

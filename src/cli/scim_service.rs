@@ -1,13 +1,18 @@
 //! `portcullis scim-service`: the SCIM 2.0 service of every organization
-//! ([`crate::scim::service`]) on one listening address, until SIGTERM or
-//! Ctrl-C; in-flight requests finish before it exits.
+//! ([`crate::scim::service`]) on one listening address, its metrics on
+//! another, until SIGTERM or Ctrl-C; in-flight requests finish before it
+//! exits.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Args;
 
-use super::process::{DatabaseArgs, block_on, init_logging, shutdown_signal};
+use super::process::{
+    DatabaseArgs, ListenerArgs, LogArgs, block_on, init_logging, parse_listen, serve_metrics, shutdown_signal,
+};
+use crate::http_metrics::{self, HttpMetrics};
 use crate::scim::service::{ScimState, router};
 use crate::store::Store;
 
@@ -18,41 +23,53 @@ pub struct ScimServiceArgs {
     #[command(flatten)]
     database: DatabaseArgs,
 
-    /// Address to listen on.
-    #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "0.0.0.0:8080")]
+    #[command(flatten)]
+    log: LogArgs,
+
+    /// Address to listen on (`IP:PORT`).
+    #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "0.0.0.0:8080", value_parser = parse_listen)]
     listen: SocketAddr,
 
+    #[command(flatten)]
+    limits: ListenerArgs,
+    /// Address of `GET /metrics` (`IP:PORT`), apart from the public listener;
+    /// no metrics are served without it.
+    #[arg(long, env = "PORTCULLIS_METRICS_LISTEN", value_parser = parse_listen)]
+    metrics_listen: Option<SocketAddr>,
+
     /// Public base URL; an organization's SCIM base is `{base}/o/{name}/scim/v2`.
-    #[arg(
-        long,
-        env = "PORTCULLIS_SCIM_BASE_URL",
-        default_value = "http://portcullis-scim-service.portcullis.svc:8080"
-    )]
+    #[arg(long, env = "PORTCULLIS_SCIM_BASE_URL")]
     public_base_url: String,
 }
 
 pub fn run(args: ScimServiceArgs) -> ExitCode {
-    init_logging();
+    init_logging(args.log.log_format);
     block_on(serve(args))
 }
 
 async fn serve(args: ScimServiceArgs) -> Result<(), String> {
     let database_url = args.database.url()?;
     let store = Store::connect(&database_url).await.map_err(|e| format!("connecting to the store: {e}"))?;
+    let probes = crate::probes::router(store.clone());
+    let state = ScimState::new(store, &args.public_base_url);
+    let metrics = Arc::new(HttpMetrics::new());
+    let (render_http, render_scim) = (metrics.clone(), state.metrics.clone());
+    let render = Arc::new(move || http_metrics::concatenate(&[render_http.render(), render_scim.render()]));
+    let metrics_port = serve_metrics(args.metrics_listen, render).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("binding {}: {e}", args.listen))?;
     tracing::info!(address = %args.listen, "SCIM service listening");
-    let probes = crate::probes::router(store.clone());
-    let state = ScimState::new(store, &args.public_base_url);
-    let served = axum::serve(listener, router(state.clone()).merge(probes))
-        .with_graceful_shutdown(async {
-            shutdown_signal().await;
-            tracing::info!("finishing requests in flight");
-        })
-        .await
-        .map_err(|e| format!("serving: {e}"));
+    let app = metrics.layer("scim-service", router(state.clone()).merge(probes));
+    crate::listener::serve(listener, app, args.limits.limits(), async {
+        shutdown_signal().await;
+        tracing::info!("finishing requests in flight");
+    })
+    .await;
+    if let Some(port) = metrics_port {
+        port.abort();
+    }
     // Sync health is counted in memory between writes: keep the last counts.
     state.flush_sync_health().await;
-    served
+    Ok(())
 }

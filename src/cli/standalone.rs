@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::process::{block_on, init_logging, shutdown_signal};
+use super::process::{ListenerArgs, LogArgs, block_on, init_logging, parse_listen, shutdown_signal};
 use crate::standalone::{self, StandaloneConfig};
 
 /// Flags of `portcullis standalone`.
@@ -22,8 +22,18 @@ pub struct StandaloneArgs {
     data: PathBuf,
 
     /// Address to listen on (`127.0.0.1:0` picks a free port).
-    #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     listen: SocketAddr,
+
+    #[command(flatten)]
+    limits: ListenerArgs,
+    /// Address of `GET /metrics` (`IP:PORT`), apart from the public listener;
+    /// no metrics are served without it.
+    #[arg(long, env = "PORTCULLIS_METRICS_LISTEN", value_parser = parse_listen)]
+    metrics_listen: Option<SocketAddr>,
+
+    #[command(flatten)]
+    log: LogArgs,
 
     /// Base URL clients use (behind a proxy); default `http://localhost:{port}`
     /// on a loopback address, `http://{listen address}` otherwise.
@@ -32,11 +42,13 @@ pub struct StandaloneArgs {
 }
 
 pub fn run(args: StandaloneArgs) -> ExitCode {
-    init_logging();
+    init_logging(args.log.log_format);
     let config = StandaloneConfig {
         manifests: args.manifests,
         data: args.data,
         listen: args.listen,
+        limits: args.limits.limits(),
+        metrics_listen: args.metrics_listen,
         public_base_url: args.public_base_url,
     };
     block_on(standalone::run(config, shutdown_signal()))

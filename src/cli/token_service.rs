@@ -1,6 +1,12 @@
 //! `portcullis token-service`: the OpenID provider of every organization
-//! ([`crate::token::service`]) on one listening address, until SIGTERM or
-//! Ctrl-C; in-flight requests finish before it exits.
+//! ([`crate::token::service`]) on one listening address, its metrics on
+//! another, until SIGTERM or Ctrl-C; in-flight requests finish before it
+//! exits.
+//!
+//! Signing keys come from the store, sealed under the key-encryption key
+//! it is given (what the operator's Deployment hands it), or from a keys
+//! directory (an exported `{org}-signing-keys` Secret). A key it cannot use
+//! stops it at start with the reason, rather than serve without keys.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,35 +15,76 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::process::{DatabaseArgs, block_on, init_logging, shutdown_signal};
+use super::process::{
+    DatabaseArgs, ListenerArgs, LogArgs, block_on, init_logging, parse_listen, serve_metrics, shutdown_signal,
+};
 use crate::federation::upstreams::SecretsDirectory;
+use crate::http_metrics::HttpMetrics;
+use crate::sealing::{KeyEncryptionKey, KeyRing};
 use crate::store::Store;
-use crate::token::service::keys::KeyDirectory;
+use crate::token::service::keys::{KeyDirectory, SigningKeySource};
 use crate::token::service::login::{LoginConfig, LoginState};
 use crate::token::service::{SystemClock, TokenServiceConfig, TokenServiceState, router};
 
 /// Flags of `portcullis token-service`. Each has an environment variable;
-/// the database URL also a `_FILE` form (a mounted Secret).
+/// secrets also a `_FILE` form (a mounted Secret).
 #[derive(Args, Debug)]
 pub struct TokenServiceArgs {
     #[command(flatten)]
     database: DatabaseArgs,
 
-    /// Address to listen on.
-    #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "0.0.0.0:8080")]
+    #[command(flatten)]
+    log: LogArgs,
+
+    /// Address to listen on (`IP:PORT`).
+    #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "0.0.0.0:8080", value_parser = parse_listen)]
     listen: SocketAddr,
+
+    #[command(flatten)]
+    limits: ListenerArgs,
+    /// Address of `GET /metrics` (`IP:PORT`), apart from the public listener;
+    /// no metrics are served without it.
+    #[arg(long, env = "PORTCULLIS_METRICS_LISTEN", value_parser = parse_listen)]
+    metrics_listen: Option<SocketAddr>,
 
     /// Public base URL; each organization's issuer is `{base}/o/{name}`.
     #[arg(long, env = "PORTCULLIS_PUBLIC_BASE_URL")]
     public_base_url: String,
 
-    /// Directory with one subdirectory of signing keys per organization
-    /// (`keys.json` and `{kid}.pem`, the mounted `{org}-signing-keys` Secrets).
-    #[arg(long, env = "PORTCULLIS_KEYS_DIR")]
-    keys_dir: PathBuf,
+    /// The key-encryption key that opens the signing keys sealed in the
+    /// store: 32 bytes, base64 (the operator's `portcullis-service-keys`
+    /// Secret, key `key-encryption-key`).
+    #[arg(long, env = "PORTCULLIS_KEY_ENCRYPTION_KEY", hide_env_values = true, conflicts_with = "keys_dir")]
+    key_encryption_key: Option<String>,
 
-    /// File with the login secret shared by replicas (CSRF and TOTP keys); a
-    /// random one per process when absent.
+    /// File holding the key-encryption key.
+    #[arg(long, env = "PORTCULLIS_KEY_ENCRYPTION_KEY_FILE", conflicts_with = "keys_dir")]
+    key_encryption_key_file: Option<PathBuf>,
+
+    /// The key-encryption key the current one replaced, while the operator
+    /// re-seals the keys it sealed.
+    #[arg(long, env = "PORTCULLIS_PREVIOUS_KEY_ENCRYPTION_KEY", hide_env_values = true)]
+    previous_key_encryption_key: Option<String>,
+
+    /// Instead of the store: a directory with one subdirectory of signing keys
+    /// per organization (`keys.json` and `{kid}.pem`, as in the exported
+    /// `{org}-signing-keys` Secrets).
+    #[arg(long, env = "PORTCULLIS_KEYS_DIR")]
+    keys_dir: Option<PathBuf>,
+
+    /// The login secret shared by replicas (CSRF and ticket keys, TOTP
+    /// sealing): at least 32 bytes. Without it (or its file) each process
+    /// makes a random one, which only suits a single replica that is never
+    /// restarted.
+    #[arg(
+        long,
+        env = "PORTCULLIS_LOGIN_SECRET",
+        hide_env_values = true,
+        conflicts_with = "login_secret_file"
+    )]
+    login_secret: Option<String>,
+
+    /// File with the login secret.
     #[arg(long, env = "PORTCULLIS_LOGIN_SECRET_FILE")]
     login_secret_file: Option<PathBuf>,
 
@@ -47,23 +94,72 @@ pub struct TokenServiceArgs {
     upstream_secrets_dir: Option<PathBuf>,
 }
 
+impl TokenServiceArgs {
+    fn key_source(&self) -> Result<SigningKeySource, String> {
+        let text = match (&self.key_encryption_key, &self.key_encryption_key_file) {
+            (Some(text), _) if !text.trim().is_empty() => Some(text.clone()),
+            (_, Some(file)) => {
+                Some(std::fs::read_to_string(file).map_err(|e| format!("reading {}: {e}", file.display()))?)
+            }
+            _ => None,
+        };
+        match (text, &self.keys_dir) {
+            (Some(text), _) => {
+                let current =
+                    KeyEncryptionKey::from_text(&text).map_err(|e| format!("the key-encryption key: {e}"))?;
+                let previous =
+                    match self.previous_key_encryption_key.as_deref().filter(|t| !t.trim().is_empty()) {
+                        Some(text) => vec![
+                            KeyEncryptionKey::from_text(text)
+                                .map_err(|e| format!("the previous key-encryption key: {e}"))?,
+                        ],
+                        None => Vec::new(),
+                    };
+                Ok(KeyRing::new(current, previous).into())
+            }
+            (None, Some(dir)) => Ok(KeyDirectory::new(dir).into()),
+            (None, None) => Err("signing keys: give --key-encryption-key (keys sealed in the store, as the \
+                                 operator keeps them) or --keys-dir"
+                .to_owned()),
+        }
+    }
+
+    fn login_secret(&self) -> Result<Option<Vec<u8>>, String> {
+        let secret = match (&self.login_secret, &self.login_secret_file) {
+            (Some(text), _) => text.trim().as_bytes().to_vec(),
+            (None, Some(file)) => {
+                std::fs::read(file).map_err(|e| format!("reading {}: {e}", file.display()))?
+            }
+            (None, None) => {
+                tracing::warn!(
+                    "no login secret: this process makes its own, so other replicas reject its sign-in forms \
+                     and TOTP enrolments do not survive a restart (give --login-secret)"
+                );
+                return Ok(None);
+            }
+        };
+        if secret.len() < 32 {
+            return Err(format!("the login secret has {} bytes; at least 32 are needed", secret.len()));
+        }
+        Ok(Some(secret))
+    }
+}
+
 pub fn run(args: TokenServiceArgs) -> ExitCode {
-    init_logging();
+    init_logging(args.log.log_format);
     block_on(serve(args))
 }
 
 async fn serve(args: TokenServiceArgs) -> Result<(), String> {
     let database_url = args.database.url()?;
-    let secret = match &args.login_secret_file {
-        Some(file) => Some(std::fs::read(file).map_err(|e| format!("reading {}: {e}", file.display()))?),
-        None => None,
-    };
+    let keys = args.key_source()?;
+    let secret = args.login_secret()?;
     let store = Store::connect(&database_url).await.map_err(|e| format!("connecting to the store: {e}"))?;
     let probes = crate::probes::router(store.clone());
     let state = TokenServiceState::new(TokenServiceConfig {
         store,
         public_base_url: args.public_base_url,
-        keys: KeyDirectory::new(args.keys_dir),
+        keys,
         login: LoginState::new(LoginConfig { secret, ..LoginConfig::default() }),
         clock: Arc::new(SystemClock),
     })
@@ -72,15 +168,21 @@ async fn serve(args: TokenServiceArgs) -> Result<(), String> {
     if let Some(dir) = args.upstream_secrets_dir {
         state.upstreams().set_secrets(Arc::new(SecretsDirectory(dir)));
     }
+    let metrics = Arc::new(HttpMetrics::new());
+    let render_from = metrics.clone();
+    let metrics_port = serve_metrics(args.metrics_listen, Arc::new(move || render_from.render())).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("binding {}: {e}", args.listen))?;
     tracing::info!(address = %args.listen, "token service listening");
-    axum::serve(listener, router(state).merge(probes).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async {
-            shutdown_signal().await;
-            tracing::info!("finishing requests in flight");
-        })
-        .await
-        .map_err(|e| format!("serving: {e}"))
+    let app = metrics.layer("token-service", router(state).merge(probes));
+    crate::listener::serve(listener, app, args.limits.limits(), async {
+        shutdown_signal().await;
+        tracing::info!("finishing requests in flight");
+    })
+    .await;
+    if let Some(port) = metrics_port {
+        port.abort();
+    }
+    Ok(())
 }

@@ -42,6 +42,10 @@ pub const STORED: &str = "Stored";
 pub const SECRET_READY: &str = "SecretReady";
 /// The organization's signing keys exist and follow the rotation schedule.
 pub const SIGNING_KEYS_READY: &str = "SigningKeysReady";
+/// The operator has every setting the services it runs need to serve the
+/// organization (public base URLs, key-encryption key, database Secret);
+/// see `operator_status`.
+pub const SERVICES_CONFIGURED: &str = "ServicesConfigured";
 /// Present (True) while there are warnings: the object works, but likely not
 /// as intended.
 pub const WARNINGS: &str = "Warnings";
@@ -60,6 +64,7 @@ const BLOCKING: &[&str] = &[
     STORED,
     SECRET_READY,
     SIGNING_KEYS_READY,
+    SERVICES_CONFIGURED,
 ];
 
 /// The condition an error finding of this reason is reported under.

@@ -108,6 +108,12 @@ pub enum Error {
     #[error("Secret {namespace}/{name} holds unreadable signing keys: {problem}")]
     CorruptKeys { namespace: String, name: String, problem: String },
 
+    #[error("the signing keys of {namespace}/{name} in the store do not open: {problem}")]
+    SealedKeys { namespace: String, name: String, problem: String },
+
+    #[error("the services' key-encryption key is not available yet")]
+    NoKeyEncryptionKey,
+
     #[error("could not generate a {what}")]
     Generate { what: &'static str },
 
@@ -153,6 +159,8 @@ impl Error {
             | Error::Lease { source, .. }
             | Error::KubeClient { source } => kube_reason(source),
             Error::CorruptKeys { .. } => "CorruptKeys",
+            Error::SealedKeys { .. } => "SealedKeysUnreadable",
+            Error::NoKeyEncryptionKey => "ServiceKeysUnavailable",
             Error::Generate { .. } => "Generate",
             Error::Serve { .. } => "Serve",
         }

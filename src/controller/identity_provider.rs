@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::ResourceExt as _;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::Store;
 use tokio::sync::mpsc::UnboundedSender;
@@ -54,9 +55,11 @@ impl Kind for IdentityProvider {
     fn on_relist(_triggers: &Triggers) {}
 }
 
-/// Where this provider's SCIM client sends its requests.
-pub fn scim_endpoint(base: &str, namespace: &str, name: &str) -> String {
-    format!("{}/scim/v2/{namespace}/{name}", base.trim_end_matches('/'))
+/// Where this provider's SCIM client sends its requests: the SCIM base of
+/// its organization, `{base}/o/{organization}/scim/v2`, as the SCIM service
+/// serves it (the token in its Secret says which provider is calling).
+pub fn scim_endpoint(base: &str, organization: &str) -> String {
+    format!("{}/o/{organization}/scim/v2", base.trim_end_matches('/'))
 }
 
 impl Reconciler for IdentityProvider {
@@ -109,7 +112,18 @@ impl Reconciler for IdentityProvider {
                     error = error.or(Some(e));
                 }
             }
-            (Some(scim_endpoint(&ctx.settings.scim_base_url, &namespace, &name)), Some(secret_name.clone()))
+            // Unknown without the operator's SCIM base URL (a ServicesConfigured
+            // problem of the Organization) or without an Organization.
+            let organization = ctx
+                .stores
+                .organizations
+                .state()
+                .iter()
+                .find(|org| org.namespace().as_deref() == Some(namespace.as_str()))
+                .map(|org| org.name_any());
+            let endpoint =
+                ctx.settings.scim_base_url.as_deref().zip(organization).map(|(b, o)| scim_endpoint(b, &o));
+            (endpoint, Some(secret_name.clone()))
         } else {
             // SCIM turned off: the old token stops working at once.
             if let Err(e) = set_token_hash(ctx, &namespace, &name, None).await {

@@ -10,6 +10,7 @@
 //! | `portcullis_operator_objects` (gauge) | `kind` |
 //! | `portcullis_operator_watch_errors_total` | `kind` |
 //! | `portcullis_operator_leader` (gauge, 0 or 1) | |
+//! | `portcullis_operator_setting_problems` (gauge) | |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +51,7 @@ pub struct Metrics {
     objects: Family<Labels, Gauge>,
     watch_errors: Family<Labels, Counter>,
     leader: Gauge,
+    setting_problems: Gauge,
     store_ready: AtomicBool,
     caches_synced: AtomicBool,
     is_leader: AtomicBool,
@@ -81,6 +83,12 @@ impl Metrics {
         registry.register("watch_errors", "Failed watch requests, by kind", watch_errors.clone());
         let leader = Gauge::default();
         registry.register("leader", "1 while this operator holds the leader Lease", leader.clone());
+        let setting_problems = Gauge::default();
+        registry.register(
+            "setting_problems",
+            "Problems with the operator's settings that keep the services from serving (see ServicesConfigured)",
+            setting_problems.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -89,6 +97,7 @@ impl Metrics {
             objects,
             watch_errors,
             leader,
+            setting_problems,
             store_ready: AtomicBool::new(false),
             caches_synced: AtomicBool::new(false),
             is_leader: AtomicBool::new(false),
@@ -113,6 +122,10 @@ impl Metrics {
 
     pub fn watch_error(&self, kind: ResourceKind) {
         self.watch_errors.get_or_create(&vec![("kind", kind.as_str().to_owned())]).inc();
+    }
+
+    pub fn set_setting_problems(&self, count: usize) {
+        self.setting_problems.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     pub fn set_leader(&self, leader: bool) {
@@ -177,10 +190,12 @@ pub async fn bind(address: SocketAddr) -> Result<TcpListener, Error> {
     TcpListener::bind(address).await.map_err(|source| Error::Serve { address: address.to_string(), source })
 }
 
-/// Serves the routes on a bound listener.
+/// Serves the routes on a bound listener, with the timeouts and connection
+/// cap of every listener ([`crate::listener`]), until the process stops.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> Result<(), Error> {
-    let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    axum::serve(listener, router(metrics)).await.map_err(|source| Error::Serve { address, source })
+    let limits = crate::listener::ListenerLimits::default();
+    crate::listener::serve(listener, router(metrics), limits, std::future::pending()).await;
+    Ok(())
 }
 
 #[cfg(test)]

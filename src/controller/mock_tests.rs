@@ -220,6 +220,8 @@ async fn mock_harness() -> Harness {
         settings: Settings::default(),
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
         clock: Arc::new(|| jiff::Timestamp::from_second(NOW).unwrap_or_default()),
+        operator_status: Arc::default(),
+        service_keys: tokio::sync::watch::channel(None).1,
     };
     Harness {
         ctx: Arc::new(ctx),

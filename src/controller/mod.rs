@@ -27,11 +27,13 @@
 //! - [`triggers`]: the watch side — reflectors, relations between kinds.
 //! - [`reconcile`]: what every kind shares — finalizer, status, events, backoff.
 //! - [`release`]: store rows of kinds without a finalizer (RoleAssignments).
-//! - [`housekeeping`]: pruning the store's change log and tombstones.
+//! - [`housekeeping`]: pruning the store's change log, tombstones and expired grants.
 //! - [`principals`]: assignments waiting for a user or group, woken by the change feed.
 //! - One module per kind with its pure `plan` and its side effects.
 //! - [`secrets`]: owned Secrets (names and signing keys from [`crate::resources`]).
 //! - [`workloads`]: the Deployments and Services of the two services.
+//! - [`service_keys`]: the services' key-encryption key and login secret (one Secret).
+//! - [`operator_status`]: what is wrong with the operator's own settings, and where it shows.
 //! - [`leader`]: leader election with a `coordination.k8s.io` Lease.
 //! - [`metrics`]: Prometheus metrics and the health probes.
 
@@ -44,6 +46,7 @@ pub mod metrics;
 #[cfg(test)]
 mod mock_tests;
 pub mod oauth_client;
+pub mod operator_status;
 pub mod organization;
 pub mod principals;
 pub mod reconcile;
@@ -52,6 +55,7 @@ pub mod role;
 pub mod role_assignment;
 pub mod run;
 pub mod secrets;
+pub mod service_keys;
 pub mod tenants;
 pub mod triggers;
 pub mod workloads;

@@ -1,6 +1,8 @@
-//! Organization: the tenant. Stored with its catalog and workspaces; owns the
-//! Secret with its signing keys; reports its issuer URL. Deleting it under
-//! legal hold is refused until the hold is lifted.
+//! Organization: the tenant. Stored with its catalog and workspaces; its
+//! signing keys rotated in the store (sealed) and exported to a Secret it
+//! owns; reports its issuer URL, and whether the operator's settings let the
+//! services serve it (`ServicesConfigured`). Deleting it under legal hold is
+//! refused until the hold is lifted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,9 +25,9 @@ use super::{Error, Result};
 use crate::api::{CommonStatus, Organization, OrganizationStatus};
 use crate::error_chain::error_chain;
 use crate::resources::ToRecord as _;
-use crate::resources::signing_keys;
+use crate::resources::signing_keys::{self, KeysProblem, Rotation};
 use crate::store::{DesiredStateStore, GroupStore, OrganizationRecord, ResourceKind, UserStore};
-use crate::token::keys::{KeyError, KeySet, RotationPlan};
+use crate::token::keys::KeyError;
 use crate::validation::Reason;
 
 /// Specific conditions of an Organization.
@@ -100,6 +102,27 @@ impl Reconciler for Organization {
                             e.to_string(),
                         ));
                     }
+                    // Both wait for the services' keys to change, which
+                    // triggers every Organization: no retry meanwhile.
+                    Err(Error::NoKeyEncryptionKey) => {
+                        report.set(Desired::new(
+                            conditions::SIGNING_KEYS_READY,
+                            false,
+                            "KeyEncryptionKeyUnavailable",
+                            "waiting for the key-encryption key that seals signing keys in the store (see ServicesConfigured)",
+                        ));
+                    }
+                    Err(e @ Error::SealedKeys { .. }) => {
+                        report.set(Desired::new(
+                            conditions::SIGNING_KEYS_READY,
+                            false,
+                            "SealedKeysUnreadable",
+                            format!(
+                                "{e}; nothing was changed. Restore the key-encryption key they were sealed with \
+                                 (as previous-key-encryption-key of the operator's service-keys Secret)"
+                            ),
+                        ));
+                    }
                     Err(e) => {
                         report.set(Desired::new(
                             conditions::SIGNING_KEYS_READY,
@@ -112,9 +135,10 @@ impl Reconciler for Organization {
                 }
             }
         }
+        report.set(ctx.operator_status.condition());
         let status = OrganizationStatus {
             common: common_status(self, &report, "", now),
-            issuer: Some(issuer_url(&ctx.settings.issuer_base_url, &name)),
+            issuer: ctx.settings.issuer_base_url.as_deref().map(|base| issuer_url(base, &name)),
         };
         Ok(Applied { status, requeue, error })
     }
@@ -202,8 +226,9 @@ async fn purge_identities(ctx: &Context, namespace: &str) -> Result<()> {
     Ok(())
 }
 
-/// Brings the signing keys in line with the rotation plan: the Secret first
-/// (private keys), then the store (public keys). Returns when to look again.
+/// Brings the signing keys in line with the rotation plan: the store first
+/// (sealed private keys and public records, what the token service reads),
+/// then the Secret `{org}-signing-keys` as an export. Returns when to look again.
 async fn reconcile_signing_keys(
     org: &Organization,
     ctx: &Context,
@@ -211,6 +236,7 @@ async fn reconcile_signing_keys(
     name: &str,
     now: jiff::Timestamp,
 ) -> Result<Duration> {
+    let ring = ctx.key_ring().ok_or(Error::NoKeyEncryptionKey)?;
     let secret_name = signing_keys_secret_name(name);
     let corrupt = |problem: String| Error::CorruptKeys {
         namespace: namespace.to_owned(),
@@ -218,42 +244,56 @@ async fn reconcile_signing_keys(
         problem,
     };
     let existing = secrets::get_secret(ctx, namespace, &secret_name).await?;
-    let data = existing.as_ref().and_then(|s| s.data.clone()).unwrap_or_default();
-    let mut keys = signing_keys::load(&data).map_err(|e| corrupt(e.to_string()))?;
+    let exported = existing.as_ref().and_then(|s| s.data.clone()).unwrap_or_default();
     let policy = signing_keys::rotation_policy(&org.spec.tokens).map_err(|e| corrupt(e.to_string()))?;
-    let plan = keys.plan_rotation(&policy, now);
-    let created = apply_rotation(&mut keys, &plan).map_err(|e| corrupt(e.to_string()))?;
+    let rotation = signing_keys::rotate(&ctx.store, &ring, namespace, &exported, &policy, now)
+        .await
+        .map_err(|problem| match problem {
+            KeysProblem::Store(source) => Error::StoreWrite {
+                kind: "SigningKey",
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                source: Box::new(source),
+            },
+            KeysProblem::Sealed { .. } | KeysProblem::SealedPayload { .. } => Error::SealedKeys {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                problem: problem.to_string(),
+            },
+            KeysProblem::Key(KeyError::Generate { .. }) | KeysProblem::Seal { .. } => {
+                Error::Generate { what: "signing key" }
+            }
+            other => corrupt(other.to_string()),
+        })?;
 
+    // The export follows the store: rewritten whenever it says otherwise.
+    let wanted = signing_keys::secret_data(&rotation.keys);
     let owner_refs_current = existing
         .as_ref()
         .is_some_and(|s| s.owner_references().iter().any(|r| Some(&r.uid) == org.uid().as_ref()));
-    if !plan.is_empty() || existing.is_none() || !owner_refs_current {
+    if existing.is_none() || !owner_refs_current || exported != wanted {
         let secret = Secret {
             metadata: secrets::owned_meta(org, &secret_name, SIGNING_KEYS_COMPONENT),
             type_: Some("Opaque".to_owned()),
-            data: Some(signing_keys::secret_data(&keys)),
+            data: Some(wanted),
             ..Secret::default()
         };
         secrets::apply_secret(ctx, &secret).await?;
     }
 
-    // The store follows the Secret: every key's public half and state.
-    signing_keys::sync_store(&ctx.store, namespace, &keys, policy.overlap()).await.map_err(|source| {
-        Error::StoreWrite {
-            kind: "SigningKey",
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            source: Box::new(source),
-        }
-    })?;
-
+    let Rotation { plan, created, imported, .. } = rotation;
     let rotated = !plan.promote.is_empty();
-    if created.is_some() || rotated || !plan.delete.is_empty() {
-        info!(%namespace, organization = %name, ?created, removed = ?plan.delete, rotated, "signing keys updated");
+    if created.is_some() || rotated || !plan.delete.is_empty() || !imported.is_empty() {
+        info!(%namespace, organization = %name, ?created, removed = ?plan.delete, ?imported, rotated, "signing keys updated");
         let note = format!(
-            "signing keys: {} generated, {} removed{}",
+            "signing keys: {} generated, {} removed{}{}",
             usize::from(created.is_some()),
             plan.delete.len(),
+            if imported.is_empty() {
+                String::new()
+            } else {
+                format!(", {} taken from {secret_name}", imported.len())
+            },
             if rotated { ", a new key signs from now on" } else { "" }
         );
         let event = Event {
@@ -267,13 +307,6 @@ async fn reconcile_signing_keys(
     }
     let wait = plan.wake_at.map_or(SignedDuration::from_hours(24), |at| at.duration_since(now));
     Ok(Duration::try_from(wait).unwrap_or_default().max(Duration::from_secs(1)))
-}
-
-/// Applies the plan with the system's random generator; returns the kid of
-/// the key it generated, if any.
-fn apply_rotation(keys: &mut KeySet, plan: &RotationPlan) -> Result<Option<String>, KeyError> {
-    let created = keys.apply(plan, &mut rand::rng())?;
-    Ok(created.map(|key| key.kid().to_owned()))
 }
 
 #[cfg(test)]

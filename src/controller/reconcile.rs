@@ -30,6 +30,8 @@ use tracing::{debug, info, warn};
 
 use super::conditions::{self, Desired, Report};
 use super::metrics::Metrics;
+use super::operator_status::OperatorStatus;
+use super::service_keys::ServiceKeys;
 use super::tenants::{Stores, Tenants};
 use super::triggers::Triggers;
 use super::workloads::WorkloadSettings;
@@ -49,13 +51,21 @@ pub fn system_clock() -> Clock {
 /// What the operator is configured with, beyond its clients.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Base URL of the token service; an Organization's issuer is `{base}/o/{name}`.
-    pub issuer_base_url: String,
-    /// Base URL of the SCIM service; an IdentityProvider's endpoint is
-    /// `{base}/scim/v2/{namespace}/{name}`.
-    pub scim_base_url: String,
+    /// Public base URL of the token service; an Organization's issuer is
+    /// `{base}/o/{name}`. `None` until configured: a `ServicesConfigured`
+    /// problem, never a guess.
+    pub issuer_base_url: Option<String>,
+    /// Public base URL of the SCIM service; an IdentityProvider's endpoint is
+    /// `{base}/o/{organization}/scim/v2`.
+    pub scim_base_url: Option<String>,
     /// Namespace the operator runs in (its Lease, and the managed services).
     pub operator_namespace: String,
+    /// The operator's own Deployment in its namespace, if it runs as one:
+    /// where its Events about its settings go (its Lease otherwise).
+    pub operator_deployment: Option<String>,
+    /// Secret (in the operator's namespace) of the services' keys: see
+    /// [`super::service_keys`].
+    pub service_keys_secret: String,
     /// How often an object is reconciled without any change (jittered).
     pub resync: Duration,
     /// First retry after a failure; doubles with each further failure.
@@ -69,9 +79,11 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            issuer_base_url: "http://portcullis-token-service.portcullis.svc:8080".to_owned(),
-            scim_base_url: "http://portcullis-scim-service.portcullis.svc:8080".to_owned(),
+            issuer_base_url: None,
+            scim_base_url: None,
             operator_namespace: "portcullis".to_owned(),
+            operator_deployment: None,
+            service_keys_secret: super::service_keys::DEFAULT_SECRET_NAME.to_owned(),
             resync: Duration::from_secs(600),
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(300),
@@ -91,11 +103,21 @@ pub struct Context {
     pub settings: Settings,
     pub backoff: Backoff,
     pub clock: Clock,
+    /// What is wrong with the operator's settings, for every Organization's
+    /// `ServicesConfigured` condition.
+    pub operator_status: Arc<OperatorStatus>,
+    /// The services' keys once read (the key-encryption key seals signing keys).
+    pub service_keys: tokio::sync::watch::Receiver<Option<ServiceKeys>>,
 }
 
 impl Context {
     pub fn now(&self) -> jiff::Timestamp {
         (self.clock)()
+    }
+
+    /// The key ring that seals and opens signing keys, once read.
+    pub fn key_ring(&self) -> Option<Arc<crate::sealing::KeyRing>> {
+        self.service_keys.borrow().as_ref().map(|keys| keys.ring.clone())
     }
 }
 

@@ -4,7 +4,9 @@
 //! ```text
 //!  run ──► /metrics /healthz /readyz (always)
 //!      ──► Store::connect (retried until it answers)
-//!      ──► loop: candidate ──acquired──► controllers (5 reflectors + 5 controllers + workloads)
+//!      ──► loop: candidate ──acquired──► settings checked (flags; the services' keys and database
+//!                                          Secrets, then every 10 s) ──► controllers (5 reflectors +
+//!                                          5 controllers + workloads)
 //!                    ▲                        │ lease lost / not renewed in time: stop them
 //!                    └────────────────────────┘
 //!          shutdown signal: stop the controllers, release the lease, return
@@ -16,8 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector;
 use kube::{Api, Client};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -27,7 +30,9 @@ use tracing::{debug, error, info, warn};
 
 use super::leader::{LeaderElector, LeaseConfig};
 use super::metrics::{self, Metrics};
+use super::operator_status::{self, Changes, OperatorStatus, SettingProblem};
 use super::reconcile::{self, Backoff, Context, Reconciler, Settings, system_clock};
+use super::service_keys::{self, ServiceKeys};
 use super::tenants::{Stores, Tenants};
 use super::triggers::{self, Triggers};
 use super::{Error, FIELD_MANAGER, Result, housekeeping, principals, release, workloads};
@@ -237,6 +242,18 @@ async fn run_controllers(
     info!("caches synced; reconciling");
 
     let settings = config.settings.clone();
+    // The flags are checked once; the Secrets they name before any
+    // reconcile, and again every SETTINGS_RECHECK.
+    let operator_status = Arc::new(OperatorStatus::default());
+    operator_status.report(
+        "settings",
+        operator_status::validate_settings(
+            settings.issuer_base_url.as_deref(),
+            settings.scim_base_url.as_deref(),
+            settings.workloads.as_ref().is_some_and(|w| w.scim_service_replicas > 0),
+        ),
+    );
+    let (keys_tx, keys_rx) = watch::channel(None);
     let ctx = Arc::new(Context {
         client: client.clone(),
         store,
@@ -250,7 +267,15 @@ async fn run_controllers(
         backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
         settings,
         clock: system_clock(),
+        operator_status,
+        service_keys: keys_rx,
     });
+    let first = check_secrets(&ctx, &keys_tx).await;
+    announce(&ctx, &config.lease, &first.changes).await;
+    for problem in ctx.operator_status.problems().iter().filter(|p| !first.changes.appeared.contains(p)) {
+        error!(reason = problem.reason, "{}", problem.message);
+    }
+    tasks.spawn(watch_secrets(ctx.clone(), keys_tx, triggers.clone(), config.lease.clone()));
 
     let controller_config = controller::Config::default().concurrency(config.concurrency);
     tasks.spawn(run_one(streams.organizations, organizations, controller_config.clone(), ctx.clone()));
@@ -267,7 +292,12 @@ async fn run_controllers(
     tasks.spawn(housekeeping::run(ctx.clone()));
     tasks.spawn(principals::run(ctx.store.clone(), triggers.clone()));
     if let Some(workload_settings) = ctx.settings.workloads.clone() {
-        tasks.spawn(manage_workloads(client, workload_settings, ctx.settings.resync));
+        tasks.spawn(manage_workloads(
+            client,
+            workload_settings,
+            ctx.settings.resync,
+            ctx.service_keys.clone(),
+        ));
     }
     // Nothing here ends by itself.
     while tasks.join_next().await.is_some() {}
@@ -291,24 +321,175 @@ async fn run_one<K: Reconciler>(
         .await;
 }
 
-/// Keeps the managed Deployments and Services as configured.
-async fn manage_workloads(client: Client, mut settings: workloads::WorkloadSettings, resync: Duration) {
+/// Keeps the managed Deployments and Services as configured, and applies
+/// them again at once when the services' keys change (their pods roll).
+async fn manage_workloads(
+    client: Client,
+    mut settings: workloads::WorkloadSettings,
+    resync: Duration,
+    mut keys: watch::Receiver<Option<ServiceKeys>>,
+) {
     let mut delay = Duration::from_secs(1);
     loop {
+        settings.service_keys_checksum = keys.borrow_and_update().as_ref().map(|k| k.checksum.clone());
         let applied = match workloads::resolve_owner(&client, &mut settings).await {
             Ok(()) => workloads::reconcile(&client, &settings).await,
             Err(e) => Err(e),
         };
-        match applied {
+        let wait = match applied {
             Ok(()) => {
                 delay = Duration::from_secs(1);
-                tokio::time::sleep(resync).await;
+                resync
             }
             Err(e) => {
                 warn!(retry_in = ?delay, "managed workloads: {}", error_chain(&e));
-                tokio::time::sleep(delay).await;
+                let wait = delay;
                 delay = (delay * 2).min(Duration::from_secs(300));
+                wait
             }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            changed = keys.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// How often the Secrets the operator's settings name are checked again.
+const SETTINGS_RECHECK: Duration = Duration::from_secs(10);
+
+/// What one check of the Secrets found.
+struct SecretsChecked {
+    changes: Changes,
+    /// The services' keys differ from what was published before.
+    keys_changed: bool,
+}
+
+/// Checks the Secrets the settings name: the services' keys (made when
+/// absent, then published to the reconciles) and, when the operator runs
+/// the services, the database URL they are handed.
+async fn check_secrets(ctx: &Context, keys_tx: &watch::Sender<Option<ServiceKeys>>) -> SecretsChecked {
+    let namespace = &ctx.settings.operator_namespace;
+    let mut keys_changed = false;
+    let keys_problems =
+        match service_keys::ensure(&ctx.client, namespace, &ctx.settings.service_keys_secret).await {
+            Ok(keys) => {
+                keys_changed = keys_tx.send_if_modified(|current| {
+                    let differs = current.as_ref().is_none_or(|c| c.checksum != keys.checksum);
+                    if differs {
+                        *current = Some(keys);
+                    }
+                    differs
+                });
+                Vec::new()
+            }
+            Err(problem) => vec![problem],
+        };
+    let mut changes = ctx.operator_status.report("service-keys", keys_problems);
+    if let Some(workloads) = &ctx.settings.workloads {
+        let problems = check_database_secret(&ctx.client, workloads).await.into_iter().collect();
+        let database = ctx.operator_status.report("database", problems);
+        changes.appeared.extend(database.appeared);
+        changes.resolved.extend(database.resolved);
+    }
+    SecretsChecked { changes, keys_changed }
+}
+
+/// The database Secret the services are handed exists and has its key.
+async fn check_database_secret(
+    client: &Client,
+    settings: &workloads::WorkloadSettings,
+) -> Option<SettingProblem> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), &settings.namespace);
+    let (name, key) = (&settings.database_secret, &settings.database_secret_key);
+    let what = format!(
+        "Secret {}/{name} (operator flags --database-secret and --database-secret-key, chart values \
+         database.existingSecret and database.key), which the services read their database URL from",
+        settings.namespace
+    );
+    match api.get_opt(name).await {
+        Ok(Some(secret)) => {
+            let has_key =
+                secret.data.as_ref().and_then(|d| d.get(key.as_str())).is_some_and(|v| !v.0.is_empty());
+            (!has_key)
+                .then(|| SettingProblem::new("DatabaseSecretInvalid", format!("{what} has no key {key}")))
+        }
+        Ok(None) => Some(SettingProblem::new("DatabaseSecretMissing", format!("{what} does not exist"))),
+        Err(e) => {
+            Some(SettingProblem::new("DatabaseSecretUnreadable", format!("{what}: {}", error_chain(&e))))
+        }
+    }
+}
+
+/// Checks the Secrets again every [`SETTINGS_RECHECK`]; whatever changed
+/// is announced, and every Organization reconciled again (its
+/// `ServicesConfigured`, its keys sealed under a new key-encryption key).
+async fn watch_secrets(
+    ctx: Arc<Context>,
+    keys_tx: watch::Sender<Option<ServiceKeys>>,
+    triggers: Arc<Triggers>,
+    lease: LeaseConfig,
+) {
+    loop {
+        tokio::time::sleep(SETTINGS_RECHECK).await;
+        let checked = check_secrets(&ctx, &keys_tx).await;
+        if !checked.changes.is_empty() {
+            announce(&ctx, &lease, &checked.changes).await;
+        }
+        if checked.keys_changed || !checked.changes.is_empty() {
+            triggers.trigger_where::<Organization>(|_| true);
+        }
+    }
+}
+
+/// Logs what appeared and what was resolved, and says it in Events on the
+/// operator's own Deployment (its Lease when it runs as none).
+async fn announce(ctx: &Context, lease: &LeaseConfig, changes: &Changes) {
+    let namespace = ctx.settings.operator_namespace.clone();
+    let regarding = match &ctx.settings.operator_deployment {
+        Some(name) => ObjectReference {
+            api_version: Some("apps/v1".to_owned()),
+            kind: Some("Deployment".to_owned()),
+            name: Some(name.clone()),
+            namespace: Some(namespace),
+            ..ObjectReference::default()
+        },
+        None => ObjectReference {
+            api_version: Some("coordination.k8s.io/v1".to_owned()),
+            kind: Some("Lease".to_owned()),
+            name: Some(lease.name.clone()),
+            namespace: Some(namespace),
+            ..ObjectReference::default()
+        },
+    };
+    let mut events = Vec::new();
+    for problem in &changes.appeared {
+        error!(reason = problem.reason, "{}", problem.message);
+        events.push(Event {
+            type_: EventType::Warning,
+            reason: problem.reason.to_owned(),
+            note: Some(problem.message.clone()),
+            action: "CheckSettings".to_owned(),
+            secondary: None,
+        });
+    }
+    for problem in &changes.resolved {
+        info!(reason = problem.reason, "resolved: {}", problem.message);
+    }
+    let remaining = ctx.operator_status.problems();
+    ctx.metrics.set_setting_problems(remaining.len());
+    if !changes.resolved.is_empty() && remaining.is_empty() {
+        events.push(Event {
+            type_: EventType::Normal,
+            reason: "SettingsComplete".to_owned(),
+            note: Some("every setting the services need is in place".to_owned()),
+            action: "CheckSettings".to_owned(),
+            secondary: None,
+        });
+    }
+    for event in events {
+        if let Err(e) = ctx.recorder.publish(&event, &regarding).await {
+            warn!(reason = %event.reason, "could not publish an event: {e}");
         }
     }
 }

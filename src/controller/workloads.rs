@@ -4,16 +4,38 @@
 //!
 //! ```text
 //!  WorkloadSettings (operator flags) ──plan (pure)──► Deployment + Service per wanted service
-//!                                                         │ SSA, field manager portcullis-operator
+//!   + the services' keys checksum                         │ SSA, field manager portcullis-operator
 //!  labelled managed-by=portcullis-operator, component=… ──┴─► anything else so labelled is deleted
 //! ```
+//!
+//! Everything a service needs comes from the Deployment, never a default:
+//!
+//! | what | how it reaches the container |
+//! |---|---|
+//! | database URL | `PORTCULLIS_DATABASE_URL` ← `secretKeyRef` the database Secret |
+//! | public base URL | `PORTCULLIS_PUBLIC_BASE_URL` / `PORTCULLIS_SCIM_BASE_URL` (the operator's flags) |
+//! | key-encryption key, login secret | `PORTCULLIS_KEY_ENCRYPTION_KEY`, `…_PREVIOUS_…`, `PORTCULLIS_LOGIN_SECRET` ← `secretKeyRef` the services' keys Secret ([`super::service_keys`]); a checksum of them in the pod template rolls the pods when they change |
+//! | where to listen | `--listen $(POD_IP):8080`, `--metrics-listen $(POD_IP):9090`, `POD_IP` from the downward API |
+//!
+//! The services bind their pod's IP rather than `0.0.0.0`: what a pod is
+//! reached at (Services, probes, Prometheus), and what the test suite's
+//! kubelet stand-in can give each replica on one machine (its own loopback
+//! address). The price is that `kubectl port-forward`, which dials
+//! localhost inside the pod, does not reach them; `kubectl proxy` and the
+//! Services do.
+//!
+//! A service whose required setting is missing (the token service without
+//! a public base URL) is not applied, and one already running is left as it
+//! is: the operator reports the problem ([`super::operator_status`]) rather
+//! than roll out a pod that would serve nothing.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SecretKeySelector, Service, ServicePort, ServiceSpec,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -22,14 +44,21 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 
+use super::service_keys::{KEY_ENCRYPTION_KEY, LOGIN_SECRET, PREVIOUS_KEY_ENCRYPTION_KEY};
 use super::{Error, FIELD_MANAGER, Result, labels};
 use crate::probes;
 
 /// The services the operator can run.
 pub const SERVICES: [&str; 2] = ["token-service", "scim-service"];
 
-/// Port each service listens on, in the container and on its Service.
+/// Port each service listens on, in the container and on its Service (`http`).
 pub const SERVICE_PORT: i32 = 8080;
+
+/// Port of each service's `/metrics` (`metrics`), apart from what it serves.
+pub const METRICS_PORT: i32 = 9090;
+
+/// Pod template annotation carrying the checksum of the services' keys.
+pub const SERVICE_KEYS_CHECKSUM: &str = "iam.portcullis.dev/service-keys-checksum";
 
 /// How the managed services run.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,14 +70,61 @@ pub struct WorkloadSettings {
     /// Secret (in `namespace`) and key holding the database URL.
     pub database_secret: String,
     pub database_secret_key: String,
+    /// Secret (in `namespace`) of the services' keys.
+    pub service_keys_secret: String,
+    /// The token service's public base URL (the issuers' base); without it
+    /// the token service is not applied.
+    pub public_base_url: Option<String>,
+    /// The SCIM service's public base URL; without it the SCIM service is not applied.
+    pub scim_base_url: Option<String>,
+    /// Checksum of the services' keys once read ([`super::service_keys`]).
+    pub service_keys_checksum: Option<String>,
     pub cpu_request: String,
     pub memory_request: String,
     pub memory_limit: String,
+    /// `RUST_LOG` of the services.
+    pub log_level: String,
+    /// `--log-format` of the services (`text` or `json`).
+    pub log_format: String,
+    pub pod_security_context: PodSecurityContext,
+    pub security_context: SecurityContext,
     /// Owner of everything applied (the operator's own Deployment), once
     /// [`resolve_owner`] has looked it up.
     pub owner: Option<OwnerReference>,
     /// Name of the operator's own Deployment in `namespace`, if configured.
     pub owner_deployment: Option<String>,
+}
+
+/// The pod security context of the services unless configured: the image's
+/// non-root user, the runtime's default seccomp profile.
+pub fn default_pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(65532),
+        run_as_group: Some(65532),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// The container security context of the services unless configured: no
+/// privilege, no capability, nothing written to the image's file system.
+pub fn default_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        privileged: Some(false),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), ..Capabilities::default() }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            ..SeccompProfile::default()
+        }),
+        ..SecurityContext::default()
+    }
 }
 
 /// The objects of one service.
@@ -76,21 +152,42 @@ fn all_labels(service: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// The Deployment and Service of every wanted service (replicas > 0).
-pub fn plan(settings: &WorkloadSettings) -> Vec<(&'static str, ServicePlan)> {
+/// Every wanted service (replicas > 0) with its Deployment and Service, or
+/// `None` when a setting it needs is missing (then it is left as it is).
+pub fn plan(settings: &WorkloadSettings) -> Vec<(&'static str, Option<ServicePlan>)> {
     SERVICES
         .iter()
         .filter_map(|service| {
-            let replicas = match *service {
-                "token-service" => settings.token_service_replicas,
-                _ => settings.scim_service_replicas,
+            let (replicas, base_url) = match *service {
+                "token-service" => (settings.token_service_replicas, settings.public_base_url.as_deref()),
+                _ => (settings.scim_service_replicas, settings.scim_base_url.as_deref()),
             };
-            (replicas > 0).then(|| (*service, plan_service(settings, service, replicas)))
+            (replicas > 0)
+                .then(|| (*service, base_url.map(|url| plan_service(settings, service, replicas, url))))
         })
         .collect()
 }
 
-fn plan_service(settings: &WorkloadSettings, service: &str, replicas: i32) -> ServicePlan {
+fn env_value(name: &str, value: &str) -> EnvVar {
+    EnvVar { name: name.to_owned(), value: Some(value.to_owned()), ..EnvVar::default() }
+}
+
+fn env_secret(name: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_owned(),
+                key: key.to_owned(),
+                optional: optional.then_some(true),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn plan_service(settings: &WorkloadSettings, service: &str, replicas: i32, base_url: &str) -> ServicePlan {
     let name = object_name(service);
     let meta = ObjectMeta {
         name: Some(name.clone()),
@@ -99,36 +196,72 @@ fn plan_service(settings: &WorkloadSettings, service: &str, replicas: i32) -> Se
         owner_references: settings.owner.clone().map(|o| vec![o]),
         ..ObjectMeta::default()
     };
-    let probe = |path: &str| Probe {
+    let probe = |path: &str, period: i32, failures: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
             port: IntOrString::String("http".to_owned()),
             ..HTTPGetAction::default()
         }),
-        period_seconds: Some(10),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
         ..Probe::default()
     };
-    let container = Container {
-        name: service.to_owned(),
-        image: Some(settings.image.clone()),
-        args: Some(vec![service.to_owned(), "--listen".to_owned(), format!("0.0.0.0:{SERVICE_PORT}")]),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".to_owned()),
-            container_port: SERVICE_PORT,
-            ..ContainerPort::default()
-        }]),
-        env: Some(vec![EnvVar {
-            name: "PORTCULLIS_DATABASE_URL".to_owned(),
+    let mut env = vec![
+        EnvVar {
+            name: "POD_IP".to_owned(),
             value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: settings.database_secret.clone(),
-                    key: settings.database_secret_key.clone(),
-                    ..SecretKeySelector::default()
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "status.podIP".to_owned(),
+                    ..ObjectFieldSelector::default()
                 }),
                 ..EnvVarSource::default()
             }),
             ..EnvVar::default()
-        }]),
+        },
+        env_secret(
+            "PORTCULLIS_DATABASE_URL",
+            &settings.database_secret,
+            &settings.database_secret_key,
+            false,
+        ),
+        env_value("RUST_LOG", &settings.log_level),
+    ];
+    let keys = &settings.service_keys_secret;
+    if service == "token-service" {
+        env.push(env_value("PORTCULLIS_PUBLIC_BASE_URL", base_url));
+        env.push(env_secret("PORTCULLIS_KEY_ENCRYPTION_KEY", keys, KEY_ENCRYPTION_KEY, false));
+        env.push(env_secret(
+            "PORTCULLIS_PREVIOUS_KEY_ENCRYPTION_KEY",
+            keys,
+            PREVIOUS_KEY_ENCRYPTION_KEY,
+            true,
+        ));
+        env.push(env_secret("PORTCULLIS_LOGIN_SECRET", keys, LOGIN_SECRET, false));
+    } else {
+        env.push(env_value("PORTCULLIS_SCIM_BASE_URL", base_url));
+    }
+    let container = Container {
+        name: service.to_owned(),
+        image: Some(settings.image.clone()),
+        args: Some(vec![
+            service.to_owned(),
+            format!("--listen=$(POD_IP):{SERVICE_PORT}"),
+            format!("--metrics-listen=$(POD_IP):{METRICS_PORT}"),
+            format!("--log-format={}", settings.log_format),
+        ]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".to_owned()),
+                container_port: SERVICE_PORT,
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("metrics".to_owned()),
+                container_port: METRICS_PORT,
+                ..ContainerPort::default()
+            },
+        ]),
+        env: Some(env),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("cpu".to_owned(), Quantity(settings.cpu_request.clone())),
@@ -137,10 +270,18 @@ fn plan_service(settings: &WorkloadSettings, service: &str, replicas: i32) -> Se
             limits: Some(BTreeMap::from([("memory".to_owned(), Quantity(settings.memory_limit.clone()))])),
             ..ResourceRequirements::default()
         }),
-        readiness_probe: Some(probe(probes::READINESS)),
-        liveness_probe: Some(probe(probes::LIVENESS)),
+        // Ready within a second of listening; then checked every 10 s.
+        startup_probe: Some(probe(probes::READINESS, 1, 60)),
+        readiness_probe: Some(probe(probes::READINESS, 10, 3)),
+        liveness_probe: Some(probe(probes::LIVENESS, 10, 3)),
+        security_context: Some(settings.security_context.clone()),
         ..Container::default()
     };
+    let annotations = settings
+        .service_keys_checksum
+        .as_ref()
+        .filter(|_| service == "token-service")
+        .map(|checksum| BTreeMap::from([(SERVICE_KEYS_CHECKSUM.to_owned(), checksum.clone())]));
     let deployment = Deployment {
         metadata: meta.clone(),
         spec: DeploymentSpec {
@@ -150,8 +291,18 @@ fn plan_service(settings: &WorkloadSettings, service: &str, replicas: i32) -> Se
                 ..LabelSelector::default()
             },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(all_labels(service)), ..ObjectMeta::default() }),
-                spec: Some(PodSpec { containers: vec![container], ..PodSpec::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(all_labels(service)),
+                    annotations,
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    security_context: Some(settings.pod_security_context.clone()),
+                    // The services talk to the store, not to the API server.
+                    automount_service_account_token: Some(false),
+                    ..PodSpec::default()
+                }),
             },
             ..DeploymentSpec::default()
         },
@@ -161,12 +312,20 @@ fn plan_service(settings: &WorkloadSettings, service: &str, replicas: i32) -> Se
         metadata: meta,
         spec: Some(ServiceSpec {
             selector: Some(selector_labels(service)),
-            ports: Some(vec![ServicePort {
-                name: Some("http".to_owned()),
-                port: SERVICE_PORT,
-                target_port: Some(IntOrString::String("http".to_owned())),
-                ..ServicePort::default()
-            }]),
+            ports: Some(vec![
+                ServicePort {
+                    name: Some("http".to_owned()),
+                    port: SERVICE_PORT,
+                    target_port: Some(IntOrString::String("http".to_owned())),
+                    ..ServicePort::default()
+                },
+                ServicePort {
+                    name: Some("metrics".to_owned()),
+                    port: METRICS_PORT,
+                    target_port: Some(IntOrString::String("metrics".to_owned())),
+                    ..ServicePort::default()
+                },
+            ]),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -215,7 +374,11 @@ pub async fn reconcile(client: &Client, settings: &WorkloadSettings) -> Result<(
     let services: Api<Service> = Api::namespaced(client.clone(), namespace);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let planned = plan(settings);
-    for (_, plan) in &planned {
+    for (service, plan) in &planned {
+        let Some(plan) = plan else {
+            tracing::warn!(%service, "not applied: a setting it needs is missing (see the Organizations' ServicesConfigured)");
+            continue;
+        };
         let name = plan.deployment.name_any();
         deployments
             .patch(&name, &params, &Patch::Apply(with_type(&plan.deployment, "apps/v1", "Deployment")))
@@ -236,7 +399,7 @@ pub async fn reconcile(client: &Client, settings: &WorkloadSettings) -> Result<(
                 source: Box::new(source),
             })?;
     }
-    let wanted: Vec<String> = planned.iter().map(|(_, p)| p.deployment.name_any()).collect();
+    let wanted: Vec<String> = planned.iter().map(|(service, _)| object_name(service)).collect();
     let selector = format!("{}={}", labels::MANAGED_BY_KEY, labels::MANAGED_BY);
     let list = ListParams::default().labels(&selector);
     let listed = |kind| {
@@ -290,12 +453,29 @@ mod tests {
             scim_service_replicas: 0,
             database_secret: "portcullis-database".into(),
             database_secret_key: "url".into(),
+            service_keys_secret: "portcullis-service-keys".into(),
+            public_base_url: Some("https://id.example.com".into()),
+            scim_base_url: Some("https://scim.example.com".into()),
+            service_keys_checksum: Some("0123456789abcdef".into()),
             cpu_request: "100m".into(),
             memory_request: "64Mi".into(),
             memory_limit: "256Mi".into(),
+            log_level: "info".into(),
+            log_format: "json".into(),
+            pod_security_context: default_pod_security_context(),
+            security_context: default_security_context(),
             owner: None,
             owner_deployment: None,
         }
+    }
+
+    fn env<'c>(container: &'c Container, name: &str) -> &'c EnvVar {
+        container.env.as_ref().unwrap().iter().find(|e| e.name == name).unwrap_or_else(|| panic!("no {name}"))
+    }
+
+    fn secret_ref(var: &EnvVar) -> (&str, &str, Option<bool>) {
+        let selector = var.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        (selector.name.as_str(), selector.key.as_str(), selector.optional)
     }
 
     #[test]
@@ -304,19 +484,79 @@ mod tests {
         assert_eq!(planned.len(), 1, "scim-service has 0 replicas");
         let (service, plan) = &planned[0];
         assert_eq!(*service, "token-service");
+        let plan = plan.as_ref().unwrap();
         let spec = &plan.deployment.spec;
         assert_eq!(spec.replicas, Some(2));
         let pod = spec.template.spec.as_ref().unwrap();
         let container = &pod.containers[0];
         assert_eq!(container.image.as_deref(), Some("ghcr.io/example/portcullis:1.0"));
-        let secret =
-            container.env.as_ref().unwrap()[0].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
-        assert_eq!((secret.name.as_str(), secret.key.as_str()), ("portcullis-database", "url"));
+        assert_eq!(
+            secret_ref(env(container, "PORTCULLIS_DATABASE_URL")),
+            ("portcullis-database", "url", None)
+        );
         assert_eq!(
             spec.selector.match_labels.as_ref().unwrap().get(labels::COMPONENT).map(String::as_str),
             Some("token-service")
         );
         let service_labels = plan.service.metadata.labels.as_ref().unwrap();
         assert_eq!(service_labels.get(labels::MANAGED_BY_KEY).map(String::as_str), Some(labels::MANAGED_BY));
+    }
+
+    #[test]
+    fn the_token_service_gets_its_url_keys_and_login_secret_from_the_deployment() {
+        let planned = plan(&settings());
+        let plan = planned[0].1.as_ref().unwrap();
+        let template = &plan.deployment.spec.template;
+        let container = &template.spec.as_ref().unwrap().containers[0];
+        assert_eq!(
+            env(container, "PORTCULLIS_PUBLIC_BASE_URL").value.as_deref(),
+            Some("https://id.example.com")
+        );
+        let keys = "portcullis-service-keys";
+        assert_eq!(
+            secret_ref(env(container, "PORTCULLIS_KEY_ENCRYPTION_KEY")),
+            (keys, "key-encryption-key", None)
+        );
+        assert_eq!(
+            secret_ref(env(container, "PORTCULLIS_PREVIOUS_KEY_ENCRYPTION_KEY")),
+            (keys, "previous-key-encryption-key", Some(true))
+        );
+        assert_eq!(secret_ref(env(container, "PORTCULLIS_LOGIN_SECRET")), (keys, "login-secret", None));
+        let pod_ip = env(container, "POD_IP").value_from.as_ref().unwrap().field_ref.as_ref().unwrap();
+        assert_eq!(pod_ip.field_path, "status.podIP");
+        let args = container.args.as_ref().unwrap();
+        assert!(args.contains(&"--listen=$(POD_IP):8080".to_owned()), "{args:?}");
+        assert!(args.contains(&"--metrics-listen=$(POD_IP):9090".to_owned()), "{args:?}");
+        assert!(args.contains(&"--log-format=json".to_owned()), "{args:?}");
+        let annotations = template.metadata.as_ref().unwrap().annotations.as_ref().unwrap();
+        assert_eq!(annotations.get(SERVICE_KEYS_CHECKSUM).map(String::as_str), Some("0123456789abcdef"));
+        let ports: Vec<_> =
+            plan.service.spec.as_ref().unwrap().ports.as_ref().unwrap().iter().map(|p| p.port).collect();
+        assert_eq!(ports, [SERVICE_PORT, METRICS_PORT]);
+    }
+
+    #[test]
+    fn the_services_run_locked_down() {
+        let planned = plan(&settings());
+        let pod = planned[0].1.as_ref().unwrap().deployment.spec.template.spec.clone().unwrap();
+        let pod_context = pod.security_context.unwrap();
+        assert_eq!((pod_context.run_as_non_root, pod_context.run_as_user), (Some(true), Some(65532)));
+        assert_eq!(pod_context.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let container = pod.containers[0].security_context.clone().unwrap();
+        assert_eq!(container.read_only_root_filesystem, Some(true));
+        assert_eq!(container.allow_privilege_escalation, Some(false));
+        assert_eq!(container.capabilities.unwrap().drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+    }
+
+    #[test]
+    fn a_service_without_its_public_url_is_wanted_but_not_planned() {
+        let mut settings = settings();
+        settings.scim_service_replicas = 1;
+        settings.public_base_url = None;
+        let planned = plan(&settings);
+        assert_eq!(planned.len(), 2);
+        assert!(planned[0].1.is_none(), "no token service without its URL: {:?}", planned[0].0);
+        assert!(planned[1].1.is_some(), "the SCIM service has its own");
     }
 }

@@ -1,24 +1,42 @@
-//! An organization's signing keys as the operator keeps them: the Secret
-//! `{org}-signing-keys` and the store's public records. The keys themselves,
-//! their generation and the rotation schedule are [`crate::token::keys`]'s.
+//! An organization's signing keys as the operator (and standalone mode)
+//! keeps them: in the store, each private key sealed under the
+//! key-encryption key ([`crate::sealing`]), and exported as the Secret
+//! `{org}-signing-keys`. The keys themselves, their generation and the
+//! rotation schedule are [`crate::token::keys`]'s.
 //!
 //! ```text
-//!  Secret {org}-signing-keys                      token service (--keys-dir DIR/{org}/)
-//!    keys.json   [KeyMeta, …]  ──load──► KeySet ──plan_rotation + apply──► KeySet ──► Secret data
-//!    {kid}.pem   PKCS#8                                                     └──► store: public JWK + state
+//!  store: signing_keys (public record + sealed {meta, PKCS#8}) ──open (KEK)──► KeySet
+//!     ▲                                 (+ keys only an earlier version's Secret holds: imported once)
+//!     │                                                    │ plan_rotation + apply
+//!     └──────── sync_store: sealed, one row per key ◄───── KeySet ──► Secret {org}-signing-keys (export)
+//!                         │ Change::SigningKey                         keys.json [KeyMeta, …], {kid}.pem
+//!                         ▼
+//!  every token-service replica: read_store (opened with the same KEK), cached until the next change
 //! ```
 //!
-//! The Secret's layout is the token service's keys directory for one
-//! organization, so a mounted copy of it is all the service needs.
+//! Why the store and not the Secret (docs/design/keys.md): the token
+//! service's replicas run in the operator's namespace and cannot mount a
+//! Secret of each tenant's namespace; the store is already where they read
+//! everything else, and its change feed tells every replica of a rotation at
+//! once, where a mounted Secret is refreshed by each kubelet on its own
+//! schedule. The Secret's layout stays the token service's `--keys-dir`
+//! layout for one organization, for anyone who wants the keys outside.
 
 use std::collections::BTreeMap;
 
-use jiff::SignedDuration;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::ByteString;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::api::{GoDuration, TokenPolicy};
-use crate::store::{DesiredStateStore as _, SigningKeyRecord, SigningKeyState, Store, StoreError};
-use crate::token::keys::{KeyError, KeyMeta, KeySet, KeyState, RotationPolicy, SigningKey};
+use crate::sealing::{KeyRing, SealingError, sealed_key_id};
+use crate::store::{
+    DesiredStateStore as _, SealedSigningKeyStore as _, SigningKeyRecord, SigningKeyState, Store, StoreError,
+};
+use crate::token::keys::{KeyError, KeyMeta, KeySet, KeyState, RotationPlan, RotationPolicy, SigningKey};
 
 /// Key of the metadata document in the Secret: a JSON array of [`KeyMeta`].
 pub const KEYS_DOCUMENT: &str = "keys.json";
@@ -28,7 +46,7 @@ pub fn pem_entry(kid: &str) -> String {
     format!("{kid}.pem")
 }
 
-/// Why a Secret's keys cannot be used.
+/// Why keys cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeysProblem {
     #[error("{KEYS_DOCUMENT} is not a JSON array of key metadata: {0}")]
@@ -37,6 +55,14 @@ pub enum KeysProblem {
     MissingPem(String),
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error("the sealed private key of {kid} does not open: {source}")]
+    Sealed { kid: String, source: SealingError },
+    #[error("the sealed private key of {kid} opens to something else than a key: {reason}")]
+    SealedPayload { kid: String, reason: String },
+    #[error("sealing the private key of {kid}: {source}")]
+    Seal { kid: String, source: SealingError },
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The key set held in a Secret's data (empty when there is none yet).
@@ -97,23 +123,175 @@ pub fn record(key: &SigningKey, organization: &str, overlap: SignedDuration) -> 
     }
 }
 
-/// Brings the store's public keys of `organization` (its namespace) in line
-/// with `keys`: writes the records that differ, deletes those of keys gone.
+/// What a sealed key is bound to: its organization (namespace) and kid.
+fn seal_context(organization: &str, kid: &str) -> Vec<u8> {
+    format!("portcullis signing key\0{organization}\0{kid}").into_bytes()
+}
+
+/// What is sealed: the key's metadata and its PKCS#8 document.
+#[derive(Serialize, Deserialize)]
+struct SealedPayload {
+    meta: KeyMeta,
+    /// PKCS#8 DER, base64url.
+    pkcs8: String,
+}
+
+/// `key`'s private half and metadata, sealed for `organization`'s row.
+pub fn seal(kek: &KeyRing, organization: &str, key: &SigningKey) -> Result<String, KeysProblem> {
+    let payload = SealedPayload { meta: key.meta().clone(), pkcs8: URL_SAFE_NO_PAD.encode(key.pkcs8_der()) };
+    let plaintext = Zeroizing::new(
+        serde_json::to_vec(&payload)
+            .map_err(|e| KeysProblem::SealedPayload { kid: key.kid().to_owned(), reason: e.to_string() })?,
+    );
+    kek.seal(&plaintext, &seal_context(organization, key.kid()))
+        .map_err(|source| KeysProblem::Seal { kid: key.kid().to_owned(), source })
+}
+
+/// Opens the sealed key of row `(organization, kid)`.
+pub fn open(kek: &KeyRing, organization: &str, kid: &str, sealed: &str) -> Result<SigningKey, KeysProblem> {
+    let plaintext = kek
+        .open(sealed, &seal_context(organization, kid))
+        .map_err(|source| KeysProblem::Sealed { kid: kid.to_owned(), source })?;
+    let payload: SealedPayload = serde_json::from_slice(&plaintext)
+        .map_err(|e| KeysProblem::SealedPayload { kid: kid.to_owned(), reason: e.to_string() })?;
+    let der = Zeroizing::new(
+        URL_SAFE_NO_PAD
+            .decode(&payload.pkcs8)
+            .map_err(|e| KeysProblem::SealedPayload { kid: kid.to_owned(), reason: e.to_string() })?,
+    );
+    // The thumbprint check of from_pkcs8_der ties the key to the kid it is sealed under.
+    if payload.meta.kid != kid {
+        return Err(KeysProblem::SealedPayload {
+            kid: kid.to_owned(),
+            reason: "sealed for another kid".into(),
+        });
+    }
+    Ok(SigningKey::from_pkcs8_der(payload.meta, &der)?)
+}
+
+/// An organization's keys as the store holds them.
+#[derive(Debug, Default)]
+pub struct StoredKeys {
+    /// The keys whose private half opened.
+    pub keys: Vec<SigningKey>,
+    /// Rows without a private half (written before keys were sealed into the store).
+    pub unsealed: Vec<String>,
+    /// Rows whose private half does not open, and why.
+    pub unopened: Vec<KeysProblem>,
+}
+
+/// Reads and opens every key of `organization` (its namespace).
+pub async fn read_store(store: &Store, kek: &KeyRing, organization: &str) -> Result<StoredKeys, StoreError> {
+    let mut out = StoredKeys::default();
+    for row in store.sealed_signing_keys(organization).await? {
+        let kid = row.record.kid;
+        match row.sealed {
+            None => out.unsealed.push(kid),
+            Some(sealed) => match open(kek, organization, &kid, &sealed) {
+                Ok(key) => out.keys.push(key),
+                Err(problem) => out.unopened.push(problem),
+            },
+        }
+    }
+    Ok(out)
+}
+
+/// The key set the token service signs with: every key that opens. Keys
+/// that do not are left out and logged (their kid and why, never material).
+pub async fn serving_key_set(
+    store: &Store,
+    kek: &KeyRing,
+    organization: &str,
+) -> Result<KeySet, KeysProblem> {
+    let stored = read_store(store, kek, organization).await?;
+    for problem in &stored.unopened {
+        tracing::error!(organization, %problem, "a signing key is left out");
+    }
+    if !stored.unsealed.is_empty() {
+        tracing::warn!(organization, kids = ?stored.unsealed, "signing keys without a sealed private half (the operator seals them on its next pass)");
+    }
+    Ok(KeySet::new(stored.keys)?)
+}
+
+/// What one rotation pass did.
+#[derive(Debug)]
+pub struct Rotation {
+    /// The keys after the pass, as now in the store.
+    pub keys: KeySet,
+    pub plan: RotationPlan,
+    /// The kid of the key the pass generated, if any.
+    pub created: Option<String>,
+    /// Kids taken from `exported` (an earlier version's Secret or key files).
+    pub imported: Vec<String>,
+}
+
+/// One pass of an organization's rotation, with the store as the source of
+/// truth: the keys in the store, opened with `kek`, plus (once) those only
+/// `exported` holds; the plan for `now` applied; every key written back
+/// sealed and those the plan drops deleted. A key that does not open stops
+/// the pass before anything is written: planning without it would delete it
+/// and generate another.
+pub async fn rotate(
+    store: &Store,
+    kek: &KeyRing,
+    organization: &str,
+    exported: &BTreeMap<String, ByteString>,
+    policy: &RotationPolicy,
+    now: Timestamp,
+) -> Result<Rotation, KeysProblem> {
+    let stored = read_store(store, kek, organization).await?;
+    if let Some(problem) = stored.unopened.into_iter().next() {
+        return Err(problem);
+    }
+    let mut keys = stored.keys;
+    let mut imported = Vec::new();
+    // Keys of an earlier version lived in the Secret: take those the store
+    // knows only by their public half, or all of them into an empty store.
+    let fresh_store = keys.is_empty() && stored.unsealed.is_empty();
+    if fresh_store || !stored.unsealed.is_empty() {
+        for key in load(exported)?.into_keys() {
+            let wanted = fresh_store || stored.unsealed.iter().any(|kid| kid == key.kid());
+            if wanted && !keys.iter().any(|k| k.kid() == key.kid()) {
+                imported.push(key.kid().to_owned());
+                keys.push(key);
+            }
+        }
+    }
+    let mut set = KeySet::new(keys)?;
+    let plan = set.plan_rotation(policy, now);
+    let created = set.apply(&plan, &mut rand::rng())?.map(|key| key.kid().to_owned());
+    sync_store(store, kek, organization, &set, policy.overlap()).await?;
+    Ok(Rotation { keys: set, plan, created, imported })
+}
+
+/// Brings the store's keys of `organization` (its namespace) in line with
+/// `keys`: writes (sealed) the keys whose record differs, whose private half
+/// is missing or sealed under another key-encryption key, and deletes the
+/// rows of keys gone.
 pub async fn sync_store(
     store: &Store,
+    kek: &KeyRing,
     organization: &str,
     keys: &KeySet,
     overlap: SignedDuration,
-) -> Result<(), StoreError> {
-    let stored = store.list_signing_keys(organization).await?;
+) -> Result<(), KeysProblem> {
+    let stored = store.sealed_signing_keys(organization).await?;
     for key in keys.keys() {
         let record = record(key, organization, overlap);
-        if !stored.contains(&record) {
-            store.put_signing_key(&record).await?;
+        let current = stored.iter().any(|row| {
+            row.record == record
+                && row
+                    .sealed
+                    .as_deref()
+                    .and_then(|s| sealed_key_id(s).ok())
+                    .is_some_and(|id| id == kek.current().id())
+        });
+        if !current {
+            store.put_sealed_signing_key(&record, &seal(kek, organization, key)?).await?;
         }
     }
-    for gone in stored.iter().filter(|s| !keys.keys().iter().any(|k| k.kid() == s.kid)) {
-        store.delete_signing_key(organization, &gone.kid).await?;
+    for gone in stored.iter().filter(|s| !keys.keys().iter().any(|k| k.kid() == s.record.kid)) {
+        store.delete_signing_key(organization, &gone.record.kid).await?;
     }
     Ok(())
 }

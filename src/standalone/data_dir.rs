@@ -1,25 +1,31 @@
 //! The data directory: everything standalone mode keeps between runs.
 //!
 //! ```text
-//!  DATA/portcullis.db                      the store (SQLite, WAL)
+//!  DATA/portcullis.db                      the store (SQLite, WAL), signing keys sealed in it
 //!  DATA/login.key                          32 random bytes: CSRF, ticket and TOTP-sealing keys
-//!  DATA/keys/{organization}/keys.json      signing keys, laid out as the operator's
-//!  DATA/keys/{organization}/{kid}.pem        `{org}-signing-keys` Secret is mounted
+//!  DATA/key-encryption.key                 32 random bytes, base64: seals the private signing keys
+//!                                          in the store (the operator's key-encryption key)
 //!  DATA/secrets/{namespace}/{secret}/{key} generated secrets, named as the operator
 //!                                          would name their Secrets (`ci-deployer-client-secret`)
+//!  DATA/keys/{organization}/…              signing keys of an earlier version (read once, into the store)
 //! ```
 //!
 //! Files holding secrets are created owner-only (0600, directories 0700) and
-//! never rewritten once made: a restart serves the same keys and tokens.
+//! never rewritten once made: a restart serves the same keys and tokens. The
+//! store is created 0600 before SQLite opens it (its `-wal` and `-shm` files
+//! take the database's mode); a store file left readable by others is made
+//! owner-only again at open. A data directory that group or others may enter
+//! is refused: whoever can read it can read every secret in it.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::ByteString;
 use ring::rand::{SecureRandom as _, SystemRandom};
 
+use crate::sealing::{KeyEncryptionKey, KeyRing};
 use crate::secret::SecretString;
 
 /// Length of generated secrets (client secrets, SCIM tokens), in random bytes.
@@ -33,7 +39,17 @@ pub enum DataDirError {
     Random,
     #[error("{0:?} cannot name a file in the data directory")]
     BadName(String),
+    #[error(
+        "{path} is open to other users (mode {mode:04o}), and it holds the store, signing keys and \
+         secrets: run `chmod 700 {path}` or choose another --data directory"
+    )]
+    OpenToOthers { path: PathBuf, mode: u32 },
 }
+
+/// Name of the store's file in the data directory.
+const DATABASE_FILE: &str = "portcullis.db";
+/// Mode bits that give group or others any access.
+const GROUP_OR_OTHERS: u32 = 0o077;
 
 /// The data directory of one standalone server.
 #[derive(Clone, Debug)]
@@ -49,10 +65,48 @@ pub struct Generated {
 }
 
 impl DataDir {
-    /// Creates the directory (owner-only) if it does not exist.
+    /// Creates the directory (owner-only) if it does not exist, refuses one
+    /// that group or others may access, and makes the store's files
+    /// owner-only (creating the database file, empty, if it is missing).
     pub fn open(root: &Path) -> Result<Self, DataDirError> {
         create_private_dir(root)?;
-        Ok(Self { root: root.to_owned() })
+        let io = |source| DataDirError::Io { path: root.to_owned(), source };
+        let mode = std::fs::metadata(root).map_err(io)?.permissions().mode();
+        if mode & GROUP_OR_OTHERS != 0 {
+            return Err(DataDirError::OpenToOthers { path: root.to_owned(), mode: mode & 0o7777 });
+        }
+        let dir = Self { root: root.to_owned() };
+        dir.make_store_private()?;
+        Ok(dir)
+    }
+
+    /// Creates `portcullis.db` owner-only if missing, so that SQLite (which
+    /// would create it 0644 under the usual umask) and its `-wal` and `-shm`
+    /// files never start readable by others; tightens the modes of any of
+    /// them found open to others.
+    fn make_store_private(&self) -> Result<(), DataDirError> {
+        let database = self.root.join(DATABASE_FILE);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&database)
+            .map_err(|source| DataDirError::Io { path: database.clone(), source })?;
+        for suffix in ["", "-wal", "-shm"] {
+            let path = self.root.join(format!("{DATABASE_FILE}{suffix}"));
+            let mode = match std::fs::metadata(&path) {
+                Ok(metadata) => metadata.permissions().mode(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(DataDirError::Io { path, source }),
+            };
+            if mode & GROUP_OR_OTHERS != 0 {
+                tracing::warn!(path = %path.display(), mode = format!("{:04o}", mode & 0o7777), "the store's file was open to other users; made it owner-only (0600)");
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|source| DataDirError::Io { path, source })?;
+            }
+        }
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
@@ -61,12 +115,33 @@ impl DataDir {
 
     /// The store's URL: a SQLite file in the directory, created if missing.
     pub fn database_url(&self) -> String {
-        format!("sqlite://{}?mode=rwc", self.root.join("portcullis.db").display())
+        format!("sqlite://{}?mode=rwc", self.root.join(DATABASE_FILE).display())
     }
 
-    /// Where the signing keys of every organization are (a token service `--keys-dir`).
+    /// Where an earlier version kept the signing keys of every organization
+    /// (a token service `--keys-dir`); only read, to take them into the store.
     pub fn keys_dir(&self) -> PathBuf {
         self.root.join("keys")
+    }
+
+    /// The key-encryption key that seals signing keys in the store, made on
+    /// first use. Losing it loses the keys (new ones are then generated only
+    /// if the store is emptied too: the operator never overwrites what it
+    /// cannot open).
+    pub fn key_ring(&self) -> Result<KeyRing, DataDirError> {
+        let path = self.root.join("key-encryption.key");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let text = KeyEncryptionKey::generate_text().map_err(|_| DataDirError::Random)?;
+                write_private(&path, text.as_bytes())?;
+                text.to_string()
+            }
+            Err(source) => return Err(DataDirError::Io { path, source }),
+        };
+        let key = KeyEncryptionKey::from_text(&text)
+            .map_err(|e| DataDirError::Io { path, source: std::io::Error::other(e.to_string()) })?;
+        Ok(KeyRing::from(key))
     }
 
     /// The login secret, made on first use.
@@ -136,41 +211,6 @@ impl DataDir {
         Ok(data)
     }
 
-    /// Replaces an organization's keys directory with `data`: the PEMs first,
-    /// `keys.json` last (by rename), so that the token service never reads
-    /// metadata naming a key that is not there yet; then removes the files
-    /// of keys no longer in the set.
-    pub fn write_keys(
-        &self,
-        organization: &str,
-        data: &BTreeMap<String, ByteString>,
-        document: &str,
-    ) -> Result<(), DataDirError> {
-        let dir = self.org_keys_dir(organization)?;
-        create_private_dir(&self.keys_dir())?;
-        create_private_dir(&dir)?;
-        for (name, bytes) in data.iter().filter(|(name, _)| *name != document) {
-            if !safe_name(name) {
-                return Err(DataDirError::BadName(name.clone()));
-            }
-            let path = dir.join(name);
-            if std::fs::read(&path).ok().as_deref() != Some(bytes.0.as_slice()) {
-                write_private(&path, &bytes.0)?;
-            }
-        }
-        if let Some(metadata) = data.get(document) {
-            let temp = dir.join(format!(".{document}.tmp"));
-            write_private(&temp, &metadata.0)?;
-            let path = dir.join(document);
-            std::fs::rename(&temp, &path).map_err(|source| DataDirError::Io { path, source })?;
-        }
-        for stale in self.read_keys(organization)?.keys().filter(|name| !data.contains_key(*name)) {
-            let path = dir.join(stale);
-            std::fs::remove_file(&path).map_err(|source| DataDirError::Io { path, source })?;
-        }
-        Ok(())
-    }
-
     fn org_keys_dir(&self, organization: &str) -> Result<PathBuf, DataDirError> {
         if !safe_name(organization) {
             return Err(DataDirError::BadName(organization.to_owned()));
@@ -210,8 +250,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), DataDirError> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt as _;
-
     use super::*;
 
     #[test]
@@ -230,28 +268,47 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_open_to_others_is_refused_and_the_store_made_private() {
+        let temp = tempfile::tempdir().unwrap();
+        let root = temp.path().join("data");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let error = DataDir::open(&root).unwrap_err();
+        assert!(matches!(error, DataDirError::OpenToOthers { mode: 0o755, .. }), "{error}");
+        assert!(error.to_string().contains("chmod 700"), "{error}");
+
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let wal = root.join("portcullis.db-wal");
+        std::fs::write(&wal, b"").unwrap();
+        std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o644)).unwrap();
+        DataDir::open(&root).unwrap();
+        for file in ["portcullis.db", "portcullis.db-wal"] {
+            let mode = std::fs::metadata(root.join(file)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}: {mode:o}");
+        }
+    }
+
+    #[test]
     fn the_login_secret_survives_a_reopen() {
         let temp = tempfile::tempdir().unwrap();
-        let first = DataDir::open(temp.path()).unwrap().login_secret().unwrap();
-        let second = DataDir::open(temp.path()).unwrap().login_secret().unwrap();
+        let first = DataDir::open(&temp.path().join("data")).unwrap().login_secret().unwrap();
+        let second = DataDir::open(&temp.path().join("data")).unwrap().login_secret().unwrap();
         assert_eq!(first, second);
         assert_eq!(first.len(), 32);
     }
 
     #[test]
-    fn keys_are_written_metadata_last_and_stale_files_go() {
+    fn the_key_encryption_key_is_made_once_and_kept_private() {
         let temp = tempfile::tempdir().unwrap();
-        let data = DataDir::open(temp.path()).unwrap();
-        let mut files = BTreeMap::from([
-            ("a.pem".to_owned(), ByteString(b"A".to_vec())),
-            ("keys.json".to_owned(), ByteString(b"[]".to_vec())),
-        ]);
-        data.write_keys("acme", &files, "keys.json").unwrap();
-        assert_eq!(data.read_keys("acme").unwrap(), files);
-        files.remove("a.pem");
-        files.insert("b.pem".to_owned(), ByteString(b"B".to_vec()));
-        data.write_keys("acme", &files, "keys.json").unwrap();
-        assert_eq!(data.read_keys("acme").unwrap(), files);
-        assert!(data.read_keys("globex").unwrap().is_empty());
+        let data = DataDir::open(&temp.path().join("data")).unwrap();
+        let first = data.key_ring().unwrap();
+        let again = DataDir::open(&temp.path().join("data")).unwrap().key_ring().unwrap();
+        assert_eq!(first.current().id(), again.current().id());
+        let mode = std::fs::metadata(temp.path().join("data").join("key-encryption.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "owner only: {mode:o}");
+        assert!(data.read_keys("acme").unwrap().is_empty(), "no keys of an earlier version");
     }
 }

@@ -6,7 +6,8 @@
 //!                          │ errors: file:line on stderr, the last valid state stays      │ change feed
 //!                          ▼                                                              ▼
 //!                 bootstrap administrator                 one listener: token service + SCIM service
-//!                 banner (credentials, shown once)        (/o/{org}/…, /o/{org}/scim/v2/…)
+//!                 banner (credentials, shown once)        (/o/{org}/…, /o/{org}/scim/v2/…);
+//!                                                         /metrics only on --metrics-listen
 //! ```
 //!
 //! - [`data_dir`]: what is kept between runs (store, keys, generated secrets).
@@ -31,9 +32,9 @@ use tokio::net::TcpListener;
 
 use self::data_dir::DataDir;
 use self::sync::{Pass, Written};
+use crate::http_metrics::{self, HttpMetrics};
 use crate::scim::service::ScimState;
 use crate::store::Store;
-use crate::token::service::keys::KeyDirectory;
 use crate::token::service::login::{LoginConfig, LoginState};
 use crate::token::service::{SystemClock, TokenServiceConfig, TokenServiceState};
 
@@ -45,6 +46,10 @@ pub struct StandaloneConfig {
     /// The data directory (created if missing).
     pub data: PathBuf,
     pub listen: SocketAddr,
+    /// Timeouts and connection cap of the listener.
+    pub limits: crate::listener::ListenerLimits,
+    /// Where `/metrics` is served, if anywhere (never on `listen`).
+    pub metrics_listen: Option<SocketAddr>,
     /// Base URL clients use; when not given, `http://localhost:{port}` on a
     /// loopback address, `http://{listen address}` otherwise.
     pub public_base_url: Option<String>,
@@ -72,6 +77,7 @@ pub async fn run(
     let base_url = base_url.trim_end_matches('/').to_owned();
 
     let store = Store::connect(&data.database_url()).await.map_err(|e| format!("opening the store: {e}"))?;
+    let key_ring = data.key_ring().map_err(|e| format!("the key-encryption key: {e}"))?;
     let secret = data.login_secret().map_err(|e| format!("the login secret: {e}"))?;
     let login = LoginState::new(LoginConfig { secret: Some(secret), ..LoginConfig::default() });
 
@@ -99,7 +105,7 @@ pub async fn run(
     let token = TokenServiceState::new(TokenServiceConfig {
         store: store.clone(),
         public_base_url: base_url.clone(),
-        keys: KeyDirectory::new(data.keys_dir()),
+        keys: key_ring.into(),
         login,
         clock: Arc::new(SystemClock),
     })
@@ -109,9 +115,24 @@ pub async fn run(
         use_upstream_secrets(&token, &applied.set);
     }
     let scim = ScimState::new(store.clone(), &base_url);
-    let app = crate::token::service::router(token.clone())
-        .merge(crate::scim::service::router(scim.clone()))
-        .merge(crate::probes::router(store.clone()));
+    let metrics = Arc::new(HttpMetrics::new());
+    let (render_http, render_scim) = (metrics.clone(), scim.metrics.clone());
+    let render = Arc::new(move || http_metrics::concatenate(&[render_http.render(), render_scim.render()]));
+    let metrics_port = match config.metrics_listen {
+        Some(address) => {
+            let listener = TcpListener::bind(address)
+                .await
+                .map_err(|e| format!("binding the metrics port {address}: {e}"))?;
+            Some(tokio::spawn(http_metrics::serve(listener, render)))
+        }
+        None => None,
+    };
+    let app = metrics.layer(
+        "standalone",
+        crate::token::service::router(token.clone())
+            .merge(crate::scim::service::router(scim.clone()))
+            .merge(crate::probes::router(store.clone())),
+    );
 
     banner::print_start(
         &base_url,
@@ -121,19 +142,35 @@ pub async fn run(
     );
     let follower =
         tokio::spawn(watch::follow(config.manifests.clone(), store.clone(), data, token, written, wake_at));
+    let housekeeping = tokio::spawn(tidy_periodically(store.clone()));
 
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async {
-            shutdown.await;
-            tracing::info!("finishing requests in flight");
-        })
-        .await
-        .map_err(|e| format!("serving: {e}"));
+    crate::listener::serve(listener, app, config.limits, async {
+        shutdown.await;
+        tracing::info!("finishing requests in flight");
+    })
+    .await;
     follower.abort();
+    housekeeping.abort();
+    if let Some(port) = metrics_port {
+        port.abort();
+    }
     // Sync health is counted in memory between writes: keep the last counts.
     scim.flush_sync_health().await;
     store.close().await;
-    served
+    Ok(())
+}
+
+/// How often the store is tidied, as the leading operator does in a cluster.
+const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// The store's housekeeping ([`crate::store::purge::tidy`]): the change log,
+/// tombstones and expired codes, refresh tokens and sessions, at start and
+/// every [`HOUSEKEEPING_INTERVAL`].
+async fn tidy_periodically(store: Store) {
+    loop {
+        crate::store::purge::tidy(&store, crate::store::now_ms()).await;
+        tokio::time::sleep(HOUSEKEEPING_INTERVAL).await;
+    }
 }
 
 /// The folder's Secrets are where IdentityProviders' client secrets and CA

@@ -8,7 +8,7 @@
 //!  records (resources::ToRecord) ──► store.apply   (new spec: generation + 1)
 //!  objects no longer in the folder                       ──► store.delete
 //!  client secrets, SCIM tokens (folder Secrets or generated into the data directory) ──► hashes
-//!  signing keys (controller::signing_keys: the operator's rotation plan) ──► DATA/keys + store
+//!  signing keys (resources::signing_keys: the operator's rotation) ──► store, sealed under DATA/key-encryption.key
 //! ```
 //!
 //! A manifest carries no uid or generation: an object keeps the uid it was
@@ -351,9 +351,10 @@ async fn scim_token(
     Ok(credential)
 }
 
-/// Each Organization's signing keys, by the operator's rotation plan, kept
-/// in the data directory (private halves) and the store (public halves).
-/// Returns when the next key changes state.
+/// Each Organization's signing keys, by the operator's rotation, kept in the
+/// store sealed under the data directory's key-encryption key (keys an
+/// earlier version kept in `DATA/keys` are taken in once). Returns when the
+/// next key changes state.
 async fn rotate_signing_keys(
     set: &ManifestSet,
     store: &Store,
@@ -377,18 +378,19 @@ async fn rotate_organization_keys(
 ) -> Result<Timestamp, SyncError> {
     let (namespace, name) = (namespace_of(org), org.name_any());
     let problem = |problem: String| SyncError::Keys { organization: name.clone(), problem };
-    let files = data.read_keys(&name)?;
-    let mut keys = signing_keys::load(&files).map_err(|e| problem(e.to_string()))?;
+    let ring = data.key_ring()?;
+    let earlier = data.read_keys(&name)?;
     let policy = signing_keys::rotation_policy(&org.spec.tokens).map_err(|e| problem(e.to_string()))?;
-    let plan = keys.plan_rotation(&policy, now);
-    keys.apply(&plan, &mut rand::rng()).map_err(|e| problem(e.to_string()))?;
-    let wanted = signing_keys::secret_data(&keys);
-    if wanted != files {
-        data.write_keys(&name, &wanted, signing_keys::KEYS_DOCUMENT)?;
-        tracing::info!(organization = %name, "signing keys written to the data directory");
+    let rotation = signing_keys::rotate(store, &ring, &namespace, &earlier, &policy, now)
+        .await
+        .map_err(|e| problem(e.to_string()))?;
+    if !rotation.imported.is_empty() {
+        tracing::info!(organization = %name, kids = ?rotation.imported, "signing keys of an earlier version taken from the data directory into the store");
     }
-    signing_keys::sync_store(store, &namespace, &keys, policy.overlap()).await?;
-    Ok(plan.wake_at.unwrap_or(now + SignedDuration::from_hours(24)))
+    if rotation.created.is_some() || !rotation.plan.promote.is_empty() {
+        tracing::info!(organization = %name, created = ?rotation.created, rotated = !rotation.plan.promote.is_empty(), "signing keys updated");
+    }
+    Ok(rotation.plan.wake_at.unwrap_or(now + SignedDuration::from_hours(24)))
 }
 
 #[cfg(test)]
@@ -417,7 +419,7 @@ mod tests {
     async fn a_changed_spec_is_a_new_generation_of_the_same_object_and_a_removed_file_a_delete() {
         let store = Store::connect("sqlite::memory:").await.unwrap();
         let data_root = tempfile::tempdir().unwrap();
-        let data = DataDir::open(data_root.path()).unwrap();
+        let data = DataDir::open(&data_root.path().join("data")).unwrap();
         let dir = folder(&[("org.yaml", ORG), ("role.yaml", ROLE)]);
         assert_eq!(applied(dir.path(), &store, &data).await.changed, 2);
         let first = store.get::<RoleRecord>("acme", "viewer").await.unwrap().unwrap();
@@ -441,7 +443,7 @@ mod tests {
     async fn a_folder_with_an_error_writes_nothing_and_says_where() {
         let store = Store::connect("sqlite::memory:").await.unwrap();
         let data_root = tempfile::tempdir().unwrap();
-        let data = DataDir::open(data_root.path()).unwrap();
+        let data = DataDir::open(&data_root.path().join("data")).unwrap();
         let dir = folder(&[("org.yaml", ORG), ("role.yaml", ROLE)]);
         applied(dir.path(), &store, &data).await;
         std::fs::write(dir.path().join("role.yaml"), ROLE.replace("scope: Organization", "scope: Galaxy"))
@@ -458,7 +460,7 @@ mod tests {
     async fn a_client_secret_ref_must_be_in_the_folder() {
         let store = Store::connect("sqlite::memory:").await.unwrap();
         let data_root = tempfile::tempdir().unwrap();
-        let data = DataDir::open(data_root.path()).unwrap();
+        let data = DataDir::open(&data_root.path().join("data")).unwrap();
         let client = "apiVersion: iam.portcullis.dev/v1alpha1\nkind: OAuthClient\nmetadata:\n  name: ci\n  namespace: acme\nspec:\n  displayName: CI\n  type: Confidential\n  grantTypes: [client_credentials]\n  clientSecretRef:\n    name: ci-secret\n    key: value\n";
         let dir = folder(&[("org.yaml", ORG), ("client.yaml", client)]);
         let pass = sync(dir.path(), &store, &data, &mut Written::default(), Timestamp::now()).await.unwrap();

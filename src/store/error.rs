@@ -26,6 +26,19 @@ pub enum StoreError {
         source: sqlx::migrate::MigrateError,
     },
 
+    #[error("the {backend} store has no Portcullis schema (was it ever started by Portcullis?)")]
+    NoSchema {
+        backend: Backend,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error(
+        "the {backend} store's schema is older than this version of Portcullis (migrations {missing:?} not applied); \
+         it is left as it is: run a matching version, or let the services migrate it first"
+    )]
+    SchemaBehind { backend: Backend, missing: Vec<i64> },
+
     #[error("store query failed: {operation}")]
     Query {
         operation: &'static str,

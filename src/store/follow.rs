@@ -464,11 +464,15 @@ fn group_mappings(provider: &IdentityProviderRecord) -> Vec<Assignment> {
         .collect()
 }
 
-fn role_definition(role: &RoleRecord) -> RoleDefinition {
+/// What the index takes of a stored Role. Also how `portcullis diff` reads
+/// a folder's roles, so a review expands them as the services do.
+pub fn role_definition(role: &RoleRecord) -> RoleDefinition {
     RoleDefinition { grants: role.permissions.clone(), included_roles: role.included_roles.clone() }
 }
 
-fn assignment(record: &AssignmentRecord) -> Assignment {
+/// What the index takes of a stored RoleAssignment (expiry in seconds). Also
+/// how `portcullis diff` reads a folder's assignments.
+pub fn assignment(record: &AssignmentRecord) -> Assignment {
     let principal = Principal { kind: record.principal_kind, name: record.principal_name.clone() };
     Assignment {
         id: record.meta.uid.clone(),

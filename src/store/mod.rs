@@ -19,15 +19,18 @@
 //!   generation ([`DesiredStateStore`]).
 //! - [`identity`]: users, second factors, groups, memberships ([`UserStore`],
 //!   [`GroupStore`]).
+//! - [`keys`]: signing keys with their sealed private half ([`SealedSigningKeyStore`]).
 //! - [`changes`]: what changed, and who is told ([`ChangeFeed`]).
 //! - [`federation`]: single sign-on state: pending upstream sign-ins, the
 //!   SAML replay cache, linked upstream identities, JIT users and their
 //!   provider groups, sign-in counts ([`FederationStore`]).
 //! - [`follow`]: an access index that follows the store change by change.
+//! - [`access_review`]: groups, members and inactive users, as `portcullis diff` reads them.
 //!
 //! Migrations live in `migrations/sqlite` and `migrations/postgres` (same
 //! tables; PostgreSQL adds the NOTIFY trigger) and run on [`Store::connect`].
 
+pub mod access_review;
 pub mod ceremonies;
 pub mod changes;
 pub mod desired;
@@ -36,6 +39,8 @@ pub mod federation;
 pub mod follow;
 pub mod grants;
 pub mod identity;
+pub mod keys;
+pub mod purge;
 pub mod records;
 pub mod scim;
 pub mod scim_query;
@@ -53,6 +58,7 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, SqlSafeStr, Transaction};
 use tokio::sync::{Mutex, MutexGuard, OnceCell, broadcast, watch};
 
+pub use access_review::{AccessDirectory, AccessReviewStore, DirectoryGroup, DirectoryMember};
 pub use ceremonies::CeremonyStore;
 pub use changes::{Change, ChangeEvent, ChangeFeed, ChangeNotice, ChangeSubscription};
 pub use desired::{ApplyOutcome, DeleteOutcome, DesiredRecord, DesiredStateStore};
@@ -61,6 +67,8 @@ pub use federation::{FederationStore, SsoHealth, SsoOutcome, SsoRequest};
 pub use follow::{IndexFollower, IndexSnapshot};
 pub use grants::GrantStore;
 pub use identity::{GroupStore, UserStore};
+pub use keys::{SealedSigningKey, SealedSigningKeyStore};
+pub use purge::{PurgeStore, Purged};
 pub use records::*;
 pub use scim::{ScimStore, ScimSyncHealth};
 pub use sessions::SessionStore;
@@ -148,6 +156,18 @@ impl Store {
     /// writer); `sqlite::memory:` keeps one connection, since each connection
     /// would otherwise see its own empty database.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::open(url, Schema::Migrate).await
+    }
+
+    /// Connects to a store whose schema is already this version's, changing
+    /// nothing (no migration, no journal switch): for tools that only read,
+    /// such as `portcullis diff`, which must never alter a live store. Fails
+    /// if the store lacks a migration this version has.
+    pub async fn connect_existing(url: &str) -> Result<Self> {
+        Self::open(url, Schema::RequireCurrent).await
+    }
+
+    async fn open(url: &str, schema: Schema) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let connect_error = |source| StoreError::Connect { backend, source };
@@ -188,7 +208,7 @@ impl Store {
         }
         .acquire_timeout(Duration::from_secs(30));
 
-        if backend == Backend::Sqlite && !memory {
+        if backend == Backend::Sqlite && !memory && schema == Schema::Migrate {
             // WAL is a property of the file: set it once, on one connection,
             // before the pool opens several (the switch needs an exclusive lock).
             let mut conn = AnyConnection::connect(url).await.map_err(connect_error)?;
@@ -197,12 +217,15 @@ impl Store {
         }
 
         let pool = options.connect(url).await.map_err(connect_error)?;
-        migrator(backend)
-            .await
-            .map_err(|source| StoreError::Migrate { backend, source })?
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate { backend, source })?;
+        match schema {
+            Schema::Migrate => migrator(backend)
+                .await
+                .map_err(|source| StoreError::Migrate { backend, source })?
+                .run(&pool)
+                .await
+                .map_err(|source| StoreError::Migrate { backend, source })?,
+            Schema::RequireCurrent => require_current_schema(&pool, backend).await?,
+        }
 
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (shutdown, _) = watch::channel(());
@@ -299,6 +322,32 @@ impl Store {
     }
 }
 
+/// What opening a store does to its schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Schema {
+    /// Brings it up to this version.
+    Migrate,
+    /// Leaves it alone, and refuses it unless every migration of this version was applied.
+    RequireCurrent,
+}
+
+/// Fails unless the store has every migration this version embeds.
+async fn require_current_schema(pool: &AnyPool, backend: Backend) -> Result<()> {
+    let rows = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(pool)
+        .await
+        .map_err(|source| StoreError::NoSchema { backend, source })?;
+    let applied: Vec<i64> =
+        rows.iter().map(|row| column(row, "_sqlx_migrations", "version")).collect::<Result<_>>()?;
+    let embedded = match backend {
+        Backend::Sqlite => SQLITE_MIGRATIONS.0,
+        Backend::Postgres => POSTGRES_MIGRATIONS.0,
+    };
+    let missing: Vec<i64> =
+        embedded.iter().map(|&(version, ..)| version).filter(|v| !applied.contains(v)).collect();
+    if missing.is_empty() { Ok(()) } else { Err(StoreError::SchemaBehind { backend, missing }) }
+}
+
 /// A write transaction from [`Store::begin_unlogged_write`]; rolled back if
 /// dropped uncommitted. The turn is released after the transaction ends
 /// (fields drop in order).
@@ -342,6 +391,8 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (4, "login", include_str!("../../migrations/sqlite/0004_login.sql")),
     (5, "scim speed", include_str!("../../migrations/sqlite/0005_scim_speed.sql")),
     (6, "webauthn", include_str!("../../migrations/sqlite/0006_webauthn.sql")),
+    (7, "sealed signing keys", include_str!("../../migrations/sqlite/0007_sealed_signing_keys.sql")),
+    (13, "hardening", include_str!("../../migrations/sqlite/0013_hardening.sql")),
     (15, "federation", include_str!("../../migrations/sqlite/0015_federation.sql")),
 ]);
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
@@ -351,6 +402,8 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (4, "login", include_str!("../../migrations/postgres/0004_login.sql")),
     (5, "scim speed", include_str!("../../migrations/postgres/0005_scim_speed.sql")),
     (6, "webauthn", include_str!("../../migrations/postgres/0006_webauthn.sql")),
+    (7, "sealed signing keys", include_str!("../../migrations/postgres/0007_sealed_signing_keys.sql")),
+    (13, "hardening", include_str!("../../migrations/postgres/0013_hardening.sql")),
     (15, "federation", include_str!("../../migrations/postgres/0015_federation.sql")),
 ]);
 

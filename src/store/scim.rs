@@ -110,6 +110,15 @@ pub struct ScimTokenOwner {
 pub struct ScimUser {
     pub user: User,
     pub extra: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The IdentityProvider whose SCIM client created the user, if one did.
+    pub provisioned_by: Option<String>,
+}
+
+/// A group with the IdentityProvider whose SCIM client created it, if one did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScimGroup {
+    pub group: Group,
+    pub provisioned_by: Option<String>,
 }
 
 /// One page of a query, and how many match in all.
@@ -214,6 +223,12 @@ pub trait ScimStore {
         page: PageQuery<'_>,
     ) -> impl Future<Output = Result<Page<Group>>> + Send;
     /// Creates the group with its members, all or nothing.
+    /// A group with the IdentityProvider that created it.
+    fn get_scim_group(
+        &self,
+        organization: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<ScimGroup>>> + Send;
     fn create_scim_group(
         &self,
         group: &NewGroup,
@@ -340,11 +355,11 @@ async fn read_scim_users_from(
     let sql = if matches_first {
         format!(
             "WITH u AS MATERIALIZED (SELECT * FROM users u WHERE u.organization = $1 AND ({condition})) \
-             SELECT {USER_COLUMNS}, scim_json FROM u {tail}"
+             SELECT {USER_COLUMNS}, scim_json, provisioned_by FROM u {tail}"
         )
     } else {
         format!(
-            "SELECT {USER_COLUMNS}, scim_json FROM users u WHERE u.organization = $1 AND ({condition}) {tail}"
+            "SELECT {USER_COLUMNS}, scim_json, provisioned_by FROM users u WHERE u.organization = $1 AND ({condition}) {tail}"
         )
     };
     let query = sqlx::query(AssertSqlSafe(sql)).bind(organization.to_owned());
@@ -360,7 +375,8 @@ async fn read_scim_users_from(
             })?),
             None => None,
         };
-        users.push(ScimUser { user: user_from_row(row)?, extra });
+        let provisioned_by = column(row, "users", "provisioned_by")?;
+        users.push(ScimUser { user: user_from_row(row)?, extra, provisioned_by });
     }
     let ids: Vec<String> = users.iter().map(|u| u.user.id.clone()).collect();
     for batch in ids.chunks(ID_BATCH) {
@@ -645,7 +661,11 @@ impl ScimStore for Store {
         let created = insert_user(&mut tx, user, extras).await?;
         tx.commit().await?;
         // Exactly what was written: no need to read it back.
-        Ok(ScimUser { user: created, extra: (!extra.is_empty()).then(|| extra.clone()) })
+        Ok(ScimUser {
+            user: created,
+            extra: (!extra.is_empty()).then(|| extra.clone()),
+            provisioned_by: Some(provisioned_by.to_owned()),
+        })
     }
 
     async fn update_scim_user(
@@ -716,6 +736,24 @@ impl ScimStore for Store {
             bind_values(query, &binds).fetch_all(&mut *tx).await.map_err(query_error("read SCIM groups"))?;
         let items = rows.iter().map(group_from_row).collect::<Result<_>>()?;
         Ok(Page { total, items })
+    }
+
+    async fn get_scim_group(&self, organization: &str, id: &str) -> Result<Option<ScimGroup>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {GROUP_COLUMNS}, provisioned_by FROM groups WHERE organization = $1 AND id = $2"
+        )))
+        .bind(organization)
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(query_error("read a group"))?;
+        row.map(|row| {
+            Ok(ScimGroup {
+                group: group_from_row(&row)?,
+                provisioned_by: column(&row, "groups", "provisioned_by")?,
+            })
+        })
+        .transpose()
     }
 
     async fn create_scim_group(

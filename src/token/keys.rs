@@ -471,6 +471,10 @@ impl KeySet {
         &self.keys
     }
 
+    pub fn into_keys(self) -> Vec<SigningKey> {
+        self.keys
+    }
+
     pub fn metas(&self) -> impl Iterator<Item = &KeyMeta> {
         self.keys.iter().map(SigningKey::meta)
     }

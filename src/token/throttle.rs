@@ -128,9 +128,48 @@ impl LoginThrottle {
         &self.policy
     }
 
-    /// Call before checking a password; the longer of the two lockouts wins.
+    /// Whether an attempt would be allowed now; the longer of the two lockouts wins.
     pub fn check(&self, account: &AccountKey, source: SourceKey, now: Timestamp) -> ThrottleVerdict {
-        let tables = self.lock();
+        self.verdict(&self.lock(), account, source, now)
+    }
+
+    /// Call before checking a secret: the verdict, and when allowed the
+    /// attempt counted as a failure at once, in one step. Concurrent attempts
+    /// thus each see the ones begun before them, so a burst sent before any
+    /// password has been hashed is throttled as a sequence would be (counting
+    /// after the hash let a hundred parallel guesses through). A right secret
+    /// takes its count back with [`record_success`](Self::record_success); an
+    /// attempt that checked nothing, with [`refund`](Self::refund).
+    pub fn begin_attempt(&self, account: &AccountKey, source: SourceKey, now: Timestamp) -> ThrottleVerdict {
+        let mut tables = self.lock();
+        let verdict = self.verdict(&tables, account, source, now);
+        if verdict == ThrottleVerdict::Allowed {
+            let max = self.policy.max_entries;
+            bump(&mut tables.accounts, account.clone(), &self.policy.per_account, max, now);
+            bump(&mut tables.sources, source, &self.policy.per_source, max, now);
+        }
+        verdict
+    }
+
+    /// Takes back an attempt [`begin_attempt`](Self::begin_attempt) counted
+    /// that checked no secret (the server was too busy to hash).
+    pub fn refund(&self, account: &AccountKey, source: SourceKey) {
+        let mut tables = self.lock();
+        if let Some(entry) = tables.accounts.get_mut(account) {
+            entry.failures = entry.failures.saturating_sub(1);
+        }
+        if let Some(entry) = tables.sources.get_mut(&source) {
+            entry.failures = entry.failures.saturating_sub(1);
+        }
+    }
+
+    fn verdict(
+        &self,
+        tables: &Tables,
+        account: &AccountKey,
+        source: SourceKey,
+        now: Timestamp,
+    ) -> ThrottleVerdict {
         let by_account =
             tables.accounts.get(account).and_then(|e| locked_for(e, &self.policy.per_account, now));
         let by_source = tables.sources.get(&source).and_then(|e| locked_for(e, &self.policy.per_source, now));
@@ -148,9 +187,16 @@ impl LoginThrottle {
         bump(&mut tables.sources, source, &self.policy.per_source, max, now);
     }
 
-    /// A successful sign-in clears the account's failures.
-    pub fn record_success(&self, account: &AccountKey) {
-        self.lock().accounts.remove(account);
+    /// A successful sign-in clears the account's failures and takes back the
+    /// one [`begin_attempt`](Self::begin_attempt) counted against the source
+    /// (the source's earlier failures stay: one valid account must not buy
+    /// guesses at others).
+    pub fn record_success(&self, account: &AccountKey, source: SourceKey) {
+        let mut tables = self.lock();
+        tables.accounts.remove(account);
+        if let Some(entry) = tables.sources.get_mut(&source) {
+            entry.failures = entry.failures.saturating_sub(1);
+        }
     }
 
     /// Entries held (accounts, sources): for tests and metrics.
@@ -308,12 +354,23 @@ mod tests {
     }
 
     #[test]
+    fn attempts_begun_together_are_throttled_as_a_sequence() {
+        let throttle = LoginThrottle::new(policy());
+        let alice = account("alice");
+        // Nothing is recorded between the beginnings, as when every request
+        // waits for the hasher: the fifth on is refused all the same.
+        let verdicts: Vec<_> = (0..20).map(|_| throttle.begin_attempt(&alice, ip(1), at(0))).collect();
+        let allowed = verdicts.iter().filter(|v| **v == ThrottleVerdict::Allowed).count();
+        assert_eq!(allowed, 4, "3 free failures and the one that starts the lockout: {verdicts:?}");
+    }
+
+    #[test]
     fn a_success_clears_the_account() {
         let throttle = LoginThrottle::new(policy());
         for _ in 0..3 {
             throttle.record_failure(&account("alice"), ip(1), at(0));
         }
-        throttle.record_success(&account("alice"));
+        throttle.record_success(&account("alice"), ip(1));
         throttle.record_failure(&account("alice"), ip(1), at(1));
         assert_eq!(throttle.check(&account("alice"), ip(1), at(1)), ThrottleVerdict::Allowed);
     }

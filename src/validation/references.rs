@@ -210,6 +210,8 @@ fn check_organizations(organizations: &[Organization]) -> Vec<Finding> {
 struct Tenant<'a> {
     organization: Option<&'a Organization>,
     roles: Vec<&'a Role>,
+    /// The roles by name: every assignment looks its role up.
+    roles_by_name: BTreeMap<String, &'a Role>,
     role_assignments: Vec<&'a RoleAssignment>,
     identity_providers: Vec<&'a IdentityProvider>,
     oauth_clients: Vec<&'a OAuthClient>,
@@ -224,9 +226,14 @@ impl<'a> Tenant<'a> {
         let organization = in_ns(snapshot.organizations, namespace).into_iter().next();
         let roles = in_ns(snapshot.roles, namespace);
         let expansion = organization.map(|org| expand(org, &roles)).unwrap_or_default();
+        let mut roles_by_name = BTreeMap::new();
+        for role in &roles {
+            roles_by_name.entry(role.name_any()).or_insert(*role);
+        }
         Tenant {
             organization,
             roles,
+            roles_by_name,
             role_assignments: in_ns(snapshot.role_assignments, namespace),
             identity_providers: in_ns(snapshot.identity_providers, namespace),
             oauth_clients: in_ns(snapshot.oauth_clients, namespace),
@@ -263,7 +270,7 @@ impl<'a> Tenant<'a> {
     }
 
     fn role(&self, name: &str) -> Option<&'a Role> {
-        self.roles.iter().copied().find(|r| r.name_any() == name)
+        self.roles_by_name.get(name).copied()
     }
 
     fn check_roles(&self, org: &Organization, out: &mut Vec<Finding>) {

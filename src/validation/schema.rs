@@ -4,7 +4,7 @@
 //! the OpenAPI string patterns. (Types, enums and unknown fields are already
 //! refused when a manifest is read into the typed resources.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use kube_cel::{CompiledSchema, Validator, compile_schema};
 use regex::Regex;
@@ -27,6 +27,9 @@ pub struct SchemaViolation {
 pub struct SchemaRules {
     by_kind: BTreeMap<String, KindRules>,
     validator: Validator,
+    /// Every `pattern` of the schemas, compiled once: compiling one costs
+    /// far more than matching it, and a folder has thousands of strings.
+    patterns: HashMap<String, Regex>,
 }
 
 struct KindRules {
@@ -52,8 +55,12 @@ impl SchemaRules {
                 let cel = compile_schema(&schema);
                 Some((kind, KindRules { schema, cel }))
             })
-            .collect();
-        SchemaRules { by_kind, validator: Validator::new() }
+            .collect::<BTreeMap<_, _>>();
+        let mut patterns = HashMap::new();
+        for rules in by_kind.values() {
+            compile_patterns(&rules.schema, &mut patterns);
+        }
+        SchemaRules { by_kind, validator: Validator::new(), patterns }
     }
 
     /// The rules `object` (a manifest as written, defaults not yet applied) breaks.
@@ -62,7 +69,7 @@ impl SchemaRules {
             return Vec::new();
         };
         let mut violations = Vec::new();
-        check_patterns(&rules.schema, object, "", &mut violations);
+        check_patterns(&self.patterns, &rules.schema, object, "", &mut violations);
         if let Err(errors) = self.validator.validate_compiled(&rules.cel, object, None) {
             violations.extend(errors.into_vec().into_iter().map(|e| SchemaViolation {
                 field_path: e.field_path,
@@ -74,14 +81,35 @@ impl SchemaRules {
     }
 }
 
+/// Compiles every `pattern` under `schema` into `out`. The patterns are ours
+/// and compiled in tests; a bad one is left out, and checks nothing.
+fn compile_patterns(schema: &Value, out: &mut HashMap<String, Regex>) {
+    if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
+        && !out.contains_key(pattern)
+        && let Ok(regex) = Regex::new(pattern)
+    {
+        out.insert(pattern.to_owned(), regex);
+    }
+    match schema {
+        Value::Object(map) => map.values().for_each(|v| compile_patterns(v, out)),
+        Value::Array(items) => items.iter().for_each(|v| compile_patterns(v, out)),
+        _ => {}
+    }
+}
+
 /// OpenAPI `pattern` on every string the schema constrains, worded as the API
 /// server words it.
-fn check_patterns(schema: &Value, value: &Value, path: &str, out: &mut Vec<SchemaViolation>) {
+fn check_patterns(
+    patterns: &HashMap<String, Regex>,
+    schema: &Value,
+    value: &Value,
+    path: &str,
+    out: &mut Vec<SchemaViolation>,
+) {
     match value {
         Value::String(text) => {
             let Some(pattern) = schema.get("pattern").and_then(Value::as_str) else { return };
-            // The patterns are ours and compiled in tests; a bad one checks nothing.
-            if Regex::new(pattern).is_ok_and(|re| !re.is_match(text)) {
+            if patterns.get(pattern).is_some_and(|re| !re.is_match(text)) {
                 out.push(SchemaViolation {
                     field_path: path.to_owned(),
                     message: format!("should match '{pattern}'"),
@@ -92,7 +120,7 @@ fn check_patterns(schema: &Value, value: &Value, path: &str, out: &mut Vec<Schem
         Value::Array(items) => {
             let Some(item_schema) = schema.get("items") else { return };
             for (i, item) in items.iter().enumerate() {
-                check_patterns(item_schema, item, &format!("{path}[{i}]"), out);
+                check_patterns(patterns, item_schema, item, &format!("{path}[{i}]"), out);
             }
         }
         Value::Object(fields) => {
@@ -100,7 +128,7 @@ fn check_patterns(schema: &Value, value: &Value, path: &str, out: &mut Vec<Schem
             for (name, field) in fields {
                 if let Some(field_schema) = properties.get(name) {
                     let child = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
-                    check_patterns(field_schema, field, &child, out);
+                    check_patterns(patterns, field_schema, field, &child, out);
                 }
             }
         }

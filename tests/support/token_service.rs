@@ -144,7 +144,7 @@ pub async fn start(store: Store) -> TokenService {
     let state = TokenServiceState::new(TokenServiceConfig {
         store: store.clone(),
         public_base_url: base_url.clone(),
-        keys: KeyDirectory::new(keys_dir.path()),
+        keys: KeyDirectory::new(keys_dir.path()).into(),
         login,
         clock: Arc::new(SystemClock),
     })

@@ -261,6 +261,50 @@ fn assert_check_agrees(
     Ok(())
 }
 
+/// What an access review reads: every grant in force, and until when each
+/// permission is held.
+fn assert_listing_agrees(
+    tenant: &Tenant,
+    index: &AccessIndex,
+    principal: &Principal,
+    scope: &Scope,
+    now: i64,
+) -> Result<(), TestCaseError> {
+    let context = format!("listing of {principal} in {scope} at {now}");
+    let mut expected_held = Vec::new();
+    for permission in &tenant.catalog {
+        let in_force: Vec<&Assignment> = if naive_is_inactive(tenant, principal) {
+            Vec::new()
+        } else {
+            naive_candidates(tenant, principal, permission, scope)
+                .into_iter()
+                .filter(|a| naive_in_force(a, now))
+                .collect()
+        };
+        let grants = index.grants_for(principal, permission, scope, now);
+        let mut got_ids: Vec<&str> = grants.iter().map(|g| g.assignment()).collect();
+        let mut expected_ids: Vec<&str> = in_force.iter().map(|a| a.id.as_str()).collect();
+        got_ids.sort_unstable();
+        expected_ids.sort_unstable();
+        prop_assert_eq!(got_ids, expected_ids, "grants_for {}: {}", permission, context);
+        for grant in &grants {
+            assert_grant_describes(tenant, grant, principal)?;
+        }
+        if !in_force.is_empty() {
+            let until = if in_force.iter().any(|a| a.expires_at.is_none()) {
+                None
+            } else {
+                in_force.iter().filter_map(|a| a.expires_at).max()
+            };
+            expected_held.push((permission.as_str(), until));
+        }
+    }
+    let held: Vec<(&str, Option<i64>)> =
+        index.held_permissions(principal, scope, now).iter().map(|h| (h.permission, h.until)).collect();
+    prop_assert_eq!(held, expected_held, "{}", context);
+    Ok(())
+}
+
 /// Whether some role reaches itself through inclusions.
 fn naive_has_cycle(tenant: &Tenant) -> bool {
     fn reaches(tenant: &Tenant, from: &str, target: &str, visited: &mut BTreeSet<String>) -> bool {
@@ -371,6 +415,7 @@ proptest! {
                     let expected = naive_effective_permissions(&tenant, &principal, scope, now);
                     let got = index.effective_permissions(&principal, scope, now);
                     prop_assert_eq!(got, expected, "effective_permissions({}, {}, now={})", principal, scope, now);
+                    assert_listing_agrees(&tenant, &index, &principal, scope, now)?;
                     for permission in permissions.clone() {
                         assert_check_agrees(&tenant, &index, &principal, permission, scope, now)?;
                     }

@@ -89,14 +89,27 @@ async fn load(state: &ScimState, caller: &ScimCaller, id: &str) -> Result<Group,
     state.store.get_group(&caller.namespace, id).await?.ok_or_else(|| ScimError::not_found(RESOURCE, id))
 }
 
-/// Refuses writes to a group managed inside Portcullis.
-fn writable(group: &Group) -> Result<(), ScimError> {
-    match group.source {
-        GroupSource::Idp => Ok(()),
-        GroupSource::Internal => Err(ScimError::Forbidden(format!(
+/// Loads a group to change: refuses one managed inside Portcullis or
+/// provisioned by another IdentityProvider.
+async fn load_writable(state: &ScimState, caller: &ScimCaller, id: &str) -> Result<Group, ScimError> {
+    let found = state
+        .store
+        .get_scim_group(&caller.namespace, id)
+        .await?
+        .ok_or_else(|| ScimError::not_found(RESOURCE, id))?;
+    let group = found.group;
+    if group.source == GroupSource::Internal {
+        return Err(ScimError::Forbidden(format!(
             "group {:?} is managed in Portcullis (source=internal), not by an identity provider",
             group.display_name
+        )));
+    }
+    match found.provisioned_by {
+        Some(owner) if owner != caller.identity_provider => Err(ScimError::Forbidden(format!(
+            "group {:?} was provisioned by IdentityProvider {owner}: only its SCIM client may change it",
+            group.display_name
         ))),
+        _ => Ok(group),
     }
 }
 
@@ -162,9 +175,8 @@ pub(super) async fn replace(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScimError> {
     let body = json_body(body)?;
-    let current = load(&state, &caller, &path.id).await?;
+    let current = load_writable(&state, &caller, &path.id).await?;
     check_if_match(&headers, current.version)?;
-    writable(&current)?;
     let fields = group_fields(&body)?;
     let write = GroupWrite {
         display_name: &fields.display_name,
@@ -244,9 +256,8 @@ pub(super) async fn patch(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScimError> {
     let request = PatchRequest::from_json(&json_body(body)?)?;
-    let current = load(&state, &caller, &path.id).await?;
+    let current = load_writable(&state, &caller, &path.id).await?;
     check_if_match(&headers, current.version)?;
-    writable(&current)?;
     let named = named_members(&request);
     let members = state.store.scim_members(&caller.namespace, &path.id, named.as_deref()).await?;
     let base = state.base_url(&caller.organization);
@@ -287,9 +298,8 @@ pub(super) async fn delete(
     Path(path): Path<GroupPath>,
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
-    let current = load(&state, &caller, &path.id).await?;
+    let current = load_writable(&state, &caller, &path.id).await?;
     check_if_match(&headers, current.version)?;
-    writable(&current)?;
     if state.store.delete_group(&caller.namespace, &path.id).await? {
         Ok(no_content(None))
     } else {

@@ -1,5 +1,6 @@
-//! Prometheus metrics of the SCIM service, served at `/metrics`: requests
-//! per organization, IdentityProvider and status class. Sync health in the
+//! Prometheus metrics of the SCIM service, served on its metrics port with
+//! the request metrics of [`crate::http_metrics`]: requests per
+//! organization, IdentityProvider and status class. Sync health in the
 //! store says the same per IdentityProvider for the operator.
 
 use prometheus_client::encoding::text::encode;

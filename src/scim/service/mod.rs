@@ -81,7 +81,8 @@ impl ScimState {
     }
 }
 
-/// The whole service: every SCIM route of every organization, and `/metrics`.
+/// The whole service: every SCIM route of every organization. Its metrics
+/// are served on a port of their own ([`crate::http_metrics`]), not here.
 pub fn router(state: ScimState) -> Router {
     let at = |path: &str| format!("/o/{{organization}}/scim/v2{path}");
     let only = |route: MethodRouter<ScimState>| route.fallback(method_not_allowed);
@@ -103,7 +104,6 @@ pub fn router(state: ScimState) -> Router {
         .route(&at("/ResourceTypes/{id}"), only(get(discovery::resource_type)))
         .route(&at("/Schemas"), only(get(discovery::schemas)))
         .route(&at("/Schemas/{id}"), only(get(discovery::schema)))
-        .route("/metrics", get(render_metrics))
         .fallback(no_endpoint)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::record_sync_health))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -116,15 +116,6 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ScimError {
 
 async fn no_endpoint(uri: Uri) -> ScimError {
     ScimError::NoEndpoint(uri.path().to_owned())
-}
-
-async fn render_metrics(axum::extract::State(state): axum::extract::State<ScimState>) -> Response {
-    let mut response = state.metrics.render().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
-    response
 }
 
 /// A SCIM JSON response, with the resource's ETag and location when given.

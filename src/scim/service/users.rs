@@ -129,6 +129,25 @@ async fn load(state: &ScimState, caller: &ScimCaller, id: &str) -> Result<ScimUs
     state.store.get_scim_user(&caller.namespace, id).await?.ok_or_else(|| ScimError::not_found(RESOURCE, id))
 }
 
+/// A user this caller may change: not a local account of Portcullis, and
+/// not provisioned by another IdentityProvider (reads see every user of the
+/// organization; writes only the caller's own, and users no provider claims).
+fn writable(user: &ScimUser, caller: &ScimCaller) -> Result<(), ScimError> {
+    if user.user.source == UserSource::Local {
+        return Err(ScimError::Forbidden(format!(
+            "user {:?} is a local account of Portcullis (source=local): SCIM may read it but not change it",
+            user.user.user_name
+        )));
+    }
+    match &user.provisioned_by {
+        Some(owner) if *owner != caller.identity_provider => Err(ScimError::Forbidden(format!(
+            "user {:?} was provisioned by IdentityProvider {owner}: only its SCIM client may change it",
+            user.user.user_name
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub(super) async fn read(
     caller: ScimCaller,
     State(state): State<ScimState>,
@@ -186,6 +205,7 @@ pub(super) async fn replace(
     let body = json_body(body)?;
     let current = load(&state, &caller, &path.id).await?;
     check_if_match(&headers, current.user.version)?;
+    writable(&current, &caller)?;
     let fields = user_fields(&body)?;
     let expected = headers.contains_key(header::IF_MATCH).then_some(current.user.version);
     let updated = state
@@ -210,6 +230,7 @@ pub(super) async fn patch(
         attempt += 1;
         let current = load(&state, &caller, &path.id).await?;
         check_if_match(&headers, current.user.version)?;
+        writable(&current, &caller)?;
         let resource = user_json(&current, None, &base);
         let Some(resource) = resource.as_object() else {
             return Err(ScimError::invalid(ScimType::InvalidValue, "the stored user is not an object"));
@@ -252,10 +273,9 @@ pub(super) async fn delete(
     Path(path): Path<UserPath>,
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
-    if headers.contains_key(header::IF_MATCH) {
-        let current = load(&state, &caller, &path.id).await?;
-        check_if_match(&headers, current.user.version)?;
-    }
+    let current = load(&state, &caller, &path.id).await?;
+    check_if_match(&headers, current.user.version)?;
+    writable(&current, &caller)?;
     if state.store.delete_user(&caller.namespace, &path.id).await? {
         Ok(super::no_content(None))
     } else {

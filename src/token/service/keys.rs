@@ -1,22 +1,35 @@
-//! Signing keys of each organization, read from the keys directory the
-//! operator mounts (one Secret `{org}-signing-keys` per organization):
+//! Where the token service reads each organization's signing keys
+//! ([`SigningKeySource`]):
+//!
+//! - [`SealedKeys`], in a cluster and in standalone mode: the store, where
+//!   the operator keeps every key sealed under the key-encryption key the
+//!   service is given. A set is cached per organization until the change
+//!   feed says that organization's keys changed, so every replica signs with
+//!   the new key as soon as the operator has written it. Keys that do not
+//!   open are left out and logged (kid and reason, never material).
+//! - [`KeyDirectory`], for a service run by hand on an exported Secret (and
+//!   for tests): one directory per organization, laid out as the Secret
+//!   `{org}-signing-keys`:
 //!
 //! ```text
 //!  DIR/{organization}/keys.json    [KeyMeta, …]   (camelCase)
 //!  DIR/{organization}/{kid}.pem    PKCS#8 PEM, parsed once into a SigningKey
 //! ```
 //!
-//! Mounted Secrets change in place, so a cached set is re-checked at most
-//! every [`RECHECK_INTERVAL`]: when `keys.json` differs from what was loaded,
-//! the directory is read again. A bad or missing file keeps the last good set
-//! and is logged (never the key material); an organization whose keys never
-//! loaded has none, which the endpoints answer as a server error.
+//! Mounted Secrets change in place, so a cached directory set is re-checked
+//! at most every [`RECHECK_INTERVAL`]: when `keys.json` differs from what was
+//! loaded, the directory is read again. A bad or missing file keeps the last
+//! good set and is logged (never the key material); an organization whose
+//! keys never loaded has none, which the endpoints answer as a server error.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::resources::signing_keys;
+use crate::sealing::KeyRing;
+use crate::store::Store;
 use crate::token::keys::{KeyMeta, KeySet, SigningKey};
 
 /// How stale a cached key set may get before `keys.json` is looked at again.
@@ -41,6 +54,76 @@ pub enum KeyLoadError {
 
     #[error("keys of {organization}: {source}")]
     Set { organization: String, source: crate::token::keys::KeyError },
+
+    #[error("keys of {organization} in the store: {source}")]
+    Store { organization: String, source: crate::resources::signing_keys::KeysProblem },
+}
+
+/// Where the token service reads signing keys.
+pub enum SigningKeySource {
+    /// Sealed in the store, keyed by the organization's namespace.
+    Store(Box<SealedKeys>),
+    /// A directory per organization, keyed by the organization's name.
+    Directory(KeyDirectory),
+}
+
+impl From<KeyDirectory> for SigningKeySource {
+    fn from(directory: KeyDirectory) -> Self {
+        SigningKeySource::Directory(directory)
+    }
+}
+
+impl From<KeyRing> for SigningKeySource {
+    fn from(ring: KeyRing) -> Self {
+        SigningKeySource::Store(Box::new(SealedKeys::new(ring)))
+    }
+}
+
+/// The key sets of every organization, opened from the store and cached
+/// until the change feed announces a change of that organization's keys.
+pub struct SealedKeys {
+    ring: KeyRing,
+    cache: RwLock<HashMap<String, Arc<KeySet>>>,
+    /// Bumped by every [`forget`](Self::forget): a read that started before
+    /// does not cache what it read (it may predate the change).
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl SealedKeys {
+    pub fn new(ring: KeyRing) -> Self {
+        Self { ring, cache: RwLock::new(HashMap::new()), generation: Default::default() }
+    }
+
+    /// The key set of the organization whose namespace is `namespace`.
+    pub async fn key_set(&self, store: &Store, namespace: &str) -> Result<Arc<KeySet>, KeyLoadError> {
+        use std::sync::atomic::Ordering;
+        if let Some(keys) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(namespace) {
+            return Ok(keys.clone());
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let keys = Arc::new(
+            signing_keys::serving_key_set(store, &self.ring, namespace)
+                .await
+                .map_err(|source| KeyLoadError::Store { organization: namespace.to_owned(), source })?,
+        );
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        if self.generation.load(Ordering::Acquire) == generation {
+            cache.insert(namespace.to_owned(), keys.clone());
+        }
+        Ok(keys)
+    }
+
+    /// Drops the cached set of `namespace`, or every set (notices were missed).
+    pub fn forget(&self, namespace: Option<&str>) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        match namespace {
+            Some(namespace) => {
+                cache.remove(namespace);
+            }
+            None => cache.clear(),
+        }
+    }
 }
 
 struct Cached {

@@ -6,14 +6,17 @@
 //!  Authorization: Bearer <jwt> ──► jwt::verify against the issuer's own key set
 //!      (alg allow-list ES256/EdDSA/RS256, kid only among our keys, typ at+jwt,
 //!       iss = issuer, aud ∋ the API's audience, exp/iat)
+//!   ──► jti not revoked (GrantStore::is_access_token_revoked)
 //!   ──► principal: sub = client_id → Client, else the user (must be active)
 //!   ──► AccessIndex::check(principal, P::NAME, organization, now)
 //!   ──► handler gets the claims and the grant's explanation; else 401 / 403
 //! ```
 //!
 //! The API's audience is the issuer identifier itself: a client that calls
-//! Portcullis's own APIs lists the issuer URL among its `audiences`. Tokens are
-//! verified statelessly (no revocation lookup): access tokens are short-lived.
+//! Portcullis's own APIs lists the issuer URL among its `audiences`. After the
+//! signature, the token's `jti` is looked up among revoked access tokens
+//! (RFC 7009 revocation, a reused code): a revoked token is refused here as
+//! introspection reports it inactive.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -109,6 +112,9 @@ impl PermissionAuthority for TokenServiceState {
         let claims = verified.claims;
         if claims.org != org.name {
             return Err(OAuthError::invalid_token("The token was issued for another organization."));
+        }
+        if super::grants::is_access_token_revoked(self, &org.name, &claims.jti).await? {
+            return Err(OAuthError::invalid_token("The token has been revoked."));
         }
         let principal = if claims.sub == claims.client_id {
             Principal::client(claims.client_id.clone())

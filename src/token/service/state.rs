@@ -6,8 +6,9 @@
 //!  /o/{org}/… ──► organization(org) ──► OrganizationView (spec parsed once)
 //!                 client(org, id)   ──► ClientView       (spec parsed once)
 //!                 access_index(org) ──► IndexFollower::current()  (started lazily, kept)
-//!                 key_set(org)      ──► KeyDirectory              (keys.json re-checked)
+//!                 key_set(org)      ──► SealedKeys (the store) or KeyDirectory (keys.json re-checked)
 //!  store change feed ── Organization / OAuthClient change ──► views dropped
+//!                    ── SigningKey change of a namespace  ──► its key set dropped
 //! ```
 //!
 //! Organizations are addressed by name (the issuer path); their records live
@@ -23,7 +24,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::sync::OnceCell;
 
 use super::error::OAuthError;
-use super::keys::KeyDirectory;
+use super::keys::SigningKeySource;
 use crate::api::{ClientType, GoDuration, GrantType, OAuthClientSpec, OrganizationSpec, TokenClaim};
 use crate::secret::SecretHash;
 use crate::store::{
@@ -136,7 +137,7 @@ pub struct TokenServiceConfig {
     pub store: Store,
     /// Scheme, host and optional path prefix, without a trailing slash.
     pub public_base_url: String,
-    pub keys: KeyDirectory,
+    pub keys: SigningKeySource,
     pub login: crate::token::service::login::LoginState,
     pub clock: Arc<dyn Clock>,
 }
@@ -148,7 +149,7 @@ pub struct TokenServiceState(Arc<Inner>);
 struct Inner {
     store: Store,
     public_base_url: String,
-    keys: KeyDirectory,
+    keys: SigningKeySource,
     login: crate::token::service::login::LoginState,
     clock: Arc<dyn Clock>,
     organizations: RwLock<HashMap<String, Arc<OrganizationView>>>,
@@ -209,7 +210,7 @@ impl TokenServiceState {
         self.0.clock.now()
     }
 
-    pub fn keys(&self) -> &KeyDirectory {
+    pub fn keys(&self) -> &SigningKeySource {
         &self.0.keys
     }
 
@@ -277,7 +278,11 @@ impl TokenServiceState {
 
     /// The organization's signing keys.
     pub async fn key_set(&self, org: &OrganizationView) -> Result<Arc<KeySet>, OAuthError> {
-        self.0.keys.key_set(&org.name).await.map_err(OAuthError::server)
+        match &self.0.keys {
+            SigningKeySource::Store(sealed) => sealed.key_set(&self.0.store, &org.namespace).await,
+            SigningKeySource::Directory(directory) => directory.key_set(&org.name).await,
+        }
+        .map_err(OAuthError::server)
     }
 
     /// Clients and caches for upstream identity providers, and where their
@@ -345,7 +350,8 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Drops cached views when an Organization, OAuthClient or IdentityProvider changes (or
+/// Drops cached views when an Organization, OAuthClient or IdentityProvider
+/// changes, and an organization's key set when its signing keys change (everything when
 /// notices were missed). Ends when the state or the store is gone.
 async fn invalidate_on_change(
     state: std::sync::Weak<Inner>,
@@ -367,6 +373,18 @@ async fn invalidate_on_change(
             }),
         };
         let Some(inner) = state.upgrade() else { return };
+        if let SigningKeySource::Store(sealed) = &inner.keys {
+            match &event {
+                ChangeEvent::Missed => sealed.forget(None),
+                ChangeEvent::Committed(notice) => {
+                    for change in &notice.changes {
+                        if let Change::SigningKey { organization, .. } = change {
+                            sealed.forget(Some(organization));
+                        }
+                    }
+                }
+            }
+        }
         if relevant {
             TokenServiceState(inner).forget_views();
         }
@@ -408,7 +426,7 @@ fn client_view(record: OAuthClientRecord) -> Result<ClientView, OAuthError> {
         display_name: spec.display_name,
         grant_types: spec.grant_types,
         redirect_uris: spec.redirect_uris.into_iter().map(|uri| uri.0).collect(),
-        post_logout_redirect_uris: spec.post_logout_redirect_uris,
+        post_logout_redirect_uris: spec.post_logout_redirect_uris.into_iter().map(|uri| uri.0).collect(),
         require_pkce: spec.require_pkce,
         audiences,
         token_claims: spec.token_claims,

@@ -15,6 +15,7 @@ use super::grants::{self, CodeRedemption};
 use super::issue::{self, CLIENT_SCOPES, IdTokenInput, Subject, TokenUser, USER_SCOPES};
 use super::state::{ClientView, OrganizationView, TokenServiceState};
 use crate::api::GrantType;
+use crate::http_metrics::TokenIssued;
 use crate::store::UserStore as _;
 use crate::token::refresh;
 
@@ -54,10 +55,14 @@ pub async fn token(
     let presented =
         presented_client(&headers, request.client_id.as_deref(), request.client_secret.as_deref())?;
     let client = authenticate_client(&state, &org, &presented).await?;
-    let response = match request.grant_type.as_deref() {
-        Some("client_credentials") => client_credentials(&state, &org, &client, &request).await?,
-        Some("authorization_code") => authorization_code(&state, &org, &client, &request).await?,
-        Some("refresh_token") => refresh_token(&state, &org, &client, &request).await?,
+    let (response, grant_type) = match request.grant_type.as_deref() {
+        Some("client_credentials") => {
+            (client_credentials(&state, &org, &client, &request).await?, "client_credentials")
+        }
+        Some("authorization_code") => {
+            (authorization_code(&state, &org, &client, &request).await?, "authorization_code")
+        }
+        Some("refresh_token") => (refresh_token(&state, &org, &client, &request).await?, "refresh_token"),
         Some(_) => {
             return Err(OAuthError::UnsupportedGrantType(
                 "Supported grant types: authorization_code, refresh_token, client_credentials.".into(),
@@ -69,6 +74,8 @@ pub async fn token(
     // RFC 6749 §5.1.
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    // For the metrics port (crate::http_metrics): tokens issued, by grant.
+    response.extensions_mut().insert(TokenIssued { grant_type });
     Ok(response)
 }
 

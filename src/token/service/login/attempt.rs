@@ -5,11 +5,11 @@
 //!
 //! ```text
 //!  Attempt::begin(account, source, step) ─ throttled? ─► the step's page again: 429, "try again in N seconds", Retry-After
-//!        │ allowed (nothing checked before this)
+//!        │ allowed, and counted as a failure already (nothing checked before this)
 //!        ▼
-//!  check the secret (argon2id: Attempt::password_matches; busy ─► the page again: 503, Retry-After: 1)
-//!        ├─ wrong ─► attempt.failed()     counts against the account and the source
-//!        └─ right ─► attempt.succeeded()  clears the account
+//!  check the secret (argon2id: Attempt::password_matches; busy ─► refunded, the page again: 503, Retry-After: 1)
+//!        ├─ wrong ─► attempt.failed()     the count stands, against the account and the source
+//!        └─ right ─► attempt.succeeded()  clears the account, takes the source's count back
 //! ```
 
 use std::time::Duration;
@@ -20,7 +20,7 @@ use jiff::Timestamp;
 use super::SourceAddress;
 use super::error::LoginError;
 use super::step::Step;
-use crate::token::password::PasswordError;
+use crate::token::password::{MAX_PASSWORD_BYTES, PasswordError};
 use crate::token::service::error::OAuthError;
 use crate::token::service::state::{OrganizationView, TokenServiceState};
 use crate::token::throttle::{AccountKey, LoginThrottle, SourceKey, ThrottleVerdict};
@@ -30,7 +30,6 @@ pub(super) struct Attempt<'a> {
     throttle: &'a LoginThrottle,
     account: AccountKey,
     source: SourceKey,
-    now: Timestamp,
 }
 
 impl<'a> Attempt<'a> {
@@ -51,8 +50,8 @@ impl<'a> Attempt<'a> {
     ) -> Result<Self, LoginError> {
         let throttle = &state.login().throttle;
         let source = SourceKey::from(source.0);
-        match throttle.check(&account, source, now) {
-            ThrottleVerdict::Allowed => Ok(Attempt { throttle, account, source, now }),
+        match throttle.begin_attempt(&account, source, now) {
+            ThrottleVerdict::Allowed => Ok(Attempt { throttle, account, source }),
             ThrottleVerdict::Throttled { retry_after } => {
                 let message = format!(
                     "Too many failed sign-in attempts. Try again in {} seconds.",
@@ -64,14 +63,13 @@ impl<'a> Attempt<'a> {
         }
     }
 
-    /// The secret was wrong: counts against the account and the source.
-    pub fn failed(&self) {
-        self.throttle.record_failure(&self.account, self.source, self.now);
-    }
+    /// The secret was wrong: the failure counted when the attempt began
+    /// stands, against the account and the source.
+    pub fn failed(&self) {}
 
     /// The secret was right: the account's failures are cleared (the source's are not).
     pub fn succeeded(&self) {
-        self.throttle.record_success(&self.account);
+        self.throttle.record_success(&self.account, self.source);
     }
 
     /// argon2id: whether `password` matches `hash`. `None` (an unknown
@@ -85,6 +83,12 @@ impl<'a> Attempt<'a> {
         hash: Option<&str>,
         step: &Step<'_>,
     ) -> Result<bool, LoginError> {
+        // Over-long input is refused before any hashing, for a known account
+        // and an unknown one alike: answering one at once and hashing for the
+        // other told which accounts exist.
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Ok(false);
+        }
         let hasher = &state.login().hasher;
         let outcome = match hash {
             Some(hash) => hasher.verify(password, hash).await,
@@ -97,6 +101,7 @@ impl<'a> Attempt<'a> {
             Ok(matches) => Ok(matches),
             Err(PasswordError::TooLong) => Ok(false),
             Err(PasswordError::Busy) => {
+                self.throttle.refund(&self.account, self.source);
                 let message = "We are busy. Please try again in a moment.";
                 let page = step.page_again(state, StatusCode::SERVICE_UNAVAILABLE, message).await?;
                 Err(page.retry_after(Duration::from_secs(1)).into())
