@@ -216,29 +216,9 @@ fn apply_yaml(cp: &ControlPlane, name: &str, yaml: &str) {
     cp.kubectl_ok(&["apply", "--server-side", "-f", path.to_str().unwrap()]);
 }
 
-/// A kubeconfig for the ServiceAccount portcullis/portcullis-operator, with a
-/// token from the TokenRequest API.
+/// A kubeconfig for the ServiceAccount portcullis/portcullis-operator.
 fn service_account_kubeconfig(cp: &ControlPlane) -> PathBuf {
-    let token =
-        cp.kubectl_ok(&["create", "token", "portcullis-operator", "-n", OPERATOR_NAMESPACE, "--duration=2h"]);
-    let admin = std::fs::read_to_string(&cp.kubeconfig).expect("kubeconfig");
-    let field = |key: &str| {
-        admin
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_owned()))
-            .unwrap_or_else(|| panic!("{key} in kubeconfig"))
-    };
-    let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {}\n    certificate-authority-data: {}\n\
-         users:\n- name: operator\n  user:\n    token: {}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: operator}}\n\
-         current-context: e2e\n",
-        field("server:"),
-        field("certificate-authority-data:"),
-        token.trim()
-    );
-    let path = cp.dir().join("operator-kubeconfig");
-    std::fs::write(&path, kubeconfig).expect("write kubeconfig");
-    path
+    cp.service_account_kubeconfig(OPERATOR_NAMESPACE, "portcullis-operator")
 }
 
 fn assignment_yaml(name: &str, role: &str) -> String {

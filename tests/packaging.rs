@@ -291,6 +291,26 @@ fn every_value_shows_where_it_should() {
         services["spec"]["selector"]["matchLabels"]["app.kubernetes.io/managed-by"],
         "portcullis-operator"
     );
+    let default_port =
+        &yaml_file(&chart().join("values.yaml"))["metrics"]["serviceMonitor"]["services"]["port"];
+    assert_eq!(
+        default_port, "metrics",
+        "the services serve /metrics on the port the operator names metrics, not on http"
+    );
+    assert_eq!(services["spec"]["endpoints"][0]["port"], "metrics");
+
+    // The Grafana dashboard, as the sidecar loads it: the chart's JSON, unchanged.
+    let dashboards = find(&objects, "ConfigMap", "portcullis-dashboards");
+    assert_eq!(dashboards["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(dashboards["metadata"]["labels"]["team"], "identity");
+    let shipped: Value =
+        serde_json::from_str(dashboards["data"]["portcullis.json"].as_str().unwrap_or_default())
+            .expect("the dashboard in the ConfigMap is JSON");
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(chart().join("dashboards/portcullis.json")).expect("the dashboard"),
+    )
+    .expect("dashboard JSON");
+    assert_eq!(shipped, file);
 }
 
 #[test]

@@ -385,7 +385,8 @@ async fn rotated_keys_are_served_from_the_store_and_a_foreign_key_encryption_key
 
     let ring =
         || KeyRing::from(KeyEncryptionKey::from_text(&KeyEncryptionKey::generate_text().unwrap()).unwrap());
-    let kek = ring();
+    let kek_text = KeyEncryptionKey::generate_text().unwrap();
+    let kek = KeyRing::from(KeyEncryptionKey::from_text(&kek_text).unwrap());
     let policy = RotationPolicy::new(
         Algorithm::ES256,
         jiff::SignedDuration::from_hours(720),
@@ -396,7 +397,7 @@ async fn rotated_keys_are_served_from_the_store_and_a_foreign_key_encryption_key
     let first = signing_keys::rotate(&store, &kek, ORG, &Default::default(), &policy, now).await.unwrap();
     let kid = first.created.clone().expect("a new organization gets a key");
     // Another replica, with the same key-encryption key, serves the same keys.
-    let served = signing_keys::serving_key_set(&store, &kek, ORG).await.unwrap();
+    let served = signing_keys::serving_key_set(&store, &kek, ORG, None).await.unwrap();
     assert_eq!(served.jwks(), first.keys.jwks());
     assert_eq!(served.signing_key().map(|k| k.kid()), Some(kid.as_str()));
     // Nothing in the store is the private key in the clear.
@@ -406,7 +407,7 @@ async fn rotated_keys_are_served_from_the_store_and_a_foreign_key_encryption_key
 
     // Another key-encryption key opens nothing, and a pass with it changes nothing.
     let stranger = ring();
-    assert!(signing_keys::serving_key_set(&store, &stranger, ORG).await.unwrap().keys().is_empty());
+    assert!(signing_keys::serving_key_set(&store, &stranger, ORG, None).await.unwrap().keys().is_empty());
     let refused =
         signing_keys::rotate(&store, &stranger, ORG, &Default::default(), &policy, now).await.unwrap_err();
     assert!(matches!(refused, KeysProblem::Sealed { .. }), "{refused}");
@@ -419,9 +420,25 @@ async fn rotated_keys_are_served_from_the_store_and_a_foreign_key_encryption_key
     assert_eq!(imported.imported, vec![kid.clone()]);
     assert_eq!(imported.created, None);
     assert_eq!(
-        signing_keys::serving_key_set(&store, &kek, other_org).await.unwrap().jwks(),
+        signing_keys::serving_key_set(&store, &kek, other_org, None).await.unwrap().jwks(),
         first.keys.jwks()
     );
+
+    // The key-encryption key rotated: a pass re-seals every key under the new
+    // one. A replica that holds only the old one keeps the keys it opened
+    // before (the same keys, in the same state) instead of losing them; a
+    // fresh one without them opens nothing.
+    let new_kek = KeyEncryptionKey::from_text(&KeyEncryptionKey::generate_text().unwrap()).unwrap();
+    let new_id = new_kek.id().to_owned();
+    let old_kek = KeyEncryptionKey::from_text(&kek_text).unwrap();
+    let rotated = KeyRing::new(new_kek, vec![old_kek]);
+    signing_keys::rotate(&store, &rotated, ORG, &Default::default(), &policy, now).await.unwrap();
+    let rows = store.sealed_signing_keys(ORG).await.unwrap();
+    assert!(rows.iter().all(|row| row.sealed.as_deref().unwrap().starts_with(&format!("v1.{new_id}."))));
+    let held = signing_keys::serving_key_set(&store, &kek, ORG, Some(&served)).await.unwrap();
+    assert_eq!(held.jwks(), first.keys.jwks());
+    assert_eq!(held.signing_key().map(|k| k.kid()), Some(kid.as_str()));
+    assert!(signing_keys::serving_key_set(&store, &kek, ORG, None).await.unwrap().keys().is_empty());
 }
 
 // === Identities. ===

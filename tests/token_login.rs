@@ -17,8 +17,8 @@ use base64::Engine as _;
 use browser_form::{Page, open};
 use portcullis::secret::SecretString;
 use portcullis::store::{
-    DesiredStateStore as _, Email, MfaFactor, NewUser, OAuthClientRecord, ObjectMeta, OrganizationRecord,
-    Store, UserSource, UserStore as _,
+    AssignmentRecord, DesiredStateStore as _, Email, MfaFactor, NewUser, OAuthClientRecord, ObjectMeta,
+    OrganizationRecord, PrincipalKind, RoleRecord, RoleScope, Store, UserSource, UserStore as _,
 };
 use portcullis::token::keys::{Algorithm, KeyMeta, SigningKey};
 use portcullis::token::password::PasswordHasher;
@@ -402,6 +402,99 @@ async fn an_over_long_password_takes_no_hash_for_a_known_account_or_an_unknown_o
         known < one_hash / 2 && unknown < one_hash / 2,
         "over-long: known {known:?}, unknown {unknown:?}; a hashed wrong password: {one_hash:?}"
     );
+}
+
+/// Security review, finding 2: the MFA policy was applied at the password
+/// step only, so a user signed in with a password alone who later became
+/// privileged kept refreshing, and kept reusing the session, for tokens that
+/// carried the new role.
+#[tokio::test]
+async fn a_password_only_sign_in_is_not_honoured_once_its_user_becomes_privileged() {
+    let service =
+        start(Options { mfa: serde_json::json!({ "required": "PrivilegedRoles" }), ..Options::default() })
+            .await;
+    let spec = serde_json::json!({
+        "displayName": "Acme",
+        "authentication": { "mfa": { "required": "PrivilegedRoles" } },
+        "permissions": [{ "name": "iam.manage", "privileged": true }],
+    });
+    let store = &service.store;
+    store
+        .apply(&OrganizationRecord {
+            meta: ObjectMeta::new("uid-org", ORG, ORG, 2),
+            display_name: "Acme".into(),
+            catalog: vec!["iam.manage".into()],
+            workspaces: Vec::new(),
+            spec_json: spec.to_string(),
+        })
+        .await
+        .unwrap();
+    store
+        .apply(&RoleRecord {
+            meta: ObjectMeta::new("uid-role-admin", ORG, "iam-admin", 1),
+            scope: RoleScope::Organization,
+            spec_json: serde_json::json!({ "permissions": ["iam.manage"] }).to_string(),
+            permissions: vec!["iam.manage".into()],
+            included_roles: Vec::new(),
+        })
+        .await
+        .unwrap();
+
+    // Not privileged: the password alone signs in, and the family refreshes.
+    let browser = new_browser();
+    let form = sign_in_form(&browser, &service).await;
+    let result =
+        submit(&browser, &service, &form, &[("username", "alice"), ("password", PASSWORD)], &[]).await;
+    let (status, tokens) = redeem(&service, &assert_code_redirect(&service, &result)).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(tokens["id_token"].as_str().map(amr_of), Some(vec!["pwd".to_owned()]));
+    let (status, refreshed) = refresh(&service, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    let mut refresh_token = refreshed["refresh_token"].as_str().unwrap().to_owned();
+
+    // alice becomes an IAM administrator.
+    store
+        .apply(&AssignmentRecord {
+            meta: ObjectMeta::new("uid-ra-alice", ORG, "alice-iam-admin", 1),
+            principal_kind: PrincipalKind::User,
+            principal_name: "alice".into(),
+            role: "iam-admin".into(),
+            workspace: None,
+            expires_at_ms: None,
+            spec_json: serde_json::json!({ "principal": "alice", "role": "iam-admin" }).to_string(),
+        })
+        .await
+        .unwrap();
+
+    // The family ends (awaited: the index follows the store change by change).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let (status, body) = refresh(&service, &refresh_token).await;
+        if status != StatusCode::OK {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "a password-only family still refreshes after 10 s");
+        refresh_token = body["refresh_token"].as_str().unwrap().to_owned();
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(refused["error"], "invalid_grant", "{refused}");
+    assert!(refused["error_description"].as_str().unwrap().contains("second factor"), "{refused}");
+    // The browser's session gives no code without the second factor either.
+    let again = open(&browser, &authorize_url(&service, &[])).await;
+    assert_eq!(again.status, StatusCode::OK, "the sign-in form, not a code: {:?}", again.location);
+    assert!(again.body.contains("Sign in to Acme"), "{}", again.body);
+    let silent = open(&browser, &authorize_url(&service, &[("prompt", "none")])).await;
+    assert_eq!(silent.query().get("error").map(String::as_str), Some("login_required"));
+}
+
+/// The `amr` claim of an ID token (its payload read without verification:
+/// the other tests check signatures).
+fn amr_of(id_token: &str) -> Vec<String> {
+    let payload = id_token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap())
+            .unwrap();
+    serde_json::from_value(claims["amr"].clone()).unwrap()
 }
 
 #[tokio::test]

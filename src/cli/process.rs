@@ -167,19 +167,27 @@ pub fn block_on(main: impl Future<Output = Result<(), String>>) -> ExitCode {
     }
 }
 
-/// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.
-pub async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
+/// SIGTERM or Ctrl-C. The handlers are installed when this is called (call
+/// it inside the runtime, before serving), not when the future is first
+/// polled: a SIGTERM arriving between "serving" and that first poll would
+/// otherwise end the process the default way, with no graceful shutdown.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let terminate = signal(SignalKind::terminate()).ok();
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    async fn received(signal: Option<Signal>) {
+        match signal {
+            Some(mut signal) => {
                 signal.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
-    };
-    tokio::select! {
-        () = terminate => tracing::info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+    }
+    async move {
+        tokio::select! {
+            () = received(terminate) => tracing::info!("SIGTERM: shutting down"),
+            () = received(interrupt) => tracing::info!("interrupted: shutting down"),
+        }
     }
 }
 

@@ -56,13 +56,14 @@ async fn serve(args: ScimServiceArgs) -> Result<(), String> {
     let (render_http, render_scim) = (metrics.clone(), state.metrics.clone());
     let render = Arc::new(move || http_metrics::concatenate(&[render_http.render(), render_scim.render()]));
     let metrics_port = serve_metrics(args.metrics_listen, render).await?;
+    let shutdown = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("binding {}: {e}", args.listen))?;
     tracing::info!(address = %args.listen, "SCIM service listening");
     let app = metrics.layer("scim-service", router(state.clone()).merge(probes));
     crate::listener::serve(listener, app, args.limits.limits(), async {
-        shutdown_signal().await;
+        shutdown.await;
         tracing::info!("finishing requests in flight");
     })
     .await;

@@ -51,5 +51,5 @@ pub fn run(args: StandaloneArgs) -> ExitCode {
         metrics_listen: args.metrics_listen,
         public_base_url: args.public_base_url,
     };
-    block_on(standalone::run(config, shutdown_signal()))
+    block_on(async { standalone::run(config, shutdown_signal()).await })
 }

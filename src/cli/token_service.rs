@@ -171,13 +171,14 @@ async fn serve(args: TokenServiceArgs) -> Result<(), String> {
     let metrics = Arc::new(HttpMetrics::new());
     let render_from = metrics.clone();
     let metrics_port = serve_metrics(args.metrics_listen, Arc::new(move || render_from.render())).await?;
+    let shutdown = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("binding {}: {e}", args.listen))?;
     tracing::info!(address = %args.listen, "token service listening");
     let app = metrics.layer("token-service", router(state).merge(probes));
     crate::listener::serve(listener, app, args.limits.limits(), async {
-        shutdown_signal().await;
+        shutdown.await;
         tracing::info!("finishing requests in flight");
     })
     .await;

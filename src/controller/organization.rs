@@ -90,9 +90,16 @@ impl Reconciler for Organization {
             error = reconcile::store_record(ctx, &self.to_record(store_meta(self)?), &mut report).await;
             if error.is_none() {
                 match reconcile_signing_keys(self, ctx, &namespace, &name, now).await {
-                    Ok(next) => {
+                    Ok((next, sealed_with)) => {
                         requeue = Some(next);
-                        report.set(Desired::new(conditions::SIGNING_KEYS_READY, true, "KeysCurrent", ""));
+                        // The key-encryption key's id (a hash prefix, revealing
+                        // nothing) tells whoever rotates it when re-sealing is done.
+                        report.set(Desired::new(
+                            conditions::SIGNING_KEYS_READY,
+                            true,
+                            "KeysCurrent",
+                            format!("sealed in the store under key-encryption key {sealed_with}"),
+                        ));
                     }
                     Err(e @ Error::Generate { .. }) => {
                         report.set(Desired::new(
@@ -228,14 +235,15 @@ async fn purge_identities(ctx: &Context, namespace: &str) -> Result<()> {
 
 /// Brings the signing keys in line with the rotation plan: the store first
 /// (sealed private keys and public records, what the token service reads),
-/// then the Secret `{org}-signing-keys` as an export. Returns when to look again.
+/// then the Secret `{org}-signing-keys` as an export. Returns when to look
+/// again, and the id of the key-encryption key every key is now sealed under.
 async fn reconcile_signing_keys(
     org: &Organization,
     ctx: &Context,
     namespace: &str,
     name: &str,
     now: jiff::Timestamp,
-) -> Result<Duration> {
+) -> Result<(Duration, String)> {
     let ring = ctx.key_ring().ok_or(Error::NoKeyEncryptionKey)?;
     let secret_name = signing_keys_secret_name(name);
     let corrupt = |problem: String| Error::CorruptKeys {
@@ -306,7 +314,10 @@ async fn reconcile_signing_keys(
         reconcile::publish(ctx, org, &event).await;
     }
     let wait = plan.wake_at.map_or(SignedDuration::from_hours(24), |at| at.duration_since(now));
-    Ok(Duration::try_from(wait).unwrap_or_default().max(Duration::from_secs(1)))
+    Ok((
+        Duration::try_from(wait).unwrap_or_default().max(Duration::from_secs(1)),
+        ring.current().id().to_owned(),
+    ))
 }
 
 #[cfg(test)]

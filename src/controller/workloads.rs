@@ -196,14 +196,15 @@ fn plan_service(settings: &WorkloadSettings, service: &str, replicas: i32, base_
         owner_references: settings.owner.clone().map(|o| vec![o]),
         ..ObjectMeta::default()
     };
-    let probe = |path: &str, period: i32, failures: i32| Probe {
+    let probe = |path: &str, period: i32, initial_delay: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
             port: IntOrString::String("http".to_owned()),
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(period),
-        failure_threshold: Some(failures),
+        initial_delay_seconds: Some(initial_delay),
+        failure_threshold: Some(3),
         ..Probe::default()
     };
     let mut env = vec![
@@ -270,10 +271,10 @@ fn plan_service(settings: &WorkloadSettings, service: &str, replicas: i32, base_
             limits: Some(BTreeMap::from([("memory".to_owned(), Quantity(settings.memory_limit.clone()))])),
             ..ResourceRequirements::default()
         }),
-        // Ready within a second of listening; then checked every 10 s.
-        startup_probe: Some(probe(probes::READINESS, 1, 60)),
-        readiness_probe: Some(probe(probes::READINESS, 10, 3)),
-        liveness_probe: Some(probe(probes::LIVENESS, 10, 3)),
+        // Readiness asks the store a trivial question: cheap enough to ask
+        // often, so that a new pod takes traffic within seconds.
+        readiness_probe: Some(probe(probes::READINESS, 2, 0)),
+        liveness_probe: Some(probe(probes::LIVENESS, 10, 10)),
         security_context: Some(settings.security_context.clone()),
         ..Container::default()
     };
@@ -299,8 +300,10 @@ fn plan_service(settings: &WorkloadSettings, service: &str, replicas: i32, base_
                 spec: Some(PodSpec {
                     containers: vec![container],
                     security_context: Some(settings.pod_security_context.clone()),
-                    // The services talk to the store, not to the API server.
+                    // The services talk to the store, not to the API server,
+                    // and find nothing through Service environment variables.
                     automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
                     ..PodSpec::default()
                 }),
             },

@@ -196,21 +196,63 @@ pub async fn read_store(store: &Store, kek: &KeyRing, organization: &str) -> Res
     Ok(out)
 }
 
-/// The key set the token service signs with: every key that opens. Keys
-/// that do not are left out and logged (their kid and why, never material).
+/// The key set the token service signs with: every key that opens. A key
+/// sealed under a key-encryption key this process does not hold (the
+/// operator re-sealed it under a new one, and this replica is about to be
+/// replaced by one that holds it) is taken from `held`, the set this process
+/// opened before, when it is the same key in the same state: a rotation of
+/// the key-encryption key never leaves a running replica without keys.
+/// Other keys that do not open are left out and logged (their kid and why,
+/// never material).
 pub async fn serving_key_set(
     store: &Store,
     kek: &KeyRing,
     organization: &str,
+    held: Option<&KeySet>,
 ) -> Result<KeySet, KeysProblem> {
-    let stored = read_store(store, kek, organization).await?;
-    for problem in &stored.unopened {
-        tracing::error!(organization, %problem, "a signing key is left out");
+    let mut keys = Vec::new();
+    let mut unsealed = Vec::new();
+    for row in store.sealed_signing_keys(organization).await? {
+        let Some(sealed) = row.sealed.as_deref() else {
+            unsealed.push(row.record.kid);
+            continue;
+        };
+        match open(kek, organization, &row.record.kid, sealed) {
+            Ok(key) => keys.push(key),
+            Err(problem) => match held_copy(held, &row.record, &problem) {
+                Some(key) => {
+                    tracing::warn!(
+                        organization,
+                        kid = row.record.kid,
+                        "signing key sealed under a key-encryption key this process does not hold; \
+                         signing with the copy it opened before until it runs with that key"
+                    );
+                    keys.push(key);
+                }
+                None => tracing::error!(organization, %problem, "a signing key is left out"),
+            },
+        }
     }
-    if !stored.unsealed.is_empty() {
-        tracing::warn!(organization, kids = ?stored.unsealed, "signing keys without a sealed private half (the operator seals them on its next pass)");
+    if !unsealed.is_empty() {
+        tracing::warn!(organization, kids = ?unsealed, "signing keys without a sealed private half (the operator seals them on its next pass)");
     }
-    Ok(KeySet::new(stored.keys)?)
+    Ok(KeySet::new(keys)?)
+}
+
+/// `held`'s copy of the key of `record`, when `problem` is only that the row
+/// is sealed under another key-encryption key and the copy is that key in
+/// the state the row gives it.
+fn held_copy(held: Option<&KeySet>, record: &SigningKeyRecord, problem: &KeysProblem) -> Option<SigningKey> {
+    let KeysProblem::Sealed { source: SealingError::OtherKey { .. }, .. } = problem else { return None };
+    let key = held?.keys().iter().find(|key| key.kid() == record.kid)?;
+    let same = self::record(key, &record.organization, SignedDuration::ZERO);
+    if same.state != record.state
+        || same.public_jwk != record.public_jwk
+        || same.algorithm != record.algorithm
+    {
+        return None;
+    }
+    SigningKey::from_pkcs8_der(key.meta().clone(), key.pkcs8_der()).ok()
 }
 
 /// What one rotation pass did.

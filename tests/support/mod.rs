@@ -88,6 +88,36 @@ impl ControlPlane {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// The directory of the source-built `kubectl`, `kube-apiserver` and `etcd`.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// A kubeconfig for the ServiceAccount `namespace/account`, with a token
+    /// from the TokenRequest API: a process run with it has only the
+    /// permissions RBAC grants that account.
+    pub fn service_account_kubeconfig(&self, namespace: &str, account: &str) -> PathBuf {
+        let token = self.kubectl_ok(&["create", "token", account, "-n", namespace, "--duration=2h"]);
+        let admin = std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig");
+        let field = |key: &str| {
+            admin
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_owned()))
+                .unwrap_or_else(|| panic!("{key} in kubeconfig"))
+        };
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {}\n    certificate-authority-data: {}\n\
+             users:\n- name: {account}\n  user:\n    token: {}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: {account}}}\n\
+             current-context: e2e\n",
+            field("server:"),
+            field("certificate-authority-data:"),
+            token.trim()
+        );
+        let path = self.dir().join(format!("{account}-kubeconfig"));
+        std::fs::write(&path, kubeconfig).expect("write kubeconfig");
+        path
+    }
 }
 
 impl Drop for ControlPlane {

@@ -84,6 +84,10 @@ impl From<KeyRing> for SigningKeySource {
 pub struct SealedKeys {
     ring: KeyRing,
     cache: RwLock<HashMap<String, Arc<KeySet>>>,
+    /// The last set opened per organization, kept across [`forget`](Self::forget):
+    /// keys re-sealed under a key-encryption key this process lacks are
+    /// served from it (see [`signing_keys::serving_key_set`]).
+    held: RwLock<HashMap<String, Arc<KeySet>>>,
     /// Bumped by every [`forget`](Self::forget): a read that started before
     /// does not cache what it read (it may predate the change).
     generation: std::sync::atomic::AtomicU64,
@@ -91,7 +95,12 @@ pub struct SealedKeys {
 
 impl SealedKeys {
     pub fn new(ring: KeyRing) -> Self {
-        Self { ring, cache: RwLock::new(HashMap::new()), generation: Default::default() }
+        Self {
+            ring,
+            cache: RwLock::new(HashMap::new()),
+            held: RwLock::new(HashMap::new()),
+            generation: Default::default(),
+        }
     }
 
     /// The key set of the organization whose namespace is `namespace`.
@@ -101,11 +110,13 @@ impl SealedKeys {
             return Ok(keys.clone());
         }
         let generation = self.generation.load(Ordering::Acquire);
+        let held = self.held.read().unwrap_or_else(|e| e.into_inner()).get(namespace).cloned();
         let keys = Arc::new(
-            signing_keys::serving_key_set(store, &self.ring, namespace)
+            signing_keys::serving_key_set(store, &self.ring, namespace, held.as_deref())
                 .await
                 .map_err(|source| KeyLoadError::Store { organization: namespace.to_owned(), source })?,
         );
+        self.held.write().unwrap_or_else(|e| e.into_inner()).insert(namespace.to_owned(), keys.clone());
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         if self.generation.load(Ordering::Acquire) == generation {
             cache.insert(namespace.to_owned(), keys.clone());

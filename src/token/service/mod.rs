@@ -27,6 +27,7 @@ pub mod issue;
 mod jwks;
 pub mod keys;
 pub mod login;
+pub mod mfa_policy;
 pub mod require_permission;
 mod revoke;
 pub mod state;

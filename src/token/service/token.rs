@@ -13,6 +13,7 @@ use super::error::OAuthError;
 use super::form::OAuthForm;
 use super::grants::{self, CodeRedemption};
 use super::issue::{self, CLIENT_SCOPES, IdTokenInput, Subject, TokenUser, USER_SCOPES};
+use super::mfa_policy;
 use super::state::{ClientView, OrganizationView, TokenServiceState};
 use crate::api::GrantType;
 use crate::http_metrics::TokenIssued;
@@ -231,6 +232,14 @@ async fn refresh_token(
     let Some(user) = &grant.user else {
         return Err(OAuthError::invalid_grant("The user is no longer active."));
     };
+    // Roles may have changed since the sign-in: a family signed in without a
+    // second factor ends once the MFA policy asks this user for one.
+    if !mfa_policy::sign_in_satisfies(state, org, &user.user_name, &found.sign_in.amr).await? {
+        grants::revoke_family(state, &found.family.family_id, "mfa_required").await?;
+        return Err(OAuthError::invalid_grant(
+            "The organization now requires a second factor for this user: sign in again.",
+        ));
+    }
     let successor = grants::rotate_refresh_token(state, found).await?;
     let access = issue::access_token(
         state,

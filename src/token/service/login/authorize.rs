@@ -1,6 +1,7 @@
 //! `GET {issuer}/authorize` (RFC 6749 §4.1.1, OpenID Connect Core §3.1.2):
 //! validate the request, reuse the browser's session when there is one (and
-//! `prompt=login` or `max_age` do not say otherwise), else show the sign-in form.
+//! `prompt=login`, `max_age` and the MFA policy as it stands now do not say
+//! otherwise), else show the sign-in form.
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -12,6 +13,7 @@ use super::flow::{PreLogin, current_session, finish, refusal, show_sign_in};
 use super::pages::Page;
 use super::request::{self, Params, RequestError};
 use crate::store::UserStore as _;
+use crate::token::service::mfa_policy;
 use crate::token::service::state::TokenServiceState;
 
 pub(super) async fn authorize(
@@ -33,9 +35,14 @@ pub(super) async fn authorize(
         let fresh_enough = request
             .max_age
             .is_none_or(|max_age| state.now().as_second() - session.auth_time.as_second() <= max_age);
-        let active =
-            state.store().get_user(&org.namespace, &session.user_id).await?.is_some_and(|u| u.active);
-        if fresh_enough && active {
+        let user = state.store().get_user(&org.namespace, &session.user_id).await?.filter(|u| u.active);
+        // Roles may have changed since the sign-in: a session without a second
+        // factor is not reused for a user the MFA policy now asks one of.
+        let satisfies_mfa = match &user {
+            Some(user) => mfa_policy::sign_in_satisfies(state, &org, &user.user_name, &session.amr).await?,
+            None => false,
+        };
+        if fresh_enough && user.is_some() && satisfies_mfa {
             let user_id = session.user_id.clone();
             let amr = session.amr.clone();
             return finish(state, &org, &request, &user_id, amr, Some(session)).await;

@@ -16,14 +16,12 @@
 //! is taken by one conditional upsert, so two racing posts of one code cannot
 //! both succeed.
 
-use std::collections::BTreeSet;
-
 use jiff::Timestamp;
 
-use crate::api::{MfaMethod, MfaRequirement};
-use crate::authz::Principal;
+use crate::api::MfaMethod;
 use crate::store::{MfaEnrolment, MfaFactor, User, UserStore as _};
 use crate::token::service::error::OAuthError;
+use crate::token::service::mfa_policy;
 use crate::token::service::state::{OrganizationView, TokenServiceState};
 use crate::token::totp;
 
@@ -62,38 +60,8 @@ pub(super) async fn second_factor(
     if !totp.is_empty() || !webauthn.is_empty() {
         return Ok(SecondFactor::Ask { webauthn, totp });
     }
-    let required = match policy.required {
-        MfaRequirement::Always => true,
-        MfaRequirement::Never => false,
-        MfaRequirement::PrivilegedRoles => holds_privileged_permission(state, org, user).await?,
-    };
+    let required = mfa_policy::second_factor_required(state, org, &user.user_name).await?;
     Ok(if required { SecondFactor::EnrolmentRequired } else { SecondFactor::NotNeeded })
-}
-
-/// Whether any role the user holds, in any scope, grants a permission the
-/// catalog marks privileged. Answered by the access core.
-async fn holds_privileged_permission(
-    state: &TokenServiceState,
-    org: &OrganizationView,
-    user: &User,
-) -> Result<bool, OAuthError> {
-    let privileged: BTreeSet<&str> =
-        org.spec.permissions.iter().filter(|p| p.privileged).map(|p| p.name.as_str()).collect();
-    if privileged.is_empty() {
-        return Ok(false);
-    }
-    let snapshot = state.access_index(org).await?;
-    let principal = Principal::user(user.user_name.clone());
-    let now = state.now().as_second();
-    let scopes: BTreeSet<_> =
-        snapshot.index.assigned_roles(&principal, now).iter().map(|grant| grant.scope().clone()).collect();
-    Ok(scopes.iter().any(|scope| {
-        snapshot
-            .index
-            .effective_permissions(&principal, scope, now)
-            .iter()
-            .any(|permission| privileged.contains(permission))
-    }))
 }
 
 /// The enrolment whose code `code` is, now, for the first time; `None` for a

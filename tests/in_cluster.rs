@@ -1,0 +1,1005 @@
+//! Portcullis in a cluster, end to end: the chart's CRDs and RBAC (from
+//! `config/`) on the real kube-apiserver, the operator running as its
+//! ServiceAccount, `kubectl apply` of the example tenant, and the token and
+//! SCIM services run from the Deployments the operator writes by the
+//! kubelet stand-in (`support/kubelet.rs`), two replicas each on one real
+//! PostgreSQL. Everything is asked over real HTTP, as a user would:
+//!
+//! ```text
+//!  kubectl apply examples/acme ──► operator (ServiceAccount) ──► store (PostgreSQL) ◄── token-service ×2
+//!                                   │ Deployments, Services,                       ◄── scim-service ×2
+//!                                   │ the services' keys Secret                          ▲
+//!                                   └──────────────────────────► kubelet stand-in ───────┘ (pods, Service ports)
+//! ```
+
+#[path = "support/kubelet.rs"]
+mod kubelet;
+#[path = "support/postgres.rs"]
+mod postgres;
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::Value;
+
+use kubelet::{Kubelet, PodView};
+use portcullis::store::{SealedSigningKeyStore as _, Store, UserStore as _};
+use support::{ControlPlane, eventually, repo};
+
+const OPERATOR_NAMESPACE: &str = "portcullis";
+const ISSUER_BASE: &str = "https://id.portcullis.test";
+const SCIM_BASE: &str = "https://scim.portcullis.test";
+const TOKEN_SERVICE: &str = "portcullis-token-service";
+const SCIM_SERVICE: &str = "portcullis-scim-service";
+/// The operator's Secret of the services' keys (its default name).
+const SERVICE_KEYS: &str = "portcullis-service-keys";
+const KINDS: &str = "organizations.iam.portcullis.dev,roles.iam.portcullis.dev,roleassignments.iam.portcullis.dev,\
+                     identityproviders.iam.portcullis.dev,oauthclients.iam.portcullis.dev";
+
+/// The operator process, run as its ServiceAccount; killed when dropped.
+struct Operator {
+    child: Child,
+    log: PathBuf,
+    probe_port: u16,
+}
+
+impl Operator {
+    /// Starts the operator with the flags the chart gives it.
+    fn start(cp: &ControlPlane, kubeconfig: &Path, database_url: &str, extra: &[&str]) -> Operator {
+        let log = cp.dir().join("operator.log");
+        let out = std::fs::File::options().create(true).append(true).open(&log).expect("operator log");
+        let probe_port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .arg("operator")
+            .args([
+                "--namespace",
+                OPERATOR_NAMESPACE,
+                "--identity",
+                "in-cluster",
+                "--lease-duration-seconds",
+                "15",
+            ])
+            .args(["--probe-address", &format!("127.0.0.1:{probe_port}")])
+            .args(["--image", "registry.test/portcullis:e2e", "--owner-deployment", "portcullis-operator"])
+            .args(["--token-service-replicas", "2", "--scim-service-replicas", "2"])
+            .args(extra)
+            .env("PORTCULLIS_DATABASE_URL", database_url)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log handle"))
+            .stderr(out)
+            .spawn()
+            .expect("start portcullis operator");
+        Operator { child, log, probe_port }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- operator log ---\n{}", self.log());
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Real HTTP, on a runtime of its own (the test itself is synchronous).
+struct Http {
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
+}
+
+impl Http {
+    fn new() -> Http {
+        Http {
+            runtime: tokio::runtime::Runtime::new().expect("runtime"),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client"),
+        }
+    }
+
+    fn send(&self, request: reqwest::RequestBuilder) -> Result<(u16, String), String> {
+        self.runtime.block_on(async {
+            let response = request.send().await.map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            Ok((status, response.text().await.map_err(|e| e.to_string())?))
+        })
+    }
+
+    fn get(&self, url: &str) -> Result<(u16, String), String> {
+        self.send(self.client.get(url))
+    }
+
+    fn json(&self, url: &str) -> Value {
+        let (status, body) = self.get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert_eq!(status, 200, "GET {url}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
+    }
+
+    /// A client-credentials token; `(status, body)`.
+    fn client_credentials(
+        &self,
+        token_url: &str,
+        client: &str,
+        secret: &str,
+    ) -> Result<(u16, String), String> {
+        self.send(
+            self.client
+                .post(format!("{token_url}/o/acme/token"))
+                .basic_auth(client, Some(secret))
+                .form(&[("grant_type", "client_credentials")]),
+        )
+    }
+}
+
+fn secret_value(cp: &ControlPlane, namespace: &str, name: &str, key: &str) -> String {
+    let escaped = key.replace('.', "\\.");
+    let encoded = cp.kubectl_ok(&[
+        "get",
+        "secret",
+        name,
+        "-n",
+        namespace,
+        "-o",
+        &format!("jsonpath={{.data.{escaped}}}"),
+    ]);
+    String::from_utf8(STANDARD.decode(encoded.trim()).expect("base64")).expect("utf-8")
+}
+
+fn apply_yaml(cp: &ControlPlane, name: &str, yaml: &str) {
+    let path = cp.dir().join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml).expect("write manifest");
+    cp.kubectl_ok(&["apply", "--server-side", "-f", path.to_str().unwrap()]);
+}
+
+/// The example's Organization with some of its lines replaced.
+fn organization_yaml(replacements: &[(&str, &str)]) -> String {
+    let mut yaml =
+        std::fs::read_to_string(repo().join("examples/acme/organization.yaml")).expect("organization.yaml");
+    for (from, to) in replacements {
+        assert!(yaml.contains(from), "organization.yaml has no {from:?}");
+        yaml = yaml.replace(from, to);
+    }
+    yaml
+}
+
+/// The claims of a JWT, unverified.
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("JSON claims")
+}
+
+fn header(token: &str) -> Value {
+    let header = token.split('.').next().expect("a JWT");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).expect("base64url")).expect("JSON header")
+}
+
+/// Whether an ES256 token verifies with a key of `jwks` (its kid's).
+fn verifies(token: &str, jwks: &Value) -> bool {
+    let kid = header(token)["kid"].as_str().unwrap_or_default().to_owned();
+    let Some(jwk) = jwks["keys"].as_array().and_then(|keys| keys.iter().find(|k| k["kid"] == kid.as_str()))
+    else {
+        return false;
+    };
+    let coordinate =
+        |name: &str| URL_SAFE_NO_PAD.decode(jwk[name].as_str().unwrap_or_default()).unwrap_or_default();
+    let mut point = vec![4u8];
+    point.extend(coordinate("x"));
+    point.extend(coordinate("y"));
+    let (input, signature) = token.rsplit_once('.').expect("a JWT");
+    let signature = URL_SAFE_NO_PAD.decode(signature).unwrap_or_default();
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point)
+        .verify(input.as_bytes(), &signature)
+        .is_ok()
+}
+
+/// The names in a token's `roles` claim.
+fn role_names(claims: &Value) -> BTreeSet<String> {
+    claims["roles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn strings(value: &Value) -> BTreeSet<String> {
+    value.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+}
+
+/// The control plane with the CRDs and RBAC of `config/` (what the chart
+/// ships), the namespaces, and the database Secret the chart asks for.
+fn cluster(database_url: &str) -> ControlPlane {
+    let cp = ControlPlane::start();
+    cp.kubectl_ok(&["apply", "--server-side", "-k", repo().join("config/crd").to_str().unwrap()]);
+    cp.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
+    for namespace in [OPERATOR_NAMESPACE, "acme"] {
+        cp.kubectl_ok(&["create", "namespace", namespace]);
+    }
+    cp.kubectl_ok(&["apply", "--server-side", "-k", repo().join("config/rbac").to_str().unwrap()]);
+    cp.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "portcullis-database",
+        "-n",
+        OPERATOR_NAMESPACE,
+        &format!("--from-literal=url={database_url}"),
+    ]);
+    // The operator's own Deployment: it owns what the operator creates, and
+    // carries its Events. Not run here (its pods would be this test's operator).
+    cp.kubectl_ok(&[
+        "create",
+        "deployment",
+        "portcullis-operator",
+        "--image=registry.test/portcullis:e2e",
+        "-n",
+        OPERATOR_NAMESPACE,
+    ]);
+    cp
+}
+
+/// Metric names an exposition defines (from its `# TYPE` lines), with the
+/// sample suffixes their series carry.
+fn metric_names(exposition: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in exposition.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else { continue };
+        let mut parts = rest.split_whitespace();
+        let (Some(name), Some(kind)) = (parts.next(), parts.next()) else { continue };
+        let suffixes: &[&str] = match kind {
+            "counter" => &["_total"],
+            "histogram" => &["_bucket", "_sum", "_count"],
+            _ => &[""],
+        };
+        for suffix in suffixes {
+            names.insert(format!("{name}{suffix}"));
+        }
+    }
+    names
+}
+
+/// The metric names the Grafana dashboard's queries use.
+fn dashboard_metrics() -> BTreeSet<String> {
+    let path = repo().join("charts/portcullis/dashboards/portcullis.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("the dashboard"))
+        .expect("dashboard JSON");
+    let mut exprs = Vec::new();
+    fn collect(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value) {
+                        ("expr" | "query", Value::String(expr)) => out.push(expr.clone()),
+                        _ => collect(value, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| collect(v, out)),
+            _ => {}
+        }
+    }
+    collect(&dashboard, &mut exprs);
+    assert!(exprs.len() >= 8, "the dashboard has panels with queries: {exprs:?}");
+    let name = regex::Regex::new(r"\bportcullis_[a-z_]+\b").expect("regex");
+    exprs.iter().flat_map(|e| name.find_iter(e).map(|m| m.as_str().to_owned()).collect::<Vec<_>>()).collect()
+}
+
+#[test]
+fn portcullis_runs_in_a_cluster_as_the_operator_deploys_it() {
+    let started = Instant::now();
+    let postgres = postgres::Postgres::start();
+    let database_url = postgres.create_database();
+    let cp = cluster(&database_url);
+    let kubeconfig = cp.service_account_kubeconfig(OPERATOR_NAMESPACE, "portcullis-operator");
+    let operator = Operator::start(
+        &cp,
+        &kubeconfig,
+        &database_url,
+        &["--issuer-base-url", ISSUER_BASE, "--scim-base-url", SCIM_BASE],
+    );
+    let kubelet = Kubelet::start(
+        &cp.kubeconfig,
+        OPERATOR_NAMESPACE,
+        Path::new(env!("CARGO_BIN_EXE_portcullis")),
+        &cp.dir().join("pods"),
+    );
+    let acme = repo().join("examples/acme");
+    cp.kubectl_ok(&["apply", "--server-side", "-f", acme.to_str().unwrap()]);
+    cp.kubectl_ok(&["wait", "--for=condition=Ready", "--timeout=120s", "-n", "acme", KINDS, "--all"]);
+    let token_pods = kubelet.await_rollout(TOKEN_SERVICE, 2, Duration::from_secs(90));
+    let scim_pods = kubelet.await_rollout(SCIM_SERVICE, 2, Duration::from_secs(90));
+    cp.kubectl_ok(&[
+        "wait",
+        "--for=condition=Available",
+        "--timeout=30s",
+        "-n",
+        OPERATOR_NAMESPACE,
+        &format!("deployment/{TOKEN_SERVICE}"),
+        &format!("deployment/{SCIM_SERVICE}"),
+    ]);
+    eprintln!("operator, tenant and four service pods up in {:?}", started.elapsed());
+    let http = Http::new();
+    let token_url = kubelet.service_url(TOKEN_SERVICE, "http");
+    let scim_url = kubelet.service_url(SCIM_SERVICE, "http");
+
+    // The Organization names its issuer; each replica serves it.
+    let issuer = format!("{ISSUER_BASE}/o/acme");
+    let status_issuer = cp.kubectl_ok(&[
+        "get",
+        "organizations.iam.portcullis.dev",
+        "acme",
+        "-n",
+        "acme",
+        "-o",
+        "jsonpath={.status.issuer}",
+    ]);
+    assert_eq!(status_issuer, issuer);
+    for pod in &token_pods {
+        let discovery = http.json(&format!("{}/o/acme/.well-known/openid-configuration", pod.url("http")));
+        assert_eq!(discovery["issuer"], issuer.as_str(), "{}", pod.name);
+    }
+
+    // 1. A client-credentials token for ci-deployer, with its roles.
+    let client_secret = secret_value(&cp, "acme", "ci-deployer-client-secret", "client-secret");
+    let (status, body) = http.client_credentials(&token_url, "ci-deployer", &client_secret).expect("token");
+    assert_eq!(status, 200, "{body}");
+    let token = serde_json::from_str::<Value>(&body).expect("token response")["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first = claims(&token);
+    assert_eq!(first["iss"], issuer.as_str());
+    assert_eq!(role_names(&first), BTreeSet::from(["integrations".to_owned()]), "{first}");
+    let permissions = strings(&first["permissions"]);
+    assert!(
+        permissions.contains("data.manage-webhooks")
+            && !permissions.iter().any(|p| p.starts_with("compliance.")),
+        "{first}"
+    );
+    let jwks = http.json(&format!("{token_url}/o/acme/jwks"));
+    assert!(verifies(&token, &jwks), "the token verifies with the published keys");
+
+    // 2. kubectl apply of an edited RoleAssignment: the next token carries it.
+    let assignment =
+        std::fs::read_to_string(acme.join("role-assignments.yaml")).expect("role-assignments.yaml");
+    let start = assignment.find("  name: ci-deployer-integrations").expect("ci-deployer's assignment");
+    let document = &assignment[assignment[..start].rfind("apiVersion").unwrap_or(0)..];
+    let document = document.split("\n---").next().unwrap_or(document);
+    let edited = document.replace("role: integrations", "role: compliance-officer");
+    let applied = Instant::now();
+    apply_yaml(&cp, "ci-deployer-edited", &edited);
+    let carried = eventually("the next token carries the edited role", Duration::from_secs(10), || {
+        let (_, body) = http.client_credentials(&token_url, "ci-deployer", &client_secret)?;
+        let token: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        let carried = claims(token["access_token"].as_str().unwrap_or_default());
+        if role_names(&carried).contains("compliance-officer") {
+            Ok(carried)
+        } else {
+            Err(format!("{carried}"))
+        }
+    });
+    assert_eq!(
+        role_names(&carried),
+        BTreeSet::from(["compliance-officer".to_owned()]),
+        "the old role is gone"
+    );
+    let permissions = strings(&carried["permissions"]);
+    assert!(
+        permissions.contains("compliance.fulfill-dsar")
+            && !permissions.iter().any(|p| p.starts_with("data.")),
+        "the permissions follow the role: {carried}"
+    );
+    eprintln!("kubectl apply → a token carrying the change: {:?}", applied.elapsed());
+
+    // 3. SCIM through the token the operator generated for okta.
+    let scim_token = secret_value(&cp, "acme", "okta-scim-token", "token");
+    let endpoint = cp.kubectl_ok(&[
+        "get",
+        "identityproviders.iam.portcullis.dev",
+        "okta",
+        "-n",
+        "acme",
+        "-o",
+        "jsonpath={.status.scimEndpoint}",
+    ]);
+    assert_eq!(
+        endpoint,
+        format!("{SCIM_BASE}/o/acme/scim/v2"),
+        "the status names where the SCIM service serves acme"
+    );
+    let user =
+        std::fs::read_to_string(repo().join("tests/fixtures/scim/okta_create_user.json")).expect("fixture");
+    let (status, body) = http
+        .send(
+            http.client
+                .post(format!("{scim_url}/o/acme/scim/v2/Users"))
+                .bearer_auth(&scim_token)
+                .header("content-type", "application/scim+json")
+                .body(user),
+        )
+        .expect("SCIM create");
+    assert_eq!(status, 201, "{body}");
+    let created: Value = serde_json::from_str(&body).expect("SCIM user");
+    let location = created["meta"]["location"].as_str().unwrap_or_default();
+    assert!(location.starts_with(&format!("{SCIM_BASE}/o/acme/scim/v2/Users/")), "{location}");
+    // Every replica sees it (one store).
+    for pod in &scim_pods {
+        let (status, body) = http
+            .send(
+                http.client
+                    .get(format!(
+                        "{}/o/acme/scim/v2/Users/{}",
+                        pod.url("http"),
+                        created["id"].as_str().unwrap()
+                    ))
+                    .bearer_auth(&scim_token),
+            )
+            .expect("SCIM read");
+        assert_eq!(status, 200, "{}: {body}", pod.name);
+    }
+
+    // 4. Metrics on their own port, not on the public one.
+    for url in [&token_url, &scim_url] {
+        let (status, _) = http.get(&format!("{url}/metrics")).expect("GET /metrics");
+        assert_eq!(status, 404, "{url}/metrics must not answer on the public listener");
+    }
+    // A sign-in step (a form without its CSRF token): counted by result.
+    let (status, _) = http
+        .send(
+            http.client
+                .post(format!("{token_url}/o/acme/login"))
+                .form(&[("username", "a"), ("password", "b")]),
+        )
+        .expect("sign-in step");
+    assert!((400..500).contains(&status), "a forged form is refused: {status}");
+    let token_metrics = scrape(&http, &kubelet.service_url(TOKEN_SERVICE, "metrics"), &token_pods);
+    assert!(
+        token_metrics.contains(
+            r#"portcullis_tokens_issued_total{organization="acme",grant_type="client_credentials"}"#
+        ),
+        "{token_metrics}"
+    );
+    assert!(
+        token_metrics.contains(r#"route="/o/{org}/token",method="POST",organization="acme",code="200""#),
+        "{token_metrics}"
+    );
+    let scim_metrics = scrape(&http, &kubelet.service_url(SCIM_SERVICE, "metrics"), &scim_pods);
+    assert!(
+        scim_metrics.contains(r#"portcullis_scim_operations_total{organization="acme",resource="User",operation="create",code="201"} 1"#),
+        "{scim_metrics}"
+    );
+    let (_, operator_metrics) =
+        http.get(&format!("http://127.0.0.1:{}/metrics", operator.probe_port)).expect("operator metrics");
+    assert!(operator_metrics.contains("portcullis_operator_setting_problems 0"), "{operator_metrics}");
+    assert!(
+        token_metrics.contains(r#"portcullis_sign_ins_total{organization="acme",result=""#),
+        "{token_metrics}"
+    );
+
+    // 5. The key-encryption key rotated by the steps of docs/key-rotation.md,
+    //    run as written, while a client keeps asking for tokens: the client
+    //    notices nothing, a token from before still verifies, and every
+    //    signing key ends up sealed under the new key, which the token
+    //    service then holds alone.
+    let kek_before = secret_value(&cp, OPERATOR_NAMESPACE, SERVICE_KEYS, "key-encryption-key");
+    let client = TokenClient::start(&token_url, &client_secret);
+    let kek_rotated = Instant::now();
+    run_documented_steps(&cp, "docs/key-rotation.md", "## The key-encryption key");
+    let kek_after = secret_value(&cp, OPERATOR_NAMESPACE, SERVICE_KEYS, "key-encryption-key");
+    assert_ne!(kek_after, kek_before, "a new key-encryption key");
+    let new_id = portcullis::sealing::KeyEncryptionKey::from_text(&kek_after).expect("a key").id().to_owned();
+    let previous = cp.kubectl_ok(&[
+        "get",
+        "secret",
+        SERVICE_KEYS,
+        "-n",
+        OPERATOR_NAMESPACE,
+        "-o",
+        "jsonpath={.data.previous-key-encryption-key}",
+    ]);
+    assert!(previous.is_empty(), "the previous key is gone from the Secret");
+    let token_pods = eventually("the token service holds the new key alone", Duration::from_secs(60), || {
+        let pods = kubelet.await_rollout(TOKEN_SERVICE, 2, Duration::from_secs(60));
+        let current = pods.iter().all(|pod| {
+            let env = process_env(pod.pid.unwrap_or_default());
+            env.contains(&format!("PORTCULLIS_KEY_ENCRYPTION_KEY={kek_after}"))
+                && !env.iter().any(|v| v.starts_with("PORTCULLIS_PREVIOUS_KEY_ENCRYPTION_KEY="))
+        });
+        if current { Ok(pods) } else { Err(format!("{pods:?}")) }
+    });
+    let (issued, failures) = client.stop();
+    eprintln!("key-encryption key rotated in {:?}; {issued} tokens issued meanwhile", kek_rotated.elapsed());
+    assert!(failures.is_empty(), "a client noticed the rotation: {failures:?}");
+    assert!(issued >= 10, "the client kept asking throughout: {issued} tokens");
+    let sealed = StoreProbe::open(&database_url).sealed_with("acme");
+    assert!(
+        !sealed.is_empty() && sealed.iter().all(|id| *id == new_id),
+        "every signing key sealed under {new_id}: {sealed:?}"
+    );
+    let jwks = http.json(&format!("{token_url}/o/acme/jwks"));
+    assert!(verifies(&token, &jwks), "a token from before the rotation still verifies");
+    let (status, body) = http.client_credentials(&token_url, "ci-deployer", &client_secret).expect("token");
+    assert_eq!(status, 200, "tokens are issued by the rolled pods: {body}");
+
+    // 6. A key rotation: a token signed by the old key verifies during the overlap,
+    //    and both replicas publish the same keys.
+    let old_kid = header(&token)["kid"].as_str().unwrap().to_owned();
+    apply_yaml(
+        &cp,
+        "acme-rotating",
+        &organization_yaml(&[
+            ("accessTokenLifetime: 15m", "accessTokenLifetime: 10s"),
+            ("period: 720h", "period: 20s"),
+            ("overlap: 24h", "overlap: 10s"),
+        ]),
+    );
+    let rotation_started = Instant::now();
+    let mut last_old: Option<String> = None;
+    let new_token = eventually("a new key signs", Duration::from_secs(40), || {
+        let (_, body) = http.client_credentials(&token_url, "ci-deployer", &client_secret)?;
+        let token = serde_json::from_str::<Value>(&body).map_err(|e| e.to_string())?["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if header(&token)["kid"] == old_kid.as_str() {
+            last_old = Some(token);
+            Err("still the old key".into())
+        } else {
+            Ok(token)
+        }
+    });
+    let last_old = last_old.expect("a token of the old key");
+    eprintln!("rotation after {:?}", rotation_started.elapsed());
+    let jwks_of = |pod: &PodView| http.json(&format!("{}/o/acme/jwks", pod.url("http")));
+    let published = eventually("both replicas publish the same keys", Duration::from_secs(5), || {
+        let sets: Vec<Value> = token_pods.iter().map(jwks_of).collect();
+        if sets.windows(2).all(|w| w[0] == w[1]) { Ok(sets[0].clone()) } else { Err(format!("{sets:?}")) }
+    });
+    assert!(verifies(&last_old, &published), "a token of the retiring key still verifies: {published}");
+    assert!(verifies(&new_token, &published));
+    assert!(
+        claims(&last_old)["exp"].as_i64().unwrap() > jiff::Timestamp::now().as_second(),
+        "and has not expired"
+    );
+
+    // 7. What Git holds is what the cluster has.
+    cp.kubectl_ok(&["apply", "--server-side", "-f", acme.to_str().unwrap()]);
+    let diff = cp.kubectl(&["diff", "--server-side", "-f", acme.to_str().unwrap()]);
+    assert!(
+        diff.status.success() && diff.stdout.is_empty(),
+        "kubectl diff is not empty ({}):\n{}{}",
+        diff.status,
+        String::from_utf8_lossy(&diff.stdout),
+        String::from_utf8_lossy(&diff.stderr)
+    );
+
+    // 8. Deleting the Organization: refused under legal hold (its issuer and
+    //    data stay), then done: the issuer is gone from every replica and so
+    //    are its users and keys.
+    let store = StoreProbe::open(&database_url);
+    apply_yaml(&cp, "acme-held", &organization_yaml(&[("legalHold: false", "legalHold: true")]));
+    cp.kubectl_ok(&["delete", "organizations.iam.portcullis.dev", "acme", "-n", "acme", "--wait=false"]);
+    eventually("the deletion is blocked", Duration::from_secs(30), || {
+        let reason = cp.kubectl_ok(&[
+            "get",
+            "organizations.iam.portcullis.dev",
+            "acme",
+            "-n",
+            "acme",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"DeletionBlocked\")].reason}",
+        ]);
+        if reason == "LegalHold" { Ok(()) } else { Err(reason) }
+    });
+    let (status, _) =
+        http.get(&format!("{token_url}/o/acme/.well-known/openid-configuration")).expect("discovery");
+    assert_eq!(status, 200, "held: still served");
+    assert_eq!(store.users("acme"), 1, "held: the data stays");
+    apply_yaml(&cp, "acme-released", &organization_yaml(&[]));
+    eventually("the Organization is gone", Duration::from_secs(30), || {
+        let out = cp.kubectl(&["get", "organizations.iam.portcullis.dev", "acme", "-n", "acme"]);
+        if out.status.success() { Err("still there".into()) } else { Ok(()) }
+    });
+    for pod in &token_pods {
+        eventually(&format!("{} no longer serves acme", pod.name), Duration::from_secs(10), || {
+            match http.get(&format!("{}/o/acme/.well-known/openid-configuration", pod.url("http")))? {
+                (404, _) => Ok(()),
+                (status, body) => Err(format!("{status} {body}")),
+            }
+        });
+    }
+    assert_eq!(store.users("acme"), 0, "its users are purged");
+    assert_eq!(store.signing_keys("acme"), 0, "its keys are gone from the store");
+    let secret = cp.kubectl(&["get", "secret", "acme-signing-keys", "-n", "acme"]);
+    assert!(!secret.status.success(), "and their export");
+
+    // Nothing restarted along the way, and the operator had every permission it needed.
+    for pod in kubelet.pods() {
+        assert_eq!(pod.restarts, 0, "{} restarted", pod.name);
+    }
+    assert!(
+        !operator.log().contains("forbidden"),
+        "the RBAC of config/rbac lacks something:\n{}",
+        operator.log()
+    );
+
+    // 9. Without its ClusterRoleBinding the operator cannot write a status: its
+    //    metrics count the failure, and it recovers once the binding is back.
+    let binding = cp.kubectl_ok(&["get", "clusterrolebinding", "portcullis-operator", "-o", "yaml"]);
+    cp.kubectl_ok(&["delete", "clusterrolebinding", "portcullis-operator"]);
+    apply_yaml(&cp, "ci-deployer-edited-again", &edited);
+    let operator_metrics =
+        eventually("the operator counts a failed reconcile", Duration::from_secs(30), || {
+            let (_, metrics) = http.get(&format!("http://127.0.0.1:{}/metrics", operator.probe_port))?;
+            if metrics.contains("portcullis_operator_reconcile_errors_total{") {
+                Ok(metrics)
+            } else {
+                Err(metrics)
+            }
+        });
+    assert!(operator_metrics.contains(r#"reason="Forbidden""#), "{operator_metrics}");
+    let binding_file = cp.dir().join("operator-binding.yaml");
+    std::fs::write(&binding_file, &binding).expect("write the binding");
+    cp.kubectl_ok(&["create", "-f", binding_file.to_str().unwrap()]);
+    eventually("the operator writes statuses again", Duration::from_secs(60), || {
+        let generation = cp.kubectl_ok(&[
+            "get",
+            "ra",
+            "ci-deployer-integrations",
+            "-n",
+            "acme",
+            "-o",
+            "jsonpath={.metadata.generation} {.status.observedGeneration}",
+        ]);
+        let mut parts = generation.split_whitespace();
+        if parts.next() == parts.next() { Ok(()) } else { Err(generation) }
+    });
+
+    // The Grafana dashboard asks only for metrics that exist (scraped now,
+    // and before the token-service pods were rolled with the new
+    // key-encryption key: a counter shows once something counted).
+    let late_token_metrics = scrape(&http, &kubelet.service_url(TOKEN_SERVICE, "metrics"), &token_pods);
+    let late_scim_metrics = scrape(&http, &kubelet.service_url(SCIM_SERVICE, "metrics"), &scim_pods);
+    let scraped: BTreeSet<String> =
+        [&token_metrics, &scim_metrics, &late_token_metrics, &late_scim_metrics, &operator_metrics]
+            .iter()
+            .flat_map(|m| metric_names(m))
+            .collect();
+    let queried = dashboard_metrics();
+    let unknown: Vec<&String> = queried.iter().filter(|m| !scraped.contains(*m)).collect();
+    assert!(
+        unknown.is_empty(),
+        "the dashboard queries metrics no service exposes: {unknown:?}\nscraped: {scraped:?}"
+    );
+    eprintln!("in-cluster scenario done in {:?}", started.elapsed());
+}
+
+/// `/metrics` through the Service's metrics port, and from each pod directly.
+fn scrape(http: &Http, service_url: &str, pods: &[PodView]) -> String {
+    let (status, body) = http.get(&format!("{service_url}/metrics")).expect("scrape");
+    assert_eq!(status, 200, "{body}");
+    let mut all = body;
+    for pod in pods {
+        let (status, body) = http.get(&format!("{}/metrics", pod.url("metrics"))).expect("scrape a pod");
+        assert_eq!(status, 200, "{}: {body}", pod.name);
+        all.push_str(&body);
+    }
+    all
+}
+
+/// The store the operator and the services share, read by the test.
+struct StoreProbe {
+    runtime: tokio::runtime::Runtime,
+    store: Store,
+}
+
+impl StoreProbe {
+    fn open(url: &str) -> StoreProbe {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let store = runtime.block_on(Store::connect(url)).expect("the store");
+        StoreProbe { runtime, store }
+    }
+
+    fn users(&self, namespace: &str) -> usize {
+        self.runtime.block_on(self.store.list_users(namespace, 0, 100)).expect("users").len()
+    }
+
+    fn signing_keys(&self, namespace: &str) -> usize {
+        self.runtime.block_on(self.store.sealed_signing_keys(namespace)).expect("keys").len()
+    }
+
+    /// The id of the key-encryption key each signing key is sealed under.
+    fn sealed_with(&self, namespace: &str) -> Vec<String> {
+        let rows = self.runtime.block_on(self.store.sealed_signing_keys(namespace)).expect("keys");
+        rows.iter()
+            .map(|row| {
+                let sealed = row.sealed.as_deref().unwrap_or("unsealed");
+                portcullis::sealing::sealed_key_id(sealed).unwrap_or(sealed).to_owned()
+            })
+            .collect()
+    }
+}
+
+/// A client asking for client-credentials tokens about 20 times a second,
+/// on a thread of its own, until stopped; it keeps what went wrong.
+struct TokenClient {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl TokenClient {
+    fn start(token_url: &str, client_secret: &str) -> TokenClient {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (url, secret, stopped) = (token_url.to_owned(), client_secret.to_owned(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            // A connection per request: kube-proxy balances connections, not
+            // requests, and an idle keep-alive connection that a replaced pod
+            // closes as the client reuses it is HTTP/1.1's race, in any
+            // rollout; what this client checks is the answers of the service.
+            let http = Http {
+                runtime: tokio::runtime::Runtime::new().expect("runtime"),
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .pool_max_idle_per_host(0)
+                    .build()
+                    .expect("client"),
+            };
+            let (mut issued, mut failures) = (0, Vec::new());
+            while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                match http.client_credentials(&url, "ci-deployer", &secret) {
+                    Ok((200, _)) => issued += 1,
+                    Ok((status, body)) => failures.push(format!("{status} {body}")),
+                    Err(e) => failures.push(e),
+                }
+                // The client's pace, not a wait for anything.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (issued, failures)
+        });
+        TokenClient { stop, thread }
+    }
+
+    /// Tokens issued, and every failure.
+    fn stop(self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().expect("the token client")
+    }
+}
+
+/// Runs the `sh` blocks of one section of a document, in order, as one
+/// script, with the control plane's `kubectl` first on the PATH: the
+/// document's steps tried exactly as a reader would type them.
+fn run_documented_steps(cp: &ControlPlane, document: &str, section: &str) {
+    let text = std::fs::read_to_string(repo().join(document)).expect("the document");
+    let start = text.find(&format!("\n{section}")).unwrap_or_else(|| panic!("{document} has no {section:?}"));
+    let body = &text[start + 1..];
+    let body = &body[..body[1..].find("\n## ").map_or(body.len(), |end| end + 1)];
+    let mut script = String::from("set -euo pipefail\n");
+    let mut in_block = false;
+    for line in body.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("```") {
+            in_block = !in_block && trimmed == "```sh";
+            continue;
+        }
+        if in_block {
+            script.push_str(trimmed);
+            script.push('\n');
+        }
+    }
+    assert!(script.lines().count() > 5, "{document}: no sh blocks under {section:?}");
+    let path = format!("{}:{}", cp.bin().display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .env("PATH", path)
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "the steps of {document} ({section}) failed:\n{script}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The environment of a running process, as the kernel has it.
+fn process_env(pid: u32) -> BTreeSet<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    raw.split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+fn process_args(pid: u32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    raw.split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+}
+
+/// The stand-in itself, on a Deployment written by hand: it runs what the
+/// Deployment says and nothing else, rolls on a change, stops on deletion.
+#[test]
+fn the_kubelet_stand_in_runs_exactly_what_a_deployment_says() {
+    let postgres = postgres::Postgres::start();
+    let database_url = postgres.create_database();
+    let cp = ControlPlane::start();
+    cp.kubectl_ok(&["create", "namespace", OPERATOR_NAMESPACE]);
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata: {{name: scim-settings, namespace: {OPERATOR_NAMESPACE}}}
+data: {{base: "https://one.example"}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: probe-scim
+  namespace: {OPERATOR_NAMESPACE}
+  labels: {{app.kubernetes.io/managed-by: portcullis-operator}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: probe-scim}}}}
+  template:
+    metadata: {{labels: {{app: probe-scim}}}}
+    spec:
+      enableServiceLinks: false
+      terminationGracePeriodSeconds: 5
+      containers:
+        - name: scim
+          image: registry.test/ignored:1
+          args: [scim-service, "--listen=$(POD_IP):8080", "--log-format=json"]
+          env:
+            - {{name: POD_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}
+            - {{name: PORTCULLIS_DATABASE_URL, valueFrom: {{secretKeyRef: {{name: probe-db, key: url}}}}}}
+            - {{name: PORTCULLIS_SCIM_BASE_URL, valueFrom: {{configMapKeyRef: {{name: scim-settings, key: base}}}}}}
+            - {{name: GREETING, value: "hello from $(POD_IP)"}}
+          ports: [{{name: http, containerPort: 8080}}]
+          readinessProbe: {{httpGet: {{path: /readyz, port: http}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: probe-scim, namespace: {OPERATOR_NAMESPACE}}}
+spec:
+  selector: {{app: probe-scim}}
+  ports: [{{name: web, port: 80, targetPort: http}}]
+"#
+    );
+    apply_yaml(&cp, "probe", &manifest);
+    let kubelet = Kubelet::start(
+        &cp.kubeconfig,
+        OPERATOR_NAMESPACE,
+        Path::new(env!("CARGO_BIN_EXE_portcullis")),
+        &cp.dir().join("pods"),
+    );
+
+    // The Secret does not exist yet: the pods wait, as CreateContainerConfigError.
+    eventually("the pods wait for their Secret", Duration::from_secs(30), || {
+        let pods = kubelet.pods_of("probe-scim");
+        let waiting = pods.iter().filter(|p| p.pid.is_none()).count();
+        let logs = kubelet.logs();
+        if pods.len() == 2 && waiting == 2 && logs.contains("CreateContainerConfigError") {
+            Ok(())
+        } else {
+            Err(format!("{pods:?}\n{logs}"))
+        }
+    });
+    cp.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "probe-db",
+        "-n",
+        OPERATOR_NAMESPACE,
+        &format!("--from-literal=url={database_url}"),
+    ]);
+    let pods = kubelet.await_rollout("probe-scim", 2, Duration::from_secs(60));
+    assert_ne!(pods[0].ip, pods[1].ip, "each pod has an address of its own");
+    for pod in &pods {
+        let pid = pod.pid.expect("running");
+        let env = process_env(pid);
+        let ip = pod.ip.to_string();
+        let expected: BTreeSet<String> = [
+            format!("POD_IP={ip}"),
+            format!("PORTCULLIS_DATABASE_URL={database_url}"),
+            "PORTCULLIS_SCIM_BASE_URL=https://one.example".to_owned(),
+            format!("GREETING=hello from {ip}"),
+            format!("HOSTNAME={}", pod.name),
+        ]
+        .into();
+        assert_eq!(env, expected, "exactly the env written, nothing of the test's (no KUBECONFIG, no PATH)");
+        assert_eq!(
+            process_args(pid)[1..],
+            ["scim-service".to_owned(), format!("--listen={ip}:8080"), "--log-format=json".to_owned()],
+            "the args written, $(POD_IP) expanded"
+        );
+    }
+    let http = Http::new();
+    let url = kubelet.service_url("probe-scim", "web");
+    assert_eq!(http.get(&format!("{url}/readyz")).expect("through the Service").0, 200);
+    cp.kubectl_ok(&[
+        "wait",
+        "--for=condition=Available",
+        "--timeout=30s",
+        "-n",
+        OPERATOR_NAMESPACE,
+        "deployment/probe-scim",
+    ]);
+
+    // A change of the template rolls the pods, reading the ConfigMap anew.
+    cp.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "scim-settings",
+        "-n",
+        OPERATOR_NAMESPACE,
+        "-p",
+        r#"{"data":{"base":"https://two.example"}}"#,
+    ]);
+    cp.kubectl_ok(&[
+        "patch",
+        "deployment",
+        "probe-scim",
+        "-n",
+        OPERATOR_NAMESPACE,
+        "-p",
+        r#"{"spec":{"template":{"metadata":{"annotations":{"revision":"2"}}}}}"#,
+    ]);
+    let rolled = eventually("the pods are replaced", Duration::from_secs(60), || {
+        let now = kubelet.await_rollout("probe-scim", 2, Duration::from_secs(60));
+        if now.iter().all(|p| pods.iter().all(|old| old.template != p.template)) {
+            Ok(now)
+        } else {
+            Err(format!("{now:?}"))
+        }
+    });
+    for pod in &rolled {
+        assert!(
+            process_env(pod.pid.expect("running")).contains("PORTCULLIS_SCIM_BASE_URL=https://two.example")
+        );
+    }
+    for old in &pods {
+        assert!(!alive(old.pid.expect("was running")), "{} is stopped", old.name);
+    }
+
+    // Scaled down, then deleted: the processes go.
+    cp.kubectl_ok(&["scale", "deployment", "probe-scim", "-n", OPERATOR_NAMESPACE, "--replicas=1"]);
+    let one = kubelet.await_rollout("probe-scim", 1, Duration::from_secs(30));
+    cp.kubectl_ok(&["delete", "deployment", "probe-scim", "-n", OPERATOR_NAMESPACE]);
+    eventually("the Deployment's pods are gone", Duration::from_secs(30), || {
+        let left = kubelet.pods_of("probe-scim");
+        if left.is_empty() && one.iter().all(|p| !alive(p.pid.unwrap_or(0))) {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    });
+    let refused = http.get(&format!("{url}/readyz"));
+    assert!(refused.is_err(), "no endpoint left behind the Service: {refused:?}");
+}
