@@ -413,23 +413,30 @@ async fn enforced_refuses_passwords_of_routed_users_except_break_glass() {
     assert!(page.location.as_deref().is_some_and(|l| l.starts_with(WEBAPP_REDIRECT)), "{page:?}");
 }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_user_is_refused_when_the_organization_provisions_by_scim() {
+async fn an_unknown_user_is_refused_when_the_organization_provisions_by_scim_or_not_at_all() {
     let setup = setup("Optional", None).await;
-    let mut org: OrganizationRecord = setup.service.store.get(ORG, ORG).await.expect("read").expect("org");
-    let mut spec: serde_json::Value = serde_json::from_str(&org.spec_json).expect("spec");
-    spec["provisioning"] = serde_json::json!({ "mode": "scim" });
-    org.spec_json = spec.to_string();
-    org.meta.generation += 1;
-    setup.service.store.apply(&org).await.expect("apply");
-    let page = eventually("scim provisioning is in force", Duration::from_secs(10), || async {
-        let browser = browser_form::browser();
-        let callback = through_upstream(&setup, &browser, "bob").await;
-        let page = open(&browser, &callback).await;
-        (page.status == StatusCode::FORBIDDEN).then_some(page)
-    })
-    .await;
-    assert!(page.body.contains("has not provisioned an account for you"), "{}", page.body);
-    assert!(setup.service.store.find_user_by_name(ORG, BOB).await.expect("read").is_none());
+    for (mode, says) in [
+        ("scim", "has not provisioned an account for you"),
+        ("disabled", "created by invitation or by an administrator"),
+    ] {
+        let mut org: OrganizationRecord =
+            setup.service.store.get(ORG, ORG).await.expect("read").expect("org");
+        let mut spec: serde_json::Value = serde_json::from_str(&org.spec_json).expect("spec");
+        spec["provisioning"] = serde_json::json!({ "mode": mode });
+        org.spec_json = spec.to_string();
+        org.meta.generation += 1;
+        setup.service.store.apply(&org).await.expect("apply");
+        let page =
+            eventually(&format!("provisioning {mode} is in force"), Duration::from_secs(10), || async {
+                let browser = browser_form::browser();
+                let callback = through_upstream(&setup, &browser, "bob").await;
+                let page = open(&browser, &callback).await;
+                (page.status == StatusCode::FORBIDDEN && page.body.contains(says)).then_some(page)
+            })
+            .await;
+        assert!(page.location.is_none(), "{mode}");
+        assert!(setup.service.store.find_user_by_name(ORG, BOB).await.expect("read").is_none(), "{mode}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
