@@ -310,7 +310,12 @@ async fn guessing_is_throttled_and_then_even_the_right_password_is_refused() {
         max_lockout: Duration::from_secs(3600),
         forget_after: Duration::from_secs(3600),
     };
-    let throttle = ThrottlePolicy { per_account: rule(3), per_source: rule(100), max_entries: 1000 };
+    let throttle = ThrottlePolicy {
+        per_account: rule(3),
+        per_source: rule(100),
+        max_entries: 1000,
+        ..ThrottlePolicy::default()
+    };
     let service = start(Options { throttle, ..Options::default() }).await;
     let attacker = new_browser();
     let form = sign_in_form(&attacker, &service).await;
@@ -345,8 +350,12 @@ fn throttle_rule(free_failures: u32) -> ThrottleRule {
 /// queued in the hasher past the check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_guesses_sent_at_once_are_throttled_like_a_hundred_in_a_row() {
-    let throttle =
-        ThrottlePolicy { per_account: throttle_rule(3), per_source: throttle_rule(1000), max_entries: 1000 };
+    let throttle = ThrottlePolicy {
+        per_account: throttle_rule(3),
+        per_source: throttle_rule(1000),
+        max_entries: 1000,
+        ..ThrottlePolicy::default()
+    };
     let service = start(Options { throttle, ..Options::default() }).await;
     let attacker = new_browser();
     let form = sign_in_form(&attacker, &service).await;
@@ -374,6 +383,7 @@ async fn an_over_long_password_takes_no_hash_for_a_known_account_or_an_unknown_o
         per_account: throttle_rule(1000),
         per_source: throttle_rule(1000),
         max_entries: 1000,
+        ..ThrottlePolicy::default()
     };
     let service = start(Options { throttle, ..Options::default() }).await;
     let browser = new_browser();

@@ -25,8 +25,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use browser_form::{Page, open, unescape};
 use portcullis::secret::SecretString;
 use portcullis::store::{
-    DesiredStateStore as _, Email, NewUser, OAuthClientRecord, ObjectMeta, OrganizationRecord, Store,
-    UserSource, UserStore as _,
+    CeremonyStore as _, DesiredStateStore as _, Email, NewUser, OAuthClientRecord, ObjectMeta,
+    OrganizationRecord, Store, UserSource, UserStore as _,
 };
 use portcullis::token::keys::{Algorithm, KeyMeta, SigningKey};
 use portcullis::token::password::PasswordHasher;
@@ -501,6 +501,46 @@ async fn a_cloned_authenticator_is_refused_by_its_signature_counter() {
     // The original, counting on, still works.
     let answer = key.get(&refused.ceremony_options(), &service.base, None).to_string();
     submit(&alice, &service, &refused, "/login/webauthn", &[("credential", &answer)], &[]).await.code();
+}
+
+/// Security review, finding 6: anyone could start a passkey sign-in, and
+/// each start wrote a ceremony to the store (2,000 rows in half a second).
+/// Now a browser holds one ceremony however often it starts, and one source
+/// address gets a bounded number of starts before it must wait.
+#[tokio::test]
+async fn passkey_sign_in_starts_cannot_fill_the_store() {
+    let service = start(Options::default()).await;
+    let live = || async {
+        service._store.live_ceremonies(ORG, jiff::Timestamp::now().as_millisecond()).await.unwrap()
+    };
+    let browser = service.browser();
+    let form = open(&browser, &service.authorize_url(&[])).await;
+    for _ in 0..20 {
+        let started = submit(&browser, &service, &form, "/login/passkey/start", &[], &[]).await;
+        assert_eq!(started.status, StatusCode::OK, "{}", started.body);
+    }
+    assert_eq!(live().await, 1, "one browser, one ceremony");
+
+    // New browsers, one address: the default allows 100 starts (these 20
+    // included) and the one that begins the wait; then 429 with Retry-After.
+    let mut statuses = Vec::new();
+    let mut refused = None;
+    for _ in 0..100 {
+        let stranger = service.browser();
+        let form = open(&stranger, &service.authorize_url(&[])).await;
+        let started = submit(&stranger, &service, &form, "/login/passkey/start", &[], &[]).await;
+        statuses.push(started.status);
+        if started.status == StatusCode::TOO_MANY_REQUESTS {
+            refused.get_or_insert(started);
+        }
+    }
+    let allowed = statuses.iter().take_while(|s| **s == StatusCode::OK).count();
+    assert_eq!(allowed, 81, "{statuses:?}");
+    assert!(statuses[allowed..].iter().all(|s| *s == StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    let refused = refused.expect("a refusal");
+    assert!(refused.body.contains("Too many passkey sign-ins"), "{}", refused.body);
+    assert!(refused.retry_after.is_some());
+    assert_eq!(live().await, 82);
 }
 
 #[tokio::test]

@@ -40,7 +40,10 @@ pub struct TakenCeremony {
 }
 
 pub trait CeremonyStore {
-    /// Remembers a ceremony (and forgets those that expired unfinished).
+    /// Remembers a ceremony, in place of any this browser had started for
+    /// the same purpose (one live ceremony per browser and purpose, so that
+    /// repeating a start does not grow the table), and forgets those that
+    /// expired unfinished.
     fn start_ceremony(
         &self,
         ceremony: &NewCeremony<'_>,
@@ -57,11 +60,24 @@ pub trait CeremonyStore {
         id: &str,
         now_ms: i64,
     ) -> impl Future<Output = Result<Option<TakenCeremony>>> + Send;
+
+    /// Ceremonies of the organization still live at `now_ms`: what sign-ins
+    /// in progress hold in the store (monitoring, and the tests of its bound).
+    fn live_ceremonies(&self, organization: &str, now_ms: i64) -> impl Future<Output = Result<u64>> + Send;
 }
 
 impl CeremonyStore for Store {
     async fn start_ceremony(&self, ceremony: &NewCeremony<'_>, now_ms: i64) -> Result<()> {
         let mut tx = self.begin_unlogged_write().await?;
+        sqlx::query(
+            "DELETE FROM webauthn_ceremonies WHERE organization = $1 AND purpose = $2 AND binding = $3",
+        )
+        .bind(ceremony.organization)
+        .bind(ceremony.purpose)
+        .bind(ceremony.binding)
+        .execute(tx.conn())
+        .await
+        .map_err(query_error("replace this browser's sign-in ceremony"))?;
         sqlx::query(
             "INSERT INTO webauthn_ceremonies (id, organization, purpose, binding, user_id, state, expires_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -82,6 +98,20 @@ impl CeremonyStore for Store {
             .await
             .map_err(query_error("forget expired sign-in ceremonies"))?;
         tx.commit().await
+    }
+
+    async fn live_ceremonies(&self, organization: &str, now_ms: i64) -> Result<u64> {
+        let mut conn = self.connection().await?;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS live FROM webauthn_ceremonies WHERE organization = $1 AND expires_ms > $2",
+        )
+        .bind(organization)
+        .bind(now_ms)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(query_error("count sign-in ceremonies"))?;
+        let live: i64 = column(&row, "webauthn_ceremonies", "live")?;
+        Ok(u64::try_from(live).unwrap_or(0))
     }
 
     async fn take_ceremony(

@@ -42,6 +42,9 @@ pub struct ThrottlePolicy {
     pub per_account: ThrottleRule,
     /// More lenient: many people may share one address (NAT, proxies).
     pub per_source: ThrottleRule,
+    /// Passkey sign-ins started without an account (each stores a ceremony):
+    /// every start counts, so that one source cannot fill the store.
+    pub ceremonies_per_source: ThrottleRule,
     /// Bound of each table.
     pub max_entries: usize,
 }
@@ -60,6 +63,12 @@ impl Default for ThrottlePolicy {
                 base_lockout: Duration::from_secs(30),
                 max_lockout: Duration::from_secs(15 * 60),
                 forget_after: Duration::from_secs(60 * 60),
+            },
+            ceremonies_per_source: ThrottleRule {
+                free_failures: 100,
+                base_lockout: Duration::from_secs(30),
+                max_lockout: Duration::from_secs(15 * 60),
+                forget_after: Duration::from_secs(60),
             },
             max_entries: 100_000,
         }
@@ -111,6 +120,7 @@ pub struct LoginThrottle {
 struct Tables {
     accounts: HashMap<AccountKey, Entry>,
     sources: HashMap<SourceKey, Entry>,
+    ceremony_starts: HashMap<SourceKey, Entry>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -149,6 +159,21 @@ impl LoginThrottle {
             bump(&mut tables.sources, source, &self.policy.per_source, max, now);
         }
         verdict
+    }
+
+    /// Call before storing a ceremony for someone not yet known (a passkey
+    /// sign-in's start): the verdict, and when allowed the start counted
+    /// against the source. Starts are not failures, but each writes a row;
+    /// past the rule's free ones within its window the source waits.
+    pub fn begin_ceremony(&self, source: SourceKey, now: Timestamp) -> ThrottleVerdict {
+        let mut tables = self.lock();
+        let rule = &self.policy.ceremonies_per_source;
+        if let Some(retry_after) = tables.ceremony_starts.get(&source).and_then(|e| locked_for(e, rule, now))
+        {
+            return ThrottleVerdict::Throttled { retry_after };
+        }
+        bump(&mut tables.ceremony_starts, source, rule, self.policy.max_entries, now);
+        ThrottleVerdict::Allowed
     }
 
     /// Takes back an attempt [`begin_attempt`](Self::begin_attempt) counted
@@ -292,7 +317,12 @@ mod tests {
             max_lockout: Duration::from_secs(60),
             forget_after: Duration::from_secs(600),
         };
-        ThrottlePolicy { per_account: rule(3), per_source: rule(10), max_entries: 100 }
+        ThrottlePolicy {
+            per_account: rule(3),
+            per_source: rule(10),
+            ceremonies_per_source: rule(2),
+            max_entries: 100,
+        }
     }
 
     fn account(name: &str) -> AccountKey {
@@ -362,6 +392,15 @@ mod tests {
         let verdicts: Vec<_> = (0..20).map(|_| throttle.begin_attempt(&alice, ip(1), at(0))).collect();
         let allowed = verdicts.iter().filter(|v| **v == ThrottleVerdict::Allowed).count();
         assert_eq!(allowed, 4, "3 free failures and the one that starts the lockout: {verdicts:?}");
+    }
+
+    #[test]
+    fn ceremony_starts_past_the_free_ones_wait_per_source() {
+        let throttle = LoginThrottle::new(policy());
+        let allowed =
+            (0..10).filter(|_| throttle.begin_ceremony(ip(1), at(0)) == ThrottleVerdict::Allowed).count();
+        assert_eq!(allowed, 3, "2 free and the one that starts the wait");
+        assert_eq!(throttle.begin_ceremony(ip(2), at(0)), ThrottleVerdict::Allowed, "another source");
     }
 
     #[test]

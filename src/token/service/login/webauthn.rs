@@ -29,7 +29,7 @@ use super::credentials::{self, StoredCredential};
 use super::csrf::MfaTicket;
 use super::error::LoginError;
 use super::extract::SignInPost;
-use super::flow::{finish, sign_in_fields};
+use super::flow::{finish, show_sign_in, sign_in_fields};
 use super::mfa::{self, SecondFactor};
 use super::pages::{CeremonyMode, CeremonyPage, Page, PlainForm};
 use super::request::Params;
@@ -39,6 +39,7 @@ use super::{SourceAddress, issuer_path};
 use crate::store::UserStore as _;
 use crate::token::service::error::OAuthError;
 use crate::token::service::state::{OrganizationView, TokenServiceState};
+use crate::token::throttle::{SourceKey, ThrottleVerdict};
 
 const WRONG_KEY: &str = "That security key or passkey is not one enrolled for your account, or its answer \
                          was not right. Try again.";
@@ -268,10 +269,30 @@ pub(super) fn passkeys_offered(state: &TokenServiceState, org: &OrganizationView
 
 pub(super) async fn passkey_start(
     State(state): State<TokenServiceState>,
+    source: SourceAddress,
     post: SignInPost,
 ) -> Result<Response, LoginError> {
     if !passkeys_offered(&state, &post.org) {
         return Err(post.sign_in_again(&state, StatusCode::FORBIDDEN, PASSKEYS_OFF));
+    }
+    // Anyone may start one, and each start stores a ceremony: bounded per source.
+    if let ThrottleVerdict::Throttled { retry_after } =
+        state.login().throttle.begin_ceremony(SourceKey::from(source.0), state.now())
+    {
+        let message = format!(
+            "Too many passkey sign-ins were started from your network. Try again in {} seconds.",
+            retry_after.as_secs().max(1)
+        );
+        let page = show_sign_in(
+            &state,
+            &post.org,
+            &post.request,
+            &post.browser,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&message),
+            "",
+        );
+        return Err(page.retry_after(retry_after).into());
     }
     Ok(show_passkey(&state, &post, StatusCode::OK, None).await?.into_response())
 }
