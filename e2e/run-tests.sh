@@ -34,6 +34,10 @@ PORTCULLIS_TOOLS_BIN=$(bash e2e/build-tools.sh | tail -n 1)
 export PORTCULLIS_TOOLS_BIN
 echo "packaging tools in $PORTCULLIS_TOOLS_BIN ($(($(date +%s) - start))s)" >&2
 
+step "upstream OpenID provider for the single sign-on tests (oidc-provider from npm, cached)"
+PORTCULLIS_OIDC_PROVIDER_DIR=$(bash e2e/build-oidc-provider.sh | tail -n 1)
+export PORTCULLIS_OIDC_PROVIDER_DIR
+
 step "cargo test --workspace --all-targets"
 cargo test --locked --workspace --all-targets
 

@@ -62,6 +62,9 @@ on_both_backends!(
     follower_snapshots_are_never_half_a_transaction,
     follower_keeps_following_while_readers_hold_old_snapshots,
     an_issuer_name_held_by_two_namespaces_serves_neither,
+    sso_requests_are_taken_once_and_expire,
+    jit_users_and_provider_groups_feed_the_index_through_group_mappings,
+    sso_outcomes_are_counted_per_provider,
     access_directory_lists_groups_members_and_inactive_users,
 );
 
@@ -1120,4 +1123,118 @@ async fn an_issuer_name_held_by_two_namespaces_serves_neither(store: Store) {
     store.apply(&in_namespace("tenant-b", "org-b")).await.unwrap();
     assert_eq!(store.organization_by_name("acme").await.unwrap(), None);
     assert_eq!(store.scim_token_owner("acme", &hash).await.unwrap(), None);
+}
+
+fn sso_request(id_hash: &str, now_ms: i64) -> SsoRequest {
+    SsoRequest {
+        id_hash: id_hash.into(),
+        organization: ORG.into(),
+        identity_provider: "okta".into(),
+        pre_login_hash: "browser-hash".into(),
+        saml_request_id: None,
+        authorization_request: "[]".into(),
+        verified_identity: None,
+        created_ms: now_ms,
+        expires_ms: now_ms + 60_000,
+    }
+}
+
+async fn sso_requests_are_taken_once_and_expire(store: Store) {
+    let now = 1_000_000;
+    store.create_sso_request(&sso_request("state-1", now)).await.unwrap();
+    assert_eq!(
+        store.find_sso_request(ORG, "state-1", now + 1).await.unwrap(),
+        Some(sso_request("state-1", now))
+    );
+    assert_eq!(store.find_sso_request("globex", "state-1", now + 1).await.unwrap(), None, "another tenant's");
+    assert!(store.take_sso_request(ORG, "state-1", now + 1).await.unwrap().is_some());
+    assert_eq!(store.take_sso_request(ORG, "state-1", now + 2).await.unwrap(), None, "taken once");
+
+    store.create_sso_request(&sso_request("state-2", now)).await.unwrap();
+    assert_eq!(store.find_sso_request(ORG, "state-2", now + 60_001).await.unwrap(), None, "expired");
+    assert_eq!(store.take_sso_request(ORG, "state-2", now + 60_001).await.unwrap(), None, "expired");
+}
+
+async fn jit_users_and_provider_groups_feed_the_index_through_group_mappings(store: Store) {
+    seed_tenant(&store).await;
+    let spec = serde_json::json!({
+        "type": "OIDC",
+        "oidc": { "issuer": "https://idp.example", "clientId": "c", "clientSecretRef": { "name": "s" } },
+        "emailDomains": ["acme.test"],
+        "groupMappings": [{ "group": "Engineering", "role": "publisher" }],
+    });
+    let provider = IdentityProviderRecord {
+        meta: meta("uid-idp", "okta", 1),
+        protocol: "oidc".into(),
+        stage: "Optional".into(),
+        email_domains: vec!["acme.test".into()],
+        scim_enabled: false,
+        spec_json: spec.to_string(),
+    };
+    applied(store.apply(&provider).await.unwrap());
+    // A group managed here with a name the provider also sends is left alone.
+    let local = store.create_group(&new_group("Everyone")).await.unwrap();
+    let follower = IndexFollower::start(store.clone(), ORG).await.unwrap();
+
+    let bob = store
+        .create_jit_user(&NewUser::new(ORG, "bob@acme.test", UserSource::Jit), "okta", "sub-bob", 5)
+        .await
+        .unwrap();
+    assert_eq!(store.linked_user(ORG, "okta", "sub-bob").await.unwrap(), Some(bob.id.clone()));
+    assert_eq!(store.linked_user(ORG, "other", "sub-bob").await.unwrap(), None);
+
+    let groups = ["Engineering".to_owned(), "Everyone".to_owned()];
+    store.sync_upstream_groups(ORG, "okta", &bob.id, &groups, false).await.unwrap();
+    let snapshot = snapshot_at(&follower, store.current_seq().await.unwrap()).await;
+    assert!(allows(&snapshot, "bob@acme.test", "journeys.publish"), "Engineering → publisher");
+    assert_eq!(
+        store.count_members(ORG, &local.id).await.unwrap(),
+        0,
+        "the local group is not the provider's"
+    );
+
+    // Left Engineering upstream: the membership and the role go.
+    store.sync_upstream_groups(ORG, "okta", &bob.id, &["Everyone".to_owned()], true).await.unwrap();
+    let snapshot = snapshot_at(&follower, store.current_seq().await.unwrap()).await;
+    assert!(!allows(&snapshot, "bob@acme.test", "journeys.publish"));
+
+    // The mapping goes with the provider.
+    store.sync_upstream_groups(ORG, "okta", &bob.id, &groups, true).await.unwrap();
+    assert!(allows(
+        &snapshot_at(&follower, store.current_seq().await.unwrap()).await,
+        "bob@acme.test",
+        "journeys.publish"
+    ));
+    let DeleteOutcome::Deleted { seq } =
+        store.delete::<IdentityProviderRecord>(&provider.meta).await.unwrap()
+    else {
+        panic!("the provider was stored")
+    };
+    assert!(!allows(&snapshot_at(&follower, seq).await, "bob@acme.test", "journeys.publish"));
+}
+
+async fn sso_outcomes_are_counted_per_provider(store: Store) {
+    let hour = 3_600_000;
+    let now = 1_000 * hour;
+    let outcome = |failure, at_ms, stage| SsoOutcome {
+        organization: ORG,
+        identity_provider: "okta",
+        stage,
+        failure,
+        at_ms,
+    };
+    store.record_sso_outcome(&outcome(None, now - 30 * hour, "Testing")).await.unwrap();
+    store.record_sso_outcome(&outcome(None, now - hour, "Testing")).await.unwrap();
+    store
+        .record_sso_outcome(&outcome(Some(("IdTokenInvalid", "nonce")), now - 10, "Optional"))
+        .await
+        .unwrap();
+    store.record_sso_outcome(&outcome(None, now, "Optional")).await.unwrap();
+    let health = store.sso_health(ORG, "okta", now).await.unwrap();
+    assert_eq!((health.sign_ins_24h, health.failures_24h), (3, 1), "the one 30 hours ago is out");
+    assert_eq!(health.stage.as_deref(), Some("Optional"));
+    assert_eq!(health.successes_in_stage, 1, "counted again from the stage change");
+    assert_eq!(health.last_error_reason.as_deref(), Some("IdTokenInvalid"));
+    assert_eq!(health.last_success_ms, Some(now));
+    assert_eq!(store.sso_health(ORG, "other", now).await.unwrap(), SsoHealth::default());
 }

@@ -60,6 +60,12 @@ pub struct IdentityProviderSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saml: Option<SamlSettings>,
 
+    /// PEM certificates of a private CA that the upstream's TLS certificates
+    /// chain to, trusted besides the system's roots when calling it
+    /// (discovery, key set, token endpoint, SAML metadata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle_ref: Option<CaBundleReference>,
+
     /// Email domains whose users are routed to this provider at sign-in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50), inner(regex(pattern = EMAIL_DOMAIN_PATTERN), length(max = 253)))]
@@ -83,6 +89,40 @@ pub struct IdentityProviderSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 500))]
     pub group_mappings: Vec<GroupMapping>,
+}
+
+/// `https://…`, or `http://` to a loopback host (and the same check is made
+/// again on every URL the upstream hands out).
+pub const UPSTREAM_URL_PATTERN: &str =
+    r"^(https://[^\s#]+|http://(localhost|127(\.[0-9]{1,3}){3}|\[::1\])(:[0-9]{1,5})?(/[^\s#]*)?)$";
+
+/// Where a CA bundle (PEM) is kept: a key of a Secret or of a ConfigMap in
+/// the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaBundleReference {
+    /// `Secret` or `ConfigMap`.
+    #[serde(default)]
+    pub kind: CaBundleKind,
+    /// Name of the object, in the same namespace.
+    #[schemars(regex(pattern = OBJECT_NAME_PATTERN), length(min = 1, max = 253))]
+    pub name: String,
+    /// Key holding the PEM certificates.
+    #[serde(default = "default_ca_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_ca_key() -> String {
+    "ca.crt".to_owned()
+}
+
+/// Kind of object holding a CA bundle.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum CaBundleKind {
+    #[default]
+    Secret,
+    ConfigMap,
 }
 
 /// Upstream protocol.
@@ -109,7 +149,9 @@ pub enum IdentityProviderType {
 ]))]
 pub struct OidcSettings {
     /// Issuer URL; its `/.well-known/openid-configuration` must be reachable.
-    #[schemars(regex(pattern = r"^https://[^\s#?]+$"), length(max = 2048))]
+    /// `https://`, or `http://` on a loopback address (`127.0.0.1`, `[::1]`,
+    /// `localhost`) for a developer's local IdP.
+    #[schemars(regex(pattern = UPSTREAM_URL_PATTERN), length(max = 2048))]
     pub issuer: String,
 
     /// Client ID registered at the upstream for Portcullis.
@@ -190,9 +232,9 @@ fn default_groups_claim() -> String {
 ]))]
 pub struct SamlSettings {
     /// URL of the IdP's SAML metadata document, fetched and watched for
-    /// certificate changes.
+    /// certificate changes. `https://`, or `http://` on a loopback address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^https://[^\s#]+$"), length(max = 2048))]
+    #[schemars(regex(pattern = UPSTREAM_URL_PATTERN), length(max = 2048))]
     pub metadata_url: Option<String>,
 
     /// The IdP's SAML metadata XML, inline.

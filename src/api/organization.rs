@@ -222,6 +222,12 @@ fn default_min_password_length() -> i32 {
         "message": "at least one MFA method is needed when MFA can be required",
         "fieldPath": ".methods",
         "reason": "FieldValueRequired"
+    },
+    {
+        "rule": "self.required != 'Never' || self.upstreamMfa == 'Accept'",
+        "message": "upstreamMfa RequireLocal asks for a local second factor, which required: Never never does",
+        "fieldPath": ".upstreamMfa",
+        "reason": "FieldValueInvalid"
     }
 ]))]
 pub struct MfaPolicy {
@@ -235,12 +241,34 @@ pub struct MfaPolicy {
     #[schemars(length(max = 2))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub methods: Vec<MfaMethod>,
+
+    /// After a single sign-on through an IdentityProvider: `Accept` counts
+    /// the upstream's own MFA (its `amr` holds `mfa`, or the SAML
+    /// authentication context is multi-factor) as the second factor;
+    /// `RequireLocal` asks for one of `methods` here as well, whatever the
+    /// upstream did.
+    #[serde(default)]
+    pub upstream_mfa: UpstreamMfa,
 }
 
 impl Default for MfaPolicy {
     fn default() -> Self {
-        Self { required: MfaRequirement::default(), methods: default_mfa_methods() }
+        Self {
+            required: MfaRequirement::default(),
+            methods: default_mfa_methods(),
+            upstream_mfa: UpstreamMfa::default(),
+        }
     }
+}
+
+/// Whether an upstream's MFA stands for ours.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum UpstreamMfa {
+    /// The upstream's MFA counts.
+    #[default]
+    Accept,
+    /// A local second factor is asked for after every single sign-on that needs one.
+    RequireLocal,
 }
 
 fn default_mfa_methods() -> Vec<MfaMethod> {

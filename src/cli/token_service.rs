@@ -19,6 +19,7 @@ use super::process::{
     DatabaseArgs, ListenerArgs, LogArgs, TrustedProxiesArgs, block_on, init_logging, parse_listen,
     serve_metrics, shutdown_signal,
 };
+use crate::federation::upstreams::SecretsDirectory;
 use crate::http_metrics::HttpMetrics;
 use crate::sealing::{KeyEncryptionKey, KeyRing};
 use crate::store::Store;
@@ -90,6 +91,11 @@ pub struct TokenServiceArgs {
 
     #[command(flatten)]
     proxies: TrustedProxiesArgs,
+
+    /// Directory of the mounted Secrets that IdentityProviders name
+    /// (`clientSecretRef`, `caBundleRef`): `{dir}/{namespace}/{secret}/{key}`.
+    #[arg(long, env = "PORTCULLIS_UPSTREAM_SECRETS_DIR")]
+    upstream_secrets_dir: Option<PathBuf>,
 }
 
 impl TokenServiceArgs {
@@ -167,6 +173,9 @@ async fn serve(args: TokenServiceArgs) -> Result<(), String> {
     })
     .await
     .map_err(|e| format!("starting the token service: {e}"))?;
+    if let Some(dir) = args.upstream_secrets_dir {
+        state.upstreams().set_secrets(Arc::new(SecretsDirectory(dir)));
+    }
     let metrics = Arc::new(HttpMetrics::new());
     let render_from = metrics.clone();
     let metrics_port = serve_metrics(args.metrics_listen, Arc::new(move || render_from.render())).await?;

@@ -117,6 +117,9 @@ pub async fn run(
     })
     .await
     .map_err(|e| format!("starting the token service: {e}"))?;
+    if let Some((applied, _)) = &applied {
+        use_upstream_secrets(&token, &applied.set);
+    }
     let scim = ScimState::new(store.clone(), &base_url);
     let metrics = Arc::new(HttpMetrics::new());
     let (render_http, render_scim) = (metrics.clone(), scim.metrics.clone());
@@ -174,4 +177,19 @@ async fn tidy_periodically(store: Store) {
         crate::store::purge::tidy(&store, crate::store::now_ms()).await;
         tokio::time::sleep(HOUSEKEEPING_INTERVAL).await;
     }
+}
+
+/// The folder's Secrets are where IdentityProviders' client secrets and CA
+/// bundles are read (`clientSecretRef`, `caBundleRef`), as a cluster's are.
+fn use_upstream_secrets(token: &TokenServiceState, set: &crate::manifests::ManifestSet) {
+    let values = set
+        .secrets
+        .iter()
+        .flat_map(|secret| {
+            secret.values.iter().map(|(key, value)| {
+                ((secret.namespace.clone(), secret.name.clone(), key.clone()), value.clone())
+            })
+        })
+        .collect();
+    token.upstreams().set_secrets(Arc::new(crate::federation::upstreams::SecretsInMemory::new(values)));
 }

@@ -69,6 +69,7 @@ pub async fn follow(
                     tracing::info!(changed = applied.changed, "manifests applied");
                 }
                 banner::print_new_credentials(&applied.credentials);
+                super::use_upstream_secrets(&token, &applied.set);
                 match bootstrap::ensure_administrators(&applied.set, &store, token.login(), Timestamp::now())
                     .await
                 {

@@ -133,6 +133,9 @@ struct FollowerState {
     /// Ids to name keys, to undo what a deleted or renamed user or group did.
     users: HashMap<String, String>,
     groups: HashMap<String, String>,
+    /// IdentityProvider name to how many group mappings it put in the index
+    /// (assignments `idp:{name}:{i}`), to take them out again.
+    idp_mappings: HashMap<String, usize>,
     /// The copy readers do not see, if we own it outright …
     spare: Option<AccessIndex>,
     /// … or the previously published one, once readers let go of it.
@@ -152,6 +155,7 @@ impl FollowerState {
             seq: 0,
             users: HashMap::new(),
             groups: HashMap::new(),
+            idp_mappings: HashMap::new(),
             spare: None,
             previous: None,
             lag: Vec::new(),
@@ -264,7 +268,13 @@ impl FollowerState {
     async fn reload(&mut self) -> Result<Arc<IndexSnapshot>> {
         let mut tx = self.store.begin_read().await?;
         let seq = changes::read_counter(&mut tx).await?;
-        let (ops, users, groups) = load_all(&mut tx, &self.organization).await?;
+        let (mut ops, users, groups) = load_all(&mut tx, &self.organization).await?;
+        self.idp_mappings.clear();
+        for provider in desired::list::<IdentityProviderRecord>(&mut tx, &self.organization).await? {
+            let mappings = group_mappings(&provider);
+            self.idp_mappings.insert(provider.meta.name.clone(), mappings.len());
+            ops.extend(mappings.into_iter().map(IndexOp::ApplyAssignment));
+        }
         drop(tx);
         let mut published = AccessIndex::new();
         apply_ops(&mut published, &ops);
@@ -290,6 +300,7 @@ impl FollowerState {
         let mut groups = BTreeSet::new();
         let mut memberships = BTreeSet::new();
         let mut replaced = BTreeSet::new();
+        let mut providers = BTreeSet::new();
         for change in changes {
             match change {
                 Change::Resource { kind: ResourceKind::Organization, .. } => organization_changed = true,
@@ -298,6 +309,9 @@ impl FollowerState {
                 }
                 Change::Resource { kind: ResourceKind::RoleAssignment, uid, .. } => {
                     assignments.insert(uid.clone());
+                }
+                Change::Resource { kind: ResourceKind::IdentityProvider, name, .. } => {
+                    providers.insert(name.clone());
                 }
                 Change::Resource { .. } | Change::SigningKey { .. } => {}
                 Change::User { id, .. } => {
@@ -333,6 +347,19 @@ impl FollowerState {
                     ops.push(IndexOp::ApplyAssignment(assignment(&record)));
                 }
                 _ => ops.push(IndexOp::DeleteAssignment(uid)),
+            }
+        }
+        // An IdentityProvider's group mappings are assignments to the
+        // groups of those names: replaced as a whole when it changes.
+        for name in providers {
+            let before = self.idp_mappings.remove(&name).unwrap_or(0);
+            ops.extend((0..before).map(|i| IndexOp::DeleteAssignment(mapping_id(&name, i))));
+            if let Some(provider) =
+                desired::get_by_name::<IdentityProviderRecord>(conn, &organization, &name).await?
+            {
+                let mappings = group_mappings(&provider);
+                self.idp_mappings.insert(name, mappings.len());
+                ops.extend(mappings.into_iter().map(IndexOp::ApplyAssignment));
             }
         }
 
@@ -408,6 +435,33 @@ impl FollowerState {
         }
         Ok(ops)
     }
+}
+
+fn mapping_id(provider: &str, index: usize) -> String {
+    format!("idp:{provider}:{index}")
+}
+
+/// An IdentityProvider's `groupMappings` as assignments to groups by name
+/// (the groups its sign-ins hydrate). A spec that does not parse maps nothing.
+fn group_mappings(provider: &IdentityProviderRecord) -> Vec<Assignment> {
+    let spec = match serde_json::from_str::<crate::api::IdentityProviderSpec>(&provider.spec_json) {
+        Ok(spec) => spec,
+        Err(error) => {
+            tracing::error!(name = %provider.meta.name, %error, "an IdentityProvider's stored spec is unreadable");
+            return Vec::new();
+        }
+    };
+    spec.group_mappings
+        .iter()
+        .enumerate()
+        .map(|(i, mapping)| Assignment {
+            id: mapping_id(&provider.meta.name, i),
+            principal: Principal::group(mapping.group.clone()),
+            role: mapping.role.clone(),
+            scope: mapping.workspace.clone().map(Scope::Workspace).unwrap_or(Scope::Organization),
+            expires_at: None,
+        })
+        .collect()
 }
 
 /// What the index takes of a stored Role. Also how `portcullis diff` reads

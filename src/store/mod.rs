@@ -21,6 +21,9 @@
 //!   [`GroupStore`]).
 //! - [`keys`]: signing keys with their sealed private half ([`SealedSigningKeyStore`]).
 //! - [`changes`]: what changed, and who is told ([`ChangeFeed`]).
+//! - [`federation`]: single sign-on state: pending upstream sign-ins, the
+//!   SAML replay cache, linked upstream identities, JIT users and their
+//!   provider groups, sign-in counts ([`FederationStore`]).
 //! - [`follow`]: an access index that follows the store change by change.
 //! - [`access_review`]: groups, members and inactive users, as `portcullis diff` reads them.
 //! - [`audit`]: the audit trail, appended in the transaction of each write it
@@ -35,6 +38,7 @@ pub mod ceremonies;
 pub mod changes;
 pub mod desired;
 mod error;
+pub mod federation;
 pub mod follow;
 pub mod grants;
 pub mod identity;
@@ -63,6 +67,7 @@ pub use ceremonies::CeremonyStore;
 pub use changes::{Change, ChangeEvent, ChangeFeed, ChangeNotice, ChangeSubscription};
 pub use desired::{ApplyOutcome, DeleteOutcome, DesiredRecord, DesiredStateStore};
 pub use error::StoreError;
+pub use federation::{FederationStore, SsoHealth, SsoOutcome, SsoRequest};
 pub use follow::{IndexFollower, IndexSnapshot};
 pub use grants::GrantStore;
 pub use identity::{GroupStore, UserStore};
@@ -418,6 +423,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (6, "webauthn", include_str!("../../migrations/sqlite/0006_webauthn.sql")),
     (7, "sealed signing keys", include_str!("../../migrations/sqlite/0007_sealed_signing_keys.sql")),
     (13, "hardening", include_str!("../../migrations/sqlite/0013_hardening.sql")),
+    (15, "federation", include_str!("../../migrations/sqlite/0015_federation.sql")),
     (16, "audit", include_str!("../../migrations/sqlite/0016_audit.sql")),
 ]);
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
@@ -429,6 +435,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (6, "webauthn", include_str!("../../migrations/postgres/0006_webauthn.sql")),
     (7, "sealed signing keys", include_str!("../../migrations/postgres/0007_sealed_signing_keys.sql")),
     (13, "hardening", include_str!("../../migrations/postgres/0013_hardening.sql")),
+    (15, "federation", include_str!("../../migrations/postgres/0015_federation.sql")),
     (16, "audit", include_str!("../../migrations/postgres/0016_audit.sql")),
 ]);
 

@@ -218,6 +218,9 @@ pub struct IdTokenClaims {
     pub acr: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amr: Option<Vec<String>>,
+    /// The IdentityProvider the user signed in through (single sign-on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub azp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -261,6 +264,7 @@ impl IdTokenClaims {
         if grant.client_id.is_empty() {
             return Err(ClaimsError::NoAudience);
         }
+        let (amr, idp) = split_provider(grant.amr);
         Ok(Self {
             iss: grant.issuer,
             sub: grant.subject,
@@ -270,7 +274,8 @@ impl IdTokenClaims {
             auth_time: grant.auth_time.map(|t| t.as_second()),
             nonce: grant.nonce,
             acr: grant.acr,
-            amr: (!grant.amr.is_empty()).then_some(grant.amr),
+            amr: (!amr.is_empty()).then_some(amr),
+            idp,
             azp: Some(grant.client_id),
             at_hash: grant.access_token.map(|token| at_hash(token, algorithm)),
             email: grant.email,
@@ -278,6 +283,27 @@ impl IdTokenClaims {
             name: grant.name,
         })
     }
+}
+
+/// The prefix of the method reference that names the IdentityProvider of a
+/// single sign-on. It travels with the methods (session, code, refresh
+/// family) and becomes the `idp` claim; it never shows in `amr`.
+pub const PROVIDER_AMR_PREFIX: &str = "idp:";
+
+/// The methods without the provider marker, and the provider it names.
+pub fn split_provider(amr: Vec<String>) -> (Vec<String>, Option<String>) {
+    let mut provider = None;
+    let methods = amr
+        .into_iter()
+        .filter(|method| match method.strip_prefix(PROVIDER_AMR_PREFIX) {
+            Some(name) => {
+                provider = Some(name.to_owned());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    (methods, provider)
 }
 
 /// OpenID Connect Core §3.1.3.6: base64url of the left half of the hash of

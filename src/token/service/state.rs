@@ -158,6 +158,10 @@ struct Inner {
     /// a drop does not put its (maybe stale) result in the cache.
     views_generation: AtomicU64,
     followers: Mutex<HashMap<String, Arc<OnceCell<Arc<IndexFollower>>>>>,
+    /// Upstream identity providers: clients, caches, where secrets come from.
+    upstreams: crate::federation::upstreams::Upstreams,
+    /// Each organization's identity providers (by namespace).
+    identity_providers: RwLock<HashMap<String, Arc<Vec<crate::federation::routing::ProviderEntry>>>>,
 }
 
 impl TokenServiceState {
@@ -165,6 +169,8 @@ impl TokenServiceState {
     /// keeps the cached views current.
     pub async fn new(config: TokenServiceConfig) -> Result<Self, OAuthError> {
         let subscription = config.store.subscribe().await?;
+        let upstreams = crate::federation::upstreams::Upstreams::new()
+            .map_err(|e| OAuthError::server_because("the HTTP client for upstream identity providers", e))?;
         let state = Self(Arc::new(Inner {
             store: config.store,
             public_base_url: config.public_base_url.trim_end_matches('/').to_owned(),
@@ -175,6 +181,8 @@ impl TokenServiceState {
             clients: RwLock::new(HashMap::new()),
             views_generation: AtomicU64::new(0),
             followers: Mutex::new(HashMap::new()),
+            upstreams,
+            identity_providers: RwLock::new(HashMap::new()),
         }));
         tokio::spawn(invalidate_on_change(Arc::downgrade(&state.0), subscription));
         Ok(state)
@@ -277,10 +285,60 @@ impl TokenServiceState {
         .map_err(OAuthError::server)
     }
 
+    /// Clients and caches for upstream identity providers, and where their
+    /// secrets are read (set it with [`Upstreams::set_secrets`](crate::federation::upstreams::Upstreams::set_secrets)).
+    pub fn upstreams(&self) -> &crate::federation::upstreams::Upstreams {
+        &self.0.upstreams
+    }
+
+    /// The organization's identity providers, with their specs parsed
+    /// (one that does not parse is left out, and logged).
+    pub async fn identity_providers(
+        &self,
+        org: &OrganizationView,
+    ) -> Result<Arc<Vec<crate::federation::routing::ProviderEntry>>, OAuthError> {
+        if let Some(found) = read(&self.0.identity_providers).get(&org.namespace) {
+            return Ok(found.clone());
+        }
+        let generation = self.0.views_generation.load(Ordering::Acquire);
+        let records = self.0.store.list::<crate::store::IdentityProviderRecord>(&org.namespace).await?;
+        let mut entries = Vec::new();
+        for record in records {
+            match serde_json::from_str::<crate::api::IdentityProviderSpec>(&record.spec_json) {
+                Ok(spec) => {
+                    entries.push(crate::federation::routing::ProviderEntry { name: record.meta.name, spec })
+                }
+                Err(error) => tracing::error!(
+                    namespace = %org.namespace, name = %record.meta.name, %error,
+                    "an IdentityProvider's stored spec is unreadable; it is not offered"
+                ),
+            }
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let entries = Arc::new(entries);
+        let mut cache = write(&self.0.identity_providers);
+        if self.0.views_generation.load(Ordering::Acquire) == generation {
+            cache.insert(org.namespace.clone(), entries.clone());
+        }
+        Ok(entries)
+    }
+
+    /// Whether the organization routes some email domain to an identity
+    /// provider, as last read by [`identity_providers`](Self::identity_providers)
+    /// (false when it has not been read since the last change).
+    pub fn offers_single_sign_on(&self, org: &OrganizationView) -> bool {
+        read(&self.0.identity_providers).get(&org.namespace).is_some_and(|providers| {
+            providers.iter().any(|p| {
+                p.spec.rollout.stage != crate::api::RolloutStage::Disabled && !p.spec.email_domains.is_empty()
+            })
+        })
+    }
+
     fn forget_views(&self) {
         self.0.views_generation.fetch_add(1, Ordering::AcqRel);
         write(&self.0.organizations).clear();
         write(&self.0.clients).clear();
+        write(&self.0.identity_providers).clear();
     }
 }
 
@@ -292,8 +350,8 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Drops cached views when an Organization or OAuthClient changes, and an
-/// organization's key set when its signing keys change (everything when
+/// Drops cached views when an Organization, OAuthClient or IdentityProvider
+/// changes, and an organization's key set when its signing keys change (everything when
 /// notices were missed). Ends when the state or the store is gone.
 async fn invalidate_on_change(
     state: std::sync::Weak<Inner>,
@@ -305,7 +363,12 @@ async fn invalidate_on_change(
             ChangeEvent::Committed(notice) => notice.changes.iter().any(|change| {
                 matches!(
                     change,
-                    Change::Resource { kind: ResourceKind::Organization | ResourceKind::OAuthClient, .. }
+                    Change::Resource {
+                        kind: ResourceKind::Organization
+                            | ResourceKind::OAuthClient
+                            | ResourceKind::IdentityProvider,
+                        ..
+                    }
                 )
             }),
         };

@@ -59,5 +59,7 @@ pub(super) async fn authorize(
         return Err(refusal(state, &org, error));
     }
     let browser = PreLogin::of(state, &org.name, &headers);
+    // Read now so the form knows whether to offer single sign-on.
+    state.identity_providers(&org).await?;
     Ok(show_sign_in(state, &org, &request, &browser, StatusCode::OK, None, "").into_response())
 }

@@ -130,6 +130,7 @@ pub(super) fn show_sign_in(
         },
         user_name,
         passkey,
+        single_sign_on: state.offers_single_sign_on(org),
     };
     Page::new(status, &page).with_cookie(browser.set_cookie.clone())
 }

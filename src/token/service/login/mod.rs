@@ -29,6 +29,7 @@
 //! - [`authorize`], [`sign_in`], [`webauthn`], [`account`], [`end_session`]: the handlers, each its
 //!   business logic only.
 //! - [`credentials`], [`ceremonies`]: the WebAuthn credentials and ceremony state in the store.
+//! - [`sso`]: single sign-on through the organization's IdentityProviders (OIDC, SAML).
 //!
 //! The keys for CSRF tokens, tickets and sealing TOTP secrets come from one
 //! secret ([`LoginConfig::secret`]); replicas must share it.
@@ -50,6 +51,7 @@ mod pages;
 mod request;
 mod session;
 mod sign_in;
+mod sso;
 mod step;
 mod webauthn;
 
@@ -206,6 +208,7 @@ pub fn routes() -> axum::Router<TokenServiceState> {
         .route("/o/{org}/account/totp", post(account::totp_start))
         .route("/o/{org}/account/totp/finish", post(account::totp_finish))
         .route("/o/{org}/end_session", get(end_session::end_session_get).post(end_session::end_session_post))
+        .merge(sso::routes())
 }
 
 /// The address a request came from, for throttling: the TCP peer, or behind

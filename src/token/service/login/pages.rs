@@ -170,6 +170,9 @@ pub(super) struct SignInPage<'a> {
     pub form: FormContext<'a>,
     pub user_name: &'a str,
     pub passkey: Option<PlainForm<'a>>,
+    /// Some email domains are routed to an identity provider: the password
+    /// may be left empty (home-realm discovery).
+    pub single_sign_on: bool,
 }
 
 /// The TOTP step after the password.
@@ -283,6 +286,7 @@ mod tests {
             },
             user_name: evil,
             passkey: None,
+            single_sign_on: true,
         }
         .render()
         .unwrap();

@@ -8,6 +8,11 @@
 //!  POST {issuer}/login/totp  SignInPost ─ ticket ─ throttle ─ RFC 6238 once ─► finish
 //! ```
 //!
+//! An email routed to an IdentityProvider (home-realm discovery, by rollout
+//! stage: `federation::routing`) is sent to single sign-on instead (`sso`);
+//! under `Enforced` a password is refused for the provider's users, except
+//! its break-glass users.
+//!
 //! A wrong password and an unknown account get the same answer after the
 //! same work (one argon2id hash). While throttled, nothing is checked: the
 //! right password is refused too.
@@ -25,8 +30,10 @@ use super::flow::{finish, sign_in_fields};
 use super::issuer_path;
 use super::mfa::{self, SecondFactor};
 use super::pages::{FormContext, HiddenFields, Page, TotpPage};
+use super::sso;
 use super::step::Step;
 use super::webauthn::{self, SecondFactorStep};
+use crate::federation::routing::{Route, password_refused_by, route};
 use crate::store::{User, UserStore as _};
 use crate::token::service::error::OAuthError;
 use crate::token::service::state::TokenServiceState;
@@ -51,6 +58,11 @@ async fn find_user(
     Ok(None)
 }
 
+/// The names a user is known by: the userName and every email.
+fn names_of(user: &User) -> Vec<&str> {
+    std::iter::once(user.user_name.as_str()).chain(user.emails.iter().map(|e| e.value.as_str())).collect()
+}
+
 pub(super) async fn password_step(
     State(state): State<TokenServiceState>,
     source: SourceAddress,
@@ -61,6 +73,22 @@ pub(super) async fn password_step(
     let typed = params.get("username").unwrap_or_default().trim();
     let password = params.get("password").unwrap_or_default();
     let step = Step::Password { post: &post, typed };
+    // Home-realm discovery: an email routed to an identity provider goes
+    // there (Enforced: always; Testing, Optional: when no password is given).
+    let providers = state.identity_providers(org).await?;
+    let user = find_user(state, &org.namespace, typed).await?;
+    // A break-glass user (listed by userName or email) typing a password
+    // keeps the password way in under Enforced.
+    let break_glass = !password.is_empty()
+        && user.as_ref().is_some_and(|user| password_refused_by(&providers, &names_of(user)).is_none());
+    let routed = match route(&providers, typed) {
+        Route::Require { provider } if !break_glass => Some(provider),
+        Route::Offer { provider } if password.is_empty() => Some(provider),
+        _ => None,
+    };
+    if let Some(entry) = routed.and_then(|name| providers.iter().find(|p| p.name == name)) {
+        return sso::begin(state, &post, entry, Some(typed)).await;
+    }
     if typed.is_empty() || password.is_empty() {
         let message = "Enter your user name (or email) and password.";
         return Err(step.refused(state, StatusCode::BAD_REQUEST, message).await);
@@ -70,7 +98,6 @@ pub(super) async fn password_step(
         return Err(step.refused(state, StatusCode::FORBIDDEN, message).await);
     }
 
-    let user = find_user(state, &org.namespace, typed).await?;
     let account = match &user {
         Some(user) => user.id.clone(),
         None => format!("unknown:{}", typed.to_lowercase()),
@@ -89,6 +116,14 @@ pub(super) async fn password_step(
     if !user.active {
         attempt.refused("AccountDisabled").await?;
         return Err(step.refused(state, StatusCode::FORBIDDEN, "This account is disabled.").await);
+    }
+    // Enforced single sign-on also holds for a user who typed a user name
+    // rather than the routed email: the right password does not sign in.
+    if password_refused_by(&providers, &names_of(&user)).is_some() {
+        attempt.refused("SingleSignOnEnforced").await?;
+        let message = "Your organization signs you in through single sign-on. \
+                       Enter your work email address, without a password, to continue.";
+        return Err(step.refused(state, StatusCode::FORBIDDEN, message).await);
     }
     attempt.succeeded().await?;
 

@@ -1,0 +1,560 @@
+//! Single sign-on state the token service shares between its replicas and
+//! with the operator.
+//!
+//! ```text
+//!  sso_requests (id_hash)          a sign-in sent upstream: bound to the browser's pre-login id,
+//!                                  the client's request to resume, the SAML request ID; taken once
+//!  saml_assertions_seen            assertion IDs accepted (replay cache), until they expire
+//!  federated_identities            (org, idp, upstream subject) ──► users.id
+//!  groups (source idp) ─< memberships   hydrated from the upstream's groups claim at sign-in
+//!  sso_sign_in_counts (hour)       successes / failures per hour ┐
+//!  sso_health                      last error, last success,      ├─► operator ─► IdentityProvider status
+//!                                  successes in the current stage ┘
+//! ```
+
+use std::collections::BTreeSet;
+use std::future::Future;
+
+use sqlx::any::AnyRow;
+
+use super::changes::{Change, WriteTx};
+use super::error::query_error;
+use super::identity::{UserExtras, insert_group, insert_user};
+use super::records::*;
+use super::{Result, Store, column};
+
+const HOUR_MS: i64 = 60 * 60 * 1000;
+
+/// A sign-in sent to an upstream, waiting for its answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SsoRequest {
+    /// SHA-256 (hex) of the `state` / `RelayState` token.
+    pub id_hash: String,
+    pub organization: String,
+    pub identity_provider: String,
+    /// SHA-256 (hex) of the browser's pre-login id.
+    pub pre_login_hash: String,
+    /// SAML: the AuthnRequest ID the response must answer.
+    pub saml_request_id: Option<String>,
+    /// The client's authorization request, to resume (JSON).
+    pub authorization_request: String,
+    /// SAML: the identity the ACS verified (JSON), once it has.
+    pub verified_identity: Option<String>,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+}
+
+/// One sign-in's outcome, for the counts and the last error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SsoOutcome<'a> {
+    pub organization: &'a str,
+    pub identity_provider: &'a str,
+    /// The rollout stage in force at the time.
+    pub stage: &'a str,
+    /// `None`: success. `Some((reason, message))`: failure.
+    pub failure: Option<(&'a str, &'a str)>,
+    pub at_ms: i64,
+}
+
+/// What the operator reports of an IdentityProvider's sign-ins.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SsoHealth {
+    pub sign_ins_24h: u64,
+    pub failures_24h: u64,
+    pub stage: Option<String>,
+    /// Successful sign-ins since the stage was last seen to change.
+    pub successes_in_stage: u64,
+    pub last_success_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_reason: Option<String>,
+    pub last_error_ms: Option<i64>,
+}
+
+/// The store as single sign-on needs it.
+pub trait FederationStore {
+    /// Records a sign-in sent upstream; drops expired ones on the way.
+    fn create_sso_request(&self, request: &SsoRequest) -> impl Future<Output = Result<()>> + Send;
+
+    /// The pending sign-in, if it exists and has not expired (the SAML ACS
+    /// reads it before the browser comes back to take it).
+    fn find_sso_request(
+        &self,
+        organization: &str,
+        id_hash: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Option<SsoRequest>>> + Send;
+
+    /// Stores what the ACS verified on a pending SAML sign-in; `false` if the
+    /// request is gone or already has an identity.
+    fn set_sso_request_identity(
+        &self,
+        organization: &str,
+        id_hash: &str,
+        identity_json: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Takes (deletes and returns) the pending sign-in: each is used once,
+    /// whichever replica is asked.
+    fn take_sso_request(
+        &self,
+        organization: &str,
+        id_hash: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Option<SsoRequest>>> + Send;
+
+    /// Remembers an accepted SAML assertion ID until `expires_ms`; `false`
+    /// when it was seen before (a replay).
+    fn remember_saml_assertion(
+        &self,
+        organization: &str,
+        identity_provider: &str,
+        assertion_id: &str,
+        expires_ms: i64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The local user an upstream subject is linked to.
+    fn linked_user(
+        &self,
+        organization: &str,
+        identity_provider: &str,
+        subject: &str,
+    ) -> impl Future<Output = Result<Option<String>>> + Send;
+
+    /// Links an upstream subject to a local user (or notes another sign-in).
+    fn link_upstream_subject(
+        &self,
+        organization: &str,
+        identity_provider: &str,
+        subject: &str,
+        user_id: &str,
+        at_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Creates a user at first sign-in (JIT), linked to the upstream subject,
+    /// in one transaction.
+    fn create_jit_user(
+        &self,
+        user: &NewUser,
+        identity_provider: &str,
+        subject: &str,
+        at_ms: i64,
+    ) -> impl Future<Output = Result<User>> + Send;
+
+    /// Makes the user's provider-managed memberships those of `groups`:
+    /// creates missing groups as `source=idp` groups of the provider, adds
+    /// the user to each; with `remove_others`, removes them from the
+    /// provider's groups that are not listed. Groups managed in Portcullis
+    /// (or by another provider) are never touched. One transaction.
+    fn sync_upstream_groups(
+        &self,
+        organization: &str,
+        identity_provider: &str,
+        user_id: &str,
+        groups: &[String],
+        remove_others: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Counts one sign-in's outcome.
+    fn record_sso_outcome(&self, outcome: &SsoOutcome<'_>) -> impl Future<Output = Result<()>> + Send;
+
+    /// Sign-ins of the last 24 hours before `now_ms`, and the last error.
+    fn sso_health(
+        &self,
+        organization: &str,
+        identity_provider: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<SsoHealth>> + Send;
+}
+
+const REQUEST_COLUMNS: &str = "id_hash, organization, identity_provider, pre_login_hash, saml_request_id, \
+                               authorization_request, verified_identity, created_ms, expires_ms";
+
+fn request_from_row(row: &AnyRow) -> Result<SsoRequest> {
+    const T: &str = "sso_requests";
+    Ok(SsoRequest {
+        id_hash: column(row, T, "id_hash")?,
+        organization: column(row, T, "organization")?,
+        identity_provider: column(row, T, "identity_provider")?,
+        pre_login_hash: column(row, T, "pre_login_hash")?,
+        saml_request_id: column(row, T, "saml_request_id")?,
+        authorization_request: column(row, T, "authorization_request")?,
+        verified_identity: column(row, T, "verified_identity")?,
+        created_ms: column(row, T, "created_ms")?,
+        expires_ms: column(row, T, "expires_ms")?,
+    })
+}
+
+impl FederationStore for Store {
+    async fn create_sso_request(&self, request: &SsoRequest) -> Result<()> {
+        let mut tx = self.begin_unlogged_write().await?;
+        for table in ["sso_requests", "saml_assertions_seen"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE expires_ms < $1")))
+                .bind(request.created_ms)
+                .execute(tx.conn())
+                .await
+                .map_err(query_error("drop expired sign-in state"))?;
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO sso_requests ({REQUEST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        )))
+        .bind(request.id_hash.as_str())
+        .bind(request.organization.as_str())
+        .bind(request.identity_provider.as_str())
+        .bind(request.pre_login_hash.as_str())
+        .bind(request.saml_request_id.clone())
+        .bind(request.authorization_request.as_str())
+        .bind(request.verified_identity.clone())
+        .bind(request.created_ms)
+        .bind(request.expires_ms)
+        .execute(tx.conn())
+        .await
+        .map_err(query_error("record a sign-in sent upstream"))?;
+        tx.commit().await
+    }
+
+    async fn find_sso_request(
+        &self,
+        organization: &str,
+        id_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<SsoRequest>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {REQUEST_COLUMNS} FROM sso_requests \
+             WHERE organization = $1 AND id_hash = $2 AND expires_ms > $3"
+        )))
+        .bind(organization)
+        .bind(id_hash)
+        .bind(now_ms)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(query_error("read a pending sign-in"))?;
+        row.as_ref().map(request_from_row).transpose()
+    }
+
+    async fn set_sso_request_identity(
+        &self,
+        organization: &str,
+        id_hash: &str,
+        identity_json: &str,
+    ) -> Result<bool> {
+        let mut tx = self.begin_unlogged_write().await?;
+        let done = sqlx::query(
+            "UPDATE sso_requests SET verified_identity = $1 \
+             WHERE organization = $2 AND id_hash = $3 AND verified_identity IS NULL",
+        )
+        .bind(identity_json)
+        .bind(organization)
+        .bind(id_hash)
+        .execute(tx.conn())
+        .await
+        .map_err(query_error("keep a verified SAML identity"))?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn take_sso_request(
+        &self,
+        organization: &str,
+        id_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<SsoRequest>> {
+        let mut tx = self.begin_unlogged_write().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM sso_requests WHERE organization = $1 AND id_hash = $2 RETURNING {REQUEST_COLUMNS}"
+        )))
+        .bind(organization)
+        .bind(id_hash)
+        .fetch_optional(tx.conn())
+        .await
+        .map_err(query_error("take a pending sign-in"))?;
+        tx.commit().await?;
+        Ok(row.as_ref().map(request_from_row).transpose()?.filter(|r| r.expires_ms > now_ms))
+    }
+
+    async fn remember_saml_assertion(
+        &self,
+        organization: &str,
+        identity_provider: &str,
+        assertion_id: &str,
+        expires_ms: i64,
+    ) -> Result<bool> {
+        let mut tx = self.begin_unlogged_write().await?;
+        let done = sqlx::query(
+            "INSERT INTO saml_assertions_seen (organization, identity_provider, assertion_id, expires_ms) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (organization, identity_provider, assertion_id) DO NOTHING",
+        )
+        .bind(organization)
+        .bind(identity_provider)
+        .bind(assertion_id)
+        .bind(expires_ms)
+        .execute(tx.conn())
+        .await
+        .map_err(query_error("remember a SAML assertion"))?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn linked_user(
+        &self,
+        organization: &str,
+        identity_provider: &str,
+        subject: &str,
+    ) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT user_id FROM federated_identities \
+             WHERE organization = $1 AND identity_provider = $2 AND subject = $3",
+        )
+        .bind(organization)
+        .bind(identity_provider)
+        .bind(subject)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(query_error("read a linked upstream identity"))?;
+        row.as_ref().map(|r| column(r, "federated_identities", "user_id")).transpose()
+    }
+
+    async fn link_upstream_subject(
+        &self,
+        organization: &str,
+        identity_provider: &str,
+        subject: &str,
+        user_id: &str,
+        at_ms: i64,
+    ) -> Result<()> {
+        let mut tx = self.begin_unlogged_write().await?;
+        link(tx.conn(), organization, identity_provider, subject, user_id, at_ms).await?;
+        tx.commit().await
+    }
+
+    async fn create_jit_user(
+        &self,
+        user: &NewUser,
+        identity_provider: &str,
+        subject: &str,
+        at_ms: i64,
+    ) -> Result<User> {
+        let mut tx = self.begin_write(&user.organization).await?;
+        let extras = UserExtras { scim_json: None, provisioned_by: Some(identity_provider) };
+        let created = insert_user(&mut tx, user, extras).await?;
+        link(tx.conn(), &user.organization, identity_provider, subject, &created.id, at_ms).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn sync_upstream_groups(
+        &self,
+        organization: &str,
+        identity_provider: &str,
+        user_id: &str,
+        groups: &[String],
+        remove_others: bool,
+    ) -> Result<()> {
+        let mut tx = self.begin_write(organization).await?;
+        let mut wanted = BTreeSet::new();
+        for name in groups.iter().map(|g| g.trim()).filter(|g| !g.is_empty()) {
+            let found = sqlx::query(
+                "SELECT id, source, provisioned_by FROM groups WHERE organization = $1 AND display_name_key = $2",
+            )
+            .bind(organization)
+            .bind(name_key(name))
+            .fetch_optional(tx.conn())
+            .await
+            .map_err(query_error("read a provider group"))?;
+            let group_id = match found {
+                Some(row) => {
+                    let source: String = column(&row, "groups", "source")?;
+                    let owner: Option<String> = column(&row, "groups", "provisioned_by")?;
+                    // A group managed here, or by another provider, with this name is left alone.
+                    if source != GroupSource::Idp.as_str() || owner.as_deref() != Some(identity_provider) {
+                        continue;
+                    }
+                    column(&row, "groups", "id")?
+                }
+                None => {
+                    let new = NewGroup {
+                        organization: organization.to_owned(),
+                        display_name: name.to_owned(),
+                        source: GroupSource::Idp,
+                        external_id: None,
+                    };
+                    insert_group(&mut tx, &new, Some(identity_provider)).await?.0
+                }
+            };
+            wanted.insert(group_id.clone());
+            let added = sqlx::query(
+                "INSERT INTO memberships (group_id, user_id) VALUES ($1, $2) ON CONFLICT (group_id, user_id) DO NOTHING",
+            )
+            .bind(group_id.as_str())
+            .bind(user_id)
+            .execute(tx.conn())
+            .await
+            .map_err(query_error("add a provider group member"))?;
+            if added.rows_affected() > 0 {
+                record_membership(&mut tx, organization, &group_id, user_id);
+            }
+        }
+        if remove_others {
+            let rows = sqlx::query(
+                "SELECT m.group_id FROM memberships m JOIN groups g ON g.id = m.group_id \
+                 WHERE m.user_id = $1 AND g.organization = $2 AND g.source = 'idp' AND g.provisioned_by = $3",
+            )
+            .bind(user_id)
+            .bind(organization)
+            .bind(identity_provider)
+            .fetch_all(tx.conn())
+            .await
+            .map_err(query_error("read provider group memberships"))?;
+            for row in &rows {
+                let group_id: String = column(row, "memberships", "group_id")?;
+                if wanted.contains(&group_id) {
+                    continue;
+                }
+                sqlx::query("DELETE FROM memberships WHERE group_id = $1 AND user_id = $2")
+                    .bind(group_id.as_str())
+                    .bind(user_id)
+                    .execute(tx.conn())
+                    .await
+                    .map_err(query_error("remove a provider group member"))?;
+                record_membership(&mut tx, organization, &group_id, user_id);
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_sso_outcome(&self, outcome: &SsoOutcome<'_>) -> Result<()> {
+        let (successes, failures) = if outcome.failure.is_none() { (1_i64, 0_i64) } else { (0, 1) };
+        let hour = outcome.at_ms.div_euclid(HOUR_MS);
+        let mut tx = self.begin_unlogged_write().await?;
+        sqlx::query(
+            "INSERT INTO sso_sign_in_counts (organization, identity_provider, hour, successes, failures) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (organization, identity_provider, hour) DO UPDATE SET \
+             successes = sso_sign_in_counts.successes + excluded.successes, \
+             failures = sso_sign_in_counts.failures + excluded.failures",
+        )
+        .bind(outcome.organization)
+        .bind(outcome.identity_provider)
+        .bind(hour)
+        .bind(successes)
+        .bind(failures)
+        .execute(tx.conn())
+        .await
+        .map_err(query_error("count a sign-in"))?;
+        sqlx::query("DELETE FROM sso_sign_in_counts WHERE hour < $1")
+            .bind(hour - 48)
+            .execute(tx.conn())
+            .await
+            .map_err(query_error("drop old sign-in counts"))?;
+        let (error, reason, error_ms, success_ms) = match outcome.failure {
+            Some((reason, message)) => (Some(message), Some(reason), Some(outcome.at_ms), None),
+            None => (None, None, None, Some(outcome.at_ms)),
+        };
+        // A change of stage starts the count of successes in the stage again.
+        sqlx::query(
+            "INSERT INTO sso_health (organization, identity_provider, stage, successes_in_stage, \
+             last_success_ms, last_error, last_error_reason, last_error_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (organization, identity_provider) DO UPDATE SET \
+             successes_in_stage = CASE WHEN sso_health.stage = excluded.stage \
+               THEN sso_health.successes_in_stage + excluded.successes_in_stage \
+               ELSE excluded.successes_in_stage END, \
+             stage = excluded.stage, \
+             last_success_ms = COALESCE(excluded.last_success_ms, sso_health.last_success_ms), \
+             last_error = COALESCE(excluded.last_error, sso_health.last_error), \
+             last_error_reason = COALESCE(excluded.last_error_reason, sso_health.last_error_reason), \
+             last_error_ms = COALESCE(excluded.last_error_ms, sso_health.last_error_ms)",
+        )
+        .bind(outcome.organization)
+        .bind(outcome.identity_provider)
+        .bind(outcome.stage)
+        .bind(successes)
+        .bind(success_ms)
+        .bind(error.map(str::to_owned))
+        .bind(reason.map(str::to_owned))
+        .bind(error_ms)
+        .execute(tx.conn())
+        .await
+        .map_err(query_error("record a sign-in outcome"))?;
+        tx.commit().await
+    }
+
+    async fn sso_health(
+        &self,
+        organization: &str,
+        identity_provider: &str,
+        now_ms: i64,
+    ) -> Result<SsoHealth> {
+        let since = (now_ms - 24 * HOUR_MS).div_euclid(HOUR_MS);
+        let counts = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(successes), 0) AS BIGINT) AS successes, \
+             CAST(COALESCE(SUM(failures), 0) AS BIGINT) AS failures \
+             FROM sso_sign_in_counts WHERE organization = $1 AND identity_provider = $2 AND hour > $3",
+        )
+        .bind(organization)
+        .bind(identity_provider)
+        .bind(since)
+        .fetch_one(self.pool())
+        .await
+        .map_err(query_error("count recent sign-ins"))?;
+        let count = |name: &'static str| -> Result<u64> {
+            Ok(u64::try_from(column::<i64>(&counts, "sso_sign_in_counts", name)?).unwrap_or(0))
+        };
+        let successes = count("successes")?;
+        let failures = count("failures")?;
+        let row = sqlx::query(
+            "SELECT stage, successes_in_stage, last_success_ms, last_error, last_error_reason, last_error_ms \
+             FROM sso_health WHERE organization = $1 AND identity_provider = $2",
+        )
+        .bind(organization)
+        .bind(identity_provider)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(query_error("read sign-in health"))?;
+        let mut health =
+            SsoHealth { sign_ins_24h: successes + failures, failures_24h: failures, ..SsoHealth::default() };
+        if let Some(row) = row {
+            const T: &str = "sso_health";
+            health.stage = Some(column(&row, T, "stage")?);
+            health.successes_in_stage =
+                u64::try_from(column::<i64>(&row, T, "successes_in_stage")?).unwrap_or(0);
+            health.last_success_ms = column(&row, T, "last_success_ms")?;
+            health.last_error = column(&row, T, "last_error")?;
+            health.last_error_reason = column(&row, T, "last_error_reason")?;
+            health.last_error_ms = column(&row, T, "last_error_ms")?;
+        }
+        Ok(health)
+    }
+}
+
+async fn link(
+    conn: &mut sqlx::AnyConnection,
+    organization: &str,
+    identity_provider: &str,
+    subject: &str,
+    user_id: &str,
+    at_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO federated_identities (organization, identity_provider, subject, user_id, created_ms, \
+         last_sign_in_ms) VALUES ($1, $2, $3, $4, $5, $5) \
+         ON CONFLICT (organization, identity_provider, subject) DO UPDATE SET \
+         user_id = excluded.user_id, last_sign_in_ms = excluded.last_sign_in_ms",
+    )
+    .bind(organization)
+    .bind(identity_provider)
+    .bind(subject)
+    .bind(user_id)
+    .bind(at_ms)
+    .execute(conn)
+    .await
+    .map_err(query_error("link an upstream identity"))?;
+    Ok(())
+}
+
+fn record_membership(tx: &mut WriteTx<'_>, organization: &str, group_id: &str, user_id: &str) {
+    tx.record(Change::Membership {
+        organization: organization.to_owned(),
+        group_id: group_id.to_owned(),
+        user_id: user_id.to_owned(),
+    });
+}

@@ -1,0 +1,252 @@
+//! Single sign-on at the sign-in pages: a sign-in sent to the organization's
+//! upstream OIDC provider or SAML IdP, and its answer turned into a session
+//! and a code like a password sign-in.
+//!
+//! ```text
+//!  POST {issuer}/sso/start   SignInPost (CSRF + request valid) ─ provider usable at its stage?
+//!  POST {issuer}/login        (or the sign-in form, for an email routed to a provider: see sign_in.rs)
+//!        │ sso_requests row: hash(state), hash(pre-login id), the client's request
+//!        └─ OIDC ─► 303 {authorization_endpoint}?state&nonce&code_challenge…
+//!                   GET {issuer}/sso/oidc/{idp}/callback?code&state&iss
+//!                       row bound to this browser, taken once ─ oidc::finish (iss, code, ID token)
+//!        ▼
+//!  complete: stage admits the user ─ linked / matched / JIT user ─ provider groups ─ MFA policy
+//!            ─► session (amr fed [+mfa], idp) ─► code ─► redirect_uri
+//! ```
+//!
+//! The nonce and the PKCE verifier are derived from the `state` token with
+//! the login key, so nothing secret about the flow is stored. SAML 2.0 is
+//! not served yet (the `sso_requests` columns for it are in place).
+//!
+//! Every outcome is counted for the IdentityProvider's status (the store's
+//! `sso_sign_in_counts` / `sso_health`) and marked as an audit event.
+
+mod complete;
+mod oidc;
+mod start;
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use ring::hmac;
+
+use super::cookies;
+use super::error::LoginError;
+use super::pages::Page;
+use crate::federation::routing::ProviderEntry;
+use crate::federation::upstreams::UpstreamClients;
+use crate::secret::SecretHash;
+use crate::store::{FederationStore as _, SsoOutcome};
+use crate::token::service::error::OAuthError;
+use crate::token::service::state::{OrganizationView, TokenServiceState};
+
+/// How long a sign-in sent upstream may take to come back.
+const SSO_REQUEST_LIFETIME_MS: i64 = 10 * 60 * 1000;
+
+pub(super) fn routes() -> axum::Router<TokenServiceState> {
+    axum::Router::new()
+        .route("/o/{org}/sso/start", post(start::start))
+        .route("/o/{org}/sso/oidc/{idp}/callback", get(oidc::callback))
+}
+
+pub(super) use start::begin;
+
+/// SHA-256 (hex) of a token, as the store keeps it.
+fn token_hash(token: &str) -> String {
+    SecretHash::of(token).hex()
+}
+
+/// A value derived from the sign-in's `state` token with the login key:
+/// the nonce and the PKCE verifier need no storage.
+fn derived(state: &TokenServiceState, purpose: &str, organization: &str, token: &str) -> String {
+    let key: &hmac::Key = &state.login().csrf_key;
+    let mut context = hmac::Context::with_key(key);
+    for part in ["sso", purpose, organization, token] {
+        context.update(part.as_bytes());
+        context.update(&[0]);
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(context.sign().as_ref())
+}
+
+fn flow_values(
+    state: &TokenServiceState,
+    org: &OrganizationView,
+    token: &str,
+) -> crate::federation::oidc::FlowValues {
+    crate::federation::oidc::FlowValues {
+        state: token.to_owned(),
+        nonce: derived(state, "nonce", &org.name, token),
+        pkce_verifier: derived(state, "pkce", &org.name, token),
+    }
+}
+
+/// The provider named `name` of the organization.
+async fn provider(
+    state: &TokenServiceState,
+    org: &OrganizationView,
+    name: &str,
+) -> Result<Option<ProviderEntry>, OAuthError> {
+    Ok(state.identity_providers(org).await?.iter().find(|p| p.name == name).cloned())
+}
+
+/// The organization of the path, or the page saying there is none.
+async fn organization(state: &TokenServiceState, name: &str) -> Result<Arc<OrganizationView>, LoginError> {
+    match state.organization(name).await? {
+        Some(org) => Ok(org),
+        None => {
+            Err(Page::notice(StatusCode::NOT_FOUND, "Not found", "There is no organization here.").into())
+        }
+    }
+}
+
+/// The upstream clients trusting the provider's CA bundle, if it names one.
+fn clients_for(
+    state: &TokenServiceState,
+    org: &OrganizationView,
+    entry: &ProviderEntry,
+) -> Result<Arc<UpstreamClients>, Refusal> {
+    let bundle = match &entry.spec.ca_bundle_ref {
+        None => None,
+        Some(reference) => {
+            let secrets = state.upstreams().secrets();
+            let text = match reference.kind {
+                crate::api::CaBundleKind::Secret => secrets
+                    .secret(&org.namespace, &reference.name, &reference.key)
+                    .map(|s| s.expose().to_owned()),
+                crate::api::CaBundleKind::ConfigMap => {
+                    secrets.config_map(&org.namespace, &reference.name, &reference.key)
+                }
+            };
+            Some(text.ok_or_else(|| {
+                Refusal::unavailable(
+                    "CaBundleMissing",
+                    format!("CA bundle {} is not readable", reference.name),
+                )
+            })?)
+        }
+    };
+    state
+        .upstreams()
+        .clients(bundle.as_deref().map(str::as_bytes))
+        .map_err(|e| Refusal::unavailable("CaBundleInvalid", crate::error_chain::error_chain(&e)))
+}
+
+/// Why a single sign-on was refused: what the user is shown, and what is
+/// counted and audited.
+#[derive(Debug)]
+pub(super) struct Refusal {
+    pub status: StatusCode,
+    pub title: &'static str,
+    pub message: String,
+    /// Short reason for counters and audit (`IdTokenInvalid`, `RequestUnknown`…).
+    pub reason: &'static str,
+    /// What happened, for the log and the IdentityProvider's status; never shown.
+    pub detail: String,
+}
+
+impl Refusal {
+    fn new(
+        status: StatusCode,
+        title: &'static str,
+        message: impl Into<String>,
+        reason: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self { status, title, message: message.into(), reason, detail: detail.into() }
+    }
+
+    /// The upstream's answer could not be trusted.
+    fn untrusted(reason: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "Single sign-on failed",
+            "The answer from your identity provider could not be accepted. Please try signing in again.",
+            reason,
+            detail,
+        )
+    }
+
+    /// Sign-in through the provider cannot work now (configuration, outage).
+    fn unavailable(reason: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Single sign-on unavailable",
+            "Signing in through your identity provider is not possible right now. Please try again later.",
+            reason,
+            detail,
+        )
+    }
+
+    /// The sign-in expired or started in another browser.
+    fn expired(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "Sign-in expired",
+            "This sign-in expired or was started in another browser. Please go back to the application and sign in again.",
+            "RequestUnknown",
+            detail,
+        )
+    }
+
+    fn page(&self) -> LoginError {
+        Page::notice(self.status, self.title, &self.message).into()
+    }
+}
+
+/// Counts and audits a refusal through `provider`, and answers with its page.
+async fn refuse(
+    state: &TokenServiceState,
+    org: &OrganizationView,
+    provider: &str,
+    stage: &str,
+    refusal: Refusal,
+) -> LoginError {
+    tracing::info!(
+        target: "audit",
+        event = "sso.sign_in",
+        outcome = "failure",
+        organization = %org.namespace,
+        identity_provider = provider,
+        reason = refusal.reason,
+        detail = %refusal.detail,
+        "single sign-on refused"
+    );
+    record(state, org, provider, stage, Some((refusal.reason, &refusal.detail))).await;
+    refusal.page()
+}
+
+/// Counts one outcome; a failure to count is logged, never shown.
+async fn record(
+    state: &TokenServiceState,
+    org: &OrganizationView,
+    provider: &str,
+    stage: &str,
+    failure: Option<(&str, &str)>,
+) {
+    let outcome = SsoOutcome {
+        organization: &org.namespace,
+        identity_provider: provider,
+        stage,
+        failure,
+        at_ms: state.now().as_millisecond(),
+    };
+    if let Err(error) = state.store().record_sso_outcome(&outcome).await {
+        tracing::warn!(%error, "could not count a single sign-on");
+    }
+}
+
+/// The browser's pre-login id, if it sent exactly one.
+fn pre_login_cookie(headers: &HeaderMap) -> Option<String> {
+    cookies::read(headers, cookies::PRE_LOGIN)
+}
+
+fn stage_name(entry: &ProviderEntry) -> &'static str {
+    match entry.spec.rollout.stage {
+        crate::api::RolloutStage::Disabled => "Disabled",
+        crate::api::RolloutStage::Testing => "Testing",
+        crate::api::RolloutStage::Optional => "Optional",
+        crate::api::RolloutStage::Enforced => "Enforced",
+    }
+}

@@ -1,0 +1,453 @@
+//! Single sign-on through an upstream OpenID provider, over real HTTP: the
+//! token service on 127.0.0.1 (`support/token_service.rs`), a browser played
+//! by reqwest with a cookie jar (`support/browser_form.rs`), and a real
+//! upstream OP, panva's certified `oidc-provider` from npm run by node
+//! (`support/upstream_op.rs`). Each attack is sent through the real endpoints.
+//!
+//! ```text
+//!  /authorize ─► sign-in form ─ bob@acme.test, no password ─► 303 upstream /auth (state, nonce, PKCE)
+//!  upstream login + consent ─► 303 /o/acme/sso/oidc/okta/callback?code&state&iss
+//!  callback ─ state bound to this browser, iss, code + verifier, ID token ─► JIT user, groups ─► 303 app?code
+//!  /token ─► access token: roles from the IdentityProvider's groupMappings
+//! ```
+
+#[path = "support/browser_form.rs"]
+mod browser_form;
+#[path = "support/token_service.rs"]
+mod token_support;
+#[path = "support/upstream_op.rs"]
+mod upstream_op;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use browser_form::{Page, browser, open, submit};
+use portcullis::federation::upstreams::SecretsInMemory;
+use portcullis::store::{
+    DesiredStateStore as _, IdentityProviderRecord, ObjectMeta, OrganizationRecord, UserStore as _,
+};
+use reqwest::StatusCode;
+use token_support::*;
+use upstream_op::UpstreamOp;
+
+const VERIFIER: &str = "a-pkce-verifier-of-the-application-0123456789abcdef";
+const UPSTREAM_CLIENT: &str = "portcullis-acme";
+const UPSTREAM_SECRET: &str = "upstream-client-secret-0123456789abcdefghij";
+const BOB: &str = "bob@acme.test";
+/// Another client of the upstream, registered with our redirect URI too.
+const OTHER_UPSTREAM_CLIENT: &str = "another-app";
+
+/// The token service, the upstream OP, and an IdentityProvider `okta` for
+/// `acme.test` at `stage` (JIT on; Engineering → viewer, Admins → iam-viewer).
+struct Setup {
+    service: TokenService,
+    op: UpstreamOp,
+}
+
+async fn setup(stage: &str, issuer_override: Option<&str>) -> Setup {
+    let service = start(sqlite_store().await).await;
+    let callback = format!("{}/sso/oidc/okta/callback", service.issuer(ORG));
+    let op = UpstreamOp::start(
+        serde_json::json!([
+            { "client_id": UPSTREAM_CLIENT, "client_secret": UPSTREAM_SECRET, "redirect_uris": [callback] },
+            { "client_id": OTHER_UPSTREAM_CLIENT, "client_secret": "another-secret-0123456789abcdefghijklmn",
+              "redirect_uris": [callback] },
+        ]),
+        serde_json::json!({
+            "bob": { "email": BOB, "name": "Bob Builder", "groups": ["Engineering", "Everyone"] },
+            "tess": { "email": "tess@acme.test", "name": "Tess Ter", "groups": ["Engineering"] },
+        }),
+    )
+    .await;
+
+    // JIT provisioning for the organization.
+    let mut org: OrganizationRecord =
+        service.store.get(ORG, ORG).await.expect("read the organization").expect("the organization");
+    let mut spec: serde_json::Value = serde_json::from_str(&org.spec_json).expect("the organization's spec");
+    spec["provisioning"] = serde_json::json!({ "mode": "jit" });
+    org.spec_json = spec.to_string();
+    org.meta.generation += 1;
+    service.store.apply(&org).await.expect("apply the organization");
+
+    let issuer = issuer_override.unwrap_or(&op.issuer);
+    apply_identity_provider(&service, stage, issuer, 1).await;
+    service.state.upstreams().set_secrets(Arc::new(SecretsInMemory::new(BTreeMap::from([(
+        (ORG.to_owned(), "okta-client".to_owned(), "clientSecret".to_owned()),
+        UPSTREAM_SECRET.to_owned(),
+    )]))));
+    Setup { service, op }
+}
+
+async fn apply_identity_provider(service: &TokenService, stage: &str, issuer: &str, generation: i64) {
+    let spec = serde_json::json!({
+        "type": "OIDC",
+        "displayName": "Okta",
+        "oidc": {
+            "issuer": issuer, "clientId": UPSTREAM_CLIENT,
+            "clientSecretRef": { "name": "okta-client", "key": "clientSecret" },
+        },
+        "emailDomains": ["acme.test"],
+        "rollout": { "stage": stage, "testUsers": ["tess@acme.test"], "breakGlassUsers": [] },
+        "jit": { "enabled": true, "syncOnSignIn": true },
+        "groupMappings": [
+            { "group": "Engineering", "role": "viewer" },
+            { "group": "Admins", "role": "iam-viewer" },
+        ],
+    });
+    let record = IdentityProviderRecord {
+        meta: ObjectMeta::new(format!("{ORG}-idp-okta"), ORG, "okta", generation),
+        protocol: "oidc".into(),
+        stage: stage.into(),
+        email_domains: vec!["acme.test".into()],
+        scim_enabled: false,
+        spec_json: spec.to_string(),
+    };
+    service.store.apply(&record).await.expect("apply the IdentityProvider");
+}
+
+fn challenge() -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, VERIFIER.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+}
+
+fn authorize_url(service: &TokenService) -> String {
+    format!(
+        "{}?response_type=code&client_id=webapp&redirect_uri={}&scope=openid%20email&state=app-state&\
+         nonce=app-nonce&code_challenge={}&code_challenge_method=S256",
+        service.url(ORG, "/authorize"),
+        form_urlencoded::byte_serialize(WEBAPP_REDIRECT.as_bytes()).collect::<String>(),
+        challenge()
+    )
+}
+
+/// Opens the application's sign-in in `browser` and types `email` with no
+/// password: the answer (a redirect to the upstream, or a page).
+async fn type_email(service: &TokenService, browser: &reqwest::Client, email: &str) -> Page {
+    let form = open(browser, &authorize_url(service)).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    submit(browser, &service.base_url, &form, "/login", &[("username", email), ("password", "")], &[]).await
+}
+
+/// Goes to the upstream from our redirect and signs `login` in there:
+/// the callback URL the upstream sends the browser to.
+async fn through_upstream(setup: &Setup, browser: &reqwest::Client, login: &str) -> String {
+    let page = type_email(&setup.service, browser, &format!("{login}@acme.test")).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let upstream = page.location.clone().expect("a redirect");
+    assert!(upstream.starts_with(&setup.op.issuer), "sent to the upstream, not {upstream}");
+    let callback = setup.op.sign_in(browser, &upstream, login).await;
+    assert!(callback.starts_with(&setup.service.issuer(ORG)), "back to us, not {callback}");
+    callback
+}
+
+fn query_of(url: &str) -> BTreeMap<String, String> {
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+}
+
+fn with_param(url: &str, name: &str, value: Option<&str>) -> String {
+    let (base, _) = url.split_once('?').unwrap_or((url, ""));
+    let mut params = query_of(url);
+    match value {
+        Some(value) => params.insert(name.to_owned(), value.to_owned()),
+        None => params.remove(name),
+    };
+    let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+    format!("{base}?{query}")
+}
+
+fn claims_of(jwt: &str) -> serde_json::Value {
+    let payload = jwt.split('.').nth(1).expect("a JWT payload");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url"),
+    )
+    .expect("JSON claims")
+}
+
+/// Redeems the application's code: the token response.
+async fn redeem(service: &TokenService, code: &str) -> serde_json::Value {
+    let response = http_client()
+        .post(service.url(ORG, "/token"))
+        .basic_auth("webapp", Some(WEBAPP_SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", WEBAPP_REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .expect("the token request");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.expect("token JSON")
+}
+
+fn role_names(access_token: &str) -> Vec<String> {
+    let claims = claims_of(access_token);
+    let mut names: Vec<String> = claims["roles"]
+        .as_array()
+        .map(|roles| roles.iter().filter_map(|r| r["name"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_of_a_routed_domain_signs_in_upstream_and_gets_the_roles_of_its_groups() {
+    let setup = setup("Optional", None).await;
+    let browser = browser();
+    let callback = through_upstream(&setup, &browser, "bob").await;
+    let params = query_of(&callback);
+    assert_eq!(params.get("iss"), Some(&setup.op.issuer), "the upstream says who it is (RFC 9207)");
+
+    let landed = open(&browser, &callback).await;
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.body);
+    let location = landed.location.clone().expect("a redirect to the application");
+    assert!(location.starts_with(WEBAPP_REDIRECT), "{location}");
+    let back = landed.query();
+    assert_eq!(back.get("state").map(String::as_str), Some("app-state"));
+    let code = back.get("code").expect("a code for the application");
+
+    // Bob was created at his first sign-in, by the provider, with its groups.
+    let bob = setup.service.store.find_user_by_name(ORG, BOB).await.expect("read").expect("bob was created");
+    assert_eq!(bob.display_name.as_deref(), Some("Bob Builder"));
+    setup.service.index_caught_up(ORG, Duration::from_secs(10)).await;
+
+    let tokens = redeem(&setup.service, code).await;
+    let access = tokens["access_token"].as_str().expect("an access token");
+    assert_eq!(role_names(access), ["viewer"], "Engineering → viewer; not in Admins");
+    let id = claims_of(tokens["id_token"].as_str().expect("an ID token"));
+    assert_eq!(id["idp"], "okta", "{id}");
+    assert_eq!(id["amr"], serde_json::json!(["fed"]), "{id}");
+    assert_eq!(id["nonce"], "app-nonce");
+
+    // The same sign-in again: the linked user, not a second one.
+    let browser = browser_form::browser();
+    let callback = through_upstream(&setup, &browser, "bob").await;
+    let landed = open(&browser, &callback).await;
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.body);
+    assert!(landed.location.as_deref().unwrap_or_default().starts_with(WEBAPP_REDIRECT));
+    let users = setup.service.store.find_users_by_email(ORG, BOB).await.expect("read");
+    assert_eq!(users.len(), 1, "one bob");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_is_used_once_and_only_by_the_browser_that_started_it() {
+    let setup = setup("Optional", None).await;
+    let browser = browser();
+    let callback = through_upstream(&setup, &browser, "bob").await;
+
+    // Another browser (an attacker who got the URL, login CSRF) is refused,
+    // and that does not spend the victim's sign-in.
+    let foreign = open(&browser_form::browser(), &callback).await;
+    assert_eq!(foreign.status, StatusCode::BAD_REQUEST, "{}", foreign.body);
+    assert!(foreign.body.contains("Sign-in expired"), "{}", foreign.body);
+
+    // A made-up state is refused.
+    let forged = open(&browser, &with_param(&callback, "state", Some("forged-state-value"))).await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST, "{}", forged.body);
+
+    let first = open(&browser, &callback).await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
+    assert!(first.location.as_deref().unwrap_or_default().starts_with(WEBAPP_REDIRECT));
+
+    // Replayed: refused, no second code.
+    let replayed = open(&browser, &callback).await;
+    assert_eq!(replayed.status, StatusCode::BAD_REQUEST, "{}", replayed.body);
+    assert!(replayed.location.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_issued_for_another_nonce_is_refused() {
+    let setup = setup("Optional", None).await;
+    let browser = browser();
+    let page = type_email(&setup.service, &browser, BOB).await;
+    let upstream = page.location.clone().expect("a redirect to the upstream");
+    // The request reaches the upstream with another nonce (tampered, or a
+    // code injected from another sign-in): the ID token names that nonce.
+    let tampered = with_param(&upstream, "nonce", Some("a-nonce-we-never-sent"));
+    let callback = setup.op.sign_in(&browser, &tampered, "bob").await;
+    assert!(query_of(&callback).contains_key("code"), "the upstream issued a code: {callback}");
+    let refused = open(&browser, &callback).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert!(refused.body.contains("could not be accepted"), "{}", refused.body);
+    assert!(refused.location.is_none());
+    assert!(setup.service.store.find_user_by_name(ORG, BOB).await.expect("read").is_none(), "no user made");
+    let health = setup_health(&setup).await;
+    assert_eq!(health.last_error_reason.as_deref(), Some("IdTokenInvalid"));
+}
+
+async fn setup_health(setup: &Setup) -> portcullis::store::SsoHealth {
+    use portcullis::store::FederationStore as _;
+    let now = jiff::Timestamp::now().as_millisecond();
+    setup.service.store.sso_health(ORG, "okta", now).await.expect("sign-in health")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorization_response_naming_another_issuer_or_none_is_refused() {
+    let setup = setup("Optional", None).await;
+    for (what, iss) in [("another issuer (mix-up)", Some("https://evil.example")), ("no iss", None)] {
+        let browser = browser();
+        let callback = through_upstream(&setup, &browser, "bob").await;
+        let refused = open(&browser, &with_param(&callback, "iss", iss)).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{what}: {}", refused.body);
+        assert!(refused.location.is_none(), "{what}");
+        let health = setup_health(&setup).await;
+        assert_eq!(health.last_error_reason.as_deref(), Some("IssuerMismatch"), "{what}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_issued_to_another_client_of_the_upstream_is_refused() {
+    let setup = setup("Optional", None).await;
+    let browser = browser();
+    let page = type_email(&setup.service, &browser, BOB).await;
+    let upstream = page.location.clone().expect("a redirect to the upstream");
+    // Code injection: the upstream issues a code to another of its clients
+    // (one that shares our redirect URI), and it reaches our callback with
+    // this browser's state. We redeem codes as our own client only.
+    let tampered = with_param(&upstream, "client_id", Some(OTHER_UPSTREAM_CLIENT));
+    let callback = setup.op.sign_in(&browser, &tampered, "bob").await;
+    assert!(query_of(&callback).contains_key("code"), "the upstream issued a code: {callback}");
+    let refused = open(&browser, &callback).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert!(refused.location.is_none());
+    assert!(setup.service.store.find_user_by_name(ORG, BOB).await.expect("read").is_none(), "no user made");
+    let health = setup_health(&setup).await;
+    assert_eq!(health.last_error_reason.as_deref(), Some("CodeExchangeFailed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_rollout_stage_routes_as_written() {
+    // Testing: only test users are routed; bob gets the password form again.
+    let setup = setup("Testing", None).await;
+    let page = type_email(&setup.service, &browser(), BOB).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "bob is not routed: {}", page.body);
+    assert!(page.body.contains("Enter your user name (or email) and password"), "{}", page.body);
+    let browser = browser();
+    let callback = through_upstream(&setup, &browser, "tess").await;
+    let landed = open(&browser, &callback).await;
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.body);
+
+    // Disabled: nobody is routed, and the page does not offer it.
+    apply_identity_provider(&setup.service, "Disabled", &setup.op.issuer, 2).await;
+    let page = eventually("the Disabled stage is in force", Duration::from_secs(10), || async {
+        let page = type_email(&setup.service, &browser_form::browser(), "tess@acme.test").await;
+        (page.status == StatusCode::BAD_REQUEST).then_some(page)
+    })
+    .await;
+    assert!(page.body.contains("required"), "the password is required again: {}", page.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enforced_refuses_passwords_of_routed_users_except_break_glass() {
+    let setup = setup("Enforced", None).await;
+    // Alice has a password and an acme.test email; under Enforced her
+    // password sign-in by user name is refused, with the way to go.
+    let browser = browser();
+    let form = open(&browser, &authorize_url(&setup.service)).await;
+    let page = submit(
+        &browser,
+        &setup.service.base_url,
+        &form,
+        "/login",
+        &[("username", ALICE), ("password", ALICE_PASSWORD)],
+        &[],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    assert!(page.body.contains("single sign-on"), "{}", page.body);
+    // Typing her email with the password sends her upstream instead.
+    let form = open(&browser, &authorize_url(&setup.service)).await;
+    let page = submit(
+        &browser,
+        &setup.service.base_url,
+        &form,
+        "/login",
+        &[("username", ALICE_EMAIL), ("password", ALICE_PASSWORD)],
+        &[],
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert!(page.location.as_deref().unwrap_or_default().starts_with(&setup.op.issuer));
+
+    // Alice listed as a break-glass user (by userName): her password works
+    // again, whether she types her user name or her email.
+    let mut record: IdentityProviderRecord =
+        setup.service.store.get(ORG, "okta").await.expect("read").expect("the provider");
+    let mut spec: serde_json::Value = serde_json::from_str(&record.spec_json).expect("spec");
+    spec["rollout"]["breakGlassUsers"] = serde_json::json!([ALICE]);
+    record.spec_json = spec.to_string();
+    record.meta.generation += 1;
+    setup.service.store.apply(&record).await.expect("apply");
+    eventually("a break-glass password sign-in", Duration::from_secs(10), || async {
+        let browser = browser_form::browser();
+        let form = open(&browser, &authorize_url(&setup.service)).await;
+        let page = submit(
+            &browser,
+            &setup.service.base_url,
+            &form,
+            "/login",
+            &[("username", ALICE), ("password", ALICE_PASSWORD)],
+            &[],
+        )
+        .await;
+        let to_app = page.location.as_deref().is_some_and(|l| l.starts_with(WEBAPP_REDIRECT));
+        to_app.then_some(())
+    })
+    .await;
+    let browser = browser_form::browser();
+    let form = open(&browser, &authorize_url(&setup.service)).await;
+    let page = submit(
+        &browser,
+        &setup.service.base_url,
+        &form,
+        "/login",
+        &[("username", ALICE_EMAIL), ("password", ALICE_PASSWORD)],
+        &[],
+    )
+    .await;
+    assert!(page.location.as_deref().is_some_and(|l| l.starts_with(WEBAPP_REDIRECT)), "{page:?}");
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_user_is_refused_when_the_organization_provisions_by_scim_or_not_at_all() {
+    let setup = setup("Optional", None).await;
+    for (mode, says) in [
+        ("scim", "has not provisioned an account for you"),
+        ("disabled", "created by invitation or by an administrator"),
+    ] {
+        let mut org: OrganizationRecord =
+            setup.service.store.get(ORG, ORG).await.expect("read").expect("org");
+        let mut spec: serde_json::Value = serde_json::from_str(&org.spec_json).expect("spec");
+        spec["provisioning"] = serde_json::json!({ "mode": mode });
+        org.spec_json = spec.to_string();
+        org.meta.generation += 1;
+        setup.service.store.apply(&org).await.expect("apply");
+        let page =
+            eventually(&format!("provisioning {mode} is in force"), Duration::from_secs(10), || async {
+                let browser = browser_form::browser();
+                let callback = through_upstream(&setup, &browser, "bob").await;
+                let page = open(&browser, &callback).await;
+                (page.status == StatusCode::FORBIDDEN && page.body.contains(says)).then_some(page)
+            })
+            .await;
+        assert!(page.location.is_none(), "{mode}");
+        assert!(setup.service.store.find_user_by_name(ORG, BOB).await.expect("read").is_none(), "{mode}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_or_plain_http_issuer_fails_with_a_page_not_a_redirect() {
+    // A plain-http issuer on a non-loopback host is never called (the
+    // CRD schema refuses it too: see tests in validation).
+    let setup = setup("Optional", Some("http://idp.example.com")).await;
+    let page = type_email(&setup.service, &browser(), BOB).await;
+    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{}", page.body);
+    assert!(page.body.contains("Single sign-on unavailable"), "{}", page.body);
+    let health = setup_health(&setup).await;
+    assert_eq!(health.last_error_reason.as_deref(), Some("DiscoveryFailed"));
+    assert!(health.last_error.as_deref().unwrap_or_default().contains("loopback"), "{health:?}");
+}
