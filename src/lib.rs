@@ -17,7 +17,7 @@
 //!  store                    every SQL statement: desired state, identities, grants, sessions,
 //!   │                       the change feed and the index follower
 //!  authz  validation  manifests  token (jwt, keys, claims, pkce, password, refresh, totp, throttle)
-//!   │    federation (upstream OIDC and SAML, home-realm routing)
+//!   │    federation (upstream OpenID providers, home-realm routing)
 //!   │                       pure: access resolution, cross-resource checks, protocol cores
 //!  api  secret  sealing  error_chain  html  listener  http_metrics  audit
 //!                           CRD types, and the primitives everything shares: secrets and their
