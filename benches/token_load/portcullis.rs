@@ -131,7 +131,10 @@ impl Portcullis {
                 nonce: None,
                 code_challenge: Some(challenge),
                 auth_time_ms: state.now().as_millisecond(),
-                amr: vec!["pwd".to_owned()],
+                // As a sign-in with a second factor records it: the example's
+                // MFA policy asks one of this user's roles, and a password-only
+                // sign-in's refresh tokens are refused.
+                amr: ["pwd", "otp", "mfa"].map(str::to_owned).to_vec(),
                 session_id: None,
             },
         )
