@@ -14,11 +14,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use kube::ResourceExt;
 
 use super::model::GrantSource;
-use crate::authz::{AccessIndex, Principal, PrincipalKind};
+use crate::authz::{AccessIndex, Assignment, Principal, PrincipalKind};
 use crate::manifests::{ManifestSet, Resource, Source};
 use crate::resources::records::ToRecord as _;
 use crate::store::follow;
-use crate::store::{AccessDirectory, AssignmentRecord, ObjectMeta};
+use crate::store::{AccessDirectory, ObjectMeta};
 use crate::validation::namespace_of;
 
 /// How an organization's catalog marks a permission.
@@ -100,7 +100,7 @@ pub fn tenants_of(set: &ManifestSet) -> BTreeMap<String, TenantAccess> {
     let mut tenants: BTreeMap<String, TenantAccess> = BTreeMap::new();
     let mut roles: BTreeMap<String, Vec<(String, crate::authz::role_graph::RoleDefinition)>> =
         BTreeMap::new();
-    let mut assignments: BTreeMap<String, Vec<AssignmentRecord>> = BTreeMap::new();
+    let mut assignments: BTreeMap<String, Vec<Assignment>> = BTreeMap::new();
     for manifest in &set.manifests {
         let file = manifest.source.file.display().to_string();
         let namespace = match &manifest.resource {
@@ -143,15 +143,17 @@ pub fn tenants_of(set: &ManifestSet) -> BTreeMap<String, TenantAccess> {
                     record.meta.uid.clone(),
                     GrantSource::RoleAssignment { name, file, line: manifest.source.line },
                 );
-                assignments.entry(namespace.clone()).or_default().push(record);
+                assignments.entry(namespace.clone()).or_default().push(follow::assignment(&record));
             }
             Resource::IdentityProvider(idp) => {
                 let name = idp.name_any();
-                for (position, mapping) in idp.spec.group_mappings.iter().enumerate() {
-                    let record = group_mapping_record(&namespace, &name, position, mapping);
+                let mapped = follow::group_mapping_assignments(&name, &idp.spec);
+                for ((position, mapping), assignment) in
+                    idp.spec.group_mappings.iter().enumerate().zip(mapped)
+                {
                     let line = mapping_line(&manifest.source, position);
                     tenant.sources.insert(
-                        record.meta.uid.clone(),
+                        assignment.id.clone(),
                         GrantSource::GroupMapping {
                             identity_provider: name.clone(),
                             position,
@@ -160,7 +162,7 @@ pub fn tenants_of(set: &ManifestSet) -> BTreeMap<String, TenantAccess> {
                             line,
                         },
                     );
-                    assignments.entry(namespace.clone()).or_default().push(record);
+                    assignments.entry(namespace.clone()).or_default().push(assignment);
                 }
             }
             Resource::OAuthClient(_) => {}
@@ -168,9 +170,11 @@ pub fn tenants_of(set: &ManifestSet) -> BTreeMap<String, TenantAccess> {
     }
     for (namespace, tenant) in &mut tenants {
         tenant.index.reset_roles(roles.remove(namespace).unwrap_or_default());
-        for record in assignments.remove(namespace).unwrap_or_default() {
-            let assignment = follow::assignment(&record);
-            tenant.names.entry(assignment.principal.keyed()).or_insert_with(|| record.principal_name.clone());
+        for assignment in assignments.remove(namespace).unwrap_or_default() {
+            tenant
+                .names
+                .entry(assignment.principal.keyed())
+                .or_insert_with(|| assignment.principal.name.clone());
             tenant.index.apply_assignment(assignment);
         }
     }
@@ -189,26 +193,4 @@ fn mapping_line(source: &Source, position: usize) -> usize {
         .take_while(|(_, line)| line.starts_with([' ', '-', '#']) || line.trim().is_empty())
         .filter(|(_, line)| line.trim_start().trim_start_matches("- ").trim_start().starts_with("group:"));
     group_keys.map(|(at, _)| source.line + at).nth(position).unwrap_or(start)
-}
-
-/// A group mapping read as what it means: the IdP group, as the group of
-/// that display name, holds the role in the scope, with no end. (The token
-/// service does not act on mappings yet; the review shows what the manifests
-/// declare.)
-fn group_mapping_record(
-    namespace: &str,
-    identity_provider: &str,
-    position: usize,
-    mapping: &crate::api::GroupMapping,
-) -> AssignmentRecord {
-    let uid = format!("IdentityProvider/{identity_provider}/groupMappings/{position}");
-    AssignmentRecord {
-        meta: ObjectMeta::new(uid, namespace, identity_provider, 1),
-        principal_kind: PrincipalKind::Group,
-        principal_name: mapping.group.clone(),
-        role: mapping.role.clone(),
-        workspace: mapping.workspace.clone(),
-        expires_at_ms: None,
-        spec_json: String::new(),
-    }
 }

@@ -444,18 +444,25 @@ fn mapping_id(provider: &str, index: usize) -> String {
 /// An IdentityProvider's `groupMappings` as assignments to groups by name
 /// (the groups its sign-ins hydrate). A spec that does not parse maps nothing.
 fn group_mappings(provider: &IdentityProviderRecord) -> Vec<Assignment> {
-    let spec = match serde_json::from_str::<crate::api::IdentityProviderSpec>(&provider.spec_json) {
-        Ok(spec) => spec,
+    match serde_json::from_str::<crate::api::IdentityProviderSpec>(&provider.spec_json) {
+        Ok(spec) => group_mapping_assignments(&provider.meta.name, &spec),
         Err(error) => {
             tracing::error!(name = %provider.meta.name, %error, "an IdentityProvider's stored spec is unreadable");
-            return Vec::new();
+            Vec::new()
         }
-    };
+    }
+}
+
+/// What the index takes of an IdentityProvider's `groupMappings`: the
+/// group of that name holds the role in the scope, with no end; the i-th
+/// mapping's assignment id is `idp:{provider}:{i}`. Also how `portcullis
+/// diff` reads a folder's mappings, so a review grants as the services do.
+pub fn group_mapping_assignments(provider: &str, spec: &crate::api::IdentityProviderSpec) -> Vec<Assignment> {
     spec.group_mappings
         .iter()
         .enumerate()
         .map(|(i, mapping)| Assignment {
-            id: mapping_id(&provider.meta.name, i),
+            id: mapping_id(provider, i),
             principal: Principal::group(mapping.group.clone()),
             role: mapping.role.clone(),
             scope: mapping.workspace.clone().map(Scope::Workspace).unwrap_or(Scope::Organization),
