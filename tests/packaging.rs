@@ -232,6 +232,7 @@ fn every_value_shows_where_it_should() {
         "--service-cpu-request=200m",
         "--service-memory-request=256Mi",
         "--service-memory-limit=1Gi",
+        "--service-trusted-proxies=10.0.0.0/8,fd00::/8",
     ] {
         assert!(args.contains(&expected), "{expected} not in {args:?}");
     }

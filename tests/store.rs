@@ -976,6 +976,74 @@ async fn postgres_connect_existing_never_migrates() {
     connect_existing_never_migrates(&url, count).await;
 }
 
+/// A store that a newer version migrated (a migration this binary does not
+/// know is recorded as applied) is still opened and served: a rollback, or
+/// an old replica restarting during a rolling upgrade, keeps working.
+async fn a_store_migrated_by_a_newer_version_is_still_served(url: &str, record_newer: impl AsyncFn()) {
+    let store = Store::connect(url).await.unwrap();
+    applied(store.apply(&role("uid-viewer", "viewer", 1, &["journeys.read"])).await.unwrap());
+    store.close().await;
+    record_newer().await;
+    let reopened = Store::connect(url).await.expect("an older binary opens a newer schema");
+    assert!(reopened.get::<RoleRecord>(ORG, "viewer").await.unwrap().is_some(), "and reads what was there");
+}
+
+/// The rule that makes the above safe (docs/upgrading.md): from version 17
+/// on, a migration only adds. Removing or renaming what an older version
+/// reads takes two releases: stop reading it, then drop it.
+#[test]
+fn migrations_only_add() {
+    let forbidden = regex::Regex::new(
+        r"(?i)\b(drop\s+(table|column)|rename\s|alter\s+column\s+\w+\s+(set\s+data\s+)?type)\b",
+    )
+    .unwrap();
+    for backend in ["sqlite", "postgres"] {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let version: u32 = name.split('_').next().unwrap().parse().unwrap();
+            if version < 17 {
+                continue;
+            }
+            let sql = std::fs::read_to_string(&path).unwrap();
+            let code: String =
+                sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+            assert!(
+                forbidden.find(&code).is_none(),
+                "{backend}/{name} removes or renames: {:?}",
+                forbidden.find(&code)
+            );
+        }
+    }
+}
+
+const NEWER_MIGRATION: &str = "INSERT INTO _sqlx_migrations \
+     (version, description, success, checksum, execution_time) VALUES (9999, 'from a newer version', TRUE, $1, 1)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_migrated_by_a_newer_version_is_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("portcullis.db").display());
+    a_store_migrated_by_a_newer_version_is_still_served(&url, async || {
+        let pool = pool_of(&url).await;
+        sqlx::query(NEWER_MIGRATION).bind(vec![0u8; 48]).execute(&pool).await.unwrap();
+        pool.close().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_migrated_by_a_newer_version_is_still_served() {
+    let url = tokio::task::spawn_blocking(|| postgres::Postgres::shared().create_database()).await.unwrap();
+    a_store_migrated_by_a_newer_version_is_still_served(&url, async || {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::query(NEWER_MIGRATION).bind(vec![0u8; 48]).execute(&pool).await.unwrap();
+        pool.close().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_file_store_uses_wal_and_persists() {
     let dir = tempfile::tempdir().unwrap();

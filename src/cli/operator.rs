@@ -106,6 +106,13 @@ pub struct OperatorArgs {
     #[arg(long, env = "PORTCULLIS_SERVICE_LOG_LEVEL", default_value = "info")]
     service_log_level: String,
 
+    /// CIDR ranges of the reverse proxies in front of the token service
+    /// (Ingress controller, load balancer), comma-separated: passed to it as
+    /// `--trusted-proxies`, so that sign-in throttling counts the client
+    /// they forwarded, not the proxy.
+    #[arg(long, env = "PORTCULLIS_SERVICE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = super::process::parse_cidr)]
+    service_trusted_proxies: Vec<ipnet::IpNet>,
+
     /// The services' pod securityContext, as JSON (a Kubernetes
     /// PodSecurityContext); non-root user 65532 and seccomp RuntimeDefault
     /// when not given.
@@ -152,6 +159,12 @@ impl OperatorArgs {
             memory_limit: self.service_memory_limit,
             log_level: self.service_log_level,
             log_format: self.log.log_format.as_str().to_owned(),
+            trusted_proxies: self
+                .service_trusted_proxies
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             pod_security_context,
             security_context,
             owner: None,

@@ -115,7 +115,7 @@ pub struct TrustedProxiesArgs {
 }
 
 /// An IP range (`10.0.0.0/8`), or one address (`10.1.2.3`).
-fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
+pub fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
     let text = text.trim();
     text.parse::<ipnet::IpNet>()
         .or_else(|_| text.parse::<IpAddr>().map(ipnet::IpNet::from))

@@ -86,6 +86,10 @@ pub struct WorkloadSettings {
     pub log_level: String,
     /// `--log-format` of the services (`text` or `json`).
     pub log_format: String,
+    /// The token service's `PORTCULLIS_TRUSTED_PROXIES` (CIDRs of the
+    /// Ingress or load balancer in front of it), comma-separated; empty:
+    /// the TCP peer is the client.
+    pub trusted_proxies: String,
     pub pod_security_context: PodSecurityContext,
     pub security_context: SecurityContext,
     /// Owner of everything applied (the operator's own Deployment), once
@@ -238,6 +242,9 @@ fn plan_service(settings: &WorkloadSettings, service: &str, replicas: i32, base_
             true,
         ));
         env.push(env_secret("PORTCULLIS_LOGIN_SECRET", keys, LOGIN_SECRET, false));
+        if !settings.trusted_proxies.is_empty() {
+            env.push(env_value("PORTCULLIS_TRUSTED_PROXIES", &settings.trusted_proxies));
+        }
     } else {
         env.push(env_value("PORTCULLIS_SCIM_BASE_URL", base_url));
     }
@@ -465,6 +472,7 @@ mod tests {
             memory_limit: "256Mi".into(),
             log_level: "info".into(),
             log_format: "json".into(),
+            trusted_proxies: "10.0.0.0/8,fd00::/8".into(),
             pod_security_context: default_pod_security_context(),
             security_context: default_security_context(),
             owner: None,
@@ -525,6 +533,10 @@ mod tests {
             (keys, "previous-key-encryption-key", Some(true))
         );
         assert_eq!(secret_ref(env(container, "PORTCULLIS_LOGIN_SECRET")), (keys, "login-secret", None));
+        assert_eq!(
+            env(container, "PORTCULLIS_TRUSTED_PROXIES").value.as_deref(),
+            Some("10.0.0.0/8,fd00::/8")
+        );
         let pod_ip = env(container, "POD_IP").value_from.as_ref().unwrap().field_ref.as_ref().unwrap();
         assert_eq!(pod_ip.field_path, "status.podIP");
         let args = container.args.as_ref().unwrap();

@@ -227,12 +227,23 @@ impl Store {
 
         let pool = options.connect(url).await.map_err(connect_error)?;
         match schema {
-            Schema::Migrate => migrator(backend)
-                .await
-                .map_err(|source| StoreError::Migrate { backend, source })?
-                .run(&pool)
-                .await
-                .map_err(|source| StoreError::Migrate { backend, source })?,
+            Schema::Migrate => {
+                let mut migrator =
+                    migrator(backend).await.map_err(|source| StoreError::Migrate { backend, source })?;
+                // A store that a newer version has migrated is still served:
+                // migrations only add (docs/upgrading.md), so a rollback, or an
+                // old replica restarting during a rolling upgrade, keeps working.
+                migrator.set_ignore_missing(true);
+                migrator.run(&pool).await.map_err(|source| StoreError::Migrate { backend, source })?;
+                let newer = newer_migrations(&pool, backend).await?;
+                if !newer.is_empty() {
+                    tracing::warn!(
+                        ?newer,
+                        "the store's schema is newer than this binary (a newer version migrated it): \
+                         running on it; upgrade this process"
+                    );
+                }
+            }
             Schema::RequireCurrent => require_current_schema(&pool, backend).await?,
         }
 
@@ -344,19 +355,32 @@ enum Schema {
 
 /// Fails unless the store has every migration this version embeds.
 async fn require_current_schema(pool: &AnyPool, backend: Backend) -> Result<()> {
+    let applied = applied_migrations(pool, backend).await?;
+    let missing: Vec<i64> = embedded_versions(backend).filter(|v| !applied.contains(v)).collect();
+    if missing.is_empty() { Ok(()) } else { Err(StoreError::SchemaBehind { backend, missing }) }
+}
+
+/// Migrations the store has that this binary does not know (a newer
+/// version applied them).
+async fn newer_migrations(pool: &AnyPool, backend: Backend) -> Result<Vec<i64>> {
+    let known: Vec<i64> = embedded_versions(backend).collect();
+    Ok(applied_migrations(pool, backend).await?.into_iter().filter(|v| !known.contains(v)).collect())
+}
+
+async fn applied_migrations(pool: &AnyPool, backend: Backend) -> Result<Vec<i64>> {
     let rows = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success")
         .fetch_all(pool)
         .await
         .map_err(|source| StoreError::NoSchema { backend, source })?;
-    let applied: Vec<i64> =
-        rows.iter().map(|row| column(row, "_sqlx_migrations", "version")).collect::<Result<_>>()?;
+    rows.iter().map(|row| column(row, "_sqlx_migrations", "version")).collect()
+}
+
+fn embedded_versions(backend: Backend) -> impl Iterator<Item = i64> {
     let embedded = match backend {
         Backend::Sqlite => SQLITE_MIGRATIONS.0,
         Backend::Postgres => POSTGRES_MIGRATIONS.0,
     };
-    let missing: Vec<i64> =
-        embedded.iter().map(|&(version, ..)| version).filter(|v| !applied.contains(v)).collect();
-    if missing.is_empty() { Ok(()) } else { Err(StoreError::SchemaBehind { backend, missing }) }
+    embedded.iter().map(|&(version, ..)| version)
 }
 
 /// A write transaction from [`Store::begin_unlogged_write`]; rolled back if

@@ -44,6 +44,16 @@ impl Postgres {
     /// Initializes a cluster in a new temporary directory and starts it.
     /// Panics with the server log if it does not become ready in time.
     pub fn start() -> Postgres {
+        Postgres::start_with(durable())
+    }
+
+    /// A server with PostgreSQL's durable defaults (every commit flushed to
+    /// disk), whatever the environment says: for published figures.
+    pub fn start_durable() -> Postgres {
+        Postgres::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Postgres {
         assert!(
             Path::new(BIN).join("initdb").exists(),
             "PostgreSQL 15 is not installed ({BIN}/initdb is missing): apt-get install postgresql-15"
@@ -77,7 +87,7 @@ impl Postgres {
             let options = format!(
                 "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200{}",
                 path_str(&dir),
-                if durable() { "" } else { unsafe_for_speed }
+                if durable { "" } else { unsafe_for_speed }
             );
             let started = as_postgres(&format!("{BIN}/pg_ctl"))
                 .args(["start", "--no-wait", "--pgdata", path_str(&data), "--log"])
