@@ -1140,14 +1140,40 @@ async fn a_group_patch_answers_with_the_group_unless_members_are_excluded(servic
     assert_eq!(patched.header("etag"), Some("W/\"2\""));
     assert_eq!(patched.body["meta"]["version"], "W/\"2\"");
     assert_eq!(member_ids(&patched.body), vec![ann.clone()]);
-    assert_eq!(patched.body["members"][0]["display"], "ann@acme.example");
+    // The member's display as Okta sent it; without one, the userName.
+    assert_eq!(patched.body["members"][0]["display"], "ann.lee@acme.example");
+    let bob = service.create_user("bob@acme.example").await;
+    let add_bob = json!({"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "members", "value": [{"value": bob}]}]});
+    let both =
+        service.acme(Method::PATCH, &format!("/Groups/{gid}"), Some(&add_bob)).await.expect(StatusCode::OK);
+    let displays: Vec<&str> =
+        both.body["members"].as_array().unwrap().iter().map(|m| m["display"].as_str().unwrap()).collect();
+    assert_eq!(displays, ["ann.lee@acme.example", "bob@acme.example"], "{}", both.body);
+    let rename_member = json!({"schemas": [PATCH_OP], "Operations": [
+        {"op": "add", "path": "members", "value": [{"value": bob, "display": "Bob B."}]},
+    ]});
+    let renamed = service
+        .acme(Method::PATCH, &format!("/Groups/{gid}"), Some(&rename_member))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(renamed.body["members"][1]["display"], "Bob B.", "{}", renamed.body);
+    let read = service.acme(Method::GET, &format!("/Groups/{gid}"), None).await.expect(StatusCode::OK);
+    assert_eq!(read.body["members"], renamed.body["members"]);
+    let remove_bob = json!({"schemas": [PATCH_OP], "Operations": [{"op": "remove", "path": format!("members[value eq \"{bob}\"]")}]});
+    let removed = service
+        .acme(Method::PATCH, &format!("/Groups/{gid}"), Some(&remove_bob))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(member_ids(&removed.body), vec![ann.clone()]);
 
     let rename = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "displayName", "value": "Eng"}]});
     let quiet = service
         .acme(Method::PATCH, &format!("/Groups/{gid}?excludedAttributes=members"), Some(&rename))
         .await
         .expect(StatusCode::NO_CONTENT);
-    assert_eq!(quiet.header("etag"), Some("W/\"3\""));
+    let version = service.store.get_group("acme", &gid).await.unwrap().unwrap().version;
+    assert_eq!(quiet.header("etag"), Some(format!("W/\"{version}\"").as_str()));
+    assert_eq!(service.store.get_group("acme", &gid).await.unwrap().unwrap().display_name, "Eng");
     assert_eq!(quiet.body, Value::Null);
     let only_name = service
         .acme(Method::PATCH, &format!("/Groups/{gid}?attributes=displayName"), Some(&rename))

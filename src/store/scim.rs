@@ -155,6 +155,8 @@ pub struct GroupWrite<'a> {
     pub display_name: &'a str,
     pub external_id: Option<&'a str>,
     pub members: MemberChanges,
+    /// (user id, display) of members whose `display` the client set.
+    pub member_displays: &'a [(String, String)],
 }
 
 /// The SCIM service's queries.
@@ -235,10 +237,13 @@ pub trait ScimStore {
         organization: &str,
         id: &str,
     ) -> impl Future<Output = Result<Option<ScimGroup>>> + Send;
+    /// Creates the group with its members (and the displays given for
+    /// them), all or nothing.
     fn create_scim_group(
         &self,
         group: &NewGroup,
         members: &[String],
+        member_displays: &[(String, String)],
         provisioned_by: &str,
     ) -> impl Future<Output = Result<Group>> + Send;
     /// Renames the group and changes its members in one transaction, if the
@@ -429,6 +434,22 @@ fn window(page: &PageQuery<'_>, binds: usize) -> (String, i64, i64) {
 /// Checks that every id is a user of the organization (the first missing
 /// one is [`StoreError::NotFound`]), then adds the memberships that are
 /// not there yet. Returns how many rows were added.
+/// Sets the `display` of members already in the group (one row each).
+async fn set_member_displays(
+    tx: &mut WriteTx<'_>,
+    group_id: &str,
+    displays: &[(String, String)],
+) -> Result<()> {
+    for (user_id, display) in displays {
+        let query = sqlx::query("UPDATE memberships SET display = $1 WHERE group_id = $2 AND user_id = $3")
+            .bind(display.clone())
+            .bind(group_id.to_owned())
+            .bind(user_id.clone());
+        tx.execute(query, "set a member's display").await?;
+    }
+    Ok(())
+}
+
 async fn insert_members(
     tx: &mut WriteTx<'_>,
     organization: &str,
@@ -791,11 +812,13 @@ impl ScimStore for Store {
         &self,
         group: &NewGroup,
         members: &[String],
+        member_displays: &[(String, String)],
         provisioned_by: &str,
     ) -> Result<Group> {
         let mut tx = self.begin_write(&group.organization).await?;
         let (id, _) = insert_group(&mut tx, group, Some(provisioned_by)).await?;
         insert_members(&mut tx, &group.organization, &id, members).await?;
+        set_member_displays(&mut tx, &id, member_displays).await?;
         let member_count = members.len();
         let members: Vec<&String> = members.iter().collect();
         record_membership(&mut tx, &group.organization, &id, &members);
@@ -850,6 +873,7 @@ impl ScimStore for Store {
                 record_membership(&mut tx, organization, id, &changed);
             }
         }
+        set_member_displays(&mut tx, id, write.member_displays).await?;
         let updated = read_group(tx.conn(), organization, "id = $2", id).await?;
         tx.commit().await?;
         updated.ok_or_else(|| not_found(organization, "group", id))
@@ -881,7 +905,7 @@ impl ScimStore for Store {
         group_id: &str,
         only: Option<&[String]>,
     ) -> Result<Vec<Member>> {
-        let base = "SELECT u.id AS user_id, u.user_name AS user_name FROM memberships m \
+        let base = "SELECT u.id AS user_id, u.user_name AS user_name, m.display AS display FROM memberships m \
                     JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 AND u.organization = $2";
         let mut members = Vec::new();
         let mut read = |rows: Vec<sqlx::any::AnyRow>| -> Result<()> {
@@ -889,6 +913,7 @@ impl ScimStore for Store {
                 members.push(Member {
                     user_id: column(row, "memberships", "user_id")?,
                     user_name: column(row, "memberships", "user_name")?,
+                    display: column(row, "memberships", "display")?,
                 });
             }
             Ok(())

@@ -183,7 +183,7 @@ pub(super) async fn create(
     let members = fields.members.unwrap_or_default();
     let created = caller
         .store
-        .create_scim_group(&new, &members, &caller.identity_provider)
+        .create_scim_group(&new, &members, &fields.member_displays, &caller.identity_provider)
         .await
         .map_err(|e| write_error(e, &fields.display_name))?;
     render(&state, &caller, &created, StatusCode::CREATED, None).await
@@ -205,6 +205,7 @@ pub(super) async fn replace(
         external_id: fields.external_id.as_deref(),
         // PUT replaces: no `members` means none (RFC 7644 §3.5.1).
         members: MemberChanges::Replace(fields.members.clone().unwrap_or_default()),
+        member_displays: &fields.member_displays,
     };
     let expected = headers.contains_key(header::IF_MATCH).then_some(current.version);
     let updated = caller
@@ -307,8 +308,20 @@ pub(super) async fn patch(
     };
     let outcome = patch::apply(resource, &GROUP, &request)?;
     let fields = group_fields(&outcome.resource)?;
-    // Only what is stored counts: a member's `display` sent along changes nothing.
+    // Only what is stored counts: a member's `display` the same as before changes nothing.
+    let member_displays: Vec<(String, String)> = fields
+        .member_displays
+        .iter()
+        .filter(|(id, display)| {
+            // As rendered: the stored display, else the userName.
+            !members
+                .iter()
+                .any(|m| m.user_id == *id && m.display.as_deref().unwrap_or(&m.user_name) == display)
+        })
+        .cloned()
+        .collect();
     let unchanged = outcome.membership.is_empty()
+        && member_displays.is_empty()
         && fields.display_name == current.display_name
         && fields.external_id == current.external_id;
     if !outcome.changed || unchanged {
@@ -321,6 +334,7 @@ pub(super) async fn patch(
             added: outcome.membership.added,
             removed: outcome.membership.removed,
         },
+        member_displays: &member_displays,
     };
     // The write names the version the patch applied to: all of it or none.
     let updated = caller

@@ -148,7 +148,7 @@ pub fn group_json(group: &Group, members: Option<&[Member]>, base_url: &str) -> 
             .iter()
             .map(|m| {
                 json!({
-                    "value": m.user_id, "display": m.user_name,
+                    "value": m.user_id, "display": m.display.as_deref().unwrap_or(&m.user_name),
                     "$ref": format!("{base_url}/Users/{}", m.user_id), "type": "User",
                 })
             })
@@ -413,6 +413,8 @@ pub struct GroupFields {
     pub external_id: Option<String>,
     /// Member user ids, when `members` was sent.
     pub members: Option<Vec<String>>,
+    /// (user id, display) of the members sent with a `display`.
+    pub member_displays: Vec<(String, String)>,
 }
 
 /// Reads a Group body (POST, PUT, or a patched resource).
@@ -421,7 +423,12 @@ pub fn group_fields(body: &Value) -> Result<GroupFields, ScimError> {
         .as_object()
         .ok_or_else(|| ScimError::invalid(ScimType::InvalidSyntax, "a Group is a JSON object"))?;
     declares(body, GROUP_SCHEMA)?;
-    let mut fields = GroupFields { display_name: String::new(), external_id: None, members: None };
+    let mut fields = GroupFields {
+        display_name: String::new(),
+        external_id: None,
+        members: None,
+        member_displays: Vec::new(),
+    };
     for (key, value) in body {
         if key.eq_ignore_ascii_case("schemas") {
             continue;
@@ -443,6 +450,11 @@ pub fn group_fields(body: &Value) -> Result<GroupFields, ScimError> {
                         .and_then(Value::as_str)
                         .ok_or_else(|| invalid("every member needs a value (the user's id)".into()))?;
                     members.push(id.to_owned());
+                    let display =
+                        member.as_object().and_then(|m| get_ci(m, "display")).and_then(Value::as_str);
+                    if let Some(display) = display {
+                        fields.member_displays.push((id.to_owned(), display.to_owned()));
+                    }
                 }
                 fields.members = Some(members);
             }
