@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Every test Portcullis has, as CI runs them: formatting, lints, the real
-# control plane for the end-to-end tests and the packaging tools (each built
-# once, then cached), `cargo test` of every workspace member (the product,
-# the SCIM core, one small run of each benchmark), and the SCIM parsers' fuzz
-# targets for a
-# bounded time. This is the README's test command.
+# control plane for the end-to-end tests, the packaging tools and the SCIM
+# conformance suite (each built once, then cached), `cargo test` of every
+# workspace member (the product, the SCIM core, one small run of each
+# benchmark), and the SCIM parsers' fuzz targets for a bounded time. This is
+# the README's test command.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -37,6 +37,11 @@ echo "packaging tools in $PORTCULLIS_TOOLS_BIN ($(($(date +%s) - start))s)" >&2
 step "upstream OpenID provider for the single sign-on tests (oidc-provider from npm, cached)"
 PORTCULLIS_OIDC_PROVIDER_DIR=$(bash e2e/build-oidc-provider.sh | tail -n 1)
 export PORTCULLIS_OIDC_PROVIDER_DIR
+
+step "SCIM conformance suite (scim2-tester from PyPI, in a venv, cached)"
+PORTCULLIS_SCIM2_TESTER_BIN=$(bash e2e/build-scim2-tester.sh | tail -n 1)
+export PORTCULLIS_SCIM2_TESTER_BIN
+echo "scim2-tester in $PORTCULLIS_SCIM2_TESTER_BIN" >&2
 
 step "cargo test --workspace --all-targets"
 cargo test --locked --workspace --all-targets

@@ -2,8 +2,12 @@
 //! with the requests Okta and Entra ID send (`fixtures/scim/`), on SQLite
 //! and on a real PostgreSQL server (`support/postgres.rs`).
 
+#[path = "support/browser_form.rs"]
+mod browser_form;
 #[path = "support/postgres.rs"]
 mod postgres;
+#[path = "support/token_service.rs"]
+mod token_support;
 
 use std::time::{Duration, Instant};
 
@@ -58,6 +62,14 @@ on_both_backends!(
     sync_health_counts_requests_errors_and_provisioned_resources,
     a_membership_added_over_scim_grants_the_group_role,
     writes_touch_only_the_callers_own_users_and_groups,
+    a_pushed_password_is_stored_hashed_for_sign_in_and_never_returned,
+    a_pushed_password_is_accepted_and_dropped_without_password_sign_in,
+    email_display_and_other_sub_attributes_are_kept,
+    a_patch_may_name_the_enterprise_extension_with_an_object,
+    root_search_lists_users_and_groups_as_one_page,
+    a_group_patch_answers_with_the_group_unless_members_are_excluded,
+    a_member_that_is_not_a_user_changes_nothing,
+    removing_active_leaves_it_unassigned_and_the_status_as_it_was,
 );
 
 async fn sqlite_store() -> Store {
@@ -335,12 +347,14 @@ async fn okta_manages_group_membership_and_renames(service: Service) {
     let group_path = format!("/Groups/{gid}");
     for user in [&ann, &bob] {
         let add = fixture("okta_add_member", &[("user_id", user)]);
-        service.acme(Method::PATCH, &group_path, Some(&add)).await.expect(StatusCode::NO_CONTENT);
+        let patched = service.acme(Method::PATCH, &group_path, Some(&add)).await.expect(StatusCode::OK);
+        assert!(member_ids(&patched.body).contains(user), "200 with the group: {}", patched.body);
     }
     // Adding an existing member is not an error, and changes nothing.
     let version_before = service.store.get_group("acme", &gid).await.unwrap().unwrap().version;
     let add = fixture("okta_add_member", &[("user_id", &ann)]);
-    service.acme(Method::PATCH, &group_path, Some(&add)).await.expect(StatusCode::NO_CONTENT);
+    let again = service.acme(Method::PATCH, &group_path, Some(&add)).await.expect(StatusCode::OK);
+    assert_eq!(again.header("etag"), Some(format!("W/\"{version_before}\"").as_str()));
     assert_eq!(service.store.get_group("acme", &gid).await.unwrap().unwrap().version, version_before);
 
     let read = service.acme(Method::GET, &group_path, None).await.expect(StatusCode::OK);
@@ -352,12 +366,13 @@ async fn okta_manages_group_membership_and_renames(service: Service) {
     assert_eq!(ann_read.body["groups"][0]["display"], "Engineering");
 
     let remove = fixture("okta_remove_member", &[("user_id", &ann)]);
-    service.acme(Method::PATCH, &group_path, Some(&remove)).await.expect(StatusCode::NO_CONTENT);
+    service.acme(Method::PATCH, &group_path, Some(&remove)).await.expect(StatusCode::OK);
     let read = service.acme(Method::GET, &group_path, None).await.expect(StatusCode::OK);
     assert_eq!(member_ids(&read.body), vec![bob.clone()]);
 
     let rename = fixture("okta_rename_group", &[("group_id", &gid)]);
-    service.acme(Method::PATCH, &group_path, Some(&rename)).await.expect(StatusCode::NO_CONTENT);
+    let renamed = service.acme(Method::PATCH, &group_path, Some(&rename)).await.expect(StatusCode::OK);
+    assert_eq!(renamed.body["displayName"], "Platform Engineering");
     let found = service
         .acme(Method::GET, &filter_path("/Groups", "displayName eq \"platform engineering\""), None)
         .await;
@@ -383,10 +398,7 @@ async fn entra_adds_and_removes_members_and_renames(service: Service) {
     let gid = created.expect(StatusCode::CREATED).body["id"].as_str().unwrap().to_owned();
     let group_url = service.url("acme", &format!("/Groups/{gid}"));
     let add = fixture("entra_add_member", &[("user_id", &user)]);
-    service
-        .send(Method::PATCH, &group_url, Some(ENTRA_TOKEN), Some(&add), &[])
-        .await
-        .expect(StatusCode::NO_CONTENT);
+    service.send(Method::PATCH, &group_url, Some(ENTRA_TOKEN), Some(&add), &[]).await.expect(StatusCode::OK);
     assert_eq!(service.store.count_members("acme", &gid).await.unwrap(), 1);
 
     // Entra ID reads groups without their members.
@@ -401,14 +413,14 @@ async fn entra_adds_and_removes_members_and_renames(service: Service) {
     service
         .send(Method::PATCH, &group_url, Some(ENTRA_TOKEN), Some(&remove), &[])
         .await
-        .expect(StatusCode::NO_CONTENT);
+        .expect(StatusCode::OK);
     assert_eq!(service.store.count_members("acme", &gid).await.unwrap(), 0);
 
     let rename = fixture("entra_rename_group", &[]);
     service
         .send(Method::PATCH, &group_url, Some(ENTRA_TOKEN), Some(&rename), &[])
         .await
-        .expect(StatusCode::NO_CONTENT);
+        .expect(StatusCode::OK);
     assert_eq!(service.store.get_group("acme", &gid).await.unwrap().unwrap().display_name, "Group1 Renamed");
 }
 
@@ -582,10 +594,6 @@ async fn unknown_ids_duplicates_and_stale_etags(service: Service) {
     stale_delete.expect_error(StatusCode::PRECONDITION_FAILED, None);
     let put = service.send(Method::PUT, &url, Some(OKTA_TOKEN), Some(&put), &[("if-match", "*")]).await;
     assert_eq!(put.expect(StatusCode::OK).body["active"], true, "PUT replaces: active defaults to true");
-    let password = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "p@acme.example", "password": "hunter2"});
-    let refused = service.acme(Method::POST, "/Users", Some(&password)).await;
-    let refused = refused.expect_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
-    assert!(!refused.body.to_string().contains("hunter2"));
 }
 
 async fn tokens_only_open_their_own_organization(service: Service) {
@@ -661,7 +669,7 @@ async fn discovery_declares_what_works_and_refuses_writes(service: Service) {
     assert_eq!(config.body["patch"]["supported"], true);
     assert_eq!(config.body["filter"]["supported"], true);
     assert_eq!(config.body["etag"]["supported"], true);
-    assert_eq!(config.body["changePassword"]["supported"], false);
+    assert_eq!(config.body["changePassword"]["supported"], true);
     let schemas = service.acme(Method::GET, "/Schemas", None).await.expect(StatusCode::OK);
     assert_eq!(schemas.body["totalResults"], 3);
     let user_schema =
@@ -804,7 +812,7 @@ async fn a_membership_added_over_scim_grants_the_group_role(service: Service) {
     assert!(!allows(&follower.current()));
 
     let add = fixture("okta_add_member", &[("user_id", &user)]);
-    service.acme(Method::PATCH, &format!("/Groups/{gid}"), Some(&add)).await.expect(StatusCode::NO_CONTENT);
+    service.acme(Method::PATCH, &format!("/Groups/{gid}"), Some(&add)).await.expect(StatusCode::OK);
     let mut snapshots = follower.subscribe();
     let deadline = std::time::Duration::from_secs(15);
     tokio::time::timeout(deadline, snapshots.wait_for(|snapshot| allows(snapshot)))
@@ -869,4 +877,468 @@ async fn writes_touch_only_the_callers_own_users_and_groups(service: Service) {
     service.acme(Method::DELETE, &group_url, None).await.expect_error(StatusCode::FORBIDDEN, None);
     let stored = service.store.get_group("acme", &group).await.unwrap().expect("still there");
     assert_eq!(stored.display_name, "Group1");
+}
+
+// === Issue 13, SCIM conformance: what scim2-tester and the clients expect. ===
+
+const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// Whether `password` verifies against the user's stored hash, with the
+/// hasher sign-in uses.
+async fn signs_in_with(store: &Store, user_id: &str, password: &str) -> bool {
+    let user = store.get_user("acme", user_id).await.unwrap().expect("the user exists");
+    let Some(hash) = user.password_hash else { return false };
+    assert!(hash.expose().starts_with("$argon2id$"), "stored as an argon2id PHC string");
+    portcullis::token::password::PasswordHasher::new(1)
+        .verify(password, hash.expose())
+        .await
+        .expect("a valid stored hash")
+}
+
+/// The password attribute (RFC 7643 §4.1.1) in an organization with password
+/// sign-in enabled: stored hashed for the sign-in to check, on POST, PATCH and
+/// PUT; never in an answer; too short for the policy is a 400 that does not
+/// echo it.
+async fn a_pushed_password_is_stored_hashed_for_sign_in_and_never_returned(service: Service) {
+    const FIRST: &str = "first-Secret-passphrase-1";
+    const SECOND: &str = "second-Secret-passphrase-2";
+    const THIRD: &str = "third-Secret-passphrase-3";
+    let body = json!({"schemas": [USER_SCHEMA], "userName": "pat@acme.example", "password": FIRST});
+    let created = service.acme(Method::POST, "/Users", Some(&body)).await.expect(StatusCode::CREATED);
+    assert!(created.body.get("password").is_none(), "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert!(signs_in_with(&service.store, &id, FIRST).await);
+    assert!(!signs_in_with(&service.store, &id, SECOND).await);
+
+    let user_path = format!("/Users/{id}");
+    let patch = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "password", "value": SECOND}]});
+    let patched = service.acme(Method::PATCH, &user_path, Some(&patch)).await.expect(StatusCode::OK);
+    assert!(!patched.body.to_string().contains(SECOND));
+    assert_eq!(patched.header("etag"), Some("W/\"2\""), "a password change is a change");
+    assert!(signs_in_with(&service.store, &id, SECOND).await);
+    let pathless =
+        json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"password": THIRD}}]});
+    service.acme(Method::PATCH, &user_path, Some(&pathless)).await.expect(StatusCode::OK);
+    assert!(signs_in_with(&service.store, &id, THIRD).await);
+
+    // A PUT without a password keeps it; with one, replaces it.
+    let put = json!({"schemas": [USER_SCHEMA], "userName": "pat@acme.example", "displayName": "Pat"});
+    service.acme(Method::PUT, &user_path, Some(&put)).await.expect(StatusCode::OK);
+    assert!(signs_in_with(&service.store, &id, THIRD).await);
+    let put = json!({"schemas": [USER_SCHEMA], "userName": "pat@acme.example", "password": FIRST});
+    let replaced = service.acme(Method::PUT, &user_path, Some(&put)).await.expect(StatusCode::OK);
+    assert!(!replaced.body.to_string().contains(FIRST));
+    assert!(signs_in_with(&service.store, &id, FIRST).await);
+
+    for path in [user_path.clone(), "/Users".to_owned()] {
+        let read = service.acme(Method::GET, &path, None).await.expect(StatusCode::OK);
+        assert!(!read.body.to_string().contains("password"), "{}", read.body);
+        let asked = service.acme(Method::GET, &format!("{path}?attributes=password,userName"), None).await;
+        assert!(!asked.expect(StatusCode::OK).body.to_string().contains("$argon2"));
+    }
+
+    // Shorter than the organization's minLength (12 by default): refused, not echoed, nothing kept.
+    let short = json!({"schemas": [USER_SCHEMA], "userName": "short@acme.example", "password": "hunter2"});
+    let refused = service.acme(Method::POST, "/Users", Some(&short)).await;
+    let refused = refused.expect_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
+    assert!(!refused.body.to_string().contains("hunter2"));
+    assert!(service.store.find_user_by_name("acme", "short@acme.example").await.unwrap().is_none());
+    let short = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "password", "value": "hunter2"}]});
+    service
+        .acme(Method::PATCH, &user_path, Some(&short))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
+    assert!(signs_in_with(&service.store, &id, FIRST).await, "the password stayed");
+}
+
+/// With password sign-in disabled, a pushed password is accepted (Entra ID
+/// sends one and expects success) and dropped: nothing is stored.
+async fn a_pushed_password_is_accepted_and_dropped_without_password_sign_in(service: Service) {
+    let mut globex = organization("globex", "globex", "scim");
+    globex.meta.generation = 2;
+    globex.spec_json = json!({
+        "displayName": "globex",
+        "provisioning": {"mode": "scim"},
+        "authentication": {"password": {"enabled": false}},
+    })
+    .to_string();
+    service.store.apply(&globex).await.unwrap();
+    let users = service.url("globex", "/Users");
+    let body = json!({"schemas": [USER_SCHEMA], "userName": "gus@globex.example", "password": "short"});
+    let created = service.send(Method::POST, &users, Some(GLOBEX_TOKEN), Some(&body), &[]).await;
+    let created = created.expect(StatusCode::CREATED);
+    assert!(!created.body.to_string().contains("short\""), "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let patch = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "password", "value": "another one"}]});
+    let url = service.url("globex", &format!("/Users/{id}"));
+    service.send(Method::PATCH, &url, Some(GLOBEX_TOKEN), Some(&patch), &[]).await.expect(StatusCode::OK);
+    let stored = service.store.get_user("globex", &id).await.unwrap().expect("the user exists");
+    assert_eq!(stored.password_hash, None);
+}
+
+/// Sub-attributes without a column (an email's `display`) and attributes
+/// kept as JSON survive POST, PATCH and PUT, and come back as sent.
+async fn email_display_and_other_sub_attributes_are_kept(service: Service) {
+    let body = json!({
+        "schemas": [USER_SCHEMA],
+        "userName": "eve@acme.example",
+        "name": {"givenName": "Eve", "familyName": "Moneypenny", "honorificPrefix": "Ms."},
+        "emails": [
+            {"value": "eve@acme.example", "type": "work", "primary": true, "display": "Work"},
+            {"value": "eve@home.example", "type": "home"},
+        ],
+        "phoneNumbers": [{"value": "+1-201-555-0123", "type": "work", "display": "Desk"}],
+    });
+    let created = service.acme(Method::POST, "/Users", Some(&body)).await.expect(StatusCode::CREATED);
+    assert_eq!(created.body["emails"][0]["display"], "Work", "{}", created.body);
+    assert!(created.body["emails"][1].get("display").is_none());
+    assert_eq!(created.body["name"]["honorificPrefix"], "Ms.");
+    assert_eq!(created.body["phoneNumbers"][0]["display"], "Desk");
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let user_path = format!("/Users/{id}");
+
+    let patch = json!({"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "path": "emails[type eq \"home\"].display", "value": "Home"},
+        {"op": "add", "path": "emails", "value": [{"value": "eve@other.example", "type": "other", "display": "Other"}]},
+    ]});
+    let patched = service.acme(Method::PATCH, &user_path, Some(&patch)).await.expect(StatusCode::OK);
+    let displays: Vec<(&str, &str)> = patched.body["emails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["value"].as_str().unwrap(), e["display"].as_str().unwrap_or("-")))
+        .collect();
+    assert_eq!(
+        displays,
+        [("eve@acme.example", "Work"), ("eve@home.example", "Home"), ("eve@other.example", "Other")],
+        "{}",
+        patched.body
+    );
+    let read = service.acme(Method::GET, &user_path, None).await.expect(StatusCode::OK);
+    assert_eq!(read.body["emails"], patched.body["emails"]);
+    let by_value = service
+        .acme(Method::GET, &filter_path("/Users", "emails.value eq \"eve@other.example\""), None)
+        .await;
+    assert_eq!(by_value.expect(StatusCode::OK).body["totalResults"], 1);
+
+    let put = json!({
+        "schemas": [USER_SCHEMA],
+        "userName": "eve@acme.example",
+        "emails": [{"value": "eve@acme.example", "type": "work", "primary": true, "display": "Office"}],
+    });
+    let replaced = service.acme(Method::PUT, &user_path, Some(&put)).await.expect(StatusCode::OK);
+    assert_eq!(
+        replaced.body["emails"],
+        json!([{"value": "eve@acme.example", "type": "work", "primary": true, "display": "Office"}])
+    );
+}
+
+/// A PATCH whose path is the enterprise extension's URN and whose value is
+/// its object (as scim2-tester sends it, `schemas` inside) sets those
+/// attributes; POST may carry the same object.
+async fn a_patch_may_name_the_enterprise_extension_with_an_object(service: Service) {
+    let body = json!({
+        "schemas": [USER_SCHEMA, ENTERPRISE],
+        "userName": "quinn@acme.example",
+        ENTERPRISE: {"schemas": [ENTERPRISE], "employeeNumber": "7", "department": "Q Branch"},
+    });
+    let created = service.acme(Method::POST, "/Users", Some(&body)).await.expect(StatusCode::CREATED);
+    assert_eq!(created.body[ENTERPRISE], json!({"employeeNumber": "7", "department": "Q Branch"}));
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let manager = service.create_user("m@acme.example").await;
+    let patch = json!({"schemas": [PATCH_OP], "Operations": [{
+        "op": "replace",
+        "path": ENTERPRISE,
+        "value": {"schemas": [ENTERPRISE], "department": "Research", "manager": {"value": manager}},
+    }]});
+    let patched = service.acme(Method::PATCH, &format!("/Users/{id}"), Some(&patch)).await;
+    let patched = patched.expect(StatusCode::OK);
+    assert_eq!(
+        patched.body[ENTERPRISE],
+        json!({"employeeNumber": "7", "department": "Research", "manager": {"value": manager}}),
+        "{}",
+        patched.body
+    );
+    let add = json!({"schemas": [PATCH_OP], "Operations": [
+        {"op": "add", "path": ENTERPRISE, "value": {"costCenter": "4130"}},
+    ]});
+    let added = service.acme(Method::PATCH, &format!("/Users/{id}"), Some(&add)).await.expect(StatusCode::OK);
+    assert_eq!(added.body[ENTERPRISE]["costCenter"], "4130");
+    assert_eq!(added.body[ENTERPRISE]["department"], "Research");
+}
+
+/// `POST /.search` at the service root (RFC 7644 §3.4.3): Users and Groups in
+/// one list, paged across both, each with the requested attributes it has.
+async fn root_search_lists_users_and_groups_as_one_page(service: Service) {
+    for name in ["ann", "bob"] {
+        service.create_user(&format!("{name}@acme.example")).await;
+    }
+    service
+        .acme(Method::POST, "/Groups", Some(&fixture("okta_create_group", &[])))
+        .await
+        .expect(StatusCode::CREATED);
+    let service = &service;
+    let search = |body: Value| async move {
+        let mut body = body;
+        body["schemas"] = json!(["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]);
+        service.acme(Method::POST, "/.search", Some(&body)).await
+    };
+    let all = search(json!({"attributes": ["userName", "displayName"]})).await.expect(StatusCode::OK);
+    assert_eq!(all.body["totalResults"], 3);
+    let resources = all.body["Resources"].as_array().unwrap();
+    assert_eq!(resources.len(), 3);
+    assert_eq!(resources[0]["userName"], "ann@acme.example");
+    assert_eq!(resources[1]["userName"], "bob@acme.example");
+    assert_eq!(resources[2]["displayName"], "Engineering");
+    assert!(resources[2].get("members").is_none(), "only the attributes asked for: {}", resources[2]);
+    assert!(resources[0].get("emails").is_none());
+
+    // The second page starts in the users and ends in the groups.
+    let page = search(json!({"startIndex": 2, "count": 2})).await.expect(StatusCode::OK);
+    assert_eq!(page.body["totalResults"], 3);
+    assert_eq!(page.body["startIndex"], 2);
+    assert_eq!(page.body["Resources"][0]["userName"], "bob@acme.example");
+    assert_eq!(page.body["Resources"][1]["displayName"], "Engineering");
+
+    // A filter on an attribute only Users have finds only users.
+    let users = search(json!({"filter": "userName sw \"a\""})).await.expect(StatusCode::OK);
+    assert_eq!(users.body["totalResults"], 1);
+    assert_eq!(users.body["Resources"][0]["userName"], "ann@acme.example");
+    let excluded = search(json!({"excludedAttributes": ["members"]})).await.expect(StatusCode::OK);
+    assert_eq!(excluded.body["totalResults"], 3);
+    search(json!({"filter": "shoeSize eq 42"}))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, Some("invalidFilter"));
+    let unauthenticated =
+        service.send(Method::POST, &service.url("acme", "/.search"), None, Some(&json!({})), &[]).await;
+    unauthenticated.expect_error(StatusCode::UNAUTHORIZED, None);
+    let globex = service
+        .send(
+            Method::POST,
+            &service.url("globex", "/.search"),
+            Some(GLOBEX_TOKEN),
+            Some(&json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(globex.expect(StatusCode::OK).body["totalResults"], 0, "another organization sees none");
+    service.acme(Method::GET, "/.search", None).await.expect_error(StatusCode::METHOD_NOT_ALLOWED, None);
+}
+
+/// Group PATCH (RFC 7644 §3.5.2 allows 200 or 204): 200 with the group,
+/// unless the request excludes `members` or the group is large (README).
+async fn a_group_patch_answers_with_the_group_unless_members_are_excluded(service: Service) {
+    let ann = service.create_user("ann@acme.example").await;
+    let created = service.acme(Method::POST, "/Groups", Some(&fixture("okta_create_group", &[]))).await;
+    let gid = created.expect(StatusCode::CREATED).body["id"].as_str().unwrap().to_owned();
+    let add = fixture("okta_add_member", &[("user_id", &ann)]);
+    let patched =
+        service.acme(Method::PATCH, &format!("/Groups/{gid}"), Some(&add)).await.expect(StatusCode::OK);
+    assert_eq!(patched.header("content-type"), Some("application/scim+json"));
+    assert_eq!(patched.header("etag"), Some("W/\"2\""));
+    assert_eq!(patched.body["meta"]["version"], "W/\"2\"");
+    assert_eq!(member_ids(&patched.body), vec![ann.clone()]);
+    // The member's display as Okta sent it; without one, the userName.
+    assert_eq!(patched.body["members"][0]["display"], "ann.lee@acme.example");
+    let bob = service.create_user("bob@acme.example").await;
+    let add_bob = json!({"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "members", "value": [{"value": bob}]}]});
+    let both =
+        service.acme(Method::PATCH, &format!("/Groups/{gid}"), Some(&add_bob)).await.expect(StatusCode::OK);
+    let displays: Vec<&str> =
+        both.body["members"].as_array().unwrap().iter().map(|m| m["display"].as_str().unwrap()).collect();
+    assert_eq!(displays, ["ann.lee@acme.example", "bob@acme.example"], "{}", both.body);
+    let rename_member = json!({"schemas": [PATCH_OP], "Operations": [
+        {"op": "add", "path": "members", "value": [{"value": bob, "display": "Bob B."}]},
+    ]});
+    let renamed = service
+        .acme(Method::PATCH, &format!("/Groups/{gid}"), Some(&rename_member))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(renamed.body["members"][1]["display"], "Bob B.", "{}", renamed.body);
+    let read = service.acme(Method::GET, &format!("/Groups/{gid}"), None).await.expect(StatusCode::OK);
+    assert_eq!(read.body["members"], renamed.body["members"]);
+    let remove_bob = json!({"schemas": [PATCH_OP], "Operations": [{"op": "remove", "path": format!("members[value eq \"{bob}\"]")}]});
+    let removed = service
+        .acme(Method::PATCH, &format!("/Groups/{gid}"), Some(&remove_bob))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(member_ids(&removed.body), vec![ann.clone()]);
+
+    let rename = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "displayName", "value": "Eng"}]});
+    let quiet = service
+        .acme(Method::PATCH, &format!("/Groups/{gid}?excludedAttributes=members"), Some(&rename))
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    let version = service.store.get_group("acme", &gid).await.unwrap().unwrap().version;
+    assert_eq!(quiet.header("etag"), Some(format!("W/\"{version}\"").as_str()));
+    assert_eq!(service.store.get_group("acme", &gid).await.unwrap().unwrap().display_name, "Eng");
+    assert_eq!(quiet.body, Value::Null);
+    let only_name = service
+        .acme(Method::PATCH, &format!("/Groups/{gid}?attributes=displayName"), Some(&rename))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(only_name.body["displayName"], "Eng");
+    assert!(only_name.body.get("members").is_none(), "{}", only_name.body);
+
+    // A group of more than 1,000 members answers 204: it is never rendered whole.
+    let mut ids = Vec::with_capacity(1001);
+    for n in 0..1001 {
+        let user = service
+            .store
+            .create_user(&NewUser::new("acme", format!("member-{n:04}@acme.example"), UserSource::Scim))
+            .await
+            .unwrap();
+        ids.push(user.id);
+    }
+    let big = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Everyone", "members": ids.iter().map(|id| json!({"value": id})).collect::<Vec<_>>()});
+    let created = service.acme(Method::POST, "/Groups", Some(&big)).await.expect(StatusCode::CREATED);
+    let big_id = created.body["id"].as_str().unwrap().to_owned();
+    let add = fixture("okta_add_member", &[("user_id", &ann)]);
+    service
+        .acme(Method::PATCH, &format!("/Groups/{big_id}"), Some(&add))
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    assert_eq!(service.store.count_members("acme", &big_id).await.unwrap(), 1002);
+}
+
+/// A member whose User does not exist: 400 `invalidValue` naming it, and the
+/// request changes nothing (POST creates no group, PUT and PATCH leave it).
+async fn a_member_that_is_not_a_user_changes_nothing(service: Service) {
+    let ann = service.create_user("ann@acme.example").await;
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "Ghosts",
+        "members": [{"value": ann}, {"value": "not-provisioned-yet"}],
+    });
+    let refused = service.acme(Method::POST, "/Groups", Some(&body)).await;
+    let refused = refused.expect_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
+    assert!(refused.body["detail"].as_str().unwrap().contains("not-provisioned-yet"), "{}", refused.body);
+    let found = service.acme(Method::GET, &filter_path("/Groups", "displayName eq \"Ghosts\""), None).await;
+    assert_eq!(found.expect(StatusCode::OK).body["totalResults"], 0, "no group was created");
+
+    let created = service.acme(Method::POST, "/Groups", Some(&fixture("okta_create_group", &[]))).await;
+    let gid = created.expect(StatusCode::CREATED).body["id"].as_str().unwrap().to_owned();
+    let add = fixture("okta_add_member", &[("user_id", &ann)]);
+    service.acme(Method::PATCH, &format!("/Groups/{gid}"), Some(&add)).await.expect(StatusCode::OK);
+    let put = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "Renamed",
+        "members": [{"value": "not-provisioned-yet"}],
+    });
+    let refused = service.acme(Method::PUT, &format!("/Groups/{gid}"), Some(&put)).await;
+    let refused = refused.expect_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
+    assert!(refused.body["detail"].as_str().unwrap().contains("not-provisioned-yet"));
+    let group = service.store.get_group("acme", &gid).await.unwrap().unwrap();
+    assert_eq!(group.display_name, "Engineering");
+    assert_eq!(service.store.count_members("acme", &gid).await.unwrap(), 1);
+}
+
+// === A pushed password, used where it matters: the sign-in form. ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_signs_in_with_the_password_pushed_over_scim_on_sqlite() {
+    signs_in_with_a_pushed_password(sqlite_store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_signs_in_with_the_password_pushed_over_scim_on_postgresql() {
+    signs_in_with_a_pushed_password(postgres_store().await).await;
+}
+
+/// The token service and the SCIM service on one store: Okta pushes a user
+/// with a password (then changes it by PATCH), and the user signs in with it
+/// through the token service's sign-in form.
+async fn signs_in_with_a_pushed_password(store: Store) {
+    const PUSHED: &str = "pushed-by-okta-passphrase";
+    const CHANGED: &str = "changed-by-okta-passphrase";
+    let tokens = token_support::start(store.clone()).await;
+    // The seeded organization, now provisioned over SCIM by Okta.
+    let catalog = ["iam.view", "journeys.view", "journeys.edit", "journeys.publish"];
+    store
+        .apply(&OrganizationRecord {
+            meta: ObjectMeta::new("acme-org-acme", "acme", "acme", 2),
+            display_name: "acme".into(),
+            catalog: catalog.iter().map(|p| p.to_string()).collect(),
+            workspaces: vec!["eu".into(), "us".into()],
+            spec_json: json!({
+                "displayName": "acme",
+                "workspaces": [{"name": "eu"}, {"name": "us"}],
+                "permissions": catalog.iter().map(|p| json!({"name": p})).collect::<Vec<_>>(),
+                "tokens": {"accessTokenLifetime": "15m", "refreshTokenLifetime": "720h", "signingAlgorithm": "ES256"},
+                "provisioning": {"mode": "scim"},
+            })
+            .to_string(),
+        })
+        .await
+        .unwrap();
+    store.apply(&identity_provider("acme", "okta", true)).await.unwrap();
+    assert!(store.set_scim_token_hash("acme", "okta", Some(&hash(OKTA_TOKEN))).await.unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let scim_base = format!("http://{}", listener.local_addr().unwrap());
+    let app = router(ScimState::new(store.clone(), &scim_base));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+    let users = format!("{scim_base}/o/acme/scim/v2/Users");
+    let body = json!({"schemas": [USER_SCHEMA], "userName": "sam@acme.test", "password": PUSHED});
+    let created = client.post(&users).bearer_auth(OKTA_TOKEN).json(&body).send().await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+
+    let sign_in = |password: &'static str| {
+        let base = tokens.base_url.clone();
+        async move {
+            let query = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([
+                    ("client_id", "legacy"),
+                    ("redirect_uri", token_support::LEGACY_REDIRECT),
+                    ("response_type", "code"),
+                    ("scope", "openid"),
+                    ("state", "s"),
+                ])
+                .finish();
+            let browser = browser_form::browser();
+            let form = browser_form::open(&browser, &format!("{base}/o/acme/authorize?{query}")).await;
+            assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+            let fields = [("username", "sam@acme.test"), ("password", password)];
+            let result = browser_form::submit(&browser, &base, &form, "", &fields, &[]).await;
+            result.status == StatusCode::SEE_OTHER
+                && result
+                    .location
+                    .as_deref()
+                    .is_some_and(|l| l.starts_with(token_support::LEGACY_REDIRECT) && l.contains("code="))
+        }
+    };
+    assert!(sign_in(PUSHED).await, "the pushed password signs in");
+    let patch = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "password", "value": CHANGED}]});
+    let patched =
+        client.patch(format!("{users}/{id}")).bearer_auth(OKTA_TOKEN).json(&patch).send().await.unwrap();
+    assert_eq!(patched.status(), StatusCode::OK);
+    assert!(!sign_in(PUSHED).await, "the old password no longer does");
+    assert!(sign_in(CHANGED).await, "the new one does");
+}
+
+/// PATCH `remove` of `active` (RFC 7644 §3.5.2.2): unassigned, so not
+/// returned; the user's status stays as it was (no way to reactivate).
+async fn removing_active_leaves_it_unassigned_and_the_status_as_it_was(service: Service) {
+    let id = service.create_user("una@acme.example").await;
+    let path = format!("/Users/{id}");
+    service
+        .acme(Method::PATCH, &path, Some(&fixture("okta_deactivate_user", &[])))
+        .await
+        .expect(StatusCode::OK);
+    let remove = json!({"schemas": [PATCH_OP], "Operations": [{"op": "remove", "path": "active"}]});
+    let removed = service.acme(Method::PATCH, &path, Some(&remove)).await.expect(StatusCode::OK);
+    assert!(removed.body.get("active").is_none(), "{}", removed.body);
+    let title =
+        json!({"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "title", "value": "Analyst"}]});
+    let read = service.acme(Method::PATCH, &path, Some(&title)).await.expect(StatusCode::OK);
+    assert!(read.body.get("active").is_none(), "still unassigned: {}", read.body);
+    assert!(!service.store.get_user("acme", &id).await.unwrap().unwrap().active, "still deactivated");
+    let set =
+        json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "active", "value": true}]});
+    let set = service.acme(Method::PATCH, &path, Some(&set)).await.expect(StatusCode::OK);
+    assert_eq!(set.body["active"], true);
+    assert!(service.store.get_user("acme", &id).await.unwrap().unwrap().active);
 }

@@ -42,6 +42,8 @@ const MEMBER_BATCH: usize = 500;
 pub struct Member {
     pub user_id: String,
     pub user_name: String,
+    /// The `display` a SCIM client gave the membership, if any.
+    pub display: Option<String>,
 }
 
 /// Users and their second factors.
@@ -702,7 +704,8 @@ impl GroupStore for Store {
         limit: u32,
     ) -> Result<Vec<Member>> {
         let rows = sqlx::query(
-            "SELECT u.id AS user_id, u.user_name AS user_name FROM memberships m JOIN users u ON u.id = m.user_id \
+            "SELECT u.id AS user_id, u.user_name AS user_name, m.display AS display FROM memberships m \
+             JOIN users u ON u.id = m.user_id \
              WHERE m.group_id = $1 AND u.organization = $2 ORDER BY u.user_name_key LIMIT $3 OFFSET $4",
         )
         .bind(group_id)
@@ -717,6 +720,7 @@ impl GroupStore for Store {
                 Ok(Member {
                     user_id: column(row, "memberships", "user_id")?,
                     user_name: column(row, "memberships", "user_name")?,
+                    display: column(row, "memberships", "display")?,
                 })
             })
             .collect()

@@ -449,6 +449,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (13, "hardening", include_str!("../../migrations/sqlite/0013_hardening.sql")),
     (15, "federation", include_str!("../../migrations/sqlite/0015_federation.sql")),
     (16, "audit", include_str!("../../migrations/sqlite/0016_audit.sql")),
+    (17, "membership display", include_str!("../../migrations/sqlite/0017_membership_display.sql")),
 ]);
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
@@ -461,6 +462,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (13, "hardening", include_str!("../../migrations/postgres/0013_hardening.sql")),
     (15, "federation", include_str!("../../migrations/postgres/0015_federation.sql")),
     (16, "audit", include_str!("../../migrations/postgres/0016_audit.sql")),
+    (17, "membership display", include_str!("../../migrations/postgres/0017_membership_display.sql")),
 ]);
 
 impl MigrationSource<'static> for EmbeddedMigrations {

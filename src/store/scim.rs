@@ -23,12 +23,13 @@ use super::desired::{self, ISSUER_NAMESPACE};
 use super::error::query_error;
 use super::identity::{
     GROUP_COLUMNS, Member, USER_COLUMNS, UserExtras, group_from_row, group_target, insert_group, insert_user,
-    not_found, read_group, update_group_row, update_user_row, user_entry, user_from_row,
+    not_found, read_group, update_group_row, update_user_row, user_entry, user_from_row, user_target,
 };
 use super::records::*;
 use super::scim_query::{SqlValue, SqlWhere};
 use super::{Backend, Result, Store, StoreError, bool_column, column, now_ms};
 use crate::audit::AuditEntry;
+use crate::secret::SecretString;
 
 type AnyQuery<'q> = sqlx::query::Query<'q, Any, AnyArguments>;
 
@@ -154,6 +155,8 @@ pub struct GroupWrite<'a> {
     pub display_name: &'a str,
     pub external_id: Option<&'a str>,
     pub members: MemberChanges,
+    /// (user id, display) of members whose `display` the client set.
+    pub member_displays: &'a [(String, String)],
 }
 
 /// The SCIM service's queries.
@@ -203,12 +206,16 @@ pub trait ScimStore {
         extra: &serde_json::Map<String, serde_json::Value>,
         provisioned_by: &str,
     ) -> impl Future<Output = Result<ScimUser>> + Send;
+    /// Replaces the user's attributes (and, when `password_hash` is given,
+    /// its password) in one transaction, if the stored version is still
+    /// `expected_version` (when given). No `password_hash` keeps the password.
     fn update_scim_user(
         &self,
         organization: &str,
         id: &str,
         update: &UserUpdate,
         extra: &serde_json::Map<String, serde_json::Value>,
+        password_hash: Option<&SecretString>,
         expected_version: Option<i64>,
     ) -> impl Future<Output = Result<ScimUser>> + Send;
     /// (user id, group id, group display name) for each membership of these users.
@@ -230,10 +237,13 @@ pub trait ScimStore {
         organization: &str,
         id: &str,
     ) -> impl Future<Output = Result<Option<ScimGroup>>> + Send;
+    /// Creates the group with its members (and the displays given for
+    /// them), all or nothing.
     fn create_scim_group(
         &self,
         group: &NewGroup,
         members: &[String],
+        member_displays: &[(String, String)],
         provisioned_by: &str,
     ) -> impl Future<Output = Result<Group>> + Send;
     /// Renames the group and changes its members in one transaction, if the
@@ -245,6 +255,13 @@ pub trait ScimStore {
         write: &GroupWrite<'_>,
         expected_version: Option<i64>,
     ) -> impl Future<Output = Result<Group>> + Send;
+    /// Whether the group has more than `limit` members; counts no further.
+    fn group_has_more_members_than(
+        &self,
+        organization: &str,
+        group_id: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<bool>> + Send;
     /// Members of a group, ordered by userName: all of them, or only those among `only`.
     fn scim_members(
         &self,
@@ -417,6 +434,22 @@ fn window(page: &PageQuery<'_>, binds: usize) -> (String, i64, i64) {
 /// Checks that every id is a user of the organization (the first missing
 /// one is [`StoreError::NotFound`]), then adds the memberships that are
 /// not there yet. Returns how many rows were added.
+/// Sets the `display` of members already in the group (one row each).
+async fn set_member_displays(
+    tx: &mut WriteTx<'_>,
+    group_id: &str,
+    displays: &[(String, String)],
+) -> Result<()> {
+    for (user_id, display) in displays {
+        let query = sqlx::query("UPDATE memberships SET display = $1 WHERE group_id = $2 AND user_id = $3")
+            .bind(display.clone())
+            .bind(group_id.to_owned())
+            .bind(user_id.clone());
+        tx.execute(query, "set a member's display").await?;
+    }
+    Ok(())
+}
+
 async fn insert_members(
     tx: &mut WriteTx<'_>,
     organization: &str,
@@ -676,18 +709,31 @@ impl ScimStore for Store {
         id: &str,
         update: &UserUpdate,
         extra: &serde_json::Map<String, serde_json::Value>,
+        password_hash: Option<&SecretString>,
         expected_version: Option<i64>,
     ) -> Result<ScimUser> {
         let mut tx = self.begin_write(organization).await?;
         let scim_json = extra_json(extra);
         update_user_row(&mut tx, organization, id, update, Some(scim_json.as_deref()), expected_version)
             .await?;
+        if let Some(hash) = password_hash {
+            let query =
+                sqlx::query("UPDATE users SET password_hash = $1 WHERE organization = $2 AND id = $3")
+                    .bind(hash.expose().to_owned())
+                    .bind(organization.to_owned())
+                    .bind(id.to_owned());
+            tx.execute(query, "set a password hash").await?;
+        }
         let binds = [SqlValue::Text(id.to_owned())];
         let updated = read_scim_users(tx.conn(), organization, "u.id = $2", &binds, "")
             .await?
             .pop()
             .ok_or_else(|| not_found(organization, "user", id))?;
         tx.audit(user_entry("user.update", &updated.user)).await?;
+        if password_hash.is_some() {
+            tx.audit(AuditEntry::success("user.setPassword", user_target(id, &updated.user.user_name)))
+                .await?;
+        }
         tx.commit().await?;
         Ok(updated)
     }
@@ -766,11 +812,13 @@ impl ScimStore for Store {
         &self,
         group: &NewGroup,
         members: &[String],
+        member_displays: &[(String, String)],
         provisioned_by: &str,
     ) -> Result<Group> {
         let mut tx = self.begin_write(&group.organization).await?;
         let (id, _) = insert_group(&mut tx, group, Some(provisioned_by)).await?;
         insert_members(&mut tx, &group.organization, &id, members).await?;
+        set_member_displays(&mut tx, &id, member_displays).await?;
         let member_count = members.len();
         let members: Vec<&String> = members.iter().collect();
         record_membership(&mut tx, &group.organization, &id, &members);
@@ -825,9 +873,30 @@ impl ScimStore for Store {
                 record_membership(&mut tx, organization, id, &changed);
             }
         }
+        set_member_displays(&mut tx, id, write.member_displays).await?;
         let updated = read_group(tx.conn(), organization, "id = $2", id).await?;
         tx.commit().await?;
         updated.ok_or_else(|| not_found(organization, "group", id))
+    }
+
+    async fn group_has_more_members_than(
+        &self,
+        organization: &str,
+        group_id: &str,
+        limit: u32,
+    ) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM (SELECT 1 AS one FROM memberships m JOIN groups g ON g.id = m.group_id \
+             WHERE g.organization = $1 AND m.group_id = $2 LIMIT $3) AS capped",
+        )
+        .bind(organization.to_owned())
+        .bind(group_id.to_owned())
+        .bind(i64::from(limit) + 1)
+        .fetch_one(self.pool())
+        .await
+        .map_err(query_error("count group members"))?;
+        let n: i64 = column(&row, "memberships", "n")?;
+        Ok(n > i64::from(limit))
     }
 
     async fn scim_members(
@@ -836,7 +905,7 @@ impl ScimStore for Store {
         group_id: &str,
         only: Option<&[String]>,
     ) -> Result<Vec<Member>> {
-        let base = "SELECT u.id AS user_id, u.user_name AS user_name FROM memberships m \
+        let base = "SELECT u.id AS user_id, u.user_name AS user_name, m.display AS display FROM memberships m \
                     JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 AND u.organization = $2";
         let mut members = Vec::new();
         let mut read = |rows: Vec<sqlx::any::AnyRow>| -> Result<()> {
@@ -844,6 +913,7 @@ impl ScimStore for Store {
                 members.push(Member {
                     user_id: column(row, "memberships", "user_id")?,
                     user_name: column(row, "memberships", "user_name")?,
+                    display: column(row, "memberships", "display")?,
                 });
             }
             Ok(())

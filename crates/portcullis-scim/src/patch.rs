@@ -18,8 +18,9 @@
 //!   names in paths and value objects too, stored in their canonical spelling.
 //! - `add`/`replace` without a path take an object whose keys are paths
 //!   themselves: `name.givenName` and `urn:…:User:department` (Entra ID), or an
-//!   extension URN keyed to an object of its attributes. `schemas` there is
-//!   ignored: the server keeps `schemas` in step with the extensions present.
+//!   extension URN keyed to an object of its attributes. `schemas` there, or
+//!   in the object of a path naming an extension URN, is ignored: the server
+//!   keeps `schemas` in step with the extensions present.
 //! - Booleans sent as strings (`"False"`, `"true"`, any case) are booleans;
 //!   a bare string for a complex attribute with a `value` sub-attribute means
 //!   `{"value": …}` (Entra ID sends `manager` that way).
@@ -408,6 +409,11 @@ impl Op<'_> {
             (OpKind::Add, Some(Value::Null)) => Ok(()),
             (_, Some(Value::Object(attributes))) => {
                 for (key, value) in attributes {
+                    // The extension object as a client serialises it may carry
+                    // `schemas`; the server keeps `schemas` itself (see above).
+                    if key.eq_ignore_ascii_case("schemas") {
+                        continue;
+                    }
                     let op = self.with_target(format!("{}:{key}", schema.id));
                     let mut path = path::parse(key).map_err(|error| op.path(error))?;
                     let attr_path = match &mut path {

@@ -23,7 +23,7 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::api::ProvisioningMode;
+use crate::api::{PasswordPolicy, ProvisioningMode};
 use crate::audit::{Actor, AuditContext, Source};
 use crate::secret::SecretHash;
 use crate::store::{ScimStore, Store};
@@ -40,6 +40,8 @@ pub struct ScimCaller {
     pub namespace: String,
     pub identity_provider: String,
     pub provisioning: ProvisioningMode,
+    /// The Organization's password sign-in policy: what a pushed `password` becomes.
+    pub password_policy: PasswordPolicy,
     /// The store, recording this IdentityProvider (and the request's
     /// address) as who acts in the audit events of its writes.
     pub store: Store,
@@ -83,6 +85,7 @@ impl FromRequestParts<ScimState> for ScimCaller {
             namespace: owner.namespace,
             identity_provider: owner.identity_provider,
             provisioning: provisioning_mode(&owner.organization_spec_json),
+            password_policy: password_policy(&owner.organization_spec_json),
             store: state.store.with_audit(audit),
         })
     }
@@ -127,6 +130,16 @@ fn provisioning_mode(spec_json: &str) -> ProvisioningMode {
         .unwrap_or_default()
 }
 
+/// The Organization's `spec.authentication.password` (the CRD defaults, password
+/// sign-in enabled, if unset).
+fn password_policy(spec_json: &str) -> PasswordPolicy {
+    serde_json::from_str::<serde_json::Value>(spec_json)
+        .ok()
+        .and_then(|spec| spec.get("authentication")?.get("password").cloned())
+        .and_then(|policy| serde_json::from_value(policy).ok())
+        .unwrap_or_default()
+}
+
 /// Middleware: after an authorized request, counts it (and the error it was
 /// answered with) in the metrics and, batched, in the IdentityProvider's
 /// sync health.
@@ -157,5 +170,14 @@ mod tests {
         assert_eq!(provisioning_mode(r#"{"provisioning":{"mode":"scim"}}"#), ProvisioningMode::Scim);
         assert_eq!(provisioning_mode(r#"{"provisioning":{"mode":"jit"}}"#), ProvisioningMode::Jit);
         assert_eq!(provisioning_mode("not json"), ProvisioningMode::Disabled);
+    }
+
+    #[test]
+    fn password_policy_defaults_to_enabled() {
+        assert!(password_policy("{}").enabled);
+        let off = password_policy(r#"{"authentication":{"password":{"enabled":false}}}"#);
+        assert!(!off.enabled);
+        let longer = password_policy(r#"{"authentication":{"password":{"minLength":20}}}"#);
+        assert_eq!((longer.enabled, longer.min_length), (true, 20));
     }
 }

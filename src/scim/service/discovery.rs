@@ -1,8 +1,10 @@
 //! Discovery (RFC 7644 §4): `/ServiceProviderConfig`, `/ResourceTypes`,
 //! `/Schemas`. What they declare is what this service does: PATCH, filter
-//! (up to [`MAX_RESULTS`] per page), sort and ETags yes; Bulk and password
-//! changes no. Read-only (other methods are 405) and served without a token,
-//! since they say nothing about any organization's data.
+//! (up to [`MAX_RESULTS`] per page), sort, ETags and password changes yes
+//! (`password` is writeOnly and returned never in `/Schemas`; stored hashed
+//! where password sign-in is enabled, see `users.rs`); Bulk no. Read-only
+//! (other methods are 405) and served without a token, since they say
+//! nothing about any organization's data.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -43,7 +45,7 @@ pub(super) async fn service_provider_config(
         "patch": {"supported": true},
         "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
         "filter": {"supported": true, "maxResults": MAX_RESULTS},
-        "changePassword": {"supported": false},
+        "changePassword": {"supported": true},
         "sort": {"supported": true},
         "etag": {"supported": true},
         "authenticationSchemes": [{

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::store::StoreError;
 use crate::store::scim_query::QueryError;
+use crate::token::password::PasswordError;
 
 use super::SCIM_CONTENT_TYPE;
 
@@ -57,6 +58,9 @@ pub enum ScimError {
     PayloadTooLarge { limit: usize },
     #[error("the store failed")]
     Store(#[source] StoreError),
+    /// A pushed password could not be hashed (503 when the hasher is busy).
+    #[error("the password could not be hashed")]
+    PasswordHashing(#[source] PasswordError),
 }
 
 impl ScimError {
@@ -78,6 +82,8 @@ impl ScimError {
             ScimError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ScimError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ScimError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ScimError::PasswordHashing(PasswordError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
+            ScimError::PasswordHashing(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ScimError::Filter(_) | ScimError::Query(_) | ScimError::Patch(_) | ScimError::Invalid { .. } => {
                 StatusCode::BAD_REQUEST
             }
@@ -121,7 +127,10 @@ impl IntoResponse for ScimError {
     fn into_response(self) -> Response {
         let status = self.status();
         let detail = match &self {
-            ScimError::Store(_) => {
+            ScimError::PasswordHashing(PasswordError::Busy) => {
+                "too many passwords are being hashed at once; try again shortly".to_owned()
+            }
+            ScimError::Store(_) | ScimError::PasswordHashing(_) => {
                 "the service could not complete the request; it has been logged".to_owned()
             }
             other => other.to_string(),
@@ -142,6 +151,9 @@ impl IntoResponse for ScimError {
         let mut response = (status, body.to_string()).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_CONTENT_TYPE));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"scim\""));
         }

@@ -3,6 +3,16 @@
 //! changed through SCIM. A PATCH that only adds or removes named members
 //! reads just those members and writes one row each: a 50,000-member group
 //! is never read or rewritten whole for it.
+//!
+//! What a PATCH answers (RFC 7644 §3.5.2 allows either): 200 with the group
+//! as a GET would show it (honouring `attributes`/`excludedAttributes`),
+//! unless the request names `members` in `excludedAttributes` or the group
+//! has more than [`LARGE_GROUP_MEMBERS`] members; then 204 with the new ETag.
+//!
+//! A member whose User does not exist (yet) makes the whole POST, PUT or
+//! PATCH a 400 `invalidValue` naming its id, and the group stays as it was:
+//! a membership is never stored half-known, and the client retries once the
+//! user is provisioned (RFC 7644 leaves this to the service).
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -19,7 +29,7 @@ use serde_json::Value;
 
 use super::auth::{ScimCaller, ScimWriter};
 use super::error::ScimError;
-use super::listing::{ListRequest, list_response};
+use super::listing::{ListRequest, PlannedList, list_response};
 use super::representation::{group_fields, group_json};
 use super::users::{QueryPairs, query_pairs};
 use super::{ScimState, check_if_match, json_body, no_content, scim_response};
@@ -28,6 +38,8 @@ use crate::store::scim_query::Resource;
 use crate::store::{Group, GroupSource, GroupStore, NewGroup, ScimStore, StoreError};
 
 const RESOURCE: &str = "Group";
+/// Above this many members a PATCH answers 204 rather than the whole group.
+pub const LARGE_GROUP_MEMBERS: u32 = 1000;
 
 #[derive(Debug, Deserialize)]
 pub(super) struct GroupPath {
@@ -71,6 +83,16 @@ async fn list_groups(
     request: &ListRequest,
 ) -> Result<Response, ScimError> {
     let plan = request.plan(Resource::Groups, &GROUP, state.store.backend())?;
+    let (total, resources) = group_page(state, caller, &plan).await?;
+    Ok(scim_response(StatusCode::OK, &list_response(total, plan.start_index, resources), None, None))
+}
+
+/// The groups of one planned page, as projected JSON, and how many match in all.
+pub(super) async fn group_page(
+    state: &ScimState,
+    caller: &ScimCaller,
+    plan: &PlannedList,
+) -> Result<(u64, Vec<Value>), ScimError> {
     let page = state.store.search_scim_groups(&caller.namespace, plan.page()).await?;
     let base = state.base_url(&caller.organization);
     let mut resources = Vec::with_capacity(page.items.len());
@@ -82,7 +104,7 @@ async fn list_groups(
         };
         resources.push(plan.projection.apply(group_json(group, members.as_deref(), &base)));
     }
-    Ok(scim_response(StatusCode::OK, &list_response(page.total, plan.start_index, resources), None, None))
+    Ok((page.total, resources))
 }
 
 async fn load(state: &ScimState, caller: &ScimCaller, id: &str) -> Result<Group, ScimError> {
@@ -161,7 +183,7 @@ pub(super) async fn create(
     let members = fields.members.unwrap_or_default();
     let created = caller
         .store
-        .create_scim_group(&new, &members, &caller.identity_provider)
+        .create_scim_group(&new, &members, &fields.member_displays, &caller.identity_provider)
         .await
         .map_err(|e| write_error(e, &fields.display_name))?;
     render(&state, &caller, &created, StatusCode::CREATED, None).await
@@ -183,6 +205,7 @@ pub(super) async fn replace(
         external_id: fields.external_id.as_deref(),
         // PUT replaces: no `members` means none (RFC 7644 §3.5.1).
         members: MemberChanges::Replace(fields.members.clone().unwrap_or_default()),
+        member_displays: &fields.member_displays,
     };
     let expected = headers.contains_key(header::IF_MATCH).then_some(current.version);
     let updated = caller
@@ -248,13 +271,31 @@ fn named_members(request: &PatchRequest) -> Option<Vec<String>> {
     Some(ids)
 }
 
+/// The answer to a PATCH that applied (see the module docs).
+async fn patched(
+    state: &ScimState,
+    caller: &ScimCaller,
+    group: &Group,
+    request: &ListRequest,
+) -> Result<Response, ScimError> {
+    let projection = request.projection(&GROUP)?;
+    if projection.excludes("members")
+        || state.store.group_has_more_members_than(&caller.namespace, &group.id, LARGE_GROUP_MEMBERS).await?
+    {
+        return Ok(no_content(Some(group.version)));
+    }
+    render(state, caller, group, StatusCode::OK, Some(request)).await
+}
+
 pub(super) async fn patch(
     ScimWriter(caller): ScimWriter,
     State(state): State<ScimState>,
     Path(path): Path<GroupPath>,
+    query: QueryPairs,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScimError> {
+    let answer = ListRequest::from_query(&query_pairs(query)?)?;
     let request = PatchRequest::from_json(&json_body(body)?)?;
     let current = load_writable(&state, &caller, &path.id).await?;
     check_if_match(&headers, current.version)?;
@@ -267,12 +308,24 @@ pub(super) async fn patch(
     };
     let outcome = patch::apply(resource, &GROUP, &request)?;
     let fields = group_fields(&outcome.resource)?;
-    // Only what is stored counts: a member's `display` sent along changes nothing.
+    // Only what is stored counts: a member's `display` the same as before changes nothing.
+    let member_displays: Vec<(String, String)> = fields
+        .member_displays
+        .iter()
+        .filter(|(id, display)| {
+            // As rendered: the stored display, else the userName.
+            !members
+                .iter()
+                .any(|m| m.user_id == *id && m.display.as_deref().unwrap_or(&m.user_name) == display)
+        })
+        .cloned()
+        .collect();
     let unchanged = outcome.membership.is_empty()
+        && member_displays.is_empty()
         && fields.display_name == current.display_name
         && fields.external_id == current.external_id;
     if !outcome.changed || unchanged {
-        return Ok(no_content(Some(current.version)));
+        return patched(&state, &caller, &current, &answer).await;
     }
     let write = GroupWrite {
         display_name: &fields.display_name,
@@ -281,6 +334,7 @@ pub(super) async fn patch(
             added: outcome.membership.added,
             removed: outcome.membership.removed,
         },
+        member_displays: &member_displays,
     };
     // The write names the version the patch applied to: all of it or none.
     let updated = caller
@@ -288,8 +342,7 @@ pub(super) async fn patch(
         .update_scim_group(&caller.namespace, &path.id, &write, Some(current.version))
         .await
         .map_err(|e| write_error(e, &path.id))?;
-    // RFC 7644 §3.5.2: 204 is allowed; Okta expects it for Groups.
-    Ok(no_content(Some(updated.version)))
+    patched(&state, &caller, &updated, &answer).await
 }
 
 pub(super) async fn delete(

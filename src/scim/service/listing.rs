@@ -137,6 +137,22 @@ impl ListRequest {
         Ok(request)
     }
 
+    /// The request as one resource type of a root `/.search` sees it
+    /// (RFC 7644 §3.4.3): the attribute names and the sortBy it has; if it has
+    /// none of the `attributes` asked for, only what is always returned.
+    pub fn for_resource_type(&self, resource_type: &'static ResourceType) -> ListRequest {
+        let known =
+            |text: &String| parse_attr_path(text).is_ok_and(|path| resource_type.resolve(&path).is_ok());
+        let mut narrowed = self.clone();
+        narrowed.attributes.retain(|text| known(text));
+        if narrowed.attributes.is_empty() && !self.attributes.is_empty() {
+            narrowed.attributes.push("id".to_owned());
+        }
+        narrowed.excluded_attributes.retain(|text| known(text));
+        narrowed.sort_by = self.sort_by.clone().filter(|text| known(text));
+        narrowed
+    }
+
     /// Only `attributes`/`excludedAttributes`, for a request of one resource.
     pub fn projection(&self, resource_type: &'static ResourceType) -> Result<Projection, ScimError> {
         Projection::new(resource_type, &self.attributes, &self.excluded_attributes)

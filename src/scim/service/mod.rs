@@ -6,7 +6,7 @@
 //!  request ─► record_sync_health (after the answer: metrics; counts and last error
 //!     │                           batched by sync_health.rs into the store)
 //!     └─► route ─► ScimCaller / ScimWriter (auth.rs: bearer token, provisioning mode)
-//!                    └─► body (bounded) ─► users.rs / groups.rs / discovery.rs
+//!                    └─► body (bounded) ─► users.rs / groups.rs / search.rs / discovery.rs
 //!                                            │ filter ─► store::scim_query (SQL)
 //!                                            │ PATCH  ─► portcullis_scim::patch::apply (all or nothing)
 //!                                            ▼
@@ -22,6 +22,7 @@ mod listing;
 mod metrics;
 mod projection;
 mod representation;
+mod search;
 pub mod sync_health;
 mod users;
 
@@ -42,6 +43,7 @@ pub use error::{ERROR_SCHEMA, ScimError};
 pub use metrics::ScimMetrics;
 
 use crate::store::Store;
+use crate::token::password::PasswordHasher;
 
 /// Media type of every SCIM response (RFC 7644 §8.1).
 pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
@@ -57,6 +59,8 @@ pub struct ScimState {
     public_base_url: Arc<str>,
     pub metrics: Arc<ScimMetrics>,
     sync_health: Arc<sync_health::SyncHealthTally>,
+    /// Hashes pushed passwords the way sign-in verifies them (argon2id).
+    password_hasher: PasswordHasher,
 }
 
 impl ScimState {
@@ -66,6 +70,9 @@ impl ScimState {
             public_base_url: public_base_url.trim_end_matches('/').into(),
             metrics: Arc::new(ScimMetrics::default()),
             sync_health: Arc::default(),
+            password_hasher: PasswordHasher::new(
+                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            ),
         }
     }
 
@@ -104,6 +111,7 @@ pub fn router(state: ScimState) -> Router {
         .route(&at("/ResourceTypes/{id}"), only(get(discovery::resource_type)))
         .route(&at("/Schemas"), only(get(discovery::schemas)))
         .route(&at("/Schemas/{id}"), only(get(discovery::schema)))
+        .route(&at("/.search"), only(axum::routing::post(search::search_all)))
         .fallback(no_endpoint)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::record_sync_health))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

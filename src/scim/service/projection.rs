@@ -75,6 +75,11 @@ impl Projection {
         shown && !excluded
     }
 
+    /// Whether `excludedAttributes` names the whole core attribute `name`.
+    pub fn excludes(&self, name: &str) -> bool {
+        matches!(self.excluded.get(&(None, name)), Some(None))
+    }
+
     pub fn apply(&self, resource: Value) -> Value {
         let Value::Object(mut resource) = resource else { return resource };
         if let Some(only) = &self.only {

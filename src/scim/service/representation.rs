@@ -2,9 +2,12 @@
 //! back: what a POST or PUT body (or a patched resource) sets.
 //!
 //! A user's columns (userName, name.givenName/familyName, displayName,
-//! externalId, active, emails) are the truth for those attributes; every
-//! other attribute of the schema (title, phoneNumbers, the enterprise
-//! extension, …) is kept as JSON in `users.scim_json` and returned as sent.
+//! externalId, active, emails' value, type and primary) are the truth for
+//! those attributes; every other attribute of the schema (title,
+//! phoneNumbers, the enterprise extension, …) and sub-attribute (an email's
+//! `display`) is kept as JSON in `users.scim_json` and returned as sent. A
+//! `password` is never kept here nor returned (RFC 7643 §4.1.1: writeOnly,
+//! returned never): [`UserFields::password`] hands it over for hashing.
 
 use portcullis_scim::ScimType;
 use portcullis_scim::eval::parse_bool;
@@ -15,6 +18,7 @@ use portcullis_scim::schema::{
 use serde_json::{Map, Value, json};
 
 use super::error::ScimError;
+use crate::secret::SecretString;
 use crate::store::identity::Member;
 use crate::store::scim::ScimUser;
 use crate::store::{Email, Group};
@@ -51,6 +55,9 @@ const USER_COLUMN_ATTRIBUTES: [&str; 10] = [
 pub fn user_json(scim_user: &ScimUser, groups: Option<&[(String, String)]>, base_url: &str) -> Value {
     let user = &scim_user.user;
     let mut out = scim_user.extra.clone().unwrap_or_default();
+    // Written in canonical spelling by `user_fields` and `users::patch`.
+    let email_extras = out.remove("emails");
+    let active_unassigned = out.get("active").is_some_and(Value::is_null);
     out.retain(|key, _| !USER_COLUMN_ATTRIBUTES.iter().any(|owned| owned.eq_ignore_ascii_case(key)));
     let mut schemas = vec![Value::from(USER_SCHEMA)];
     if out.contains_key(ENTERPRISE_USER_SCHEMA) {
@@ -80,17 +87,24 @@ pub fn user_json(scim_user: &ScimUser, groups: Option<&[(String, String)]>, base
     if let Some(display_name) = &user.display_name {
         out.insert("displayName".into(), display_name.clone().into());
     }
-    out.insert("active".into(), user.active.into());
+    if !active_unassigned {
+        out.insert("active".into(), user.active.into());
+    }
     if !user.emails.is_empty() {
         let emails: Vec<Value> = user
             .emails
             .iter()
             .map(|email| {
-                let mut value = json!({"value": email.value, "primary": email.primary});
+                let mut value = match email_extra(email_extras.as_ref(), email) {
+                    Some(extra) => extra.clone(),
+                    None => Map::new(),
+                };
+                value.insert("value".into(), email.value.clone().into());
+                value.insert("primary".into(), email.primary.into());
                 if let Some(kind) = &email.kind {
-                    value["type"] = kind.clone().into();
+                    value.insert("type".into(), kind.clone().into());
                 }
-                value
+                Value::Object(value)
             })
             .collect();
         out.insert("emails".into(), emails.into());
@@ -109,6 +123,16 @@ pub fn user_json(scim_user: &ScimUser, groups: Option<&[(String, String)]>, base
     Value::Object(out)
 }
 
+/// The sub-attributes without a column (`display`) kept for `email`: the
+/// entry of `scim_json`'s `emails` with its value and type.
+fn email_extra<'a>(extras: Option<&'a Value>, email: &Email) -> Option<&'a Map<String, Value>> {
+    extras?.as_array()?.iter().filter_map(Value::as_object).find_map(|extra| {
+        let value = extra.get("value").and_then(Value::as_str)?;
+        let kind = extra.get("type").and_then(Value::as_str);
+        (value.eq_ignore_ascii_case(&email.value) && kind == email.kind.as_deref()).then_some(extra)
+    })
+}
+
 /// A Group resource; `members` when they were read.
 pub fn group_json(group: &Group, members: Option<&[Member]>, base_url: &str) -> Value {
     let mut out = json!({
@@ -124,7 +148,7 @@ pub fn group_json(group: &Group, members: Option<&[Member]>, base_url: &str) -> 
             .iter()
             .map(|m| {
                 json!({
-                    "value": m.user_id, "display": m.user_name,
+                    "value": m.user_id, "display": m.display.as_deref().unwrap_or(&m.user_name),
                     "$ref": format!("{base_url}/Users/{}", m.user_id), "type": "User",
                 })
             })
@@ -148,7 +172,17 @@ pub struct UserFields {
     pub active: bool,
     /// Everything else, in canonical spelling, for `users.scim_json`.
     pub extra: Map<String, Value>,
+    /// A `password` sent along, in clear: to hash or drop, never to keep.
+    pub password: Option<SecretString>,
+    /// The body has no `active` (or `null`): a new user is active, and a
+    /// PATCH that removed it leaves it unassigned ([`ACTIVE_UNASSIGNED`]).
+    pub active_absent: bool,
 }
+
+/// `scim_json`'s mark of a user whose `active` a PATCH removed (RFC 7644
+/// §3.5.2.2: unassigned): the user's status (the column) stays as it was, and
+/// `active` is not returned until it is set again.
+pub const ACTIVE_UNASSIGNED: (&str, Value) = ("active", Value::Null);
 
 fn invalid(detail: String) -> ScimError {
     ScimError::invalid(ScimType::InvalidValue, detail)
@@ -234,6 +268,8 @@ pub fn user_fields(body: &Value) -> Result<UserFields, ScimError> {
         emails: Vec::new(),
         active: true,
         extra: Map::new(),
+        password: None,
+        active_absent: true,
     };
     for (key, value) in body {
         if key.eq_ignore_ascii_case("schemas") {
@@ -245,6 +281,9 @@ pub fn user_fields(body: &Value) -> Result<UserFields, ScimError> {
             };
             let mut extension = Map::new();
             for (name, sub_value) in object {
+                if name.eq_ignore_ascii_case("schemas") {
+                    continue;
+                }
                 let attribute = schema
                     .attribute(name)
                     .ok_or_else(|| invalid(format!("unknown attribute {name:?} of {}", schema.id)))?;
@@ -262,17 +301,19 @@ pub fn user_fields(body: &Value) -> Result<UserFields, ScimError> {
             USER.top_level(None, key).ok_or_else(|| invalid(format!("unknown attribute {key:?} of User")))?;
         match attribute.name {
             "id" | "meta" | "groups" => {}
-            "password" => {
-                return Err(invalid(
-                    "passwords are not accepted: users of a SCIM-provisioned organization sign in through \
-                     their identity provider"
-                        .to_owned(),
-                ));
-            }
+            "password" => match value {
+                Value::Null => {}
+                Value::String(password) => fields.password = Some(SecretString::new(password.clone())),
+                // Never echo what was sent: it may be a password.
+                _ => return Err(invalid("password must be a string".to_owned())),
+            },
             "userName" => fields.user_name = optional_string("userName", value)?.unwrap_or_default(),
             "displayName" => fields.display_name = optional_string("displayName", value)?,
             "externalId" => fields.external_id = optional_string("externalId", value)?,
-            "active" => fields.active = value.is_null() || boolean("active", value)?,
+            "active" => {
+                fields.active = value.is_null() || boolean("active", value)?;
+                fields.active_absent = value.is_null();
+            }
             "name" => {
                 check_type("name", attribute, value)?;
                 let mut rest = Map::new();
@@ -297,6 +338,10 @@ pub fn user_fields(body: &Value) -> Result<UserFields, ScimError> {
             "emails" => {
                 check_type("emails", attribute, value)?;
                 fields.emails = emails(value)?;
+                let kept = email_sub_attributes(attribute, value);
+                if !kept.is_empty() {
+                    fields.extra.insert("emails".into(), kept.into());
+                }
             }
             name => {
                 check_type(name, attribute, value)?;
@@ -310,6 +355,31 @@ pub fn user_fields(body: &Value) -> Result<UserFields, ScimError> {
         return Err(invalid("userName is required (RFC 7643 §4.1.1)".to_owned()));
     }
     Ok(fields)
+}
+
+/// Of each email that has sub-attributes without a column (`display`): those,
+/// with its `value` and `type` to find it again ([`email_extra`]).
+fn email_sub_attributes(attribute: &'static Attribute, value: &Value) -> Vec<Value> {
+    let mut kept = Vec::new();
+    for item in value.as_array().into_iter().flatten().filter_map(Value::as_object) {
+        let mut extra = Map::new();
+        for (key, sub_value) in item {
+            let Some(sub) = attribute.sub_attribute(key) else { continue };
+            if !matches!(sub.name, "value" | "type" | "primary") && !sub_value.is_null() {
+                extra.insert(sub.name.to_owned(), sub_value.clone());
+            }
+        }
+        if extra.is_empty() {
+            continue;
+        }
+        for key in ["value", "type"] {
+            if let Some(Value::String(text)) = get_ci(item, key) {
+                extra.insert(key.to_owned(), text.clone().into());
+            }
+        }
+        kept.push(Value::Object(extra));
+    }
+    kept
 }
 
 fn emails(value: &Value) -> Result<Vec<Email>, ScimError> {
@@ -343,6 +413,8 @@ pub struct GroupFields {
     pub external_id: Option<String>,
     /// Member user ids, when `members` was sent.
     pub members: Option<Vec<String>>,
+    /// (user id, display) of the members sent with a `display`.
+    pub member_displays: Vec<(String, String)>,
 }
 
 /// Reads a Group body (POST, PUT, or a patched resource).
@@ -351,7 +423,12 @@ pub fn group_fields(body: &Value) -> Result<GroupFields, ScimError> {
         .as_object()
         .ok_or_else(|| ScimError::invalid(ScimType::InvalidSyntax, "a Group is a JSON object"))?;
     declares(body, GROUP_SCHEMA)?;
-    let mut fields = GroupFields { display_name: String::new(), external_id: None, members: None };
+    let mut fields = GroupFields {
+        display_name: String::new(),
+        external_id: None,
+        members: None,
+        member_displays: Vec::new(),
+    };
     for (key, value) in body {
         if key.eq_ignore_ascii_case("schemas") {
             continue;
@@ -373,6 +450,11 @@ pub fn group_fields(body: &Value) -> Result<GroupFields, ScimError> {
                         .and_then(Value::as_str)
                         .ok_or_else(|| invalid("every member needs a value (the user's id)".into()))?;
                     members.push(id.to_owned());
+                    let display =
+                        member.as_object().and_then(|m| get_ci(m, "display")).and_then(Value::as_str);
+                    if let Some(display) = display {
+                        fields.member_displays.push((id.to_owned(), display.to_owned()));
+                    }
                 }
                 fields.members = Some(members);
             }

@@ -1,5 +1,12 @@
 //! `/Users` (RFC 7644 §3.2–§3.6): list and search, create, read, replace,
 //! patch, delete. Writes need [`ScimWriter`] (provisioning mode `scim`).
+//!
+//! A pushed `password` (POST, PUT or PATCH; RFC 7643 §4.1.1, writeOnly) is
+//! hashed with the sign-in's argon2id and stored, in the same write, when the
+//! Organization's password sign-in is enabled (`spec.authentication.password`,
+//! its `minLength` enforced); when it is disabled the password is accepted and
+//! dropped, as Entra ID expects of a writeOnly attribute. Never returned,
+//! logged or echoed in an error. A PUT without one keeps the password.
 
 use std::collections::HashMap;
 
@@ -12,16 +19,19 @@ use portcullis_scim::ScimType;
 use portcullis_scim::patch::{self, PatchRequest};
 use portcullis_scim::schema::USER;
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::auth::{ScimCaller, ScimWriter};
 use super::error::ScimError;
-use super::listing::{ListRequest, list_response};
+use super::listing::{ListRequest, PlannedList, list_response};
 use super::projection::Projection;
-use super::representation::{UserFields, user_fields, user_json};
+use super::representation::{ACTIVE_UNASSIGNED, UserFields, user_fields, user_json};
 use super::{ScimState, check_if_match, json_body, scim_response};
+use crate::secret::SecretString;
 use crate::store::scim::ScimUser;
 use crate::store::scim_query::Resource;
 use crate::store::{NewUser, ScimStore, StoreError, UserSource, UserStore, UserUpdate};
+use crate::token::password::{MAX_PASSWORD_BYTES, PasswordError};
 
 const RESOURCE: &str = "User";
 /// Times a PATCH without If-Match is re-applied when the user changed meanwhile.
@@ -66,6 +76,16 @@ async fn list_users(
     request: &ListRequest,
 ) -> Result<Response, ScimError> {
     let plan = request.plan(Resource::Users, &USER, state.store.backend())?;
+    let (total, resources) = user_page(state, caller, &plan).await?;
+    Ok(scim_response(StatusCode::OK, &list_response(total, plan.start_index, resources), None, None))
+}
+
+/// The users of one planned page, as projected JSON, and how many match in all.
+pub(super) async fn user_page(
+    state: &ScimState,
+    caller: &ScimCaller,
+    plan: &PlannedList,
+) -> Result<(u64, Vec<Value>), ScimError> {
     let page = state.store.search_scim_users(&caller.namespace, plan.page()).await?;
     let base = state.base_url(&caller.organization);
     let mut groups: HashMap<String, Vec<(String, String)>> = HashMap::new();
@@ -86,7 +106,7 @@ async fn list_users(
             plan.projection.apply(user_json(user, groups, &base))
         })
         .collect();
-    Ok(scim_response(StatusCode::OK, &list_response(page.total, plan.start_index, resources), None, None))
+    Ok((page.total, resources))
 }
 
 async fn render(
@@ -159,6 +179,41 @@ pub(super) async fn read(
     render(&state, &caller, &user, StatusCode::OK, Some(&request)).await
 }
 
+/// What a pushed password becomes: its argon2id hash to store, or nothing
+/// (none sent, or password sign-in disabled: dropped).
+async fn password_hash(
+    state: &ScimState,
+    caller: &ScimCaller,
+    password: Option<&SecretString>,
+) -> Result<Option<SecretString>, ScimError> {
+    let Some(password) = password else { return Ok(None) };
+    let policy = &caller.password_policy;
+    if !policy.enabled {
+        tracing::debug!(organization = %caller.organization, "password sign-in is disabled: pushed password dropped");
+        return Ok(None);
+    }
+    let characters = password.expose().chars().count();
+    let shortest = usize::try_from(policy.min_length).unwrap_or_default();
+    if characters < shortest {
+        return Err(ScimError::invalid(
+            ScimType::InvalidValue,
+            format!(
+                "the password has {characters} characters; organization {} asks for at least {shortest} \
+                 (spec.authentication.password.minLength)",
+                caller.organization
+            ),
+        ));
+    }
+    match state.password_hasher.hash(password.expose()).await {
+        Ok(hash) => Ok(Some(SecretString::new(hash))),
+        Err(PasswordError::TooLong) => Err(ScimError::invalid(
+            ScimType::InvalidValue,
+            format!("the password is longer than {MAX_PASSWORD_BYTES} bytes"),
+        )),
+        Err(error) => Err(ScimError::PasswordHashing(error)),
+    }
+}
+
 fn update_of(fields: &UserFields) -> UserUpdate {
     UserUpdate {
         user_name: fields.user_name.clone(),
@@ -177,6 +232,7 @@ pub(super) async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScimError> {
     let fields = user_fields(&json_body(body)?)?;
+    let password_hash = password_hash(&state, &caller, fields.password.as_ref()).await?;
     let new = NewUser {
         display_name: fields.display_name.clone(),
         given_name: fields.given_name.clone(),
@@ -184,6 +240,7 @@ pub(super) async fn create(
         external_id: fields.external_id.clone(),
         emails: fields.emails.clone(),
         active: fields.active,
+        password_hash,
         ..NewUser::new(caller.namespace.clone(), fields.user_name.clone(), UserSource::Scim)
     };
     let created = caller
@@ -207,10 +264,18 @@ pub(super) async fn replace(
     check_if_match(&headers, current.user.version)?;
     writable(&current, &caller)?;
     let fields = user_fields(&body)?;
+    let password_hash = password_hash(&state, &caller, fields.password.as_ref()).await?;
     let expected = headers.contains_key(header::IF_MATCH).then_some(current.user.version);
     let updated = caller
         .store
-        .update_scim_user(&caller.namespace, &path.id, &update_of(&fields), &fields.extra, expected)
+        .update_scim_user(
+            &caller.namespace,
+            &path.id,
+            &update_of(&fields),
+            &fields.extra,
+            password_hash.as_ref(),
+            expected,
+        )
         .await
         .map_err(|e| ScimError::from_store(e, RESOURCE, &path.id))?;
     render(&state, &caller, &updated, StatusCode::OK, None).await
@@ -225,6 +290,8 @@ pub(super) async fn patch(
 ) -> Result<Response, ScimError> {
     let request = PatchRequest::from_json(&json_body(body)?)?;
     let base = state.base_url(&caller.organization);
+    // Hashed once, on the first attempt that carries it.
+    let mut hashed: Option<Option<SecretString>> = None;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -236,17 +303,25 @@ pub(super) async fn patch(
             return Err(ScimError::invalid(ScimType::InvalidValue, "the stored user is not an object"));
         };
         let outcome = patch::apply(resource, &USER, &request)?;
-        if outcome.password.is_some() {
-            return Err(ScimError::invalid(
-                ScimType::InvalidValue,
-                "passwords are not accepted: users of a SCIM-provisioned organization sign in through their \
-                 identity provider",
-            ));
-        }
-        if !outcome.changed {
+        let password_hash = match &hashed {
+            Some(hash) => hash.clone(),
+            None => {
+                let password = outcome.password.as_ref().map(|p| SecretString::new(p.expose()));
+                let hash = password_hash(&state, &caller, password.as_ref()).await?;
+                hashed = Some(hash.clone());
+                hash
+            }
+        };
+        if !outcome.changed && password_hash.is_none() {
             return render(&state, &caller, &current, StatusCode::OK, None).await;
         }
-        let fields = user_fields(&outcome.resource)?;
+        let mut fields = user_fields(&outcome.resource)?;
+        if fields.active_absent {
+            // Removing `active` is no way to reactivate a user: the status stays.
+            fields.active = current.user.active;
+            let (key, mark) = ACTIVE_UNASSIGNED;
+            fields.extra.insert(key.to_owned(), mark);
+        }
         // Read-modify-write: the write names the version the patch applied to.
         match caller
             .store
@@ -255,6 +330,7 @@ pub(super) async fn patch(
                 &path.id,
                 &update_of(&fields),
                 &fields.extra,
+                password_hash.as_ref(),
                 Some(current.user.version),
             )
             .await

@@ -198,6 +198,26 @@ fn pathless_value_may_key_the_enterprise_extension_object() {
 }
 
 #[test]
+fn a_path_naming_the_extension_takes_its_object_even_with_schemas_inside() {
+    // scim2-tester serialises the extension model, `schemas` included.
+    let outcome = patch(
+        &stored_user(),
+        &USER,
+        json!([{"op": "replace", "path": ENTERPRISE_USER_SCHEMA, "value": {
+            "schemas": [ENTERPRISE_USER_SCHEMA],
+            "department": "Research",
+            "manager": {"value": "u-9"}
+        }}]),
+    );
+    let user = outcome.resource;
+    assert_eq!(
+        user[ENTERPRISE_USER_SCHEMA],
+        json!({"employeeNumber": "1906", "department": "Research", "manager": {"value": "u-9"}})
+    );
+    assert_eq!(user["schemas"], json!([USER_SCHEMA, ENTERPRISE_USER_SCHEMA]));
+}
+
+#[test]
 fn removing_the_last_extension_attribute_drops_the_extension_from_schemas() {
     let user = patch_user(json!([
         {"op": "remove", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"},
