@@ -66,6 +66,8 @@ on_both_backends!(
     jit_users_and_provider_groups_feed_the_index_through_group_mappings,
     sso_outcomes_are_counted_per_provider,
     access_directory_lists_groups_members_and_inactive_users,
+    throttle_counts_attempts_as_they_begin_even_when_they_begin_together,
+    throttle_takes_counts_back_clears_accounts_and_forgets_idle_counters,
 );
 
 async fn sqlite_store() -> Store {
@@ -1305,4 +1307,101 @@ async fn sso_outcomes_are_counted_per_provider(store: Store) {
     assert_eq!(health.last_error_reason.as_deref(), Some("IdTokenInvalid"));
     assert_eq!(health.last_success_ms, Some(now));
     assert_eq!(store.sso_health(ORG, "other", now).await.unwrap(), SsoHealth::default());
+}
+
+// === The sign-in throttle's counters. ===
+
+fn throttle_rule(free_failures: u32) -> portcullis::token::throttle::ThrottleRule {
+    portcullis::token::throttle::ThrottleRule {
+        free_failures,
+        base_lockout: Duration::from_secs(10),
+        max_lockout: Duration::from_secs(60),
+        forget_after: Duration::from_secs(600),
+    }
+}
+
+fn counter<'a>(
+    scope: ThrottleScope,
+    subject: &str,
+    rule: &'a portcullis::token::throttle::ThrottleRule,
+) -> ThrottleCounter<'a> {
+    ThrottleCounter { scope, organization: ORG, subject: subject.into(), rule }
+}
+
+fn at(seconds: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+}
+
+/// Security review, finding 1, across replicas: twenty attempts at one
+/// account begun at once (as from several processes: each its own
+/// transaction) are checked and counted one after another, so exactly the
+/// free ones and the one that starts the lockout get through.
+async fn throttle_counts_attempts_as_they_begin_even_when_they_begin_together(store: Store) {
+    use portcullis::token::throttle::ThrottleVerdict;
+    let (account, source) = (throttle_rule(3), throttle_rule(100));
+    let attempts = (0..20).map(|_| {
+        let store = store.clone();
+        let (account, source) = (account.clone(), source.clone());
+        tokio::spawn(async move {
+            let counters = [
+                counter(ThrottleScope::Account, "alice", &account),
+                counter(ThrottleScope::Source, "10.0.0.1", &source),
+            ];
+            store.begin_counted(&counters, at(0)).await.unwrap()
+        })
+    });
+    let verdicts: Vec<ThrottleVerdict> =
+        futures::future::join_all(attempts).await.into_iter().map(|v| v.unwrap()).collect();
+    let allowed = verdicts.iter().filter(|v| **v == ThrottleVerdict::Allowed).count();
+    assert_eq!(allowed, 4, "3 free failures and the one that starts the lockout: {verdicts:?}");
+    let alice = counter(ThrottleScope::Account, "alice", &account);
+    let from = counter(ThrottleScope::Source, "10.0.0.1", &source);
+    assert_eq!(store.throttle_failures(&alice).await.unwrap(), 4, "throttled attempts count nothing");
+    assert_eq!(store.throttle_failures(&from).await.unwrap(), 4);
+    assert_eq!(
+        store.begin_counted(std::slice::from_ref(&alice), at(1)).await.unwrap(),
+        ThrottleVerdict::Throttled { retry_after: Duration::from_secs(9) },
+    );
+    let bob = counter(ThrottleScope::Account, "bob", &account);
+    assert_eq!(
+        store.begin_counted(&[bob, from.clone()], at(1)).await.unwrap(),
+        ThrottleVerdict::Allowed,
+        "another account from the same source"
+    );
+    assert_eq!(store.begin_counted(&[alice, from], at(10)).await.unwrap(), ThrottleVerdict::Allowed);
+}
+
+async fn throttle_takes_counts_back_clears_accounts_and_forgets_idle_counters(store: Store) {
+    use portcullis::token::throttle::ThrottleVerdict;
+    let (rule, lenient) = (throttle_rule(3), throttle_rule(100));
+    let alice = counter(ThrottleScope::Account, "alice", &rule);
+    let from = counter(ThrottleScope::Source, "10.0.0.1", &lenient);
+    let both = [alice.clone(), from.clone()];
+    for _ in 0..3 {
+        assert_eq!(store.begin_counted(&both, at(0)).await.unwrap(), ThrottleVerdict::Allowed);
+    }
+    store.take_back(&both).await.unwrap();
+    assert_eq!(store.throttle_failures(&alice).await.unwrap(), 2, "a refund");
+    store.clear_and_take_back(&alice, std::slice::from_ref(&from)).await.unwrap();
+    assert_eq!(store.throttle_failures(&alice).await.unwrap(), 0, "a success clears the account");
+    assert_eq!(store.throttle_failures(&from).await.unwrap(), 1, "but not the source's earlier failures");
+    // The same scope and subject in another organization is another counter.
+    let elsewhere = ThrottleCounter { organization: "globex", ..alice.clone() };
+    assert_eq!(store.throttle_failures(&elsewhere).await.unwrap(), 0);
+    // Idle past forget_after: starts again, and the housekeeping may delete it.
+    for _ in 0..4 {
+        store.begin_counted(std::slice::from_ref(&alice), at(0)).await.unwrap();
+    }
+    assert!(matches!(
+        store.begin_counted(std::slice::from_ref(&alice), at(5)).await.unwrap(),
+        ThrottleVerdict::Throttled { .. }
+    ));
+    assert_eq!(
+        store.begin_counted(std::slice::from_ref(&alice), at(700)).await.unwrap(),
+        ThrottleVerdict::Allowed
+    );
+    assert_eq!(store.throttle_failures(&alice).await.unwrap(), 1, "forgotten, then counted once");
+    let purged = store.purge_expired(at(10_000).as_millisecond(), 100).await.unwrap();
+    assert_eq!(purged.throttle_counters, 2, "{purged:?}");
+    assert_eq!(store.throttle_failures(&alice).await.unwrap(), 0);
 }

@@ -26,6 +26,8 @@
 //!   provider groups, sign-in counts ([`FederationStore`]).
 //! - [`follow`]: an access index that follows the store change by change.
 //! - [`access_review`]: groups, members and inactive users, as `portcullis diff` reads them.
+//! - [`throttle`]: the sign-in throttle's counters, shared by every
+//!   token-service replica, checked and counted in one transaction ([`ThrottleStore`]).
 //! - [`audit`]: the audit trail, appended in the transaction of each write it
 //!   records and sealed into one hash chain per organization ([`AuditStore`]).
 //!
@@ -48,6 +50,7 @@ pub mod records;
 pub mod scim;
 pub mod scim_query;
 pub mod sessions;
+pub mod throttle;
 pub mod webauthn;
 
 use std::fmt;
@@ -76,6 +79,7 @@ pub use purge::{PurgeStore, Purged};
 pub use records::*;
 pub use scim::{ScimStore, ScimSyncHealth};
 pub use sessions::SessionStore;
+pub use throttle::{ThrottleCounter, ThrottleScope, ThrottleStore};
 pub use webauthn::WebAuthnCredentialStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -450,6 +454,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (15, "federation", include_str!("../../migrations/sqlite/0015_federation.sql")),
     (16, "audit", include_str!("../../migrations/sqlite/0016_audit.sql")),
     (17, "membership display", include_str!("../../migrations/sqlite/0017_membership_display.sql")),
+    (18, "login throttle", include_str!("../../migrations/sqlite/0018_login_throttle.sql")),
 ]);
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
@@ -463,6 +468,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (15, "federation", include_str!("../../migrations/postgres/0015_federation.sql")),
     (16, "audit", include_str!("../../migrations/postgres/0016_audit.sql")),
     (17, "membership display", include_str!("../../migrations/postgres/0017_membership_display.sql")),
+    (18, "login throttle", include_str!("../../migrations/postgres/0018_login_throttle.sql")),
 ]);
 
 impl MigrationSource<'static> for EmbeddedMigrations {

@@ -1,8 +1,8 @@
 //! Purging what the token service leaves behind once it can no longer
 //! matter: authorization codes, refresh-token families (with their tokens),
-//! revoked access tokens' `jti`s, sign-in sessions and WebAuthn ceremonies
-//! whose expiry lies before a given time. Without it these tables grow with
-//! every sign-in, forever.
+//! revoked access tokens' `jti`s, sign-in sessions, WebAuthn ceremonies and
+//! sign-in throttle counters whose expiry lies before a given time. Without
+//! it these tables grow with every sign-in, forever.
 //!
 //! Rows go in batches of at most `batch`, each its own short write
 //! transaction (on SQLite each takes the writers' turn, so sign-ins and
@@ -75,6 +75,8 @@ pub struct Purged {
     pub revoked_access_tokens: u64,
     pub sessions: u64,
     pub ceremonies: u64,
+    /// Sign-in throttle counters idle long enough to be forgotten.
+    pub throttle_counters: u64,
 }
 
 impl Purged {
@@ -84,6 +86,7 @@ impl Purged {
             + self.revoked_access_tokens
             + self.sessions
             + self.ceremonies
+            + self.throttle_counters
     }
 }
 
@@ -107,6 +110,8 @@ const CODES: Expiring =
 const REVOKED: Expiring =
     Expiring { table: "revoked_access_tokens", key: "jti", what: "purge revoked access tokens" };
 const SESSIONS: Expiring = Expiring { table: "sessions", key: "id", what: "purge sessions" };
+const THROTTLE_COUNTERS: Expiring =
+    Expiring { table: "login_throttle", key: "counter_key", what: "purge sign-in throttle counters" };
 const CEREMONIES: Expiring =
     Expiring { table: "webauthn_ceremonies", key: "id", what: "purge WebAuthn ceremonies" };
 
@@ -119,6 +124,7 @@ impl PurgeStore for Store {
             revoked_access_tokens: self.purge_table(&REVOKED, before_ms, batch).await?,
             sessions: self.purge_table(&SESSIONS, before_ms, batch).await?,
             ceremonies: self.purge_table(&CEREMONIES, before_ms, batch).await?,
+            throttle_counters: self.purge_table(&THROTTLE_COUNTERS, before_ms, batch).await?,
         })
     }
 }

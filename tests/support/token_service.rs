@@ -129,17 +129,7 @@ pub async fn start(store: Store) -> TokenService {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let base_url = format!("http://{}", listener.local_addr().expect("local address"));
-    seed_organization(&store, ORG, &base_url, BACKEND_SECRET).await;
-    seed_organization(&store, OTHER_ORG, &base_url, OTHER_BACKEND_SECRET).await;
-    let alice = store
-        .create_user(&NewUser {
-            emails: vec![Email::primary(ALICE_EMAIL)],
-            display_name: Some("Alice Liddell".into()),
-            password_hash: Some(SecretString::new(password_hash)),
-            ..NewUser::new(ORG, ALICE, UserSource::Local)
-        })
-        .await
-        .expect("create alice");
+    let alice_id = seed(&store, &base_url, password_hash).await;
 
     let state = TokenServiceState::new(TokenServiceConfig {
         store: store.clone(),
@@ -167,10 +157,27 @@ pub async fn start(store: Store) -> TokenService {
         keys_dir,
         acme_key,
         globex_key,
-        alice_id: alice.id,
+        alice_id,
         shutdown: Some(shutdown),
         server: Some(server),
     }
+}
+
+/// Seeds `store` with both organizations (issuers under `base_url`) and
+/// alice, whose password has `password_hash`; returns alice's user id.
+pub async fn seed(store: &Store, base_url: &str, password_hash: String) -> String {
+    seed_organization(store, ORG, base_url, BACKEND_SECRET).await;
+    seed_organization(store, OTHER_ORG, base_url, OTHER_BACKEND_SECRET).await;
+    let alice = store
+        .create_user(&NewUser {
+            emails: vec![Email::primary(ALICE_EMAIL)],
+            display_name: Some("Alice Liddell".into()),
+            password_hash: Some(SecretString::new(password_hash)),
+            ..NewUser::new(ORG, ALICE, UserSource::Local)
+        })
+        .await
+        .expect("create alice");
+    alice.id
 }
 
 fn meta(namespace: &str, kind: &str, name: &str) -> ObjectMeta {

@@ -1,4 +1,5 @@
-//! A sign-in attempt under the throttle ([`crate::token::throttle`]): the one
+//! A sign-in attempt under the throttle ([`crate::token::throttle`], its
+//! counters in the store, shared by every replica): the one
 //! place the login handlers check it, answer 429, and count failures. Every
 //! step that checks a secret (password, TOTP code, WebAuthn assertion, the
 //! password again at the account page) goes through [`Attempt`].
@@ -26,17 +27,17 @@ use jiff::Timestamp;
 use super::SourceAddress;
 use super::error::LoginError;
 use super::step::Step;
+use super::throttle::Throttle;
 use crate::audit::{Actor, ActorKind, AuditContext, AuditEntry, Source, Target, source_address};
 use crate::store::AuditStore as _;
 use crate::token::password::{MAX_PASSWORD_BYTES, PasswordError};
 use crate::token::service::error::OAuthError;
 use crate::token::service::state::{OrganizationView, TokenServiceState};
-use crate::token::throttle::{AccountKey, LoginThrottle, SourceKey, ThrottleVerdict};
+use crate::token::throttle::{AccountKey, SourceKey, ThrottleVerdict};
 
 /// One try at a secret, by an account from a source, that the throttle allowed.
 pub(super) struct Attempt<'a> {
     state: &'a TokenServiceState,
-    throttle: &'a LoginThrottle,
     account: AccountKey,
     source: SourceKey,
     /// What the audit events of this attempt say.
@@ -99,13 +100,12 @@ impl<'a> Attempt<'a> {
         now: Timestamp,
         step: &Step<'_>,
     ) -> Result<Self, LoginError> {
-        let throttle = &state.login().throttle;
         let source_ip = source.0;
         let source = SourceKey::from(source.0);
-        match throttle.begin_attempt(&account, source, now) {
+        match Throttle::of(state).begin_attempt(&account, source, now).await? {
             ThrottleVerdict::Allowed => {
                 let audit = AttemptAudit::of(&account, source_ip, step);
-                Ok(Attempt { state, throttle, account, source, audit })
+                Ok(Attempt { state, account, source, audit })
             }
             ThrottleVerdict::Throttled { retry_after } => {
                 let message = format!(
@@ -133,7 +133,7 @@ impl<'a> Attempt<'a> {
     /// The secret was right: the account's failures are cleared (the source's are not),
     /// and the success is audited.
     pub async fn succeeded(&self) -> Result<(), OAuthError> {
-        self.throttle.record_success(&self.account, self.source);
+        Throttle::of(self.state).record_success(&self.account, self.source).await?;
         self.record(AuditEntry::success(self.audit.action, self.audit.target.clone())).await
     }
 
@@ -172,7 +172,7 @@ impl<'a> Attempt<'a> {
             Ok(matches) => Ok(matches),
             Err(PasswordError::TooLong) => Ok(false),
             Err(PasswordError::Busy) => {
-                self.throttle.refund(&self.account, self.source);
+                Throttle::of(self.state).refund(&self.account, self.source).await?;
                 let message = "We are busy. Please try again in a moment.";
                 let page = step.page_again(state, StatusCode::SERVICE_UNAVAILABLE, message).await?;
                 Err(page.retry_after(Duration::from_secs(1)).into())

@@ -22,7 +22,8 @@
 //! - [`extract`]: what a request must carry before a handler runs (a sign-in
 //!   form post with this browser's CSRF token, a signed-in form post).
 //! - [`error`]: [`LoginError`](error::LoginError), each refusal rendering itself.
-//! - [`attempt`]: the throttle, checked and fed in one place; [`step`]: the page each step shows again.
+//! - [`attempt`]: the throttle, checked and fed in one place; [`step`]: the page each step shows again;
+//!   [`throttle`]: its counters in the store, shared by every replica.
 //! - [`pages`]: the HTML, askama templates in `templates/` on one base layout, escaped by the engine.
 //! - [`csrf`]: the pre-login cookie, CSRF tokens and MFA tickets (HMAC).
 //! - [`session`]: the `sessions` table and the session cookie.
@@ -53,6 +54,7 @@ mod session;
 mod sign_in;
 mod sso;
 mod step;
+mod throttle;
 mod webauthn;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -67,7 +69,7 @@ use ring::hmac;
 
 use super::state::TokenServiceState;
 use crate::token::password::PasswordHasher;
-use crate::token::throttle::{LoginThrottle, ThrottlePolicy};
+use crate::token::throttle::ThrottlePolicy;
 use crate::token::totp::TotpSealer;
 
 /// HKDF info of the key that seals TOTP secrets.
@@ -118,10 +120,11 @@ impl Default for LoginConfig {
     }
 }
 
-/// What the sign-in pages share: the hasher, the throttle and the keys.
+/// What the sign-in pages share: the hasher, the throttle's policy (its
+/// counters are in the store, shared by every replica) and the keys.
 pub struct LoginState {
     hasher: PasswordHasher,
-    throttle: LoginThrottle,
+    throttle: ThrottlePolicy,
     csrf_key: hmac::Key,
     totp_sealer: TotpSealer,
     session_lifetime: SignedDuration,
@@ -155,7 +158,7 @@ impl LoginState {
             .expect("HKDF output of 32 bytes");
         Self {
             hasher: PasswordHasher::new(config.max_concurrent_hashes),
-            throttle: LoginThrottle::new(config.throttle),
+            throttle: config.throttle,
             csrf_key,
             totp_sealer: TotpSealer::new(&totp_key),
             session_lifetime: config.session_lifetime,
@@ -168,7 +171,7 @@ impl LoginState {
         &self.hasher
     }
 
-    pub fn throttle(&self) -> &LoginThrottle {
+    pub fn throttle(&self) -> &ThrottlePolicy {
         &self.throttle
     }
 

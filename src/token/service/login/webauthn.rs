@@ -35,6 +35,7 @@ use super::pages::{CeremonyMode, CeremonyPage, Page, PlainForm};
 use super::request::Params;
 use super::sign_in::{open_mfa_step, second_step_fields};
 use super::step::Step;
+use super::throttle::Throttle;
 use super::{SourceAddress, issuer_path};
 use crate::store::UserStore as _;
 use crate::token::service::error::OAuthError;
@@ -276,8 +277,9 @@ pub(super) async fn passkey_start(
         return Err(post.sign_in_again(&state, StatusCode::FORBIDDEN, PASSKEYS_OFF));
     }
     // Anyone may start one, and each start stores a ceremony: bounded per source.
+    let throttle = Throttle::of(&state);
     if let ThrottleVerdict::Throttled { retry_after } =
-        state.login().throttle.begin_ceremony(&post.org.namespace, SourceKey::from(source.0), state.now())
+        throttle.begin_ceremony(&post.org.namespace, SourceKey::from(source.0), state.now()).await?
     {
         let message = format!(
             "Too many passkey sign-ins were started from your network. Try again in {} seconds.",
