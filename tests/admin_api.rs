@@ -660,7 +660,7 @@ async fn second_factors_and_sessions_are_revoked(svc: TokenService) {
     svc.store
         .create_session(&portcullis::store::sessions::NewSession {
             id: "session-1".into(),
-            secret_hash: cookie.clone(),
+            secret_hash: cookie,
             organization: ORG.into(),
             user_id: svc.alice_id.clone(),
             auth_time_ms: now,
