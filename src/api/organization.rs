@@ -102,6 +102,34 @@ pub struct OrganizationSpec {
     /// How long the audit trail is kept.
     #[serde(default)]
     pub audit: AuditPolicy,
+
+    /// Who administers the organization's roles and role assignments.
+    #[serde(default)]
+    pub administration: AdministrationPolicy,
+}
+
+/// Where the organization's roles and role assignments are kept.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdministrationPolicy {
+    /// `GitOps` (the default): Roles and RoleAssignments are manifests in
+    /// Git, and the admin API refuses to change them (409, naming the
+    /// manifest to edit), since the next sync would undo the change. `API`:
+    /// the admin API also creates, changes and deletes them; what it writes
+    /// is kept beside the manifests and never removed by a sync.
+    #[serde(default)]
+    pub role_source: RoleSource,
+}
+
+/// Who owns roles and role assignments.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RoleSource {
+    /// Manifests in Git, synced by Argo CD or `kubectl apply`.
+    #[default]
+    GitOps,
+    /// The admin API (manifests still apply beside what it writes).
+    #[serde(rename = "API")]
+    Api,
 }
 
 /// The audit trail's retention.

@@ -244,7 +244,7 @@ async fn remove_absent<R: DesiredRecord>(
     present: &BTreeSet<(String, String, String)>,
 ) -> Result<usize, SyncError> {
     let mut removed = 0;
-    for stored in store.list::<R>(namespace).await? {
+    for stored in store.list_synced::<R>(namespace).await? {
         let meta = stored.meta();
         if !present.contains(&(kind.to_owned(), meta.namespace.clone(), meta.name.clone())) {
             store.delete::<R>(meta).await?;

@@ -65,6 +65,7 @@ pub enum DeleteOutcome {
 pub trait DesiredRecord: sealed::Columns + Clone + Send + Sync + Unpin + 'static {
     const KIND: ResourceKind;
     fn meta(&self) -> &ObjectMeta;
+    fn meta_mut(&mut self) -> &mut ObjectMeta;
     fn spec_json(&self) -> &str;
 }
 
@@ -80,7 +81,15 @@ pub(in crate::store) mod sealed {
         const EXTRA_READ: &'static [&'static str] = &[];
         fn bind_columns<'q>(&self, query: AnyQuery<'q>) -> AnyQuery<'q>;
         fn from_row(meta: ObjectMeta, spec_json: String, row: &AnyRow) -> Result<Self>;
+        /// Whether the table has an `owner` column (migration 0017): rows
+        /// the admin API wrote (`api`) beside those a sync owns (`manifest`).
+        const OWNED: bool = false;
     }
+}
+
+/// The filter, after `namespace = $1`, of the rows a sync owns (and may remove).
+fn synced_rows<R: DesiredRecord>() -> &'static str {
+    if R::OWNED { " AND owner = 'manifest'" } else { "" }
 }
 
 use sealed::Columns;
@@ -93,7 +102,7 @@ fn select_sql<R: DesiredRecord>(filter: &str) -> String {
     format!("SELECT {COMMON}, {} FROM {} WHERE {filter}", columns.join(", "), R::TABLE)
 }
 
-fn upsert_sql<R: DesiredRecord>() -> String {
+pub(in crate::store) fn upsert_sql<R: DesiredRecord>() -> String {
     let table = R::TABLE;
     let columns = R::COLUMNS.join(", ");
     let placeholders: Vec<String> = (6..6 + R::COLUMNS.len()).map(|i| format!("${i}")).collect();
@@ -122,7 +131,12 @@ fn read_record<R: DesiredRecord>(row: &AnyRow) -> Result<R> {
     R::from_row(meta, column(row, table, "spec_json")?, row)
 }
 
-fn resource_change(kind: ResourceKind, namespace: &str, name: &str, uid: &str) -> Change {
+pub(in crate::store) fn resource_change(
+    kind: ResourceKind,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+) -> Change {
     Change::Resource { kind, namespace: namespace.to_owned(), name: name.to_owned(), uid: uid.to_owned() }
 }
 
@@ -163,8 +177,14 @@ pub trait DesiredStateStore {
     /// Every object of a kind in a namespace, by name.
     fn list<R: DesiredRecord>(&self, namespace: &str) -> impl Future<Output = Result<Vec<R>>> + Send;
 
-    /// The uids stored for a kind in a namespace, so a controller that has
-    /// listed the cluster can delete what no longer exists there.
+    /// Every object of a kind in a namespace that a sync owns (not those the
+    /// admin API wrote under `roleSource: API`), by name: what a sync may
+    /// remove when its manifest is gone.
+    fn list_synced<R: DesiredRecord>(&self, namespace: &str) -> impl Future<Output = Result<Vec<R>>> + Send;
+
+    /// The uids stored for a kind in a namespace that a sync owns (not those
+    /// the admin API wrote), so a controller that has listed the cluster can
+    /// delete what no longer exists there.
     fn list_uids<R: DesiredRecord>(
         &self,
         namespace: &str,
@@ -322,10 +342,21 @@ impl DesiredStateStore for Store {
         list(&mut conn, namespace).await
     }
 
+    async fn list_synced<R: DesiredRecord>(&self, namespace: &str) -> Result<Vec<R>> {
+        let filter = format!("namespace = $1{} ORDER BY name", synced_rows::<R>());
+        let rows = sqlx::query(AssertSqlSafe(select_sql::<R>(&filter)))
+            .bind(namespace)
+            .fetch_all(self.pool())
+            .await
+            .map_err(query_error("list synced desired-state objects"))?;
+        rows.iter().map(read_record).collect()
+    }
+
     async fn list_uids<R: DesiredRecord>(&self, namespace: &str) -> Result<Vec<String>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT uid FROM {} WHERE namespace = $1 ORDER BY uid",
-            R::TABLE
+            "SELECT uid FROM {} WHERE namespace = $1{} ORDER BY uid",
+            R::TABLE,
+            synced_rows::<R>()
         )))
         .bind(namespace)
         .fetch_all(self.pool())
@@ -593,6 +624,9 @@ impl DesiredRecord for OrganizationRecord {
     fn meta(&self) -> &ObjectMeta {
         &self.meta
     }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.meta
+    }
     fn spec_json(&self) -> &str {
         &self.spec_json
     }
@@ -624,6 +658,9 @@ impl DesiredRecord for RoleRecord {
     fn meta(&self) -> &ObjectMeta {
         &self.meta
     }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.meta
+    }
     fn spec_json(&self) -> &str {
         &self.spec_json
     }
@@ -631,6 +668,7 @@ impl DesiredRecord for RoleRecord {
 
 impl Columns for RoleRecord {
     const TABLE: &'static str = "roles";
+    const OWNED: bool = true;
     const COLUMNS: &'static [&'static str] = &["scope", "permissions", "included_roles"];
     fn bind_columns<'q>(&self, query: AnyQuery<'q>) -> AnyQuery<'q> {
         query
@@ -672,6 +710,9 @@ impl DesiredRecord for AssignmentRecord {
     fn meta(&self) -> &ObjectMeta {
         &self.meta
     }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.meta
+    }
     fn spec_json(&self) -> &str {
         &self.spec_json
     }
@@ -679,6 +720,7 @@ impl DesiredRecord for AssignmentRecord {
 
 impl Columns for AssignmentRecord {
     const TABLE: &'static str = "role_assignments";
+    const OWNED: bool = true;
     const COLUMNS: &'static [&'static str] =
         &["principal_kind", "principal_name", "role", "workspace", "expires_at_ms"];
     fn bind_columns<'q>(&self, query: AnyQuery<'q>) -> AnyQuery<'q> {
@@ -707,6 +749,9 @@ impl DesiredRecord for IdentityProviderRecord {
     const KIND: ResourceKind = ResourceKind::IdentityProvider;
     fn meta(&self) -> &ObjectMeta {
         &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.meta
     }
     fn spec_json(&self) -> &str {
         &self.spec_json
@@ -740,6 +785,9 @@ impl DesiredRecord for OAuthClientRecord {
     const KIND: ResourceKind = ResourceKind::OAuthClient;
     fn meta(&self) -> &ObjectMeta {
         &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.meta
     }
     fn spec_json(&self) -> &str {
         &self.spec_json

@@ -25,6 +25,8 @@
 //!   SAML replay cache, linked upstream identities, JIT users and their
 //!   provider groups, sign-in counts ([`FederationStore`]).
 //! - [`follow`]: an access index that follows the store change by change.
+//! - [`admin`]: what only the admin API writes: API-owned roles and
+//!   assignments ([`AdminStore`]), a user's bulk resets.
 //! - [`access_review`]: groups, members and inactive users, as `portcullis diff` reads them.
 //! - [`throttle`]: the sign-in throttle's counters, shared by every
 //!   token-service replica, checked and counted in one transaction ([`ThrottleStore`]).
@@ -35,6 +37,7 @@
 //! tables; PostgreSQL adds the NOTIFY trigger) and run on [`Store::connect`].
 
 pub mod access_review;
+pub mod admin;
 pub mod audit;
 pub mod ceremonies;
 pub mod changes;
@@ -65,6 +68,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, SqlSafeStr, Transaction
 use tokio::sync::{Mutex, MutexGuard, OnceCell, broadcast, watch};
 
 pub use access_review::{AccessDirectory, AccessReviewStore, DirectoryGroup, DirectoryMember};
+pub use admin::{AccessRevoked, AdminStore, ApiWrite, FactorsRemoved, Owner};
 pub use audit::{AuditFilter, AuditHead, AuditStore, ChainCheck, MAX_AUDIT_PAGE, SealedAuditEvent};
 pub use ceremonies::CeremonyStore;
 pub use changes::{Change, ChangeEvent, ChangeFeed, ChangeNotice, ChangeSubscription};
@@ -455,6 +459,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (16, "audit", include_str!("../../migrations/sqlite/0016_audit.sql")),
     (17, "membership display", include_str!("../../migrations/sqlite/0017_membership_display.sql")),
     (18, "login throttle", include_str!("../../migrations/sqlite/0018_login_throttle.sql")),
+    (19, "admin owner", include_str!("../../migrations/sqlite/0019_admin_owner.sql")),
 ]);
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
@@ -469,6 +474,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (16, "audit", include_str!("../../migrations/postgres/0016_audit.sql")),
     (17, "membership display", include_str!("../../migrations/postgres/0017_membership_display.sql")),
     (18, "login throttle", include_str!("../../migrations/postgres/0018_login_throttle.sql")),
+    (19, "admin owner", include_str!("../../migrations/postgres/0019_admin_owner.sql")),
 ]);
 
 impl MigrationSource<'static> for EmbeddedMigrations {

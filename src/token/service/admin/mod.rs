@@ -7,30 +7,51 @@
 //!  GET /o/{org}/api/v1/audit/head          audit::head     iam.export-audit  the chain's head (to keep outside)
 //!  GET /o/{org}/api/v1/audit/verification  audit::verify   iam.export-audit  re-checks the stored chain
 //!  GET /o/{org}/api/v1/audit/export        audit::export   iam.export-audit  JSON Lines, oldest first (audited)
-//!  GET  /o/{org}/api/v1/users                 users::list        iam.view    keyset pages by userName
-//!  GET  /o/{org}/api/v1/users/{id}            users::get         iam.view
-//!  POST /o/{org}/api/v1/users/{id}/deactivate users::deactivate  iam.manage  audited, in the change's transaction
-//!  POST /o/{org}/api/v1/users/{id}/reactivate users::reactivate  iam.manage
+//!  GET    /o/{org}/api/v1/users                     users::list        iam.view    keyset pages by userName
+//!  POST   /o/{org}/api/v1/users                     users::create      iam.manage  local user, optional password
+//!  GET    /o/{org}/api/v1/users/{id}                users::get         iam.view    + effective permissions and trail
+//!  PATCH  /o/{org}/api/v1/users/{id}                users::update      iam.manage  merge patch, If-Match → 412
+//!  DELETE /o/{org}/api/v1/users/{id}                users::delete      iam.manage
+//!  POST   /o/{org}/api/v1/users/{id}/deactivate     users::deactivate  iam.manage  audited, in the change's transaction
+//!  POST   /o/{org}/api/v1/users/{id}/reactivate     users::reactivate  iam.manage
+//!  DELETE /o/{org}/api/v1/users/{id}/second-factors users::reset_second_factors  iam.manage  TOTP + WebAuthn
+//!  DELETE /o/{org}/api/v1/users/{id}/sessions       users::revoke_sessions       iam.manage  sessions + refresh families
+//!  GET    /o/{org}/api/v1/groups                    groups::list       iam.view
+//!  POST   /o/{org}/api/v1/groups                    groups::create     iam.manage  internal groups only
+//!  GET|PATCH|DELETE /o/{org}/api/v1/groups/{id}     groups::…          iam.view | iam.manage (idp groups: 409)
+//!  GET    /o/{org}/api/v1/groups/{id}/members       groups::members    iam.view
+//!  PUT|DELETE /o/{org}/api/v1/groups/{id}/members/{user_id}  groups::…  iam.manage
+//!  GET    /o/{org}/api/v1/roles[/{name}]            roles::list|get    iam.view
+//!  PUT|DELETE /o/{org}/api/v1/roles/{name}          roles::put|delete  iam.manage-roles  roleSource API only, else 409
+//!  GET    /o/{org}/api/v1/roleAssignments[/{name}]  roles::list|get    iam.view
+//!  PUT|DELETE /o/{org}/api/v1/roleAssignments/{name} roles::put|delete iam.manage-roles  roleSource API only, else 409
 //! ```
+//!
+//! Bodies are JSON of at most [`body::MAX_BODY_BYTES`] (413 beyond), unknown
+//! fields refused by path; versions travel as `ETag` / `If-Match`.
 //!
 //! A caller ([`AdminCaller`]) carries who it is and where it calls from, so
 //! that what it changes is audited in the same transaction.
 
 pub mod audit;
+pub mod body;
+pub mod groups;
 pub mod problem;
+pub mod roles;
 pub mod users;
 
 use std::marker::PhantomData;
 
 use axum::Router;
-use axum::extract::FromRequestParts;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 pub use problem::AdminError;
 
 use super::require_permission::{Authorized, Permission, RequirePermission};
 use super::state::TokenServiceState;
+use crate::api::{Role, RoleAssignment};
 use crate::audit::{Actor, AuditContext, Source};
 use crate::authz::PrincipalKind;
 
@@ -48,6 +69,13 @@ impl Permission for IamManage {
     const NAME: &'static str = "iam.manage";
 }
 
+/// `iam.manage-roles`: change roles and role assignments (under `roleSource: API`).
+pub struct IamManageRoles;
+
+impl Permission for IamManageRoles {
+    const NAME: &'static str = "iam.manage-roles";
+}
+
 /// The admin API's routes.
 pub fn routes() -> Router<TokenServiceState> {
     Router::new()
@@ -55,10 +83,35 @@ pub fn routes() -> Router<TokenServiceState> {
         .route("/o/{org}/api/v1/audit/head", get(audit::head))
         .route("/o/{org}/api/v1/audit/verification", get(audit::verify))
         .route("/o/{org}/api/v1/audit/export", get(audit::export))
-        .route("/o/{org}/api/v1/users", get(users::list))
-        .route("/o/{org}/api/v1/users/{id}", get(users::get))
+        .route("/o/{org}/api/v1/users", get(users::list).post(users::create))
+        .route("/o/{org}/api/v1/users/{id}", get(users::get).patch(users::update).delete(users::delete))
         .route("/o/{org}/api/v1/users/{id}/deactivate", post(users::deactivate))
         .route("/o/{org}/api/v1/users/{id}/reactivate", post(users::reactivate))
+        .route(
+            "/o/{org}/api/v1/users/{id}/second-factors",
+            axum::routing::delete(users::reset_second_factors),
+        )
+        .route("/o/{org}/api/v1/users/{id}/sessions", axum::routing::delete(users::revoke_sessions))
+        .route("/o/{org}/api/v1/groups", get(groups::list).post(groups::create))
+        .route("/o/{org}/api/v1/groups/{id}", get(groups::get).patch(groups::update).delete(groups::delete))
+        .route("/o/{org}/api/v1/groups/{id}/members", get(groups::members))
+        .route(
+            "/o/{org}/api/v1/groups/{id}/members/{user_id}",
+            put(groups::add_member).delete(groups::remove_member),
+        )
+        .route("/o/{org}/api/v1/roles", get(roles::list::<Role>))
+        .route(
+            "/o/{org}/api/v1/roles/{name}",
+            get(roles::get::<Role>).put(roles::put::<Role>).delete(roles::delete::<Role>),
+        )
+        .route("/o/{org}/api/v1/roleAssignments", get(roles::list::<RoleAssignment>))
+        .route(
+            "/o/{org}/api/v1/roleAssignments/{name}",
+            get(roles::get::<RoleAssignment>)
+                .put(roles::put::<RoleAssignment>)
+                .delete(roles::delete::<RoleAssignment>),
+        )
+        .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
 }
 
 /// The namespace of the caller's organization: the store's key.

@@ -28,8 +28,57 @@ pub enum AdminError {
     #[error("no {kind} {id}")]
     NotFound { kind: &'static str, id: String },
 
+    /// The body is not JSON, or a field is unknown, missing or invalid;
+    /// `field` is its path (`spec.workspace`, `emails[0].value`).
+    #[error("field {field}: {detail}")]
+    InvalidField { field: String, detail: String },
+
+    /// The body is larger than the API accepts.
+    #[error("request body too large")]
+    TooLarge,
+
+    /// What the request would change is kept in Git: the manifest to edit.
+    #[error("{kind} {namespace}/{name} is kept in Git")]
+    ManagedInGit { namespace: String, kind: &'static str, name: String },
+
+    /// What the request would change is managed by an identity provider.
+    #[error("{kind} {id} is managed by identity provider {identity_provider}")]
+    ManagedByIdentityProvider { kind: &'static str, id: String, identity_provider: String },
+
+    /// The request clashes with what is stored (a name already taken).
+    #[error("{0}")]
+    Conflict(String),
+
+    /// `If-Match` names a version that is no longer the stored one.
+    #[error("{kind} {id} changed since version {expected}")]
+    PreconditionFailed { kind: &'static str, id: String, expected: String },
+
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+
+    /// Too many passwords are being hashed at once: retry shortly.
+    #[error("busy")]
+    Busy,
+
+    /// A password could not be hashed.
+    #[error(transparent)]
+    Password(crate::token::password::PasswordError),
+}
+
+/// A clash the store reports is the client's (409, 412, 404); anything else is ours.
+impl From<StoreError> for AdminError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::AlreadyExists { what, value, .. } => {
+                Self::Conflict(format!("A {what} named {value} already exists in this organization."))
+            }
+            StoreError::VersionMismatch { what, id, expected, .. } => {
+                Self::PreconditionFailed { kind: what, id, expected: expected.to_string() }
+            }
+            StoreError::NotFound { what, id, .. } => Self::NotFound { kind: what, id },
+            other => Self::Store(other),
+        }
+    }
 }
 
 impl From<OAuthError> for AdminError {
@@ -46,12 +95,23 @@ impl AdminError {
         Self::InvalidParameter { parameter: parameter.to_owned(), detail: detail.into() }
     }
 
+    pub fn invalid_field(field: &str, detail: impl Into<String>) -> Self {
+        Self::InvalidField { field: field.to_owned(), detail: detail.into() }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             Self::Caller(error) => error.status(),
             Self::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
-            Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::InvalidField { .. } => StatusCode::BAD_REQUEST,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::ManagedInGit { .. } | Self::ManagedByIdentityProvider { .. } | Self::Conflict(_) => {
+                StatusCode::CONFLICT
+            }
+            Self::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            Self::Store(_) | Self::Password(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -62,8 +122,15 @@ impl AdminError {
             Self::Caller(OAuthError::InsufficientScope(_)) => "forbidden",
             Self::Caller(OAuthError::UnknownOrganization) | Self::NotFound { .. } => "not-found",
             Self::Caller(error) if error.status().is_client_error() => "invalid-request",
-            Self::Caller(_) | Self::Store(_) => "server-error",
+            Self::Caller(_) | Self::Store(_) | Self::Password(_) => "server-error",
+            Self::Busy => "busy",
             Self::InvalidParameter { .. } => "invalid-parameter",
+            Self::InvalidField { .. } => "invalid-field",
+            Self::TooLarge => "too-large",
+            Self::ManagedInGit { .. } => "managed-in-git",
+            Self::ManagedByIdentityProvider { .. } => "managed-by-identity-provider",
+            Self::Conflict(_) => "conflict",
+            Self::PreconditionFailed { .. } => "precondition-failed",
         }
     }
 }
@@ -78,7 +145,22 @@ impl IntoResponse for AdminError {
             Self::Caller(error) => error.description().into_owned(),
             Self::InvalidParameter { detail, .. } => detail.clone(),
             Self::NotFound { kind, id } => format!("No {kind} with id {id} in this organization."),
-            Self::Store(_) => "The server could not complete the request.".to_owned(),
+            Self::InvalidField { field, detail } => format!("{field}: {detail}"),
+            Self::TooLarge => "The request body is larger than this API accepts.".to_owned(),
+            Self::ManagedInGit { namespace, kind, name } => format!(
+                "The {kind} {namespace}/{name} is kept in Git (spec.administration.roleSource, or a \
+                 manifest of that name): change the manifest instead; a change made here would be undone \
+                 by the next sync."
+            ),
+            Self::ManagedByIdentityProvider { kind, id, identity_provider } => format!(
+                "The {kind} {id} is managed by the identity provider {identity_provider}: change it there."
+            ),
+            Self::Conflict(detail) => detail.clone(),
+            Self::PreconditionFailed { kind, id, expected } => format!(
+                "The {kind} {id} has changed since version {expected} (If-Match): read it again and retry."
+            ),
+            Self::Store(_) | Self::Password(_) => "The server could not complete the request.".to_owned(),
+            Self::Busy => "The server is busy; retry shortly.".to_owned(),
         };
         let mut body = json!({
             "type": format!("urn:portcullis:problem:{}", self.code()),
@@ -86,8 +168,25 @@ impl IntoResponse for AdminError {
             "status": status.as_u16(),
             "detail": detail,
         });
-        if let Self::InvalidParameter { parameter, detail } = &self {
-            body["errors"] = json!([{ "parameter": parameter, "detail": detail }]);
+        match &self {
+            Self::InvalidParameter { parameter, detail } => {
+                body["errors"] = json!([{ "parameter": parameter, "detail": detail }]);
+            }
+            Self::InvalidField { field, detail } => {
+                body["errors"] = json!([{ "field": field, "detail": detail }]);
+            }
+            Self::ManagedInGit { namespace, kind, name } => {
+                body["manifest"] = json!({
+                    "apiVersion": "iam.portcullis.dev/v1alpha1",
+                    "kind": kind,
+                    "namespace": namespace,
+                    "name": name,
+                });
+            }
+            Self::ManagedByIdentityProvider { identity_provider, .. } => {
+                body["identityProvider"] = json!(identity_provider);
+            }
+            _ => {}
         }
         let mut response = (status, body.to_string()).into_response();
         let headers = response.headers_mut();

@@ -1,0 +1,120 @@
+//! Request bodies and versions of the admin API: JSON read with the path of
+//! the first field at fault (unknown fields refused, so a misspelt one is
+//! never silently ignored), a size limit answered 413, and `If-Match` /
+//! `ETag` carrying a row's version (RFC 9110 §13.1.1, §8.8.3).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+use super::AdminError;
+
+/// The largest body the admin API reads.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Reads a JSON body as `T`: unknown fields, wrong types and missing fields
+/// are named by their path.
+pub fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, AdminError> {
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => AdminError::TooLarge,
+        _ => AdminError::invalid_field("", rejection.body_text()),
+    })?;
+    let mut unknown: Option<String> = None;
+    let mut note_unknown = |path: serde_ignored::Path<'_>| {
+        unknown.get_or_insert_with(|| path.to_string());
+    };
+    let deserializer = &mut serde_json::Deserializer::from_slice(&body);
+    let ignored = serde_ignored::Deserializer::new(deserializer, &mut note_unknown);
+    let value: Result<T, _> = serde_path_to_error::deserialize(ignored);
+    let value = value.map_err(|error| {
+        let field = error.path().to_string();
+        let field = if field == "." { String::new() } else { field };
+        AdminError::invalid_field(&field, error.into_inner().to_string())
+    })?;
+    if let Some(field) = unknown {
+        return Err(AdminError::invalid_field(&field, "unknown field"));
+    }
+    Ok(value)
+}
+
+/// For a field that may be absent (leave it), `null` (clear it) or a value:
+/// `#[serde(default, deserialize_with = "present")] Option<Option<T>>`.
+pub fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// The version `If-Match` names: `None` when absent or `*`.
+pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, AdminError> {
+    let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let text = value.to_str().unwrap_or_default().trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    text.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<i64>()
+        .map(Some)
+        .map_err(|_| AdminError::invalid_parameter("If-Match", "must be an ETag this API returned"))
+}
+
+/// The `ETag` of version `version`.
+pub fn etag(version: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Outer {
+        #[allow(dead_code)]
+        user_name: String,
+        #[serde(default)]
+        #[allow(dead_code)]
+        emails: Vec<Inner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Inner {
+        #[allow(dead_code)]
+        value: String,
+    }
+
+    fn field_of(body: &str) -> String {
+        match json_body::<Outer>(Ok(Bytes::from(body.to_owned()))) {
+            Err(AdminError::InvalidField { field, .. }) => field,
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn faults_are_named_by_their_path() {
+        assert_eq!(field_of(r#"{"userName": 3}"#), "userName");
+        assert_eq!(field_of(r#"{"userName": "a", "emails": [{"value": 1}]}"#), "emails[0].value");
+        assert_eq!(field_of(r#"{"userName": "a", "nickname": "b"}"#), "nickname");
+        assert_eq!(
+            field_of(r#"{"userName": "a", "emails": [{"value": "x", "kind": "y"}]}"#),
+            "emails[0].kind"
+        );
+        assert_eq!(field_of("{}"), "");
+        assert!(json_body::<Outer>(Ok(Bytes::from_static(br#"{"userName": "a"}"#))).is_ok());
+    }
+
+    #[test]
+    fn if_match_reads_our_etags() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(if_match(&headers).unwrap(), None);
+        headers.insert(header::IF_MATCH, etag(7));
+        assert_eq!(if_match(&headers).unwrap(), Some(7));
+        headers.insert(header::IF_MATCH, HeaderValue::from_static("W/\"3\""));
+        assert_eq!(if_match(&headers).unwrap(), Some(3));
+        headers.insert(header::IF_MATCH, HeaderValue::from_static("\"x\""));
+        assert!(if_match(&headers).is_err());
+    }
+}

@@ -1,0 +1,300 @@
+//! Groups and memberships over the admin API: read with `iam.view`; internal
+//! groups created, renamed, deleted and their members changed with
+//! `iam.manage`, audited in the transaction of each change.
+//!
+//! A group an identity provider pushes (`source: idp`, by SCIM or sign-in
+//! claims) is read-only here: every write answers 409 naming the provider,
+//! whose next push would undo it.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::body::{if_match, json_body, present};
+use super::users::with_etag;
+use super::{AdminCaller, AdminError, IamManage, organization_namespace};
+use crate::audit::event::rfc3339_ms;
+use crate::store::{AdminStore as _, Group, GroupSource, GroupStore as _, NewGroup};
+use crate::token::service::check::IamView;
+use crate::token::service::state::TokenServiceState;
+
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 500;
+const MAX_NAME: usize = 256;
+
+#[derive(Deserialize)]
+pub struct GroupPath {
+    id: String,
+}
+
+#[derive(Deserialize)]
+pub struct MemberPath {
+    id: String,
+    user_id: String,
+}
+
+/// `GET {issuer}/api/v1/groups?limit=&cursor=`: groups by display name.
+pub async fn list(
+    State(state): State<TokenServiceState>,
+    caller: AdminCaller<IamView>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, AdminError> {
+    let (limit, offset) = parse_page(query.as_deref().unwrap_or_default())?;
+    let namespace = organization_namespace(&state, &caller).await?;
+    let mut groups = state.store().list_groups(&namespace, offset, limit + 1).await?;
+    let more = groups.len() > limit as usize;
+    groups.truncate(limit as usize);
+    let mut items = Vec::with_capacity(groups.len());
+    for group in &groups {
+        items.push(group_json(&state, &namespace, group).await?);
+    }
+    let mut body = json!({ "groups": items });
+    if more {
+        body["nextCursor"] = json!(cursor(offset + u64::from(limit)));
+    }
+    Ok(Json(body))
+}
+
+/// `GET {issuer}/api/v1/groups/{id}`.
+pub async fn get(
+    State(state): State<TokenServiceState>,
+    caller: AdminCaller<IamView>,
+    Path(path): Path<GroupPath>,
+) -> Result<Response, AdminError> {
+    let namespace = organization_namespace(&state, &caller).await?;
+    let group = load(&state, &namespace, &path.id).await?;
+    Ok(with_etag(StatusCode::OK, group.version, group_json(&state, &namespace, &group).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewGroupBody {
+    display_name: String,
+    #[serde(default)]
+    external_id: Option<String>,
+}
+
+/// `POST {issuer}/api/v1/groups`: an internal group. 201.
+pub async fn create(
+    State(state): State<TokenServiceState>,
+    caller: AdminCaller<IamManage>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, AdminError> {
+    let body: NewGroupBody = json_body(body)?;
+    let org = state.require_organization(&caller.authorized.organization).await?;
+    let new = NewGroup {
+        organization: org.namespace.clone(),
+        display_name: display_name("displayName", &body.display_name)?,
+        source: GroupSource::Internal,
+        external_id: body.external_id.filter(|id| !id.trim().is_empty()),
+    };
+    let group = state.store().with_audit(caller.audit_context()).create_group(&new).await?;
+    let mut response =
+        with_etag(StatusCode::CREATED, group.version, group_json(&state, &org.namespace, &group).await?);
+    let location = format!("{}/api/v1/groups/{}", state.issuer(&org.name), group.id);
+    if let Ok(location) = header::HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupPatch {
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    external_id: Option<Option<String>>,
+}
+
+/// `PATCH {issuer}/api/v1/groups/{id}`: renames it or changes its
+/// externalId; `If-Match` as for users.
+pub async fn update(
+    State(state): State<TokenServiceState>,
+    caller: AdminCaller<IamManage>,
+    Path(path): Path<GroupPath>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, AdminError> {
+    let expected = if_match(&headers)?;
+    let patch: GroupPatch = json_body(body)?;
+    let namespace = organization_namespace(&state, &caller).await?;
+    let group = writable(&state, &namespace, &path.id).await?;
+    let name = match patch.display_name {
+        Some(name) => display_name("displayName", &name)?,
+        None => group.display_name.clone(),
+    };
+    let external_id = match patch.external_id {
+        Some(value) => value.filter(|id| !id.trim().is_empty()),
+        None => group.external_id.clone(),
+    };
+    let store = state.store().with_audit(caller.audit_context());
+    let updated = store
+        .update_group(
+            &namespace,
+            &group.id,
+            &name,
+            external_id.as_deref(),
+            Some(expected.unwrap_or(group.version)),
+        )
+        .await?;
+    Ok(with_etag(StatusCode::OK, updated.version, group_json(&state, &namespace, &updated).await?))
+}
+
+/// `DELETE {issuer}/api/v1/groups/{id}`: the group and its memberships. 204.
+pub async fn delete(
+    State(state): State<TokenServiceState>,
+    caller: AdminCaller<IamManage>,
+    Path(path): Path<GroupPath>,
+) -> Result<StatusCode, AdminError> {
+    let namespace = organization_namespace(&state, &caller).await?;
+    let group = writable(&state, &namespace, &path.id).await?;
+    let store = state.store().with_audit(caller.audit_context());
+    if store.delete_group(&namespace, &group.id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found(&path.id))
+    }
+}
+
+/// `GET {issuer}/api/v1/groups/{id}/members?limit=&cursor=`: by userName.
+pub async fn members(
+    State(state): State<TokenServiceState>,
+    caller: AdminCaller<IamView>,
+    Path(path): Path<GroupPath>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, AdminError> {
+    let (limit, offset) = parse_page(query.as_deref().unwrap_or_default())?;
+    let namespace = organization_namespace(&state, &caller).await?;
+    let group = load(&state, &namespace, &path.id).await?;
+    let mut members = state.store().list_members(&namespace, &group.id, offset, limit + 1).await?;
+    let more = members.len() > limit as usize;
+    members.truncate(limit as usize);
+    let items: Vec<Value> =
+        members.iter().map(|m| json!({ "userId": m.user_id, "userName": m.user_name })).collect();
+    let mut body = json!({ "members": items });
+    if more {
+        body["nextCursor"] = json!(cursor(offset + u64::from(limit)));
+    }
+    Ok(Json(body))
+}
+
+/// `PUT {issuer}/api/v1/groups/{id}/members/{userId}`: 201 if added, 204 if
+/// it already was a member.
+pub async fn add_member(
+    State(state): State<TokenServiceState>,
+    caller: AdminCaller<IamManage>,
+    Path(path): Path<MemberPath>,
+) -> Result<StatusCode, AdminError> {
+    let namespace = organization_namespace(&state, &caller).await?;
+    let group = writable(&state, &namespace, &path.id).await?;
+    let store = state.store().with_audit(caller.audit_context());
+    let added = store.add_member(&namespace, &group.id, &path.user_id).await?;
+    Ok(if added { StatusCode::CREATED } else { StatusCode::NO_CONTENT })
+}
+
+/// `DELETE {issuer}/api/v1/groups/{id}/members/{userId}`. 204; 404 if it was
+/// not a member.
+pub async fn remove_member(
+    State(state): State<TokenServiceState>,
+    caller: AdminCaller<IamManage>,
+    Path(path): Path<MemberPath>,
+) -> Result<StatusCode, AdminError> {
+    let namespace = organization_namespace(&state, &caller).await?;
+    let group = writable(&state, &namespace, &path.id).await?;
+    let store = state.store().with_audit(caller.audit_context());
+    if store.remove_member(&namespace, &group.id, &path.user_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AdminError::NotFound { kind: "member", id: path.user_id })
+    }
+}
+
+async fn load(state: &TokenServiceState, namespace: &str, id: &str) -> Result<Group, AdminError> {
+    state.store().get_group(namespace, id).await?.ok_or_else(|| not_found(id))
+}
+
+/// The group, if the admin API may change it: not one an identity provider pushes.
+async fn writable(state: &TokenServiceState, namespace: &str, id: &str) -> Result<Group, AdminError> {
+    let group = load(state, namespace, id).await?;
+    if group.source == GroupSource::Idp {
+        let identity_provider = state
+            .store()
+            .group_provisioner(namespace, id)
+            .await?
+            .unwrap_or_else(|| "that pushes it".to_owned());
+        return Err(AdminError::ManagedByIdentityProvider { kind: "group", id: group.id, identity_provider });
+    }
+    Ok(group)
+}
+
+fn not_found(id: &str) -> AdminError {
+    AdminError::NotFound { kind: "group", id: id.to_owned() }
+}
+
+fn display_name(field: &str, value: &str) -> Result<String, AdminError> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > MAX_NAME || value.chars().any(char::is_control) {
+        return Err(AdminError::invalid_field(field, format!("1 to {MAX_NAME} printable characters")));
+    }
+    Ok(value.to_owned())
+}
+
+async fn group_json(state: &TokenServiceState, namespace: &str, group: &Group) -> Result<Value, AdminError> {
+    let mut body = json!({
+        "id": group.id,
+        "displayName": group.display_name,
+        "externalId": group.external_id,
+        "source": group.source.as_str(),
+        "members": state.store().count_members(namespace, &group.id).await?,
+        "createdAt": rfc3339_ms(group.created_ms),
+        "updatedAt": rfc3339_ms(group.updated_ms),
+        "version": group.version,
+    });
+    if group.source == GroupSource::Idp {
+        body["identityProvider"] = json!(state.store().group_provisioner(namespace, &group.id).await?);
+    }
+    Ok(body)
+}
+
+fn cursor(offset: u64) -> String {
+    URL_SAFE_NO_PAD.encode(offset.to_string())
+}
+
+/// `limit` and `cursor` (an opaque position this API returned).
+fn parse_page(query: &str) -> Result<(u32, u64), AdminError> {
+    let (mut limit, mut offset) = (DEFAULT_PAGE, 0);
+    let mut seen: Vec<String> = Vec::new();
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if seen.iter().any(|s| *s == name) {
+            return Err(AdminError::invalid_parameter(&name, "given more than once"));
+        }
+        seen.push(name.to_string());
+        match name.as_ref() {
+            "limit" => {
+                limit = value.parse::<u32>().ok().filter(|limit| (1..=MAX_PAGE).contains(limit)).ok_or_else(
+                    || AdminError::invalid_parameter("limit", format!("must be 1 to {MAX_PAGE}")),
+                )?;
+            }
+            "cursor" => {
+                offset = URL_SAFE_NO_PAD
+                    .decode(value.as_bytes())
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .and_then(|text| text.parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        AdminError::invalid_parameter("cursor", "not a cursor this API returned")
+                    })?;
+            }
+            other => return Err(AdminError::invalid_parameter(other, "unknown parameter")),
+        }
+    }
+    Ok((limit, offset))
+}
