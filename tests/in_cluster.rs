@@ -121,7 +121,7 @@ fn portcullis_runs_in_a_cluster_as_the_operator_deploys_it() {
     }
 
     // 1. A client-credentials token for ci-deployer, with its roles.
-    let client_secret = secret_value(&cp, "acme", "ci-deployer-client-secret", "client-secret");
+    let client_secret = secret_value(cp, "acme", "ci-deployer-client-secret", "client-secret");
     let (status, body) = http.client_credentials(&token_url, "ci-deployer", &client_secret).expect("token");
     assert_eq!(status, 200, "{body}");
     let token = serde_json::from_str::<Value>(&body).expect("token response")["access_token"]
@@ -148,7 +148,7 @@ fn portcullis_runs_in_a_cluster_as_the_operator_deploys_it() {
     let document = document.split("\n---").next().unwrap_or(document);
     let edited = document.replace("role: integrations", "role: compliance-officer");
     let applied = Instant::now();
-    apply_yaml(&cp, "ci-deployer-edited", &edited);
+    apply_yaml(cp, "ci-deployer-edited", &edited);
     let carried = eventually("the next token carries the edited role", Duration::from_secs(10), || {
         let (_, body) = http.client_credentials(&token_url, "ci-deployer", &client_secret)?;
         let token: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
@@ -173,7 +173,7 @@ fn portcullis_runs_in_a_cluster_as_the_operator_deploys_it() {
     eprintln!("kubectl apply → a token carrying the change: {:?}", applied.elapsed());
 
     // 3. SCIM through the token the operator generated for okta.
-    let scim_token = secret_value(&cp, "acme", "okta-scim-token", "token");
+    let scim_token = secret_value(cp, "acme", "okta-scim-token", "token");
     let endpoint = cp.kubectl_ok(&[
         "get",
         "identityproviders.iam.portcullis.dev",
@@ -262,11 +262,11 @@ fn portcullis_runs_in_a_cluster_as_the_operator_deploys_it() {
     //    notices nothing, a token from before still verifies, and every
     //    signing key ends up sealed under the new key, which the token
     //    service then holds alone.
-    let kek_before = secret_value(&cp, OPERATOR_NAMESPACE, SERVICE_KEYS, "key-encryption-key");
+    let kek_before = secret_value(cp, OPERATOR_NAMESPACE, SERVICE_KEYS, "key-encryption-key");
     let client = TokenClient::start(&token_url, &client_secret);
     let kek_rotated = Instant::now();
-    run_documented_steps(&cp, "docs/key-rotation.md", "## The key-encryption key");
-    let kek_after = secret_value(&cp, OPERATOR_NAMESPACE, SERVICE_KEYS, "key-encryption-key");
+    run_documented_steps(cp, "docs/key-rotation.md", "## The key-encryption key");
+    let kek_after = secret_value(cp, OPERATOR_NAMESPACE, SERVICE_KEYS, "key-encryption-key");
     assert_ne!(kek_after, kek_before, "a new key-encryption key");
     let new_id = portcullis::sealing::KeyEncryptionKey::from_text(&kek_after).expect("a key").id().to_owned();
     let previous = cp.kubectl_ok(&[
@@ -292,7 +292,7 @@ fn portcullis_runs_in_a_cluster_as_the_operator_deploys_it() {
     eprintln!("key-encryption key rotated in {:?}; {issued} tokens issued meanwhile", kek_rotated.elapsed());
     assert!(failures.is_empty(), "a client noticed the rotation: {failures:?}");
     assert!(issued >= 10, "the client kept asking throughout: {issued} tokens");
-    let sealed = StoreProbe::open(&database_url).sealed_with("acme");
+    let sealed = StoreProbe::open(database_url).sealed_with("acme");
     assert!(
         !sealed.is_empty() && sealed.iter().all(|id| *id == new_id),
         "every signing key sealed under {new_id}: {sealed:?}"
@@ -306,7 +306,7 @@ fn portcullis_runs_in_a_cluster_as_the_operator_deploys_it() {
     //    and both replicas publish the same keys.
     let old_kid = header(&token)["kid"].as_str().unwrap().to_owned();
     apply_yaml(
-        &cp,
+        cp,
         "acme-rotating",
         &organization_yaml(&[
             ("accessTokenLifetime: 15m", "accessTokenLifetime: 10s"),
@@ -357,8 +357,8 @@ fn portcullis_runs_in_a_cluster_as_the_operator_deploys_it() {
     // 8. Deleting the Organization: refused under legal hold (its issuer and
     //    data stay), then done: the issuer is gone from every replica and so
     //    are its users and keys.
-    let store = StoreProbe::open(&database_url);
-    apply_yaml(&cp, "acme-held", &organization_yaml(&[("legalHold: false", "legalHold: true")]));
+    let store = StoreProbe::open(database_url);
+    apply_yaml(cp, "acme-held", &organization_yaml(&[("legalHold: false", "legalHold: true")]));
     cp.kubectl_ok(&["delete", "organizations.iam.portcullis.dev", "acme", "-n", "acme", "--wait=false"]);
     eventually("the deletion is blocked", Duration::from_secs(30), || {
         let reason = cp.kubectl_ok(&[
@@ -376,7 +376,7 @@ fn portcullis_runs_in_a_cluster_as_the_operator_deploys_it() {
         http.get(&format!("{token_url}/o/acme/.well-known/openid-configuration")).expect("discovery");
     assert_eq!(status, 200, "held: still served");
     assert_eq!(store.users("acme"), 1, "held: the data stays");
-    apply_yaml(&cp, "acme-released", &organization_yaml(&[]));
+    apply_yaml(cp, "acme-released", &organization_yaml(&[]));
     eventually("the Organization is gone", Duration::from_secs(30), || {
         let out = cp.kubectl(&["get", "organizations.iam.portcullis.dev", "acme", "-n", "acme"]);
         if out.status.success() { Err("still there".into()) } else { Ok(()) }
@@ -408,7 +408,7 @@ fn portcullis_runs_in_a_cluster_as_the_operator_deploys_it() {
     //    metrics count the failure, and it recovers once the binding is back.
     let binding = cp.kubectl_ok(&["get", "clusterrolebinding", "portcullis-operator", "-o", "yaml"]);
     cp.kubectl_ok(&["delete", "clusterrolebinding", "portcullis-operator"]);
-    apply_yaml(&cp, "ci-deployer-edited-again", &edited);
+    apply_yaml(cp, "ci-deployer-edited-again", &edited);
     let operator_metrics =
         eventually("the operator counts a failed reconcile", Duration::from_secs(30), || {
             let (_, metrics) = http.get(&format!("http://127.0.0.1:{}/metrics", operator.probe_port))?;
