@@ -23,7 +23,7 @@ pub fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Re
     })?;
     let mut unknown: Option<String> = None;
     let mut note_unknown = |path: serde_ignored::Path<'_>| {
-        unknown.get_or_insert_with(|| path.to_string());
+        unknown.get_or_insert_with(|| field_path(&path));
     };
     let deserializer = &mut serde_json::Deserializer::from_slice(&body);
     let ignored = serde_ignored::Deserializer::new(deserializer, &mut note_unknown);
@@ -37,6 +37,23 @@ pub fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Re
         return Err(AdminError::invalid_field(&field, "unknown field"));
     }
     Ok(value)
+}
+
+/// An ignored field's path written as `serde_path_to_error` writes the
+/// others (`emails[0].kind`), so that every fault names its field one way.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => match field_path(parent) {
+            parent if parent.is_empty() => key.clone(),
+            parent => format!("{parent}.{key}"),
+        },
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
+            field_path(parent)
+        }
+    }
 }
 
 /// For a field that may be absent (leave it), `null` (clear it) or a value:
