@@ -195,6 +195,38 @@ fn role_names(access_token: &str) -> Vec<String> {
     names
 }
 
+/// A federated sign-in that a second factor completes says both: `fed`
+/// (the upstream was the first factor, never a password) and the factor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_factor_after_the_upstream_keeps_fed_in_amr() {
+    use portcullis::secret::SecretString;
+    use portcullis::store::MfaFactor;
+    use portcullis::token::totp;
+
+    let setup = setup("Optional", None).await;
+    let first = browser();
+    let landed = open(&first, &through_upstream(&setup, &first, "bob").await).await;
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "bob's first sign-in creates him: {}", landed.body);
+    let bob = setup.service.store.find_user_by_name(ORG, BOB).await.expect("read").expect("bob was created");
+    let secret = totp::generate_secret().unwrap();
+    let sealed = setup.service.state.login().totp_sealer().seal(ORG, &bob.id, &secret).unwrap();
+    let factor = MfaFactor::Totp { sealed_secret: SecretString::new(sealed) };
+    setup.service.store.add_mfa_enrolment(ORG, &bob.id, Some("phone"), &factor, 0).await.unwrap();
+
+    let browser = browser();
+    let step = open(&browser, &through_upstream(&setup, &browser, "bob").await).await;
+    assert_eq!(step.status, StatusCode::OK, "{}", step.body);
+    assert!(step.body.contains("Two-step verification"), "{}", step.body);
+    let code = totp::code_at(&secret, jiff::Timestamp::now());
+    let accepted = submit(&browser, &setup.service.base_url, &step, "", &[("code", &code)], &[]).await;
+    assert_eq!(accepted.status, StatusCode::SEE_OTHER, "{}", accepted.body);
+    let code = accepted.query().get("code").cloned().expect("a code for the application");
+    let tokens = redeem(&setup.service, &code).await;
+    let id = claims_of(tokens["id_token"].as_str().expect("an ID token"));
+    assert_eq!(id["amr"], serde_json::json!(["fed", "otp", "mfa"]), "{id}");
+    assert_eq!(id["idp"], "okta", "{id}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_email_of_a_routed_domain_signs_in_upstream_and_gets_the_roles_of_its_groups() {
     let setup = setup("Optional", None).await;

@@ -82,18 +82,27 @@ pub(super) fn account_token_matches(
     mac_matches(key, &["account", organization, session_secret], presented)
 }
 
-/// "This browser gave the right password for this user at `auth_time`."
+/// "This browser passed the first factor for this user at `auth_time`":
+/// the password, or an upstream identity provider.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct MfaTicket {
     pub user_id: String,
     pub auth_time: i64,
     pub expires: i64,
+    /// The `amr` of the first factor (`pwd`, or `fed` and the provider's),
+    /// which the second factor's `amr` extends.
+    pub first_factor: Vec<String>,
 }
 
 impl MfaTicket {
     pub fn seal(&self, key: &hmac::Key, organization: &str, pre_login_id: &str) -> String {
-        let payload =
-            URL_SAFE_NO_PAD.encode(format!("{}\n{}\n{}", self.user_id, self.auth_time, self.expires));
+        let payload = URL_SAFE_NO_PAD.encode(format!(
+            "{}\n{}\n{}\n{}",
+            self.user_id,
+            self.auth_time,
+            self.expires,
+            self.first_factor.join(" ")
+        ));
         let tag = mac(key, &["mfa-ticket", organization, pre_login_id, &payload]);
         format!("{payload}.{tag}")
     }
@@ -116,6 +125,12 @@ impl MfaTicket {
             user_id: fields.next()?.to_owned(),
             auth_time: fields.next()?.parse().ok()?,
             expires: fields.next()?.parse().ok()?,
+            // A ticket sealed before the first factor was recorded came
+            // from a password (the only first factor then asking a second).
+            first_factor: match fields.next() {
+                Some(amr) => amr.split(' ').filter(|m| !m.is_empty()).map(str::to_owned).collect(),
+                None => vec!["pwd".to_owned()],
+            },
         };
         (now.as_second() < ticket.expires).then_some(ticket)
     }
@@ -142,8 +157,12 @@ mod tests {
     #[test]
     fn a_ticket_opens_in_its_browser_until_it_expires() {
         let now = Timestamp::from_second(1_700_000_000).unwrap();
-        let ticket =
-            MfaTicket { user_id: "u-1".into(), auth_time: now.as_second(), expires: now.as_second() + 300 };
+        let ticket = MfaTicket {
+            user_id: "u-1".into(),
+            auth_time: now.as_second(),
+            expires: now.as_second() + 300,
+            first_factor: vec!["fed".into(), "idp:okta".into()],
+        };
         let sealed = ticket.seal(&key(), "acme", "browser-1");
         assert_eq!(MfaTicket::open(&key(), "acme", "browser-1", &sealed, now), Some(ticket.clone()));
         assert_eq!(MfaTicket::open(&key(), "acme", "browser-2", &sealed, now), None);
@@ -151,12 +170,29 @@ mod tests {
         assert_eq!(MfaTicket::open(&key(), "acme", "browser-1", &sealed, later), None);
         let (_, tag) = sealed.split_once('.').unwrap();
         let forged_payload =
-            URL_SAFE_NO_PAD.encode(format!("admin\n{}\n{}", now.as_second(), ticket.expires));
+            URL_SAFE_NO_PAD.encode(format!("admin\n{}\n{}\nfed", now.as_second(), ticket.expires));
         let forged = format!("{forged_payload}.{tag}");
         assert_eq!(
             MfaTicket::open(&key(), "acme", "browser-1", &forged, now),
             None,
             "another user, same MAC"
         );
+    }
+
+    #[test]
+    fn a_ticket_keeps_its_first_factor_and_an_older_one_is_a_password() {
+        let now = Timestamp::from_second(1_700_000_000).unwrap();
+        let federated = MfaTicket {
+            user_id: "u-1".into(),
+            auth_time: now.as_second(),
+            expires: now.as_second() + 300,
+            first_factor: vec!["fed".into(), "idp:okta".into()],
+        };
+        let opened = MfaTicket::open(&key(), "acme", "b", &federated.seal(&key(), "acme", "b"), now).unwrap();
+        assert_eq!(opened.first_factor, ["fed", "idp:okta"]);
+        let older_payload =
+            URL_SAFE_NO_PAD.encode(format!("u-1\n{}\n{}", now.as_second(), now.as_second() + 300));
+        let older = format!("{older_payload}.{}", mac(&key(), &["mfa-ticket", "acme", "b", &older_payload]));
+        assert_eq!(MfaTicket::open(&key(), "acme", "b", &older, now).unwrap().first_factor, ["pwd"]);
     }
 }

@@ -134,6 +134,7 @@ pub(super) async fn password_step(
                 user_id: user.id.clone(),
                 auth_time: now.as_second(),
                 expires: now.as_second() + state.login().form_lifetime.as_secs(),
+                first_factor: vec!["pwd".to_owned()],
             };
             if webauthn.is_empty() {
                 return Ok(show_totp(state, &post, &ticket, StatusCode::OK, None).into_response());
@@ -234,6 +235,6 @@ pub(super) async fn totp_step(
         return Err(step.refused(state, StatusCode::UNAUTHORIZED, message).await);
     }
     attempt.succeeded().await?;
-    let amr = vec!["pwd".to_owned(), "otp".to_owned(), "mfa".to_owned()];
+    let amr = [ticket.first_factor.as_slice(), &["otp".to_owned(), "mfa".to_owned()]].concat();
     finish(state, org, request, &user.id, amr, None).await
 }

@@ -190,7 +190,7 @@ pub(super) async fn webauthn_step(
         return Err(step.refused(state, StatusCode::UNAUTHORIZED, message).await);
     }
     attempt.succeeded().await?;
-    let amr = vec!["pwd".to_owned(), "hwk".to_owned(), "mfa".to_owned()];
+    let amr = [ticket.first_factor.as_slice(), &["hwk".to_owned(), "mfa".to_owned()]].concat();
     finish(state, org, request, &user.id, amr, None).await
 }
 

@@ -226,6 +226,7 @@ async fn sign_in_inner(
                 user_id: user.id.clone(),
                 auth_time: at.as_second(),
                 expires: at.as_second() + state.login().form_lifetime.as_secs(),
+                first_factor: amr,
             };
             if webauthn.is_empty() {
                 show_totp(state, &post, &ticket, StatusCode::OK, None).into_response()
