@@ -1,6 +1,5 @@
-use clap::Parser;
 use portcullis::cli::Cli;
 
 fn main() -> std::process::ExitCode {
-    Cli::parse().run()
+    Cli::from_env().run()
 }

@@ -387,6 +387,26 @@ async fn users_are_read_with_iam_view_and_deactivated_with_iam_manage(svc: Token
         }
     }
     assert_eq!(names, [ALICE, "user-0", "user-1", "user-2", "user-3"]);
+    // A search: userNames containing the text, any case, paged the same way;
+    // LIKE's wildcards are taken literally.
+    let mut found = Vec::new();
+    let mut query = "/api/v1/users?search=SER-&limit=2".to_owned();
+    loop {
+        let page = get(&svc, &query, Some(&viewer)).await.json();
+        found.extend(
+            page["users"].as_array().unwrap().iter().map(|u| u["userName"].as_str().unwrap().to_owned()),
+        );
+        match page["nextCursor"].as_str() {
+            Some(cursor) => query = format!("/api/v1/users?search=SER-&limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(found, ["user-0", "user-1", "user-2", "user-3"]);
+    let none = get(&svc, "/api/v1/users?search=user%25", Some(&viewer)).await.json();
+    assert_eq!(none["users"], serde_json::json!([]), "`%` is not a wildcard");
+    get(&svc, "/api/v1/users?search=", Some(&viewer))
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid-parameter");
     get(&svc, "/api/v1/users?cursor=%%%", Some(&viewer))
         .await
         .problem(StatusCode::BAD_REQUEST, "invalid-parameter");

@@ -219,6 +219,74 @@ fn portcullis_runs_in_a_cluster_as_the_operator_deploys_it() {
         assert_eq!(status, 200, "{}: {body}", pod.name);
     }
 
+    // 3b. The kubectl plugin, installed as the README says (the binary
+    //     linked as kubectl-portcullis on the PATH) and run by kubectl, as
+    //     ci-deployer (compliance-officer since step 2: iam.view and
+    //     iam.export-audit), through the token Service.
+    //     Like any caller of the admin API, its tokens must name the issuer
+    //     among their audiences.
+    let clients = std::fs::read_to_string(acme.join("oauth-clients.yaml")).expect("oauth-clients.yaml");
+    let start = clients.find("  name: ci-deployer").expect("ci-deployer");
+    let client = &clients[clients[..start].rfind("apiVersion").unwrap_or(0)..];
+    let client = client.split("\n---").next().unwrap_or(client);
+    let with_issuer = client.replace(
+        "    - https://api.acme.com/data",
+        &format!("    - https://api.acme.com/data\n    - {issuer}"),
+    );
+    assert_ne!(with_issuer, client);
+    apply_yaml(cp, "ci-deployer-admin", &with_issuer);
+    let plugin = Plugin::install(cp, &token_url);
+    eventually("ci-deployer may call the check API", Duration::from_secs(10), || {
+        match plugin.run(&["check", "client/ci-deployer", "compliance.fulfill-dsar"]) {
+            (0, _) => Ok(()),
+            (code, out) => Err(format!("{code}: {out}")),
+        }
+    });
+    let (code, out) = plugin.run(&["check", "client/ci-deployer", "data.manage-webhooks"]);
+    assert_eq!(code, 1, "denied since step 2: {out}");
+    let (code, out) = plugin.run(&["why", "client/ci-deployer", "iam.view"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("RoleAssignment acme/ci-deployer-integrations") && out.contains("compliance-officer"),
+        "the trail names the assignment and the role: {out}"
+    );
+    let (code, out) = plugin.run(&["users"]);
+    assert_eq!(code, 0, "{out}");
+    let user_name = created["userName"].as_str().unwrap_or_default();
+    assert!(out.lines().any(|line| line.starts_with(user_name)), "the SCIM user is listed: {out}");
+    let export = cp.dir().join("audit.jsonl");
+    let (code, out) = plugin.run(&["audit", "export", "-o", export.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let exported = std::fs::read_to_string(&export).expect("the export");
+    assert!(
+        exported.contains(r#""action":"roleAssignment.apply""#) && exported.contains(r#""name":"kubectl""#),
+        "the export holds the kubectl apply of step 2, by its field manager"
+    );
+    let (code, out) = plugin.run(&["audit", "verify", export.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    // A new SCIM token: printed once; the old one stops working, the new one works.
+    let (code, new_scim_token) = plugin.run(&["scim-token", "okta"]);
+    assert_eq!(code, 0, "{new_scim_token}");
+    let new_scim_token = new_scim_token.trim().to_owned();
+    assert!(new_scim_token.len() >= 40 && new_scim_token != scim_token, "a new token: {new_scim_token:?}");
+    let users_url = format!("{scim_url}/o/acme/scim/v2/Users");
+    eventually("the old SCIM token is refused and the new one served", Duration::from_secs(10), || {
+        let old = http.send(http.client.get(&users_url).bearer_auth(&scim_token))?.0;
+        let new = http.send(http.client.get(&users_url).bearer_auth(&new_scim_token))?.0;
+        if (old, new) == (401, 200) { Ok(()) } else { Err(format!("old {old}, new {new}")) }
+    });
+    // A key rotation asked for: the next key is published at once.
+    let (code, out) = plugin.run(&["rotate-keys", "acme"]);
+    assert_eq!(code, 0, "{out}");
+    let kid = out.split_whitespace().nth(2).unwrap_or_default().to_owned();
+    assert!(out.starts_with("published key ") && !kid.is_empty(), "{out}");
+    eventually("the token service publishes the next key", Duration::from_secs(10), || {
+        let jwks = http.json(&format!("{token_url}/o/acme/jwks"));
+        let kids: Vec<&str> =
+            jwks["keys"].as_array().into_iter().flatten().filter_map(|k| k["kid"].as_str()).collect();
+        if kids.contains(&kid.as_str()) { Ok(()) } else { Err(format!("{kids:?}")) }
+    });
+
     // 4. Metrics on their own port, not on the public one.
     for url in [&token_url, &scim_url] {
         let (status, _) = http.get(&format!("{url}/metrics")).expect("GET /metrics");
@@ -456,6 +524,61 @@ fn portcullis_runs_in_a_cluster_as_the_operator_deploys_it() {
 }
 
 /// `/metrics` through the Service's metrics port, and from each pod directly.
+/// `kubectl portcullis`: this binary linked as `kubectl-portcullis` into a
+/// folder put first on kubectl's PATH, as the README installs it.
+struct Plugin {
+    kubectl: std::path::PathBuf,
+    path: std::ffi::OsString,
+    kubeconfig: std::path::PathBuf,
+    token_service: String,
+}
+
+impl Plugin {
+    fn install(cp: &ControlPlane, token_service: &str) -> Plugin {
+        let folder = cp.dir().join("plugins");
+        std::fs::create_dir_all(&folder).expect("plugins folder");
+        let link = folder.join("kubectl-portcullis");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_portcullis"), &link).expect("link the plugin");
+        let path = std::env::join_paths(
+            std::iter::once(folder)
+                .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+        )
+        .expect("PATH");
+        Plugin {
+            kubectl: cp.kubectl_bin(),
+            path,
+            kubeconfig: cp.kubeconfig.clone(),
+            token_service: token_service.to_owned(),
+        }
+    }
+
+    /// `kubectl portcullis ARGS` in namespace acme as ci-deployer; the exit
+    /// code, and standard output (with standard error after it on failure).
+    fn run(&self, args: &[&str]) -> (i32, String) {
+        let output = Command::new(&self.kubectl)
+            .arg("portcullis")
+            .args(args)
+            .args([
+                "--kubeconfig",
+                self.kubeconfig.to_str().unwrap(),
+                "-n",
+                "acme",
+                "--client",
+                "ci-deployer",
+            ])
+            .args(["--token-service", &self.token_service])
+            .env("PATH", &self.path)
+            .output()
+            .expect("run kubectl portcullis");
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        if !output.status.success() {
+            text.push_str(&String::from_utf8_lossy(&output.stderr));
+        }
+        (output.status.code().unwrap_or(-1), text)
+    }
+}
+
 fn scrape(http: &Http, service_url: &str, pods: &[PodView]) -> String {
     let (status, body) = http.get(&format!("{service_url}/metrics")).expect("scrape");
     assert_eq!(status, 200, "{body}");

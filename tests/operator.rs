@@ -6,6 +6,8 @@
 #[path = "support/postgres.rs"]
 mod postgres;
 mod support;
+#[path = "support/upstream_op.rs"]
+mod upstream_op;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -15,8 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use portcullis::store::{
-    AssignmentRecord, DesiredStateStore, NewUser, OAuthClientRecord, OrganizationRecord, RoleRecord,
-    ScimStore, SigningKeyState, Store, UserSource, UserStore,
+    AssignmentRecord, DesiredStateStore, FederationStore as _, NewUser, OAuthClientRecord,
+    OrganizationRecord, RoleRecord, ScimStore, SigningKeyState, Store, UserSource, UserStore,
 };
 use portcullis::token::keys::{Algorithm, KeyMeta, KeyState, SigningKey};
 use support::{ControlPlane, eventually, repo};
@@ -179,6 +181,135 @@ impl StoreProbe {
     }
 }
 
+/// An IdentityProvider `corp` in Testing with its upstream at `issuer`.
+fn corp_identity_provider(issuer: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{ name: corp-oidc, namespace: acme }}
+stringData: {{ clientSecret: corp-upstream-secret-0123456789abcdef }}
+---
+apiVersion: iam.portcullis.dev/v1alpha1
+kind: IdentityProvider
+metadata: {{ name: corp, namespace: acme }}
+spec:
+  type: OIDC
+  oidc:
+    issuer: {issuer}
+    clientId: portcullis
+    clientSecretRef: {{ name: corp-oidc, key: clientSecret }}
+  emailDomains: [corp.example]
+  rollout:
+    stage: Testing
+    testUsers: [tess@corp.example]
+"#
+    )
+}
+
+/// Makes the operator look at `corp` again now rather than at its next
+/// periodic look (a minute): a change of the spec (another test user).
+fn nudge(cp: &ControlPlane, n: u32) {
+    let patch = format!(
+        r#"{{"spec":{{"rollout":{{"testUsers":["tess@corp.example","tester-{n}@corp.example"]}}}}}}"#
+    );
+    cp.kubectl_ok(&[
+        "patch",
+        "identityproviders.iam.portcullis.dev",
+        "corp",
+        "-n",
+        "acme",
+        "--type",
+        "merge",
+        "-p",
+        &patch,
+    ]);
+}
+
+#[test]
+fn the_operator_reports_an_identity_providers_rollout_and_upstream_health() {
+    let cp = control_plane();
+    let url = database_url(&cp);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let op = runtime.block_on(upstream_op::UpstreamOp::start(
+        serde_json::json!([{ "client_id": "portcullis", "client_secret": "corp-upstream-secret-0123456789abcdef",
+                              "redirect_uris": [format!("{ISSUER_BASE}/o/acme/sso/oidc/corp/callback")] }]),
+        serde_json::json!({}),
+    ));
+    let _operator = Operator::start(&cp, &url, "solo", 15);
+    cp.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "-f",
+        repo().join("examples/acme/organization.yaml").to_str().unwrap(),
+    ]);
+    apply_yaml(&cp, "corp", &corp_identity_provider(&op.issuer));
+    let idp = "identityproviders.iam.portcullis.dev";
+    let reason_of = |type_: &str| condition(&cp, idp, "corp", type_);
+
+    // The upstream answers; nobody has signed in through it in Testing yet.
+    eventually("the upstream is found healthy", Duration::from_secs(30), || {
+        match reason_of("UpstreamHealthy") {
+            (status, reason) if status == "True" => Ok(reason),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    assert_eq!(reason_of("ReadyToAdvance"), ("False".to_owned(), "AwaitingTestSignIns".to_owned()));
+    assert_eq!(
+        jsonpath(&cp, idp, "corp", "{.status.rollout.stage} {.status.rollout.signIns24h}"),
+        "Testing 0"
+    );
+    let table = cp.kubectl_ok(&["get", idp, "corp", "-n", "acme"]);
+    let (header, row) = table.trim().split_once('\n').expect("a header and a row");
+    let columns: Vec<&str> = header.split_whitespace().collect();
+    let values: Vec<&str> = row.split_whitespace().collect();
+    let column = |name: &str| {
+        values[columns.iter().position(|c| *c == name).unwrap_or_else(|| panic!("{name}: {table}"))]
+    };
+    assert_eq!(
+        (column("STAGE"), column("UPSTREAM-HEALTHY"), column("ADVANCE")),
+        ("Testing", "True", "AwaitingTestSignIns"),
+        "{table}"
+    );
+
+    // A test user signs in (counted in the store, as the token service counts it).
+    let store = StoreProbe::open(&url);
+    let outcome = portcullis::store::SsoOutcome {
+        organization: "acme",
+        identity_provider: "corp",
+        stage: "Testing",
+        failure: None,
+        at_ms: jiff::Timestamp::now().as_millisecond(),
+    };
+    store.runtime.block_on(store.store.record_sso_outcome(&outcome)).expect("count a sign-in");
+    nudge(&cp, 1);
+    eventually("ready to advance", Duration::from_secs(30), || match reason_of("ReadyToAdvance") {
+        (status, reason) if status == "True" => Ok(reason),
+        other => Err(format!("{other:?}")),
+    });
+    assert_eq!(reason_of("ReadyToAdvance").1, "TestUsersSignedIn");
+    assert_eq!(jsonpath(&cp, idp, "corp", "{.status.rollout.signIns24h}"), "1");
+    let wide = cp.kubectl_ok(&["get", idp, "corp", "-n", "acme", "-o", "wide"]);
+    assert!(wide.contains("SIGN-INS") && wide.contains("TestUsersSignedIn"), "{wide}");
+
+    // The upstream goes away: unhealthy, not ready to advance, and an Event says so.
+    drop(op);
+    nudge(&cp, 2);
+    eventually("the upstream is found unhealthy", Duration::from_secs(30), || {
+        match reason_of("UpstreamHealthy") {
+            (status, reason) if status == "False" => Ok(reason),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    assert_eq!(reason_of("UpstreamHealthy").1, "DiscoveryFailed");
+    assert_eq!(reason_of("ReadyToAdvance"), ("False".to_owned(), "UpstreamUnhealthy".to_owned()));
+    assert_eq!(condition(&cp, idp, "corp", "Ready").0, "True", "an upstream outage is reported beside Ready");
+    eventually("an Event tells of it", Duration::from_secs(30), || {
+        let events =
+            cp.kubectl_ok(&["get", "events", "-n", "acme", "--field-selector", "involvedObject.name=corp"]);
+        if events.contains("UpstreamHealthy is False") { Ok(()) } else { Err(events) }
+    });
+}
+
 /// `kubectl get` of one field by JSONPath.
 fn jsonpath(cp: &ControlPlane, resource: &str, name: &str, path: &str) -> String {
     let out = cp.kubectl(&["get", resource, name, "-n", "acme", "-o", &format!("jsonpath={path}")]);
@@ -242,6 +373,42 @@ fn the_operator_reconciles_acme_follows_changes_and_honours_legal_hold() {
         (200, _) => Ok(()),
         (code, body) => Err(format!("{code} {body}")),
     });
+
+    // Audited: each resource as changed by its Kubernetes field manager
+    // (`kubectl apply --server-side` is manager `kubectl`), and the signing
+    // key the operator made; the exported chain verifies.
+    let exported =
+        eventually("acme's audit trail has the applied resources", Duration::from_secs(30), || {
+            let events = audit_export(&url, "acme")?;
+            let find = |action: &str, target: &str| {
+                events.iter().find(|e| e["action"] == action && e["target"]["name"] == target).cloned()
+            };
+            let role = find("role.apply", "acme/org-admin").ok_or("no role.apply of acme/org-admin yet")?;
+            let assignment = find("roleAssignment.apply", "acme/ci-deployer-integrations")
+                .ok_or("no roleAssignment.apply of acme/ci-deployer-integrations yet")?;
+            let key = events
+                .iter()
+                .find(|e| e["action"] == "signingKey.create")
+                .cloned()
+                .ok_or("no signingKey.create yet")?;
+            Ok((role, assignment, key))
+        });
+    let (role, assignment, key) = exported;
+    for applied in [&role, &assignment] {
+        assert_eq!(
+            applied["actor"],
+            serde_json::json!({"kind": "kubernetes", "name": "kubectl"}),
+            "{applied}"
+        );
+        assert_eq!(applied["details"]["generation"], 1, "{applied}");
+    }
+    assert_eq!(key["actor"]["kind"], "system", "{key}");
+    assert_eq!(key["details"]["state"], "active", "{key}");
+    let verified = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["audit", "verify", "--database-url", &url, "--organization", "acme"])
+        .output()
+        .expect("run portcullis audit verify");
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
 
     // Derived status fields.
     assert_eq!(
@@ -526,6 +693,24 @@ fn the_operator_reconciles_acme_follows_changes_and_honours_legal_hold() {
         "False",
         "OrganizationNotFound",
     );
+}
+
+/// An organization's sealed audit events, as `portcullis audit export` writes them.
+fn audit_export(database_url: &str, organization: &str) -> Result<Vec<serde_json::Value>, String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["audit", "export", "--database-url", database_url, "--organization", organization])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("{e}: {line}"))?;
+            Ok(line["event"].clone())
+        })
+        .collect()
 }
 
 fn reconcile_count(operator: &Operator) -> u64 {

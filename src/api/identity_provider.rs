@@ -23,6 +23,10 @@ use super::common::*;
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.type"}"#,
     printcolumn = r#"{"name":"Stage","type":"string","jsonPath":".spec.rollout.stage"}"#,
+    printcolumn = r#"{"name":"Upstream-Healthy","type":"string","jsonPath":".status.conditions[?(@.type==\"UpstreamHealthy\")].status"}"#,
+    printcolumn = r#"{"name":"Advance","type":"string","jsonPath":".status.conditions[?(@.type==\"ReadyToAdvance\")].reason"}"#,
+    printcolumn = r#"{"name":"Sign-ins","type":"integer","jsonPath":".status.rollout.signIns24h","priority":1}"#,
+    printcolumn = r#"{"name":"Failures","type":"integer","jsonPath":".status.rollout.failures24h","priority":1}"#,
     printcolumn = r#"{"name":"SCIM","type":"boolean","jsonPath":".spec.scim.enabled"}"#,
     printcolumn = r#"{"name":"Domains","type":"string","jsonPath":".spec.emailDomains","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -337,6 +341,17 @@ pub enum RolloutStage {
     Enforced,
 }
 
+impl RolloutStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutStage::Disabled => "Disabled",
+            RolloutStage::Testing => "Testing",
+            RolloutStage::Optional => "Optional",
+            RolloutStage::Enforced => "Enforced",
+        }
+    }
+}
+
 /// Just-in-time provisioning.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -396,6 +411,40 @@ pub struct IdentityProviderStatus {
     /// How this provider's SCIM client is doing, once it has sent a request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scim_sync: Option<ScimSyncStatus>,
+
+    /// The rollout as the operator sees it: the stage in force and since
+    /// when, recent sign-ins, and what it last found upstream (with the
+    /// conditions `UpstreamHealthy` and `ReadyToAdvance`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// The rollout of an identity provider, as observed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// The stage in force.
+    pub stage: RolloutStage,
+    /// Since when (RFC 3339): when the operator first saw this stage.
+    pub since: String,
+    /// Sign-ins through this provider in the last 24 hours, failed or not.
+    #[serde(rename = "signIns24h")]
+    pub sign_ins_24h: u64,
+    /// Of those, the failures.
+    #[serde(rename = "failures24h")]
+    pub failures_24h: u64,
+    /// When a sign-in last succeeded (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_time: Option<String>,
+    /// The last sign-in error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When it happened (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_time: Option<String>,
+    /// When the SAML IdP's earliest-expiring signing certificate expires (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_not_after: Option<String>,
 }
 
 /// SCIM sync health, as the SCIM service recorded it.

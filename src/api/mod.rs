@@ -41,6 +41,15 @@ pub const VERSION: &str = "v1alpha1";
 /// `apiVersion` as written in manifests.
 pub const API_VERSION: &str = "iam.portcullis.dev/v1alpha1";
 
+/// On an Organization: a signing-key rotation asked for at this RFC 3339
+/// time (`kubectl portcullis rotate-keys`); see [`crate::token::keys::RotationPolicy::requested_at`].
+pub const ROTATE_KEYS_ANNOTATION: &str = "iam.portcullis.dev/rotate-keys-requested-at";
+
+/// On an IdentityProvider: when its SCIM token Secret was last deleted to
+/// rotate it (`kubectl portcullis scim-token`); the change makes the operator
+/// look at once, and it generates a new token.
+pub const SCIM_TOKEN_ROTATED_ANNOTATION: &str = "iam.portcullis.dev/scim-token-rotated-at";
+
 /// Every CRD Portcullis defines, with the file name it is committed under in `crds/`.
 pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![

@@ -81,6 +81,12 @@ impl Actor {
         }
     }
 
+    /// Someone who changed a resource in Kubernetes: the field manager of the
+    /// change (`kubectl-client-side-apply`, `argocd-controller`), when known.
+    pub fn kubernetes(manager: Option<&str>) -> Self {
+        Self { kind: ActorKind::Kubernetes, name: manager.map(str::to_owned), ..Self::default() }
+    }
+
     /// Someone not identified (yet): `name` is what they typed, if anything.
     pub fn anonymous(name: Option<&str>) -> Self {
         Self { kind: ActorKind::Anonymous, name: name.map(str::to_owned), ..Self::default() }

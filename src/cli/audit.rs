@@ -71,7 +71,7 @@ pub fn run(command: AuditCommand) -> ExitCode {
     }
 }
 
-fn verify_file(file: &Path, head: Option<&str>) -> ExitCode {
+pub(crate) fn verify_file(file: &Path, head: Option<&str>) -> ExitCode {
     let reader = match std::fs::File::open(file) {
         Ok(reader) => BufReader::new(reader),
         Err(e) => {

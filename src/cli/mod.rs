@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod crds;
 pub mod diff;
+pub mod kubectl;
 pub mod operator;
 pub mod process;
 pub mod scim_service;
@@ -52,6 +53,9 @@ enum Command {
     /// Export or verify an organization's tamper-evident audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The kubectl plugin (`kubectl portcullis …`, this binary linked as
+    /// `kubectl-portcullis`): check, why, users, audit, rotate-keys, scim-token.
+    Kubectl(Box<kubectl::KubectlArgs>),
 }
 
 impl Cli {
@@ -66,6 +70,22 @@ impl Cli {
             Command::TokenService(args) => token_service::run(*args),
             Command::ScimService(args) => scim_service::run(*args),
             Command::Audit(command) => audit::run(command),
+            Command::Kubectl(args) => kubectl::run(*args),
         }
     }
+
+    /// Parses the process's arguments. Run under the name `kubectl-portcullis`
+    /// (how kubectl finds plugins), the arguments are the plugin's.
+    pub fn from_env() -> Self {
+        let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let invoked_as = args.first().map(PathBuf::from);
+        let stem = invoked_as.as_deref().and_then(|p| p.file_stem()).and_then(|s| s.to_str());
+        if stem == Some(KUBECTL_PLUGIN_NAME) {
+            args.insert(1, "kubectl".into());
+        }
+        Cli::parse_from(args)
+    }
 }
+
+/// The name kubectl looks for to run `kubectl portcullis`.
+pub const KUBECTL_PLUGIN_NAME: &str = "kubectl-portcullis";

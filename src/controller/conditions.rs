@@ -51,6 +51,11 @@ pub const SERVICES_CONFIGURED: &str = "ServicesConfigured";
 pub const WARNINGS: &str = "Warnings";
 /// Present (True) while a deletion is refused (legal hold).
 pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+/// An IdentityProvider's upstream answers as expected (informational).
+pub const UPSTREAM_HEALTHY: &str = "UpstreamHealthy";
+/// An IdentityProvider's rollout may move to its next stage (informational
+/// advice; the stage only changes in Git).
+pub const READY_TO_ADVANCE: &str = "ReadyToAdvance";
 
 /// Conditions whose `True` is good; a `False` one makes the object not Ready.
 /// (`PrincipalResolved` is informational and not listed.)
@@ -300,15 +305,26 @@ pub struct Transition {
     pub status: bool,
     pub reason: String,
     pub message: String,
+    /// Whether the new state is bad news (a Warning Event, else Normal).
+    pub warning: bool,
 }
 
-/// The transitions between two condition lists that deserve an Event: Ready
-/// changing status or reason (but not the first Ready=True of a new object,
-/// which would be one Event per object at every initial sync), and
-/// `DeletionBlocked` appearing.
+/// The condition types whose changes are Events, and the status that is bad
+/// news for each (`None`: neither is).
+const EVENTFUL: &[(&str, Option<bool>)] = &[
+    (READY, Some(false)),
+    (DELETION_BLOCKED, Some(true)),
+    (UPSTREAM_HEALTHY, Some(false)),
+    (READY_TO_ADVANCE, None),
+];
+
+/// The transitions between two condition lists that deserve an Event: Ready,
+/// `UpstreamHealthy` or `ReadyToAdvance` changing status or reason (but not
+/// a first True, which would be one Event per object at every initial
+/// sync), and `DeletionBlocked` appearing.
 pub fn transitions(previous: &[Condition], next: &[Condition]) -> Vec<Transition> {
     let mut out = Vec::new();
-    for type_ in [READY, DELETION_BLOCKED] {
+    for &(type_, bad) in EVENTFUL {
         let Some(new) = find(next, type_) else { continue };
         let old = find(previous, type_);
         let changed = match old {
@@ -321,6 +337,7 @@ pub fn transitions(previous: &[Condition], next: &[Condition]) -> Vec<Transition
                 status: new.status == "True",
                 reason: new.reason.clone(),
                 message: new.message.clone(),
+                warning: bad == Some(new.status == "True"),
             });
         }
     }
@@ -422,6 +439,24 @@ mod tests {
         assert_eq!((events[0].status, events[0].reason.as_str()), (false, "RoleNotFound"));
         assert_eq!(transitions(&failed, &ok).len(), 1, "recovery is news too");
         assert_eq!(transitions(&[], &failed).len(), 1, "a new object that is broken is news");
+        assert!(events[0].warning);
+    }
+
+    #[test]
+    fn an_upstream_going_down_is_a_warning_and_its_return_is_news() {
+        let with = |healthy: bool, reason: &str| {
+            let mut report = Report::from_findings(&[], []);
+            report.set(Desired::new(UPSTREAM_HEALTHY, healthy, reason, ""));
+            report.conditions("", &[], Some(1), at(0))
+        };
+        let up = with(true, "DiscoveryAnswered");
+        let down = with(false, "DiscoveryFailed");
+        assert_eq!(transitions(&[], &up), [], "healthy from the start is not news");
+        let events = transitions(&up, &down);
+        assert_eq!(events.len(), 1);
+        assert_eq!((events[0].type_.as_str(), events[0].warning), (UPSTREAM_HEALTHY, true));
+        let events = transitions(&down, &up);
+        assert_eq!((events[0].status, events[0].warning), (true, false));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt as _;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::Store;
@@ -11,16 +12,19 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::conditions::{self, Desired, Report};
 use super::reconcile::{self, Applied, Cleanup, Context, Kind, Reconciler, common_status, names, store_meta};
+use super::rollout;
 use super::secrets;
 use super::tenants::Stores;
 use super::triggers::{self, Triggers};
 use super::{Error, Result};
-use crate::api::{CommonStatus, IdentityProvider, IdentityProviderStatus, ScimSyncStatus};
+use crate::api::{CaBundleKind, CommonStatus, IdentityProvider, IdentityProviderStatus, ScimSyncStatus};
 use crate::error_chain::error_chain;
 use crate::resources::ToRecord as _;
 use crate::resources::secrets::{SCIM_TOKEN_COMPONENT, SCIM_TOKEN_KEY, scim_token_secret_name};
 use crate::secret::SecretHash;
-use crate::store::{DesiredStateStore, IdentityProviderRecord, ResourceKind, ScimStore, ScimSyncHealth};
+use crate::store::{
+    DesiredStateStore, FederationStore as _, IdentityProviderRecord, ResourceKind, ScimStore, ScimSyncHealth,
+};
 
 /// Specific conditions of an IdentityProvider.
 pub const CONDITION_TYPES: &[&str] = &[
@@ -67,7 +71,8 @@ impl Reconciler for IdentityProvider {
         let (namespace, name) = names(self)?;
         let view = ctx.tenants.view(&namespace, &ctx.stores).await;
         let mut report = Report::from_findings(CONDITION_TYPES, view.findings("IdentityProvider", &name));
-        let mut error = reconcile::store_record(ctx, &self.to_record(store_meta(self)?), &mut report).await;
+        let mut error =
+            reconcile::store_record(ctx, self, &self.to_record(store_meta(self)?), &mut report).await;
 
         let secret_name = scim_token_secret_name(&name);
         let (scim_endpoint, scim_token_secret_name) = if self.spec.scim.enabled {
@@ -144,11 +149,33 @@ impl Reconciler for IdentityProvider {
         } else {
             (None, None)
         };
+        // The rollout: the upstream asked, sign-ins counted, readiness told.
+        let now = ctx.now();
+        let ca_bundle = ca_bundle(ctx, &namespace, self).await;
+        let upstream = match ca_bundle {
+            Ok(bundle) => rollout::check_upstream(self, bundle.as_deref(), now).await,
+            Err(message) => rollout::UpstreamCheck {
+                healthy: false,
+                reason: "CaBundleMissing",
+                message,
+                certificate_not_after: None,
+            },
+        };
+        let health = ctx.store.sso_health(&namespace, &name, now.as_millisecond()).await.unwrap_or_default();
+        let stage = self.spec.rollout.stage;
+        report.set(upstream.condition());
+        report.set(rollout::readiness(stage, self.spec.rollout.break_glass_users.len(), &upstream, &health));
+        let previous_rollout = self.status.as_ref().and_then(|s| s.rollout.as_ref());
+        let rollout = rollout::status(stage, previous_rollout, &upstream, &health, now);
+        let requeue =
+            Some(requeue.map_or(rollout::HEALTH_CHECK_INTERVAL, |r| r.min(rollout::HEALTH_CHECK_INTERVAL)));
+
         let status = IdentityProviderStatus {
-            common: common_status(self, &report, "", ctx.now()),
+            common: common_status(self, &report, "", now),
             scim_endpoint,
             scim_token_secret_name,
             scim_sync,
+            rollout: Some(rollout),
         };
         Ok(Applied { status, requeue, error })
     }
@@ -159,6 +186,31 @@ impl Reconciler for IdentityProvider {
         reconcile::delete_record::<IdentityProviderRecord>(&store_meta(self)?, ctx).await?;
         Ok(Cleanup::Done)
     }
+}
+
+/// The PEM of the CA bundle `idp` names, if any; an error message when it
+/// names one that cannot be read.
+async fn ca_bundle(
+    ctx: &Context,
+    namespace: &str,
+    idp: &IdentityProvider,
+) -> std::result::Result<Option<Vec<u8>>, String> {
+    let Some(reference) = &idp.spec.ca_bundle_ref else { return Ok(None) };
+    let (kind, value) = match reference.kind {
+        CaBundleKind::Secret => {
+            let secret =
+                secrets::get_secret(ctx, namespace, &reference.name).await.map_err(|e| error_chain(&e))?;
+            ("Secret", secret.and_then(|s| s.data?.remove(&reference.key)).map(|bytes| bytes.0))
+        }
+        CaBundleKind::ConfigMap => {
+            let api: kube::Api<ConfigMap> = kube::Api::namespaced(ctx.client.clone(), namespace);
+            let map = api.get_opt(&reference.name).await.map_err(|e| error_chain(&e))?;
+            ("ConfigMap", map.and_then(|m| m.data?.remove(&reference.key)).map(String::into_bytes))
+        }
+    };
+    value
+        .map(Some)
+        .ok_or_else(|| format!("{kind} {}/{} has no key {}", namespace, reference.name, reference.key))
 }
 
 /// Stores (or clears) the hash of the IdentityProvider's SCIM token; never the token.

@@ -53,6 +53,7 @@ pub mod reconcile;
 pub mod release;
 pub mod role;
 pub mod role_assignment;
+pub mod rollout;
 pub mod run;
 pub mod secrets;
 pub mod service_keys;

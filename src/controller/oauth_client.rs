@@ -56,7 +56,8 @@ impl Reconciler for OAuthClient {
         let (namespace, name) = names(self)?;
         let view = ctx.tenants.view(&namespace, &ctx.stores).await;
         let mut report = Report::from_findings(CONDITION_TYPES, view.findings("OAuthClient", &name));
-        let mut error = reconcile::store_record(ctx, &self.to_record(store_meta(self)?), &mut report).await;
+        let mut error =
+            reconcile::store_record(ctx, self, &self.to_record(store_meta(self)?), &mut report).await;
 
         let plan = secret_plan(self, &name);
         let mut wanted = Vec::new();

@@ -14,7 +14,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use tokio::sync::mpsc::UnboundedSender;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::conditions::{self, Desired, Report};
 use super::reconcile::{self, Applied, Cleanup, Context, Kind, Reconciler, common_status, names, store_meta};
@@ -22,7 +22,7 @@ use super::secrets;
 use super::tenants::Stores;
 use super::triggers::{self, Triggers};
 use super::{Error, Result};
-use crate::api::{CommonStatus, Organization, OrganizationStatus};
+use crate::api::{CommonStatus, Organization, OrganizationStatus, ROTATE_KEYS_ANNOTATION};
 use crate::error_chain::error_chain;
 use crate::resources::ToRecord as _;
 use crate::resources::signing_keys::{self, KeysProblem, Rotation};
@@ -87,7 +87,7 @@ impl Reconciler for Organization {
         let duplicate = findings.iter().any(|f| f.reason == Reason::DuplicateOrganization);
         let mut requeue = None;
         if !duplicate {
-            error = reconcile::store_record(ctx, &self.to_record(store_meta(self)?), &mut report).await;
+            error = reconcile::store_record(ctx, self, &self.to_record(store_meta(self)?), &mut report).await;
             if error.is_none() {
                 match reconcile_signing_keys(self, ctx, &namespace, &name, now).await {
                     Ok((next, sealed_with)) => {
@@ -233,6 +233,19 @@ async fn purge_identities(ctx: &Context, namespace: &str) -> Result<()> {
     Ok(())
 }
 
+/// When a rotation was asked for, from the Organization's annotation; a
+/// value that is not an RFC 3339 time is ignored (and logged).
+fn rotation_requested(org: &Organization) -> Option<jiff::Timestamp> {
+    let value = org.annotations().get(ROTATE_KEYS_ANNOTATION)?;
+    match value.parse() {
+        Ok(at) => Some(at),
+        Err(error) => {
+            warn!(organization = %org.name_any(), %value, %error, "ignoring {ROTATE_KEYS_ANNOTATION}: not an RFC 3339 time");
+            None
+        }
+    }
+}
+
 /// Brings the signing keys in line with the rotation plan: the store first
 /// (sealed private keys and public records, what the token service reads),
 /// then the Secret `{org}-signing-keys` as an export. Returns when to look
@@ -253,7 +266,9 @@ async fn reconcile_signing_keys(
     };
     let existing = secrets::get_secret(ctx, namespace, &secret_name).await?;
     let exported = existing.as_ref().and_then(|s| s.data.clone()).unwrap_or_default();
-    let policy = signing_keys::rotation_policy(&org.spec.tokens).map_err(|e| corrupt(e.to_string()))?;
+    let policy = signing_keys::rotation_policy(&org.spec.tokens)
+        .map_err(|e| corrupt(e.to_string()))?
+        .requested_at(rotation_requested(org));
     let rotation = signing_keys::rotate(&ctx.store, &ring, namespace, &exported, &policy, now)
         .await
         .map_err(|problem| match problem {

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -37,6 +38,7 @@ use super::triggers::Triggers;
 use super::workloads::WorkloadSettings;
 use super::{Error, FIELD_MANAGER, FINALIZER, Result};
 use crate::api::CommonStatus;
+use crate::audit::{Actor, AuditContext, Source};
 use crate::error_chain::error_chain;
 use crate::store::{DesiredRecord, DesiredStateStore, ObjectMeta, ResourceKind, Store as StateStore};
 
@@ -335,11 +337,7 @@ async fn write_status<K: Kind>(
     let transitions =
         conditions::transitions(&K::common(&previous).conditions, &K::common(&status).conditions);
     for transition in transitions {
-        let type_ = if transition.status == (transition.type_ == conditions::READY) {
-            EventType::Normal
-        } else {
-            EventType::Warning
-        };
+        let type_ = if transition.warning { EventType::Warning } else { EventType::Normal };
         let event = Event {
             type_,
             reason: transition.reason.clone(),
@@ -377,11 +375,41 @@ pub async fn publish<K: Kind>(ctx: &Context, obj: &K, event: &Event) {
     }
 }
 
-/// Writes a desired-state record and reports the outcome under `Stored`.
-/// Returns the error to fail the pass with, if the store failed.
-pub async fn store_record<R: DesiredRecord>(ctx: &Context, record: &R, report: &mut Report) -> Option<Error> {
+/// The most recent `managedFields` entry of a change to what the object
+/// asks for, without its field set: who (the field manager) and when. The
+/// operator's own entries (finalizer, status) are not such a change.
+pub fn latest_change(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<ManagedFieldsEntry> {
+    let latest = meta
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|entry| entry.subresource.as_deref().is_none_or(str::is_empty))
+        .filter(|entry| entry.manager.as_deref().is_some_and(|manager| manager != FIELD_MANAGER))
+        .max_by_key(|entry| entry.time.as_ref().map(|time| time.0))?;
+    Some(ManagedFieldsEntry { fields_v1: None, fields_type: None, ..latest.clone() })
+}
+
+/// Who changed `obj`, as far as the operator can see: the field manager of
+/// its latest change ([`latest_change`]). The API server's own audit log
+/// knows the requesting user; the object does not carry it.
+pub fn changed_by<K: Kind>(obj: &K) -> AuditContext {
+    let manager = latest_change(obj.meta()).and_then(|entry| entry.manager);
+    AuditContext::new(Actor::kubernetes(manager.as_deref()), Source::default())
+}
+
+/// Writes a desired-state record of `obj` and reports the outcome under
+/// `Stored`; the store audits the change as made by [`changed_by`]. Returns
+/// the error to fail the pass with, if the store failed.
+pub async fn store_record<K: Kind, R: DesiredRecord>(
+    ctx: &Context,
+    obj: &K,
+    record: &R,
+    report: &mut Report,
+) -> Option<Error> {
     let meta = record.meta();
-    match ctx.store.apply(record).await {
+    match ctx.store.with_audit(changed_by(obj)).apply(record).await {
         Ok(outcome) => {
             debug!(kind = %R::KIND, namespace = %meta.namespace, name = %meta.name, ?outcome, "stored");
             report.set(Desired::new(conditions::STORED, true, "Stored", ""));
@@ -409,8 +437,11 @@ pub async fn store_record<R: DesiredRecord>(ctx: &Context, record: &R, report: &
 }
 
 /// Removes a desired-state record as of the object's generation.
+/// The object is gone or going, so nothing says who deleted it: the audit
+/// event names Kubernetes without a manager.
 pub async fn delete_record<R: DesiredRecord>(meta: &ObjectMeta, ctx: &Context) -> Result<()> {
-    ctx.store.delete::<R>(meta).await.map_err(|source| Error::StoreDelete {
+    let deleted_by = AuditContext::new(Actor::kubernetes(None), Source::default());
+    ctx.store.with_audit(deleted_by).delete::<R>(meta).await.map_err(|source| Error::StoreDelete {
         kind: R::KIND.as_str(),
         namespace: meta.namespace.clone(),
         name: meta.name.clone(),

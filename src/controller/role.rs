@@ -63,7 +63,7 @@ impl Reconciler for Role {
         let (namespace, name) = names(self)?;
         let view = ctx.tenants.view(&namespace, &ctx.stores).await;
         let (mut report, effective_permissions) = plan(&name, &view);
-        let error = reconcile::store_record(ctx, &self.to_record(store_meta(self)?), &mut report).await;
+        let error = reconcile::store_record(ctx, self, &self.to_record(store_meta(self)?), &mut report).await;
         let message = format!("grants {} permissions", effective_permissions.len());
         let status =
             RoleStatus { common: common_status(self, &report, &message, ctx.now()), effective_permissions };

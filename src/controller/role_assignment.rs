@@ -144,7 +144,7 @@ impl Reconciler for RoleAssignment {
                 ));
                 Some(e)
             }
-            None => reconcile::store_record(ctx, &self.to_record(store_meta(self)?), &mut report).await,
+            None => reconcile::store_record(ctx, self, &self.to_record(store_meta(self)?), &mut report).await,
         };
         let now = ctx.now();
         let resolved_principal = match &resolution {

@@ -16,8 +16,8 @@
 //! Status writes bump no generation, so they trigger nothing: a pass that
 //! writes its status is not followed by a pass of its own or of its relatives.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
 use kube::runtime::reflector::{self, ObjectRef};
@@ -28,10 +28,16 @@ use tracing::{debug, warn};
 
 use super::FINALIZER;
 use super::metrics::Metrics;
-use super::reconcile::{Kind, store_meta};
+use super::reconcile::{Kind, latest_change, store_meta};
 use super::release::Release;
 use super::tenants::{Stores, Tenants};
-use crate::api::{IdentityProvider, OAuthClient, Organization, PrincipalKind, Role, RoleAssignment};
+use crate::api::{
+    IdentityProvider, OAuthClient, Organization, PrincipalKind, ROTATE_KEYS_ANNOTATION, Role, RoleAssignment,
+    SCIM_TOKEN_ROTATED_ANNOTATION,
+};
+
+/// Annotations by which people ask the operator for something now.
+const REQUEST_ANNOTATIONS: [&str; 2] = [ROTATE_KEYS_ANNOTATION, SCIM_TOKEN_ROTATED_ANNOTATION];
 use crate::validation::namespace_of;
 
 /// Where each controller's reconcile requests come from.
@@ -46,6 +52,9 @@ pub struct Triggers {
     pub oauth_clients: UnboundedSender<Arc<OAuthClient>>,
     /// Store rows to remove for kinds without a finalizer.
     pub releases: UnboundedSender<Release>,
+    /// The request annotations last seen on each object (by uid): a new
+    /// value asks for a pass although the spec did not change.
+    requests: Mutex<HashMap<String, String>>,
 }
 
 /// The receiving ends, one per controller, and the release loop's.
@@ -77,6 +86,7 @@ impl Triggers {
                 identity_providers,
                 oauth_clients,
                 releases,
+                requests: Mutex::default(),
             },
             TriggerStreams {
                 organizations: organizations_rx,
@@ -89,6 +99,24 @@ impl Triggers {
         )
     }
 
+    /// Whether `obj` carries a request annotation (`kubectl portcullis
+    /// rotate-keys`, `scim-token`) with a value not seen before.
+    fn new_request<K: Kind>(&self, obj: &K) -> bool {
+        let annotations = obj.annotations();
+        let value: Vec<&str> = REQUEST_ANNOTATIONS
+            .iter()
+            .filter_map(|name| annotations.get(*name).map(String::as_str))
+            .collect();
+        let uid = obj.uid().unwrap_or_default();
+        let mut seen = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
+        if value.is_empty() {
+            seen.remove(&uid);
+            return false;
+        }
+        let value = value.join("\n");
+        seen.insert(uid, value.clone()).as_ref() != Some(&value)
+    }
+
     /// Handles one watch event of kind `K`, after the reflector applied it.
     pub fn handle<K: Kind>(&self, event: &watcher::Event<K>) {
         match event {
@@ -99,7 +127,8 @@ impl Triggers {
                     obj.uid().as_deref().unwrap_or_default(),
                     obj.meta().generation.unwrap_or_default(),
                 );
-                if spec_changed || needs_reconcile(obj) {
+                let requested = self.new_request(obj);
+                if spec_changed || requested || needs_reconcile(obj) {
                     self.trigger(obj);
                 }
                 if spec_changed {
@@ -121,6 +150,8 @@ impl Triggers {
             }
             watcher::Event::Init => self.tenants.versions().restarted(K::KIND),
             watcher::Event::InitApply(obj) => {
+                // Every object gets a pass after a relist anyway.
+                self.new_request(obj);
                 self.tenants.versions().applied(
                     K::KIND,
                     &namespace_of(obj),
@@ -205,8 +236,12 @@ fn needs_reconcile<K: Kind>(obj: &K) -> bool {
 /// expired watches (410 Gone) relisted by kube's watcher.
 pub async fn drive<K: Kind>(api: Api<K>, writer: reflector::store::Writer<K>, triggers: Arc<Triggers>) {
     let events = watcher(api, watcher::Config::default().any_semantic())
-        // Nobody here reads managedFields; they are half of each object's size.
-        .modify(|obj| obj.meta_mut().managed_fields = None)
+        // managedFields are half of each object's size: only who changed
+        // the object last is kept (for its audit events).
+        .modify(|obj| {
+            let latest = latest_change(obj.meta());
+            obj.meta_mut().managed_fields = latest.map(|entry| vec![entry]);
+        })
         .default_backoff();
     let mut events = std::pin::pin!(reflector::reflector(writer, events));
     while let Some(event) = events.next().await {

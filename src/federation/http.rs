@@ -74,6 +74,7 @@ fn is_loopback_host(url: &url::Url) -> bool {
 #[derive(Clone)]
 pub struct UpstreamHttp {
     client: Client<Connector, Full<Bytes>>,
+    max_body: usize,
 }
 
 impl std::fmt::Debug for UpstreamHttp {
@@ -117,7 +118,7 @@ impl UpstreamHttp {
             .wrap_connector(http);
         // Redirects are never followed: this client does not know how.
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        Ok(Self { client })
+        Ok(Self { client, max_body: MAX_BODY })
     }
 
     /// GETs `url` and returns its body when the answer is 200.
@@ -130,7 +131,17 @@ impl UpstreamHttp {
         Ok(response.into_body())
     }
 
-    async fn execute(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, HttpError> {
+    /// The same client, accepting answers of up to `bytes` (an audit export
+    /// for `kubectl portcullis` is larger than anything an upstream sends).
+    pub fn with_max_body(self, bytes: usize) -> Self {
+        Self { max_body: bytes, ..self }
+    }
+
+    /// Sends `request` and returns the whole answer, whatever its status.
+    pub async fn execute(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, HttpError> {
         let url = request.uri().to_string();
         check_upstream_url(&url)?;
         let (mut parts, body) = request.into_parts();
@@ -146,7 +157,7 @@ impl UpstreamHttp {
                 .await
                 .map_err(|source| HttpError::Call { url: url.clone(), source })?;
             let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_BODY)
+            let body = Limited::new(body, self.max_body)
                 .collect()
                 .await
                 .map_err(|source| HttpError::Body { url: url.clone(), source })?

@@ -23,6 +23,7 @@ use kube::ResourceExt;
 
 use super::data_dir::{DataDir, DataDirError};
 use crate::api::{GrantType, IdentityProvider, OAuthClient, Organization};
+use crate::audit::AuditContext;
 use crate::manifests::{self, ManifestSet, Resource};
 use crate::resources::{ToRecord, secrets, signing_keys};
 use crate::secret::{SecretHash, SecretString};
@@ -127,6 +128,8 @@ pub async fn sync(
             }]));
         }
     };
+    // What the folder changes is audited as done by the folder sync.
+    let store = &store.with_audit(AuditContext::system("manifests-folder"));
     let mut reports = validate_set(&set);
     reports.extend(missing_secrets(&set));
     reports.sort();

@@ -32,6 +32,7 @@ use sqlx::{AnyConnection, AssertSqlSafe};
 use tokio::sync::Notify;
 
 use super::error::query_error;
+use super::scim_query::like_escape;
 use super::{Backend, Result, Store, column, now_ms};
 use crate::audit::{
     AuditContext, AuditEntry, AuditEvent, ChainLink, GENESIS_HASH, Outcome, Verifier, VerifyError,
@@ -358,7 +359,7 @@ impl AuditStore for Store {
         if let Some(action) = &filter.action {
             match action.strip_suffix(".*") {
                 Some(family) => {
-                    let p = next(&mut binds, Bind::Text(format!("{}.%", escape_like(family))));
+                    let p = next(&mut binds, Bind::Text(format!("{}.%", like_escape(family))));
                     conditions.push(format!("action LIKE {p} ESCAPE '\\'"));
                 }
                 None => {
@@ -541,16 +542,4 @@ fn retention_of(spec_json: &str) -> Option<Duration> {
 enum Bind {
     Text(String),
     Int(i64),
-}
-
-/// `%`, `_` and `\` taken literally in a LIKE pattern (with `ESCAPE '\'`).
-fn escape_like(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
 }

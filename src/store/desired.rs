@@ -32,6 +32,7 @@ use super::records::*;
 use super::{
     Result, Store, StoreError, bool_column, column, enum_column, json_list, json_list_column, now_ms,
 };
+use crate::audit::{AuditEntry, Target};
 use crate::secret::SecretString;
 
 type AnyQuery<'q> = Query<'q, Any, AnyArguments>;
@@ -138,6 +139,20 @@ pub(in crate::store) fn resource_change(
     uid: &str,
 ) -> Change {
     Change::Resource { kind, namespace: namespace.to_owned(), name: name.to_owned(), uid: uid.to_owned() }
+}
+
+/// The audit event of a stored change to a Portcullis resource, done by the
+/// store handle's actor: the Kubernetes field manager the operator saw, or
+/// the folder sync of standalone mode. Appended only through a handle that
+/// names who acts ([`Store::with_audit`]): the operator's and the folder
+/// sync's always do; a bare handle is a test's or a benchmark's seeding.
+fn resource_audit(kind: ResourceKind, verb: &str, meta: &ObjectMeta) -> AuditEntry {
+    let name = format!("{}/{}", meta.namespace, meta.name);
+    AuditEntry::success(
+        &format!("{}.{verb}", kind.audit_noun()),
+        Target::new(kind.as_str(), Some(&meta.uid), Some(&name)),
+    )
+    .with_details(serde_json::json!({ "generation": meta.generation }))
 }
 
 /// The namespace of the one Organization whose name (its issuer path) is
@@ -272,6 +287,9 @@ impl DesiredStateStore for Store {
             });
         }
         tx.record(resource_change(R::KIND, &meta.namespace, &meta.name, &meta.uid));
+        if self.audit.is_some() {
+            tx.audit(resource_audit(R::KIND, "apply", meta)).await?;
+        }
         let seq = tx.commit().await?.unwrap_or_default();
         Ok(ApplyOutcome::Applied { seq })
     }
@@ -298,6 +316,9 @@ impl DesiredStateStore for Store {
         let namespace: String = column(&row, R::TABLE, "namespace")?;
         let name: String = column(&row, R::TABLE, "name")?;
         tx.record(resource_change(R::KIND, &namespace, &name, &meta.uid));
+        if self.audit.is_some() {
+            tx.audit(resource_audit(R::KIND, "delete", meta)).await?;
+        }
         let seq = tx.commit().await?.unwrap_or_default();
         Ok(DeleteOutcome::Deleted { seq })
     }
@@ -458,6 +479,8 @@ impl DesiredStateStore for Store {
             return Ok(false);
         }
         tx.record(Change::SigningKey { organization: organization.to_owned(), kid: kid.to_owned() });
+        tx.audit(AuditEntry::success("signingKey.delete", Target::new("signingKey", Some(kid), Some(kid))))
+            .await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -22,6 +22,7 @@ use sqlx::{AnyConnection, AssertSqlSafe};
 use super::changes::{AnyQuery, Change, WriteTx};
 use super::error::{is_unique_violation, query_error};
 use super::records::*;
+use super::scim_query::like_escape;
 use super::{Result, Store, StoreError, bool_column, column, enum_column, now_ms};
 use crate::audit::{AuditEntry, Target};
 use crate::secret::SecretString;
@@ -77,11 +78,14 @@ pub trait UserStore {
     ) -> impl Future<Output = Result<Vec<User>>> + Send;
     /// One page of users ordered by userName (case-insensitive), those after
     /// `after_user_name` when given: keyset pages that stay stable while
-    /// users are added or removed (the admin API's cursor).
+    /// users are added or removed (the admin API's cursor). With `matching`,
+    /// only users whose userName contains it (case-insensitive; on
+    /// PostgreSQL the trigram index of SCIM's `co` answers it).
     fn list_users_after(
         &self,
         organization: &str,
         after_user_name: Option<&str>,
+        matching: Option<&str>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<User>>> + Send;
 
@@ -283,16 +287,28 @@ impl UserStore for Store {
         &self,
         organization: &str,
         after_user_name: Option<&str>,
+        matching: Option<&str>,
         limit: u32,
     ) -> Result<Vec<User>> {
         let mut conn = self.connection().await?;
         let after = after_user_name.map(name_key).unwrap_or_default();
-        read_users(
-            &mut conn,
-            "organization = $1 AND user_name_key > $2 ORDER BY user_name_key LIMIT $3",
-            organization,
-            |q| q.bind(after.clone()).bind(i64::from(limit)),
-        )
+        let pattern = matching.map(|text| format!("%{}%", like_escape(&name_key(text))));
+        // Placeholders in the order they are bound (SQLite numbers `$n` by
+        // first appearance).
+        let filter = if pattern.is_some() {
+            "organization = $1 AND user_name_key > $2 AND user_name_key LIKE $3 ESCAPE '\\' \
+             ORDER BY user_name_key LIMIT $4"
+        } else {
+            "organization = $1 AND user_name_key > $2 ORDER BY user_name_key LIMIT $3"
+        };
+        read_users(&mut conn, filter, organization, |q| {
+            let q = q.bind(after.clone());
+            let q = match &pattern {
+                Some(pattern) => q.bind(pattern.clone()),
+                None => q,
+            };
+            q.bind(i64::from(limit))
+        })
         .await
     }
 

@@ -18,6 +18,7 @@ use super::changes::Change;
 use super::error::query_error;
 use super::records::{SigningKeyRecord, SigningKeyState};
 use super::{Result, Store, column, enum_column, now_ms};
+use crate::audit::{AuditEntry, Target};
 
 /// A signing key's public record and its sealed private half (`None` for a
 /// key written before private keys lived in the store).
@@ -44,9 +45,31 @@ pub trait SealedSigningKeyStore {
     ) -> impl Future<Output = Result<Vec<SealedSigningKey>>> + Send;
 }
 
+/// The audit event of a key written: `signingKey.create` for a new key, else
+/// `signingKey.update` (a state change such as `next` → `active` is the
+/// rotation; the same state is a re-seal under another key-encryption key).
+fn key_audit(record: &SigningKeyRecord, previous_state: Option<&str>) -> AuditEntry {
+    let action = if previous_state.is_some() { "signingKey.update" } else { "signingKey.create" };
+    AuditEntry::success(action, Target::new("signingKey", Some(&record.kid), Some(&record.kid))).with_details(
+        serde_json::json!({
+            "state": record.state.as_str(),
+            "previousState": previous_state,
+            "algorithm": record.algorithm.as_str(),
+        }),
+    )
+}
+
 impl SealedSigningKeyStore for Store {
     async fn put_sealed_signing_key(&self, record: &SigningKeyRecord, sealed: &str) -> Result<()> {
         let mut tx = self.begin_write(&record.organization).await?;
+        let previous = sqlx::query("SELECT state FROM signing_keys WHERE organization = $1 AND kid = $2")
+            .bind(record.organization.as_str())
+            .bind(record.kid.as_str())
+            .fetch_optional(tx.conn())
+            .await
+            .map_err(query_error("read a signing key's state"))?
+            .map(|row| column::<String>(&row, "signing_keys", "state"))
+            .transpose()?;
         sqlx::query(
             "INSERT INTO signing_keys (organization, kid, algorithm, state, public_jwk, created_ms, activates_ms, \
              retires_ms, updated_ms, sealed_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
@@ -69,6 +92,7 @@ impl SealedSigningKeyStore for Store {
         .await
         .map_err(query_error("write a sealed signing key"))?;
         tx.record(Change::SigningKey { organization: record.organization.clone(), kid: record.kid.clone() });
+        tx.audit(key_audit(record, previous.as_deref())).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -52,6 +52,17 @@ impl ResourceKind {
             ResourceKind::OAuthClient => "OAuthClient",
         }
     }
+
+    /// The noun of this kind's audit actions (`role.apply`, `oauthClient.delete`).
+    pub fn audit_noun(self) -> &'static str {
+        match self {
+            ResourceKind::Organization => "organization",
+            ResourceKind::Role => "role",
+            ResourceKind::RoleAssignment => "roleAssignment",
+            ResourceKind::IdentityProvider => "identityProvider",
+            ResourceKind::OAuthClient => "oauthClient",
+        }
+    }
 }
 
 impl fmt::Display for ResourceKind {

@@ -455,7 +455,7 @@ fn wrap(text: &str, prefix: bool, suffix: bool, any: char) -> String {
 }
 
 /// Escapes `%`, `_` and the escape character itself for `LIKE … ESCAPE '\'`.
-fn like_escape(text: &str) -> String {
+pub(in crate::store) fn like_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {

@@ -541,6 +541,9 @@ pub struct RotationPolicy {
     algorithm: Algorithm,
     period: SignedDuration,
     overlap: SignedDuration,
+    /// A rotation asked for by hand (`kubectl portcullis rotate-keys`): a
+    /// key that signed since before this moment is due now.
+    requested_at: Option<Timestamp>,
 }
 
 impl RotationPolicy {
@@ -558,7 +561,14 @@ impl RotationPolicy {
         if overlap >= period {
             return Err(KeyError::Policy("overlap must be shorter than the rotation period"));
         }
-        Ok(Self { algorithm, period, overlap })
+        Ok(Self { algorithm, period, overlap, requested_at: None })
+    }
+
+    /// The same schedule, with a rotation asked for at `at` (if any): the
+    /// next key is published at once and signs once it has been published
+    /// for `overlap`, so that no token stops verifying early.
+    pub fn requested_at(self, at: Option<Timestamp>) -> Self {
+        Self { requested_at: at, ..self }
     }
 
     pub fn algorithm(&self) -> Algorithm {
@@ -690,8 +700,10 @@ fn decide(keys: &[KeyMeta], policy: &RotationPolicy, now: Timestamp) -> Rotation
         (None, None) => plan.create = Some(NewKey { algorithm: policy.algorithm, state: KeyState::Active }),
         (Some(current), successor) => {
             let activated_at = current.activated_at.unwrap_or(current.created_at);
-            let due = later(activated_at, policy.period);
-            let replace = current.algorithm != policy.algorithm;
+            let requested = policy.requested_at.filter(|&at| activated_at < at);
+            let due = requested
+                .map_or(later(activated_at, policy.period), |at| at.min(later(activated_at, policy.period)));
+            let replace = current.algorithm != policy.algorithm || requested.is_some_and(|at| now >= at);
             match successor {
                 None => {
                     if replace || now >= later(activated_at, policy.period - policy.overlap) {
@@ -721,7 +733,7 @@ fn wake_at(keys: &[KeyMeta], plan: &RotationPlan, policy: &RotationPolicy) -> Op
         let kid = after.iter().map(|k| k.kid.as_str()).max().unwrap_or_default().to_owned() + "~";
         after.push(new.meta(kid, plan.at));
     }
-    let mut candidates: Vec<Timestamp> = Vec::new();
+    let mut candidates: Vec<Timestamp> = policy.requested_at.into_iter().collect();
     for key in &after {
         candidates.push(later(key.created_at, policy.overlap));
         if let Some(activated_at) = key.activated_at {

@@ -72,6 +72,11 @@ impl ControlPlane {
             .unwrap_or_else(|e| panic!("run {}: {e}", kubectl.display()))
     }
 
+    /// The kubectl binary built with the control plane.
+    pub fn kubectl_bin(&self) -> PathBuf {
+        self.bin.join("kubectl")
+    }
+
     /// Runs kubectl and returns stdout, panicking with stderr on failure.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);

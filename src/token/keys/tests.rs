@@ -256,6 +256,27 @@ fn a_late_successor_is_still_published_for_a_full_overlap() {
 }
 
 #[test]
+fn a_rotation_asked_for_publishes_a_successor_at_once_which_signs_one_overlap_later() {
+    let asked = policy(Algorithm::ES256).requested_at(Some(at(100)));
+    let keys = [meta("a", 0, Some(0), None)];
+    assert!(plan_rotation(&keys, &asked, at(99)).is_empty(), "not before it was asked for");
+    assert_eq!(plan_rotation(&keys, &asked, at(99)).wake_at, Some(at(100)));
+    let plan = plan_rotation(&keys, &asked, at(100));
+    assert_eq!(plan.create, Some(NewKey { algorithm: Algorithm::ES256, state: KeyState::Next }));
+    let keys = [meta("a", 0, Some(0), None), meta("b", 100, None, None)];
+    assert!(plan_rotation(&keys, &asked, at(123)).is_empty(), "published for a full overlap first");
+    assert_eq!(plan_rotation(&keys, &asked, at(123)).wake_at, Some(at(124)));
+    let plan = plan_rotation(&keys, &asked, at(124));
+    assert_eq!(
+        (plan.promote.as_slice(), plan.retire.as_slice()),
+        (&["b".to_owned()][..], &["a".to_owned()][..])
+    );
+    // Once a key activated after the request signs, the request is spent.
+    let keys = [meta("a", 0, Some(0), Some(124)), meta("b", 100, Some(124), None)];
+    assert!(plan_rotation(&keys, &asked, at(200)).create.is_none());
+}
+
+#[test]
 fn an_algorithm_change_rotates_after_one_overlap() {
     let keys = [meta("a", 0, Some(0), None)];
     let plan = plan_rotation(&keys, &policy(Algorithm::EdDSA), at(10));

@@ -47,9 +47,11 @@ pub async fn list(
     caller: AdminCaller<IamView>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, AdminError> {
-    let (limit, after) = parse_page(query.as_deref().unwrap_or_default())?;
+    let page = parse_page(query.as_deref().unwrap_or_default())?;
     let namespace = organization_namespace(&state, &caller).await?;
-    let mut users = state.store().list_users_after(&namespace, after.as_deref(), limit + 1).await?;
+    let (limit, after, search) = (page.limit, page.after, page.search);
+    let mut users =
+        state.store().list_users_after(&namespace, after.as_deref(), search.as_deref(), limit + 1).await?;
     let more = users.len() > limit as usize;
     users.truncate(limit as usize);
     let mut body = json!({ "users": users.iter().map(user_json).collect::<Vec<_>>() });
@@ -466,9 +468,19 @@ fn user_json(user: &User) -> Value {
     })
 }
 
-/// `limit` and `cursor` (the base64url userName the last page ended at).
-fn parse_page(query: &str) -> Result<(u32, Option<String>), AdminError> {
-    let (mut limit, mut after) = (DEFAULT_PAGE, None);
+/// What a list of users asks for.
+struct PageQuery {
+    limit: u32,
+    /// The userName the last page ended at.
+    after: Option<String>,
+    /// Only userNames containing this (case-insensitive).
+    search: Option<String>,
+}
+
+/// `limit`, `cursor` (the base64url userName the last page ended at) and
+/// `search` (text the userName contains).
+fn parse_page(query: &str) -> Result<PageQuery, AdminError> {
+    let (mut limit, mut after, mut search) = (DEFAULT_PAGE, None, None);
     let mut seen: Vec<String> = Vec::new();
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         if seen.iter().any(|s| *s == name) {
@@ -492,8 +504,20 @@ fn parse_page(query: &str) -> Result<(u32, Option<String>), AdminError> {
                     })?;
                 after = Some(decoded);
             }
+            "search" => {
+                if value.is_empty() || value.chars().count() > MAX_SEARCH_CHARS {
+                    return Err(AdminError::invalid_parameter(
+                        "search",
+                        format!("must be 1 to {MAX_SEARCH_CHARS} characters"),
+                    ));
+                }
+                search = Some(value.into_owned());
+            }
             other => return Err(AdminError::invalid_parameter(other, "unknown parameter")),
         }
     }
-    Ok((limit, after))
+    Ok(PageQuery { limit, after, search })
 }
+
+/// A userName is at most 256 characters; so is what one may contain.
+const MAX_SEARCH_CHARS: usize = 256;

@@ -243,10 +243,5 @@ fn pre_login_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 fn stage_name(entry: &ProviderEntry) -> &'static str {
-    match entry.spec.rollout.stage {
-        crate::api::RolloutStage::Disabled => "Disabled",
-        crate::api::RolloutStage::Testing => "Testing",
-        crate::api::RolloutStage::Optional => "Optional",
-        crate::api::RolloutStage::Enforced => "Enforced",
-    }
+    entry.spec.rollout.stage.as_str()
 }
