@@ -503,6 +503,31 @@ async fn refusals_are_problem_documents_and_follow_the_organization() {
     assert_eq!(listed["invitations"].as_array().unwrap().len(), 1, "{listed}");
     assert!(sink.mails_to("h@acme.test").is_empty());
 
+    // The admin page without a session: to the sign-in pages, and back to it
+    // only (the way back never leads off the organization's admin pages).
+    let admin_page = format!("{}/admin/invitations", tenant.issuer());
+    for request in [
+        http().get(&admin_page),
+        http().post(&admin_page).form(&[("action", "create"), ("email", "z@acme.test")]),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        assert!(location.starts_with(&format!("{}/authorize?", tenant.issuer())), "{location}");
+        assert!(location.contains("client_id=portcullis%3Aadmin-pages"), "{location}");
+        assert!(location.contains("state=%2Fo%2Facme%2Fadmin%2Finvitations"), "{location}");
+    }
+    for evil in ["https://evil.example/", "//evil.example/o/acme/admin/x", "/o/acme/admin/../../../evil"] {
+        let back = format!(
+            "{}/admin/signed-in?code=x&state={}",
+            tenant.issuer(),
+            form_urlencoded::byte_serialize(evil.as_bytes()).collect::<String>()
+        );
+        let response = http().get(&back).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(response.headers()["location"], "/o/acme/admin/invitations", "{evil}");
+    }
+
     // roleSource GitOps: roles come from Git, so an invitation carries none.
     // (The probe names an existing user: refused either way, nothing stored.)
     tenant.rewrite("disabled", "GitOps").await;
@@ -592,6 +617,22 @@ async fn an_administrator_invites_in_chromium_and_the_invitee_accepts_from_the_m
     tab.wait_for_text("on its way", DEFAULT_DEADLINE).await;
     assert!(tab.text().await.contains("lea@acme.test"));
 
+    // The admin page's forms need the token bound to the session: the same
+    // session cookie with a forged one is refused, and nothing is invited.
+    let cookies = tab.page().get_cookies().await.expect("the browser's cookies");
+    let session = cookies.iter().find(|c| c.name == "portcullis_session").expect("a session cookie");
+    let forged = http()
+        .post(&admin_page)
+        .header("cookie", format!("portcullis_session={}", session.value))
+        .form(&[("csrf", "forged"), ("action", "create"), ("email", "forged@acme.test")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let ops = tenant.token("ops").await;
+    let (_, listed) = tenant.api(&ops, "GET", "/invitations?email=forged@acme.test", None).await;
+    assert_eq!(listed["invitations"], json!([]), "{listed}");
+
     let mail = sink.wait_for_mail("lea@acme.test", 1, DEADLINE).await;
     assert!(mail.text.contains(ADMIN), "the mail names who invited: {}", mail.text);
     let link = mail.link_containing("/invitations/").unwrap();
@@ -645,10 +686,12 @@ async fn an_administrator_invites_in_chromium_and_the_invitee_accepts_from_the_m
     .unwrap();
     assert!(claims["roles"].to_string().contains("viewer"), "{claims}");
     assert!(claims["permissions"].to_string().contains("journeys.view"), "{claims}");
+    // Signed in now as lea, who may not invite: the admin page says so.
+    tab.goto(&admin_page).await;
+    tab.wait_for_text("does not hold the permission iam.invite-users", DEFAULT_DEADLINE).await;
     browser.close().await;
 
     // The audit export holds both actions and verifies; an edited line is named.
-    let ops = tenant.token("ops").await;
     let export = http()
         .get(format!("{}/api/v1/audit/export", tenant.issuer()))
         .bearer_auth(&ops)

@@ -146,7 +146,10 @@ pub enum Refusal {
 /// What [`InvitationStore::accept_invitation`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Acceptance {
-    Accepted { invitation: Invitation, user: User },
+    /// The user it created (boxed: the refusals are small).
+    Accepted {
+        user: Box<User>,
+    },
     Refused(Refusal),
 }
 
@@ -582,7 +585,7 @@ impl InvitationStore for Store {
         )
         .await?;
         tx.commit().await?;
-        Ok(Acceptance::Accepted { invitation, user: created })
+        Ok(Acceptance::Accepted { user: Box::new(created) })
     }
 }
 

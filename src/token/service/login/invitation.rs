@@ -235,7 +235,7 @@ pub(super) async fn accept(
         .accept_invitation(&org.namespace, &SecretHash::of(&token), &user, assignments, source)
         .await;
     match accepted {
-        Ok(Acceptance::Accepted { user, .. }) => {
+        Ok(Acceptance::Accepted { user }) => {
             let text = format!(
                 "Your account {} at {} is ready. Sign in to the organization's applications with this \
                  email address and the password you chose.",
