@@ -65,7 +65,10 @@ impl Mailer {
 
     /// Sends a plain-text message to `to`.
     pub async fn send_text(&self, to: &str, subject: &str, text: String) -> Result<(), MailError> {
+        // RFC 5322 §3.6.4: an id unique to this message, in the sender's domain.
+        let message_id = format!("<{}@{}>", uuid::Uuid::new_v4(), self.from.email.domain());
         let message = Message::builder()
+            .message_id(Some(message_id))
             .from(self.from.clone())
             .to(parse_mailbox(to)?)
             .subject(subject)
