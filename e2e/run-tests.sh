@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test Portcullis has, as CI runs them: formatting, lints, the real
-# control plane for the end-to-end tests, the packaging tools and the SCIM
-# conformance suite (each built once, then cached), `cargo test` of every
+# control plane for the end-to-end tests, the packaging tools, the SCIM
+# conformance suite and the SMTP sink (each built once, then cached), `cargo test` of every
 # workspace member (the product, the SCIM core, one small run of each
 # benchmark), and the SCIM parsers' fuzz targets for a bounded time. This is
 # the README's test command.
@@ -42,6 +42,11 @@ step "SCIM conformance suite (scim2-tester from PyPI, in a venv, cached)"
 PORTCULLIS_SCIM2_TESTER_BIN=$(bash e2e/build-scim2-tester.sh | tail -n 1)
 export PORTCULLIS_SCIM2_TESTER_BIN
 echo "scim2-tester in $PORTCULLIS_SCIM2_TESTER_BIN" >&2
+
+step "SMTP sink for the invitation tests (aiosmtpd from PyPI, in a venv, cached)"
+PORTCULLIS_SMTP_SINK_BIN=$(bash e2e/build-smtp-sink.sh | tail -n 1)
+export PORTCULLIS_SMTP_SINK_BIN
+echo "SMTP sink in $PORTCULLIS_SMTP_SINK_BIN" >&2
 
 step "cargo test --workspace --all-targets"
 cargo test --locked --workspace --all-targets

@@ -19,11 +19,12 @@
 //!  authz  validation  manifests  token (jwt, keys, claims, pkce, password, refresh, totp, throttle)
 //!   │    federation (upstream OpenID providers, home-realm routing)
 //!   │                       pure: access resolution, cross-resource checks, protocol cores
-//!  api  secret  sealing  error_chain  html  listener  http_metrics  audit
+//!  api  secret  sealing  error_chain  html  listener  http_metrics  audit  mail
 //!                           CRD types, and the primitives everything shares: secrets and their
 //!                           hashes, AEAD sealing of keys, escaping, serving with timeouts and a
 //!                           connection cap, request metrics, the audit events' shape, hash chain
-//!                           and verification (+ the portcullis-scim crate: the SCIM protocol core)
+//!                           and verification, SMTP mail (+ the portcullis-scim crate: the SCIM
+//!                           protocol core)
 //! ```
 #![forbid(unsafe_code)]
 
@@ -37,6 +38,7 @@ pub mod federation;
 pub mod html;
 pub mod http_metrics;
 pub mod listener;
+pub mod mail;
 pub mod manifests;
 pub mod probes;
 pub mod resources;

@@ -233,6 +233,8 @@ fn every_value_shows_where_it_should() {
         "--service-memory-request=256Mi",
         "--service-memory-limit=1Gi",
         "--service-trusted-proxies=10.0.0.0/8,fd00::/8",
+        "--service-smtp-secret=iam-smtp",
+        "--service-mail-from=Acme IAM <iam@acme.example>",
     ] {
         assert!(args.contains(&expected), "{expected} not in {args:?}");
     }

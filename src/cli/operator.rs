@@ -113,6 +113,18 @@ pub struct OperatorArgs {
     #[arg(long, env = "PORTCULLIS_SERVICE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = super::process::parse_cidr)]
     service_trusted_proxies: Vec<ipnet::IpNet>,
 
+    /// Secret in the operator's namespace whose key `smtp-url` is the SMTP
+    /// server of invitation mail (`smtps://user:password@host:465`), passed
+    /// to the token service as `PORTCULLIS_SMTP_URL`; without it the token
+    /// service refuses invitations.
+    #[arg(long, env = "PORTCULLIS_SERVICE_SMTP_SECRET")]
+    service_smtp_secret: Option<String>,
+
+    /// The sender of invitation mail (`Name <address>`), passed to the token
+    /// service as `PORTCULLIS_MAIL_FROM`.
+    #[arg(long, env = "PORTCULLIS_SERVICE_MAIL_FROM")]
+    service_mail_from: Option<String>,
+
     /// The services' pod securityContext, as JSON (a Kubernetes
     /// PodSecurityContext); non-root user 65532 and seccomp RuntimeDefault
     /// when not given.
@@ -165,6 +177,8 @@ impl OperatorArgs {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(","),
+            smtp_secret: self.service_smtp_secret.filter(|s| !s.trim().is_empty()),
+            mail_from: self.service_mail_from.filter(|s| !s.trim().is_empty()),
             pod_security_context,
             security_context,
             owner: None,

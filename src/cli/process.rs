@@ -114,6 +114,38 @@ pub struct TrustedProxiesArgs {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
+/// Outgoing mail: invitation links (`token-service`, `standalone`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct MailArgs {
+    /// SMTP server for invitation mail, as a URL: `smtps://host:465`,
+    /// `smtp://host:587?tls=required` (STARTTLS), `smtp://127.0.0.1:25` (no
+    /// TLS, loopback only), with `user:password@` when it needs a login.
+    /// Without it, invitations are refused (their links could reach nobody).
+    #[arg(long, env = "PORTCULLIS_SMTP_URL", hide_env_values = true, conflicts_with = "smtp_url_file")]
+    pub smtp_url: Option<String>,
+    /// File holding the SMTP URL (a mounted Secret).
+    #[arg(long, env = "PORTCULLIS_SMTP_URL_FILE")]
+    pub smtp_url_file: Option<std::path::PathBuf>,
+    /// The sender of invitation mail: `Name <address>` or an address.
+    #[arg(long, env = "PORTCULLIS_MAIL_FROM", default_value = "Portcullis <portcullis@localhost>")]
+    pub mail_from: String,
+}
+
+impl MailArgs {
+    /// The mailer these flags describe, or `None` without an SMTP URL.
+    pub fn mailer(&self) -> Result<Option<crate::mail::Mailer>, String> {
+        let url = match (&self.smtp_url, &self.smtp_url_file) {
+            (Some(url), _) if !url.trim().is_empty() => url.clone(),
+            (_, Some(file)) => {
+                std::fs::read_to_string(file).map_err(|e| format!("reading {}: {e}", file.display()))?
+            }
+            _ => return Ok(None),
+        };
+        let url = crate::secret::SecretString::new(url.trim());
+        crate::mail::Mailer::new(&url, &self.mail_from).map(Some).map_err(|e| format!("mail settings: {e}"))
+    }
+}
+
 /// An IP range (`10.0.0.0/8`), or one address (`10.1.2.3`).
 pub fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
     let text = text.trim();

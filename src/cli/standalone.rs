@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::process::{
-    ListenerArgs, LogArgs, TrustedProxiesArgs, block_on, init_logging, parse_listen, shutdown_signal,
+    ListenerArgs, LogArgs, MailArgs, TrustedProxiesArgs, block_on, init_logging, parse_listen,
+    shutdown_signal,
 };
 use crate::standalone::{self, StandaloneConfig};
 
@@ -44,10 +45,20 @@ pub struct StandaloneArgs {
 
     #[command(flatten)]
     proxies: TrustedProxiesArgs,
+
+    #[command(flatten)]
+    mail: MailArgs,
 }
 
 pub fn run(args: StandaloneArgs) -> ExitCode {
     init_logging(args.log.log_format);
+    let mailer = match args.mail.mailer() {
+        Ok(mailer) => mailer,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = StandaloneConfig {
         manifests: args.manifests,
         data: args.data,
@@ -56,6 +67,7 @@ pub fn run(args: StandaloneArgs) -> ExitCode {
         metrics_listen: args.metrics_listen,
         public_base_url: args.public_base_url,
         trusted_proxies: args.proxies.trusted_proxies,
+        mailer: mailer.map(std::sync::Arc::new),
     };
     block_on(async { standalone::run(config, shutdown_signal()).await })
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::process::{
-    DatabaseArgs, ListenerArgs, LogArgs, TrustedProxiesArgs, block_on, init_logging, parse_listen,
+    DatabaseArgs, ListenerArgs, LogArgs, MailArgs, TrustedProxiesArgs, block_on, init_logging, parse_listen,
     serve_metrics, shutdown_signal,
 };
 use crate::federation::upstreams::SecretsDirectory;
@@ -92,6 +92,9 @@ pub struct TokenServiceArgs {
     #[command(flatten)]
     proxies: TrustedProxiesArgs,
 
+    #[command(flatten)]
+    mail: MailArgs,
+
     /// Directory of the mounted Secrets that IdentityProviders name
     /// (`clientSecretRef`, `caBundleRef`): `{dir}/{namespace}/{secret}/{key}`.
     #[arg(long, env = "PORTCULLIS_UPSTREAM_SECRETS_DIR")]
@@ -158,6 +161,7 @@ async fn serve(args: TokenServiceArgs) -> Result<(), String> {
     let database_url = args.database.url()?;
     let keys = args.key_source()?;
     let secret = args.login_secret()?;
+    let mailer = args.mail.mailer()?;
     let store = Store::connect(&database_url).await.map_err(|e| format!("connecting to the store: {e}"))?;
     let probes = crate::probes::router(store.clone());
     let state = TokenServiceState::new(TokenServiceConfig {
@@ -173,6 +177,9 @@ async fn serve(args: TokenServiceArgs) -> Result<(), String> {
     })
     .await
     .map_err(|e| format!("starting the token service: {e}"))?;
+    if let Some(mailer) = mailer {
+        state.set_mailer(Arc::new(mailer));
+    }
     if let Some(dir) = args.upstream_secrets_dir {
         state.upstreams().set_secrets(Arc::new(SecretsDirectory(dir)));
     }

@@ -90,6 +90,11 @@ pub struct WorkloadSettings {
     /// Ingress or load balancer in front of it), comma-separated; empty:
     /// the TCP peer is the client.
     pub trusted_proxies: String,
+    /// Secret (in `namespace`) whose key `smtp-url` is the token service's
+    /// `PORTCULLIS_SMTP_URL` (invitation mail); none: no mail is sent.
+    pub smtp_secret: Option<String>,
+    /// The token service's `PORTCULLIS_MAIL_FROM`, if set.
+    pub mail_from: Option<String>,
     pub pod_security_context: PodSecurityContext,
     pub security_context: SecurityContext,
     /// Owner of everything applied (the operator's own Deployment), once
@@ -172,6 +177,9 @@ pub fn plan(settings: &WorkloadSettings) -> Vec<(&'static str, Option<ServicePla
         .collect()
 }
 
+/// The key of the SMTP Secret ([`WorkloadSettings::smtp_secret`]) holding the URL.
+pub const SMTP_URL_KEY: &str = "smtp-url";
+
 fn env_value(name: &str, value: &str) -> EnvVar {
     EnvVar { name: name.to_owned(), value: Some(value.to_owned()), ..EnvVar::default() }
 }
@@ -244,6 +252,12 @@ fn plan_service(settings: &WorkloadSettings, service: &str, replicas: i32, base_
         env.push(env_secret("PORTCULLIS_LOGIN_SECRET", keys, LOGIN_SECRET, false));
         if !settings.trusted_proxies.is_empty() {
             env.push(env_value("PORTCULLIS_TRUSTED_PROXIES", &settings.trusted_proxies));
+        }
+        if let Some(secret) = &settings.smtp_secret {
+            env.push(env_secret("PORTCULLIS_SMTP_URL", secret, SMTP_URL_KEY, false));
+        }
+        if let Some(from) = &settings.mail_from {
+            env.push(env_value("PORTCULLIS_MAIL_FROM", from));
         }
     } else {
         env.push(env_value("PORTCULLIS_SCIM_BASE_URL", base_url));
@@ -473,6 +487,8 @@ mod tests {
             log_level: "info".into(),
             log_format: "json".into(),
             trusted_proxies: "10.0.0.0/8,fd00::/8".into(),
+            smtp_secret: Some("portcullis-smtp".into()),
+            mail_from: Some("Acme IAM <iam@acme.example>".into()),
             pod_security_context: default_pod_security_context(),
             security_context: default_security_context(),
             owner: None,
@@ -536,6 +552,11 @@ mod tests {
         assert_eq!(
             env(container, "PORTCULLIS_TRUSTED_PROXIES").value.as_deref(),
             Some("10.0.0.0/8,fd00::/8")
+        );
+        assert_eq!(secret_ref(env(container, "PORTCULLIS_SMTP_URL")), ("portcullis-smtp", "smtp-url", None));
+        assert_eq!(
+            env(container, "PORTCULLIS_MAIL_FROM").value.as_deref(),
+            Some("Acme IAM <iam@acme.example>")
         );
         let pod_ip = env(container, "POD_IP").value_from.as_ref().unwrap().field_ref.as_ref().unwrap();
         assert_eq!(pod_ip.field_path, "status.podIP");

@@ -55,6 +55,8 @@ pub struct StandaloneConfig {
     /// Base URL clients use; when not given, `http://localhost:{port}` on a
     /// loopback address, `http://{listen address}` otherwise.
     pub public_base_url: Option<String>,
+    /// Where invitation mail goes (`--smtp-url`); none: invitations are refused.
+    pub mailer: Option<Arc<crate::mail::Mailer>>,
 }
 
 /// Runs the server until `shutdown` resolves; requests in flight finish first.
@@ -119,6 +121,9 @@ pub async fn run(
     .map_err(|e| format!("starting the token service: {e}"))?;
     if let Some((applied, _)) = &applied {
         use_upstream_secrets(&token, &applied.set);
+    }
+    if let Some(mailer) = &config.mailer {
+        token.set_mailer(mailer.clone());
     }
     let scim = ScimState::new(store.clone(), &base_url);
     let metrics = Arc::new(HttpMetrics::new());

@@ -285,6 +285,19 @@ impl<'s> WriteTx<'s> {
         Ok(())
     }
 
+    /// Appends `entry` as `context` rather than the store handle's actor:
+    /// for a write whose actor exists only once it is done (an accepted
+    /// invitation's new user).
+    pub(in crate::store) async fn audit_as(
+        &mut self,
+        context: &crate::audit::AuditContext,
+        entry: crate::audit::AuditEntry,
+    ) -> Result<()> {
+        super::audit::append_in(&mut self.tx, context, &self.organization, entry).await?;
+        self.audited = true;
+        Ok(())
+    }
+
     /// Commits; returns the change's sequence number, or `None` if the
     /// transaction changed nothing (nothing is logged or announced then).
     pub(in crate::store) async fn commit(mut self) -> Result<Option<i64>> {

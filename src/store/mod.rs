@@ -30,6 +30,8 @@
 //! - [`access_review`]: groups, members and inactive users, as `portcullis diff` reads them.
 //! - [`throttle`]: the sign-in throttle's counters, shared by every
 //!   token-service replica, checked and counted in one transaction ([`ThrottleStore`]).
+//! - [`invitations`]: invitations by email, accepted once through a link
+//!   whose token is kept hashed ([`InvitationStore`]).
 //! - [`audit`]: the audit trail, appended in the transaction of each write it
 //!   records and sealed into one hash chain per organization ([`AuditStore`]).
 //!
@@ -47,6 +49,7 @@ pub mod federation;
 pub mod follow;
 pub mod grants;
 pub mod identity;
+pub mod invitations;
 pub mod keys;
 pub mod purge;
 pub mod records;
@@ -78,6 +81,10 @@ pub use federation::{FederationStore, SsoHealth, SsoOutcome, SsoRequest};
 pub use follow::{IndexFollower, IndexSnapshot};
 pub use grants::GrantStore;
 pub use identity::{GroupStore, UserStore};
+pub use invitations::{
+    Acceptance, Invitation, InvitationChange, InvitationFilter, InvitationStatus, InvitationStore,
+    NewInvitation, Refusal,
+};
 pub use keys::{SealedSigningKey, SealedSigningKeyStore};
 pub use purge::{PurgeStore, Purged};
 pub use records::*;
@@ -460,6 +467,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (17, "membership display", include_str!("../../migrations/sqlite/0017_membership_display.sql")),
     (18, "login throttle", include_str!("../../migrations/sqlite/0018_login_throttle.sql")),
     (19, "admin owner", include_str!("../../migrations/sqlite/0019_admin_owner.sql")),
+    (20, "invitations", include_str!("../../migrations/sqlite/0020_invitations.sql")),
 ]);
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
@@ -475,6 +483,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (17, "membership display", include_str!("../../migrations/postgres/0017_membership_display.sql")),
     (18, "login throttle", include_str!("../../migrations/postgres/0018_login_throttle.sql")),
     (19, "admin owner", include_str!("../../migrations/postgres/0019_admin_owner.sql")),
+    (20, "invitations", include_str!("../../migrations/postgres/0020_invitations.sql")),
 ]);
 
 impl MigrationSource<'static> for EmbeddedMigrations {

@@ -173,9 +173,11 @@ impl Tab {
         self.page.url().await.ok().flatten().unwrap_or_default()
     }
 
-    /// The page's visible text.
+    /// The page's visible text; empty while the tab is between two
+    /// documents (a form post navigating away has no context to read).
     pub async fn text(&self) -> String {
-        self.eval::<String>("document.body ? document.body.innerText : ''").await
+        let result = self.page.evaluate("document.body ? document.body.innerText : ''").await;
+        result.ok().and_then(|value| value.into_value::<String>().ok()).unwrap_or_default()
     }
 
     /// The page's HTML.

@@ -12,6 +12,8 @@
 //!                                                                 `@requires_permission` of the seeds)
 //!  GET  /o/{org}/api/v1/audit…                    admin/        (the admin API: problem JSON)
 //!  …    /o/{org}/authorize, login pages, end_session  login/ (the LOGIN helper's routes)
+//!  GET|POST /o/{org}/invitations/{token}          login/invitation (accepting an invitation)
+//!  GET|POST /o/{org}/admin/…                      login/admin_pages (pages for administrators)
 //! ```
 //!
 //! Every handler resolves `{org}` first: an unknown organization is 404, and
@@ -25,6 +27,7 @@ pub mod error;
 mod form;
 pub mod grants;
 pub mod introspect;
+pub mod invitations;
 pub mod issue;
 mod jwks;
 pub mod keys;

@@ -132,6 +132,36 @@ impl ClientView {
     }
 }
 
+/// The client id of the token service's own pages (`{issuer}/admin/…`):
+/// they send a browser without a session through the sign-in pages as this
+/// client. No OAuthClient can take the name (`:` is not allowed in one).
+pub const ADMIN_PAGES_CLIENT: &str = "portcullis:admin-pages";
+
+impl TokenServiceState {
+    /// Where the sign-in pages send a browser back to the admin pages.
+    pub fn admin_pages_redirect_uri(&self, organization: &str) -> String {
+        format!("{}/admin/signed-in", self.issuer(organization))
+    }
+
+    /// The built-in client of the admin pages: public (so PKCE is required,
+    /// and its codes, whose verifier the pages never keep, cannot be
+    /// redeemed), one redirect URI, no tokens of its own.
+    fn admin_pages_client(&self, org: &OrganizationView) -> ClientView {
+        ClientView {
+            client_id: ADMIN_PAGES_CLIENT.to_owned(),
+            display_name: Some("Administration".to_owned()),
+            confidential: false,
+            grant_types: vec![GrantType::AuthorizationCode],
+            redirect_uris: vec![self.admin_pages_redirect_uri(&org.name)],
+            post_logout_redirect_uris: Vec::new(),
+            require_pkce: true,
+            audiences: vec![self.issuer(&org.name)],
+            token_claims: Vec::new(),
+            secret_hash: None,
+        }
+    }
+}
+
 /// What the service is started with.
 pub struct TokenServiceConfig {
     pub store: Store,
@@ -162,6 +192,8 @@ struct Inner {
     upstreams: crate::federation::upstreams::Upstreams,
     /// Each organization's identity providers (by namespace).
     identity_providers: RwLock<HashMap<String, Arc<Vec<crate::federation::routing::ProviderEntry>>>>,
+    /// Where invitation mail goes; none until [`TokenServiceState::set_mailer`].
+    mailer: std::sync::OnceLock<Arc<crate::mail::Mailer>>,
 }
 
 impl TokenServiceState {
@@ -183,6 +215,7 @@ impl TokenServiceState {
             followers: Mutex::new(HashMap::new()),
             upstreams,
             identity_providers: RwLock::new(HashMap::new()),
+            mailer: std::sync::OnceLock::new(),
         }));
         tokio::spawn(invalidate_on_change(Arc::downgrade(&state.0), subscription));
         Ok(state)
@@ -214,6 +247,18 @@ impl TokenServiceState {
         &self.0.keys
     }
 
+    /// Sends invitation mail through `mailer` from now on (set once, at start).
+    pub fn set_mailer(&self, mailer: Arc<crate::mail::Mailer>) {
+        if self.0.mailer.set(mailer).is_err() {
+            tracing::warn!("a mailer was already set; the first one is kept");
+        }
+    }
+
+    /// The mailer, if the service was given an SMTP server.
+    pub fn mailer(&self) -> Option<&Arc<crate::mail::Mailer>> {
+        self.0.mailer.get()
+    }
+
     /// The organization named `name`, or `None` if there is none.
     pub async fn organization(&self, name: &str) -> Result<Option<Arc<OrganizationView>>, OAuthError> {
         if let Some(view) = read(&self.0.organizations).get(name) {
@@ -240,6 +285,12 @@ impl TokenServiceState {
         organization: &str,
         client_id: &str,
     ) -> Result<Option<Arc<ClientView>>, OAuthError> {
+        if client_id == ADMIN_PAGES_CLIENT {
+            return Ok(self
+                .organization(organization)
+                .await?
+                .map(|org| Arc::new(self.admin_pages_client(&org))));
+        }
         let key = (organization.to_owned(), client_id.to_owned());
         if let Some(view) = read(&self.0.clients).get(&key) {
             return Ok(Some(view.clone()));

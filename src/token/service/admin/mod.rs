@@ -23,6 +23,10 @@
 //!  PUT|DELETE /o/{org}/api/v1/groups/{id}/members/{user_id}  groups::…  iam.manage
 //!  GET    /o/{org}/api/v1/roles[/{name}]            roles::list|get    iam.view
 //!  PUT|DELETE /o/{org}/api/v1/roles/{name}          roles::put|delete  iam.manage-roles  roleSource API only, else 409
+//!  GET|POST /o/{org}/api/v1/invitations            invitations::list|create  iam.invite-users  link by mail only
+//!  GET    /o/{org}/api/v1/invitations/{id}          invitations::get      iam.invite-users
+//!  POST   /o/{org}/api/v1/invitations/{id}/resend   invitations::resend   iam.invite-users  new link, old one dead
+//!  POST   /o/{org}/api/v1/invitations/{id}/revoke   invitations::revoke   iam.invite-users
 //!  GET    /o/{org}/api/v1/roleAssignments[/{name}]  roles::list|get    iam.view
 //!  PUT|DELETE /o/{org}/api/v1/roleAssignments/{name} roles::put|delete iam.manage-roles  roleSource API only, else 409
 //! ```
@@ -36,6 +40,7 @@
 pub mod audit;
 pub mod body;
 pub mod groups;
+pub mod invitations;
 pub mod problem;
 pub mod roles;
 pub mod users;
@@ -69,6 +74,13 @@ impl Permission for IamManage {
     const NAME: &'static str = "iam.manage";
 }
 
+/// `iam.invite-users`: invite users, resend and revoke invitations.
+pub struct IamInviteUsers;
+
+impl Permission for IamInviteUsers {
+    const NAME: &'static str = "iam.invite-users";
+}
+
 /// `iam.manage-roles`: change roles and role assignments (under `roleSource: API`).
 pub struct IamManageRoles;
 
@@ -99,6 +111,10 @@ pub fn routes() -> Router<TokenServiceState> {
             "/o/{org}/api/v1/groups/{id}/members/{user_id}",
             put(groups::add_member).delete(groups::remove_member),
         )
+        .route("/o/{org}/api/v1/invitations", get(invitations::list).post(invitations::create))
+        .route("/o/{org}/api/v1/invitations/{id}", get(invitations::get))
+        .route("/o/{org}/api/v1/invitations/{id}/resend", post(invitations::resend))
+        .route("/o/{org}/api/v1/invitations/{id}/revoke", post(invitations::revoke))
         .route("/o/{org}/api/v1/roles", get(roles::list::<Role>))
         .route(
             "/o/{org}/api/v1/roles/{name}",

@@ -49,6 +49,12 @@ pub enum AdminError {
     #[error("{0}")]
     Conflict(String),
 
+    /// A refusal with its own problem type (`code`) and status: what the
+    /// organization's policy does not allow (SCIM provisioning, roles kept
+    /// in Git, a grant beyond the caller's own).
+    #[error("{detail}")]
+    Refused { status: StatusCode, code: &'static str, detail: String },
+
     /// `If-Match` names a version that is no longer the stored one.
     #[error("{kind} {id} changed since version {expected}")]
     PreconditionFailed { kind: &'static str, id: String, expected: String },
@@ -110,6 +116,7 @@ impl AdminError {
                 StatusCode::CONFLICT
             }
             Self::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            Self::Refused { status, .. } => *status,
             Self::Store(_) | Self::Password(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -131,6 +138,7 @@ impl AdminError {
             Self::ManagedByIdentityProvider { .. } => "managed-by-identity-provider",
             Self::Conflict(_) => "conflict",
             Self::PreconditionFailed { .. } => "precondition-failed",
+            Self::Refused { code, .. } => code,
         }
     }
 }
@@ -155,7 +163,7 @@ impl IntoResponse for AdminError {
             Self::ManagedByIdentityProvider { kind, id, identity_provider } => format!(
                 "The {kind} {id} is managed by the identity provider {identity_provider}: change it there."
             ),
-            Self::Conflict(detail) => detail.clone(),
+            Self::Conflict(detail) | Self::Refused { detail, .. } => detail.clone(),
             Self::PreconditionFailed { kind, id, expected } => format!(
                 "The {kind} {id} has changed since version {expected} (If-Match): read it again and retry."
             ),

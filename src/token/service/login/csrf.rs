@@ -8,6 +8,7 @@
 //!                    "the password was right": hidden field of the TOTP form
 //!  logout token      HMAC("logout", org, session secret)      hidden field of the logout form
 //!  account token     HMAC("account", org, session secret)     hidden field of the account page's forms
+//!  admin token       HMAC("admin", org, session secret)       hidden field of the admin pages' forms
 //! ```
 //!
 //! A forged form post has no pre-login cookie of the victim's browser to
@@ -80,6 +81,20 @@ pub(super) fn account_token_matches(
     presented: &str,
 ) -> bool {
     mac_matches(key, &["account", organization, session_secret], presented)
+}
+
+/// The CSRF token of the admin pages' forms, bound to the session cookie.
+pub(super) fn admin_token(key: &hmac::Key, organization: &str, session_secret: &str) -> String {
+    mac(key, &["admin", organization, session_secret])
+}
+
+pub(super) fn admin_token_matches(
+    key: &hmac::Key,
+    organization: &str,
+    session_secret: &str,
+    presented: &str,
+) -> bool {
+    mac_matches(key, &["admin", organization, session_secret], presented)
 }
 
 /// "This browser passed the first factor for this user at `auth_time`":

@@ -16,6 +16,8 @@
 //!      session row + cookie ─► grants::issue_authorization_code ─► 303 redirect_uri?code&state&iss
 //!  GET|POST {issuer}/end_session ─► session ended, grants::revoke_session_grants, post_logout_redirect_uri
 //!  GET {issuer}/account (+ POST …/webauthn, …/totp) ─► enrolment, password again + CSRF
+//!  GET|POST {issuer}/invitations/{token} ─► a new local user with the invited roles
+//!  GET|POST {issuer}/admin/invitations ─► AdminPage: session + iam.invite-users, else sign in and back
 //! ```
 //!
 //! - [`request`]: the authorization request, validated (RFC 6749 §4.1.1, RFC 7636, OIDC Core §3.1.2).
@@ -30,12 +32,17 @@
 //! - [`authorize`], [`sign_in`], [`webauthn`], [`account`], [`end_session`]: the handlers, each its
 //!   business logic only.
 //! - [`credentials`], [`ceremonies`]: the WebAuthn credentials and ceremony state in the store.
+//! - [`invitation`]: accepting an invitation from its mailed link.
+//! - [`admin_pages`]: the extractor of pages for administrators (session +
+//!   permission, sign-in and back); [`admin_invitations`]: the invitations page.
 //! - [`sso`]: single sign-on through the organization's IdentityProviders (OIDC, SAML).
 //!
 //! The keys for CSRF tokens, tickets and sealing TOTP secrets come from one
 //! secret ([`LoginConfig::secret`]); replicas must share it.
 
 mod account;
+mod admin_invitations;
+mod admin_pages;
 mod attempt;
 mod authorize;
 mod ceremonies;
@@ -47,6 +54,7 @@ mod error;
 mod extract;
 mod flow;
 mod forwarded;
+mod invitation;
 mod mfa;
 mod pages;
 mod request;
@@ -211,6 +219,9 @@ pub fn routes() -> axum::Router<TokenServiceState> {
         .route("/o/{org}/account/totp", post(account::totp_start))
         .route("/o/{org}/account/totp/finish", post(account::totp_finish))
         .route("/o/{org}/end_session", get(end_session::end_session_get).post(end_session::end_session_post))
+        .route("/o/{org}/invitations/{token}", get(invitation::show).post(invitation::accept))
+        .route("/o/{org}/admin/signed-in", get(admin_pages::signed_in))
+        .route("/o/{org}/admin/invitations", get(admin_invitations::show).post(admin_invitations::post))
         .merge(sso::routes())
 }
 

@@ -6,7 +6,8 @@
 //! answer. Pages are never cached or framed.
 //!
 //! ```text
-//!  base.html ◄─ extends ─ notice, sign_in, totp, ceremony (+ ceremony.js), account, totp_enrolment, logout_confirm
+//!  base.html ◄─ extends ─ notice, sign_in, totp, ceremony (+ ceremony.js), account, totp_enrolment, logout_confirm,
+//!                        invitation, admin_invitations
 //!  forms.html: macros hidden(fields), message(text), form(form, button) { inputs }, password_again()
 //!  a template struct ─► Page::new(status, &page) ─► Page (+ Set-Cookie, Retry-After) ─► response with the headers below
 //! ```
@@ -266,6 +267,47 @@ pub(super) struct TotpEnrolmentPage<'a> {
     pub provisioning_uri: &'a str,
     pub secret_text: &'a str,
     pub form: PlainForm<'a>,
+    pub message: Option<&'a str>,
+}
+
+/// Accepting an invitation: who invited whom to what, and the new password.
+#[derive(Template)]
+#[template(path = "invitation.html")]
+pub(super) struct InvitationPage<'a> {
+    pub organization_display_name: &'a str,
+    pub email: &'a str,
+    pub invited_by: &'a str,
+    pub workspace: Option<&'a str>,
+    pub roles: &'a [String],
+    pub min_length: usize,
+    pub form: PlainForm<'a>,
+    pub message: Option<&'a str>,
+}
+
+/// One invitation as the admin page lists it.
+pub(super) struct InvitationRow {
+    pub id: String,
+    pub email: String,
+    pub place: String,
+    pub roles: String,
+    pub state: &'static str,
+    pub expires: String,
+    pub mail: String,
+}
+
+/// `{issuer}/admin/invitations`: the invite form and the open invitations,
+/// each with resend and revoke. Every form posts to `action` with the
+/// admin CSRF token in `hidden`.
+#[derive(Template)]
+#[template(path = "admin_invitations.html")]
+pub(super) struct AdminInvitationsPage<'a> {
+    pub organization_display_name: &'a str,
+    pub user_name: &'a str,
+    pub action: &'a str,
+    pub hidden: HiddenFields,
+    pub workspaces: Vec<String>,
+    pub roles: Vec<String>,
+    pub invitations: Vec<InvitationRow>,
     pub message: Option<&'a str>,
 }
 

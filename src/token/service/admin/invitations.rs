@@ -1,0 +1,275 @@
+//! Invitations over the admin API, all with `iam.invite-users`: create
+//! (the link goes by mail only), list, get, resend (a new link; the old one
+//! stops working) and revoke, each audited in its transaction. The checks
+//! and the mail are [`crate::token::service::invitations`]'s, shared with
+//! the admin page.
+//!
+//! The answer never holds the link or its token. `mail.status` says how the
+//! mail went: `sent`, or `failed` with the SMTP server's reason (the
+//! invitation is kept; resend to try again).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::body::json_body;
+use super::users::with_etag;
+use super::{AdminCaller, AdminError, IamInviteUsers};
+use crate::api::GoDuration;
+use crate::audit::event::rfc3339_ms;
+use crate::store::{Invitation, InvitationFilter, InvitationStore as _};
+use crate::token::service::invitations::{self, InvitationError, InvitationRequest, Inviter, MailOutcome};
+use crate::token::service::state::TokenServiceState;
+
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 500;
+const STATES: [&str; 4] = ["pending", "expired", "accepted", "revoked"];
+
+/// `{id}` of an invitation route.
+#[derive(Deserialize)]
+pub struct InvitationPath {
+    id: String,
+}
+
+/// What `POST {issuer}/api/v1/invitations` takes.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewInvitationBody {
+    email: String,
+    #[serde(default)]
+    workspace: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    /// How long the link works, as a Go duration (`168h`, `30m`); default 7 days.
+    #[serde(default)]
+    expires_in: Option<String>,
+}
+
+fn inviter<P: crate::token::service::require_permission::Permission>(caller: &AdminCaller<P>) -> Inviter {
+    Inviter {
+        principal: caller.authorized.principal.clone(),
+        name: caller.authorized.principal.name.to_string(),
+        audit: caller.audit_context(),
+    }
+}
+
+/// `POST {issuer}/api/v1/invitations`: 201 with the invitation, its
+/// `Location` and `ETag`, and how its mail went.
+pub async fn create(
+    State(state): State<TokenServiceState>,
+    caller: AdminCaller<IamInviteUsers>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, AdminError> {
+    let body: NewInvitationBody = json_body(body)?;
+    let lifetime = match body.expires_in {
+        Some(text) => Some(
+            GoDuration::new(text)
+                .positive()
+                .ok_or_else(|| AdminError::invalid_field("expiresIn", "a duration such as 168h or 30m"))?,
+        ),
+        None => None,
+    };
+    let org = state.require_organization(&caller.authorized.organization).await?;
+    let request =
+        InvitationRequest { email: body.email, workspace: body.workspace, roles: body.roles, lifetime };
+    let (invitation, mail) =
+        invitations::create(&state, &org, &inviter(&caller), request).await.map_err(problem)?;
+    let mut response =
+        with_etag(StatusCode::CREATED, invitation.version, invitation_json(&state, &invitation, Some(&mail)));
+    let location = format!("{}/api/v1/invitations/{}", state.issuer(&org.name), invitation.id);
+    if let Ok(location) = header::HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// `GET {issuer}/api/v1/invitations?state=&email=&workspace=&limit=&cursor=`:
+/// oldest first, in pages.
+pub async fn list(
+    State(state): State<TokenServiceState>,
+    caller: AdminCaller<IamInviteUsers>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, AdminError> {
+    let mut filter = parse_query(query.as_deref().unwrap_or_default())?;
+    let limit = filter.limit;
+    filter.limit += 1;
+    let org = state.require_organization(&caller.authorized.organization).await?;
+    let now = state.now().as_millisecond();
+    let mut found = state.store().list_invitations(&org.namespace, &filter, now).await?;
+    let more = found.len() > limit as usize;
+    found.truncate(limit as usize);
+    let mut body =
+        json!({ "invitations": found.iter().map(|i| invitation_json(&state, i, None)).collect::<Vec<_>>() });
+    if more && let Some(last) = found.last() {
+        body["nextCursor"] = json!(URL_SAFE_NO_PAD.encode(format!("{}:{}", last.created_ms, last.id)));
+    }
+    Ok(Json(body))
+}
+
+/// `GET {issuer}/api/v1/invitations/{id}`.
+pub async fn get(
+    State(state): State<TokenServiceState>,
+    caller: AdminCaller<IamInviteUsers>,
+    Path(path): Path<InvitationPath>,
+) -> Result<Response, AdminError> {
+    let org = state.require_organization(&caller.authorized.organization).await?;
+    let invitation = state
+        .store()
+        .get_invitation(&org.namespace, &path.id)
+        .await?
+        .ok_or_else(|| problem(InvitationError::NotFound(path.id.clone())))?;
+    Ok(with_etag(StatusCode::OK, invitation.version, invitation_json(&state, &invitation, None)))
+}
+
+/// `POST {issuer}/api/v1/invitations/{id}/resend`: a new link by mail; the
+/// previous one no longer works, and the lifetime starts again.
+pub async fn resend(
+    State(state): State<TokenServiceState>,
+    caller: AdminCaller<IamInviteUsers>,
+    Path(path): Path<InvitationPath>,
+) -> Result<Response, AdminError> {
+    let org = state.require_organization(&caller.authorized.organization).await?;
+    let (invitation, mail) =
+        invitations::resend(&state, &org, &inviter(&caller), &path.id).await.map_err(problem)?;
+    Ok(with_etag(StatusCode::OK, invitation.version, invitation_json(&state, &invitation, Some(&mail))))
+}
+
+/// `POST {issuer}/api/v1/invitations/{id}/revoke`: the link stops working.
+pub async fn revoke(
+    State(state): State<TokenServiceState>,
+    caller: AdminCaller<IamInviteUsers>,
+    Path(path): Path<InvitationPath>,
+) -> Result<Response, AdminError> {
+    let org = state.require_organization(&caller.authorized.organization).await?;
+    let invitation = invitations::revoke(&state, &org, &inviter(&caller), &path.id).await.map_err(problem)?;
+    Ok(with_etag(StatusCode::OK, invitation.version, invitation_json(&state, &invitation, None)))
+}
+
+/// An invitation as the API shows it (never its link). `mail`: the outcome
+/// of a send this request made, else what the store recorded.
+fn invitation_json(state: &TokenServiceState, invitation: &Invitation, mail: Option<&MailOutcome>) -> Value {
+    let mail = match mail {
+        Some(MailOutcome::Sent) => json!({ "status": "sent" }),
+        Some(MailOutcome::Failed(error)) => json!({ "status": "failed", "error": error }),
+        None => match (&invitation.mail_sent_ms, &invitation.mail_error) {
+            (Some(at), _) => json!({ "status": "sent", "sentAt": rfc3339_ms(*at) }),
+            (None, Some(error)) => json!({ "status": "failed", "error": error }),
+            (None, None) => json!({ "status": "sending" }),
+        },
+    };
+    json!({
+        "id": invitation.id,
+        "email": invitation.email,
+        "workspace": invitation.workspace,
+        "roles": invitation.roles,
+        "state": invitation.state(state.now().as_millisecond()),
+        "invitedBy": invitation.invited_by,
+        "createdAt": rfc3339_ms(invitation.created_ms),
+        "expiresAt": rfc3339_ms(invitation.expires_ms),
+        "links": invitation.sends,
+        "mail": mail,
+        "acceptedAt": invitation.accepted_ms.map(rfc3339_ms),
+        "userId": invitation.accepted_user_id,
+        "revokedAt": invitation.revoked_ms.map(rfc3339_ms),
+        "version": invitation.version,
+    })
+}
+
+/// The problem document of each refusal.
+pub(crate) fn problem(error: InvitationError) -> AdminError {
+    let refused =
+        |status: StatusCode, code: &'static str, detail: String| AdminError::Refused { status, code, detail };
+    match error {
+        InvitationError::Invalid { field, detail } => AdminError::invalid_field(&field, detail),
+        InvitationError::ScimProvisioning => refused(
+            StatusCode::CONFLICT,
+            "provisioned-by-scim",
+            "This organization provisions its users through SCIM (spec.provisioning.mode: scim): \
+             add the person in the identity provider instead of inviting them."
+                .to_owned(),
+        ),
+        InvitationError::RolesKeptInGit => refused(
+            StatusCode::CONFLICT,
+            "managed-in-git",
+            "This organization keeps its role assignments in Git (spec.administration.roleSource: \
+             GitOps): invite without roles, and add a RoleAssignment naming the invited email to Git; \
+             it takes effect when the invitation is accepted."
+                .to_owned(),
+        ),
+        InvitationError::Escalation { role, permission } => refused(
+            StatusCode::FORBIDDEN,
+            "escalation",
+            format!(
+                "The role {role} grants {permission}, which you do not hold there: an invitation \
+                 grants nothing its inviter lacks."
+            ),
+        ),
+        InvitationError::UserExists(email) => {
+            AdminError::Conflict(format!("A user {email} already exists in this organization."))
+        }
+        InvitationError::AlreadyInvited(email) => AdminError::Conflict(format!(
+            "{email} has a pending invitation already: resend it, or revoke it first."
+        )),
+        InvitationError::MailNotConfigured => refused(
+            StatusCode::CONFLICT,
+            "mail-not-configured",
+            "This token service has no SMTP server (--smtp-url), so no invitation link can be sent."
+                .to_owned(),
+        ),
+        InvitationError::NotFound(id) => AdminError::NotFound { kind: "invitation", id },
+        InvitationError::NotPending { id, state } => {
+            AdminError::Conflict(format!("The invitation {id} is {state}: only a pending one can change."))
+        }
+        InvitationError::Store(error) => error.into(),
+        InvitationError::Server(error) => error.into(),
+    }
+}
+
+/// `state`, `email`, `workspace`, `limit`, `cursor` (`{created_ms}:{id}`, base64url).
+fn parse_query(query: &str) -> Result<InvitationFilter, AdminError> {
+    let mut filter = InvitationFilter { limit: DEFAULT_PAGE, ..InvitationFilter::default() };
+    let mut seen: Vec<String> = Vec::new();
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if seen.iter().any(|s| *s == name) {
+            return Err(AdminError::invalid_parameter(&name, "given more than once"));
+        }
+        seen.push(name.to_string());
+        match name.as_ref() {
+            "limit" => {
+                filter.limit =
+                    value.parse::<u32>().ok().filter(|limit| (1..=MAX_PAGE).contains(limit)).ok_or_else(
+                        || AdminError::invalid_parameter("limit", format!("must be 1 to {MAX_PAGE}")),
+                    )?;
+            }
+            "cursor" => {
+                let cursor = URL_SAFE_NO_PAD
+                    .decode(value.as_bytes())
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .and_then(|text| {
+                        let (created, id) = text.split_once(':')?;
+                        Some((created.parse::<i64>().ok()?, id.to_owned()))
+                    })
+                    .ok_or_else(|| {
+                        AdminError::invalid_parameter("cursor", "not a cursor this API returned")
+                    })?;
+                filter.after = Some(cursor);
+            }
+            "state" if STATES.contains(&value.as_ref()) => filter.state = Some(value.into_owned()),
+            "state" => {
+                return Err(AdminError::invalid_parameter("state", format!("one of {}", STATES.join(", "))));
+            }
+            "email" => filter.email = Some(value.into_owned()),
+            "workspace" => filter.workspace = Some(value.into_owned()),
+            other => return Err(AdminError::invalid_parameter(other, "unknown parameter")),
+        }
+    }
+    Ok(filter)
+}
