@@ -146,7 +146,7 @@ pub struct NamePath {
 
 /// A write's body: the kind's spec.
 #[derive(Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(deny_unknown_fields, rename = "{S}Body")]
 pub struct SpecBody<S> {
     spec: S,
 }
@@ -171,6 +171,7 @@ pub struct RoleAssignmentList {
 
 /// A role or role assignment as stored, and who owns it.
 #[derive(Serialize, JsonSchema)]
+#[schemars(rename = "{S}Record")]
 pub struct RecordView<S: JsonSchema> {
     /// `Role` or `RoleAssignment`.
     pub kind: &'static str,
