@@ -318,6 +318,7 @@ pub struct GroupView {
     pub display_name: String,
     pub external_id: Option<String>,
     /// `internal`, or `idp` for a group an identity provider pushes.
+    #[schemars(extend("enum" = ["internal", "idp"]))]
     pub source: &'static str,
     /// How many members it has.
     pub members: u64,

@@ -156,6 +156,7 @@ pub struct SpecBody<S> {
 #[serde(rename_all = "camelCase")]
 pub struct RoleList {
     /// `GitOps` (written only by manifests) or `API`.
+    #[schemars(extend("enum" = ["GitOps", "API"]))]
     pub role_source: &'static str,
     pub roles: Vec<RecordView<RoleSpec>>,
 }
@@ -165,6 +166,7 @@ pub struct RoleList {
 #[serde(rename_all = "camelCase")]
 pub struct RoleAssignmentList {
     /// `GitOps` (written only by manifests) or `API`.
+    #[schemars(extend("enum" = ["GitOps", "API"]))]
     pub role_source: &'static str,
     pub role_assignments: Vec<RecordView<RoleAssignmentSpec>>,
 }
@@ -174,10 +176,12 @@ pub struct RoleAssignmentList {
 #[schemars(rename = "{S}Record")]
 pub struct RecordView<S: JsonSchema> {
     /// `Role` or `RoleAssignment`.
+    #[schemars(extend("enum" = ["Role", "RoleAssignment"]))]
     pub kind: &'static str,
     pub namespace: String,
     pub name: String,
     /// `manifest` (kept in Git) or `api` (written here).
+    #[schemars(extend("enum" = ["manifest", "api"]))]
     pub owner: &'static str,
     /// The stored generation (also the `ETag`).
     pub version: i64,

@@ -604,6 +604,7 @@ pub struct UserView {
     pub emails: Vec<EmailView>,
     pub active: bool,
     /// `local`, `scim` or `jit`: who provisions it.
+    #[schemars(extend("enum" = ["local", "scim", "jit"]))]
     pub source: &'static str,
     pub last_login_at: Option<String>,
     pub created_at: String,
