@@ -3,7 +3,13 @@
 //! filtered, verified and exported with `iam.export-audit`, and refused with
 //! an RFC 9457 problem document without it; the export verifies with the
 //! real `portcullis audit verify` against the head the API reported.
+//!
+//! Every answer these tests receive from `/api/v1/…` is checked against the
+//! OpenAPI document the service serves (`support/openapi.rs`): an answer the
+//! document does not describe fails the test.
 
+#[path = "support/openapi.rs"]
+mod openapi;
 #[path = "support/postgres.rs"]
 mod postgres;
 #[path = "support/token_service.rs"]
@@ -179,7 +185,8 @@ async fn send(
     send_json(svc, method, path_and_query, bearer, None, None).await
 }
 
-/// Sends a request with an optional JSON body and `If-Match`.
+/// Sends a request with an optional JSON body and `If-Match`; the answer
+/// must be one the OpenAPI document describes.
 async fn send_json(
     svc: &TokenService,
     method: reqwest::Method,
@@ -188,7 +195,8 @@ async fn send_json(
     body: Option<&Value>,
     if_match: Option<&str>,
 ) -> Answer {
-    let mut request = http_client().request(method, svc.url(ORG, path_and_query));
+    let url = svc.url(ORG, path_and_query);
+    let mut request = http_client().request(method.clone(), &url);
     if let Some(bearer) = bearer {
         request = request.bearer_auth(bearer);
     }
@@ -201,7 +209,16 @@ async fn send_json(
     let response = request.send().await.expect("the admin API answers");
     let status = response.status();
     let headers = response.headers().clone();
-    Answer { status, headers, text: response.text().await.expect("read the body") }
+    let answer = Answer { status, headers, text: response.text().await.expect("read the body") };
+    let path = reqwest::Url::parse(&url).expect("a URL").path().to_owned();
+    openapi::OpenApi::of(&svc.issuer(ORG)).await.assert_describes(
+        method.as_str(),
+        &path,
+        answer.status.as_u16(),
+        answer.headers.get("content-type").and_then(|v| v.to_str().ok()),
+        &answer.text,
+    );
+    answer
 }
 
 /// Some audited writes: an administrator creates `count` users.
@@ -656,16 +673,10 @@ async fn a_user_shows_its_effective_permissions_and_their_trail(svc: TokenServic
     assert_eq!(publish["grants"][0]["rolePath"], json!(["publisher"]));
     assert_eq!(publish["grants"][0]["grant"], "journeys.*");
     // The same answer as the check API.
-    let check = http_client()
-        .post(svc.url(ORG, "/api/v1/check"))
-        .bearer_auth(&viewer)
-        .json(&json!({ "principal": { "kind": "User", "name": ALICE }, "permission": "journeys.publish", "workspace": "eu" }))
-        .send()
+    let request = json!({ "principal": { "kind": "User", "name": ALICE }, "permission": "journeys.publish", "workspace": "eu" });
+    let check = send_json(&svc, reqwest::Method::POST, "/api/v1/check", Some(&viewer), Some(&request), None)
         .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+        .json();
     assert_eq!(check["allowed"], true);
     assert_eq!(check["grant"]["role"], publish["grants"][0]["role"]);
 }
@@ -861,19 +872,13 @@ async fn under_api_role_writes_are_stored_kept_from_syncs_and_honoured(svc: Toke
     // The access index honours it: carol may edit journeys.
     svc.index_caught_up(ORG, Duration::from_secs(10)).await;
     let check = |permission: &'static str| {
-        let viewer = viewer.clone();
-        let url = svc.url(ORG, "/api/v1/check");
+        let (svc, viewer) = (&svc, viewer.clone());
         async move {
-            http_client()
-                .post(url)
-                .bearer_auth(viewer)
-                .json(&json!({ "principal": { "kind": "User", "name": "carol" }, "permission": permission }))
-                .send()
+            let request =
+                json!({ "principal": { "kind": "User", "name": "carol" }, "permission": permission });
+            send_json(svc, reqwest::Method::POST, "/api/v1/check", Some(&viewer), Some(&request), None)
                 .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
+                .json()
         }
     };
     let decision = check("journeys.edit").await;
@@ -1080,4 +1085,105 @@ async fn another_tenant_reaches_nothing_of_acme(svc: TokenService) {
         .problem(StatusCode::NOT_FOUND, "not-found");
     let still = svc.store.get_user(OTHER_ORG, &globex_user.id).await.unwrap().expect("untouched");
     assert_eq!(still.display_name, None);
+}
+
+/// Every method the router answers (anything but 405) on a path that
+/// `src/token/service/admin/mod.rs` registers is an operation of the OpenAPI
+/// document, and every operation of the document is routed: a route added
+/// without its documentation fails here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_route_is_in_the_openapi_document() {
+    let svc = start_with_auditor(sqlite_store().await).await;
+    let source =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/token/service/admin/mod.rs"))
+            .expect("read the admin router");
+    let templates: std::collections::BTreeSet<&str> = source
+        .match_indices("\"/o/{org}/api/v1")
+        .filter_map(|(at, _)| source[at + 1..].split('"').next())
+        .collect();
+    assert!(templates.len() >= 15, "the router's paths: {templates:?}");
+    let document = openapi::OpenApi::of(&svc.issuer(ORG)).await;
+    let methods = [
+        reqwest::Method::GET,
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::PATCH,
+        reqwest::Method::DELETE,
+    ];
+    let mut routed = std::collections::BTreeSet::new();
+    for template in &templates {
+        let path = template
+            .split('/')
+            .map(|segment| match segment {
+                "{org}" => ORG,
+                s if s.starts_with('{') => "probe",
+                s => s,
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        for method in &methods {
+            // No token: whatever answers is itself described (a 401, or the document).
+            let response = http_client()
+                .request(method.clone(), format!("{}{path}", svc.base_url))
+                .send()
+                .await
+                .expect("the service answers");
+            if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+                continue;
+            }
+            let status = response.status().as_u16();
+            let content_type =
+                response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let body = response.text().await.expect("read the body");
+            document.assert_describes(method.as_str(), &path, status, content_type.as_deref(), &body);
+            let relative = template.strip_prefix("/o/{org}").expect("an issuer path");
+            routed.insert((relative.to_owned(), method.as_str().to_ascii_lowercase()));
+        }
+    }
+    let described: std::collections::BTreeSet<(String, String)> = document.document()["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object().expect("a path item").keys().map(move |method| (path.clone(), method.clone()))
+        })
+        .collect();
+    assert_eq!(routed, described, "routed (left) and documented (right) operations differ");
+}
+
+/// The validator the tests above rely on refuses what the document does not
+/// describe: a wrong field, a missing field, a problem document without its
+/// detail, an undeclared status, another media type, an unknown path or method.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_validator_refuses_answers_the_document_does_not_describe() {
+    let svc = start_with_auditor(sqlite_store().await).await;
+    let manager = manager(&svc).await;
+    let document = openapi::OpenApi::of(&svc.issuer(ORG)).await;
+    let path = format!("/o/{ORG}/api/v1/users");
+    let json = Some("application/json");
+
+    let users = get(&svc, "/api/v1/users", Some(&manager)).await;
+    assert_eq!(users.status, StatusCode::OK, "{}", users.text);
+    document.check("GET", &path, 200, json, &users.text).expect("the real answer is described");
+
+    let mut wrong = users.json();
+    wrong["users"][0]["active"] = json!("yes");
+    let finding = document.check("GET", &path, 200, json, &wrong.to_string()).unwrap_err();
+    assert!(finding.contains("/users/0/active"), "{finding}");
+    let mut missing = users.json();
+    missing.as_object_mut().unwrap().remove("users");
+    assert!(document.check("GET", &path, 200, json, &missing.to_string()).is_err());
+
+    let refused = get(&svc, "/api/v1/users", None).await;
+    let problem_type = Some("application/problem+json");
+    document.check("GET", &path, 401, problem_type, &refused.text).expect("the real refusal is described");
+    let mut problem = refused.json();
+    problem.as_object_mut().unwrap().remove("detail");
+    assert!(document.check("GET", &path, 401, problem_type, &problem.to_string()).is_err());
+    assert!(document.check("GET", &path, 401, json, &refused.text).unwrap_err().contains("Content-Type"));
+
+    let finding = document.check("GET", &path, 418, json, &users.text).unwrap_err();
+    assert!(finding.contains("418"), "{finding}");
+    assert!(document.check("PUT", &path, 200, json, &users.text).is_err());
+    assert!(document.check("GET", &format!("/o/{ORG}/api/v1/nothing"), 200, json, "{}").is_err());
 }

@@ -78,13 +78,14 @@ struct ExportLineOut<'a> {
 
 /// One line of an export, as read back: the event's text kept exactly as
 /// it stands in the file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExportLine<'a> {
     pub seq: i64,
     pub prev_hash: String,
     pub hash: String,
     #[serde(borrow)]
+    #[schemars(with = "super::AuditEvent")]
     pub event: &'a RawValue,
 }
 

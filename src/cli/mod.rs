@@ -4,6 +4,7 @@ pub mod audit;
 pub mod crds;
 pub mod diff;
 pub mod kubectl;
+pub mod openapi;
 pub mod operator;
 pub mod process;
 pub mod scim_service;
@@ -31,6 +32,13 @@ enum Command {
         /// Write `<kind>.yaml` files into this directory instead of printing.
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
+    },
+    /// Print the admin API's OpenAPI 3.1 document (JSON), as served at
+    /// `{issuer}/api/v1/openapi.json`.
+    Openapi {
+        /// The issuer to name as the document's server.
+        #[arg(long, default_value = "http://localhost:8080/o/acme")]
+        issuer: String,
     },
     /// Check a folder of manifests before merging: schema, references,
     /// unknown permissions, privilege escalation. Prints `file:line:` findings.
@@ -63,6 +71,7 @@ impl Cli {
     pub fn run(self) -> ExitCode {
         match self.command {
             Command::Crds { out_dir } => crds::run(out_dir.as_deref()),
+            Command::Openapi { issuer } => openapi::run(&issuer),
             Command::Validate { dir } => validate::run(&dir),
             Command::Diff(args) => diff::run(*args),
             Command::Standalone(args) => standalone::run(*args),

@@ -309,8 +309,21 @@ pub fn assignment(
         role: role.into(),
         workspace: workspace.map(String::from),
         expires_at_ms: None,
-        spec_json: serde_json::json!({ "principal": principal, "role": role, "workspace": workspace })
-            .to_string(),
+        // The CRD's own shape, as a synced manifest stores it.
+        spec_json: match workspace {
+            Some(workspace) => serde_json::json!({
+                "principal": { "kind": format!("{kind:?}"), "name": principal },
+                "role": role,
+                "scope": "Workspace",
+                "workspace": workspace,
+            }),
+            None => serde_json::json!({
+                "principal": { "kind": format!("{kind:?}"), "name": principal },
+                "role": role,
+                "scope": "Organization",
+            }),
+        }
+        .to_string(),
     }
 }
 

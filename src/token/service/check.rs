@@ -3,13 +3,18 @@
 //! [`RequirePermission`] with `iam.view` (reading who may do what is viewing
 //! the organization's IAM).
 
+use aide::generate::GenContext;
+use aide::openapi::{Operation, ReferenceOr, RequestBody, Response, StatusCode as DocStatus};
+use aide::transform::TransformOperation;
+use aide::{OperationInput, OperationOutput};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
-use super::error::OAuthError;
+use super::admin::openapi::{document_permission, schema_content, string_header};
+use super::error::{ErrorDocument, OAuthError};
 use super::require_permission::{Permission, RequirePermission};
 use super::state::TokenServiceState;
 use crate::authz::{Decision, Principal, PrincipalKind, Scope};
@@ -21,9 +26,10 @@ impl Permission for IamView {
     const NAME: &'static str = "iam.view";
 }
 
-#[derive(Deserialize)]
+/// May this principal do this, in the organization or a workspace?
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CheckRequest {
+pub struct CheckRequest {
     principal: PrincipalRequest,
     permission: String,
     /// A workspace name; absent for the organization scope.
@@ -31,15 +37,15 @@ struct CheckRequest {
     workspace: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct PrincipalRequest {
+pub struct PrincipalRequest {
     kind: PrincipalKindRequest,
     name: String,
 }
 
-#[derive(Deserialize)]
-enum PrincipalKindRequest {
+#[derive(Deserialize, JsonSchema)]
+pub enum PrincipalKindRequest {
     User,
     Group,
     Client,
@@ -49,7 +55,7 @@ pub async fn check(
     State(state): State<TokenServiceState>,
     caller: RequirePermission<IamView>,
     body: Bytes,
-) -> Result<Json<Value>, OAuthError> {
+) -> Result<Json<CheckAnswer>, OAuthError> {
     let request: CheckRequest = serde_json::from_slice(&body)
         .map_err(|e| OAuthError::invalid_request(format!("The request body is not a check request: {e}")))?;
     let kind = match request.principal.kind {
@@ -65,23 +71,117 @@ pub async fn check(
     let org = state.require_organization(&caller.organization).await?;
     let index = state.access_index(&org).await?;
     let decision = index.index.check(&principal, &request.permission, &scope, state.now().as_second());
+    let explanation = decision.to_string();
     let body = match decision {
-        Decision::Allowed(grant) => json!({
-            "allowed": true,
-            "reason": "Allowed",
-            "explanation": decision.to_string(),
-            "grant": {
-                "assignment": grant.assignment(),
-                "role": grant.role(),
-                "group": grant.group(),
-                "workspace": match grant.scope() { Scope::Workspace(w) => Some(w.as_str()), Scope::Organization => None },
-            },
-        }),
-        Decision::Denied(denial) => json!({
-            "allowed": false,
-            "reason": denial.code(),
-            "explanation": decision.to_string(),
-        }),
+        Decision::Allowed(grant) => CheckAnswer {
+            allowed: true,
+            reason: "Allowed",
+            explanation,
+            grant: Some(GrantAnswer {
+                assignment: grant.assignment().to_owned(),
+                role: grant.role().to_owned(),
+                group: grant.group().map(str::to_owned),
+                workspace: match grant.scope() {
+                    Scope::Workspace(w) => Some(w.clone()),
+                    Scope::Organization => None,
+                },
+            }),
+        },
+        Decision::Denied(denial) => {
+            CheckAnswer { allowed: false, reason: denial.code(), explanation, grant: None }
+        }
     };
     Ok(Json(body))
+}
+
+/// The access core's decision.
+#[derive(Serialize, JsonSchema)]
+pub struct CheckAnswer {
+    pub allowed: bool,
+    /// `Allowed`, or why not (`NoGrant`, `Inactive`, …).
+    pub reason: &'static str,
+    /// The decision in a sentence.
+    pub explanation: String,
+    /// The grant that allows it (when allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<GrantAnswer>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct GrantAnswer {
+    /// The role assignment's uid.
+    pub assignment: String,
+    pub role: String,
+    pub group: Option<String>,
+    pub workspace: Option<String>,
+}
+
+pub fn check_docs(mut op: TransformOperation<'_>) -> TransformOperation<'_> {
+    let body = aide::generate::in_context(|ctx| RequestBody {
+        description: None,
+        content: [("application/json".to_owned(), schema_content::<CheckRequest>(ctx))].into_iter().collect(),
+        required: true,
+        extensions: Default::default(),
+    });
+    op.inner_mut().request_body = Some(ReferenceOr::Item(body));
+    op.summary("May a principal do something? The access core's decision and its reason")
+        .description("Errors are OAuth 2 error JSON (RFC 6749 §5.2, RFC 6750 §3.1), not problem documents.")
+        .with(|mut op| {
+            let response = oauth_error_response(400);
+            op.inner_mut()
+                .responses
+                .get_or_insert_with(Default::default)
+                .responses
+                .insert(DocStatus::Code(400), ReferenceOr::Item(response));
+            op
+        })
+}
+
+/// An OAuth 2 error response of `status`.
+fn oauth_error_response(status: u16) -> Response {
+    aide::generate::in_context(|ctx| oauth_error_response_in(ctx, status))
+}
+
+fn oauth_error_response_in(ctx: &mut GenContext, status: u16) -> Response {
+    let description = match status {
+        400 => "The body is not a check request (`invalid_request`).",
+        401 => "No valid access token (`invalid_token`, with the RFC 6750 challenge).",
+        403 => "The token's principal lacks the permission (`insufficient_scope`).",
+        404 => "No such organization.",
+        _ => "The server could not complete the request.",
+    };
+    let mut response = Response {
+        description: description.to_owned(),
+        content: [("application/json".to_owned(), schema_content::<ErrorDocument<'static>>(ctx))]
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    };
+    if matches!(status, 401 | 403) {
+        response
+            .headers
+            .insert("WWW-Authenticate".to_owned(), string_header("The RFC 6750 bearer challenge."));
+    }
+    response
+}
+
+/// The bearer token and the permission, refused as OAuth 2 errors.
+impl<P: Permission> OperationInput for RequirePermission<P> {
+    fn operation_input(_ctx: &mut GenContext, operation: &mut Operation) {
+        document_permission::<P>(operation);
+    }
+
+    fn inferred_early_responses(
+        ctx: &mut GenContext,
+        _operation: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, Response)> {
+        [401, 403, 404, 500]
+            .into_iter()
+            .map(|status| (Some(DocStatus::Code(status)), oauth_error_response_in(ctx, status)))
+            .collect()
+    }
+}
+
+impl OperationOutput for OAuthError {
+    type Inner = ();
 }

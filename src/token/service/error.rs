@@ -156,13 +156,22 @@ impl OAuthError {
     }
 }
 
+/// An OAuth 2 error response (RFC 6749 §5.2, RFC 6750 §3.1).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ErrorDocument<'a> {
+    /// The error code (`invalid_request`, `invalid_token`, `insufficient_scope`, …).
+    pub error: &'static str,
+    /// What went wrong, for a person.
+    pub error_description: Cow<'a, str>,
+}
+
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
             tracing::error!(error = %crate::error_chain::ErrorChain(&self), "token service request failed");
         }
-        let body = serde_json::json!({ "error": self.code(), "error_description": self.description() });
+        let body = ErrorDocument { error: self.code(), error_description: self.description() };
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         // RFC 6749 §5.1: token responses are never cached.

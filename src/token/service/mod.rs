@@ -9,8 +9,10 @@
 //!  POST /o/{org}/introspect                        introspect    (RFC 7662)
 //!  POST /o/{org}/revoke                            revoke        (RFC 7009)
 //!  POST /o/{org}/api/v1/check                      check         (require_permission: the
-//!                                                                 `@requires_permission` of the seeds)
-//!  GET  /o/{org}/api/v1/audit…                    admin/        (the admin API: problem JSON)
+//!                                                                 `@requires_permission` of the seeds;
+//!                                                                 routed with the admin API)
+//!  GET  /o/{org}/api/v1/audit…                    admin/        (the admin API: problem JSON,
+//!                                                                 its OpenAPI document)
 //!  …    /o/{org}/authorize, login pages, end_session  login/ (the LOGIN helper's routes)
 //!  GET|POST /o/{org}/invitations/{token}          login/invitation (accepting an invitation)
 //!  GET|POST /o/{org}/admin/…                      login/admin_pages (pages for administrators)
@@ -57,7 +59,6 @@ pub fn router(state: TokenServiceState) -> Router {
         .route("/o/{org}/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
         .route("/o/{org}/introspect", post(introspect::introspect))
         .route("/o/{org}/revoke", post(revoke::revoke))
-        .route("/o/{org}/api/v1/check", post(check::check))
         .merge(admin::routes())
         .merge(login::routes())
         .with_state(state)

@@ -5,16 +5,20 @@
 //! Readers seal first: whatever was committed before the request is in the
 //! chain it reads.
 
+use aide::openapi::{ReferenceOr, Response as DocResponse, StatusCode as DocStatus};
+use aide::transform::TransformOperation;
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{RawQuery, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures::stream;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
+use super::openapi::{problems, schema_content, string_header};
 use super::{AdminCaller, AdminError, IamExportAudit};
-use crate::audit::{AuditEntry, GENESIS_HASH, Outcome, Target};
+use crate::audit::{AuditEntry, AuditEvent, ExportLine, GENESIS_HASH, Outcome, Target};
 use crate::store::{AuditFilter, AuditHead, AuditStore as _, ChainCheck, MAX_AUDIT_PAGE};
 use crate::token::service::state::TokenServiceState;
 
@@ -36,7 +40,7 @@ pub async fn list(
     State(state): State<TokenServiceState>,
     caller: AdminCaller<IamExportAudit>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<AuditPage>, AdminError> {
     let request = parse_page_request(query.as_deref().unwrap_or_default())?;
     let namespace = namespace(&state, &caller).await?;
     let store = state.store();
@@ -48,13 +52,54 @@ pub async fn list(
     events.truncate(request.limit as usize);
     let next_cursor = more.then(|| events.last().map(|e| e.seq.to_string())).flatten();
     let head = store.audit_head(&namespace).await?;
-    let items: Vec<Value> =
-        events.iter().map(|e| json!({ "seq": e.seq, "hash": e.hash, "event": e.event })).collect();
-    let mut body = json!({ "organization": namespace, "events": items, "head": head_json(head.as_ref()) });
-    if let Some(cursor) = next_cursor {
-        body["nextCursor"] = json!(cursor);
-    }
-    Ok(Json(body))
+    let events =
+        events.into_iter().map(|e| SealedEvent { seq: e.seq, hash: e.hash, event: e.event }).collect();
+    Ok(Json(AuditPage { organization: namespace, events, head: HeadView::of(head.as_ref()), next_cursor }))
+}
+
+pub fn list_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("Audit events, newest first").input::<Query<AuditParameters>>().with(|op| problems(op, &[400]))
+}
+
+/// The filters and page of `GET {issuer}/api/v1/audit` (read by [`parse_page_request`]).
+#[derive(Deserialize, JsonSchema)]
+pub struct AuditParameters {
+    /// An action, or a prefix ending in `*` (`user.*`).
+    pub action: Option<String>,
+    /// The actor's name or id.
+    pub actor: Option<String>,
+    /// The target's id or name.
+    pub target: Option<String>,
+    pub outcome: Option<Outcome>,
+    /// RFC 3339: events at or after.
+    pub since: Option<String>,
+    /// RFC 3339: events before.
+    pub until: Option<String>,
+    /// How many at most (default 100).
+    #[schemars(range(min = 1, max = 500))]
+    pub limit: Option<u32>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of the audit trail.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPage {
+    pub organization: String,
+    pub events: Vec<SealedEvent>,
+    pub head: HeadView,
+    /// Present when there is a next (older) page: its `cursor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// An event and its place in the chain.
+#[derive(Serialize, JsonSchema)]
+pub struct SealedEvent {
+    pub seq: i64,
+    pub hash: String,
+    pub event: AuditEvent,
 }
 
 /// `GET {issuer}/api/v1/audit/head`: keep it outside Portcullis (a ticket, a
@@ -63,11 +108,15 @@ pub async fn list(
 pub async fn head(
     State(state): State<TokenServiceState>,
     caller: AdminCaller<IamExportAudit>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<HeadView>, AdminError> {
     let namespace = namespace(&state, &caller).await?;
     state.store().seal_audit(&namespace).await?;
     let head = state.store().audit_head(&namespace).await?;
-    Ok(Json(head_json(head.as_ref())))
+    Ok(Json(HeadView::of(head.as_ref())))
+}
+
+pub fn head_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("The audit chain's head, to keep outside Portcullis")
 }
 
 /// `GET {issuer}/api/v1/audit/verification`: re-reads the stored chain and
@@ -75,25 +124,58 @@ pub async fn head(
 pub async fn verify(
     State(state): State<TokenServiceState>,
     caller: AdminCaller<IamExportAudit>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<Verification>, AdminError> {
     let namespace = namespace(&state, &caller).await?;
     state.store().seal_audit(&namespace).await?;
     let body = match state.store().verify_audit(&namespace).await? {
-        ChainCheck::Empty => json!({ "intact": true, "events": 0 }),
-        ChainCheck::Intact(report) => json!({
-            "intact": true,
-            "events": report.events,
-            "firstSeq": report.first_seq,
-            "lastSeq": report.last_seq,
-            "head": report.head,
-        }),
+        ChainCheck::Empty => Verification { intact: true, events: Some(0), ..Verification::default() },
+        ChainCheck::Intact(report) => Verification {
+            intact: true,
+            events: Some(report.events),
+            first_seq: Some(report.first_seq),
+            last_seq: Some(report.last_seq),
+            head: Some(report.head),
+            finding: None,
+        },
         ChainCheck::Broken { first_seq, finding } => {
             // The finding counts lines from the oldest stored event.
             let seq = finding.line().map(|line| first_seq + i64::try_from(line).unwrap_or(i64::MAX) - 1);
-            json!({ "intact": false, "finding": { "seq": seq, "detail": finding.to_string() } })
+            let finding = Finding { seq, detail: finding.to_string() };
+            Verification { intact: false, finding: Some(finding), ..Verification::default() }
         }
     };
     Ok(Json(body))
+}
+
+pub fn verify_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("Re-check every link of the stored audit chain")
+}
+
+/// What re-checking the stored chain found.
+#[derive(Default, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    pub intact: bool,
+    /// How many events were checked (when intact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seq: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<i64>,
+    /// The head's hash (when intact and not empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    /// Where the chain breaks (when not intact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finding: Option<Finding>,
+}
+
+#[derive(Default, Serialize, JsonSchema)]
+pub struct Finding {
+    /// The first event that does not follow (null if no event can be named).
+    pub seq: Option<i64>,
+    pub detail: String,
 }
 
 /// `GET {issuer}/api/v1/audit/export`: every sealed event, oldest first, one
@@ -141,6 +223,28 @@ pub async fn export(
     Ok(response)
 }
 
+pub fn export_docs(mut op: TransformOperation<'_>) -> TransformOperation<'_> {
+    let response = aide::generate::in_context(|ctx| {
+        let mut response = DocResponse {
+            description: "Every sealed event, oldest first: one JSON object of this schema per line \
+                (JSON Lines), the export's own event last."
+                .to_owned(),
+            content: [("application/jsonl".to_owned(), schema_content::<ExportLine>(ctx))]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        response.headers.insert(
+            "Portcullis-Audit-Head".to_owned(),
+            string_header("The head's hash when the export began (absent for an empty trail)."),
+        );
+        response
+    });
+    let responses = op.inner_mut().responses.get_or_insert_with(Default::default);
+    responses.responses.insert(DocStatus::Code(200), ReferenceOr::Item(response));
+    op.summary("Export the audit trail as JSON Lines (audited)")
+}
+
 /// The caller's organization's namespace: the audit trail's key.
 async fn namespace(
     state: &TokenServiceState,
@@ -149,15 +253,42 @@ async fn namespace(
     Ok(state.require_organization(&caller.authorized.organization).await?.namespace.clone())
 }
 
-fn head_json(head: Option<&AuditHead>) -> Value {
-    match head {
-        Some(head) => json!({
-            "seq": head.seq,
-            "hash": head.hash,
-            "firstSeq": head.first_seq,
-            "anchor": { "seq": head.anchor_seq, "hash": head.anchor_hash },
-        }),
-        None => json!({ "seq": 0, "hash": GENESIS_HASH, "anchor": { "seq": 0, "hash": GENESIS_HASH } }),
+/// The chain's head: the last sealed event, and the anchor the oldest
+/// stored one follows.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HeadView {
+    pub seq: i64,
+    pub hash: String,
+    /// The lowest seq still stored (null once all were pruned; absent for
+    /// an empty trail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seq: Option<Option<i64>>,
+    pub anchor: Link,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct Link {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl HeadView {
+    fn of(head: Option<&AuditHead>) -> Self {
+        match head {
+            Some(head) => Self {
+                seq: head.seq,
+                hash: head.hash.clone(),
+                first_seq: Some(head.first_seq),
+                anchor: Link { seq: head.anchor_seq, hash: head.anchor_hash.clone() },
+            },
+            None => Self {
+                seq: 0,
+                hash: GENESIS_HASH.to_owned(),
+                first_seq: None,
+                anchor: Link { seq: 0, hash: GENESIS_HASH.to_owned() },
+            },
+        }
     }
 }
 

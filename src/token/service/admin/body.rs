@@ -3,13 +3,23 @@
 //! never silently ignored), a size limit answered 413, and `If-Match` /
 //! `ETag` carrying a row's version (RFC 9110 §13.1.1, §8.8.3).
 
+use std::marker::PhantomData;
+
+use aide::generate::GenContext;
+use aide::openapi::{Operation, RequestBody, Response as DocResponse, StatusCode as DocStatus};
+use aide::{OperationInput, OperationOutput};
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::AdminError;
+use super::openapi::{problem_responses, schema_content, string_header};
 
 /// The largest body the admin API reads.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -37,6 +47,105 @@ pub fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Re
         return Err(AdminError::invalid_field(&field, "unknown field"));
     }
     Ok(value)
+}
+
+/// A JSON body of type `T`, read when the handler says so ([`JsonBody::read`]):
+/// after the caller is authorized and in the order the handler checks its
+/// input. Documents itself as `application/json` of `T`'s schema.
+pub struct JsonBody<T> {
+    bytes: Result<Bytes, BytesRejection>,
+    body: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> JsonBody<T> {
+    /// The body as `T`, or the fault named by its path ([`json_body`]).
+    pub fn read(self) -> Result<T, AdminError> {
+        json_body(self.bytes)
+    }
+}
+
+impl<S: Send + Sync, T> FromRequest<S> for JsonBody<T> {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self { bytes: Bytes::from_request(request, state).await, body: PhantomData })
+    }
+}
+
+impl<T: JsonSchema> OperationInput for JsonBody<T> {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        let body = RequestBody {
+            description: None,
+            content: [("application/json".to_owned(), schema_content::<T>(ctx))].into_iter().collect(),
+            required: true,
+            extensions: Default::default(),
+        };
+        aide::operation::set_body(ctx, operation, body);
+    }
+
+    fn inferred_early_responses(
+        ctx: &mut GenContext,
+        _operation: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        problem_responses(ctx, &[400, 413])
+    }
+}
+
+/// A JSON answer with the row's version as its `ETag`.
+pub struct Versioned<T> {
+    pub status: StatusCode,
+    pub version: i64,
+    pub body: T,
+    /// Where a created object is (`Location`).
+    pub location: Option<String>,
+}
+
+impl<T> Versioned<T> {
+    pub fn ok(version: i64, body: T) -> Self {
+        Self { status: StatusCode::OK, version, body, location: None }
+    }
+
+    pub fn created(version: i64, body: T, location: String) -> Self {
+        Self { status: StatusCode::CREATED, version, body, location: Some(location) }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Versioned<T> {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::ETAG, etag(self.version));
+        if let Some(location) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            headers.insert(header::LOCATION, location);
+        }
+        response
+    }
+}
+
+/// 200 with `T` and an `ETag` (a handler's `*_docs` says where it is 201).
+impl<T: JsonSchema> OperationOutput for Versioned<T> {
+    type Inner = T;
+
+    fn operation_response(ctx: &mut GenContext, operation: &mut Operation) -> Option<DocResponse> {
+        let mut response = Json::<T>::operation_response(ctx, operation)?;
+        if response.description.is_empty() {
+            response.description = "OK.".to_owned();
+        }
+        response
+            .headers
+            .insert("ETag".to_owned(), string_header("The version, for `If-Match` (RFC 9110 §8.8.3)."));
+        Some(response)
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        operation: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        Self::operation_response(ctx, operation)
+            .map(|r| (Some(DocStatus::Code(200)), r))
+            .into_iter()
+            .collect()
+    }
 }
 
 /// An ignored field's path written as `serde_path_to_error` writes the
@@ -76,6 +185,31 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, AdminError> {
         .parse::<i64>()
         .map(Some)
         .map_err(|_| AdminError::invalid_parameter("If-Match", "must be an ETag this API returned"))
+}
+
+/// Documents the optional `If-Match` request header ([`if_match`]).
+pub struct IfMatch;
+
+impl OperationInput for IfMatch {
+    fn operation_input(_ctx: &mut GenContext, operation: &mut Operation) {
+        let parameter = serde_json::json!({
+            "in": "header",
+            "name": "If-Match",
+            "required": false,
+            "description": "Only if the stored version is still this `ETag` (else 412).",
+            "schema": { "type": "string" },
+        });
+        if let Ok(parameter) = serde_json::from_value(parameter) {
+            operation.parameters.push(aide::openapi::ReferenceOr::Item(parameter));
+        }
+    }
+
+    fn inferred_early_responses(
+        ctx: &mut GenContext,
+        _operation: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, DocResponse)> {
+        problem_responses(ctx, &[400])
+    }
 }
 
 /// The `ETag` of version `version`.

@@ -6,19 +6,18 @@
 //! claims) is read-only here: every write answers 409 naming the provider,
 //! whose next push would undo it.
 
+use aide::transform::TransformOperation;
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Response;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
-use super::body::{if_match, json_body, present};
-use super::users::with_etag;
+use super::body::{JsonBody, Versioned, if_match, present};
+use super::openapi::{PageParameters, created, problems};
+use super::users::if_match_header;
 use super::{AdminCaller, AdminError, IamManage, organization_namespace};
 use crate::audit::event::rfc3339_ms;
 use crate::store::{AdminStore as _, Group, GroupSource, GroupStore as _, NewGroup};
@@ -29,12 +28,12 @@ const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 500;
 const MAX_NAME: usize = 256;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub struct GroupPath {
     id: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub struct MemberPath {
     id: String,
     user_id: String,
@@ -45,7 +44,7 @@ pub async fn list(
     State(state): State<TokenServiceState>,
     caller: AdminCaller<IamView>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<GroupList>, AdminError> {
     let (limit, offset) = parse_page(query.as_deref().unwrap_or_default())?;
     let namespace = organization_namespace(&state, &caller).await?;
     let mut groups = state.store().list_groups(&namespace, offset, limit + 1).await?;
@@ -53,13 +52,24 @@ pub async fn list(
     groups.truncate(limit as usize);
     let mut items = Vec::with_capacity(groups.len());
     for group in &groups {
-        items.push(group_json(&state, &namespace, group).await?);
+        items.push(group_view(&state, &namespace, group).await?);
     }
-    let mut body = json!({ "groups": items });
-    if more {
-        body["nextCursor"] = json!(cursor(offset + u64::from(limit)));
-    }
-    Ok(Json(body))
+    let next_cursor = more.then(|| cursor(offset + u64::from(limit)));
+    Ok(Json(GroupList { groups: items, next_cursor }))
+}
+
+pub fn list_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("List groups by display name").input::<Query<PageParameters>>().with(|op| problems(op, &[400]))
+}
+
+/// A page of groups.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupList {
+    pub groups: Vec<GroupView>,
+    /// Present when there is a next page: its `cursor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET {issuer}/api/v1/groups/{id}`.
@@ -67,14 +77,19 @@ pub async fn get(
     State(state): State<TokenServiceState>,
     caller: AdminCaller<IamView>,
     Path(path): Path<GroupPath>,
-) -> Result<Response, AdminError> {
+) -> Result<Versioned<GroupView>, AdminError> {
     let namespace = organization_namespace(&state, &caller).await?;
     let group = load(&state, &namespace, &path.id).await?;
-    Ok(with_etag(StatusCode::OK, group.version, group_json(&state, &namespace, &group).await?))
+    Ok(Versioned::ok(group.version, group_view(&state, &namespace, &group).await?))
 }
 
-#[derive(Deserialize)]
+pub fn get_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("A group")
+}
+
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
 pub struct NewGroupBody {
     display_name: String,
     #[serde(default)]
@@ -85,9 +100,9 @@ pub struct NewGroupBody {
 pub async fn create(
     State(state): State<TokenServiceState>,
     caller: AdminCaller<IamManage>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, AdminError> {
-    let body: NewGroupBody = json_body(body)?;
+    body: JsonBody<NewGroupBody>,
+) -> Result<Versioned<GroupView>, AdminError> {
+    let body = body.read()?;
     let org = state.require_organization(&caller.authorized.organization).await?;
     let new = NewGroup {
         organization: org.namespace.clone(),
@@ -96,21 +111,22 @@ pub async fn create(
         external_id: body.external_id.filter(|id| !id.trim().is_empty()),
     };
     let group = state.store().with_audit(caller.audit_context()).create_group(&new).await?;
-    let mut response =
-        with_etag(StatusCode::CREATED, group.version, group_json(&state, &org.namespace, &group).await?);
     let location = format!("{}/api/v1/groups/{}", state.issuer(&org.name), group.id);
-    if let Ok(location) = header::HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
+    Ok(Versioned::created(group.version, group_view(&state, &org.namespace, &group).await?, location))
 }
 
-#[derive(Deserialize)]
+pub fn create_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("Create an internal group").with(created).with(|op| problems(op, &[409]))
+}
+
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
 pub struct GroupPatch {
     #[serde(default)]
     display_name: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<String>")]
     external_id: Option<Option<String>>,
 }
 
@@ -121,10 +137,10 @@ pub async fn update(
     caller: AdminCaller<IamManage>,
     Path(path): Path<GroupPath>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, AdminError> {
+    body: JsonBody<GroupPatch>,
+) -> Result<Versioned<GroupView>, AdminError> {
     let expected = if_match(&headers)?;
-    let patch: GroupPatch = json_body(body)?;
+    let patch = body.read()?;
     let namespace = organization_namespace(&state, &caller).await?;
     let group = writable(&state, &namespace, &path.id).await?;
     let name = match patch.display_name {
@@ -145,7 +161,13 @@ pub async fn update(
             Some(expected.unwrap_or(group.version)),
         )
         .await?;
-    Ok(with_etag(StatusCode::OK, updated.version, group_json(&state, &namespace, &updated).await?))
+    Ok(Versioned::ok(updated.version, group_view(&state, &namespace, &updated).await?))
+}
+
+pub fn update_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("Rename a group or change its externalId")
+        .with(if_match_header)
+        .with(|op| problems(op, &[409, 412]))
 }
 
 /// `DELETE {issuer}/api/v1/groups/{id}`: the group and its memberships. 204.
@@ -164,26 +186,54 @@ pub async fn delete(
     }
 }
 
+pub fn delete_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("Delete an internal group")
+        .response_with::<204, (), _>(|r| r.description("Deleted."))
+        .with(|op| problems(op, &[409]))
+}
+
 /// `GET {issuer}/api/v1/groups/{id}/members?limit=&cursor=`: by userName.
 pub async fn members(
     State(state): State<TokenServiceState>,
     caller: AdminCaller<IamView>,
     Path(path): Path<GroupPath>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<MemberList>, AdminError> {
     let (limit, offset) = parse_page(query.as_deref().unwrap_or_default())?;
     let namespace = organization_namespace(&state, &caller).await?;
     let group = load(&state, &namespace, &path.id).await?;
     let mut members = state.store().list_members(&namespace, &group.id, offset, limit + 1).await?;
     let more = members.len() > limit as usize;
     members.truncate(limit as usize);
-    let items: Vec<Value> =
-        members.iter().map(|m| json!({ "userId": m.user_id, "userName": m.user_name })).collect();
-    let mut body = json!({ "members": items });
-    if more {
-        body["nextCursor"] = json!(cursor(offset + u64::from(limit)));
-    }
-    Ok(Json(body))
+    let members = members
+        .iter()
+        .map(|m| Member { user_id: m.user_id.clone(), user_name: m.user_name.clone() })
+        .collect();
+    let next_cursor = more.then(|| cursor(offset + u64::from(limit)));
+    Ok(Json(MemberList { members, next_cursor }))
+}
+
+pub fn members_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("List a group's members by userName")
+        .input::<Query<PageParameters>>()
+        .with(|op| problems(op, &[400]))
+}
+
+/// A page of a group's members.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberList {
+    pub members: Vec<Member>,
+    /// Present when there is a next page: its `cursor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    pub user_id: String,
+    pub user_name: String,
 }
 
 /// `PUT {issuer}/api/v1/groups/{id}/members/{userId}`: 201 if added, 204 if
@@ -198,6 +248,13 @@ pub async fn add_member(
     let store = state.store().with_audit(caller.audit_context());
     let added = store.add_member(&namespace, &group.id, &path.user_id).await?;
     Ok(if added { StatusCode::CREATED } else { StatusCode::NO_CONTENT })
+}
+
+pub fn add_member_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("Add a user to an internal group")
+        .response_with::<201, (), _>(|r| r.description("Added."))
+        .response_with::<204, (), _>(|r| r.description("It already was a member."))
+        .with(|op| problems(op, &[409]))
 }
 
 /// `DELETE {issuer}/api/v1/groups/{id}/members/{userId}`. 204; 404 if it was
@@ -215,6 +272,12 @@ pub async fn remove_member(
     } else {
         Err(AdminError::NotFound { kind: "member", id: path.user_id })
     }
+}
+
+pub fn remove_member_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("Remove a user from an internal group")
+        .response_with::<204, (), _>(|r| r.description("Removed."))
+        .with(|op| problems(op, &[409]))
 }
 
 async fn load(state: &TokenServiceState, namespace: &str, id: &str) -> Result<Group, AdminError> {
@@ -247,21 +310,47 @@ fn display_name(field: &str, value: &str) -> Result<String, AdminError> {
     Ok(value.to_owned())
 }
 
-async fn group_json(state: &TokenServiceState, namespace: &str, group: &Group) -> Result<Value, AdminError> {
-    let mut body = json!({
-        "id": group.id,
-        "displayName": group.display_name,
-        "externalId": group.external_id,
-        "source": group.source.as_str(),
-        "members": state.store().count_members(namespace, &group.id).await?,
-        "createdAt": rfc3339_ms(group.created_ms),
-        "updatedAt": rfc3339_ms(group.updated_ms),
-        "version": group.version,
-    });
-    if group.source == GroupSource::Idp {
-        body["identityProvider"] = json!(state.store().group_provisioner(namespace, &group.id).await?);
-    }
-    Ok(body)
+/// What the admin API shows of a group.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupView {
+    pub id: String,
+    pub display_name: String,
+    pub external_id: Option<String>,
+    /// `internal`, or `idp` for a group an identity provider pushes.
+    #[schemars(extend("enum" = ["internal", "idp"]))]
+    pub source: &'static str,
+    /// How many members it has.
+    pub members: u64,
+    pub created_at: String,
+    pub updated_at: String,
+    /// The version (also the `ETag`).
+    pub version: i64,
+    /// For `source: idp`: the identity provider that pushes it (null if unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<Option<String>>,
+}
+
+async fn group_view(
+    state: &TokenServiceState,
+    namespace: &str,
+    group: &Group,
+) -> Result<GroupView, AdminError> {
+    let identity_provider = match group.source {
+        GroupSource::Idp => Some(state.store().group_provisioner(namespace, &group.id).await?),
+        _ => None,
+    };
+    Ok(GroupView {
+        id: group.id.clone(),
+        display_name: group.display_name.clone(),
+        external_id: group.external_id.clone(),
+        source: group.source.as_str(),
+        members: state.store().count_members(namespace, &group.id).await?,
+        created_at: rfc3339_ms(group.created_ms),
+        updated_at: rfc3339_ms(group.updated_ms),
+        version: group.version,
+        identity_provider,
+    })
 }
 
 fn cursor(offset: u64) -> String {

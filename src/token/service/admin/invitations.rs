@@ -12,15 +12,16 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{StatusCode, header};
-use axum::response::Response;
+use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use aide::transform::TransformOperation;
+use axum::extract::Query;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
-use super::body::json_body;
-use super::users::with_etag;
+use super::body::{Versioned, json_body};
+use super::openapi::{created, problems};
 use super::{AdminCaller, AdminError, IamInviteUsers};
 use crate::api::GoDuration;
 use crate::audit::event::rfc3339_ms;
@@ -33,13 +34,13 @@ const MAX_PAGE: u32 = 500;
 const STATES: [&str; 4] = ["pending", "expired", "accepted", "revoked"];
 
 /// `{id}` of an invitation route.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub struct InvitationPath {
     id: String,
 }
 
 /// What `POST {issuer}/api/v1/invitations` takes.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewInvitationBody {
     email: String,
@@ -66,7 +67,7 @@ pub async fn create(
     State(state): State<TokenServiceState>,
     caller: AdminCaller<IamInviteUsers>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, AdminError> {
+) -> Result<Versioned<InvitationView>, AdminError> {
     let body: NewInvitationBody = json_body(body)?;
     let lifetime = match body.expires_in {
         Some(text) => Some(
@@ -81,13 +82,8 @@ pub async fn create(
         InvitationRequest { email: body.email, workspace: body.workspace, roles: body.roles, lifetime };
     let (invitation, mail) =
         invitations::create(&state, &org, &inviter(&caller), request).await.map_err(problem)?;
-    let mut response =
-        with_etag(StatusCode::CREATED, invitation.version, invitation_json(&state, &invitation, Some(&mail)));
     let location = format!("{}/api/v1/invitations/{}", state.issuer(&org.name), invitation.id);
-    if let Ok(location) = header::HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
+    Ok(Versioned::created(invitation.version, invitation_view(&state, &invitation, Some(&mail)), location))
 }
 
 /// `GET {issuer}/api/v1/invitations?state=&email=&workspace=&limit=&cursor=`:
@@ -96,7 +92,7 @@ pub async fn list(
     State(state): State<TokenServiceState>,
     caller: AdminCaller<IamInviteUsers>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<InvitationList>, AdminError> {
     let mut filter = parse_query(query.as_deref().unwrap_or_default())?;
     let limit = filter.limit;
     filter.limit += 1;
@@ -105,12 +101,13 @@ pub async fn list(
     let mut found = state.store().list_invitations(&org.namespace, &filter, now).await?;
     let more = found.len() > limit as usize;
     found.truncate(limit as usize);
-    let mut body =
-        json!({ "invitations": found.iter().map(|i| invitation_json(&state, i, None)).collect::<Vec<_>>() });
-    if more && let Some(last) = found.last() {
-        body["nextCursor"] = json!(URL_SAFE_NO_PAD.encode(format!("{}:{}", last.created_ms, last.id)));
-    }
-    Ok(Json(body))
+    let next_cursor = if more {
+        found.last().map(|last| URL_SAFE_NO_PAD.encode(format!("{}:{}", last.created_ms, last.id)))
+    } else {
+        None
+    };
+    let invitations = found.iter().map(|i| invitation_view(&state, i, None)).collect();
+    Ok(Json(InvitationList { invitations, next_cursor }))
 }
 
 /// `GET {issuer}/api/v1/invitations/{id}`.
@@ -118,14 +115,14 @@ pub async fn get(
     State(state): State<TokenServiceState>,
     caller: AdminCaller<IamInviteUsers>,
     Path(path): Path<InvitationPath>,
-) -> Result<Response, AdminError> {
+) -> Result<Versioned<InvitationView>, AdminError> {
     let org = state.require_organization(&caller.authorized.organization).await?;
     let invitation = state
         .store()
         .get_invitation(&org.namespace, &path.id)
         .await?
         .ok_or_else(|| problem(InvitationError::NotFound(path.id.clone())))?;
-    Ok(with_etag(StatusCode::OK, invitation.version, invitation_json(&state, &invitation, None)))
+    Ok(Versioned::ok(invitation.version, invitation_view(&state, &invitation, None)))
 }
 
 /// `POST {issuer}/api/v1/invitations/{id}/resend`: a new link by mail; the
@@ -134,11 +131,11 @@ pub async fn resend(
     State(state): State<TokenServiceState>,
     caller: AdminCaller<IamInviteUsers>,
     Path(path): Path<InvitationPath>,
-) -> Result<Response, AdminError> {
+) -> Result<Versioned<InvitationView>, AdminError> {
     let org = state.require_organization(&caller.authorized.organization).await?;
     let (invitation, mail) =
         invitations::resend(&state, &org, &inviter(&caller), &path.id).await.map_err(problem)?;
-    Ok(with_etag(StatusCode::OK, invitation.version, invitation_json(&state, &invitation, Some(&mail))))
+    Ok(Versioned::ok(invitation.version, invitation_view(&state, &invitation, Some(&mail))))
 }
 
 /// `POST {issuer}/api/v1/invitations/{id}/revoke`: the link stops working.
@@ -146,40 +143,132 @@ pub async fn revoke(
     State(state): State<TokenServiceState>,
     caller: AdminCaller<IamInviteUsers>,
     Path(path): Path<InvitationPath>,
-) -> Result<Response, AdminError> {
+) -> Result<Versioned<InvitationView>, AdminError> {
     let org = state.require_organization(&caller.authorized.organization).await?;
     let invitation = invitations::revoke(&state, &org, &inviter(&caller), &path.id).await.map_err(problem)?;
-    Ok(with_etag(StatusCode::OK, invitation.version, invitation_json(&state, &invitation, None)))
+    Ok(Versioned::ok(invitation.version, invitation_view(&state, &invitation, None)))
 }
 
-/// An invitation as the API shows it (never its link). `mail`: the outcome
-/// of a send this request made, else what the store recorded.
-fn invitation_json(state: &TokenServiceState, invitation: &Invitation, mail: Option<&MailOutcome>) -> Value {
+/// An invitation as the API shows it (never its link).
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvitationView {
+    pub id: String,
+    pub email: String,
+    pub workspace: Option<String>,
+    pub roles: Vec<String>,
+    /// `pending`, `expired`, `accepted` or `revoked`.
+    #[schemars(extend("enum" = ["pending", "expired", "accepted", "revoked"]))]
+    pub state: String,
+    pub invited_by: String,
+    pub created_at: String,
+    pub expires_at: String,
+    /// How many links were sent (the first, and each resend).
+    pub links: i64,
+    pub mail: MailView,
+    pub accepted_at: Option<String>,
+    /// The user the acceptance created.
+    pub user_id: Option<String>,
+    pub revoked_at: Option<String>,
+    pub version: i64,
+}
+
+/// How the invitation's mail went.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MailView {
+    /// `sent`, `failed` (resend to try again) or `sending`.
+    #[schemars(extend("enum" = ["sent", "failed", "sending"]))]
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<String>,
+    /// The SMTP server's reason, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A page of invitations.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvitationList {
+    pub invitations: Vec<InvitationView>,
+    /// Present when there is a next page: its `cursor`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// The invitation as the API shows it. `mail`: the outcome of a send this
+/// request made, else what the store recorded.
+fn invitation_view(state: &TokenServiceState, invitation: &Invitation, mail: Option<&MailOutcome>) -> InvitationView {
+    let view = |status, sent_at, error: Option<&String>| MailView { status, sent_at, error: error.cloned() };
     let mail = match mail {
-        Some(MailOutcome::Sent) => json!({ "status": "sent" }),
-        Some(MailOutcome::Failed(error)) => json!({ "status": "failed", "error": error }),
+        Some(MailOutcome::Sent) => view("sent", None, None),
+        Some(MailOutcome::Failed(error)) => view("failed", None, Some(error)),
         None => match (&invitation.mail_sent_ms, &invitation.mail_error) {
-            (Some(at), _) => json!({ "status": "sent", "sentAt": rfc3339_ms(*at) }),
-            (None, Some(error)) => json!({ "status": "failed", "error": error }),
-            (None, None) => json!({ "status": "sending" }),
+            (Some(at), _) => view("sent", Some(rfc3339_ms(*at)), None),
+            (None, Some(error)) => view("failed", None, Some(error)),
+            (None, None) => view("sending", None, None),
         },
     };
-    json!({
-        "id": invitation.id,
-        "email": invitation.email,
-        "workspace": invitation.workspace,
-        "roles": invitation.roles,
-        "state": invitation.state(state.now().as_millisecond()),
-        "invitedBy": invitation.invited_by,
-        "createdAt": rfc3339_ms(invitation.created_ms),
-        "expiresAt": rfc3339_ms(invitation.expires_ms),
-        "links": invitation.sends,
-        "mail": mail,
-        "acceptedAt": invitation.accepted_ms.map(rfc3339_ms),
-        "userId": invitation.accepted_user_id,
-        "revokedAt": invitation.revoked_ms.map(rfc3339_ms),
-        "version": invitation.version,
-    })
+    InvitationView {
+        id: invitation.id.clone(),
+        email: invitation.email.clone(),
+        workspace: invitation.workspace.clone(),
+        roles: invitation.roles.clone(),
+        state: invitation.state(state.now().as_millisecond()).to_string(),
+        invited_by: invitation.invited_by.clone(),
+        created_at: rfc3339_ms(invitation.created_ms),
+        expires_at: rfc3339_ms(invitation.expires_ms),
+        links: invitation.sends,
+        mail,
+        accepted_at: invitation.accepted_ms.map(rfc3339_ms),
+        user_id: invitation.accepted_user_id.clone(),
+        revoked_at: invitation.revoked_ms.map(rfc3339_ms),
+        version: invitation.version,
+    }
+}
+
+
+pub fn create_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("Invite an email address: the link goes by mail only")
+        .input::<Json<NewInvitationBody>>()
+        .with(created)
+        .with(|op| problems(op, &[400, 403, 409, 413]))
+}
+
+pub fn list_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("List invitations, oldest first")
+        .input::<Query<InvitationQuery>>()
+        .response::<200, Json<InvitationList>>()
+        .with(|op| problems(op, &[400]))
+}
+
+pub fn get_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("An invitation")
+}
+
+pub fn resend_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("Send a new link; the previous one stops working")
+        .with(|op| problems(op, &[409]))
+}
+
+pub fn revoke_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("Revoke an invitation: its link stops working")
+        .with(|op| problems(op, &[409]))
+}
+
+/// The query of a list of invitations.
+#[derive(Deserialize, JsonSchema)]
+pub struct InvitationQuery {
+    /// `pending`, `expired`, `accepted` or `revoked`.
+    pub state: Option<String>,
+    pub email: Option<String>,
+    pub workspace: Option<String>,
+    /// How many at most (default 100, at most 500).
+    #[schemars(range(min = 1, max = 500))]
+    pub limit: Option<u32>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 /// The problem document of each refusal.

@@ -29,7 +29,14 @@
 //!  POST   /o/{org}/api/v1/invitations/{id}/revoke   invitations::revoke   iam.invite-users
 //!  GET    /o/{org}/api/v1/roleAssignments[/{name}]  roles::list|get    iam.view
 //!  PUT|DELETE /o/{org}/api/v1/roleAssignments/{name} roles::put|delete iam.manage-roles  roleSource API only, else 409
+//!  POST   /o/{org}/api/v1/check                     check::check       iam.view    (OAuth 2 error JSON)
+//!  GET    /o/{org}/api/v1/openapi.json              openapi::document  (none)      this API's OpenAPI 3.1 document
 //! ```
+//!
+//! Each route is registered with its handler's `*_docs` beside it: the
+//! OpenAPI document ([`openapi`]) is generated from this very router, so a
+//! route added with `.route` instead of `.api_route` is missing from it (and
+//! a test fails).
 //!
 //! Bodies are JSON of at most [`body::MAX_BODY_BYTES`] (413 beyond), unknown
 //! fields refused by path; versions travel as `ETag` / `If-Match`.
@@ -41,19 +48,22 @@ pub mod audit;
 pub mod body;
 pub mod groups;
 pub mod invitations;
+pub mod openapi;
 pub mod problem;
 pub mod roles;
 pub mod users;
 
 use std::marker::PhantomData;
 
+use aide::axum::ApiRouter;
+use aide::axum::routing::{delete_with, get_with, post_with, put_with};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
-use axum::routing::{get, post, put};
 
 pub use problem::AdminError;
 
+use super::check;
 use super::require_permission::{Authorized, Permission, RequirePermission};
 use super::state::TokenServiceState;
 use crate::api::{Role, RoleAssignment};
@@ -88,46 +98,101 @@ impl Permission for IamManageRoles {
     const NAME: &'static str = "iam.manage-roles";
 }
 
-/// The admin API's routes.
+/// The admin API's routes, and its OpenAPI document at
+/// `/o/{org}/api/v1/openapi.json`.
 pub fn routes() -> Router<TokenServiceState> {
-    Router::new()
-        .route("/o/{org}/api/v1/audit", get(audit::list))
-        .route("/o/{org}/api/v1/audit/head", get(audit::head))
-        .route("/o/{org}/api/v1/audit/verification", get(audit::verify))
-        .route("/o/{org}/api/v1/audit/export", get(audit::export))
-        .route("/o/{org}/api/v1/users", get(users::list).post(users::create))
-        .route("/o/{org}/api/v1/users/{id}", get(users::get).patch(users::update).delete(users::delete))
-        .route("/o/{org}/api/v1/users/{id}/deactivate", post(users::deactivate))
-        .route("/o/{org}/api/v1/users/{id}/reactivate", post(users::reactivate))
-        .route(
+    openapi::finish(documented_routes()).0
+}
+
+/// The admin API's OpenAPI document, with no server (`portcullis openapi`).
+pub fn openapi_document() -> serde_json::Value {
+    openapi::finish(documented_routes()).1
+}
+
+fn documented_routes() -> ApiRouter<TokenServiceState> {
+    openapi::prepare_generator();
+    ApiRouter::new()
+        .api_route("/o/{org}/api/v1/audit", get_with(audit::list, audit::list_docs))
+        .api_route("/o/{org}/api/v1/audit/head", get_with(audit::head, audit::head_docs))
+        .api_route("/o/{org}/api/v1/audit/verification", get_with(audit::verify, audit::verify_docs))
+        .api_route("/o/{org}/api/v1/audit/export", get_with(audit::export, audit::export_docs))
+        .api_route(
+            "/o/{org}/api/v1/users",
+            get_with(users::list, users::list_docs).post_with(users::create, users::create_docs),
+        )
+        .api_route(
+            "/o/{org}/api/v1/users/{id}",
+            get_with(users::get, users::get_docs)
+                .patch_with(users::update, users::update_docs)
+                .delete_with(users::delete, users::delete_docs),
+        )
+        .api_route(
+            "/o/{org}/api/v1/users/{id}/deactivate",
+            post_with(users::deactivate, users::deactivate_docs),
+        )
+        .api_route(
+            "/o/{org}/api/v1/users/{id}/reactivate",
+            post_with(users::reactivate, users::reactivate_docs),
+        )
+        .api_route(
             "/o/{org}/api/v1/users/{id}/second-factors",
-            axum::routing::delete(users::reset_second_factors),
+            delete_with(users::reset_second_factors, users::reset_second_factors_docs),
         )
-        .route("/o/{org}/api/v1/users/{id}/sessions", axum::routing::delete(users::revoke_sessions))
-        .route("/o/{org}/api/v1/groups", get(groups::list).post(groups::create))
-        .route("/o/{org}/api/v1/groups/{id}", get(groups::get).patch(groups::update).delete(groups::delete))
-        .route("/o/{org}/api/v1/groups/{id}/members", get(groups::members))
-        .route(
+        .api_route(
+            "/o/{org}/api/v1/users/{id}/sessions",
+            delete_with(users::revoke_sessions, users::revoke_sessions_docs),
+        )
+        .api_route(
+            "/o/{org}/api/v1/groups",
+            get_with(groups::list, groups::list_docs).post_with(groups::create, groups::create_docs),
+        )
+        .api_route(
+            "/o/{org}/api/v1/groups/{id}",
+            get_with(groups::get, groups::get_docs)
+                .patch_with(groups::update, groups::update_docs)
+                .delete_with(groups::delete, groups::delete_docs),
+        )
+        .api_route("/o/{org}/api/v1/groups/{id}/members", get_with(groups::members, groups::members_docs))
+        .api_route(
             "/o/{org}/api/v1/groups/{id}/members/{user_id}",
-            put(groups::add_member).delete(groups::remove_member),
+            put_with(groups::add_member, groups::add_member_docs)
+                .delete_with(groups::remove_member, groups::remove_member_docs),
         )
-        .route("/o/{org}/api/v1/invitations", get(invitations::list).post(invitations::create))
-        .route("/o/{org}/api/v1/invitations/{id}", get(invitations::get))
-        .route("/o/{org}/api/v1/invitations/{id}/resend", post(invitations::resend))
-        .route("/o/{org}/api/v1/invitations/{id}/revoke", post(invitations::revoke))
-        .route("/o/{org}/api/v1/roles", get(roles::list::<Role>))
-        .route(
+        .api_route(
+            "/o/{org}/api/v1/invitations",
+            get_with(invitations::list, invitations::list_docs)
+                .post_with(invitations::create, invitations::create_docs),
+        )
+        .api_route("/o/{org}/api/v1/invitations/{id}", get_with(invitations::get, invitations::get_docs))
+        .api_route(
+            "/o/{org}/api/v1/invitations/{id}/resend",
+            post_with(invitations::resend, invitations::resend_docs),
+        )
+        .api_route(
+            "/o/{org}/api/v1/invitations/{id}/revoke",
+            post_with(invitations::revoke, invitations::revoke_docs),
+        )
+        .api_route("/o/{org}/api/v1/roles", get_with(roles::list::<Role>, roles::list_docs::<Role>))
+        .api_route(
             "/o/{org}/api/v1/roles/{name}",
-            get(roles::get::<Role>).put(roles::put::<Role>).delete(roles::delete::<Role>),
+            get_with(roles::get::<Role>, roles::get_docs::<Role>)
+                .put_with(roles::put::<Role>, roles::put_docs::<Role>)
+                .delete_with(roles::delete::<Role>, roles::delete_docs::<Role>),
         )
-        .route("/o/{org}/api/v1/roleAssignments", get(roles::list::<RoleAssignment>))
-        .route(
+        .api_route(
+            "/o/{org}/api/v1/roleAssignments",
+            get_with(roles::list::<RoleAssignment>, roles::list_docs::<RoleAssignment>),
+        )
+        .api_route(
             "/o/{org}/api/v1/roleAssignments/{name}",
-            get(roles::get::<RoleAssignment>)
-                .put(roles::put::<RoleAssignment>)
-                .delete(roles::delete::<RoleAssignment>),
+            get_with(roles::get::<RoleAssignment>, roles::get_docs::<RoleAssignment>)
+                .put_with(roles::put::<RoleAssignment>, roles::put_docs::<RoleAssignment>)
+                .delete_with(roles::delete::<RoleAssignment>, roles::delete_docs::<RoleAssignment>),
         )
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
+        // Outside the admin API's body limit, as they always were.
+        .api_route("/o/{org}/api/v1/check", post_with(check::check, check::check_docs))
+        .api_route("/o/{org}/api/v1/openapi.json", get_with(openapi::document, openapi::document_docs))
 }
 
 /// The namespace of the caller's organization: the store's key.

@@ -8,7 +8,8 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use schemars::JsonSchema;
+use serde::Serialize;
 
 use crate::store::StoreError;
 use crate::token::service::OAuthError;
@@ -170,33 +171,45 @@ impl IntoResponse for AdminError {
             Self::Store(_) | Self::Password(_) => "The server could not complete the request.".to_owned(),
             Self::Busy => "The server is busy; retry shortly.".to_owned(),
         };
-        let mut body = json!({
-            "type": format!("urn:portcullis:problem:{}", self.code()),
-            "title": status.canonical_reason().unwrap_or("Error"),
-            "status": status.as_u16(),
-            "detail": detail,
-        });
+        let mut body = ProblemDocument {
+            problem_type: format!("urn:portcullis:problem:{}", self.code()),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail,
+            errors: Vec::new(),
+            manifest: None,
+            identity_provider: None,
+        };
         match &self {
             Self::InvalidParameter { parameter, detail } => {
-                body["errors"] = json!([{ "parameter": parameter, "detail": detail }]);
+                body.errors.push(Fault {
+                    parameter: Some(parameter.clone()),
+                    field: None,
+                    detail: detail.clone(),
+                });
             }
             Self::InvalidField { field, detail } => {
-                body["errors"] = json!([{ "field": field, "detail": detail }]);
+                body.errors.push(Fault {
+                    parameter: None,
+                    field: Some(field.clone()),
+                    detail: detail.clone(),
+                });
             }
             Self::ManagedInGit { namespace, kind, name } => {
-                body["manifest"] = json!({
-                    "apiVersion": "iam.portcullis.dev/v1alpha1",
-                    "kind": kind,
-                    "namespace": namespace,
-                    "name": name,
+                body.manifest = Some(ManifestReference {
+                    api_version: "iam.portcullis.dev/v1alpha1",
+                    kind,
+                    namespace: namespace.clone(),
+                    name: name.clone(),
                 });
             }
             Self::ManagedByIdentityProvider { identity_provider, .. } => {
-                body["identityProvider"] = json!(identity_provider);
+                body.identity_provider = Some(identity_provider.clone());
             }
             _ => {}
         }
-        let mut response = (status, body.to_string()).into_response();
+        let body = serde_json::to_string(&body).unwrap_or_default();
+        let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -210,4 +223,49 @@ impl IntoResponse for AdminError {
         }
         response
     }
+}
+
+/// An RFC 9457 problem document, as every refusal of the admin API answers
+/// it (`application/problem+json`).
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProblemDocument {
+    /// `urn:portcullis:problem:{code}`: a stable code (RFC 9457 §3.1.1).
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// The HTTP status's reason phrase.
+    pub title: String,
+    pub status: u16,
+    /// What went wrong, for a person.
+    pub detail: String,
+    /// For bad input: the query parameter or the body field at fault.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<Fault>,
+    /// For `managed-in-git`: the manifest to change instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<ManifestReference>,
+    /// For `managed-by-identity-provider`: the provider to change it at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<String>,
+}
+
+/// One fault of the input: a query parameter (or header) or a body field
+/// by its path (`emails[0].value`, `spec.workspace`; empty for the whole body).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Fault {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub detail: String,
+}
+
+/// The manifest that keeps an object in Git.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestReference {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
 }

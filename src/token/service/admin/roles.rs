@@ -14,20 +14,21 @@
 //! organization (declared workspaces, existing roles). The version is the
 //! stored generation: `ETag`, and `If-Match` to replace.
 
+use std::marker::PhantomData;
 use std::sync::LazyLock;
 
+use aide::transform::TransformOperation;
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
-use serde::Deserialize;
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::body::{if_match, json_body};
-use super::users::with_etag;
+use super::body::{JsonBody, Versioned, if_match};
+use super::openapi::{problems, replaced_or_created};
+use super::users::if_match_header;
 use super::{AdminCaller, AdminError, IamManageRoles};
 use crate::api::{AssignmentScope, Role, RoleAssignment, RoleAssignmentSpec, RoleSource, RoleSpec};
 use crate::resources::records::ToRecord;
@@ -43,9 +44,12 @@ static SCHEMA: LazyLock<SchemaRules> = LazyLock::new(SchemaRules::new);
 
 /// A kind the admin API reads and (under `roleSource: API`) writes.
 pub trait AdminKind: ToRecord + Send + Sync + 'static {
-    type Spec: DeserializeOwned + serde::Serialize + Send;
-    /// `roles`, `roleAssignments`: the collection's path segment.
-    const COLLECTION: &'static str;
+    type Spec: DeserializeOwned + serde::Serialize + JsonSchema + Send;
+    /// The list's body: `roleSource` and the collection under its own name.
+    type List: Serialize + JsonSchema + Send;
+    fn list(role_source: &'static str, items: Vec<RecordView<Self::Spec>>) -> Self::List;
+    /// `role`, `role assignment`: what the document calls one.
+    const NOUN: &'static str;
     fn object(name: &str, spec: Self::Spec) -> Self;
     fn spec_of(&self) -> &Self::Spec;
     /// Checks against the organization that the schema cannot make.
@@ -58,7 +62,12 @@ pub trait AdminKind: ToRecord + Send + Sync + 'static {
 
 impl AdminKind for Role {
     type Spec = RoleSpec;
-    const COLLECTION: &'static str = "roles";
+    type List = RoleList;
+    const NOUN: &'static str = "role";
+
+    fn list(role_source: &'static str, roles: Vec<RecordView<RoleSpec>>) -> RoleList {
+        RoleList { role_source, roles }
+    }
 
     fn object(name: &str, spec: RoleSpec) -> Self {
         Role::new(name, spec)
@@ -87,7 +96,15 @@ impl AdminKind for Role {
 
 impl AdminKind for RoleAssignment {
     type Spec = RoleAssignmentSpec;
-    const COLLECTION: &'static str = "roleAssignments";
+    type List = RoleAssignmentList;
+    const NOUN: &'static str = "role assignment";
+
+    fn list(
+        role_source: &'static str,
+        role_assignments: Vec<RecordView<RoleAssignmentSpec>>,
+    ) -> RoleAssignmentList {
+        RoleAssignmentList { role_source, role_assignments }
+    }
 
     fn object(name: &str, spec: RoleAssignmentSpec) -> Self {
         RoleAssignment::new(name, spec)
@@ -122,15 +139,57 @@ impl AdminKind for RoleAssignment {
 }
 
 /// `{name}` of a role or assignment route.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub struct NamePath {
     name: String,
 }
 
 /// A write's body: the kind's spec.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields, rename = "{S}Body")]
 pub struct SpecBody<S> {
     spec: S,
+}
+
+/// Every role, with the organization's `roleSource`.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleList {
+    /// `GitOps` (written only by manifests) or `API`.
+    #[schemars(extend("enum" = ["GitOps", "API"]))]
+    pub role_source: &'static str,
+    pub roles: Vec<RecordView<RoleSpec>>,
+}
+
+/// Every role assignment, with the organization's `roleSource`.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleAssignmentList {
+    /// `GitOps` (written only by manifests) or `API`.
+    #[schemars(extend("enum" = ["GitOps", "API"]))]
+    pub role_source: &'static str,
+    pub role_assignments: Vec<RecordView<RoleAssignmentSpec>>,
+}
+
+/// A role or role assignment as stored, and who owns it.
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "{S}Record")]
+pub struct RecordView<S: JsonSchema> {
+    /// `Role` or `RoleAssignment`.
+    #[schemars(extend("enum" = ["Role", "RoleAssignment"]))]
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    /// `manifest` (kept in Git) or `api` (written here).
+    #[schemars(extend("enum" = ["manifest", "api"]))]
+    pub owner: &'static str,
+    /// The stored generation (also the `ETag`).
+    pub version: i64,
+    /// The spec as stored: the kind's CRD spec.
+    #[schemars(with = "S")]
+    pub spec: Value,
+    #[serde(skip)]
+    spec_type: PhantomData<fn() -> S>,
 }
 
 /// `GET {issuer}/api/v1/{roles|roleAssignments}`: every one, by name, with
@@ -138,21 +197,23 @@ pub struct SpecBody<S> {
 pub async fn list<K: AdminKind>(
     State(state): State<TokenServiceState>,
     caller: AdminCaller<IamView>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<K::List>, AdminError> {
     let org = state.require_organization(&caller.authorized.organization).await?;
     let records = state.store().list::<K::Record>(&org.namespace).await?;
     let owners = state.store().owners::<K::Record>(&org.namespace).await?;
-    let items: Vec<Value> = records
+    let items = records
         .iter()
         .map(|record| {
             let owner =
                 owners.iter().find(|(name, _)| *name == record.meta().name).map_or(Owner::Manifest, |o| o.1);
-            record_json(record, owner)
+            record_view(record, owner)
         })
         .collect();
-    let mut body = json!({ "roleSource": role_source(&org) });
-    body[K::COLLECTION] = Value::Array(items);
-    Ok(Json(body))
+    Ok(Json(K::list(role_source(&org), items)))
+}
+
+pub fn list_docs<K: AdminKind>(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary(&format!("List every {} and who owns it", K::NOUN))
 }
 
 /// `GET {issuer}/api/v1/{roles|roleAssignments}/{name}`.
@@ -160,7 +221,7 @@ pub async fn get<K: AdminKind>(
     State(state): State<TokenServiceState>,
     caller: AdminCaller<IamView>,
     Path(path): Path<NamePath>,
-) -> Result<Response, AdminError> {
+) -> Result<Versioned<RecordView<K::Spec>>, AdminError> {
     let org = state.require_organization(&caller.authorized.organization).await?;
     let record = state
         .store()
@@ -169,7 +230,11 @@ pub async fn get<K: AdminKind>(
         .ok_or_else(|| not_found::<K>(&path.name))?;
     let owners = state.store().owners::<K::Record>(&org.namespace).await?;
     let owner = owners.iter().find(|(name, _)| *name == path.name).map_or(Owner::Manifest, |o| o.1);
-    Ok(with_etag(StatusCode::OK, record.meta().generation, record_json(&record, owner)))
+    Ok(Versioned::ok(record.meta().generation, record_view(&record, owner)))
+}
+
+pub fn get_docs<K: AdminKind>(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary(&format!("A {}", K::NOUN))
 }
 
 /// `PUT {issuer}/api/v1/{roles|roleAssignments}/{name}` with `{"spec": …}`:
@@ -179,8 +244,8 @@ pub async fn put<K: AdminKind>(
     caller: AdminCaller<IamManageRoles>,
     Path(path): Path<NamePath>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, AdminError> {
+    body: JsonBody<SpecBody<K::Spec>>,
+) -> Result<Versioned<RecordView<K::Spec>>, AdminError> {
     let expected = if_match(&headers)?;
     if !is_object_name(&path.name) {
         return Err(AdminError::invalid_field(
@@ -188,7 +253,7 @@ pub async fn put<K: AdminKind>(
             "must be a Kubernetes object name (lowercase letters, digits, '-' and '.', at most 253)",
         ));
     }
-    let body: SpecBody<K::Spec> = json_body(body)?;
+    let body = body.read()?;
     let org = state.require_organization(&caller.authorized.organization).await?;
     refuse_under_gitops::<K>(&org, &path.name)?;
     let object = K::object(&path.name, body.spec);
@@ -209,7 +274,8 @@ pub async fn put<K: AdminKind>(
     match store.put_api_record(record, expected).await? {
         ApiWrite::Written(record) => {
             let status = if expected.is_some() { StatusCode::OK } else { StatusCode::CREATED };
-            Ok(with_etag(status, record.meta().generation, record_json(&record, Owner::Api)))
+            let body = record_view(&record, Owner::Api);
+            Ok(Versioned { status, version: record.meta().generation, body, location: None })
         }
         ApiWrite::OwnedByManifest => Err(managed_in_git::<K>(&org, &path.name)),
         ApiWrite::VersionMismatch { .. } if expected.is_none() => Err(AdminError::Conflict(format!(
@@ -226,6 +292,14 @@ pub async fn put<K: AdminKind>(
     }
 }
 
+pub fn put_docs<K: AdminKind>(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary(&format!("Create or replace a {} (roleSource: API)", K::NOUN))
+        .description("Creates it without `If-Match`, replaces it with `If-Match` its `ETag`.")
+        .with(replaced_or_created)
+        .with(if_match_header)
+        .with(|op| problems(op, &[409, 412]))
+}
+
 /// `DELETE {issuer}/api/v1/{roles|roleAssignments}/{name}`. 204.
 pub async fn delete<K: AdminKind>(
     State(state): State<TokenServiceState>,
@@ -240,6 +314,12 @@ pub async fn delete<K: AdminKind>(
         ApiWrite::OwnedByManifest => Err(managed_in_git::<K>(&org, &path.name)),
         ApiWrite::Absent | ApiWrite::VersionMismatch { .. } => Err(not_found::<K>(&path.name)),
     }
+}
+
+pub fn delete_docs<K: AdminKind>(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary(&format!("Delete a {} (roleSource: API)", K::NOUN))
+        .response_with::<204, (), _>(|r| r.description("Deleted."))
+        .with(|op| problems(op, &[409]))
 }
 
 /// A DNS subdomain (RFC 1123), as Kubernetes names objects.
@@ -282,15 +362,15 @@ fn not_found<K: AdminKind>(name: &str) -> AdminError {
     AdminError::NotFound { kind: kind_name::<K>(), id: name.to_owned() }
 }
 
-fn record_json<R: DesiredRecord>(record: &R, owner: Owner) -> Value {
-    let spec: Value = serde_json::from_str(record.spec_json()).unwrap_or(Value::Null);
+fn record_view<R: DesiredRecord, S: JsonSchema>(record: &R, owner: Owner) -> RecordView<S> {
     let meta = record.meta();
-    json!({
-        "kind": R::KIND.as_str(),
-        "namespace": meta.namespace,
-        "name": meta.name,
-        "owner": owner.as_str(),
-        "version": meta.generation,
-        "spec": spec,
-    })
+    RecordView {
+        kind: R::KIND.as_str(),
+        namespace: meta.namespace.clone(),
+        name: meta.name.clone(),
+        owner: owner.as_str(),
+        version: meta.generation,
+        spec: serde_json::from_str(record.spec_json()).unwrap_or(Value::Null),
+        spec_type: PhantomData,
+    }
 }

@@ -8,18 +8,17 @@
 //! its profile there: updating it here is refused (409 naming the provider),
 //! as is deleting a SCIM user (the provider's next push would bring it back).
 
+use aide::transform::TransformOperation;
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
-use super::body::{etag, if_match, json_body, present};
+use super::body::{JsonBody, Versioned, if_match, present};
+use super::openapi::{created, problems};
 use super::{AdminCaller, AdminError, IamManage, organization_namespace};
 use crate::audit::event::rfc3339_ms;
 use crate::authz::{AccessIndex, Principal, Scope};
@@ -36,7 +35,7 @@ const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 500;
 
 /// `{id}` of a user route (`{org}` is the caller's, read by [`AdminCaller`]).
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub struct UserPath {
     id: String,
 }
@@ -46,7 +45,7 @@ pub async fn list(
     State(state): State<TokenServiceState>,
     caller: AdminCaller<IamView>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<UserList>, AdminError> {
     let page = parse_page(query.as_deref().unwrap_or_default())?;
     let namespace = organization_namespace(&state, &caller).await?;
     let (limit, after, search) = (page.limit, page.after, page.search);
@@ -54,11 +53,36 @@ pub async fn list(
         state.store().list_users_after(&namespace, after.as_deref(), search.as_deref(), limit + 1).await?;
     let more = users.len() > limit as usize;
     users.truncate(limit as usize);
-    let mut body = json!({ "users": users.iter().map(user_json).collect::<Vec<_>>() });
-    if more && let Some(last) = users.last() {
-        body["nextCursor"] = json!(URL_SAFE_NO_PAD.encode(&last.user_name));
-    }
-    Ok(Json(body))
+    let next_cursor =
+        if more { users.last().map(|last| URL_SAFE_NO_PAD.encode(&last.user_name)) } else { None };
+    Ok(Json(UserList { users: users.iter().map(UserView::of).collect(), next_cursor }))
+}
+
+pub fn list_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("List users by userName, or search them").input::<Query<UserPageParameters>>().with(|op| problems(op, &[400]))
+}
+
+/// The query of a list of users: a page, and what the userNames contain.
+#[derive(Deserialize, JsonSchema)]
+pub struct UserPageParameters {
+    /// How many at most (default 100).
+    #[schemars(range(min = 1, max = 500))]
+    pub limit: Option<u32>,
+    /// The `nextCursor` of the previous page (pass `search` again with it).
+    pub cursor: Option<String>,
+    /// Only users whose userName contains this text, in any case (1 to 256 characters).
+    #[schemars(length(min = 1, max = 256))]
+    pub search: Option<String>,
+}
+
+/// A page of users.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserList {
+    pub users: Vec<UserView>,
+    /// Present when there is a next page: its `cursor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET {issuer}/api/v1/users/{id}`: the user, and `access`: what it may
@@ -68,27 +92,100 @@ pub async fn get(
     State(state): State<TokenServiceState>,
     caller: AdminCaller<IamView>,
     Path(path): Path<UserPath>,
-) -> Result<Response, AdminError> {
+) -> Result<Versioned<UserDetail>, AdminError> {
     let org = state.require_organization(&caller.authorized.organization).await?;
     let user = state.store().get_user(&org.namespace, &path.id).await?.ok_or_else(|| not_found(&path.id))?;
     let snapshot = state.access_index(&org).await?;
-    let mut body = user_json(&user);
-    body["access"] =
-        access_json(&state, &org.namespace, &snapshot.index, &user, state.now().as_second()).await?;
-    Ok(with_etag(StatusCode::OK, user.version, body))
+    let access = access_of(&state, &org.namespace, &snapshot.index, &user, state.now().as_second()).await?;
+    Ok(Versioned::ok(user.version, UserDetail { user: UserView::of(&user), access }))
+}
+
+pub fn get_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("A user, with its effective permissions and their trail")
+}
+
+/// A user and what it may do.
+#[derive(Serialize, JsonSchema)]
+pub struct UserDetail {
+    #[serde(flatten)]
+    pub user: UserView,
+    pub access: Access,
+}
+
+/// What a user may do in each scope where it holds anything, and why.
+#[derive(Serialize, JsonSchema)]
+pub struct Access {
+    /// An inactive user holds nothing.
+    pub active: bool,
+    pub scopes: Vec<ScopeAccess>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct ScopeAccess {
+    pub scope: ScopeView,
+    pub permissions: Vec<HeldPermission>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct HeldPermission {
+    pub permission: String,
+    /// When the last grant of it expires (RFC 3339), if every one does.
+    pub until: Option<String>,
+    pub grants: Vec<GrantView>,
+}
+
+/// One assignment in force that grants the permission.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantView {
+    pub assignment: AssignmentReference,
+    pub role: String,
+    /// The role that holds the grant, through included roles.
+    pub role_path: Option<Vec<String>>,
+    /// The grant that matched (a wildcard such as `journeys.*`, or the permission).
+    pub grant: Option<String>,
+    /// The group through which the user holds the assignment.
+    pub group: Option<String>,
+    pub scope: ScopeView,
+    pub expires_at: Option<String>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct AssignmentReference {
+    /// Always `RoleAssignment`.
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// The organization, or one of its workspaces.
+#[derive(Serialize, JsonSchema)]
+#[serde(tag = "kind")]
+pub enum ScopeView {
+    Organization,
+    Workspace { workspace: String },
+}
+
+impl ScopeView {
+    fn of(scope: &Scope) -> Self {
+        match scope {
+            Scope::Organization => Self::Organization,
+            Scope::Workspace(name) => Self::Workspace { workspace: name.clone() },
+        }
+    }
 }
 
 /// The effective permissions of `user` in the organization and in every
 /// workspace where one of its assignments applies, each with every
 /// assignment in force that grants it (the access review's question, so the
 /// same answer as `portcullis diff`).
-async fn access_json(
+async fn access_of(
     state: &TokenServiceState,
     namespace: &str,
     index: &AccessIndex,
     user: &User,
     now: i64,
-) -> Result<Value, AdminError> {
+) -> Result<Access, AdminError> {
     let principal = Principal::user(user.user_name.clone());
     let mut scopes = vec![Scope::Organization];
     scopes.extend(index.workspaces_of(&principal).into_iter().cloned());
@@ -110,37 +207,35 @@ async fn access_json(
                     assignment_names.insert(uid.to_owned(), name);
                 }
                 let path = index.role_path(grant.role(), held.permission);
-                grants.push(json!({
-                    "assignment": { "kind": "RoleAssignment", "namespace": namespace, "name": assignment_names[uid] },
-                    "role": grant.role(),
-                    "rolePath": path.as_ref().map(|p| p.roles.clone()),
-                    "grant": path.map(|p| p.grant),
-                    "group": grant.group(),
-                    "scope": scope_json(grant.scope()),
-                    "expiresAt": grant.expires_at().map(|s| rfc3339_ms(s.saturating_mul(1000))),
-                }));
+                grants.push(GrantView {
+                    assignment: AssignmentReference {
+                        kind: "RoleAssignment",
+                        namespace: namespace.to_owned(),
+                        name: assignment_names[uid].clone(),
+                    },
+                    role: grant.role().to_owned(),
+                    role_path: path.as_ref().map(|p| p.roles.clone()),
+                    grant: path.map(|p| p.grant.to_owned()),
+                    group: grant.group().map(str::to_owned),
+                    scope: ScopeView::of(grant.scope()),
+                    expires_at: grant.expires_at().map(|s| rfc3339_ms(s.saturating_mul(1000))),
+                });
             }
-            permissions.push(json!({
-                "permission": held.permission,
-                "until": held.until.map(|s| rfc3339_ms(s.saturating_mul(1000))),
-                "grants": grants,
-            }));
+            permissions.push(HeldPermission {
+                permission: held.permission.to_owned(),
+                until: held.until.map(|s| rfc3339_ms(s.saturating_mul(1000))),
+                grants,
+            });
         }
-        out.push(json!({ "scope": scope_json(scope), "permissions": permissions }));
+        out.push(ScopeAccess { scope: ScopeView::of(scope), permissions });
     }
-    Ok(json!({ "active": user.active, "scopes": out }))
-}
-
-fn scope_json(scope: &Scope) -> Value {
-    match scope {
-        Scope::Organization => json!({ "kind": "Organization" }),
-        Scope::Workspace(name) => json!({ "kind": "Workspace", "workspace": name }),
-    }
+    Ok(Access { active: user.active, scopes: out })
 }
 
 /// A user as `POST {issuer}/api/v1/users` takes it.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
 pub struct NewUserBody {
     user_name: String,
     #[serde(default)]
@@ -165,7 +260,8 @@ fn active_by_default() -> bool {
     true
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct EmailBody {
     value: String,
     #[serde(default, rename = "type")]
@@ -224,9 +320,9 @@ fn user_name(field: &str, value: &str) -> Result<String, AdminError> {
 pub async fn create(
     State(state): State<TokenServiceState>,
     caller: AdminCaller<IamManage>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, AdminError> {
-    let body: NewUserBody = json_body(body)?;
+    body: JsonBody<NewUserBody>,
+) -> Result<Versioned<UserView>, AdminError> {
+    let body = body.read()?;
     let org = state.require_organization(&caller.authorized.organization).await?;
     let mut new =
         NewUser::new(org.namespace.clone(), user_name("userName", &body.user_name)?, UserSource::Local);
@@ -256,28 +352,33 @@ pub async fn create(
         new.password_hash = Some(SecretString::new(hash));
     }
     let created = state.store().with_audit(caller.audit_context()).create_user(&new).await?;
-    let mut response = with_etag(StatusCode::CREATED, created.version, user_json(&created));
     let location = format!("{}/api/v1/users/{}", state.issuer(&org.name), created.id);
-    if let Ok(location) = header::HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
+    Ok(Versioned::created(created.version, UserView::of(&created), location))
+}
+
+pub fn create_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("Create a local user").with(created).with(|op| problems(op, &[409, 503]))
 }
 
 /// What `PATCH {issuer}/api/v1/users/{id}` may change (JSON merge patch,
 /// RFC 7396: absent leaves a field, `null` clears it).
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
 pub struct UserPatch {
     #[serde(default)]
     user_name: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<String>")]
     display_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<String>")]
     given_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<String>")]
     family_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<String>")]
     external_id: Option<Option<String>>,
     #[serde(default)]
     emails: Option<Vec<EmailBody>>,
@@ -292,10 +393,10 @@ pub async fn update(
     caller: AdminCaller<IamManage>,
     Path(path): Path<UserPath>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, AdminError> {
+    body: JsonBody<UserPatch>,
+) -> Result<Versioned<UserView>, AdminError> {
     let expected = if_match(&headers)?;
-    let patch: UserPatch = json_body(body)?;
+    let patch = body.read()?;
     let namespace = organization_namespace(&state, &caller).await?;
     let user = state.store().get_user(&namespace, &path.id).await?.ok_or_else(|| not_found(&path.id))?;
     refuse_provisioned(&state, &namespace, &user).await?;
@@ -330,7 +431,18 @@ pub async fn update(
     let store = state.store().with_audit(caller.audit_context());
     let updated =
         store.update_user(&namespace, &user.id, &update, Some(expected.unwrap_or(user.version))).await?;
-    Ok(with_etag(StatusCode::OK, updated.version, user_json(&updated)))
+    Ok(Versioned::ok(updated.version, UserView::of(&updated)))
+}
+
+pub fn update_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("Change a local user's profile (JSON merge patch)")
+        .with(if_match_header)
+        .with(|op| problems(op, &[409, 412]))
+}
+
+/// The optional `If-Match` of a write.
+pub(super) fn if_match_header(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.input::<super::body::IfMatch>()
 }
 
 /// `DELETE {issuer}/api/v1/users/{id}`: the user, its emails, second
@@ -353,6 +465,12 @@ pub async fn delete(
     }
 }
 
+pub fn delete_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("Delete a user")
+        .response_with::<204, (), _>(|r| r.description("Deleted."))
+        .with(|op| problems(op, &[409]))
+}
+
 /// `DELETE {issuer}/api/v1/users/{id}/second-factors`: removes every TOTP
 /// enrolment and WebAuthn credential; the user enrols again at its next
 /// sign-in where the organization requires a second factor.
@@ -360,13 +478,32 @@ pub async fn reset_second_factors(
     State(state): State<TokenServiceState>,
     caller: AdminCaller<IamManage>,
     Path(path): Path<UserPath>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<SecondFactorsRemoved>, AdminError> {
     let namespace = organization_namespace(&state, &caller).await?;
     let store = state.store().with_audit(caller.audit_context());
     let removed = store.reset_second_factors(&namespace, &path.id).await?;
-    Ok(Json(json!({
-        "removed": { "enrolments": removed.enrolments, "webauthnCredentials": removed.webauthn_credentials }
-    })))
+    Ok(Json(SecondFactorsRemoved {
+        removed: RemovedFactors {
+            enrolments: removed.enrolments,
+            webauthn_credentials: removed.webauthn_credentials,
+        },
+    }))
+}
+
+pub fn reset_second_factors_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("Remove every TOTP and WebAuthn factor of a user")
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct SecondFactorsRemoved {
+    pub removed: RemovedFactors,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemovedFactors {
+    pub enrolments: u64,
+    pub webauthn_credentials: u64,
 }
 
 /// `DELETE {issuer}/api/v1/users/{id}/sessions`: ends its browser sessions
@@ -376,13 +513,32 @@ pub async fn revoke_sessions(
     State(state): State<TokenServiceState>,
     caller: AdminCaller<IamManage>,
     Path(path): Path<UserPath>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<SessionsRevoked>, AdminError> {
     let namespace = organization_namespace(&state, &caller).await?;
     let store = state.store().with_audit(caller.audit_context());
     let revoked = store.revoke_user_access(&namespace, &path.id).await?;
-    Ok(Json(
-        json!({ "revoked": { "sessions": revoked.sessions, "refreshTokenFamilies": revoked.refresh_families } }),
-    ))
+    Ok(Json(SessionsRevoked {
+        revoked: RevokedAccess {
+            sessions: revoked.sessions,
+            refresh_token_families: revoked.refresh_families,
+        },
+    }))
+}
+
+pub fn revoke_sessions_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("End a user's sessions and revoke its refresh tokens")
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct SessionsRevoked {
+    pub revoked: RevokedAccess,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokedAccess {
+    pub sessions: u64,
+    pub refresh_token_families: u64,
 }
 
 /// 409 naming the identity provider if one provisions `user`.
@@ -402,21 +558,18 @@ async fn refuse_provisioned(
     Err(AdminError::ManagedByIdentityProvider { kind: "user", id: user.id.clone(), identity_provider })
 }
 
-/// A JSON answer with the row's version as its `ETag`.
-pub(super) fn with_etag(status: StatusCode, version: i64, body: Value) -> Response {
-    let mut response = (status, Json(body)).into_response();
-    response.headers_mut().insert(header::ETAG, etag(version));
-    response
-}
-
 /// `POST {issuer}/api/v1/users/{id}/deactivate`: the user can no longer sign
 /// in or refresh tokens.
 pub async fn deactivate(
     state: State<TokenServiceState>,
     caller: AdminCaller<IamManage>,
     path: Path<UserPath>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<UserView>, AdminError> {
     set_active(state, caller, path, false).await
+}
+
+pub fn deactivate_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("Deactivate a user: no more sign-in or refresh")
 }
 
 /// `POST {issuer}/api/v1/users/{id}/reactivate`.
@@ -424,8 +577,12 @@ pub async fn reactivate(
     state: State<TokenServiceState>,
     caller: AdminCaller<IamManage>,
     path: Path<UserPath>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<UserView>, AdminError> {
     set_active(state, caller, path, true).await
+}
+
+pub fn reactivate_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("Reactivate a user")
 }
 
 async fn set_active(
@@ -433,7 +590,7 @@ async fn set_active(
     caller: AdminCaller<IamManage>,
     Path(path): Path<UserPath>,
     active: bool,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<UserView>, AdminError> {
     let namespace = organization_namespace(&state, &caller).await?;
     let store = state.store().with_audit(caller.audit_context());
     match store.set_user_active(&namespace, &path.id, active).await {
@@ -442,7 +599,7 @@ async fn set_active(
         Err(error) => return Err(error.into()),
     }
     let user = store.get_user(&namespace, &path.id).await?.ok_or_else(|| not_found(&path.id))?;
-    Ok(Json(user_json(&user)))
+    Ok(Json(UserView::of(&user)))
 }
 
 fn not_found(id: &str) -> AdminError {
@@ -450,22 +607,57 @@ fn not_found(id: &str) -> AdminError {
 }
 
 /// What the admin API shows of a user (never the password hash).
-fn user_json(user: &User) -> Value {
-    json!({
-        "id": user.id,
-        "userName": user.user_name,
-        "displayName": user.display_name,
-        "givenName": user.given_name,
-        "familyName": user.family_name,
-        "externalId": user.external_id,
-        "emails": user.emails.iter().map(|e| json!({ "value": e.value, "type": e.kind, "primary": e.primary })).collect::<Vec<_>>(),
-        "active": user.active,
-        "source": user.source.as_str(),
-        "lastLoginAt": user.last_login_ms.map(rfc3339_ms),
-        "createdAt": rfc3339_ms(user.created_ms),
-        "updatedAt": rfc3339_ms(user.updated_ms),
-        "version": user.version,
-    })
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub id: String,
+    pub user_name: String,
+    pub display_name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub external_id: Option<String>,
+    pub emails: Vec<EmailView>,
+    pub active: bool,
+    /// `local`, `scim` or `jit`: who provisions it.
+    #[schemars(extend("enum" = ["local", "scim", "jit"]))]
+    pub source: &'static str,
+    pub last_login_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// The version (also the `ETag`).
+    pub version: i64,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct EmailView {
+    pub value: String,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub primary: bool,
+}
+
+impl UserView {
+    fn of(user: &User) -> Self {
+        Self {
+            id: user.id.clone(),
+            user_name: user.user_name.clone(),
+            display_name: user.display_name.clone(),
+            given_name: user.given_name.clone(),
+            family_name: user.family_name.clone(),
+            external_id: user.external_id.clone(),
+            emails: user
+                .emails
+                .iter()
+                .map(|e| EmailView { value: e.value.clone(), kind: e.kind.clone(), primary: e.primary })
+                .collect(),
+            active: user.active,
+            source: user.source.as_str(),
+            last_login_at: user.last_login_ms.map(rfc3339_ms),
+            created_at: rfc3339_ms(user.created_ms),
+            updated_at: rfc3339_ms(user.updated_ms),
+            version: user.version,
+        }
+    }
 }
 
 /// What a list of users asks for.
