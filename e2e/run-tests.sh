@@ -43,6 +43,11 @@ PORTCULLIS_SCIM2_TESTER_BIN=$(bash e2e/build-scim2-tester.sh | tail -n 1)
 export PORTCULLIS_SCIM2_TESTER_BIN
 echo "scim2-tester in $PORTCULLIS_SCIM2_TESTER_BIN" >&2
 
+step "Python client's test venv (PyJWT, Flask, FastAPI, pytest from PyPI, cached)"
+PORTCULLIS_PYTHON_CLIENT_BIN=$(bash e2e/build-python-client.sh | tail -n 1)
+export PORTCULLIS_PYTHON_CLIENT_BIN
+echo "Python client venv in $PORTCULLIS_PYTHON_CLIENT_BIN" >&2
+
 step "cargo test --workspace --all-targets"
 cargo test --locked --workspace --all-targets
 
