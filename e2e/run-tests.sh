@@ -48,6 +48,11 @@ PORTCULLIS_SMTP_SINK_BIN=$(bash e2e/build-smtp-sink.sh | tail -n 1)
 export PORTCULLIS_SMTP_SINK_BIN
 echo "SMTP sink in $PORTCULLIS_SMTP_SINK_BIN" >&2
 
+step "Python client's test venv (PyJWT, Flask, FastAPI, pytest from PyPI, cached)"
+PORTCULLIS_PYTHON_CLIENT_BIN=$(bash e2e/build-python-client.sh | tail -n 1)
+export PORTCULLIS_PYTHON_CLIENT_BIN
+echo "Python client venv in $PORTCULLIS_PYTHON_CLIENT_BIN" >&2
+
 step "cargo test --workspace --all-targets"
 cargo test --locked --workspace --all-targets
 

@@ -65,6 +65,7 @@ on_both_backends!(
     introspection_and_revocation,
     the_check_api_answers_with_the_access_cores_decision,
     the_check_api_refuses_a_revoked_access_token,
+    the_check_api_decides_for_a_presented_token,
     expired_codes_families_and_revoked_tokens_are_purged,
     require_permission_refuses_alg_none,
     require_permission_refuses_hs256_signed_with_the_public_key,
@@ -882,6 +883,35 @@ async fn the_check_api_refuses_a_revoked_access_token(store: Store) {
     let fresh = text(&backend_token(&svc, None).await, "access_token").to_owned();
     let (status, _, body) = check_api(&svc, ORG, &fresh, alice_may_publish_in_eu()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A resource server sends the token it was presented instead of a
+/// principal (portcullis-guard's check mode): decided for the token's
+/// principal, and `RevokedToken` / `InvalidToken` once it speaks for no one.
+async fn the_check_api_decides_for_a_presented_token(store: Store) {
+    let svc = start(store).await;
+    let caller = text(&backend_token(&svc, None).await, "access_token").to_owned();
+    let presented = text(&backend_token(&svc, None).await, "access_token").to_owned();
+    let ask = |permission: &str, token: &str| json!({ "token": token, "permission": permission, "workspace": "eu" });
+
+    let (status, _, body) = check_api(&svc, ORG, &caller, ask("journeys.publish", &presented)).await;
+    assert_eq!((status, &body["allowed"]), (StatusCode::OK, &json!(true)), "{body}");
+    let (_, _, body) = check_api(&svc, ORG, &caller, ask("iam.manage", &presented)).await;
+    assert_eq!((&body["allowed"], &body["reason"]), (&json!(false), &json!("UnknownPermission")), "{body}");
+
+    let (status, _, _) =
+        post_form(&svc.url(ORG, "/revoke"), &[("token", &presented)], Some(("backend", BACKEND_SECRET)))
+            .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = check_api(&svc, ORG, &caller, ask("journeys.publish", &presented)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((&body["allowed"], &body["reason"]), (&json!(false), &json!("RevokedToken")), "{body}");
+    let (_, _, body) = check_api(&svc, ORG, &caller, ask("journeys.publish", "not.a.token")).await;
+    assert_eq!((&body["allowed"], &body["reason"]), (&json!(false), &json!("InvalidToken")), "{body}");
+
+    let both = json!({ "token": caller, "principal": { "kind": "Client", "name": "backend" }, "permission": "journeys.view" });
+    let (status, _, body) = check_api(&svc, ORG, &caller, both).await;
+    assert_eq!((status, &body["error"]), (StatusCode::BAD_REQUEST, &json!("invalid_request")), "{body}");
 }
 
 /// Finding 11 of issue 13: authorization codes, refresh-token families and

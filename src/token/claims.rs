@@ -5,6 +5,8 @@
 //! `jti`), and supplies roles and permissions already resolved by the access
 //! core; nothing is computed from the store here.
 
+use std::collections::BTreeMap;
+
 use jiff::{SignedDuration, Timestamp};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -139,6 +141,12 @@ pub struct AccessTokenClaims {
     /// Effective permissions, when the client asked for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<Vec<String>>,
+    /// With `permissions`: per workspace, what the principal holds there
+    /// beyond `permissions` (its workspace-scoped grants); workspaces where it
+    /// holds nothing more are left out, so a service reads its decision from
+    /// the token alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_permissions: Option<BTreeMap<String, Vec<String>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,6 +167,7 @@ pub struct AccessTokenGrant {
     pub organization: String,
     pub roles: Vec<RoleClaim>,
     pub permissions: Option<Vec<String>>,
+    pub workspace_permissions: Option<BTreeMap<String, Vec<String>>>,
     pub groups: Option<Vec<String>>,
     pub email: Option<String>,
     pub name: Option<String>,
@@ -190,6 +199,7 @@ impl AccessTokenClaims {
             org: grant.organization,
             roles: grant.roles,
             permissions: grant.permissions,
+            workspace_permissions: grant.workspace_permissions,
             groups: grant.groups,
             email: grant.email,
             name: grant.name,
@@ -396,7 +406,7 @@ mod tests {
             ])
         );
         assert_eq!(json["jti"].as_str().unwrap().len(), 22);
-        for absent in ["permissions", "groups", "email", "name", "auth_time"] {
+        for absent in ["permissions", "workspace_permissions", "groups", "email", "name", "auth_time"] {
             assert!(json.get(absent).is_none(), "{absent} should be omitted");
         }
         let back: AccessTokenClaims = serde_json::from_value(json).unwrap();

@@ -2,6 +2,12 @@
 //! and a scope; answers the access core's decision and its reason. Protected by
 //! [`RequirePermission`] with `iam.view` (reading who may do what is viewing
 //! the organization's IAM).
+//!
+//! Instead of a principal, a resource server may send the access token it was
+//! presented (`"token"`): the principal is then the token's, and a token that
+//! is revoked (RFC 7009) or no longer verifies is answered `allowed: false`
+//! with reason `RevokedToken` or `InvalidToken`. This is how
+//! `portcullis-guard`'s check mode sees revocations at once.
 
 use aide::generate::GenContext;
 use aide::openapi::{Operation, ReferenceOr, RequestBody, Response, StatusCode as DocStatus};
@@ -15,8 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use super::admin::openapi::{document_permission, schema_content, string_header};
 use super::error::{ErrorDocument, OAuthError};
-use super::require_permission::{Permission, RequirePermission};
-use super::state::TokenServiceState;
+use super::require_permission::{Permission, RequirePermission, principal_of};
+use super::state::{OrganizationView, TokenServiceState};
+use super::verify::{AudienceCheck, verify_access_token};
 use crate::authz::{Decision, Principal, PrincipalKind, Scope};
 
 /// The permission the check API requires.
@@ -30,7 +37,12 @@ impl Permission for IamView {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
-    principal: PrincipalRequest,
+    /// Exactly one of `principal` and `token`.
+    #[serde(default)]
+    principal: Option<PrincipalRequest>,
+    /// An access token of this organization, any audience: its principal.
+    #[serde(default)]
+    token: Option<String>,
     permission: String,
     /// A workspace name; absent for the organization scope.
     #[serde(default)]
@@ -58,17 +70,21 @@ pub async fn check(
 ) -> Result<Json<CheckAnswer>, OAuthError> {
     let request: CheckRequest = serde_json::from_slice(&body)
         .map_err(|e| OAuthError::invalid_request(format!("The request body is not a check request: {e}")))?;
-    let kind = match request.principal.kind {
-        PrincipalKindRequest::User => PrincipalKind::User,
-        PrincipalKindRequest::Group => PrincipalKind::Group,
-        PrincipalKindRequest::Client => PrincipalKind::Client,
+    let org = state.require_organization(&caller.organization).await?;
+    let principal = match (request.principal, request.token) {
+        (Some(principal), None) => principal.into_principal(),
+        (None, Some(token)) => match principal_of_token(&state, &org, &token).await? {
+            Ok(principal) => principal,
+            Err((reason, explanation)) => {
+                return Ok(Json(CheckAnswer { allowed: false, reason, explanation, grant: None }));
+            }
+        },
+        _ => return Err(OAuthError::invalid_request("Give exactly one of principal and token.")),
     };
-    let principal = Principal { kind, name: request.principal.name };
     let scope = match request.workspace {
         Some(workspace) => Scope::Workspace(workspace),
         None => Scope::Organization,
     };
-    let org = state.require_organization(&caller.organization).await?;
     let index = state.access_index(&org).await?;
     let decision = index.index.check(&principal, &request.permission, &scope, state.now().as_second());
     let explanation = decision.to_string();
@@ -92,6 +108,39 @@ pub async fn check(
         }
     };
     Ok(Json(body))
+}
+
+impl PrincipalRequest {
+    fn into_principal(self) -> Principal {
+        let kind = match self.kind {
+            PrincipalKindRequest::User => PrincipalKind::User,
+            PrincipalKindRequest::Group => PrincipalKind::Group,
+            PrincipalKindRequest::Client => PrincipalKind::Client,
+        };
+        Principal { kind, name: self.name }
+    }
+}
+
+/// The principal of an access token presented to a resource server, or why
+/// the token speaks for no one (a reason code and its explanation).
+async fn principal_of_token(
+    state: &TokenServiceState,
+    org: &OrganizationView,
+    token: &str,
+) -> Result<Result<Principal, (&'static str, String)>, OAuthError> {
+    let claims = match verify_access_token(state, org, token, AudienceCheck::Any).await {
+        Ok(verified) => verified.claims,
+        Err(e) => return Ok(Err(("InvalidToken", e.description().to_string()))),
+    };
+    if claims.org != org.name {
+        return Ok(Err(("InvalidToken", "The token was issued for another organization.".into())));
+    }
+    if super::grants::is_access_token_revoked(state, &org.name, &claims.jti).await? {
+        return Ok(Err(("RevokedToken", "The token has been revoked.".into())));
+    }
+    Ok(principal_of(state, org, &claims)
+        .await?
+        .ok_or_else(|| ("InvalidToken", "The token's user no longer exists.".to_string())))
 }
 
 /// The access core's decision.

@@ -4,8 +4,11 @@
 //!
 //! Permissions are included when the request's scope has `permissions`, or
 //! the client's `tokenClaims` lists `permissions`; they are the effective
-//! permissions in the organization scope (what holds everywhere). Roles are
-//! always included, with the scope each was granted in.
+//! permissions in the organization scope (what holds everywhere), with
+//! `workspace_permissions` for what workspace-scoped grants add in each
+//! workspace. Roles are always included, with the scope each was granted in.
+
+use std::collections::BTreeMap;
 
 use jiff::{SignedDuration, Timestamp};
 
@@ -108,6 +111,14 @@ pub async fn access_token(
         Subject::User(user) => Some(user),
         Subject::Client => None,
     };
+    let roles = roles(&index, &principal, now);
+    let (permissions, workspace_permissions) = if wants_permissions {
+        let everywhere = permissions(&index, &principal, &Scope::Organization, now);
+        let per_workspace = workspace_permissions(&index, &principal, &roles, &everywhere, now);
+        (Some(everywhere), Some(per_workspace).filter(|w| !w.is_empty()))
+    } else {
+        (None, None)
+    };
     let grant = AccessTokenGrant {
         issuer: state.issuer(&org.name),
         subject: sub,
@@ -115,8 +126,9 @@ pub async fn access_token(
         client_id: client.client_id.clone(),
         scopes: scopes.to_vec(),
         organization: org.name.clone(),
-        roles: roles(&index, &principal, now),
-        permissions: wants_permissions.then(|| permissions(&index, &principal, now)),
+        roles,
+        permissions,
+        workspace_permissions,
         groups: None,
         email: user.filter(|_| client.wants_claim(TokenClaim::Email)).and_then(|u| u.email.clone()),
         name: user.filter(|_| client.wants_claim(TokenClaim::Profile)).and_then(|u| u.name.clone()),
@@ -204,13 +216,40 @@ fn roles(index: &IndexSnapshot, principal: &Principal, now: Timestamp) -> Vec<Ro
     roles
 }
 
-fn permissions(index: &IndexSnapshot, principal: &Principal, now: Timestamp) -> Vec<String> {
+fn permissions(index: &IndexSnapshot, principal: &Principal, scope: &Scope, now: Timestamp) -> Vec<String> {
     index
         .index
-        .effective_permissions(principal, &Scope::Organization, now.as_second())
+        .effective_permissions(principal, scope, now.as_second())
         .into_iter()
         .map(str::to_owned)
         .collect()
+}
+
+/// For each workspace the principal has a role in, the permissions it holds
+/// there beyond `everywhere` (the organization scope's).
+fn workspace_permissions(
+    index: &IndexSnapshot,
+    principal: &Principal,
+    roles: &[RoleClaim],
+    everywhere: &[String],
+    now: Timestamp,
+) -> BTreeMap<String, Vec<String>> {
+    let mut per_workspace = BTreeMap::new();
+    for role in roles {
+        let RoleScope::Workspace(workspace) = &role.scope else { continue };
+        if per_workspace.contains_key(workspace) {
+            continue;
+        }
+        let scope = Scope::Workspace(workspace.clone());
+        let more: Vec<String> = permissions(index, principal, &scope, now)
+            .into_iter()
+            .filter(|p| !everywhere.contains(p))
+            .collect();
+        if !more.is_empty() {
+            per_workspace.insert(workspace.clone(), more);
+        }
+    }
+    per_workspace
 }
 
 pub fn primary_email(user: &User) -> Option<String> {

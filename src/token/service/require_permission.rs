@@ -25,7 +25,7 @@ use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 
 use super::error::OAuthError;
-use super::state::TokenServiceState;
+use super::state::{OrganizationView, TokenServiceState};
 use super::verify::bearer_token;
 use crate::authz::{Decision, Principal, Scope};
 use crate::store::UserStore as _;
@@ -116,16 +116,9 @@ impl PermissionAuthority for TokenServiceState {
         if super::grants::is_access_token_revoked(self, &org.name, &claims.jti).await? {
             return Err(OAuthError::invalid_token("The token has been revoked."));
         }
-        let principal = if claims.sub == claims.client_id {
-            Principal::client(claims.client_id.clone())
-        } else {
-            let user = self
-                .store()
-                .get_user(&org.namespace, &claims.sub)
-                .await?
-                .ok_or_else(|| OAuthError::invalid_token("The token's user no longer exists."))?;
-            Principal::user(user.user_name)
-        };
+        let principal = principal_of(self, &org, &claims)
+            .await?
+            .ok_or_else(|| OAuthError::invalid_token("The token's user no longer exists."))?;
         let index = self.access_index(&org).await?;
         let decision = index.index.check(&principal, permission, &Scope::Organization, now.as_second());
         let reason = decision.to_string();
@@ -138,4 +131,19 @@ impl PermissionAuthority for TokenServiceState {
             )),
         }
     }
+}
+
+/// Who a verified access token speaks for, as the access index knows it:
+/// the client itself (`sub` = `client_id`), else the user by its name; `None`
+/// when that user no longer exists.
+pub async fn principal_of(
+    state: &TokenServiceState,
+    org: &OrganizationView,
+    claims: &AccessTokenClaims,
+) -> Result<Option<Principal>, OAuthError> {
+    if claims.sub == claims.client_id {
+        return Ok(Some(Principal::client(claims.client_id.clone())));
+    }
+    let user = state.store().get_user(&org.namespace, &claims.sub).await?;
+    Ok(user.map(|user| Principal::user(user.user_name)))
 }
