@@ -8,19 +8,17 @@
 //! mail went: `sent`, or `failed` with the SMTP server's reason (the
 //! invitation is kept; resend to try again).
 
+use aide::transform::TransformOperation;
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::Query;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use aide::transform::TransformOperation;
-use axum::extract::Query;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::body::{Versioned, json_body};
+use super::body::{JsonBody, Versioned};
 use super::openapi::{created, problems};
 use super::{AdminCaller, AdminError, IamInviteUsers};
 use crate::api::GoDuration;
@@ -66,9 +64,9 @@ fn inviter<P: crate::token::service::require_permission::Permission>(caller: &Ad
 pub async fn create(
     State(state): State<TokenServiceState>,
     caller: AdminCaller<IamInviteUsers>,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody<NewInvitationBody>,
 ) -> Result<Versioned<InvitationView>, AdminError> {
-    let body: NewInvitationBody = json_body(body)?;
+    let body = body.read()?;
     let lifetime = match body.expires_in {
         Some(text) => Some(
             GoDuration::new(text)
@@ -199,7 +197,11 @@ pub struct InvitationList {
 
 /// The invitation as the API shows it. `mail`: the outcome of a send this
 /// request made, else what the store recorded.
-fn invitation_view(state: &TokenServiceState, invitation: &Invitation, mail: Option<&MailOutcome>) -> InvitationView {
+fn invitation_view(
+    state: &TokenServiceState,
+    invitation: &Invitation,
+    mail: Option<&MailOutcome>,
+) -> InvitationView {
     let view = |status, sent_at, error: Option<&String>| MailView { status, sent_at, error: error.cloned() };
     let mail = match mail {
         Some(MailOutcome::Sent) => view("sent", None, None),
@@ -228,10 +230,8 @@ fn invitation_view(state: &TokenServiceState, invitation: &Invitation, mail: Opt
     }
 }
 
-
 pub fn create_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
     op.summary("Invite an email address: the link goes by mail only")
-        .input::<Json<NewInvitationBody>>()
         .with(created)
         .with(|op| problems(op, &[400, 403, 409, 413]))
 }
@@ -239,7 +239,6 @@ pub fn create_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
 pub fn list_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
     op.summary("List invitations, oldest first")
         .input::<Query<InvitationQuery>>()
-        .response::<200, Json<InvitationList>>()
         .with(|op| problems(op, &[400]))
 }
 
@@ -248,13 +247,11 @@ pub fn get_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
 }
 
 pub fn resend_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
-    op.summary("Send a new link; the previous one stops working")
-        .with(|op| problems(op, &[409]))
+    op.summary("Send a new link; the previous one stops working").with(|op| problems(op, &[409]))
 }
 
 pub fn revoke_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
-    op.summary("Revoke an invitation: its link stops working")
-        .with(|op| problems(op, &[409]))
+    op.summary("Revoke an invitation: its link stops working").with(|op| problems(op, &[409]))
 }
 
 /// The query of a list of invitations.

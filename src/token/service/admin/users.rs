@@ -59,7 +59,9 @@ pub async fn list(
 }
 
 pub fn list_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
-    op.summary("List users by userName, or search them").input::<Query<UserPageParameters>>().with(|op| problems(op, &[400]))
+    op.summary("List users by userName, or search them")
+        .input::<Query<UserPageParameters>>()
+        .with(|op| problems(op, &[400]))
 }
 
 /// The query of a list of users: a page, and what the userNames contain.
