@@ -16,6 +16,7 @@ use futures::stream;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::body::{page_limit, query_pairs};
 use super::openapi::{problems, schema_content, string_header};
 use super::{AdminCaller, AdminError, IamExportAudit};
 use crate::audit::{AuditEntry, AuditEvent, ExportLine, GENESIS_HASH, Outcome, Target};
@@ -296,12 +297,7 @@ impl HeadView {
 /// by name.
 fn parse_page_request(query: &str) -> Result<PageRequest, AdminError> {
     let mut request = PageRequest { limit: DEFAULT_PAGE, ..PageRequest::default() };
-    let mut seen: Vec<String> = Vec::new();
-    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-        if seen.iter().any(|s| *s == name) {
-            return Err(AdminError::invalid_parameter(&name, "given more than once"));
-        }
-        seen.push(name.to_string());
+    for (name, value) in query_pairs(query)? {
         let value = value.into_owned();
         let filter = &mut request.filter;
         match name.as_ref() {
@@ -317,10 +313,7 @@ fn parse_page_request(query: &str) -> Result<PageRequest, AdminError> {
             "since" => filter.since_ms = Some(timestamp_ms(&name, &value)?),
             "until" => filter.until_ms = Some(timestamp_ms(&name, &value)?),
             "limit" => {
-                request.limit =
-                    value.parse::<u32>().ok().filter(|limit| (1..=MAX_PAGE).contains(limit)).ok_or_else(
-                        || AdminError::invalid_parameter("limit", format!("must be 1 to {MAX_PAGE}")),
-                    )?;
+                request.limit = page_limit(&value, MAX_PAGE)?;
             }
             "cursor" => {
                 request.before_seq =

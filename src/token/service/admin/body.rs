@@ -3,6 +3,7 @@
 //! never silently ignored), a size limit answered 413, and `If-Match` /
 //! `ETag` carrying a row's version (RFC 9110 §13.1.1, §8.8.3).
 
+use std::borrow::Cow;
 use std::marker::PhantomData;
 
 use aide::generate::GenContext;
@@ -215,6 +216,31 @@ impl OperationInput for IfMatch {
 /// The `ETag` of version `version`.
 pub fn etag(version: i64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+/// One `name=value` of a query string, decoded.
+pub type QueryPair<'q> = (Cow<'q, str>, Cow<'q, str>);
+
+/// The parameters of a query string, each name at most once: a repeated one
+/// is refused, by name (every list of the admin API reads its query so).
+pub fn query_pairs(query: &str) -> Result<Vec<QueryPair<'_>>, AdminError> {
+    let mut pairs: Vec<QueryPair<'_>> = Vec::new();
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if pairs.iter().any(|(seen, _)| *seen == name) {
+            return Err(AdminError::invalid_parameter(&name, "given more than once"));
+        }
+        pairs.push((name, value));
+    }
+    Ok(pairs)
+}
+
+/// A list's `limit`: 1 to `max`.
+pub fn page_limit(value: &str, max: u32) -> Result<u32, AdminError> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|limit| (1..=max).contains(limit))
+        .ok_or_else(|| AdminError::invalid_parameter("limit", format!("must be 1 to {max}")))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::body::{JsonBody, Versioned, if_match, present};
+use super::body::{JsonBody, Versioned, if_match, page_limit, present, query_pairs};
 use super::openapi::{PageParameters, created, problems};
 use super::users::if_match_header;
 use super::{AdminCaller, AdminError, IamManage, organization_namespace};
@@ -360,17 +360,10 @@ fn cursor(offset: u64) -> String {
 /// `limit` and `cursor` (an opaque position this API returned).
 fn parse_page(query: &str) -> Result<(u32, u64), AdminError> {
     let (mut limit, mut offset) = (DEFAULT_PAGE, 0);
-    let mut seen: Vec<String> = Vec::new();
-    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-        if seen.iter().any(|s| *s == name) {
-            return Err(AdminError::invalid_parameter(&name, "given more than once"));
-        }
-        seen.push(name.to_string());
+    for (name, value) in query_pairs(query)? {
         match name.as_ref() {
             "limit" => {
-                limit = value.parse::<u32>().ok().filter(|limit| (1..=MAX_PAGE).contains(limit)).ok_or_else(
-                    || AdminError::invalid_parameter("limit", format!("must be 1 to {MAX_PAGE}")),
-                )?;
+                limit = page_limit(&value, MAX_PAGE)?;
             }
             "cursor" => {
                 offset = URL_SAFE_NO_PAD

@@ -18,7 +18,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::body::{JsonBody, Versioned};
+use super::body::{JsonBody, Versioned, page_limit, query_pairs};
 use super::openapi::{created, problems};
 use super::{AdminCaller, AdminError, IamInviteUsers};
 use crate::api::GoDuration;
@@ -321,18 +321,10 @@ pub(crate) fn problem(error: InvitationError) -> AdminError {
 /// `state`, `email`, `workspace`, `limit`, `cursor` (`{created_ms}:{id}`, base64url).
 fn parse_query(query: &str) -> Result<InvitationFilter, AdminError> {
     let mut filter = InvitationFilter { limit: DEFAULT_PAGE, ..InvitationFilter::default() };
-    let mut seen: Vec<String> = Vec::new();
-    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-        if seen.iter().any(|s| *s == name) {
-            return Err(AdminError::invalid_parameter(&name, "given more than once"));
-        }
-        seen.push(name.to_string());
+    for (name, value) in query_pairs(query)? {
         match name.as_ref() {
             "limit" => {
-                filter.limit =
-                    value.parse::<u32>().ok().filter(|limit| (1..=MAX_PAGE).contains(limit)).ok_or_else(
-                        || AdminError::invalid_parameter("limit", format!("must be 1 to {MAX_PAGE}")),
-                    )?;
+                filter.limit = page_limit(&value, MAX_PAGE)?;
             }
             "cursor" => {
                 let cursor = URL_SAFE_NO_PAD

@@ -17,7 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::body::{JsonBody, Versioned, if_match, present};
+use super::body::{JsonBody, Versioned, if_match, page_limit, present, query_pairs};
 use super::openapi::{created, problems};
 use super::{AdminCaller, AdminError, IamManage, organization_namespace};
 use crate::audit::event::rfc3339_ms;
@@ -675,17 +675,10 @@ struct PageQuery {
 /// `search` (text the userName contains).
 fn parse_page(query: &str) -> Result<PageQuery, AdminError> {
     let (mut limit, mut after, mut search) = (DEFAULT_PAGE, None, None);
-    let mut seen: Vec<String> = Vec::new();
-    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-        if seen.iter().any(|s| *s == name) {
-            return Err(AdminError::invalid_parameter(&name, "given more than once"));
-        }
-        seen.push(name.to_string());
+    for (name, value) in query_pairs(query)? {
         match name.as_ref() {
             "limit" => {
-                limit = value.parse::<u32>().ok().filter(|limit| (1..=MAX_PAGE).contains(limit)).ok_or_else(
-                    || AdminError::invalid_parameter("limit", format!("must be 1 to {MAX_PAGE}")),
-                )?;
+                limit = page_limit(&value, MAX_PAGE)?;
             }
             "cursor" => {
                 let decoded = URL_SAFE_NO_PAD
