@@ -10,6 +10,16 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+# A cold build of every target (clippy's, the tests', the fuzz targets') writes
+# about 10 GB; say so up front rather than let rustc stop half-way with "No
+# space left on device".
+target_dir=${CARGO_TARGET_DIR:-target}
+mkdir -p "$target_dir"
+free_gb=$(df -Pk "$target_dir" | awk 'NR == 2 { print int($4 / 1048576) }')
+if ((free_gb < 15)); then
+  echo "warning: ${free_gb} GB free under $target_dir; a cold build needs about 10 GB" >&2
+fi
+
 step "cargo fmt --check"
 cargo fmt --all --check
 # fuzz/ is a workspace of its own (kept out of the main one for libfuzzer).

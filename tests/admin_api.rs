@@ -69,9 +69,10 @@ on_both_backends!(
     another_tenant_reaches_nothing_of_acme,
 );
 
-/// The seeded token service, plus `iam.export-audit`, `iam.manage` and
-/// `iam.manage-roles` in acme's catalog, a role `auditor` (iam.export-audit)
-/// and a role `iam-manager` (iam.view, iam.manage, iam.manage-roles), and
+/// The seeded token service, plus `iam.export-audit`, `iam.manage`,
+/// `iam.manage-roles` and `iam.invite-users` in acme's catalog, a role
+/// `auditor` (iam.export-audit) and a role `iam-manager` (iam.view,
+/// iam.manage, iam.manage-roles, iam.invite-users), and
 /// clients `auditor` and `manager` assigned them.
 async fn start_with_auditor(store: Store) -> TokenService {
     let svc = start(store).await;
@@ -80,6 +81,7 @@ async fn start_with_auditor(store: Store) -> TokenService {
         "iam.export-audit",
         "iam.manage",
         "iam.manage-roles",
+        "iam.invite-users",
         "journeys.view",
         "journeys.edit",
         "journeys.publish",
@@ -100,7 +102,12 @@ async fn start_with_auditor(store: Store) -> TokenService {
         .expect("add iam.export-audit to the catalog");
     for (role, permissions, client, secret) in [
         ("auditor", vec!["iam.export-audit"], "auditor", AUDITOR_SECRET),
-        ("iam-manager", vec!["iam.view", "iam.manage", "iam.manage-roles"], "manager", MANAGER_SECRET),
+        (
+            "iam-manager",
+            vec!["iam.view", "iam.manage", "iam.manage-roles", "iam.invite-users"],
+            "manager",
+            MANAGER_SECRET,
+        ),
     ] {
         let permissions: Vec<String> = permissions.into_iter().map(String::from).collect();
         svc.store
@@ -1056,6 +1063,9 @@ async fn another_tenant_reaches_nothing_of_acme(svc: TokenService) {
         (reqwest::Method::POST, "/api/v1/users".to_owned()),
         (reqwest::Method::GET, "/api/v1/groups".to_owned()),
         (reqwest::Method::PUT, "/api/v1/roleAssignments/x".to_owned()),
+        (reqwest::Method::GET, "/api/v1/invitations".to_owned()),
+        (reqwest::Method::POST, "/api/v1/invitations".to_owned()),
+        (reqwest::Method::POST, "/api/v1/invitations/x/revoke".to_owned()),
     ] {
         send_json(&svc, method, &path, Some(&globex_token), Some(&json!({ "userName": "mallory" })), None)
             .await
@@ -1085,6 +1095,29 @@ async fn another_tenant_reaches_nothing_of_acme(svc: TokenService) {
         .problem(StatusCode::NOT_FOUND, "not-found");
     let still = svc.store.get_user(OTHER_ORG, &globex_user.id).await.unwrap().expect("untouched");
     assert_eq!(still.display_name, None);
+
+    // The same for a globex invitation: not found, and still pending.
+    let invitation = svc
+        .store
+        .create_invitation(&NewInvitation {
+            organization: OTHER_ORG.into(),
+            email: "gus@globex.test".into(),
+            workspace: None,
+            roles: Vec::new(),
+            token_hash: SecretHash::of("a globex link"),
+            invited_by: "gina@globex.test".into(),
+            lifetime_ms: 3_600_000,
+        })
+        .await
+        .unwrap();
+    let path = format!("/api/v1/invitations/{}", invitation.id);
+    get(&svc, &path, Some(&acme_manager)).await.problem(StatusCode::NOT_FOUND, "not-found");
+    // (A resend answers 409 before any lookup here: this service has no SMTP server.)
+    send(&svc, reqwest::Method::POST, &format!("{path}/revoke"), Some(&acme_manager))
+        .await
+        .problem(StatusCode::NOT_FOUND, "not-found");
+    let still = svc.store.get_invitation(OTHER_ORG, &invitation.id).await.unwrap().expect("untouched");
+    assert_eq!((still.status, still.sends), (InvitationStatus::Pending, 1));
 }
 
 /// Every method the router answers (anything but 405) on a path that

@@ -10,6 +10,8 @@
 
 #[path = "support/chromium.rs"]
 mod chromium;
+#[path = "support/openapi.rs"]
+mod openapi;
 #[path = "support/postgres.rs"]
 mod postgres;
 #[path = "support/smtp_sink.rs"]
@@ -146,16 +148,39 @@ impl Tenant {
 
     /// `method path` of the admin API with `body`; the status and the JSON answer.
     async fn api(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let (status, text) = self.api_text(token, method, path, body).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// `method path` of the admin API; the status and the body as text, which
+    /// the OpenAPI document the service serves must describe.
+    async fn api_text(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, String) {
         let url = format!("{}/api/v1{path}", self.issuer());
-        let mut request = http().request(method.parse().unwrap(), url).bearer_auth(token);
+        let mut request = http().request(method.parse().unwrap(), &url).bearer_auth(token);
         if let Some(body) = body {
             request = request.header("content-type", "application/json").body(body.to_string());
         }
         let response = request.send().await.unwrap();
         let status = response.status();
+        let content_type =
+            response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let text = response.text().await.unwrap();
         self.seen.lock().unwrap().push(text.clone());
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let path = reqwest::Url::parse(&url).unwrap().path().to_owned();
+        openapi::OpenApi::of(&self.issuer()).await.assert_describes(
+            method,
+            &path,
+            status.as_u16(),
+            content_type.as_deref(),
+            &text,
+        );
+        (status, text)
     }
 
     /// Rewrites the tenant's manifests (the folder watch takes them in).
@@ -207,15 +232,8 @@ async fn accept(client: &reqwest::Client, link: &str, password: &str) -> (Status
 }
 
 async fn audit_actions(tenant: &Tenant, token: &str) -> Vec<String> {
-    let response = http()
-        .get(format!("{}/api/v1/audit/export", tenant.issuer()))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let text = response.text().await.unwrap();
-    tenant.seen.lock().unwrap().push(text.clone());
+    let (status, text) = tenant.api_text(token, "GET", "/audit/export", None).await;
+    assert_eq!(status, StatusCode::OK);
     text.lines()
         .map(|line| {
             serde_json::from_str::<Value>(line).unwrap()["event"]["action"].as_str().unwrap_or("").to_owned()
@@ -692,15 +710,8 @@ async fn an_administrator_invites_in_chromium_and_the_invitee_accepts_from_the_m
     browser.close().await;
 
     // The audit export holds both actions and verifies; an edited line is named.
-    let export = http()
-        .get(format!("{}/api/v1/audit/export", tenant.issuer()))
-        .bearer_auth(&ops)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (status, export) = tenant.api_text(&ops, "GET", "/audit/export", None).await;
+    assert_eq!(status, StatusCode::OK);
     let lines: Vec<&str> = export.lines().collect();
     let at = |action: &str| {
         lines

@@ -13,7 +13,7 @@
 //! [`StoreError::VersionMismatch`]. Every write records a
 //! [`Change`](super::Change) for the follower and other readers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 
 use sqlx::any::AnyRow;
@@ -23,13 +23,19 @@ use super::changes::{AnyQuery, Change, WriteTx};
 use super::error::{is_unique_violation, query_error};
 use super::records::*;
 use super::scim_query::like_escape;
-use super::{Result, Store, StoreError, bool_column, column, enum_column, now_ms};
+use super::{Backend, Result, Store, StoreError, bool_column, column, enum_column, now_ms};
 use crate::audit::{AuditEntry, Target};
 use crate::secret::SecretString;
 
 pub(super) const USER_COLUMNS: &str = "id, organization, user_name, display_name, given_name, family_name, \
                                        external_id, active, source, password_hash, last_login_ms, created_ms, \
                                        updated_ms, version";
+/// Rows of the userName order a search reads before it turns to the trigram
+/// index (see `list_users_after`).
+const SEARCH_WALK: u32 = 2_000;
+/// Ids per query when reading users' emails (well under both backends'
+/// placeholder limits).
+const EMAIL_READ_CHUNK: usize = 500;
 pub(super) const GROUP_COLUMNS: &str =
     "id, organization, display_name, source, external_id, created_ms, updated_ms, version";
 const MFA_COLUMNS: &str = "id, user_id, kind, label, credential_id, public_key, sign_count, sealed_secret, \
@@ -263,7 +269,8 @@ impl UserStore for Store {
         let mut conn = self.connection().await?;
         read_users(
             &mut conn,
-            "organization = $1 AND id IN (SELECT user_id FROM user_emails WHERE organization = $1 AND value_key = $2) \
+            "users WHERE organization = $1 \
+             AND id IN (SELECT user_id FROM user_emails WHERE organization = $1 AND value_key = $2) \
              ORDER BY user_name_key",
             organization,
             |q| q.bind(name_key(email)),
@@ -276,7 +283,7 @@ impl UserStore for Store {
         let offset = i64::try_from(offset).unwrap_or(i64::MAX);
         read_users(
             &mut conn,
-            "organization = $1 ORDER BY user_name_key LIMIT $2 OFFSET $3",
+            "users WHERE organization = $1 ORDER BY user_name_key LIMIT $2 OFFSET $3",
             organization,
             |q| q.bind(i64::from(limit)).bind(offset),
         )
@@ -292,22 +299,50 @@ impl UserStore for Store {
     ) -> Result<Vec<User>> {
         let mut conn = self.connection().await?;
         let after = after_user_name.map(name_key).unwrap_or_default();
-        let pattern = matching.map(|text| format!("%{}%", like_escape(&name_key(text))));
-        // Placeholders in the order they are bound (SQLite numbers `$n` by
-        // first appearance).
-        let filter = if pattern.is_some() {
-            "organization = $1 AND user_name_key > $2 AND user_name_key LIKE $3 ESCAPE '\\' \
-             ORDER BY user_name_key LIMIT $4"
-        } else {
-            "organization = $1 AND user_name_key > $2 ORDER BY user_name_key LIMIT $3"
+        let limit = i64::from(limit);
+        let Some(text) = matching else {
+            return read_users(
+                &mut conn,
+                "users WHERE organization = $1 AND user_name_key > $2 ORDER BY user_name_key LIMIT $3",
+                organization,
+                |q| q.bind(after.clone()).bind(limit),
+            )
+            .await;
         };
-        read_users(&mut conn, filter, organization, |q| {
-            let q = q.bind(after.clone());
-            let q = match &pattern {
-                Some(pattern) => q.bind(pattern.clone()),
-                None => q,
-            };
-            q.bind(i64::from(limit))
+        let text = name_key(text);
+        let pattern = format!("%{}%", like_escape(&text));
+        // Walking the userName index and filtering finds a page at once when
+        // matches are spread through the order, but reads the whole rest of
+        // the organization when they sit together far down it (`r-09` in
+        // `user-090000` …). So: a bounded walk first, then, if it did not
+        // fill the page, the trigram index's candidates sorted (PostgreSQL;
+        // trigrams need three characters). Placeholders in the order they
+        // are bound: SQLite numbers `$n` by first appearance.
+        let walked = read_users(
+            &mut conn,
+            &format!(
+                "(SELECT * FROM users WHERE organization = $1 AND user_name_key > $2 \
+                 ORDER BY user_name_key LIMIT {SEARCH_WALK}) AS users \
+                 WHERE user_name_key LIKE $3 ESCAPE '\\' ORDER BY user_name_key LIMIT $4"
+            ),
+            organization,
+            |q| q.bind(after.clone()).bind(pattern.clone()).bind(limit),
+        )
+        .await?;
+        if i64::try_from(walked.len()).unwrap_or(i64::MAX) >= limit {
+            return Ok(walked);
+        }
+        let source = if self.backend() == Backend::Postgres && text.chars().count() >= 3 {
+            // MATERIALIZED keeps the planner from walking the index again.
+            "(WITH hits AS MATERIALIZED (SELECT * FROM users WHERE organization = $1 \
+              AND user_name_key LIKE $2 ESCAPE '\\') SELECT * FROM hits) AS users \
+             WHERE user_name_key > $3 ORDER BY user_name_key LIMIT $4"
+        } else {
+            "users WHERE organization = $1 AND user_name_key LIKE $2 ESCAPE '\\' \
+             AND user_name_key > $3 ORDER BY user_name_key LIMIT $4"
+        };
+        read_users(&mut conn, source, organization, |q| {
+            q.bind(pattern.clone()).bind(after.clone()).bind(limit)
         })
         .await
     }
@@ -1129,56 +1164,65 @@ async fn read_user(
     filter: &str,
     value: &str,
 ) -> Result<Option<User>> {
-    let mut users = read_users(conn, &format!("organization = $1 AND {filter} LIMIT 1"), organization, |q| {
-        q.bind(value.to_owned())
-    })
-    .await?;
+    let mut users =
+        read_users(conn, &format!("users WHERE organization = $1 AND {filter} LIMIT 1"), organization, |q| {
+            q.bind(value.to_owned())
+        })
+        .await?;
     Ok(users.pop())
 }
 
-/// Users matching `filter` (`$1` is the organization; `bind` adds the rest),
-/// with their emails.
+/// Users from `source` (what follows `FROM`: the table `users`, or a
+/// subquery named `users`, and its conditions; `$1` is the organization and
+/// `bind` adds the rest), with their emails.
 async fn read_users(
     conn: &mut AnyConnection,
-    filter: &str,
+    source: &str,
     organization: &str,
     bind: impl Fn(
         sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>,
     ) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>,
 ) -> Result<Vec<User>> {
-    let rows = bind(
-        sqlx::query(AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE {filter}")))
-            .bind(organization),
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(query_error("read users"))?;
+    let rows =
+        bind(sqlx::query(AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM {source}"))).bind(organization))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(query_error("read users"))?;
     let mut users: Vec<User> = rows.iter().map(user_from_row).collect::<Result<_>>()?;
-    if users.is_empty() {
-        return Ok(users);
-    }
-    let emails = bind(
-        sqlx::query(AssertSqlSafe(format!(
+    attach_emails(conn, &mut users).await?;
+    Ok(users)
+}
+
+/// Reads the emails of `users` by id: running the users' conditions again
+/// would cost a search as much as its page did.
+async fn attach_emails(conn: &mut AnyConnection, users: &mut [User]) -> Result<()> {
+    let position: HashMap<String, usize> =
+        users.iter().enumerate().map(|(n, user)| (user.id.clone(), n)).collect();
+    let ids: Vec<String> = users.iter().map(|user| user.id.clone()).collect();
+    for chunk in ids.chunks(EMAIL_READ_CHUNK) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+        let mut query = sqlx::query(AssertSqlSafe(format!(
             "SELECT user_id, value, kind, is_primary FROM user_emails \
-             WHERE user_id IN (SELECT id FROM users WHERE {filter}) ORDER BY user_id, position"
-        )))
-        .bind(organization),
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(query_error("read users' emails"))?;
-    for row in &emails {
-        let user_id: String = column(row, "user_emails", "user_id")?;
-        let email = Email {
-            value: column(row, "user_emails", "value")?,
-            kind: column(row, "user_emails", "kind")?,
-            primary: bool_column(row, "user_emails", "is_primary")?,
-        };
-        if let Some(user) = users.iter_mut().find(|u| u.id == user_id) {
-            user.emails.push(email);
+             WHERE user_id IN ({}) ORDER BY user_id, position",
+            placeholders.join(", ")
+        )));
+        for id in chunk {
+            query = query.bind(id.clone());
+        }
+        let rows = query.fetch_all(&mut *conn).await.map_err(query_error("read users' emails"))?;
+        for row in &rows {
+            let user_id: String = column(row, "user_emails", "user_id")?;
+            let email = Email {
+                value: column(row, "user_emails", "value")?,
+                kind: column(row, "user_emails", "kind")?,
+                primary: bool_column(row, "user_emails", "is_primary")?,
+            };
+            if let Some(&n) = position.get(&user_id) {
+                users[n].emails.push(email);
+            }
         }
     }
-    Ok(users)
+    Ok(())
 }
 
 pub(super) fn user_from_row(row: &AnyRow) -> Result<User> {
