@@ -25,8 +25,10 @@ use std::time::Duration;
 use base64::Engine as _;
 use browser_form::{Page, browser, open, submit};
 use portcullis::federation::upstreams::SecretsInMemory;
+use portcullis::secret::SecretHash;
 use portcullis::store::{
-    DesiredStateStore as _, IdentityProviderRecord, ObjectMeta, OrganizationRecord, UserStore as _,
+    DesiredStateStore as _, IdentityProviderRecord, InvitationStatus, InvitationStore as _, NewInvitation,
+    ObjectMeta, OrganizationRecord, UserSource, UserStore as _,
 };
 use reqwest::StatusCode;
 use token_support::*;
@@ -128,6 +130,16 @@ async fn type_email(service: &TokenService, browser: &reqwest::Client, email: &s
     let form = open(browser, &authorize_url(service)).await;
     assert_eq!(form.status, StatusCode::OK, "{}", form.body);
     submit(browser, &service.base_url, &form, "/login", &[("username", email), ("password", "")], &[]).await
+}
+
+/// Sets acme's provisioning mode.
+async fn set_provisioning(service: &TokenService, mode: &str) {
+    let mut org: OrganizationRecord = service.store.get(ORG, ORG).await.expect("read").expect("org");
+    let mut spec: serde_json::Value = serde_json::from_str(&org.spec_json).expect("spec");
+    spec["provisioning"] = serde_json::json!({ "mode": mode });
+    org.spec_json = spec.to_string();
+    org.meta.generation += 1;
+    service.store.apply(&org).await.expect("apply");
 }
 
 /// Goes to the upstream from our redirect and signs `login` in there:
@@ -451,13 +463,7 @@ async fn an_unknown_user_is_refused_when_the_organization_provisions_by_scim_or_
         ("scim", "has not provisioned an account for you"),
         ("disabled", "created by invitation or by an administrator"),
     ] {
-        let mut org: OrganizationRecord =
-            setup.service.store.get(ORG, ORG).await.expect("read").expect("org");
-        let mut spec: serde_json::Value = serde_json::from_str(&org.spec_json).expect("spec");
-        spec["provisioning"] = serde_json::json!({ "mode": mode });
-        org.spec_json = spec.to_string();
-        org.meta.generation += 1;
-        setup.service.store.apply(&org).await.expect("apply");
+        set_provisioning(&setup.service, mode).await;
         let page =
             eventually(&format!("provisioning {mode} is in force"), Duration::from_secs(10), || async {
                 let browser = browser_form::browser();
@@ -482,4 +488,83 @@ async fn an_unreachable_or_plain_http_issuer_fails_with_a_page_not_a_redirect() 
     let health = setup_health(&setup).await;
     assert_eq!(health.last_error_reason.as_deref(), Some("DiscoveryFailed"));
     assert!(health.last_error.as_deref().unwrap_or_default().contains("loopback"), "{health:?}");
+}
+
+/// An invitation accepted through the upstream: only as the invited
+/// address (tess, another user of the same provider, is refused and the
+/// invitation stays pending), and then bob exists with the invited role
+/// besides his groups' roles, linked to the provider, without a password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_is_accepted_through_the_upstream_only_as_the_invited_address() {
+    let setup = setup("Optional", None).await;
+    let service = &setup.service;
+    // Users come by invitation only: without the invitation bob would be refused.
+    set_provisioning(service, "disabled").await;
+    const LINK_TOKEN: &str = "an-invitation-link-token-of-43-characters-x";
+    let invitation = service
+        .store
+        .create_invitation(&NewInvitation {
+            organization: ORG.into(),
+            email: BOB.into(),
+            workspace: None,
+            roles: vec!["iam-viewer".into()],
+            token_hash: SecretHash::of(LINK_TOKEN),
+            invited_by: "ada@acme.test".into(),
+            lifetime_ms: 3_600_000,
+        })
+        .await
+        .expect("an invitation");
+    let link = format!("{}/invitations/{LINK_TOKEN}", service.issuer(ORG));
+
+    // The page offers the provider routed for acme.test, and a password.
+    let accept_through_upstream = async |login: &str| {
+        let browser = browser();
+        let page = open(&browser, &link).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(page.body.contains("Accept with Okta"), "{}", page.body);
+        assert!(page.has_form(LINK_TOKEN), "the password form too: {}", page.body);
+        // Without the page's CSRF token: refused, not sent upstream.
+        let forged = submit(&browser, &service.base_url, &page, "/sso", &[], &["csrf"]).await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+        let sent = submit(&browser, &service.base_url, &page, "/sso", &[], &[]).await;
+        assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+        let upstream = sent.location.clone().expect("to the upstream");
+        assert!(upstream.starts_with(&setup.op.issuer), "{upstream}");
+        let callback = setup.op.sign_in(&browser, &upstream, login).await;
+        open(&browser, &callback).await
+    };
+
+    let refused = accept_through_upstream("tess").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(refused.body.contains("sent to bob@acme.test"), "{}", refused.body);
+    let still = service.store.get_invitation(ORG, &invitation.id).await.expect("read").expect("there");
+    assert_eq!(still.status, InvitationStatus::Pending);
+    assert!(service.store.find_user_by_name(ORG, "tess@acme.test").await.expect("read").is_none());
+    assert!(service.store.find_user_by_name(ORG, BOB).await.expect("read").is_none());
+
+    let accepted = accept_through_upstream("bob").await;
+    assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.body);
+    assert!(accepted.body.contains("Invitation accepted"), "{}", accepted.body);
+    let bob = service.store.find_user_by_name(ORG, BOB).await.expect("read").expect("bob was created");
+    assert_eq!((bob.source, bob.password_hash.is_none()), (UserSource::Jit, true));
+    assert_eq!(bob.display_name.as_deref(), Some("Bob Builder"));
+    let done = service.store.get_invitation(ORG, &invitation.id).await.expect("read").expect("there");
+    assert_eq!(done.status, InvitationStatus::Accepted);
+    // The link is spent.
+    let again = open(&browser(), &link).await;
+    assert_eq!(again.status, StatusCode::GONE, "{}", again.body);
+
+    // Bob signs in to the application through the upstream as any user
+    // would (provisioning is still `disabled`: he is known now), with the
+    // invited role and his group's.
+    service.index_caught_up(ORG, Duration::from_secs(10)).await;
+    let browser = browser();
+    let callback = through_upstream(&setup, &browser, "bob").await;
+    let landed = open(&browser, &callback).await;
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.body);
+    let code = landed.query().get("code").cloned().expect("a code for the application");
+    let tokens = redeem(service, &code).await;
+    let access = tokens["access_token"].as_str().expect("an access token");
+    assert_eq!(role_names(access), ["iam-viewer", "viewer"], "invited iam-viewer; Engineering → viewer");
+    assert_eq!(service.store.find_users_by_email(ORG, BOB).await.expect("read").len(), 1, "one bob");
 }

@@ -1203,6 +1203,7 @@ fn sso_request(id_hash: &str, now_ms: i64) -> SsoRequest {
         pre_login_hash: "browser-hash".into(),
         saml_request_id: None,
         authorization_request: "[]".into(),
+        invitation_hash: None,
         verified_identity: None,
         created_ms: now_ms,
         expires_ms: now_ms + 60_000,

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  sso_requests (id_hash)          a sign-in sent upstream: bound to the browser's pre-login id,
-//!                                  the client's request to resume, the SAML request ID; taken once
+//!                                  the client's request (or the invitation) to resume, the SAML
+//!                                  request ID; taken once
 //!  saml_assertions_seen            assertion IDs accepted (replay cache), until they expire
 //!  federated_identities            (org, idp, upstream subject) ──► users.id
 //!  groups (source idp) ─< memberships   hydrated from the upstream's groups claim at sign-in
@@ -38,6 +39,9 @@ pub struct SsoRequest {
     pub saml_request_id: Option<String>,
     /// The client's authorization request, to resume (JSON).
     pub authorization_request: String,
+    /// `sha256:<hex>` of the invitation link's token, when the sign-in
+    /// accepts an invitation instead (`authorization_request` is then `[]`).
+    pub invitation_hash: Option<String>,
     /// SAML: the identity the ACS verified (JSON), once it has.
     pub verified_identity: Option<String>,
     pub created_ms: i64,
@@ -167,7 +171,8 @@ pub trait FederationStore {
 }
 
 const REQUEST_COLUMNS: &str = "id_hash, organization, identity_provider, pre_login_hash, saml_request_id, \
-                               authorization_request, verified_identity, created_ms, expires_ms";
+                               authorization_request, verified_identity, created_ms, expires_ms, \
+                               invitation_hash";
 
 fn request_from_row(row: &AnyRow) -> Result<SsoRequest> {
     const T: &str = "sso_requests";
@@ -181,6 +186,7 @@ fn request_from_row(row: &AnyRow) -> Result<SsoRequest> {
         verified_identity: column(row, T, "verified_identity")?,
         created_ms: column(row, T, "created_ms")?,
         expires_ms: column(row, T, "expires_ms")?,
+        invitation_hash: column(row, T, "invitation_hash")?,
     })
 }
 
@@ -195,7 +201,7 @@ impl FederationStore for Store {
                 .map_err(query_error("drop expired sign-in state"))?;
         }
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO sso_requests ({REQUEST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            "INSERT INTO sso_requests ({REQUEST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         )))
         .bind(request.id_hash.as_str())
         .bind(request.organization.as_str())
@@ -206,6 +212,7 @@ impl FederationStore for Store {
         .bind(request.verified_identity.clone())
         .bind(request.created_ms)
         .bind(request.expires_ms)
+        .bind(request.invitation_hash.clone())
         .execute(tx.conn())
         .await
         .map_err(query_error("record a sign-in sent upstream"))?;

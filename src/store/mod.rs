@@ -468,6 +468,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (18, "login throttle", include_str!("../../migrations/sqlite/0018_login_throttle.sql")),
     (19, "admin owner", include_str!("../../migrations/sqlite/0019_admin_owner.sql")),
     (20, "invitations", include_str!("../../migrations/sqlite/0020_invitations.sql")),
+    (23, "sso invitations", include_str!("../../migrations/sqlite/0023_sso_invitations.sql")),
 ]);
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
@@ -484,6 +485,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (18, "login throttle", include_str!("../../migrations/postgres/0018_login_throttle.sql")),
     (19, "admin owner", include_str!("../../migrations/postgres/0019_admin_owner.sql")),
     (20, "invitations", include_str!("../../migrations/postgres/0020_invitations.sql")),
+    (23, "sso invitations", include_str!("../../migrations/postgres/0023_sso_invitations.sql")),
 ]);
 
 impl MigrationSource<'static> for EmbeddedMigrations {

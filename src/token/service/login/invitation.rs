@@ -6,14 +6,16 @@
 //!                                                      └► unknown | accepted | revoked | expired: a page saying so
 //!  POST {issuer}/invitations/{token}  CSRF ─ password policy ─ argon2id ─► store: invitation consumed, user
 //!                                      (source=local), API-owned RoleAssignments, audited ─ one transaction
+//!  POST {issuer}/invitations/{token}/sso  CSRF ─► the identity provider routed for the invited address
+//!                                      ─► … its callback accepts as that identity (sso/invitation.rs)
 //! ```
 //!
-//! Only one of two concurrent acceptances gets the invitation: the store
-//! claims it with a conditional update in the transaction that creates the
-//! user. Accepting through single sign-on instead of a password is not
-//! offered (yet): an invitee whose domain an identity provider serves signs
-//! in there, and a RoleAssignment in Git or through the admin API gives the
-//! roles.
+//! The page offers what the organization's sign-in would: a password when
+//! passwords are on, single sign-on when an identity provider is routed for
+//! the invited address at its rollout stage, only single sign-on when that
+//! stage is `Enforced`. Only one of two concurrent acceptances gets the
+//! invitation: the store claims it with a conditional update in the
+//! transaction that creates the user.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -23,10 +25,11 @@ use super::csrf;
 use super::error::LoginError;
 use super::flow::{PreLogin, secure_cookies};
 use super::issuer_path;
-use super::pages::{InvitationPage, Page, PlainForm};
+use super::pages::{InvitationPage, Page, PlainForm, SsoChoice};
 use super::request::Params;
 use crate::api::{AssignmentScope, ProvisioningMode, RoleAssignment, RoleAssignmentSpec};
 use crate::audit::Source;
+use crate::federation::routing::{self, ProviderEntry, Route};
 use crate::resources::records::ToRecord as _;
 use crate::secret::{SecretHash, SecretString};
 use crate::store::{
@@ -41,7 +44,7 @@ fn plausible_token(token: &str) -> bool {
     token.len() == 43 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn refusal_page(refusal: Refusal, invitation: Option<&Invitation>) -> Page {
+pub(super) fn refusal_page(refusal: Refusal, invitation: Option<&Invitation>) -> Page {
     let inviter = invitation.map_or("your administrator", |i| i.invited_by.as_str());
     match refusal {
         Refusal::Unknown => Page::notice(
@@ -117,22 +120,40 @@ async fn organization(
     }
 }
 
-fn password_policy(org: &OrganizationView) -> Result<usize, LoginError> {
+/// How the invitee may accept: with a password of at least `min_length`
+/// characters, through `provider`, or both.
+struct Choices {
+    min_length: Option<usize>,
+    provider: Option<ProviderEntry>,
+}
+
+/// What the organization's sign-in would offer the invited address; the
+/// page saying there is no way when there is none.
+async fn choices(
+    state: &TokenServiceState,
+    org: &OrganizationView,
+    invitation: &Invitation,
+) -> Result<Choices, LoginError> {
+    let providers = state.identity_providers(org).await?;
+    let route = routing::route(&providers, &invitation.email);
+    let provider = route.provider().and_then(|name| providers.iter().find(|p| p.name == name)).cloned();
     let policy = &org.spec.authentication.password;
-    if !policy.enabled {
+    let min_length = (policy.enabled && !matches!(route, Route::Require { .. }))
+        .then(|| usize::try_from(policy.min_length).unwrap_or(12).max(1));
+    if min_length.is_none() && provider.is_none() {
         return Err(Page::notice(
             StatusCode::CONFLICT,
-            "Passwords are turned off",
-            "This organization does not sign people in with passwords, and accepting an invitation \
-             through single sign-on is not offered yet. Ask your administrator for access.",
+            "No way to sign in",
+            "This organization does not sign people in with passwords, and no identity provider is \
+             offered for your address yet. Ask your administrator for access.",
         )
         .into());
     }
-    Ok(usize::try_from(policy.min_length).unwrap_or(12).max(1))
+    Ok(Choices { min_length, provider })
 }
 
-/// Renders the form for `invitation`.
-fn show_form(
+/// Renders the page for `invitation`.
+async fn show_form(
     state: &TokenServiceState,
     org: &OrganizationView,
     invitation: &Invitation,
@@ -141,20 +162,40 @@ fn show_form(
     status: StatusCode,
     message: Option<&str>,
 ) -> Result<Page, LoginError> {
-    let min_length = password_policy(org)?;
+    let choices = choices(state, org, invitation).await?;
     let action = format!("{}/invitations/{token}", issuer_path(state, &org.name));
-    let hidden = vec![("csrf", csrf::csrf_token(&state.login().csrf_key, &org.name, &browser.id))];
+    let sso_action = format!("{action}/sso");
+    let csrf = csrf::csrf_token(&state.login().csrf_key, &org.name, &browser.id);
+    let single_sign_on = choices.provider.as_ref().map(|entry| SsoChoice {
+        provider: entry.spec.display_name.clone().unwrap_or_else(|| entry.name.clone()),
+        form: PlainForm { action: &sso_action, hidden: vec![("csrf", csrf.clone())] },
+    });
     let page = InvitationPage {
         organization_display_name: &org.display_name,
         email: &invitation.email,
         invited_by: &invitation.invited_by,
         workspace: invitation.workspace.as_deref(),
         roles: &invitation.roles,
-        min_length,
-        form: PlainForm { action: &action, hidden },
+        min_length: choices.min_length,
+        form: PlainForm { action: &action, hidden: vec![("csrf", csrf)] },
+        single_sign_on,
         message,
     };
     Ok(Page::new(status, &page).with_cookie(browser.set_cookie.clone()))
+}
+
+/// Whether the form came from this browser's copy of the page.
+fn csrf_ok(state: &TokenServiceState, org: &OrganizationView, browser: &PreLogin, params: &Params) -> bool {
+    browser.set_cookie.is_none()
+        && params
+            .get("csrf")
+            .is_some_and(|token| csrf::csrf_matches(&state.login().csrf_key, &org.name, &browser.id, token))
+}
+
+const FORM_EXPIRED: &str = "This form expired or was not sent from this site. Please try again.";
+
+fn malformed(reason: impl std::fmt::Display) -> LoginError {
+    Page::notice(StatusCode::BAD_REQUEST, "Refused", &format!("The form is malformed: {reason}.")).into()
 }
 
 /// `GET {issuer}/invitations/{token}`.
@@ -166,7 +207,43 @@ pub(super) async fn show(
     let org = organization(&state, &org).await?;
     let invitation = open_invitation(&state, &org, &token).await?;
     let browser = PreLogin::of(&state, &org.name, &headers);
-    show_form(&state, &org, &invitation, &token, &browser, StatusCode::OK, None)
+    show_form(&state, &org, &invitation, &token, &browser, StatusCode::OK, None).await
+}
+
+/// `POST {issuer}/invitations/{token}/sso`: `csrf`; to the identity
+/// provider routed for the invited address.
+pub(super) async fn accept_with_sso(
+    State(state): State<TokenServiceState>,
+    Path((org, token)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, LoginError> {
+    let org = organization(&state, &org).await?;
+    let invitation = open_invitation(&state, &org, &token).await?;
+    let browser = PreLogin::of(&state, &org.name, &headers);
+    let params = Params::parse(&body).map_err(malformed)?;
+    if !csrf_ok(&state, &org, &browser, &params) {
+        let page =
+            show_form(&state, &org, &invitation, &token, &browser, StatusCode::FORBIDDEN, Some(FORM_EXPIRED));
+        return Err(page.await?.into());
+    }
+    let Some(entry) = choices(&state, &org, &invitation).await?.provider else {
+        return Err(Page::notice(
+            StatusCode::CONFLICT,
+            "Single sign-on unavailable",
+            "No identity provider is offered for your address. Accept the invitation with a password.",
+        )
+        .into());
+    };
+    super::sso::begin_invitation(
+        &state,
+        &org,
+        &browser.id,
+        &entry,
+        &SecretHash::of(&token),
+        &invitation.email,
+    )
+    .await
 }
 
 /// `POST {issuer}/invitations/{token}`: `csrf`, `password`, `password_again`.
@@ -180,38 +257,31 @@ pub(super) async fn accept(
     let org = organization(&state, &org).await?;
     let invitation = open_invitation(&state, &org, &token).await?;
     let browser = PreLogin::of(&state, &org.name, &headers);
-    let again = |status: StatusCode, message: &str| -> LoginError {
-        match show_form(&state, &org, &invitation, &token, &browser, status, Some(message)) {
+    let again = async |status: StatusCode, message: &str| -> LoginError {
+        match show_form(&state, &org, &invitation, &token, &browser, status, Some(message)).await {
             Ok(page) => page.into(),
             Err(error) => error,
         }
     };
-    let params = Params::parse(&body).map_err(|reason| {
-        LoginError::from(Page::notice(
-            StatusCode::BAD_REQUEST,
-            "Refused",
-            &format!("The form is malformed: {reason}."),
-        ))
-    })?;
-    let csrf_ok = browser.set_cookie.is_none()
-        && params
-            .get("csrf")
-            .is_some_and(|token| csrf::csrf_matches(&state.login().csrf_key, &org.name, &browser.id, token));
-    if !csrf_ok {
-        let message = "This form expired or was not sent from this site. Please try again.";
-        return Err(again(StatusCode::FORBIDDEN, message));
+    let params = Params::parse(&body).map_err(malformed)?;
+    if !csrf_ok(&state, &org, &browser, &params) {
+        return Err(again(StatusCode::FORBIDDEN, FORM_EXPIRED).await);
     }
-    let min_length = password_policy(&org)?;
+    let Some(min_length) = choices(&state, &org, &invitation).await?.min_length else {
+        let message = "Accept this invitation through your identity provider: passwords are not used here.";
+        return Err(again(StatusCode::FORBIDDEN, message).await);
+    };
     let password = SecretString::new(params.get("password").unwrap_or_default());
     if password.expose().chars().count() < min_length || password.expose().len() > MAX_PASSWORD_BYTES {
         let message = format!("Choose a password of at least {min_length} characters.");
-        return Err(again(StatusCode::BAD_REQUEST, &message));
+        return Err(again(StatusCode::BAD_REQUEST, &message).await);
     }
     if params.get("password_again").unwrap_or_default() != password.expose() {
         return Err(again(
             StatusCode::BAD_REQUEST,
             "The two passwords differ. Type the same password twice.",
-        ));
+        )
+        .await);
     }
     let hash = state.login().hasher().hash(password.expose()).await.map_err(|error| match error {
         PasswordError::Busy => LoginError::from(
@@ -264,7 +334,7 @@ pub(super) async fn accept(
 
 /// One RoleAssignment per invited role, naming the new user by its userName
 /// (the invited email), in the invitation's workspace if it has one.
-fn invited_assignments(org: &OrganizationView, invitation: &Invitation) -> Vec<AssignmentRecord> {
+pub(super) fn invited_assignments(org: &OrganizationView, invitation: &Invitation) -> Vec<AssignmentRecord> {
     invitation
         .roles
         .iter()

@@ -220,6 +220,7 @@ pub fn routes() -> axum::Router<TokenServiceState> {
         .route("/o/{org}/account/totp/finish", post(account::totp_finish))
         .route("/o/{org}/end_session", get(end_session::end_session_get).post(end_session::end_session_post))
         .route("/o/{org}/invitations/{token}", get(invitation::show).post(invitation::accept))
+        .route("/o/{org}/invitations/{token}/sso", post(invitation::accept_with_sso))
         .route("/o/{org}/admin/signed-in", get(admin_pages::signed_in))
         .route("/o/{org}/admin/invitations", get(admin_invitations::show).post(admin_invitations::post))
         .merge(sso::routes())

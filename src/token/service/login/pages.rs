@@ -279,9 +279,19 @@ pub(super) struct InvitationPage<'a> {
     pub invited_by: &'a str,
     pub workspace: Option<&'a str>,
     pub roles: &'a [String],
-    pub min_length: usize,
+    /// The password form, when passwords may be used: its minimum length.
+    pub min_length: Option<usize>,
     pub form: PlainForm<'a>,
+    /// "Accept with …": an identity provider is routed for the address.
+    pub single_sign_on: Option<SsoChoice<'a>>,
     pub message: Option<&'a str>,
+}
+
+/// A button that sends the browser to an identity provider.
+pub(super) struct SsoChoice<'a> {
+    /// Its display name.
+    pub provider: String,
+    pub form: PlainForm<'a>,
 }
 
 /// One invitation as the admin page lists it.

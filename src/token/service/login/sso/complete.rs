@@ -74,7 +74,7 @@ pub(super) async fn take_pending(
 }
 
 /// Why finishing a single sign-on did not go on.
-enum Failure {
+pub(super) enum Failure {
     /// Refused for a reason of the sign-in: counted, audited, shown.
     Refused(Refusal),
     /// Anything else (the client's request is no longer valid, a fault of ours).

@@ -14,6 +14,9 @@
 //!            ─► session (amr fed [+mfa], idp) ─► code ─► redirect_uri
 //! ```
 //!
+//! An invitation's page starts the same flow (`begin_invitation`); its
+//! answer accepts the invitation instead of signing in (`invitation.rs`).
+//!
 //! The nonce and the PKCE verifier are derived from the `state` token with
 //! the login key, so nothing secret about the flow is stored. SAML 2.0 is
 //! not served yet (the `sso_requests` columns for it are in place).
@@ -22,6 +25,7 @@
 //! `sso_sign_in_counts` / `sso_health`) and marked as an audit event.
 
 mod complete;
+mod invitation;
 mod oidc;
 mod start;
 
@@ -51,7 +55,7 @@ pub(super) fn routes() -> axum::Router<TokenServiceState> {
         .route("/o/{org}/sso/oidc/{idp}/callback", get(oidc::callback))
 }
 
-pub(super) use start::begin;
+pub(super) use start::{begin, begin_invitation};
 
 /// SHA-256 (hex) of a token, as the store keeps it.
 fn token_hash(token: &str) -> String {

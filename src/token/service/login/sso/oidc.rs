@@ -10,6 +10,7 @@ use axum::response::Response;
 use super::complete::{Pending, take_pending};
 use super::start::callback_uri;
 use super::{Refusal, clients_for, flow_values, organization, provider, refuse, stage_name};
+use crate::audit::Source;
 use crate::federation::oidc::OidcUpstream;
 use crate::token::service::login::error::LoginError;
 use crate::token::service::state::TokenServiceState;
@@ -18,6 +19,7 @@ pub(in crate::token::service::login) async fn callback(
     State(state): State<TokenServiceState>,
     Path((organization_name, idp)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
+    source: Source,
     headers: HeaderMap,
 ) -> Result<Response, LoginError> {
     let state = &state;
@@ -80,6 +82,10 @@ pub(in crate::token::service::login) async fn callback(
     match finished {
         Ok(finished) => {
             let Pending { request, pre_login_id } = pending;
+            if request.invitation_hash.is_some() {
+                return super::invitation::accept(state, &org, &entry, &request, &finished.identity, source)
+                    .await;
+            }
             super::complete::sign_in(state, &org, &entry, request, &pre_login_id, finished.identity).await
         }
         Err(error) => {

@@ -11,6 +11,7 @@ use super::{
 use crate::api::IdentityProviderType;
 use crate::federation::oidc::OidcUpstream;
 use crate::federation::routing::{ProviderEntry, stage_admits};
+use crate::secret::SecretHash;
 use crate::store::{FederationStore as _, SsoRequest};
 use crate::token::service::login::csrf::random_token;
 use crate::token::service::login::error::LoginError;
@@ -61,24 +62,65 @@ pub(in crate::token::service::login) async fn begin(
         );
         return Err(refuse(state, org, &entry.name, stage, refusal).await);
     }
-    match send_upstream(state, org, &post.request, &post.browser.id, entry).await {
+    match send_upstream(state, org, Resume::Authorization(&post.request), &post.browser.id, entry).await {
         Ok(location) => Ok(see_other(&location, &[])),
         Err(refusal) => Err(refuse(state, org, &entry.name, stage, refusal).await),
     }
 }
 
+/// Sends the browser of the invitation page to `entry`'s upstream, to
+/// accept the invitation of `invitation_hash` as the identity it returns.
+pub(in crate::token::service::login) async fn begin_invitation(
+    state: &TokenServiceState,
+    org: &OrganizationView,
+    pre_login_id: &str,
+    entry: &ProviderEntry,
+    invitation_hash: &SecretHash,
+    invited_email: &str,
+) -> Result<Response, LoginError> {
+    let stage = stage_name(entry);
+    if !stage_admits(&entry.spec, &[invited_email]) {
+        let refusal = Refusal::new(
+            StatusCode::FORBIDDEN,
+            "Single sign-on unavailable",
+            "Signing in through this identity provider is not offered to you yet.",
+            "NotOffered",
+            format!("stage {stage} does not admit {invited_email:?}"),
+        );
+        return Err(refuse(state, org, &entry.name, stage, refusal).await);
+    }
+    match send_upstream(state, org, Resume::Invitation(invitation_hash), pre_login_id, entry).await {
+        Ok(location) => Ok(see_other(&location, &[])),
+        Err(refusal) => Err(refuse(state, org, &entry.name, stage, refusal).await),
+    }
+}
+
+/// What the upstream's answer goes on with.
+enum Resume<'a> {
+    /// The client's authorization request: a sign-in.
+    Authorization(&'a AuthorizationRequest),
+    /// Accepting the invitation of this link token's hash.
+    Invitation(&'a SecretHash),
+}
+
 async fn send_upstream(
     state: &TokenServiceState,
     org: &OrganizationView,
-    request: &AuthorizationRequest,
+    resume: Resume<'_>,
     pre_login_id: &str,
     entry: &ProviderEntry,
 ) -> Result<String, Refusal> {
     let token = random_token();
     let now = state.now();
     let clients = clients_for(state, org, entry)?;
-    let fields: Vec<(String, String)> =
-        request.hidden_fields().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let (fields, invitation_hash) = match resume {
+        Resume::Authorization(request) => {
+            let fields: Vec<(String, String)> =
+                request.hidden_fields().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+            (fields, None)
+        }
+        Resume::Invitation(hash) => (Vec::new(), Some(hash.to_string())),
+    };
     let row = SsoRequest {
         id_hash: token_hash(&token),
         organization: org.namespace.clone(),
@@ -87,6 +129,7 @@ async fn send_upstream(
         saml_request_id: None,
         authorization_request: serde_json::to_string(&fields)
             .map_err(|e| Refusal::unavailable("ServerError", e.to_string()))?,
+        invitation_hash,
         verified_identity: None,
         created_ms: now.as_millisecond(),
         expires_ms: now.as_millisecond() + SSO_REQUEST_LIFETIME_MS,
