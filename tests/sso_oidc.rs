@@ -49,9 +49,14 @@ struct Setup {
 }
 
 async fn setup(stage: &str, issuer_override: Option<&str>) -> Setup {
+    setup_hostile(stage, issuer_override, None).await
+}
+
+/// `setup`, with an upstream made hostile by `tamper` (`support/upstream_op.rs`).
+async fn setup_hostile(stage: &str, issuer_override: Option<&str>, tamper: Option<&str>) -> Setup {
     let service = start(sqlite_store().await).await;
     let callback = format!("{}/sso/oidc/okta/callback", service.issuer(ORG));
-    let op = UpstreamOp::start(
+    let op = UpstreamOp::start_hostile(
         serde_json::json!([
             { "client_id": UPSTREAM_CLIENT, "client_secret": UPSTREAM_SECRET, "redirect_uris": [callback] },
             { "client_id": OTHER_UPSTREAM_CLIENT, "client_secret": "another-secret-0123456789abcdefghijklmn",
@@ -61,6 +66,7 @@ async fn setup(stage: &str, issuer_override: Option<&str>) -> Setup {
             "bob": { "email": BOB, "name": "Bob Builder", "groups": ["Engineering", "Everyone"] },
             "tess": { "email": "tess@acme.test", "name": "Tess Ter", "groups": ["Engineering"] },
         }),
+        tamper,
     )
     .await;
 
@@ -567,4 +573,77 @@ async fn an_invitation_is_accepted_through_the_upstream_only_as_the_invited_addr
     let access = tokens["access_token"].as_str().expect("an access token");
     assert_eq!(role_names(access), ["iam-viewer", "viewer"], "invited iam-viewer; Engineering → viewer");
     assert_eq!(service.store.find_users_by_email(ORG, BOB).await.expect("read").len(), 1, "one bob");
+}
+
+/// The upstream's ID token, rewritten on its way (op.mjs's `tamperings`):
+/// unsigned, its signature broken, signed by a stranger's key (under the
+/// provider's kid, or an unknown one), expired, for another audience, from
+/// another issuer, without our nonce. Each is refused with a page, no user
+/// is made, and the provider's status names the reason. The same token
+/// signed again unchanged is accepted: the refusals come from the checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_expired_or_misaddressed_id_tokens_are_refused() {
+    for tamper in [
+        "alg-none",
+        "bad-signature",
+        "foreign-key",
+        "unknown-kid",
+        "expired",
+        "wrong-audience",
+        "wrong-issuer",
+        "no-nonce",
+        "resigned",
+    ] {
+        let setup = setup_hostile("Optional", None, Some(tamper)).await;
+        let browser = browser();
+        let callback = through_upstream(&setup, &browser, "bob").await;
+        let page = open(&browser, &callback).await;
+        let bob = setup.service.store.find_user_by_name(ORG, BOB).await.expect("read");
+        if tamper == "resigned" {
+            assert_eq!(page.status, StatusCode::SEE_OTHER, "{tamper}: {}", page.body);
+            assert!(bob.is_some(), "{tamper}: bob signed in");
+            continue;
+        }
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{tamper}: {}", page.body);
+        assert!(page.location.is_none(), "{tamper}: no redirect to the application");
+        assert!(page.body.contains("could not be accepted"), "{tamper}: {}", page.body);
+        assert!(bob.is_none(), "{tamper}: no user made");
+        let health = setup_health(&setup).await;
+        assert_eq!(health.last_error_reason.as_deref(), Some("IdTokenInvalid"), "{tamper}: {health:?}");
+    }
+}
+
+/// The upstream rotates its signing key: an ID token under a kid our
+/// cached key set lacks makes us fetch the key set again (at most once a
+/// second), and the sign-in goes through without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_upstream_signing_key_is_fetched_when_a_token_names_it() {
+    let setup = setup_hostile("Optional", None, Some("rotate")).await;
+    let sign_in = async || {
+        let browser = browser();
+        let callback = through_upstream(&setup, &browser, "bob").await;
+        open(&browser, &callback).await
+    };
+    let first = sign_in().await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "the first key: {}", first.body);
+    // From the second token on the provider signs with its new key. A
+    // sign-in within a second of the last key set fetch is refused (the
+    // refetch is rate-limited); one after it succeeds.
+    eventually("a sign-in under the rotated key", Duration::from_secs(20), || async {
+        let page = sign_in().await;
+        (page.status == StatusCode::SEE_OTHER).then_some(())
+    })
+    .await;
+}
+
+/// A discovery document naming another issuer than the one configured
+/// (a mix-up, or a hijacked well-known URL): nothing is sent upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovery_document_naming_another_issuer_is_refused() {
+    let setup = setup_hostile("Optional", None, Some("discovery-issuer")).await;
+    let page = type_email(&setup.service, &browser(), BOB).await;
+    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{}", page.body);
+    assert!(page.location.is_none(), "not sent upstream");
+    let health = setup_health(&setup).await;
+    assert!(health.last_error_reason.is_some(), "{health:?}");
 }

@@ -50,8 +50,19 @@ impl UpstreamOp {
     /// Starts the provider with `clients` (`client_id`, `client_secret`,
     /// `redirect_uris`) and `accounts` (login → claims).
     pub async fn start(clients: serde_json::Value, accounts: serde_json::Value) -> UpstreamOp {
+        Self::start_hostile(clients, accounts, None).await
+    }
+
+    /// The same provider, made hostile by `tamper` (a name from op.mjs's
+    /// `tamperings`, or `discovery-issuer`): its ID tokens rewritten, or
+    /// its discovery document naming another issuer.
+    pub async fn start_hostile(
+        clients: serde_json::Value,
+        accounts: serde_json::Value,
+        tamper: Option<&str>,
+    ) -> UpstreamOp {
         let dir = installed();
-        let config = serde_json::json!({ "clients": clients, "accounts": accounts });
+        let config = serde_json::json!({ "clients": clients, "accounts": accounts, "tamper": tamper });
         let mut child = Command::new("node")
             .arg(dir.join("op.mjs"))
             .current_dir(&dir)
