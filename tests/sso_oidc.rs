@@ -282,6 +282,25 @@ async fn an_email_of_a_routed_domain_signs_in_upstream_and_gets_the_roles_of_its
     assert!(landed.location.as_deref().unwrap_or_default().starts_with(WEBAPP_REDIRECT));
     let users = setup.service.store.find_users_by_email(ORG, BOB).await.expect("read");
     assert_eq!(users.len(), 1, "one bob");
+
+    // Both sign-ins are in the audit trail, as bob through okta, from where he came.
+    let events = sso_audit_events(&setup.service).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    for event in &events {
+        assert_eq!(event.outcome, portcullis::audit::Outcome::Success, "{event:?}");
+        assert_eq!(event.actor.subject.as_deref(), Some(bob.id.as_str()), "{event:?}");
+        assert_eq!(event.actor.identity_provider.as_deref(), Some("okta"), "{event:?}");
+        assert_eq!(event.source.address.as_deref(), Some("127.0.0.1"), "{event:?}");
+    }
+}
+
+/// The `signIn.sso` events of acme's audit trail, oldest first.
+async fn sso_audit_events(service: &TokenService) -> Vec<portcullis::audit::AuditEvent> {
+    use portcullis::store::{AuditFilter, AuditStore as _};
+    service.store.seal_audit(ORG).await.expect("seal the trail");
+    let filter = AuditFilter { action: Some("signIn.sso".into()), ..AuditFilter::default() };
+    let events = service.store.list_audit(ORG, &filter, None, 100).await.expect("read the trail");
+    events.into_iter().map(|sealed| sealed.event).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -610,6 +629,11 @@ async fn forged_expired_or_misaddressed_id_tokens_are_refused() {
         assert!(bob.is_none(), "{tamper}: no user made");
         let health = setup_health(&setup).await;
         assert_eq!(health.last_error_reason.as_deref(), Some("IdTokenInvalid"), "{tamper}: {health:?}");
+        let events = sso_audit_events(&setup.service).await;
+        let refused = events.last().unwrap_or_else(|| panic!("{tamper}: no signIn.sso event"));
+        assert_eq!(refused.outcome, portcullis::audit::Outcome::Failure, "{tamper}: {refused:?}");
+        assert_eq!(refused.reason.as_deref(), Some("IdTokenInvalid"), "{tamper}: {refused:?}");
+        assert_eq!(refused.actor.subject, None, "{tamper}: an untrusted identity names nobody");
     }
 }
 

@@ -63,6 +63,8 @@ pub(super) struct SignInPost {
     pub params: Params,
     pub request: AuthorizationRequest,
     pub browser: PreLogin,
+    /// Where the post came from (after the trusted-proxy rules), for audit.
+    pub source: super::SourceAddress,
 }
 
 impl FromRequest<TokenServiceState> for SignInPost {
@@ -72,6 +74,7 @@ impl FromRequest<TokenServiceState> for SignInPost {
         let (mut parts, body) = request.into_parts();
         let PathOrganization(org) = PathOrganization::from_request_parts(&mut parts, state).await?;
         let browser = PreLogin::of(state, &org.name, &parts.headers);
+        let Ok(source) = super::SourceAddress::from_request_parts(&mut parts, state).await;
         let body = Bytes::from_request(Request::from_parts(parts, body), state).await?;
         let params = form_fields(&body, "Sign-in refused")?;
         let request = request::validate(state, &org.name, &params)
@@ -87,7 +90,7 @@ impl FromRequest<TokenServiceState> for SignInPost {
                 show_sign_in(state, &org, &request, &browser, StatusCode::FORBIDDEN, Some(FORM_EXPIRED), "");
             return Err(page.into());
         }
-        Ok(SignInPost { org, params, request, browser })
+        Ok(SignInPost { org, params, request, browser, source })
     }
 }
 

@@ -215,6 +215,7 @@ pub(super) async fn show(
 pub(super) async fn accept_with_sso(
     State(state): State<TokenServiceState>,
     Path((org, token)): Path<(String, String)>,
+    source: super::SourceAddress,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, LoginError> {
@@ -242,6 +243,7 @@ pub(super) async fn accept_with_sso(
         &entry,
         &SecretHash::of(&token),
         &invitation.email,
+        source,
     )
     .await
 }

@@ -147,7 +147,7 @@ pub(super) async fn webauthn_step(
     post: SignInPost,
 ) -> Result<Response, LoginError> {
     let state = &state;
-    let SignInPost { org, params, request, browser } = &post;
+    let SignInPost { org, params, request, browser, .. } = &post;
     let now = state.now();
     let (ticket, user) = open_mfa_step(state, &post).await?;
     // The policy may have changed since the password: ask it again.
@@ -305,7 +305,7 @@ pub(super) async fn passkey_step(
     post: SignInPost,
 ) -> Result<Response, LoginError> {
     let state = &state;
-    let SignInPost { org, params, request, browser } = &post;
+    let SignInPost { org, params, request, browser, .. } = &post;
     if !passkeys_offered(state, org) {
         return Err(post.sign_in_again(state, StatusCode::FORBIDDEN, PASSKEYS_OFF));
     }

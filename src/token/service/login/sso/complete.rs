@@ -18,7 +18,7 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 
-use super::{Refusal, pre_login_cookie, record, refuse, stage_name, token_hash};
+use super::{Refusal, audit, pre_login_cookie, record, refuse, stage_name, token_hash};
 use crate::api::{ProvisioningMode, UpstreamMfa};
 use crate::federation::UpstreamIdentity;
 use crate::federation::routing::{ProviderEntry, email_domain, stage_admits};
@@ -27,6 +27,7 @@ use crate::store::{
 };
 use crate::token::claims::PROVIDER_AMR_PREFIX;
 use crate::token::service::error::OAuthError;
+use crate::token::service::login::SourceAddress;
 use crate::token::service::login::csrf::MfaTicket;
 use crate::token::service::login::error::LoginError;
 use crate::token::service::login::extract::SignInPost;
@@ -108,10 +109,14 @@ pub(super) async fn sign_in(
     pending: SsoRequest,
     pre_login_id: &str,
     identity: UpstreamIdentity,
+    source: SourceAddress,
 ) -> Result<Response, LoginError> {
     let stage = stage_name(entry);
-    match sign_in_inner(state, org, entry, &pending, pre_login_id, &identity).await {
-        Ok((response, user_id)) => {
+    match sign_in_inner(state, org, entry, &pending, pre_login_id, &identity, source).await {
+        Ok((response, user)) => {
+            // Fail closed: a sign-in the trail cannot record does not happen.
+            audit(state, org, &entry.name, stage, source, Ok(&user)).await?;
+            let user_id = &user.id;
             tracing::info!(
                 target: "audit",
                 event = "sso.sign_in",
@@ -126,10 +131,13 @@ pub(super) async fn sign_in(
             record(state, org, &entry.name, stage, None).await;
             Ok(response)
         }
-        Err(Failure::Refused(refusal)) => Err(refuse(state, org, &entry.name, stage, refusal).await),
+        Err(Failure::Refused(refusal)) => Err(refuse(state, org, &entry.name, stage, source, refusal).await),
         Err(Failure::Other(error)) => {
             if let LoginError::Server(fault) = &error {
                 record(state, org, &entry.name, stage, Some(("ServerError", &fault.to_string()))).await;
+                if let Err(error) = audit(state, org, &entry.name, stage, source, Err("ServerError")).await {
+                    tracing::warn!(%error, "could not audit a failed single sign-on");
+                }
             }
             Err(error)
         }
@@ -143,7 +151,8 @@ async fn sign_in_inner(
     pending: &SsoRequest,
     pre_login_id: &str,
     identity: &UpstreamIdentity,
-) -> Result<(Response, String), Failure> {
+    source: SourceAddress,
+) -> Result<(Response, User), Failure> {
     // The client's request, validated again as on every step.
     let pairs: Vec<(String, String)> = serde_json::from_str(&pending.authorization_request)
         .map_err(|e| OAuthError::internal(format!("a stored authorization request is unreadable: {e}")))?;
@@ -208,7 +217,7 @@ async fn sign_in_inner(
     if upstream_counts {
         amr.push("mfa".to_owned());
         let response = finish(state, org, &request, &user.id, amr, None).await?;
-        return Ok((response, user.id));
+        return Ok((response, user));
     }
     let response = match mfa::second_factor(state, org, &user).await? {
         SecondFactor::NotNeeded => finish(state, org, &request, &user.id, amr, None).await?,
@@ -220,6 +229,7 @@ async fn sign_in_inner(
                 params,
                 request,
                 browser: PreLogin { id: pre_login_id.to_owned(), set_cookie: None },
+                source,
             };
             let at = state.now();
             let ticket = MfaTicket {
@@ -245,7 +255,7 @@ async fn sign_in_inner(
         )
         .into_response(),
     };
-    Ok((response, user.id))
+    Ok((response, user))
 }
 
 /// An unknown user, by the organization's provisioning mode: created (JIT,

@@ -26,6 +26,7 @@ use crate::store::{
     UserSource,
 };
 use crate::token::service::error::OAuthError;
+use crate::token::service::login::SourceAddress;
 use crate::token::service::login::error::LoginError;
 use crate::token::service::login::invitation::{invited_assignments, refusal_page};
 use crate::token::service::login::pages::Page;
@@ -40,6 +41,7 @@ pub(super) async fn accept(
     pending: &SsoRequest,
     identity: &UpstreamIdentity,
     source: Source,
+    address: SourceAddress,
 ) -> Result<Response, LoginError> {
     let stage = stage_name(entry);
     match accept_inner(state, org, entry, pending, identity, source).await {
@@ -47,7 +49,7 @@ pub(super) async fn accept(
             record(state, org, &entry.name, stage, None).await;
             Ok(response)
         }
-        Err(Failure::Refused(refusal)) => Err(refuse(state, org, &entry.name, stage, refusal).await),
+        Err(Failure::Refused(refusal)) => Err(refuse(state, org, &entry.name, stage, address, refusal).await),
         Err(Failure::Other(error)) => Err(error),
     }
 }

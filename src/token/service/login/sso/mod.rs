@@ -22,7 +22,9 @@
 //! not served yet (the `sso_requests` columns for it are in place).
 //!
 //! Every outcome is counted for the IdentityProvider's status (the store's
-//! `sso_sign_in_counts` / `sso_health`) and marked as an audit event.
+//! `sso_sign_in_counts` / `sso_health`) and appended to the audit trail
+//! (`signIn.sso`: the user, or the refusal's reason; acceptances of an
+//! invitation are audited as `invitation.accept` instead).
 
 mod complete;
 mod invitation;
@@ -36,13 +38,15 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use ring::hmac;
 
+use super::SourceAddress;
 use super::cookies;
 use super::error::LoginError;
 use super::pages::Page;
+use crate::audit::{Actor, AuditContext, AuditEntry, Source, Target, source_address};
 use crate::federation::routing::ProviderEntry;
 use crate::federation::upstreams::UpstreamClients;
 use crate::secret::SecretHash;
-use crate::store::{FederationStore as _, SsoOutcome};
+use crate::store::{AuditStore as _, FederationStore as _, SsoOutcome, User};
 use crate::token::service::error::OAuthError;
 use crate::token::service::state::{OrganizationView, TokenServiceState};
 
@@ -205,6 +209,7 @@ async fn refuse(
     org: &OrganizationView,
     provider: &str,
     stage: &str,
+    source: SourceAddress,
     refusal: Refusal,
 ) -> LoginError {
     tracing::info!(
@@ -218,7 +223,39 @@ async fn refuse(
         "single sign-on refused"
     );
     record(state, org, provider, stage, Some((refusal.reason, &refusal.detail))).await;
+    if let Err(error) = audit(state, org, provider, stage, source, Err(refusal.reason)).await {
+        tracing::warn!(%error, "could not audit a refused single sign-on");
+    }
     refusal.page()
+}
+
+/// Appends the audit event of a sign-in through `provider` (`signIn.sso`):
+/// the user it signed in, or why it was refused (the upstream identity is
+/// not trusted then, so the actor is anonymous).
+async fn audit(
+    state: &TokenServiceState,
+    org: &OrganizationView,
+    provider: &str,
+    stage: &str,
+    source: SourceAddress,
+    outcome: Result<&User, &str>,
+) -> Result<(), OAuthError> {
+    let (actor, entry) = match outcome {
+        Ok(user) => (
+            Actor::user(&user.id, &user.user_name, None),
+            AuditEntry::success("signIn.sso", Target::new("user", Some(&user.id), Some(&user.user_name))),
+        ),
+        Err(reason) => (
+            Actor::anonymous(None),
+            AuditEntry::failure("signIn.sso", Target::new("identityProvider", None, Some(provider)), reason),
+        ),
+    };
+    let actor = Actor { identity_provider: Some(provider.to_owned()), ..actor };
+    let source = Source { address: source_address(Some(source.0)), user_agent: None };
+    let entry = entry.with_details(serde_json::json!({ "identityProvider": provider, "stage": stage }));
+    let store = state.store().with_audit(AuditContext::new(actor, source));
+    store.append_audit(&org.namespace, entry).await?;
+    Ok(())
 }
 
 /// Counts one outcome; a failure to count is logged, never shown.

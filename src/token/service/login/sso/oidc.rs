@@ -12,6 +12,7 @@ use super::start::callback_uri;
 use super::{Refusal, clients_for, flow_values, organization, provider, refuse, stage_name};
 use crate::audit::Source;
 use crate::federation::oidc::OidcUpstream;
+use crate::token::service::login::SourceAddress;
 use crate::token::service::login::error::LoginError;
 use crate::token::service::state::TokenServiceState;
 
@@ -20,6 +21,7 @@ pub(in crate::token::service::login) async fn callback(
     Path((organization_name, idp)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     source: Source,
+    address: SourceAddress,
     headers: HeaderMap,
 ) -> Result<Response, LoginError> {
     let state = &state;
@@ -31,7 +33,7 @@ pub(in crate::token::service::login) async fn callback(
     let token = query.get("state").map(String::as_str).unwrap_or_default();
     let pending = match take_pending(state, &org, &idp, token, &headers).await {
         Ok(pending) => pending,
-        Err(refusal) => return Err(refuse(state, &org, &idp, stage, refusal).await),
+        Err(refusal) => return Err(refuse(state, &org, &idp, stage, address, refusal).await),
     };
     if let Some(error) = query.get("error") {
         let description = query.get("error_description").cloned().unwrap_or_default();
@@ -42,7 +44,7 @@ pub(in crate::token::service::login) async fn callback(
             "UpstreamRefused",
             format!("{error}: {description}"),
         );
-        return Err(refuse(state, &org, &idp, stage, refusal).await);
+        return Err(refuse(state, &org, &idp, stage, address, refusal).await);
     }
     let Some(code) = query.get("code") else {
         return Err(refuse(
@@ -50,17 +52,18 @@ pub(in crate::token::service::login) async fn callback(
             &org,
             &idp,
             stage,
+            address,
             Refusal::untrusted("Malformed", "no code in the callback"),
         )
         .await);
     };
     let Some(settings) = entry.spec.oidc.as_ref() else {
         let refusal = Refusal::unavailable("Misconfigured", "not an OIDC provider");
-        return Err(refuse(state, &org, &idp, stage, refusal).await);
+        return Err(refuse(state, &org, &idp, stage, address, refusal).await);
     };
     let clients = match clients_for(state, &org, &entry) {
         Ok(clients) => clients,
-        Err(refusal) => return Err(refuse(state, &org, &idp, stage, refusal).await),
+        Err(refusal) => return Err(refuse(state, &org, &idp, stage, address, refusal).await),
     };
     let secret = state.upstreams().secrets().secret(
         &org.namespace,
@@ -83,14 +86,16 @@ pub(in crate::token::service::login) async fn callback(
         Ok(finished) => {
             let Pending { request, pre_login_id } = pending;
             if request.invitation_hash.is_some() {
-                return super::invitation::accept(state, &org, &entry, &request, &finished.identity, source)
+                let identity = &finished.identity;
+                return super::invitation::accept(state, &org, &entry, &request, identity, source, address)
                     .await;
             }
-            super::complete::sign_in(state, &org, &entry, request, &pre_login_id, finished.identity).await
+            super::complete::sign_in(state, &org, &entry, request, &pre_login_id, finished.identity, address)
+                .await
         }
         Err(error) => {
             let refusal = Refusal::untrusted(error.reason(), crate::error_chain::error_chain(&error));
-            Err(refuse(state, &org, &idp, stage, refusal).await)
+            Err(refuse(state, &org, &idp, stage, address, refusal).await)
         }
     }
 }

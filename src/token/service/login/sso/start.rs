@@ -13,6 +13,7 @@ use crate::federation::oidc::OidcUpstream;
 use crate::federation::routing::{ProviderEntry, stage_admits};
 use crate::secret::SecretHash;
 use crate::store::{FederationStore as _, SsoRequest};
+use crate::token::service::login::SourceAddress;
 use crate::token::service::login::csrf::random_token;
 use crate::token::service::login::error::LoginError;
 use crate::token::service::login::extract::SignInPost;
@@ -51,6 +52,7 @@ pub(in crate::token::service::login) async fn begin(
 ) -> Result<Response, LoginError> {
     let org = &post.org;
     let stage = stage_name(entry);
+    let source = post.source;
     let names: Vec<&str> = login_hint.into_iter().collect();
     if !stage_admits(&entry.spec, &names) {
         let refusal = Refusal::new(
@@ -60,11 +62,11 @@ pub(in crate::token::service::login) async fn begin(
             "NotOffered",
             format!("stage {stage} does not admit {login_hint:?}"),
         );
-        return Err(refuse(state, org, &entry.name, stage, refusal).await);
+        return Err(refuse(state, org, &entry.name, stage, source, refusal).await);
     }
     match send_upstream(state, org, Resume::Authorization(&post.request), &post.browser.id, entry).await {
         Ok(location) => Ok(see_other(&location, &[])),
-        Err(refusal) => Err(refuse(state, org, &entry.name, stage, refusal).await),
+        Err(refusal) => Err(refuse(state, org, &entry.name, stage, source, refusal).await),
     }
 }
 
@@ -77,6 +79,7 @@ pub(in crate::token::service::login) async fn begin_invitation(
     entry: &ProviderEntry,
     invitation_hash: &SecretHash,
     invited_email: &str,
+    source: SourceAddress,
 ) -> Result<Response, LoginError> {
     let stage = stage_name(entry);
     if !stage_admits(&entry.spec, &[invited_email]) {
@@ -87,11 +90,11 @@ pub(in crate::token::service::login) async fn begin_invitation(
             "NotOffered",
             format!("stage {stage} does not admit {invited_email:?}"),
         );
-        return Err(refuse(state, org, &entry.name, stage, refusal).await);
+        return Err(refuse(state, org, &entry.name, stage, source, refusal).await);
     }
     match send_upstream(state, org, Resume::Invitation(invitation_hash), pre_login_id, entry).await {
         Ok(location) => Ok(see_other(&location, &[])),
-        Err(refusal) => Err(refuse(state, org, &entry.name, stage, refusal).await),
+        Err(refusal) => Err(refuse(state, org, &entry.name, stage, source, refusal).await),
     }
 }
 
