@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use browser_form::{Page, browser, open, submit};
-use portcullis::federation::upstreams::SecretsInMemory;
+use portcullis::federation::upstreams::SecretsDirectory;
 use portcullis::secret::SecretHash;
 use portcullis::store::{
     DesiredStateStore as _, IdentityProviderRecord, InvitationStatus, InvitationStore as _, NewInvitation,
@@ -46,6 +46,8 @@ const OTHER_UPSTREAM_CLIENT: &str = "another-app";
 struct Setup {
     service: TokenService,
     op: UpstreamOp,
+    /// The upstream's client secret (and CA bundle) as files.
+    _secrets: tempfile::TempDir,
 }
 
 async fn setup(stage: &str, issuer_override: Option<&str>) -> Setup {
@@ -54,9 +56,25 @@ async fn setup(stage: &str, issuer_override: Option<&str>) -> Setup {
 
 /// `setup`, with an upstream made hostile by `tamper` (`support/upstream_op.rs`).
 async fn setup_hostile(stage: &str, issuer_override: Option<&str>, tamper: Option<&str>) -> Setup {
+    setup_around(stage, issuer_override, None, async |clients, accounts| {
+        UpstreamOp::start_hostile(clients, accounts, tamper).await
+    })
+    .await
+}
+
+/// The token service (JIT provisioning), an upstream OP started by
+/// `start_op` with the clients and accounts of these tests, and the
+/// IdentityProvider `okta` for it at `stage`, naming the CA bundle in the
+/// ConfigMap `upstream-ca` when `ca_bundle` holds its PEM.
+async fn setup_around(
+    stage: &str,
+    issuer_override: Option<&str>,
+    ca_bundle: Option<&str>,
+    start_op: impl AsyncFnOnce(serde_json::Value, serde_json::Value) -> UpstreamOp,
+) -> Setup {
     let service = start(sqlite_store().await).await;
     let callback = format!("{}/sso/oidc/okta/callback", service.issuer(ORG));
-    let op = UpstreamOp::start_hostile(
+    let op = start_op(
         serde_json::json!([
             { "client_id": UPSTREAM_CLIENT, "client_secret": UPSTREAM_SECRET, "redirect_uris": [callback] },
             { "client_id": OTHER_UPSTREAM_CLIENT, "client_secret": "another-secret-0123456789abcdefghijklmn",
@@ -66,7 +84,6 @@ async fn setup_hostile(stage: &str, issuer_override: Option<&str>, tamper: Optio
             "bob": { "email": BOB, "name": "Bob Builder", "groups": ["Engineering", "Everyone"] },
             "tess": { "email": "tess@acme.test", "name": "Tess Ter", "groups": ["Engineering"] },
         }),
-        tamper,
     )
     .await;
 
@@ -80,16 +97,29 @@ async fn setup_hostile(stage: &str, issuer_override: Option<&str>, tamper: Optio
     service.store.apply(&org).await.expect("apply the organization");
 
     let issuer = issuer_override.unwrap_or(&op.issuer);
-    apply_identity_provider(&service, stage, issuer, 1).await;
-    service.state.upstreams().set_secrets(Arc::new(SecretsInMemory::new(BTreeMap::from([(
-        (ORG.to_owned(), "okta-client".to_owned(), "clientSecret".to_owned()),
-        UPSTREAM_SECRET.to_owned(),
-    )]))));
-    Setup { service, op }
+    apply_identity_provider(&service, stage, issuer, 1, ca_bundle.is_some()).await;
+    let secrets = tempfile::tempdir().expect("a secrets directory");
+    let write = |path: &str, value: &str| {
+        let path = secrets.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("create the directory");
+        std::fs::write(path, value).expect("write a secret");
+    };
+    write(&format!("{ORG}/okta-client/clientSecret"), UPSTREAM_SECRET);
+    if let Some(pem) = ca_bundle {
+        write(&format!("configmaps/{ORG}/upstream-ca/ca.crt"), pem);
+    }
+    service.state.upstreams().set_secrets(Arc::new(SecretsDirectory(secrets.path().to_owned())));
+    Setup { service, op, _secrets: secrets }
 }
 
-async fn apply_identity_provider(service: &TokenService, stage: &str, issuer: &str, generation: i64) {
-    let spec = serde_json::json!({
+async fn apply_identity_provider(
+    service: &TokenService,
+    stage: &str,
+    issuer: &str,
+    generation: i64,
+    ca_bundle: bool,
+) {
+    let mut spec = serde_json::json!({
         "type": "OIDC",
         "displayName": "Okta",
         "oidc": {
@@ -104,6 +134,9 @@ async fn apply_identity_provider(service: &TokenService, stage: &str, issuer: &s
             { "group": "Admins", "role": "iam-viewer" },
         ],
     });
+    if ca_bundle {
+        spec["caBundleRef"] = serde_json::json!({ "kind": "ConfigMap", "name": "upstream-ca" });
+    }
     let record = IdentityProviderRecord {
         meta: ObjectMeta::new(format!("{ORG}-idp-okta"), ORG, "okta", generation),
         protocol: "oidc".into(),
@@ -402,7 +435,7 @@ async fn each_rollout_stage_routes_as_written() {
     assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.body);
 
     // Disabled: nobody is routed, and the page does not offer it.
-    apply_identity_provider(&setup.service, "Disabled", &setup.op.issuer, 2).await;
+    apply_identity_provider(&setup.service, "Disabled", &setup.op.issuer, 2, false).await;
     let page = eventually("the Disabled stage is in force", Duration::from_secs(10), || async {
         let page = type_email(&setup.service, &browser_form::browser(), "tess@acme.test").await;
         (page.status == StatusCode::BAD_REQUEST).then_some(page)
@@ -670,4 +703,85 @@ async fn a_discovery_document_naming_another_issuer_is_refused() {
     assert!(page.location.is_none(), "not sent upstream");
     let health = setup_health(&setup).await;
     assert!(health.last_error_reason.is_some(), "{health:?}");
+}
+
+/// A private CA and a certificate it issued for 127.0.0.1, made with the
+/// openssl command: (the CA's PEM, the server's certificate, its key).
+fn private_ca() -> (String, String, String) {
+    let dir = tempfile::tempdir().expect("a directory for the CA");
+    let openssl = |args: &[&str]| {
+        let output = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("run openssl");
+        assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    std::fs::write(
+        dir.path().join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write the extensions");
+    openssl(
+        &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt"]
+            .into_iter()
+            .chain(["-days", "2", "-subj", "/CN=Acme private test CA"])
+            .collect::<Vec<_>>(),
+    );
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "op.key",
+        "-out",
+        "op.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "op.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "op.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).expect("read a PEM");
+    (read("ca.crt"), read("op.crt"), read("op.key"))
+}
+
+/// An upstream whose certificate a private CA issued: while the
+/// IdentityProvider names no CA bundle, nothing is sent there (the
+/// system's roots do not know the CA) and the page says sign-on is
+/// unavailable; with `caBundleRef` naming the CA (a ConfigMap), bob signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_behind_a_private_ca_is_trusted_through_its_ca_bundle_only() {
+    let (ca, cert, key) = private_ca();
+    let start_tls = async |clients, accounts| UpstreamOp::start_tls(clients, accounts, &cert, &key).await;
+
+    let untrusted = setup_around("Optional", None, None, start_tls).await;
+    assert!(untrusted.op.issuer.starts_with("https://"), "{}", untrusted.op.issuer);
+    let page = type_email(&untrusted.service, &browser(), BOB).await;
+    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{}", page.body);
+    assert!(page.location.is_none(), "not sent upstream");
+    drop(untrusted);
+
+    let start_tls = async |clients, accounts| UpstreamOp::start_tls(clients, accounts, &cert, &key).await;
+    let trusted = setup_around("Optional", None, Some(&ca), start_tls).await;
+    let browser = browser();
+    let callback = through_upstream(&trusted, &browser, "bob").await;
+    let landed = open(&browser, &callback).await;
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.body);
+    assert!(landed.location.as_deref().unwrap_or_default().starts_with(WEBAPP_REDIRECT));
 }

@@ -20,6 +20,9 @@ use tokio::process::{Child, Command};
 /// The running provider.
 pub struct UpstreamOp {
     pub issuer: String,
+    /// Where the tests' browser reaches it: the issuer, or for an HTTPS
+    /// provider its plain-HTTP entry (the tests' HTTP client has no TLS).
+    browser_entry: String,
     child: Child,
 }
 
@@ -61,8 +64,32 @@ impl UpstreamOp {
         accounts: serde_json::Value,
         tamper: Option<&str>,
     ) -> UpstreamOp {
+        Self::start_with(clients, accounts, serde_json::json!({ "tamper": tamper })).await
+    }
+
+    /// The provider serving HTTPS with `cert_pem` (and its `key_pem`).
+    pub async fn start_tls(
+        clients: serde_json::Value,
+        accounts: serde_json::Value,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> UpstreamOp {
+        let tls = serde_json::json!({ "tls": { "cert": cert_pem, "key": key_pem } });
+        Self::start_with(clients, accounts, tls).await
+    }
+
+    /// The provider with op.mjs's `options` (`tamper`, `tls`) besides the
+    /// clients and accounts.
+    async fn start_with(
+        clients: serde_json::Value,
+        accounts: serde_json::Value,
+        options: serde_json::Value,
+    ) -> UpstreamOp {
         let dir = installed();
-        let config = serde_json::json!({ "clients": clients, "accounts": accounts, "tamper": tamper });
+        let mut config = serde_json::json!({ "clients": clients, "accounts": accounts });
+        if let (Some(config), Some(options)) = (config.as_object_mut(), options.as_object()) {
+            config.extend(options.clone());
+        }
         let mut child = Command::new("node")
             .arg(dir.join("op.mjs"))
             .current_dir(&dir)
@@ -74,10 +101,15 @@ impl UpstreamOp {
             .expect("start node op.mjs");
         let stdout = child.stdout.take().expect("the provider's stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let issuer = tokio::time::timeout(Duration::from_secs(30), async {
+        let (issuer, browser_entry) = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut browser_entry = None;
             while let Some(line) = lines.next_line().await.expect("read the provider's output") {
+                if let Some(entry) = line.strip_prefix("browser-entry ") {
+                    browser_entry = Some(entry.trim().to_owned());
+                }
                 if let Some(issuer) = line.strip_prefix("listening ") {
-                    return issuer.trim().to_owned();
+                    let issuer = issuer.trim().to_owned();
+                    return (issuer.clone(), browser_entry.unwrap_or(issuer));
                 }
             }
             panic!("the upstream provider exited before listening");
@@ -86,14 +118,18 @@ impl UpstreamOp {
         .expect("the upstream provider listens within 30s");
         // Keep draining its output so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        UpstreamOp { issuer, child }
+        UpstreamOp { issuer, browser_entry, child }
     }
 
     /// Signs `login` in at the provider in `browser`, starting from the
     /// authorization URL our service redirected to, through the provider's
     /// login and consent forms. Returns the URL it sends the browser back to.
     pub async fn sign_in(&self, browser: &reqwest::Client, authorization_url: &str, login: &str) -> String {
-        let mut next = Request::Get(authorization_url.to_owned());
+        let authorization_url = match authorization_url.strip_prefix(&self.issuer) {
+            Some(rest) => format!("{}{rest}", self.browser_entry),
+            None => authorization_url.to_owned(),
+        };
+        let mut next = Request::Get(authorization_url);
         for _ in 0..12 {
             let response = match &next {
                 Request::Get(url) => browser.get(url).send().await,
@@ -107,7 +143,7 @@ impl UpstreamOp {
                 .and_then(|v| v.to_str().ok())
                 .map(|l| self.absolute(l));
             if let Some(location) = location {
-                if !location.starts_with(&self.issuer) {
+                if !location.starts_with(&self.browser_entry) {
                     return location;
                 }
                 next = Request::Get(location);
@@ -126,7 +162,13 @@ impl UpstreamOp {
     }
 
     fn absolute(&self, location: &str) -> String {
-        if location.starts_with('/') { format!("{}{location}", self.issuer) } else { location.to_owned() }
+        if location.starts_with('/') {
+            return format!("{}{location}", self.browser_entry);
+        }
+        match location.strip_prefix(&self.issuer) {
+            Some(rest) => format!("{}{rest}", self.browser_entry),
+            None => location.to_owned(),
+        }
     }
 }
 

@@ -3,7 +3,12 @@
 // Its configuration comes as JSON in OP_CONFIG:
 //   { "clients": [{ "client_id", "client_secret", "redirect_uris": [...] }],
 //     "accounts": { "<login>": { "email": ..., "name": ..., "groups": [...] } } }
-// It listens on 127.0.0.1 on a free port and prints `listening <issuer>`.
+// It listens on 127.0.0.1 on a free port and prints `listening <issuer>`;
+// with "tls": { "cert": PEM, "key": PEM } over HTTPS (a private CA's
+// certificate, as enterprise IdPs behind an internal CA have), and then
+// also on a plain-HTTP port for the tests' browser (printed first as
+// `browser-entry <url>`): the tests' HTTP client has no TLS, while the
+// calls under test (discovery, keys, token) go to the HTTPS issuer.
 // Sign-in is the provider's own development interaction (any password).
 //
 // OP_CONFIG's optional "tamper" makes this provider hostile the way a
@@ -14,6 +19,7 @@
 // again with the real key (only the claim changed) or with a stranger's.
 import crypto from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
 import Provider from 'oidc-provider';
 
 const config = JSON.parse(process.env.OP_CONFIG ?? '{}');
@@ -80,10 +86,10 @@ function rewriting(res, rewrite) {
   };
 }
 
-const server = http.createServer();
+const server = config.tls ? https.createServer({ cert: config.tls.cert, key: config.tls.key }) : http.createServer();
 server.listen(0, '127.0.0.1', () => {
   const { port } = server.address();
-  const issuer = `http://127.0.0.1:${port}`;
+  const issuer = `${config.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const provider = new Provider(issuer, {
     clients: (config.clients ?? []).map((client) => ({
       grant_types: ['authorization_code'],
@@ -110,6 +116,14 @@ server.listen(0, '127.0.0.1', () => {
   });
   provider.on('server_error', (_ctx, error) => console.error('server_error', error));
   const callback = provider.callback();
+  const announce = () => console.log(`listening ${issuer}`);
+  if (config.tls) {
+    const entry = http.createServer((req, res) => callback(req, res));
+    entry.listen(0, '127.0.0.1', () => {
+      console.log(`browser-entry http://127.0.0.1:${entry.address().port}`);
+      announce();
+    });
+  }
   server.on('request', (req, res) => {
     const path = req.url.split('?')[0];
     if (tamper in tamperings && req.method === 'POST' && path === '/token') {
@@ -126,5 +140,5 @@ server.listen(0, '127.0.0.1', () => {
     }
     callback(req, res);
   });
-  console.log(`listening ${issuer}`);
+  if (!config.tls) announce();
 });
