@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 
 use super::complete::{Pending, take_pending};
@@ -15,6 +15,8 @@ use crate::federation::oidc::OidcUpstream;
 use crate::token::service::login::SourceAddress;
 use crate::token::service::login::error::LoginError;
 use crate::token::service::state::TokenServiceState;
+
+const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
 pub(in crate::token::service::login) async fn callback(
     State(state): State<TokenServiceState>,
@@ -90,8 +92,18 @@ pub(in crate::token::service::login) async fn callback(
                 return super::invitation::accept(state, &org, &entry, &request, identity, source, address)
                     .await;
             }
-            super::complete::sign_in(state, &org, &entry, request, &pre_login_id, finished.identity, address)
-                .await
+            let upstream_ms = finished.upstream_time.as_secs_f64() * 1e3;
+            let identity = finished.identity;
+            let mut response =
+                super::complete::sign_in(state, &org, &entry, request, &pre_login_id, identity, address)
+                    .await?;
+            // Server-Timing (W3C): the upstream's share of this answer, so that
+            // a slow sign-in can be told apart from a slow upstream.
+            let timing = format!("upstream;desc=\"code exchange\";dur={upstream_ms:.3}");
+            if let Ok(value) = HeaderValue::from_str(&timing) {
+                response.headers_mut().insert(SERVER_TIMING, value);
+            }
+            Ok(response)
         }
         Err(error) => {
             let refusal = Refusal::untrusted(error.reason(), crate::error_chain::error_chain(&error));
