@@ -172,3 +172,96 @@ async fn a_routed_email_signs_in_through_the_upstream_provider_in_chromium() {
     assert_eq!(params.get("state").map(String::as_str), Some("s-sso"), "{landed}");
     assert!(params.contains_key("code"), "{landed}");
 }
+
+/// The sign-in page at a phone's width: the default look first, then the
+/// organization's `spec.branding` (accent colour on the button, with white
+/// text, and its logo named by the organization), every field labelled,
+/// focus going from the user name to the password to the button, nothing
+/// wider than the screen, and the logo's origin the only image source the
+/// page's CSP allows. The screenshot is kept as a test artefact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_in_page_wears_the_organizations_branding_and_reads_on_a_phone() {
+    use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
+    use portcullis::store::{DesiredStateStore as _, OrganizationRecord};
+
+    let service = start(sqlite_store().await).await;
+    let browser = Chromium::launch().await;
+    let tab = browser.new_tab().await;
+    tab.page()
+        .execute(SetDeviceMetricsOverrideParams::new(390, 844, 3.0, true))
+        .await
+        .expect("a phone-sized viewport");
+    let authorize = format!(
+        "{}?response_type=code&client_id=webapp&redirect_uri={}&scope=openid&state=s&\
+         code_challenge={}&code_challenge_method=S256",
+        service.url(ORG, "/authorize"),
+        form_urlencoded::byte_serialize(WEBAPP_REDIRECT.as_bytes()).collect::<String>(),
+        challenge()
+    );
+    let button_colour = "getComputedStyle(document.querySelector('button[type=submit]')).backgroundColor";
+    tab.goto(&authorize).await;
+    tab.wait_for_selector("#username", DEFAULT_DEADLINE).await;
+    assert_eq!(tab.eval::<String>(button_colour).await, "rgb(43, 89, 195)", "the default accent");
+    assert!(!tab.eval::<bool>("!!document.querySelector('img.logo')").await, "no logo by default");
+
+    let mut org: OrganizationRecord = service.store.get(ORG, ORG).await.expect("read").expect("acme");
+    let mut spec: serde_json::Value = serde_json::from_str(&org.spec_json).expect("spec");
+    spec["branding"] =
+        serde_json::json!({ "accentColor": "#0B5394", "logoUrl": "https://cdn.acme.example/logo.svg" });
+    org.spec_json = spec.to_string();
+    org.meta.generation += 1;
+    service.store.apply(&org).await.expect("apply the branding");
+    let started = std::time::Instant::now();
+    loop {
+        tab.goto(&authorize).await;
+        tab.wait_for_selector("#username", DEFAULT_DEADLINE).await;
+        if tab.eval::<String>(button_colour).await == "rgb(11, 83, 148)" {
+            break;
+        }
+        assert!(started.elapsed() < DEFAULT_DEADLINE, "the branding never showed");
+    }
+    let text_colour = "getComputedStyle(document.querySelector('button[type=submit]')).color";
+    assert_eq!(tab.eval::<String>(text_colour).await, "rgb(255, 255, 255)", "white reads on a dark accent");
+    let logo: (String, String) =
+        tab.eval("[document.querySelector('img.logo').src, document.querySelector('img.logo').alt]").await;
+    assert_eq!(logo.0, "https://cdn.acme.example/logo.svg");
+    let heading: String = tab.eval("document.querySelector('h1').textContent").await;
+    assert!(
+        !logo.1.is_empty() && heading.contains(&logo.1),
+        "the logo is named by the organization: {logo:?}"
+    );
+
+    let labelled =
+        "[...document.querySelectorAll('input:not([type=hidden])')].every(i => i.labels.length > 0)";
+    assert!(tab.eval::<bool>(labelled).await, "every field has its label");
+    assert!(
+        tab.eval::<bool>("document.documentElement.scrollWidth <= window.innerWidth").await,
+        "nothing is wider than the phone"
+    );
+    // Focus order is document order (no positive tabindex anywhere): user
+    // name, password, then the button.
+    let order: Vec<String> = tab
+        .eval(
+            "[...document.querySelectorAll('a[href],button,input:not([type=hidden]),[tabindex]')]\
+             .filter(e => e.tabIndex >= 0).map(e => e.id || e.type)",
+        )
+        .await;
+    assert_eq!(order[..3], ["username", "password", "submit"], "{order:?}");
+    assert!(
+        tab.eval::<bool>("![...document.querySelectorAll('[tabindex]')].some(e => e.tabIndex > 0)").await
+    );
+
+    let csp =
+        http_client().get(&authorize).send().await.expect("the page").headers()["content-security-policy"]
+            .to_str()
+            .expect("ASCII")
+            .to_owned();
+    assert!(csp.ends_with("; img-src https://cdn.acme.example"), "{csp}");
+
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sign-in-phone-branded.png");
+    tab.save_screenshot(&shot).await;
+    let png = std::fs::read(&shot).expect("the screenshot");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real screenshot");
+    println!("screenshot: {}", shot.display());
+    browser.close().await;
+}

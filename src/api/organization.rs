@@ -106,6 +106,27 @@ pub struct OrganizationSpec {
     /// Who administers the organization's roles and role assignments.
     #[serde(default)]
     pub administration: AdministrationPolicy,
+
+    /// How the sign-in pages look for this organization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branding: Option<Branding>,
+}
+
+/// The organization's look on its sign-in, invitation and admin pages.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Branding {
+    /// The logo above each page, an `https://` URL the browser loads
+    /// (shown at most 3rem high). The pages' Content-Security-Policy allows
+    /// images from its origin only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r#"^https://[^\s"'<>\\]+$"#), length(max = 2048))]
+    pub logo_url: Option<String>,
+    /// The colour of buttons, links and focus rings, as `#rrggbb`. Button
+    /// text is black or white, whichever reads better on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^#[0-9a-fA-F]{6}$"))]
+    pub accent_color: Option<String>,
 }
 
 /// Where the organization's roles and role assignments are kept.

@@ -60,6 +60,9 @@ pub fn router(state: TokenServiceState) -> Router {
         .route("/o/{org}/introspect", post(introspect::introspect))
         .route("/o/{org}/revoke", post(revoke::revoke))
         .merge(admin::routes())
-        .merge(login::routes())
+        .merge(
+            login::routes()
+                .layer(axum::middleware::from_fn_with_state(state.clone(), login::branding::brand)),
+        )
         .with_state(state)
 }

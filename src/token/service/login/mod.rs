@@ -45,6 +45,7 @@ mod admin_invitations;
 mod admin_pages;
 mod attempt;
 mod authorize;
+pub(super) mod branding;
 mod ceremonies;
 mod cookies;
 mod credentials;
