@@ -1497,7 +1497,8 @@ async fn postgres_followers_miss_no_change_when_commits_land_out_of_order() {
     assert_eq!(seen, ids, "the log reader saw each change exactly once");
 
     let snapshot = snapshot_at(&follower, store.current_seq().await.unwrap()).await;
-    let missing: Vec<&String> = names.iter().filter(|name| !allows(&snapshot, name, "journeys.read")).collect();
+    let missing: Vec<&String> =
+        names.iter().filter(|name| !allows(&snapshot, name, "journeys.read")).collect();
     assert!(missing.is_empty(), "the follower's index lacks {missing:?}");
     admin.close().await;
 }

@@ -289,7 +289,8 @@ impl FollowerState {
     async fn reload(&mut self) -> Result<Arc<IndexSnapshot>> {
         let mut tx = self.store.begin_read().await?;
         let seq = changes::read_horizon(&mut tx, self.store.inner.backend).await?;
-        let above_horizon = !changes::read_log(&mut tx, Some(&self.organization), seq, i64::MAX).await?.is_empty();
+        let above_horizon =
+            !changes::read_log(&mut tx, Some(&self.organization), seq, i64::MAX).await?.is_empty();
         let (mut ops, users, groups) = load_all(&mut tx, &self.organization).await?;
         self.idp_mappings.clear();
         for provider in desired::list::<IdentityProviderRecord>(&mut tx, &self.organization).await? {

@@ -468,7 +468,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (18, "login throttle", include_str!("../../migrations/sqlite/0018_login_throttle.sql")),
     (19, "admin owner", include_str!("../../migrations/sqlite/0019_admin_owner.sql")),
     (20, "invitations", include_str!("../../migrations/sqlite/0020_invitations.sql")),
-    (22, "change feed without counter", include_str!("../../migrations/sqlite/0022_change_feed_without_counter.sql")),
+    (22, "change feed", include_str!("../../migrations/sqlite/0022_change_feed.sql")),
 ]);
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
@@ -485,7 +485,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (18, "login throttle", include_str!("../../migrations/postgres/0018_login_throttle.sql")),
     (19, "admin owner", include_str!("../../migrations/postgres/0019_admin_owner.sql")),
     (20, "invitations", include_str!("../../migrations/postgres/0020_invitations.sql")),
-    (22, "change feed without counter", include_str!("../../migrations/postgres/0022_change_feed_without_counter.sql")),
+    (22, "change feed", include_str!("../../migrations/postgres/0022_change_feed.sql")),
 ]);
 
 impl MigrationSource<'static> for EmbeddedMigrations {
