@@ -1121,7 +1121,8 @@ async fn sqlite_columns() -> Vec<String> {
     columns
 }
 
-/// Changes too large for one NOTIFY payload are read back from the log.
+/// Changes too large for one NOTIFY payload are announced without them (see
+/// `changes::notice_payload`) and read back from the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_reads_large_notices_from_the_log() {
     let (store, url) = postgres_store_and_url().await;
@@ -1136,6 +1137,11 @@ async fn postgres_reads_large_notices_from_the_log() {
     sqlx::query("INSERT INTO change_log (seq, organization, committed_ms, changes) VALUES (1000, $1, 0, $2)")
         .bind(ORG)
         .bind(serde_json::to_string(&many).unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_notify('portcullis_changes', $1)")
+        .bind(serde_json::json!({ "seq": 1000, "organization": ORG }).to_string())
         .execute(&pool)
         .await
         .unwrap();

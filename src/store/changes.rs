@@ -3,9 +3,12 @@
 //! Every write transaction records the [`Change`]s it makes and, as its last
 //! step, appends one `change_log` row. Then:
 //!
-//! - PostgreSQL: a trigger on `change_log` calls `pg_notify`, delivered at
-//!   commit and never for a rolled-back transaction; one LISTEN connection
-//!   per [`Store`] feeds the subscribers.
+//! - PostgreSQL: right after commit the writer calls `pg_notify` on its own
+//!   (not in the writing transaction: a notifying transaction holds a
+//!   server-wide lock until its commit is flushed, which would queue writers);
+//!   one LISTEN connection per [`Store`] feeds the subscribers. A writer that
+//!   dies between its commit and the notice delays the change until the next
+//!   notice of that organization, and loses nothing.
 //! - SQLite: the store broadcasts the notice in-process right after commit.
 //!
 //! A subscriber that may have missed notices (it fell behind, or the LISTEN
@@ -46,7 +49,7 @@ use super::error::query_error;
 use super::records::ResourceKind;
 use super::{Backend, Result, Store, StoreError, column, now_ms};
 
-/// The PostgreSQL NOTIFY channel (see the migration's trigger).
+/// The PostgreSQL NOTIFY channel.
 const CHANNEL: &str = "portcullis_changes";
 
 /// One thing that changed. It names what changed, not how: readers fetch the
@@ -384,10 +387,18 @@ impl<'s> WriteTx<'s> {
         if self.audited {
             self.store.wake_sealer();
         }
-        if self.store.inner.backend == Backend::Sqlite {
-            let notice = ChangeNotice { seq, organization: self.organization, changes: self.changes };
-            // No subscriber is not an error.
-            let _ = self.store.inner.events.send(ChangeEvent::Committed(Arc::new(notice)));
+        let notice = ChangeNotice { seq, organization: self.organization, changes: self.changes };
+        match self.store.inner.backend {
+            Backend::Sqlite => {
+                // No subscriber is not an error.
+                let _ = self.store.inner.events.send(ChangeEvent::Committed(Arc::new(notice)));
+            }
+            Backend::Postgres => {
+                if let Err(error) = notify(self.store.pool(), &notice).await {
+                    // Committed all the same: readers find it at the next notice.
+                    tracing::warn!(%error, seq, "could not announce a committed change");
+                }
+            }
         }
         drop(self.turn);
         Ok(Some(seq))
@@ -435,6 +446,32 @@ async fn append_to_log(
 }
 
 // === PostgreSQL: one LISTEN connection per store. ===
+
+/// NOTIFY's payload: with the changes when they fit its 8000-byte limit;
+/// otherwise without, and listeners read the row by seq.
+fn notice_payload(notice: &ChangeNotice) -> String {
+    let with_changes = serde_json::json!({
+        "seq": notice.seq,
+        "organization": notice.organization,
+        "changes": notice.changes,
+    })
+    .to_string();
+    if with_changes.len() <= 7900 {
+        return with_changes;
+    }
+    serde_json::json!({ "seq": notice.seq, "organization": notice.organization }).to_string()
+}
+
+/// Announces a committed change.
+async fn notify(pool: &sqlx::AnyPool, notice: &ChangeNotice) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(notice_payload(notice))
+        .execute(pool)
+        .await
+        .map_err(query_error("announce a change"))?;
+    Ok(())
+}
 
 #[derive(Deserialize)]
 struct Payload {
@@ -506,4 +543,25 @@ async fn notification_event(payload: &str, pool: &sqlx::AnyPool) -> Result<Chang
         organization: payload.organization,
         changes,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_too_large_for_notify_go_without_their_changes() {
+        let user =
+            |i: usize| Change::User { organization: "acme".into(), id: format!("{i:04}-{}", "x".repeat(40)) };
+        let small = ChangeNotice { seq: 7, organization: "acme".into(), changes: vec![user(1)] };
+        let parsed: Payload = serde_json::from_str(&notice_payload(&small)).unwrap();
+        assert_eq!(parsed.changes, Some(small.changes.clone()));
+
+        let large =
+            ChangeNotice { seq: 8, organization: "acme".into(), changes: (0..200).map(user).collect() };
+        let payload = notice_payload(&large);
+        assert!(payload.len() < 8000, "{} bytes", payload.len());
+        let parsed: Payload = serde_json::from_str(&payload).unwrap();
+        assert_eq!((parsed.seq, parsed.organization.as_str(), parsed.changes), (8, "acme", None));
+    }
 }
