@@ -36,7 +36,7 @@
 //!   records and sealed into one hash chain per organization ([`AuditStore`]).
 //!
 //! Migrations live in `migrations/sqlite` and `migrations/postgres` (same
-//! tables; PostgreSQL adds the NOTIFY trigger) and run on [`Store::connect`].
+//! tables) and run on [`Store::connect`].
 
 pub mod access_review;
 pub mod admin;
