@@ -11,6 +11,9 @@
 //! The feed's notices reach other processes only on PostgreSQL (NOTIFY); on
 //! SQLite they stay in the writing process. So the change log is also read
 //! every [`POLL`], which catches what another process wrote to a shared file.
+//! The poll resumes where the log's last read ended, not after the newest
+//! notice: on PostgreSQL a change may commit after a newer one (see
+//! [`crate::store::changes`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -33,7 +36,7 @@ pub const POLL: Duration = Duration::from_secs(2);
 /// Follows the change feed until aborted.
 pub async fn run(store: Store, triggers: Arc<Triggers>) {
     loop {
-        let (mut subscription, mut last_seq) = match subscribe(&store).await {
+        let (mut subscription, mut read_up_to) = match subscribe(&store).await {
             Ok(subscribed) => subscribed,
             Err(e) => {
                 warn!(retry_in = ?RESUBSCRIBE, "cannot follow the store's changes: {}", error_chain(&e));
@@ -43,22 +46,28 @@ pub async fn run(store: Store, triggers: Arc<Triggers>) {
         };
         // Anything may have appeared while we were not listening.
         trigger_pending(&triggers, None);
+        // Notices received that the poll has not passed yet: not triggered twice.
+        let mut announced = BTreeSet::new();
         loop {
             let mut touched = Touched::default();
             tokio::select! {
                 event = subscription.recv() => {
                     let Some(first) = event else { break };
                     // A burst (a SCIM push of many users) becomes one pass per namespace.
-                    touched.add(&first, &mut last_seq);
+                    touched.add(&first, &mut announced);
                     while let Some(next) = subscription.try_recv() {
-                        touched.add(&next, &mut last_seq);
+                        touched.add(&next, &mut announced);
                     }
                 }
-                _ = tokio::time::sleep(POLL) => match store.changes_since(None, last_seq).await {
+                _ = tokio::time::sleep(POLL) => match store.changes_since(None, read_up_to).await {
                     Ok(notices) => {
                         for notice in notices {
-                            touched.add(&ChangeEvent::Committed(Arc::new(notice)), &mut last_seq);
+                            read_up_to = notice.seq;
+                            if !announced.remove(&notice.seq) {
+                                touched.add(&ChangeEvent::Committed(Arc::new(notice)), &mut announced);
+                            }
                         }
+                        announced.retain(|&seq| seq > read_up_to);
                     }
                     Err(e) => debug!("reading the change log: {}", error_chain(&e)),
                 },
@@ -71,7 +80,7 @@ pub async fn run(store: Store, triggers: Arc<Triggers>) {
 
 async fn subscribe(store: &Store) -> crate::store::Result<(ChangeSubscription, i64)> {
     let subscription = store.subscribe().await?;
-    Ok((subscription, store.current_seq().await?))
+    Ok((subscription, store.horizon().await?))
 }
 
 /// Namespaces where principals appeared, or "look everywhere".
@@ -82,12 +91,12 @@ struct Touched {
 }
 
 impl Touched {
-    /// Takes in one event; `last_seq` follows the notices seen.
-    fn add(&mut self, event: &ChangeEvent, last_seq: &mut i64) {
+    /// Takes in one event; `announced` collects the notices' positions.
+    fn add(&mut self, event: &ChangeEvent, announced: &mut BTreeSet<i64>) {
         match event {
             ChangeEvent::Missed => self.everything = true,
             ChangeEvent::Committed(notice) => {
-                *last_seq = (*last_seq).max(notice.seq);
+                announced.insert(notice.seq);
                 for change in &notice.changes {
                     match change {
                         Change::User { organization, .. } | Change::Group { organization, .. } => {

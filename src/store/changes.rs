@@ -1,19 +1,39 @@
 //! What changed, and who is told.
 //!
-//! Every write transaction records the [`Change`]s it makes. At commit it
-//! takes the next sequence number from the single `change_counter` row (its
-//! last statement, so sequence order is commit order and any snapshot sees a
-//! prefix of the log) and appends one `change_log` row. Then:
+//! Every write transaction records the [`Change`]s it makes and, as its last
+//! step, appends one `change_log` row. Then:
 //!
-//! - PostgreSQL: a trigger on `change_log` calls `pg_notify`, delivered at
-//!   commit and never for a rolled-back transaction; one LISTEN connection
-//!   per [`Store`] feeds the subscribers.
+//! - PostgreSQL: right after commit the writer calls `pg_notify` on its own
+//!   (not in the writing transaction: a notifying transaction holds a
+//!   server-wide lock until its commit is flushed, which would queue writers);
+//!   one LISTEN connection per [`Store`] feeds the subscribers. A writer that
+//!   dies between its commit and the notice delays the change until the next
+//!   notice of that organization, and loses nothing.
 //! - SQLite: the store broadcasts the notice in-process right after commit.
 //!
 //! A subscriber that may have missed notices (it fell behind, or the LISTEN
 //! connection dropped) gets [`ChangeEvent::Missed`] and catches up with
 //! [`ChangeFeed::changes_since`]: the log is the source of truth, the
 //! notifications only the doorbell.
+//!
+//! Positions (`seq`). What readers rely on: once they have read up to
+//! position N, no commit at or below N appears later, or they would skip it
+//! for good. A counter row taken under lock gives that (sequence order is
+//! commit order) but makes every writer wait for the one before it to flush
+//! its commit to disk: on a durable PostgreSQL, writers queue instead of
+//! committing together. A plain sequence does not lock but numbers land out
+//! of commit order. So, on PostgreSQL, a change's position is its
+//! transaction id (plus the constant `change_feed.xid_offset`, which puts it
+//! above the counter's old positions), taken without any lock, and readers
+//! only trust positions below the *horizon*: the oldest transaction still
+//! running in their snapshot (`pg_snapshot_xmin`), under which nothing can
+//! commit any more. A reader may also apply the committed changes it sees
+//! above the horizon (applying a change twice is harmless; the follower does,
+//! so its index is exactly its snapshot of the store), but it resumes from
+//! the horizon. This is how transactional outboxes are read; its cost is that
+//! a long-running writer holds back the horizon, and so the feed, until it
+//! ends. On SQLite writers take turns anyway: positions still come from
+//! `change_counter`, and the horizon is simply its value.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,7 +49,7 @@ use super::error::query_error;
 use super::records::ResourceKind;
 use super::{Backend, Result, Store, StoreError, column, now_ms};
 
-/// The PostgreSQL NOTIFY channel (see the migration's trigger).
+/// The PostgreSQL NOTIFY channel.
 const CHANNEL: &str = "portcullis_changes";
 
 /// One thing that changed. It names what changed, not how: readers fetch the
@@ -55,7 +75,8 @@ pub enum Change {
 /// The changes of one committed transaction.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeNotice {
-    /// Position in the change log; increases with commit order.
+    /// Position in the change log: unique, not consecutive, and only read
+    /// back below the horizon (see the module documentation).
     pub seq: i64,
     pub organization: String,
     pub changes: Vec<Change>,
@@ -105,15 +126,24 @@ pub trait ChangeFeed {
     fn subscribe(&self) -> impl Future<Output = Result<ChangeSubscription>> + Send;
 
     /// The logged notices after `after_seq`, of one organization or of all,
-    /// in order.
+    /// in order, up to the horizon: none will ever appear between `after_seq`
+    /// and the last one returned, so that is where to resume.
     fn changes_since(
         &self,
         organization: Option<&str>,
         after_seq: i64,
     ) -> impl Future<Output = Result<Vec<ChangeNotice>>> + Send;
 
-    /// The sequence number of the last committed change.
+    /// The position of the last committed change: a follower whose `seq`
+    /// has reached it reflects every change committed before the call. Not a
+    /// place to resume reading from (changes may still commit below it on
+    /// PostgreSQL); [`ChangeFeed::changes_since`] says where that is.
     fn current_seq(&self) -> impl Future<Output = Result<i64>> + Send;
+
+    /// The position at or below which every change has committed (or never
+    /// will): where to start reading the log with
+    /// [`ChangeFeed::changes_since`] to miss nothing from now on.
+    fn horizon(&self) -> impl Future<Output = Result<i64>> + Send;
 
     /// Drops log entries committed before `before_ms`. A follower that was
     /// further behind reloads everything.
@@ -151,40 +181,78 @@ impl ChangeFeed for Store {
     }
 
     async fn changes_since(&self, organization: Option<&str>, after_seq: i64) -> Result<Vec<ChangeNotice>> {
-        let mut conn = self.connection().await?;
-        read_log(&mut conn, organization, after_seq, i64::MAX).await
+        // One read snapshot, so the horizon is that of the rows read.
+        let mut tx = self.begin_read().await?;
+        let horizon = read_horizon(&mut tx, self.inner.backend).await?;
+        read_log(&mut tx, organization, after_seq, horizon).await
     }
 
     async fn current_seq(&self) -> Result<i64> {
-        let mut conn = self.connection().await?;
-        read_counter(&mut conn).await
+        let mut tx = self.begin_read().await?;
+        let row = sqlx::query("SELECT MAX(seq) AS seq FROM change_log")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(query_error("read the change log"))?;
+        let logged: Option<i64> = column(&row, "change_log", "seq")?;
+        Ok(logged.unwrap_or(0).max(pruned_through(&mut tx).await?))
+    }
+
+    async fn horizon(&self) -> Result<i64> {
+        let mut tx = self.begin_read().await?;
+        read_horizon(&mut tx, self.inner.backend).await
     }
 
     async fn prune_change_log(&self, before_ms: i64) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM change_log WHERE committed_ms < $1")
+        let mut tx = self.begin_unlogged_write().await?;
+        let row = sqlx::query("SELECT MAX(seq) AS seq FROM change_log WHERE committed_ms < $1")
             .bind(before_ms)
-            .execute(self.pool())
+            .fetch_one(tx.conn())
             .await
             .map_err(query_error("prune the change log"))?;
+        let Some(through) = column::<Option<i64>>(&row, "change_log", "seq")? else {
+            return Ok(0);
+        };
+        let done = sqlx::query("DELETE FROM change_log WHERE seq <= $1 AND committed_ms < $2")
+            .bind(through)
+            .bind(before_ms)
+            .execute(tx.conn())
+            .await
+            .map_err(query_error("prune the change log"))?;
+        // Readers behind this point can no longer catch up from the log.
+        sqlx::query(
+            "UPDATE change_feed SET pruned_through = CASE WHEN pruned_through > $1 THEN pruned_through ELSE $1 END \
+             WHERE id = 1",
+        )
+        .bind(through)
+        .execute(tx.conn())
+        .await
+        .map_err(query_error("prune the change log"))?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 }
 
-pub(in crate::store) async fn read_counter(conn: &mut sqlx::AnyConnection) -> Result<i64> {
-    let row = sqlx::query("SELECT seq FROM change_counter WHERE id = 1")
-        .fetch_one(conn)
-        .await
-        .map_err(query_error("read the change counter"))?;
-    column(&row, "change_counter", "seq")
+/// The position below which no change can commit any more, as of the
+/// snapshot `conn` reads (see the module documentation).
+pub(in crate::store) async fn read_horizon(conn: &mut sqlx::AnyConnection, backend: Backend) -> Result<i64> {
+    let query = match backend {
+        Backend::Sqlite => "SELECT seq FROM change_counter WHERE id = 1",
+        Backend::Postgres => {
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint + xid_offset - 1 AS seq \
+             FROM change_feed WHERE id = 1"
+        }
+    };
+    let row = sqlx::query(query).fetch_one(conn).await.map_err(query_error("read the change horizon"))?;
+    column(&row, "change_feed", "seq")
 }
 
-/// The oldest sequence number still in the log, if any.
-pub(in crate::store) async fn oldest_logged(conn: &mut sqlx::AnyConnection) -> Result<Option<i64>> {
-    let row = sqlx::query("SELECT MIN(seq) AS seq FROM change_log")
+/// The highest position pruned from the log: a reader behind it reloads.
+pub(in crate::store) async fn pruned_through(conn: &mut sqlx::AnyConnection) -> Result<i64> {
+    let row = sqlx::query("SELECT pruned_through FROM change_feed WHERE id = 1")
         .fetch_one(conn)
         .await
-        .map_err(query_error("read the change log"))?;
-    column(&row, "change_log", "seq")
+        .map_err(query_error("read the change feed"))?;
+    column(&row, "change_feed", "pruned_through")
 }
 
 /// Notices with `after < seq <= up_to`, oldest first.
@@ -319,21 +387,27 @@ impl<'s> WriteTx<'s> {
         if self.audited {
             self.store.wake_sealer();
         }
-        if self.store.inner.backend == Backend::Sqlite {
-            let notice = ChangeNotice { seq, organization: self.organization, changes: self.changes };
-            // No subscriber is not an error.
-            let _ = self.store.inner.events.send(ChangeEvent::Committed(Arc::new(notice)));
+        let notice = ChangeNotice { seq, organization: self.organization, changes: self.changes };
+        match self.store.inner.backend {
+            Backend::Sqlite => {
+                // No subscriber is not an error.
+                let _ = self.store.inner.events.send(ChangeEvent::Committed(Arc::new(notice)));
+            }
+            Backend::Postgres => {
+                if let Err(error) = notify(self.store.pool(), &notice).await {
+                    // Committed all the same: readers find it at the next notice.
+                    tracing::warn!(%error, seq, "could not announce a committed change");
+                }
+            }
         }
         drop(self.turn);
         Ok(Some(seq))
     }
 }
 
-/// Takes the next sequence number and appends the log row. The counter row
-/// stays locked until commit, so it is a transaction's last step: on
-/// PostgreSQL one statement (one round trip fewer inside that lock, which
-/// every writer waits for); SQLite has no data-modifying `WITH`, and its
-/// writers queue on the writers' turn anyway.
+/// Appends the log row at the transaction's position. PostgreSQL: its
+/// transaction id, taken without a lock (see the module documentation).
+/// SQLite: the next value of the counter, whose writers take turns anyway.
 async fn append_to_log(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
@@ -344,7 +418,8 @@ async fn append_to_log(
     const APPEND: &str = "INSERT INTO change_log (seq, organization, committed_ms, changes)";
     if backend == Backend::Postgres {
         let row = sqlx::query(AssertSqlSafe(format!(
-            "WITH next AS ({NEXT_SEQ}) {APPEND} SELECT seq, $1, $2, $3 FROM next RETURNING seq"
+            "{APPEND} SELECT pg_current_xact_id()::text::bigint + xid_offset, $1, $2, $3 \
+             FROM change_feed WHERE id = 1 RETURNING seq"
         )))
         .bind(organization.to_owned())
         .bind(now_ms())
@@ -371,6 +446,32 @@ async fn append_to_log(
 }
 
 // === PostgreSQL: one LISTEN connection per store. ===
+
+/// NOTIFY's payload: with the changes when they fit its 8000-byte limit;
+/// otherwise without, and listeners read the row by seq.
+fn notice_payload(notice: &ChangeNotice) -> String {
+    let with_changes = serde_json::json!({
+        "seq": notice.seq,
+        "organization": notice.organization,
+        "changes": notice.changes,
+    })
+    .to_string();
+    if with_changes.len() <= 7900 {
+        return with_changes;
+    }
+    serde_json::json!({ "seq": notice.seq, "organization": notice.organization }).to_string()
+}
+
+/// Announces a committed change.
+async fn notify(pool: &sqlx::AnyPool, notice: &ChangeNotice) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(notice_payload(notice))
+        .execute(pool)
+        .await
+        .map_err(query_error("announce a change"))?;
+    Ok(())
+}
 
 #[derive(Deserialize)]
 struct Payload {
@@ -442,4 +543,25 @@ async fn notification_event(payload: &str, pool: &sqlx::AnyPool) -> Result<Chang
         organization: payload.organization,
         changes,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_too_large_for_notify_go_without_their_changes() {
+        let user =
+            |i: usize| Change::User { organization: "acme".into(), id: format!("{i:04}-{}", "x".repeat(40)) };
+        let small = ChangeNotice { seq: 7, organization: "acme".into(), changes: vec![user(1)] };
+        let parsed: Payload = serde_json::from_str(&notice_payload(&small)).unwrap();
+        assert_eq!(parsed.changes, Some(small.changes.clone()));
+
+        let large =
+            ChangeNotice { seq: 8, organization: "acme".into(), changes: (0..200).map(user).collect() };
+        let payload = notice_payload(&large);
+        assert!(payload.len() < 8000, "{} bytes", payload.len());
+        let parsed: Payload = serde_json::from_str(&payload).unwrap();
+        assert_eq!((parsed.seq, parsed.organization.as_str(), parsed.changes), (8, "acme", None));
+    }
 }

@@ -12,10 +12,14 @@
 //!   watch::Sender<Arc<IndexSnapshot>> ──► readers (clone the Arc, drop it after the request)
 //! ```
 //!
-//! Consistency: every catch-up reads the change log and the rows it names in
-//! one snapshot, and change sequence numbers follow commit order, so each
-//! published index is exactly the store's state at some commit — never half a
-//! transaction. Readers hold an `Arc` to a snapshot that is never mutated.
+//! Consistency: every catch-up reads, in one snapshot, every change logged
+//! since the last horizon and the rows they name, and resumes from this
+//! snapshot's horizon (see [`super::changes`]); so each published index is
+//! exactly the store's state at some commit — never half a transaction — and
+//! no change is skipped. Changes committed above the horizon are read again
+//! next time (harmless), and while there are some the follower looks again
+//! shortly even without a notice, to move its `seq` past them. Readers hold
+//! an `Arc` to a snapshot that is never mutated.
 //!
 //! Cost: two copies of the index are kept (left-right). A batch of operations
 //! is applied to the copy readers do not see, which is then published; the
@@ -44,7 +48,8 @@ use crate::authz::{AccessIndex, Assignment, Principal, Scope};
 /// What readers see: the index as of change `seq`.
 #[derive(Debug)]
 pub struct IndexSnapshot {
-    /// The store's change sequence number this index reflects.
+    /// Every change at or below this position is reflected (and possibly
+    /// some above it).
     pub seq: i64,
     pub index: AccessIndex,
 }
@@ -128,8 +133,11 @@ fn apply_ops(index: &mut AccessIndex, ops: &[IndexOp]) {
 struct FollowerState {
     store: Store,
     organization: String,
-    /// Change sequence number the published index reflects.
+    /// The horizon of the last catch-up: where the next one resumes.
     seq: i64,
+    /// Whether changes above `seq` were applied: their position is then not
+    /// covered by the published `seq` until the horizon passes them.
+    above_horizon: bool,
     /// Ids to name keys, to undo what a deleted or renamed user or group did.
     users: HashMap<String, String>,
     groups: HashMap<String, String>,
@@ -146,6 +154,9 @@ struct FollowerState {
 
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(30);
+/// How soon to look again while changes above the horizon wait for older
+/// writers to end (usually a few milliseconds).
+const HORIZON_RECHECK: Duration = Duration::from_millis(10);
 
 impl FollowerState {
     fn new(store: Store, organization: String) -> Self {
@@ -153,6 +164,7 @@ impl FollowerState {
             store,
             organization,
             seq: 0,
+            above_horizon: false,
             users: HashMap::new(),
             groups: HashMap::new(),
             idp_mappings: HashMap::new(),
@@ -167,9 +179,16 @@ impl FollowerState {
         let mut pending = false;
         loop {
             if !pending {
-                match subscription.recv().await {
-                    None => return,
-                    Some(event) => pending = self.concerns_us(&event),
+                let next = if self.above_horizon {
+                    // No notice may come: look again once older writers are done.
+                    tokio::time::timeout(HORIZON_RECHECK, subscription.recv()).await.ok()
+                } else {
+                    Some(subscription.recv().await)
+                };
+                match next {
+                    None => pending = true,
+                    Some(None) => return,
+                    Some(Some(event)) => pending = self.concerns_us(&event),
                 }
             }
             // Coalesce whatever else has arrived into the same catch-up.
@@ -208,27 +227,29 @@ impl FollowerState {
     /// Reads what changed since `self.seq` in one snapshot and publishes the result.
     async fn catch_up(&mut self, sender: &watch::Sender<Arc<IndexSnapshot>>) -> Result<()> {
         let mut tx = self.store.begin_read().await?;
-        let head = changes::read_counter(&mut tx).await?;
-        if head <= self.seq {
-            return Ok(());
-        }
-        let oldest = changes::oldest_logged(&mut tx).await?;
-        if oldest.is_none_or(|oldest| oldest > self.seq + 1) {
+        let horizon = changes::read_horizon(&mut tx, self.store.inner.backend).await?.max(self.seq);
+        if changes::pruned_through(&mut tx).await? > self.seq {
             // The log no longer reaches back to where we are.
             drop(tx);
             let snapshot = self.reload().await?;
             self.publish_reloaded(sender, snapshot);
             return Ok(());
         }
-        let notices = changes::read_log(&mut tx, Some(&self.organization), self.seq, head).await?;
+        // Everything committed in this snapshot, also above the horizon, so
+        // that the index is this snapshot of the store.
+        let notices = changes::read_log(&mut tx, Some(&self.organization), self.seq, i64::MAX).await?;
+        let above_horizon = notices.last().is_some_and(|notice| notice.seq > horizon);
         let changes: Vec<Change> = notices.into_iter().flat_map(|n| n.changes).collect();
         let ops = self.ops_for(&mut tx, &changes).await?;
         drop(tx);
-        if ops.is_empty() {
-            self.seq = head;
+        // Changes applied last time above the horizon need a snapshot at a
+        // `seq` that covers them, even when reading them again changes nothing.
+        let owed = std::mem::replace(&mut self.above_horizon, above_horizon);
+        if ops.is_empty() && !owed {
+            self.seq = horizon;
             return Ok(());
         }
-        self.publish(sender, head, ops).await
+        self.publish(sender, horizon, ops).await
     }
 
     async fn publish(
@@ -267,7 +288,9 @@ impl FollowerState {
     /// publish, one spare. Returns the one to publish.
     async fn reload(&mut self) -> Result<Arc<IndexSnapshot>> {
         let mut tx = self.store.begin_read().await?;
-        let seq = changes::read_counter(&mut tx).await?;
+        let seq = changes::read_horizon(&mut tx, self.store.inner.backend).await?;
+        let above_horizon =
+            !changes::read_log(&mut tx, Some(&self.organization), seq, i64::MAX).await?.is_empty();
         let (mut ops, users, groups) = load_all(&mut tx, &self.organization).await?;
         self.idp_mappings.clear();
         for provider in desired::list::<IdentityProviderRecord>(&mut tx, &self.organization).await? {
@@ -286,6 +309,7 @@ impl FollowerState {
         self.previous = None;
         self.lag = Vec::new();
         self.seq = seq;
+        self.above_horizon = above_horizon;
         Ok(Arc::new(IndexSnapshot { seq, index: published }))
     }
 

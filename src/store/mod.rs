@@ -8,7 +8,7 @@
 //!                                               signing_keys, tombstones
 //!  scim / token service ──► users ─┬─ user_emails, mfa_enrolments
 //!                                  └─ memberships ── groups
-//!        every committed change ──► change_log (seq = commit order)
+//!        every committed change ──► change_log (read below the oldest running writer)
 //!                                      │ PostgreSQL: NOTIFY at commit │ SQLite: in-process broadcast
 //!                                      ▼
 //!                             ChangeSubscription ──► follow::IndexFollower ──watch──► Arc<IndexSnapshot>
@@ -36,7 +36,7 @@
 //!   records and sealed into one hash chain per organization ([`AuditStore`]).
 //!
 //! Migrations live in `migrations/sqlite` and `migrations/postgres` (same
-//! tables; PostgreSQL adds the NOTIFY trigger) and run on [`Store::connect`].
+//! tables) and run on [`Store::connect`].
 
 pub mod access_review;
 pub mod admin;
@@ -468,6 +468,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (18, "login throttle", include_str!("../../migrations/sqlite/0018_login_throttle.sql")),
     (19, "admin owner", include_str!("../../migrations/sqlite/0019_admin_owner.sql")),
     (20, "invitations", include_str!("../../migrations/sqlite/0020_invitations.sql")),
+    (22, "change feed", include_str!("../../migrations/sqlite/0022_change_feed.sql")),
     (23, "sso invitations", include_str!("../../migrations/sqlite/0023_sso_invitations.sql")),
 ]);
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
@@ -485,6 +486,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (18, "login throttle", include_str!("../../migrations/postgres/0018_login_throttle.sql")),
     (19, "admin owner", include_str!("../../migrations/postgres/0019_admin_owner.sql")),
     (20, "invitations", include_str!("../../migrations/postgres/0020_invitations.sql")),
+    (22, "change feed", include_str!("../../migrations/postgres/0022_change_feed.sql")),
     (23, "sso invitations", include_str!("../../migrations/postgres/0023_sso_invitations.sql")),
 ]);
 
