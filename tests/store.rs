@@ -1424,6 +1424,20 @@ async fn throttle_takes_counts_back_clears_accounts_and_forgets_idle_counters(st
     assert_eq!(store.throttle_failures(&alice).await.unwrap(), 0);
 }
 
+/// A process older than migration 22 would number its changes from the old
+/// counter, below every position readers of this version look at: its
+/// write fails, saying why, instead of being lost to the followers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_refuses_an_older_process_taking_positions_from_the_old_counter() {
+    let (_store, url) = postgres_store_and_url().await;
+    let old_writer = sqlx::PgPool::connect(&url).await.unwrap();
+    let refused = sqlx::query("UPDATE change_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq")
+        .fetch_one(&old_writer)
+        .await
+        .expect_err("the old counter is retired");
+    assert!(refused.to_string().contains("this process is older than the store; upgrade it"), "{refused}");
+}
+
 /// The change feed's promise under concurrent writers on PostgreSQL: a
 /// reader that has read up to a position never later finds a commit below
 /// it. Each writer here (one user made active) takes its position and then

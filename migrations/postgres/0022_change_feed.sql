@@ -23,3 +23,15 @@ INSERT INTO change_feed (id, xid_offset, pruned_through)
 -- counter did. The store now notifies right after commit instead, in a
 -- transaction of its own that writes nothing (so waits for no flush).
 ALTER TABLE change_log DISABLE TRIGGER change_log_notify;
+
+-- A process older than this migration would still take positions from
+-- `change_counter`, below every transaction-id position, where no reader of
+-- this version looks: its changes would be lost to the followers. So its
+-- writes fail, saying why, until it is replaced (docs/upgrading.md).
+CREATE FUNCTION change_counter_retired() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the store''s change feed moved to transaction-id positions (migration 22): this process is older than the store; upgrade it';
+END
+$$;
+CREATE TRIGGER change_counter_retired BEFORE UPDATE ON change_counter
+    FOR EACH ROW EXECUTE FUNCTION change_counter_retired();

@@ -157,6 +157,8 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// How soon to look again while changes above the horizon wait for older
 /// writers to end (usually a few milliseconds).
 const HORIZON_RECHECK: Duration = Duration::from_millis(10);
+/// How long a follower waits for a notice before it reads the log anyway.
+const IDLE_RECHECK: Duration = Duration::from_secs(5);
 
 impl FollowerState {
     fn new(store: Store, organization: String) -> Self {
@@ -179,12 +181,12 @@ impl FollowerState {
         let mut pending = false;
         loop {
             if !pending {
-                let next = if self.above_horizon {
-                    // No notice may come: look again once older writers are done.
-                    tokio::time::timeout(HORIZON_RECHECK, subscription.recv()).await.ok()
-                } else {
-                    Some(subscription.recv().await)
-                };
+                // No notice may come for changes above the horizon: look
+                // again once older writers are done. Nor, on PostgreSQL, for
+                // a change whose writer died between its commit and its
+                // notice: look now and then when nothing arrives.
+                let wait = if self.above_horizon { HORIZON_RECHECK } else { IDLE_RECHECK };
+                let next = tokio::time::timeout(wait, subscription.recv()).await.ok();
                 match next {
                     None => pending = true,
                     Some(None) => return,
