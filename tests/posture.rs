@@ -39,39 +39,38 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 fn write_tenant(dir: &Path, port: u16) {
     let issuer = format!("http://localhost:{port}/o/acme");
     let in_a_year = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 365);
-    let manifests = format!(
-        "apiVersion: iam.portcullis.dev/v1alpha1
+    let manifests = "apiVersion: iam.portcullis.dev/v1alpha1
 kind: Organization
-metadata: {{ name: acme, namespace: acme }}
+metadata: { name: acme, namespace: acme }
 spec:
   displayName: Acme Test
   emailDomains: [acme.test]
   staleAccountThresholdDays: 30
   permissions:
-    - {{ name: iam.view }}
-    - {{ name: iam.manage, privileged: true }}
-    - {{ name: journeys.view }}
+    - { name: iam.view }
+    - { name: iam.manage, privileged: true }
+    - { name: journeys.view }
   authentication:
-    password: {{ enabled: true, minLength: 12 }}
-    mfa: {{ required: Never, methods: [WebAuthn] }}
-  provisioning: {{ mode: disabled }}
+    password: { enabled: true, minLength: 12 }
+    mfa: { required: Never, methods: [WebAuthn] }
+  provisioning: { mode: disabled }
 ---
 apiVersion: iam.portcullis.dev/v1alpha1
 kind: Role
-metadata: {{ name: admin, namespace: acme }}
-spec: {{ scope: Organization, permissions: [\"iam.*\", journeys.view] }}
+metadata: { name: admin, namespace: acme }
+spec: { scope: Organization, permissions: [\"iam.*\", journeys.view] }
 ---
 apiVersion: iam.portcullis.dev/v1alpha1
 kind: Role
-metadata: {{ name: viewer, namespace: acme }}
-spec: {{ scope: Organization, permissions: [journeys.view] }}
+metadata: { name: viewer, namespace: acme }
+spec: { scope: Organization, permissions: [journeys.view] }
 ---
 apiVersion: iam.portcullis.dev/v1alpha1
 kind: Role
-metadata: {{ name: lead, namespace: acme }}
-spec: {{ scope: Organization, permissions: [journeys.view], includedRoles: [admin] }}
+metadata: { name: lead, namespace: acme }
+spec: { scope: Organization, permissions: [journeys.view], includedRoles: [admin] }
 "
-    );
+    .to_owned();
     let mut docs = vec![manifests];
     for (name, kind, principal, role, expiry) in [
         ("ada-admin", "User", ADMIN, "admin", None),
