@@ -200,3 +200,87 @@ async fn posture_of_100k_users_and_50k_assignments_on_durable_postgres() {
     assert!(p50 <= Duration::from_secs(1), "posture p50 {:.0} ms > 1 s", ms(p50));
     assert!(page_p99 <= Duration::from_millis(100), "page p99 {:.1} ms > 100 ms", ms(page_p99));
 }
+
+/// The same organization in SQLite (standalone mode's store): what the
+/// posture costs there, reported, with a looser bound (10 s) that only
+/// catches a query plan gone quadratic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run on request with --ignored (BENCHMARKS.md)"]
+async fn posture_of_100k_users_and_50k_assignments_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
+    let store = Store::connect(&url).await.expect("connect");
+    let pool = sqlx::sqlite::SqlitePool::connect(&url).await.unwrap();
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let day = 24 * 3600 * 1000_i64;
+    let series = |n: i64| {
+        format!("WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < {})", n - 1)
+    };
+    for sql in [
+        format!(
+            "{} INSERT INTO users (id, organization, user_name, user_name_key, active, source, last_login_ms, \
+             created_ms, updated_ms, version) \
+             SELECT 'u' || i, 'acme', 'user-' || i || '@acme.example', 'user-' || i || '@acme.example', \
+             i % 50 <> 0, 'scim', CASE WHEN i % 10 = 0 THEN {} ELSE {} END, {now_ms}, {now_ms}, 1 FROM s",
+            series(USERS),
+            now_ms - 200 * day,
+            now_ms - day
+        ),
+        format!(
+            "{} INSERT INTO mfa_enrolments (id, user_id, kind, sign_count, sealed_secret, created_ms) \
+             SELECT 't' || i, 'u' || i, 'totp', 0, 'sealed', {now_ms} FROM s WHERE i % 3 = 0",
+            series(USERS)
+        ),
+        format!(
+            "{} INSERT INTO groups (id, organization, display_name, display_name_key, source, created_ms, \
+             updated_ms, version) SELECT 'g' || i, 'acme', 'Team ' || i, 'team ' || i, 'scim', 0, 0, 1 FROM s",
+            series(GROUPS)
+        ),
+        format!(
+            "{} INSERT INTO memberships (group_id, user_id) SELECT 'g' || (i / {MEMBERS_PER_GROUP}), 'u' || i FROM s",
+            series(GROUPS * MEMBERS_PER_GROUP)
+        ),
+        format!(
+            "{} INSERT INTO role_assignments (uid, namespace, name, generation, principal_kind, principal_name, \
+             role, workspace, expires_at_ms, spec_json, updated_ms) \
+             SELECT 'ra' || i, 'acme', 'bench-' || i, 1, 'User', 'user-' || (i * 2) || '@acme.example', \
+             CASE WHEN i % 10 = 0 THEN 'iam-viewer' ELSE 'viewer' END, NULL, NULL, '{{}}', 0 FROM s",
+            series(USER_ASSIGNMENTS)
+        ),
+        format!(
+            "{} INSERT INTO role_assignments (uid, namespace, name, generation, principal_kind, principal_name, \
+             role, workspace, expires_at_ms, spec_json, updated_ms) \
+             SELECT 'rg' || i, 'acme', 'team-' || i, 1, 'Group', 'Team ' || i, 'iam-viewer', NULL, NULL, '{{}}', 0 FROM s",
+            series(GROUPS)
+        ),
+        "ANALYZE".to_owned(),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+    }
+    let spec: OrganizationSpec = serde_json::from_value(serde_json::json!({
+        "displayName": "acme",
+        "permissions": [{ "name": "iam.view", "privileged": true }, { "name": "journeys.view" }],
+    }))
+    .unwrap();
+    let privileged = vec!["iam-viewer".to_owned()];
+    let mut samples = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let counts = store
+            .posture_counts(&PostureQuery {
+                organization: ORG,
+                now_ms,
+                stale_before_ms: now_ms - 90 * day,
+                privileged_roles: &privileged,
+            })
+            .await
+            .unwrap();
+        samples.push(started.elapsed());
+        assert_eq!(counts.users, USERS as u64);
+    }
+    let posture = portcullis::posture::compute(&store, ORG, &spec, jiff::Timestamp::now()).await.unwrap();
+    assert_eq!(posture.users, USERS as u64);
+    let p50 = percentile(&mut samples, 0.5);
+    println!("SQLite posture counts: p50 {:.0} ms (n=3)", ms(p50));
+    assert!(p50 <= Duration::from_secs(10), "SQLite posture {:.0} ms", ms(p50));
+}
