@@ -173,7 +173,7 @@ fn key_rotations(
 mod tests {
     use super::*;
     use crate::api::PermissionDefinition;
-    use crate::store::{ObjectMeta, RoleScope};
+    use crate::store::{ObjectMeta, RoleScope, SigningKeyRecord};
 
     fn spec(permissions: &[(&str, bool)]) -> OrganizationSpec {
         let mut spec: OrganizationSpec =
@@ -210,6 +210,65 @@ mod tests {
         ];
         assert_eq!(privileged_roles(&spec, &roles), ["admin", "everything", "lead"]);
         assert!(privileged_roles(&self::spec(&[("iam.manage", false)]), &roles).is_empty());
+    }
+
+    fn key(
+        kid: &str,
+        state: SigningKeyState,
+        created_ms: i64,
+        activates_ms: Option<i64>,
+        retires_ms: Option<i64>,
+    ) -> SigningKeyRecord {
+        SigningKeyRecord {
+            organization: "acme".into(),
+            kid: kid.into(),
+            algorithm: "ES256".into(),
+            state,
+            public_jwk: "{}".into(),
+            created_ms,
+            activates_ms,
+            retires_ms,
+        }
+    }
+
+    #[test]
+    fn key_changes_come_soonest_first_and_sync_health_follows_the_last_request() {
+        let day = 24 * 3_600_000_i64;
+        let now = Timestamp::from_millisecond(100 * day).unwrap();
+        let keys = [
+            // Active since day 90: the default period (720h) makes it due on day 120.
+            key("active", SigningKeyState::Active, 90 * day, Some(90 * day), None),
+            key("next", SigningKeyState::Next, 99 * day, Some(101 * day), None),
+            key("old", SigningKeyState::Retiring, 60 * day, Some(60 * day), Some(100 * day + 1)),
+            key("gone", SigningKeyState::Retiring, 10 * day, Some(10 * day), Some(50 * day)),
+        ];
+        let counts = PostureCounts {
+            scim: vec![
+                crate::store::ScimSyncCounts {
+                    identity_provider: "okta".into(),
+                    last_request_ms: 99 * day,
+                    last_error_ms: Some(99 * day),
+                    requests: 10,
+                    errors: 1,
+                },
+                crate::store::ScimSyncCounts {
+                    identity_provider: "entra".into(),
+                    last_request_ms: 99 * day,
+                    last_error_ms: Some(98 * day),
+                    requests: 10,
+                    errors: 1,
+                },
+            ],
+            ..PostureCounts::default()
+        };
+        let posture = derive(&counts, &keys, &spec(&[]), now);
+        let events: Vec<(&str, &str)> =
+            posture.key_rotations.iter().map(|k| (k.kid.as_str(), k.event.as_str())).collect();
+        assert_eq!(events, [("old", "retires"), ("next", "activates"), ("active", "rotation due")]);
+        assert_eq!(posture.key_rotations[2].at, "1970-05-01T00:00:00Z");
+        let health: Vec<bool> = posture.scim_sync.iter().map(|s| s.healthy).collect();
+        assert_eq!(health, [false, true], "okta's last request failed; entra's error came before");
+        assert_eq!(posture.mfa_adoption_percent, None, "nobody to count");
     }
 
     #[test]
