@@ -17,6 +17,8 @@
 //!  standing privileged grants: ada-admin, editors-admin, ops-admin (no expiry); contractor-lead expires
 //! ```
 
+#[path = "support/browser_form.rs"]
+mod browser_form;
 #[path = "support/chromium.rs"]
 mod chromium;
 #[path = "support/openapi.rs"]
@@ -276,6 +278,28 @@ async fn the_posture_counts_the_tenants_people_and_needs_iam_view() {
     let location = response.headers()["location"].to_str().unwrap();
     assert!(location.starts_with(&format!("{}/authorize?", tenant.issuer())), "{location}");
     assert!(!response.text().await.unwrap().contains("Stale"), "no figure before signing in");
+
+    // Signed in, but without iam.view: the page refuses, and shows no figure.
+    let password = "fay's long enough password";
+    let (status, fay) =
+        tenant.api(&ops, "POST", "/users", Some(json!({ "userName": "fay", "password": password }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{fay}");
+    let browser = browser_form::browser();
+    let page_url = format!("{}/admin/posture", tenant.issuer());
+    let to_sign_in = browser_form::open(&browser, &page_url).await;
+    let form = browser_form::open(&browser, to_sign_in.location.as_deref().unwrap()).await;
+    let base = tenant.issuer().replace("/o/acme", "");
+    let mut landed =
+        browser_form::submit(&browser, &base, &form, "", &[("username", "fay"), ("password", password)], &[])
+            .await;
+    while landed.status == StatusCode::SEE_OTHER {
+        let next = landed.location.clone().unwrap();
+        let next = if next.starts_with('/') { format!("{base}{next}") } else { next };
+        landed = browser_form::open(&browser, &next).await;
+    }
+    assert_eq!(landed.status, StatusCode::FORBIDDEN, "{}", landed.body);
+    assert!(landed.body.contains("does not hold the permission iam.view"), "{}", landed.body);
+    assert!(!landed.body.contains("MFA adoption"), "{}", landed.body);
     tenant.server.stop().await;
 }
 
