@@ -12,8 +12,8 @@
 //!  controller   token::service   scim::service      the operator and the two HTTP services
 //!   │               │               │               (none imports another; probes and http_metrics:
 //!   │               │               │                their health routes and their metrics port)
-//!  resources ───────┴───────────────┘               what the CRDs become: store records, generated
-//!   │                                               secrets' names, signing keys
+//!  resources  posture ─┴───────────────┘             what the CRDs become: store records, generated
+//!   │                                               secrets' names, signing keys; the compliance posture
 //!  store                    every SQL statement: desired state, identities, grants, sessions,
 //!   │                       the change feed and the index follower
 //!  authz  validation  manifests  token (jwt, keys, claims, pkce, password, refresh, totp, throttle)
@@ -40,6 +40,7 @@ pub mod http_metrics;
 pub mod listener;
 pub mod mail;
 pub mod manifests;
+pub mod posture;
 pub mod probes;
 pub mod resources;
 pub mod review;

@@ -1258,3 +1258,54 @@ fn measure_initial_sync_of_10000_assignments_and_500_roles() {
     assert!(synced <= Duration::from_secs(60), "over the 60 s target");
     assert!(peak_rss_mb(&operator) <= 150.0, "over the 150 MB target");
 }
+
+/// The "done when": `kubectl get org -n acme` shows MFA adoption and
+/// stale accounts, from people in the store (made before the operator's
+/// first pass, so its first posture already counts them).
+#[test]
+fn kubectl_get_org_shows_mfa_adoption_and_stale_accounts() {
+    use portcullis::secret::SecretString;
+    use portcullis::store::MfaFactor;
+
+    let cp = control_plane();
+    let url = database_url(&cp);
+    let probe = StoreProbe::open(&url);
+    let now = jiff::Timestamp::now().as_millisecond();
+    let day = 24 * 3600 * 1000;
+    probe.runtime.block_on(async {
+        let store = &probe.store;
+        let mut ids = Vec::new();
+        for name in ["ana", "ben", "cy", "dee"] {
+            ids.push(store.create_user(&NewUser::new("acme", name, UserSource::Local)).await.unwrap().id);
+        }
+        let totp = MfaFactor::Totp { sealed_secret: SecretString::new("sealed-by-the-test") };
+        store.add_mfa_enrolment("acme", &ids[0], None, &totp, now).await.unwrap();
+        let key = MfaFactor::WebAuthn { credential_id: "c".into(), public_key: "k".into(), sign_count: 0 };
+        store.add_mfa_enrolment("acme", &ids[1], None, &key, now).await.unwrap();
+        // The example's threshold is 90 days.
+        store.record_login("acme", &ids[2], now - 200 * day).await.unwrap();
+        store.record_login("acme", &ids[3], now - day).await.unwrap();
+    });
+    let _operator = Operator::start(&cp, &url, "solo", 15);
+    let acme = repo().join("examples/acme");
+    cp.kubectl_ok(&["apply", "--server-side", "-f", acme.to_str().unwrap()]);
+
+    let table = eventually("kubectl get org shows the posture", Duration::from_secs(60), || {
+        let table = cp.kubectl_ok(&["get", "org", "-n", "acme"]);
+        let mut lines = table.lines();
+        let (header, row) = (lines.next().unwrap_or_default(), lines.next().unwrap_or_default());
+        let column = |name: &str| -> Result<String, String> {
+            let at = header.find(name).ok_or_else(|| format!("no column {name}:\n{table}"))?;
+            Ok(row.get(at..).unwrap_or_default().split_whitespace().next().unwrap_or_default().to_owned())
+        };
+        match (column("MFA %")?, column("STALE")?) {
+            (mfa, stale) if mfa == "50" && stale == "1" => Ok(table),
+            other => Err(format!("{other:?}\n{table}")),
+        }
+    });
+    println!("{table}");
+    // The whole posture is in the status, for `kubectl get org -o yaml` and tools.
+    assert_eq!(jsonpath(&cp, "org", "acme", "{.status.posture.mfa.totp}"), "1");
+    assert_eq!(jsonpath(&cp, "org", "acme", "{.status.posture.mfa.securityKey}"), "1");
+    assert_eq!(jsonpath(&cp, "org", "acme", "{.status.posture.activeUsers}"), "4");
+}

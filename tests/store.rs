@@ -68,6 +68,7 @@ on_both_backends!(
     access_directory_lists_groups_members_and_inactive_users,
     throttle_counts_attempts_as_they_begin_even_when_they_begin_together,
     throttle_takes_counts_back_clears_accounts_and_forgets_idle_counters,
+    posture_counts_people_factors_and_grants,
 );
 
 async fn sqlite_store() -> Store {
@@ -1522,4 +1523,82 @@ async fn postgres_followers_miss_no_change_when_commits_land_out_of_order() {
         names.iter().filter(|name| !allows(&snapshot, name, "journeys.read")).collect();
     assert!(missing.is_empty(), "the follower's index lacks {missing:?}");
     admin.close().await;
+}
+
+/// The posture's counts: users by factor, privileged holders (directly and
+/// through a group, names matched without regard to case), stale and
+/// inactive users holding grants, standing privileged grants; expired
+/// assignments and other organizations count for nothing.
+async fn posture_counts_people_factors_and_grants(store: Store) {
+    let now = 1_800_000_000_000_i64;
+    let day = 24 * 3600 * 1000_i64;
+    let mut ids = std::collections::BTreeMap::new();
+    for name in ["ada", "bob", "carol", "dan", "erin"] {
+        ids.insert(name, store.create_user(&new_user(name)).await.unwrap().id);
+    }
+    let elsewhere = NewUser::new("globex", "zed", UserSource::Local);
+    store.create_user(&elsewhere).await.unwrap();
+    store.set_user_active(ORG, &ids["carol"], false).await.unwrap();
+    let totp = MfaFactor::Totp { sealed_secret: SecretString::new("sealed") };
+    store.add_mfa_enrolment(ORG, &ids["bob"], None, &totp, now).await.unwrap();
+    let key = MfaFactor::WebAuthn { credential_id: "c".into(), public_key: "k".into(), sign_count: 0 };
+    store.add_mfa_enrolment(ORG, &ids["dan"], None, &key, now).await.unwrap();
+    store.add_mfa_enrolment(ORG, &ids["dan"], None, &totp, now).await.unwrap();
+    for (name, last) in
+        [("ada", now), ("bob", now - 60 * day), ("carol", now), ("dan", now), ("erin", now - 99 * day)]
+    {
+        store.record_login(ORG, &ids[name], last).await.unwrap();
+    }
+    let editors = store.create_group(&new_group("Editors")).await.unwrap();
+    store.add_member(ORG, &editors.id, &ids["dan"]).await.unwrap();
+    for record in [
+        assignment("a1", "ada-admin", PrincipalKind::User, "ADA", "admin"),
+        assignment("a2", "bob-viewer", PrincipalKind::User, "bob", "viewer"),
+        assignment("a3", "carol-viewer", PrincipalKind::User, "carol", "viewer"),
+        assignment("a4", "editors-admin", PrincipalKind::Group, "editors", "admin"),
+        assignment("a5", "ops-admin", PrincipalKind::Client, "ops", "admin"),
+        AssignmentRecord {
+            expires_at_ms: Some(now - day),
+            ..assignment("a6", "erin-admin-expired", PrincipalKind::User, "erin", "admin")
+        },
+    ] {
+        store.apply(&record).await.unwrap();
+    }
+    let privileged = ["admin".to_owned()];
+    let counts = store
+        .posture_counts(&PostureQuery {
+            organization: ORG,
+            now_ms: now,
+            stale_before_ms: now - 30 * day,
+            privileged_roles: &privileged,
+        })
+        .await
+        .unwrap();
+    let expected = PostureCounts {
+        users: 5,
+        active_users: 4,
+        mfa_users: 2,
+        totp_users: 2,
+        security_key_users: 1,
+        passkey_users: 0,
+        privileged_users: 2,
+        privileged_mfa_users: 1,
+        stale_users: 2,
+        stale_users_with_grants: 1,
+        inactive_users_with_grants: 1,
+        // ada-admin, editors-admin, ops-admin; the expired one is not standing.
+        standing_privileged_grants: 3,
+        scim: Vec::new(),
+    };
+    assert_eq!(counts, expected);
+    let none = store
+        .posture_counts(&PostureQuery {
+            organization: ORG,
+            now_ms: now,
+            stale_before_ms: now - 30 * day,
+            privileged_roles: &[],
+        })
+        .await
+        .unwrap();
+    assert_eq!((none.privileged_users, none.standing_privileged_grants), (0, 0));
 }

@@ -21,6 +21,7 @@ mod common;
 mod identity_provider;
 mod oauth_client;
 mod organization;
+mod posture;
 mod role;
 mod role_assignment;
 
@@ -28,6 +29,7 @@ pub use common::*;
 pub use identity_provider::*;
 pub use oauth_client::*;
 pub use organization::*;
+pub use posture::*;
 pub use role::*;
 pub use role_assignment::*;
 

@@ -24,6 +24,8 @@ use super::common::*;
     printcolumn = r#"{"name":"Display Name","type":"string","jsonPath":".spec.displayName"}"#,
     printcolumn = r#"{"name":"Provisioning","type":"string","jsonPath":".spec.provisioning.mode"}"#,
     printcolumn = r#"{"name":"Legal Hold","type":"boolean","jsonPath":".spec.legalHold"}"#,
+    printcolumn = r#"{"name":"MFA %","type":"integer","jsonPath":".status.posture.mfaAdoptionPercent"}"#,
+    printcolumn = r#"{"name":"Stale","type":"integer","jsonPath":".status.posture.staleAccounts"}"#,
     printcolumn = r#"{"name":"Issuer","type":"string","jsonPath":".status.issuer","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -507,4 +509,8 @@ pub struct OrganizationStatus {
     /// The OpenID issuer URL of this organization's token service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+
+    /// The compliance posture, recomputed every few minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub posture: Option<super::OrganizationPosture>,
 }

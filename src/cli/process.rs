@@ -114,6 +114,21 @@ pub struct TrustedProxiesArgs {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
+/// The compliance posture the token service serves (`token-service`, `standalone`).
+#[derive(Args, Debug, Clone)]
+pub struct PostureArgs {
+    /// How old, in seconds, the posture the admin API and `/admin/posture`
+    /// show may be before it is computed again (0: on every request).
+    #[arg(long, env = "PORTCULLIS_POSTURE_MAX_AGE", default_value_t = 60)]
+    pub posture_max_age: u32,
+}
+
+impl PostureArgs {
+    pub fn max_age(&self) -> jiff::SignedDuration {
+        jiff::SignedDuration::from_secs(i64::from(self.posture_max_age))
+    }
+}
+
 /// Outgoing mail: invitation links (`token-service`, `standalone`).
 #[derive(Args, Debug, Clone, Default)]
 pub struct MailArgs {

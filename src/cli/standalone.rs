@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::process::{
-    ListenerArgs, LogArgs, MailArgs, TrustedProxiesArgs, block_on, init_logging, parse_listen,
+    ListenerArgs, LogArgs, MailArgs, PostureArgs, TrustedProxiesArgs, block_on, init_logging, parse_listen,
     shutdown_signal,
 };
 use crate::standalone::{self, StandaloneConfig};
@@ -48,6 +48,9 @@ pub struct StandaloneArgs {
 
     #[command(flatten)]
     mail: MailArgs,
+
+    #[command(flatten)]
+    posture: PostureArgs,
 }
 
 pub fn run(args: StandaloneArgs) -> ExitCode {
@@ -68,6 +71,7 @@ pub fn run(args: StandaloneArgs) -> ExitCode {
         public_base_url: args.public_base_url,
         trusted_proxies: args.proxies.trusted_proxies,
         mailer: mailer.map(std::sync::Arc::new),
+        posture_max_age: args.posture.max_age(),
     };
     block_on(async { standalone::run(config, shutdown_signal()).await })
 }

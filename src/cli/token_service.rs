@@ -16,8 +16,8 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::process::{
-    DatabaseArgs, ListenerArgs, LogArgs, MailArgs, TrustedProxiesArgs, block_on, init_logging, parse_listen,
-    serve_metrics, shutdown_signal,
+    DatabaseArgs, ListenerArgs, LogArgs, MailArgs, PostureArgs, TrustedProxiesArgs, block_on, init_logging,
+    parse_listen, serve_metrics, shutdown_signal,
 };
 use crate::federation::upstreams::SecretsDirectory;
 use crate::http_metrics::HttpMetrics;
@@ -94,6 +94,9 @@ pub struct TokenServiceArgs {
 
     #[command(flatten)]
     mail: MailArgs,
+
+    #[command(flatten)]
+    posture: PostureArgs,
 
     /// Directory of the mounted Secrets that IdentityProviders name
     /// (`clientSecretRef`, `caBundleRef`): `{dir}/{namespace}/{secret}/{key}`.
@@ -180,12 +183,16 @@ async fn serve(args: TokenServiceArgs) -> Result<(), String> {
     if let Some(mailer) = mailer {
         state.set_mailer(Arc::new(mailer));
     }
+    state.posture_cache().set_max_age(args.posture.max_age());
     if let Some(dir) = args.upstream_secrets_dir {
         state.upstreams().set_secrets(Arc::new(SecretsDirectory(dir)));
     }
     let metrics = Arc::new(HttpMetrics::new());
-    let render_from = metrics.clone();
-    let metrics_port = serve_metrics(args.metrics_listen, Arc::new(move || render_from.render())).await?;
+    let (render_http, render_posture) = (metrics.clone(), state.clone());
+    let render = move || {
+        crate::http_metrics::concatenate(&[render_http.render(), render_posture.posture_cache().render()])
+    };
+    let metrics_port = serve_metrics(args.metrics_listen, Arc::new(render)).await?;
     let shutdown = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -1,8 +1,9 @@
 //! Organization: the tenant. Stored with its catalog and workspaces; its
 //! signing keys rotated in the store (sealed) and exported to a Secret it
 //! owns; reports its issuer URL, and whether the operator's settings let the
-//! services serve it (`ServicesConfigured`). Deleting it under legal hold is
-//! refused until the hold is lifted.
+//! services serve it (`ServicesConfigured`), and its compliance posture
+//! (`status.posture`, recomputed every [`POSTURE_EVERY`]). Deleting it under
+//! legal hold is refused until the hold is lifted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,10 @@ use super::secrets;
 use super::tenants::Stores;
 use super::triggers::{self, Triggers};
 use super::{Error, Result};
-use crate::api::{CommonStatus, Organization, OrganizationStatus, ROTATE_KEYS_ANNOTATION};
+use crate::api::{
+    CertificateExpiry, CommonStatus, Organization, OrganizationPosture, OrganizationStatus,
+    ROTATE_KEYS_ANNOTATION,
+};
 use crate::error_chain::error_chain;
 use crate::resources::ToRecord as _;
 use crate::resources::signing_keys::{self, KeysProblem, Rotation};
@@ -143,9 +147,14 @@ impl Reconciler for Organization {
             }
         }
         report.set(ctx.operator_status.condition());
+        // Recomputed on every pass and at least every POSTURE_EVERY; a failed
+        // computation keeps the last posture (and says so in the log).
+        let posture = if duplicate { None } else { organization_posture(self, ctx, &namespace, now).await };
+        requeue = Some(requeue.map_or(POSTURE_EVERY, |next: Duration| next.min(POSTURE_EVERY)));
         let status = OrganizationStatus {
             common: common_status(self, &report, "", now),
             issuer: ctx.settings.issuer_base_url.as_deref().map(|base| issuer_url(base, &name)),
+            posture: posture.or_else(|| self.status.as_ref().and_then(|s| s.posture.clone())),
         };
         Ok(Applied { status, requeue, error })
     }
@@ -175,6 +184,41 @@ impl Reconciler for Organization {
         reconcile::delete_record::<OrganizationRecord>(&store_meta(self)?, ctx).await?;
         Ok(Cleanup::Done)
     }
+}
+
+/// How often the posture in the status is recomputed when nothing else
+/// brings the Organization back.
+pub const POSTURE_EVERY: Duration = Duration::from_secs(300);
+
+/// The organization's compliance posture, with the certificate expiries its
+/// IdentityProviders' rollout checks found; none when the store cannot be read.
+async fn organization_posture(
+    org: &Organization,
+    ctx: &Context,
+    namespace: &str,
+    now: jiff::Timestamp,
+) -> Option<OrganizationPosture> {
+    let mut posture = match crate::posture::compute(&ctx.store, namespace, &org.spec, now).await {
+        Ok(posture) => posture,
+        Err(error) => {
+            warn!(organization = %org.name_any(), error = %error_chain(&error), "posture not computed; keeping the last one");
+            return None;
+        }
+    };
+    let mut expiries: Vec<CertificateExpiry> = ctx
+        .stores
+        .identity_providers
+        .state()
+        .iter()
+        .filter(|idp| idp.namespace().as_deref() == Some(namespace))
+        .filter_map(|idp| {
+            let not_after = idp.status.as_ref()?.rollout.as_ref()?.certificate_not_after.clone()?;
+            Some(CertificateExpiry { identity_provider: idp.name_any(), not_after })
+        })
+        .collect();
+    expiries.sort_by(|a, b| a.not_after.cmp(&b.not_after));
+    posture.certificate_expiries = expiries;
+    Some(posture)
 }
 
 /// The status while deletion is refused: everything as it was, plus
@@ -375,6 +419,7 @@ mod tests {
                 ),
             },
             issuer: Some("https://id/o/acme".into()),
+            posture: None,
         });
         let status = blocked_status(&org, now);
         assert_eq!(status.issuer.as_deref(), Some("https://id/o/acme"));

@@ -57,6 +57,8 @@ pub struct StandaloneConfig {
     pub public_base_url: Option<String>,
     /// Where invitation mail goes (`--smtp-url`); none: invitations are refused.
     pub mailer: Option<Arc<crate::mail::Mailer>>,
+    /// How old the served compliance posture may be (`--posture-max-age`).
+    pub posture_max_age: jiff::SignedDuration,
 }
 
 /// Runs the server until `shutdown` resolves; requests in flight finish first.
@@ -125,10 +127,17 @@ pub async fn run(
     if let Some(mailer) = &config.mailer {
         token.set_mailer(mailer.clone());
     }
+    token.posture_cache().set_max_age(config.posture_max_age);
     let scim = ScimState::new(store.clone(), &base_url);
     let metrics = Arc::new(HttpMetrics::new());
-    let (render_http, render_scim) = (metrics.clone(), scim.metrics.clone());
-    let render = Arc::new(move || http_metrics::concatenate(&[render_http.render(), render_scim.render()]));
+    let (render_http, render_scim, render_posture) = (metrics.clone(), scim.metrics.clone(), token.clone());
+    let render = Arc::new(move || {
+        http_metrics::concatenate(&[
+            render_http.render(),
+            render_scim.render(),
+            render_posture.posture_cache().render(),
+        ])
+    });
     let metrics_port = match config.metrics_listen {
         Some(address) => {
             let listener = TcpListener::bind(address)

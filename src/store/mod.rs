@@ -32,6 +32,8 @@
 //!   token-service replica, checked and counted in one transaction ([`ThrottleStore`]).
 //! - [`invitations`]: invitations by email, accepted once through a link
 //!   whose token is kept hashed ([`InvitationStore`]).
+//! - [`posture`]: the compliance posture's counts, aggregated by the
+//!   database in one snapshot ([`PostureStore`]).
 //! - [`audit`]: the audit trail, appended in the transaction of each write it
 //!   records and sealed into one hash chain per organization ([`AuditStore`]).
 //!
@@ -51,6 +53,7 @@ pub mod grants;
 pub mod identity;
 pub mod invitations;
 pub mod keys;
+pub mod posture;
 pub mod purge;
 pub mod records;
 pub mod scim;
@@ -86,6 +89,7 @@ pub use invitations::{
     NewInvitation, Refusal,
 };
 pub use keys::{SealedSigningKey, SealedSigningKeyStore};
+pub use posture::{PostureCounts, PostureQuery, PostureStore, ScimSyncCounts};
 pub use purge::{PurgeStore, Purged};
 pub use records::*;
 pub use scim::{ScimStore, ScimSyncHealth};

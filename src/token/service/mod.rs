@@ -35,6 +35,7 @@ mod jwks;
 pub mod keys;
 pub mod login;
 pub mod mfa_policy;
+pub mod posture;
 pub mod require_permission;
 mod revoke;
 pub mod state;

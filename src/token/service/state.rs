@@ -194,6 +194,8 @@ struct Inner {
     identity_providers: RwLock<HashMap<String, Arc<Vec<crate::federation::routing::ProviderEntry>>>>,
     /// Where invitation mail goes; none until [`TokenServiceState::set_mailer`].
     mailer: std::sync::OnceLock<Arc<crate::mail::Mailer>>,
+    /// Each organization's compliance posture, recomputed when old.
+    posture: super::posture::PostureCache,
 }
 
 impl TokenServiceState {
@@ -216,9 +218,16 @@ impl TokenServiceState {
             upstreams,
             identity_providers: RwLock::new(HashMap::new()),
             mailer: std::sync::OnceLock::new(),
+            posture: super::posture::PostureCache::default(),
         }));
         tokio::spawn(invalidate_on_change(Arc::downgrade(&state.0), subscription));
+        tokio::spawn(refresh_postures(Arc::downgrade(&state.0)));
         Ok(state)
+    }
+
+    /// The kept compliance postures and their gauges.
+    pub fn posture_cache(&self) -> &super::posture::PostureCache {
+        &self.0.posture
     }
 
     pub fn store(&self) -> &Store {
@@ -404,6 +413,22 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 /// Drops cached views when an Organization, OAuthClient or IdentityProvider
 /// changes, and an organization's key set when its signing keys change (everything when
 /// notices were missed). Ends when the state or the store is gone.
+/// Recomputes every organization's posture every
+/// [`REFRESH_EVERY`](super::posture::REFRESH_EVERY), so the gauges stay
+/// current without anyone opening the page; ends with the state.
+async fn refresh_postures(state: std::sync::Weak<Inner>) {
+    let mut ticks = tokio::time::interval(super::posture::REFRESH_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(inner) = state.upgrade() else { return };
+        let service = TokenServiceState(inner);
+        if let Err(error) = service.posture_cache().refresh_all(&service).await {
+            tracing::warn!(error = %crate::error_chain::error_chain(&error), "posture refresh failed; trying again later");
+        }
+    }
+}
+
 async fn invalidate_on_change(
     state: std::sync::Weak<Inner>,
     mut subscription: crate::store::ChangeSubscription,

@@ -21,6 +21,7 @@
 //!  GET|PATCH|DELETE /o/{org}/api/v1/groups/{id}     groups::…          iam.view | iam.manage (idp groups: 409)
 //!  GET    /o/{org}/api/v1/groups/{id}/members       groups::members    iam.view
 //!  PUT|DELETE /o/{org}/api/v1/groups/{id}/members/{user_id}  groups::…  iam.manage
+//!  GET    /o/{org}/api/v1/posture                   posture::get       iam.view    compliance posture, ≤ 1 min old
 //!  GET    /o/{org}/api/v1/roles[/{name}]            roles::list|get    iam.view
 //!  PUT|DELETE /o/{org}/api/v1/roles/{name}          roles::put|delete  iam.manage-roles  roleSource API only, else 409
 //!  GET|POST /o/{org}/api/v1/invitations            invitations::list|create  iam.invite-users  link by mail only
@@ -49,6 +50,7 @@ pub mod body;
 pub mod groups;
 pub mod invitations;
 pub mod openapi;
+pub mod posture;
 pub mod problem;
 pub mod roles;
 pub mod users;
@@ -172,6 +174,7 @@ fn documented_routes() -> ApiRouter<TokenServiceState> {
             "/o/{org}/api/v1/invitations/{id}/revoke",
             post_with(invitations::revoke, invitations::revoke_docs),
         )
+        .api_route("/o/{org}/api/v1/posture", get_with(posture::get, posture::get_docs))
         .api_route("/o/{org}/api/v1/roles", get_with(roles::list::<Role>, roles::list_docs::<Role>))
         .api_route(
             "/o/{org}/api/v1/roles/{name}",

@@ -18,6 +18,7 @@
 //!  GET {issuer}/account (+ POST …/webauthn, …/totp) ─► enrolment, password again + CSRF
 //!  GET|POST {issuer}/invitations/{token} ─► a new local user with the invited roles
 //!  GET|POST {issuer}/admin/invitations ─► AdminPage: session + iam.invite-users, else sign in and back
+//!  GET {issuer}/admin/posture ─► AdminPage: session + iam.view (charts of the compliance posture)
 //! ```
 //!
 //! - [`request`]: the authorization request, validated (RFC 6749 §4.1.1, RFC 7636, OIDC Core §3.1.2).
@@ -43,6 +44,7 @@
 mod account;
 mod admin_invitations;
 mod admin_pages;
+mod admin_posture;
 mod attempt;
 mod authorize;
 pub(super) mod branding;
@@ -224,6 +226,7 @@ pub fn routes() -> axum::Router<TokenServiceState> {
         .route("/o/{org}/invitations/{token}/sso", post(invitation::accept_with_sso))
         .route("/o/{org}/admin/signed-in", get(admin_pages::signed_in))
         .route("/o/{org}/admin/invitations", get(admin_invitations::show).post(admin_invitations::post))
+        .route("/o/{org}/admin/posture", get(admin_posture::show))
         .merge(sso::routes())
 }
 

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //!  base.html ◄─ extends ─ notice, sign_in, totp, ceremony (+ ceremony.js), account, totp_enrolment, logout_confirm,
-//!                        invitation, admin_invitations
+//!                        invitation, admin_invitations, admin_posture
 //!  forms.html: macros hidden(fields), message(text), form(form, button) { inputs }, password_again()
 //!  a template struct ─► Page::new(status, &page) ─► Page (+ Set-Cookie, Retry-After) ─► response with the headers below
 //! ```
@@ -319,6 +319,52 @@ pub(super) struct AdminInvitationsPage<'a> {
     pub roles: Vec<String>,
     pub invitations: Vec<InvitationRow>,
     pub message: Option<&'a str>,
+}
+
+/// A donut of the posture page: a share out of 100 (`filled` + `rest` = 100).
+pub(super) struct Donut {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub filled: u32,
+    pub rest: u32,
+    /// In the middle (`66%`, or `–` of nobody).
+    pub center: String,
+    /// The same in words, for the page and screen readers.
+    pub text: String,
+}
+
+/// A bar chart of the posture page, bars 5 units high, 2 apart.
+pub(super) struct BarChart {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub height: u32,
+    pub summary: String,
+    pub bars: Vec<Bar>,
+}
+
+pub(super) struct Bar {
+    pub id: &'static str,
+    pub label: &'static str,
+    pub value: u64,
+    /// Out of 45 (the chart is 100 wide, labels take the first 45).
+    pub width: u32,
+    pub y: u32,
+    pub colour: &'static str,
+}
+
+/// `{issuer}/admin/posture`: the compliance posture as charts (inline SVG)
+/// with the figures beside them as text.
+#[derive(Template)]
+#[template(path = "admin_posture.html")]
+pub(super) struct AdminPosturePage<'a> {
+    pub organization_display_name: &'a str,
+    pub user_name: &'a str,
+    pub computed_at: &'a str,
+    pub donuts: Vec<Donut>,
+    pub charts: Vec<BarChart>,
+    pub scim: &'a [crate::api::ScimSyncPosture],
+    pub keys: &'a [crate::api::KeyRotationPosture],
+    pub pending_access_requests: u64,
 }
 
 #[cfg(test)]
