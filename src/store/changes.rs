@@ -7,8 +7,9 @@
 //!   (not in the writing transaction: a notifying transaction holds a
 //!   server-wide lock until its commit is flushed, which would queue writers);
 //!   one LISTEN connection per [`Store`] feeds the subscribers. A writer that
-//!   dies between its commit and the notice delays the change until the next
-//!   notice of that organization, and loses nothing.
+//!   dies between its commit and the notice delays the change (until the
+//!   next notice, or a follower's periodic look at the log), and loses
+//!   nothing.
 //! - SQLite: the store broadcasts the notice in-process right after commit.
 //!
 //! A subscriber that may have missed notices (it fell behind, or the LISTEN
