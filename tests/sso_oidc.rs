@@ -324,6 +324,7 @@ async fn an_email_of_a_routed_domain_signs_in_upstream_and_gets_the_roles_of_its
         assert_eq!(event.actor.subject.as_deref(), Some(bob.id.as_str()), "{event:?}");
         assert_eq!(event.actor.identity_provider.as_deref(), Some("okta"), "{event:?}");
         assert_eq!(event.source.address.as_deref(), Some("127.0.0.1"), "{event:?}");
+        assert_eq!(event.source.user_agent.as_deref(), Some(browser_form::BROWSER_USER_AGENT), "{event:?}");
     }
 }
 

@@ -310,6 +310,7 @@ async fn a_wrong_password_or_unknown_user_gets_the_form_again_and_no_code() {
         assert_eq!(event.outcome, Outcome::Failure);
         assert_eq!(event.reason.as_deref(), Some("WrongCredentials"));
         assert_eq!(event.source.address.as_deref(), Some("127.0.0.1"));
+        assert_eq!(event.source.user_agent.as_deref(), Some(browser_form::BROWSER_USER_AGENT));
     }
 }
 

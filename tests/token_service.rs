@@ -3,6 +3,8 @@
 //! introspection, revocation, the check API behind RequirePermission, key
 //! rotation, and the security properties of DESIGN.md, one test each.
 
+#[path = "support/openapi.rs"]
+mod openapi;
 #[path = "support/postgres.rs"]
 mod postgres;
 #[path = "support/token_service.rs"]
@@ -223,7 +225,19 @@ async fn check_api(
         .expect("call the check API");
     let status = response.status();
     let headers = response.headers().clone();
-    (status, headers, response.json().await.expect("a JSON body"))
+    let text = response.text().await.expect("a body");
+    // Every answer is one the OpenAPI document describes.
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+    let url = svc.url(org, "/api/v1/check");
+    let path = reqwest::Url::parse(&url).expect("a URL").path().to_owned();
+    openapi::OpenApi::of(&svc.issuer(org)).await.assert_describes(
+        "POST",
+        &path,
+        status.as_u16(),
+        content_type,
+        &text,
+    );
+    (status, headers, serde_json::from_str(&text).expect("a JSON body"))
 }
 
 fn alice_may_publish_in_eu() -> Value {

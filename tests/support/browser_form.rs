@@ -11,6 +11,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{LOCATION, RETRY_AFTER, SET_COOKIE};
 
+/// What the tests' browser says it is (the audit trail records it).
+pub const BROWSER_USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) portcullis-tests";
+
 /// A new browser: its own cookie jar, redirects left to the test.
 pub fn browser() -> reqwest::Client {
     browser_builder().build().expect("an HTTP client")
@@ -19,6 +22,7 @@ pub fn browser() -> reqwest::Client {
 /// The builder of [`browser`], for a test that adds to it (e.g. `resolve`).
 pub fn browser_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
+        .user_agent(BROWSER_USER_AGENT)
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))

@@ -16,7 +16,7 @@
 //! Each outcome is also an audit event (`signIn.password`, `signIn.totp`,
 //! `signIn.securityKey`, `signIn.passkey`, `account.reauthenticate`): who
 //! (the user, or what was typed for an unknown account), from which
-//! address, and why it failed. Throttled tries are not recorded (nothing
+//! address and user agent, and why it failed. Throttled tries are not recorded (nothing
 //! was checked, and the throttle bounds how many events a guesser makes).
 
 use std::time::Duration;
@@ -28,7 +28,7 @@ use super::SourceAddress;
 use super::error::LoginError;
 use super::step::Step;
 use super::throttle::Throttle;
-use crate::audit::{Actor, ActorKind, AuditContext, AuditEntry, Source, Target, source_address};
+use crate::audit::{Actor, ActorKind, AuditContext, AuditEntry, Source, Target};
 use crate::store::AuditStore as _;
 use crate::token::password::{MAX_PASSWORD_BYTES, PasswordError};
 use crate::token::service::error::OAuthError;
@@ -54,7 +54,7 @@ struct AttemptAudit {
 }
 
 impl AttemptAudit {
-    fn of(account: &AccountKey, source: std::net::IpAddr, step: &Step<'_>) -> Self {
+    fn of(account: &AccountKey, source: Source, step: &Step<'_>) -> Self {
         let (action, wrong) = match step {
             Step::Password { .. } => ("signIn.password", "WrongCredentials"),
             Step::Totp { .. } => ("signIn.totp", "WrongCode"),
@@ -79,7 +79,6 @@ impl AttemptAudit {
                 (actor, Target::new("user", Some(&account.account), typed))
             }
         };
-        let source = Source { address: source_address(Some(source)), user_agent: None };
         Self { action, wrong, context: AuditContext::new(actor, source), target }
     }
 }
@@ -100,11 +99,11 @@ impl<'a> Attempt<'a> {
         now: Timestamp,
         step: &Step<'_>,
     ) -> Result<Self, LoginError> {
-        let source_ip = source.0;
-        let source = SourceKey::from(source.0);
+        let audit_source = source.audit_source();
+        let source = SourceKey::from(source.ip);
         match Throttle::of(state).begin_attempt(&account, source, now).await? {
             ThrottleVerdict::Allowed => {
-                let audit = AttemptAudit::of(&account, source_ip, step);
+                let audit = AttemptAudit::of(&account, audit_source, step);
                 Ok(Attempt { state, account, source, audit })
             }
             ThrottleVerdict::Throttled { retry_after } => {

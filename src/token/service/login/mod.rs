@@ -230,13 +230,27 @@ pub fn routes() -> axum::Router<TokenServiceState> {
         .merge(sso::routes())
 }
 
-/// The address a request came from, for throttling: the TCP peer, or behind
-/// the trusted proxies of [`LoginConfig::trusted_proxies`] the client they
-/// forwarded ([`forwarded::client_address`]). Needs the server to run with
-/// connect info (`crate::listener` gives it); without it every request counts
-/// as one source (and a warning says so).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SourceAddress(pub IpAddr);
+/// Where a request came from, for throttling and the audit trail: the TCP
+/// peer, or behind the trusted proxies of [`LoginConfig::trusted_proxies`]
+/// the client they forwarded ([`forwarded::client_address`]), and its
+/// `User-Agent`. Needs the server to run with connect info
+/// (`crate::listener` gives it); without it every request counts as one
+/// source (and a warning says so).
+#[derive(Clone, Debug)]
+pub(crate) struct SourceAddress {
+    pub ip: IpAddr,
+    pub user_agent: Option<String>,
+}
+
+impl SourceAddress {
+    /// The audit trail's view of it.
+    pub fn audit_source(&self) -> crate::audit::Source {
+        crate::audit::Source {
+            address: crate::audit::source_address(Some(self.ip)),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+}
 
 impl FromRequestParts<TokenServiceState> for SourceAddress {
     type Rejection = std::convert::Infallible;
@@ -245,10 +259,13 @@ impl FromRequestParts<TokenServiceState> for SourceAddress {
         parts: &mut Parts,
         state: &TokenServiceState,
     ) -> Result<Self, Self::Rejection> {
+        // The same cut and reading of the header as every audit source.
+        let user_agent = crate::audit::Source::of_request(parts).user_agent;
         match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
             Some(ConnectInfo(address)) => {
                 let trusted = &state.login().trusted_proxies;
-                Ok(SourceAddress(forwarded::client_address(address.ip(), &parts.headers, trusted)))
+                let ip = forwarded::client_address(address.ip(), &parts.headers, trusted);
+                Ok(SourceAddress { ip, user_agent })
             }
             None => {
                 static WARNED: std::sync::Once = std::sync::Once::new();
@@ -258,7 +275,7 @@ impl FromRequestParts<TokenServiceState> for SourceAddress {
                          sign-in throttling per source treats all requests as one source"
                     );
                 });
-                Ok(SourceAddress(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))
+                Ok(SourceAddress { ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED), user_agent })
             }
         }
     }

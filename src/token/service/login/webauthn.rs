@@ -279,7 +279,7 @@ pub(super) async fn passkey_start(
     // Anyone may start one, and each start stores a ceremony: bounded per source.
     let throttle = Throttle::of(&state);
     if let ThrottleVerdict::Throttled { retry_after } =
-        throttle.begin_ceremony(&post.org.namespace, SourceKey::from(source.0), state.now()).await?
+        throttle.begin_ceremony(&post.org.namespace, SourceKey::from(source.ip), state.now()).await?
     {
         let message = format!(
             "Too many passkey sign-ins were started from your network. Try again in {} seconds.",

@@ -112,10 +112,10 @@ pub(super) async fn sign_in(
     source: SourceAddress,
 ) -> Result<Response, LoginError> {
     let stage = stage_name(entry);
-    match sign_in_inner(state, org, entry, &pending, pre_login_id, &identity, source).await {
+    match sign_in_inner(state, org, entry, &pending, pre_login_id, &identity, source.clone()).await {
         Ok((response, user)) => {
             // Fail closed: a sign-in the trail cannot record does not happen.
-            audit(state, org, &entry.name, stage, source, Ok(&user)).await?;
+            audit(state, org, &entry.name, stage, &source, Ok(&user)).await?;
             let user_id = &user.id;
             tracing::info!(
                 target: "audit",
@@ -131,11 +131,11 @@ pub(super) async fn sign_in(
             record(state, org, &entry.name, stage, None).await;
             Ok(response)
         }
-        Err(Failure::Refused(refusal)) => Err(refuse(state, org, &entry.name, stage, source, refusal).await),
+        Err(Failure::Refused(refusal)) => Err(refuse(state, org, &entry.name, stage, &source, refusal).await),
         Err(Failure::Other(error)) => {
             if let LoginError::Server(fault) = &error {
                 record(state, org, &entry.name, stage, Some(("ServerError", &fault.to_string()))).await;
-                if let Err(error) = audit(state, org, &entry.name, stage, source, Err("ServerError")).await {
+                if let Err(error) = audit(state, org, &entry.name, stage, &source, Err("ServerError")).await {
                     tracing::warn!(%error, "could not audit a failed single sign-on");
                 }
             }

@@ -49,7 +49,9 @@ pub(super) async fn accept(
             record(state, org, &entry.name, stage, None).await;
             Ok(response)
         }
-        Err(Failure::Refused(refusal)) => Err(refuse(state, org, &entry.name, stage, address, refusal).await),
+        Err(Failure::Refused(refusal)) => {
+            Err(refuse(state, org, &entry.name, stage, &address, refusal).await)
+        }
         Err(Failure::Other(error)) => Err(error),
     }
 }

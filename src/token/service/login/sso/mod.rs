@@ -42,7 +42,7 @@ use super::SourceAddress;
 use super::cookies;
 use super::error::LoginError;
 use super::pages::Page;
-use crate::audit::{Actor, AuditContext, AuditEntry, Source, Target, source_address};
+use crate::audit::{Actor, AuditContext, AuditEntry, Target};
 use crate::federation::routing::ProviderEntry;
 use crate::federation::upstreams::UpstreamClients;
 use crate::secret::SecretHash;
@@ -209,7 +209,7 @@ async fn refuse(
     org: &OrganizationView,
     provider: &str,
     stage: &str,
-    source: SourceAddress,
+    source: &SourceAddress,
     refusal: Refusal,
 ) -> LoginError {
     tracing::info!(
@@ -237,7 +237,7 @@ async fn audit(
     org: &OrganizationView,
     provider: &str,
     stage: &str,
-    source: SourceAddress,
+    source: &SourceAddress,
     outcome: Result<&User, &str>,
 ) -> Result<(), OAuthError> {
     let (actor, entry) = match outcome {
@@ -251,7 +251,7 @@ async fn audit(
         ),
     };
     let actor = Actor { identity_provider: Some(provider.to_owned()), ..actor };
-    let source = Source { address: source_address(Some(source.0)), user_agent: None };
+    let source = source.audit_source();
     let entry = entry.with_details(serde_json::json!({ "identityProvider": provider, "stage": stage }));
     let store = state.store().with_audit(AuditContext::new(actor, source));
     store.append_audit(&org.namespace, entry).await?;

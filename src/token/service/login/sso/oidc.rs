@@ -35,7 +35,7 @@ pub(in crate::token::service::login) async fn callback(
     let token = query.get("state").map(String::as_str).unwrap_or_default();
     let pending = match take_pending(state, &org, &idp, token, &headers).await {
         Ok(pending) => pending,
-        Err(refusal) => return Err(refuse(state, &org, &idp, stage, address, refusal).await),
+        Err(refusal) => return Err(refuse(state, &org, &idp, stage, &address, refusal).await),
     };
     if let Some(error) = query.get("error") {
         let description = query.get("error_description").cloned().unwrap_or_default();
@@ -46,7 +46,7 @@ pub(in crate::token::service::login) async fn callback(
             "UpstreamRefused",
             format!("{error}: {description}"),
         );
-        return Err(refuse(state, &org, &idp, stage, address, refusal).await);
+        return Err(refuse(state, &org, &idp, stage, &address, refusal).await);
     }
     let Some(code) = query.get("code") else {
         return Err(refuse(
@@ -54,18 +54,18 @@ pub(in crate::token::service::login) async fn callback(
             &org,
             &idp,
             stage,
-            address,
+            &address,
             Refusal::untrusted("Malformed", "no code in the callback"),
         )
         .await);
     };
     let Some(settings) = entry.spec.oidc.as_ref() else {
         let refusal = Refusal::unavailable("Misconfigured", "not an OIDC provider");
-        return Err(refuse(state, &org, &idp, stage, address, refusal).await);
+        return Err(refuse(state, &org, &idp, stage, &address, refusal).await);
     };
     let clients = match clients_for(state, &org, &entry) {
         Ok(clients) => clients,
-        Err(refusal) => return Err(refuse(state, &org, &idp, stage, address, refusal).await),
+        Err(refusal) => return Err(refuse(state, &org, &idp, stage, &address, refusal).await),
     };
     let secret = state.upstreams().secrets().secret(
         &org.namespace,
@@ -107,7 +107,7 @@ pub(in crate::token::service::login) async fn callback(
         }
         Err(error) => {
             let refusal = Refusal::untrusted(error.reason(), crate::error_chain::error_chain(&error));
-            Err(refuse(state, &org, &idp, stage, address, refusal).await)
+            Err(refuse(state, &org, &idp, stage, &address, refusal).await)
         }
     }
 }

@@ -52,7 +52,7 @@ pub(in crate::token::service::login) async fn begin(
 ) -> Result<Response, LoginError> {
     let org = &post.org;
     let stage = stage_name(entry);
-    let source = post.source;
+    let source = post.source.clone();
     let names: Vec<&str> = login_hint.into_iter().collect();
     if !stage_admits(&entry.spec, &names) {
         let refusal = Refusal::new(
@@ -62,11 +62,11 @@ pub(in crate::token::service::login) async fn begin(
             "NotOffered",
             format!("stage {stage} does not admit {login_hint:?}"),
         );
-        return Err(refuse(state, org, &entry.name, stage, source, refusal).await);
+        return Err(refuse(state, org, &entry.name, stage, &source, refusal).await);
     }
     match send_upstream(state, org, Resume::Authorization(&post.request), &post.browser.id, entry).await {
         Ok(location) => Ok(see_other(&location, &[])),
-        Err(refusal) => Err(refuse(state, org, &entry.name, stage, source, refusal).await),
+        Err(refusal) => Err(refuse(state, org, &entry.name, stage, &source, refusal).await),
     }
 }
 
@@ -90,11 +90,11 @@ pub(in crate::token::service::login) async fn begin_invitation(
             "NotOffered",
             format!("stage {stage} does not admit {invited_email:?}"),
         );
-        return Err(refuse(state, org, &entry.name, stage, source, refusal).await);
+        return Err(refuse(state, org, &entry.name, stage, &source, refusal).await);
     }
     match send_upstream(state, org, Resume::Invitation(invitation_hash), pre_login_id, entry).await {
         Ok(location) => Ok(see_other(&location, &[])),
-        Err(refusal) => Err(refuse(state, org, &entry.name, stage, source, refusal).await),
+        Err(refusal) => Err(refuse(state, org, &entry.name, stage, &source, refusal).await),
     }
 }
 
