@@ -9,6 +9,8 @@
 //! Without the venv the test skips loudly, except under `CI=true`, where it
 //! fails.
 
+#[path = "support/openapi.rs"]
+mod openapi;
 #[path = "support/standalone.rs"]
 mod standalone;
 
@@ -79,14 +81,28 @@ async fn await_check_api(server: &Standalone, secret: &str) {
     loop {
         let (_, body) = server.client_credentials("journeys-guard", secret).await;
         if let Some(token) = body["access_token"].as_str() {
+            let url = format!("{}/api/v1/check", server.issuer());
             let response = http()
-                .post(format!("{}/api/v1/check", server.issuer()))
+                .post(&url)
                 .bearer_auth(token)
                 .json(&json!({ "principal": { "kind": "Client", "name": "orders-service" }, "permission": "journeys.view", "workspace": "emea-marketing" }))
                 .send()
                 .await
                 .unwrap();
-            if response.status() == StatusCode::OK {
+            let status = response.status();
+            let content_type =
+                response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let text = response.text().await.unwrap();
+            // Each answer, refusals too, is one the OpenAPI document describes.
+            let path = reqwest::Url::parse(&url).unwrap().path().to_owned();
+            openapi::OpenApi::of(&server.issuer()).await.assert_describes(
+                "POST",
+                &path,
+                status.as_u16(),
+                content_type.as_deref(),
+                &text,
+            );
+            if status == StatusCode::OK {
                 return;
             }
         }
