@@ -1189,13 +1189,18 @@ async fn read_users(
             .await
             .map_err(query_error("read users"))?;
     let mut users: Vec<User> = rows.iter().map(user_from_row).collect::<Result<_>>()?;
-    attach_emails(conn, &mut users).await?;
+    attach_emails(conn, users.iter_mut()).await?;
     Ok(users)
 }
 
-/// Reads the emails of `users` by id: running the users' conditions again
-/// would cost a search as much as its page did.
-async fn attach_emails(conn: &mut AnyConnection, users: &mut [User]) -> Result<()> {
+/// Reads the emails of `users` by id (in batches, ordered as stored) and
+/// puts each on its user: what every reader of users does after its own
+/// query, rather than running that query's conditions a second time.
+pub(super) async fn attach_emails<'a>(
+    conn: &mut AnyConnection,
+    users: impl IntoIterator<Item = &'a mut User>,
+) -> Result<()> {
+    let mut users: Vec<&mut User> = users.into_iter().collect();
     let position: HashMap<String, usize> =
         users.iter().enumerate().map(|(n, user)| (user.id.clone(), n)).collect();
     let ids: Vec<String> = users.iter().map(|user| user.id.clone()).collect();

@@ -27,7 +27,7 @@ use super::identity::{
 };
 use super::records::*;
 use super::scim_query::{SqlValue, SqlWhere};
-use super::{Backend, Result, Store, StoreError, bool_column, column, now_ms};
+use super::{Backend, Result, Store, StoreError, column, now_ms};
 use crate::audit::AuditEntry;
 use crate::secret::SecretString;
 
@@ -396,29 +396,7 @@ async fn read_scim_users_from(
         let provisioned_by = column(row, "users", "provisioned_by")?;
         users.push(ScimUser { user: user_from_row(row)?, extra, provisioned_by });
     }
-    let ids: Vec<String> = users.iter().map(|u| u.user.id.clone()).collect();
-    for batch in ids.chunks(ID_BATCH) {
-        let mut query = sqlx::query(AssertSqlSafe(format!(
-            "SELECT user_id, value, kind, is_primary FROM user_emails WHERE user_id IN ({}) \
-             ORDER BY user_id, position",
-            placeholders(1, batch.len())
-        )));
-        for id in batch {
-            query = query.bind(id.clone());
-        }
-        let rows = query.fetch_all(&mut *conn).await.map_err(query_error("read users' emails"))?;
-        for row in &rows {
-            let user_id: String = column(row, "user_emails", "user_id")?;
-            let email = Email {
-                value: column(row, "user_emails", "value")?,
-                kind: column(row, "user_emails", "kind")?,
-                primary: bool_column(row, "user_emails", "is_primary")?,
-            };
-            if let Some(user) = users.iter_mut().find(|u| u.user.id == user_id) {
-                user.user.emails.push(email);
-            }
-        }
-    }
+    super::identity::attach_emails(conn, users.iter_mut().map(|u| &mut u.user)).await?;
     Ok(users)
 }
 

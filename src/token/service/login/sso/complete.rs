@@ -74,6 +74,23 @@ pub(super) async fn take_pending(
     Ok(Pending { request, pre_login_id })
 }
 
+/// Whether the provider's rollout stage lets the identity it returned sign
+/// in (judged again on that identity: `Testing` admits its test users only).
+pub(super) fn admitted(entry: &ProviderEntry, identity: &UpstreamIdentity) -> Result<(), Failure> {
+    let names: Vec<&str> =
+        identity.user_name.iter().chain(identity.email.iter()).map(String::as_str).collect();
+    if stage_admits(&entry.spec, &names) {
+        return Ok(());
+    }
+    Err(Failure::Refused(Refusal::new(
+        StatusCode::FORBIDDEN,
+        "Single sign-on unavailable",
+        "Signing in through this identity provider is not offered to you yet.",
+        "NotATestUser",
+        format!("stage {} does not admit {names:?}", stage_name(entry)),
+    )))
+}
+
 /// Why finishing a single sign-on did not go on.
 pub(super) enum Failure {
     /// Refused for a reason of the sign-in: counted, audited, shown.
@@ -164,17 +181,7 @@ async fn sign_in_inner(
         .await
         .map_err(|error| crate::token::service::login::flow::refusal(state, org, error))?;
 
-    let names: Vec<&str> =
-        identity.user_name.iter().chain(identity.email.iter()).map(String::as_str).collect();
-    if !stage_admits(&entry.spec, &names) {
-        return Err(Failure::Refused(Refusal::new(
-            StatusCode::FORBIDDEN,
-            "Single sign-on unavailable",
-            "Signing in through this identity provider is not offered to you yet.",
-            "NotATestUser",
-            format!("stage {} does not admit {names:?}", stage_name(entry)),
-        )));
-    }
+    admitted(entry, identity)?;
     let Some(login_name) = identity.login_name().map(str::to_owned) else {
         return Err(Failure::Refused(Refusal::untrusted(
             "ClaimMissing",

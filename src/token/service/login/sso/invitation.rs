@@ -14,12 +14,12 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
 
-use super::complete::Failure;
+use super::complete::{Failure, admitted};
 use super::{Refusal, record, refuse, stage_name};
 use crate::api::ProvisioningMode;
 use crate::audit::Source;
 use crate::federation::UpstreamIdentity;
-use crate::federation::routing::{ProviderEntry, email_domain, stage_admits};
+use crate::federation::routing::{ProviderEntry, email_domain};
 use crate::secret::SecretHash;
 use crate::store::{
     Acceptance, Email, FederationStore as _, InvitationStore as _, NewUser, SsoRequest, StoreError,
@@ -84,17 +84,9 @@ async fn accept_inner(
             .into(),
         ));
     }
+    admitted(entry, identity)?;
     let names: Vec<&str> =
         identity.user_name.iter().chain(identity.email.iter()).map(String::as_str).collect();
-    if !stage_admits(&entry.spec, &names) {
-        return Err(Failure::Refused(Refusal::new(
-            StatusCode::FORBIDDEN,
-            "Single sign-on unavailable",
-            "Signing in through this identity provider is not offered to you yet.",
-            "NotATestUser",
-            format!("stage {} does not admit {names:?}", stage_name(entry)),
-        )));
-    }
     let routed = email_domain(&invitation.email)
         .is_some_and(|domain| entry.spec.email_domains.iter().any(|d| d.eq_ignore_ascii_case(&domain)));
     let vouched = names.iter().any(|name| name.trim().eq_ignore_ascii_case(&invitation.email));
