@@ -383,7 +383,9 @@ fn portcullis_runs_in_a_cluster_as_the_operator_deploys_it() {
         ]),
     );
     let rotation_started = Instant::now();
-    let mut last_old: Option<String> = None;
+    // The token from before the rotation is one of the old key, should the
+    // rotation be done before the first request below.
+    let mut last_old: Option<String> = Some(token.clone());
     let new_token = eventually("a new key signs", Duration::from_secs(40), || {
         let (_, body) = http.client_credentials(&token_url, "ci-deployer", &client_secret)?;
         let token = serde_json::from_str::<Value>(&body).map_err(|e| e.to_string())?["access_token"]
