@@ -16,8 +16,8 @@ mod openapi;
 mod postgres;
 #[path = "support/smtp_sink.rs"]
 mod smtp_sink;
-#[path = "support/standalone_server.rs"]
-mod standalone_server;
+#[path = "support/standalone.rs"]
+mod standalone;
 #[path = "support/token_service.rs"]
 mod token_support;
 
@@ -28,7 +28,7 @@ use base64::Engine as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use smtp_sink::SmtpSink;
-use standalone_server::{Standalone, free_port};
+use standalone::{Standalone, free_port};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const WEBAPP_REDIRECT: &str = "https://app.acme.test/callback";
@@ -111,7 +111,6 @@ struct Tenant {
     server: Standalone,
     manifests: tempfile::TempDir,
     _data: tempfile::TempDir,
-    port: u16,
     /// Every response body the API gave, to look for tokens in.
     seen: std::sync::Mutex<Vec<String>>,
 }
@@ -120,20 +119,20 @@ impl Tenant {
     async fn start(smtp_url: &str) -> Tenant {
         let manifests = tempfile::tempdir().unwrap();
         let data = tempfile::tempdir().unwrap();
-        let port = free_port();
-        write_tenant(manifests.path(), port, "disabled", "API");
-        let server =
-            Standalone::start(manifests.path(), &data.path().join("data"), port, &["--smtp-url", smtp_url])
-                .await;
-        Tenant { server, manifests, _data: data, port, seen: std::sync::Mutex::new(Vec::new()) }
+        let server = Standalone::start(manifests.path(), &data.path().join("data"), |port| {
+            write_tenant(manifests.path(), port, "disabled", "API");
+            vec!["--smtp-url".into(), smtp_url.into()]
+        })
+        .await;
+        Tenant { server, manifests, _data: data, seen: std::sync::Mutex::new(Vec::new()) }
     }
 
     fn issuer(&self) -> String {
-        self.server.issuer("acme")
+        self.server.issuer()
     }
 
     async fn token(&self, client: &str) -> String {
-        let secret = self.server.client_secret("acme", client);
+        let secret = self.server.client_secret(client).await;
         let response = http()
             .post(format!("{}/token", self.issuer()))
             .basic_auth(client, Some(secret))
@@ -185,7 +184,7 @@ impl Tenant {
 
     /// Rewrites the tenant's manifests (the folder watch takes them in).
     async fn rewrite(&self, mode: &str, role_source: &str) {
-        write_tenant(self.manifests.path(), self.port, mode, role_source);
+        write_tenant(self.manifests.path(), self.server.port, mode, role_source);
     }
 
     /// Nothing the service printed or answered holds `token`.
@@ -684,7 +683,7 @@ async fn an_administrator_invites_in_chromium_and_the_invitee_accepts_from_the_m
         .expect("a code");
     let tokens: Value = http()
         .post(format!("{}/token", tenant.issuer()))
-        .basic_auth("webapp", Some(tenant.server.client_secret("acme", "webapp")))
+        .basic_auth("webapp", Some(tenant.server.client_secret("webapp").await))
         .form(&[
             ("grant_type", "authorization_code"),
             ("code", &code),

@@ -23,14 +23,14 @@ mod browser_form;
 mod chromium;
 #[path = "support/openapi.rs"]
 mod openapi;
-#[path = "support/standalone_server.rs"]
-mod standalone_server;
+#[path = "support/standalone.rs"]
+mod standalone;
 
 use std::path::Path;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use standalone_server::{Standalone, free_port};
+use standalone::{Standalone, free_port};
 
 use portcullis::secret::SecretString;
 use portcullis::store::{MfaFactor, Store, UserStore as _};
@@ -114,17 +114,16 @@ impl Tenant {
     async fn start() -> Tenant {
         let manifests = tempfile::tempdir().unwrap();
         let data = tempfile::tempdir().unwrap();
-        let (port, metrics_port) = (free_port(), free_port());
-        write_tenant(manifests.path(), port);
-        let metrics = format!("127.0.0.1:{metrics_port}");
-        let server = Standalone::start(
-            manifests.path(),
-            &data.path().join("data"),
-            port,
+        let metrics_port = std::cell::Cell::new(0);
+        let server = Standalone::start(manifests.path(), &data.path().join("data"), |port| {
+            write_tenant(manifests.path(), port);
+            metrics_port.set(free_port());
             // Every request sees the store as it is now, so the test needs no waiting.
-            &["--metrics-listen", &metrics, "--posture-max-age", "0"],
-        )
+            let metrics = format!("127.0.0.1:{}", metrics_port.get());
+            vec!["--metrics-listen".into(), metrics, "--posture-max-age".into(), "0".into()]
+        })
         .await;
+        let metrics_port = metrics_port.get();
         let secret = data.path().join("data/secrets/acme/ops-client-secret/client-secret");
         assert!(secret.exists(), "the tenant is not served:\n{}", server.output());
         let tenant = Tenant { server, metrics_port, _manifests: manifests, _data: data };
@@ -133,11 +132,11 @@ impl Tenant {
     }
 
     fn issuer(&self) -> String {
-        self.server.issuer("acme")
+        self.server.issuer()
     }
 
     async fn token(&self, client: &str) -> String {
-        let secret = self.server.client_secret("acme", client);
+        let secret = self.server.client_secret(client).await;
         let response = http()
             .post(format!("{}/token", self.issuer()))
             .basic_auth(client, Some(secret))

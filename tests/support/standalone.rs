@@ -74,49 +74,87 @@ impl Lines {
 
 /// A running `portcullis standalone`; the process is killed when dropped.
 pub struct Standalone {
-    _child: Child,
+    child: Child,
+    pub port: u16,
     pub base: String,
     pub manifests: PathBuf,
     pub data: PathBuf,
     pub stdout: Arc<Lines>,
-    _dir: tempfile::TempDir,
+    pub stderr: Arc<Lines>,
+    _dir: Option<tempfile::TempDir>,
 }
+
+/// How many ports a start tries: a port chosen free can be taken by another
+/// test before the server binds it.
+const PORT_TRIES: usize = 5;
 
 impl Standalone {
     /// Copies `examples/acme` into a temporary folder, lets `edit` change it
     /// (given the issuer it will be served as), and serves it on a free
     /// loopback port. The folder is complete before the start: an edit made
     /// just after could land before the watcher is in place.
-    pub async fn start_acme(edit: impl FnOnce(&Path, &str)) -> Standalone {
+    pub async fn start_acme(edit: impl Fn(&Path, &str)) -> Standalone {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let manifests = dir.path().join("manifests");
         let data = dir.path().join("data");
-        copy_folder(&repo().join("examples/acme"), &manifests);
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        edit(&manifests, &format!("http://localhost:{port}/o/acme"));
-        let binary =
-            std::env::var("PORTCULLIS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_portcullis").to_owned());
-        let mut child = Command::new(binary)
-            .arg("standalone")
-            .arg("--manifests")
-            .arg(&manifests)
-            .arg("--data")
-            .arg(&data)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start portcullis standalone");
-        let stdout = Lines::follow(child.stdout.take().unwrap(), "stdout");
-        Lines::follow(child.stderr.take().unwrap(), "stderr");
-        let serving = stdout.wait_for(DEADLINE, |l| l.starts_with("Portcullis standalone: serving ")).await;
-        let base = serving.rsplit(' ').next().unwrap().to_owned();
-        Standalone { _child: child, base, manifests, data, stdout, _dir: dir }
+        let mut server = Standalone::start(&manifests, &data, |port| {
+            let _ = std::fs::remove_dir_all(&manifests);
+            copy_folder(&repo().join("examples/acme"), &manifests);
+            edit(&manifests, &format!("http://localhost:{port}/o/acme"));
+            Vec::new()
+        })
+        .await;
+        server._dir = Some(dir);
+        server
     }
 
+    /// Serves `manifests` on a free loopback port (as `http://localhost:{port}`)
+    /// and awaits its "serving" line. `prepare(port)` writes whatever must
+    /// name the port before the start and returns extra flags; it runs again
+    /// with another port when the chosen one was taken in the meantime.
+    pub async fn start(manifests: &Path, data: &Path, prepare: impl Fn(u16) -> Vec<String>) -> Standalone {
+        for _ in 0..PORT_TRIES {
+            let port = free_port();
+            let extra = prepare(port);
+            let binary =
+                std::env::var("PORTCULLIS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_portcullis").to_owned());
+            let mut child = Command::new(binary)
+                .arg("standalone")
+                .arg("--manifests")
+                .arg(manifests)
+                .arg("--data")
+                .arg(data)
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .args(&extra)
+                // Everything the service logs, so that tests can look for secrets in it.
+                .env("RUST_LOG", "debug")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start portcullis standalone");
+            let stdout = Lines::follow(child.stdout.take().unwrap(), "stdout");
+            let stderr = Lines::follow(child.stderr.take().unwrap(), "stderr");
+            let serving = stdout.wait_for(DEADLINE, |l| l.starts_with("Portcullis standalone: serving "));
+            tokio::select! {
+                line = serving => {
+                    let base = line.rsplit(' ').next().unwrap().to_owned();
+                    let (manifests, data) = (manifests.to_owned(), data.to_owned());
+                    return Standalone { child, port, base, manifests, data, stdout, stderr, _dir: None };
+                }
+                status = child.wait() => {
+                    // The exit can be seen before its last lines are read.
+                    let taken = stderr.wait_for(DEADLINE, |l| l.contains("Address already in use"));
+                    if tokio::time::timeout(Duration::from_secs(5), taken).await.is_err() {
+                        panic!("standalone stopped ({status:?}) before serving:\n{}", stderr.all().join("\n"));
+                    }
+                }
+            }
+        }
+        panic!("no free port taken in {PORT_TRIES} tries");
+    }
+
+    /// The issuer of organization `acme`, the one every test here serves.
     pub fn issuer(&self) -> String {
         format!("{}/o/acme", self.base)
     }
@@ -186,9 +224,9 @@ impl Standalone {
     /// The bootstrap administrator signs in (password, then TOTP) through the
     /// public client's code flow with scope `openid`; the token response.
     pub async fn sign_in_administrator(&self) -> serde_json::Value {
-        let admin = self.printed("administrator");
-        let password = self.printed("password:");
-        let totp_uri = self.printed("totp:");
+        let admin = self.printed("administrator").await;
+        let password = self.printed("password:").await;
+        let totp_uri = self.printed("totp:").await;
         let secret = base32_decode(totp_uri.split("secret=").nth(1).unwrap().split('&').next().unwrap());
         let browser = browser_form::browser();
         let page = browser.get(self.authorize_url()).send().await.unwrap().text().await.unwrap();
@@ -242,15 +280,28 @@ impl Standalone {
         browser.post(format!("{}{action}", self.base)).form(&values).send().await.unwrap()
     }
 
-    /// The value printed after `label` on a line of the start-up banner.
-    fn printed(&self, label: &str) -> String {
-        let lines = self.stdout.all();
-        let line = lines
-            .iter()
-            .find(|l| l.trim_start().starts_with(label))
-            .unwrap_or_else(|| panic!("no {label} line in:\n{}", lines.join("\n")));
+    /// The first word after `label` on a line of the start-up banner
+    /// (`password:`), awaited: the banner follows the "serving" line.
+    pub async fn printed(&self, label: &str) -> String {
+        let line = self.stdout.wait_for(DEADLINE, |l| l.trim_start().starts_with(label)).await;
         line.trim_start()[label.len()..].split_whitespace().next().unwrap().to_owned()
     }
+
+    /// Everything printed so far, both streams.
+    pub fn output(&self) -> String {
+        let mut all = self.stdout.all();
+        all.extend(self.stderr.all());
+        all.join("\n")
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A free loopback port, for a listener the test names before it starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
 }
 
 pub fn http() -> reqwest::Client {
