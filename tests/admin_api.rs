@@ -1066,6 +1066,9 @@ async fn another_tenant_reaches_nothing_of_acme(svc: TokenService) {
         (reqwest::Method::GET, "/api/v1/invitations".to_owned()),
         (reqwest::Method::POST, "/api/v1/invitations".to_owned()),
         (reqwest::Method::POST, "/api/v1/invitations/x/revoke".to_owned()),
+        (reqwest::Method::GET, "/api/v1/posture".to_owned()),
+        (reqwest::Method::GET, "/api/v1/audit".to_owned()),
+        (reqwest::Method::GET, "/api/v1/audit/export".to_owned()),
     ] {
         send_json(&svc, method, &path, Some(&globex_token), Some(&json!({ "userName": "mallory" })), None)
             .await

@@ -1439,6 +1439,52 @@ async fn postgres_refuses_an_older_process_taking_positions_from_the_old_counter
     assert!(refused.to_string().contains("this process is older than the store; upgrade it"), "{refused}");
 }
 
+/// An upgrade through migration 22 of a store whose old counter had gone far
+/// past the server's transaction ids (a busy store's history): positions of
+/// changes made after the upgrade still rise above every old one, so a
+/// reader resuming from the last old position and a follower started after
+/// the upgrade both see them. With positions taken from bare transaction
+/// ids they would land below, unseen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_upgrade_through_the_change_feed_migration_keeps_positions_rising() {
+    const OLD_LAST: i64 = 5_000_000;
+    let url = tokio::task::spawn_blocking(|| postgres::Postgres::shared().create_database())
+        .await
+        .expect("create a database");
+    // The schema as version 21 left it, from the migration files themselves.
+    let before = tempfile::tempdir().unwrap();
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let path = entry.unwrap().path();
+        let version: u32 = path.file_name().unwrap().to_str().unwrap()[..4].parse().unwrap();
+        if version <= 21 {
+            std::fs::copy(&path, before.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let old = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(before.path()).await.unwrap().run(&old).await.expect("migrations 1 to 21");
+    sqlx::query("UPDATE change_counter SET seq = $1").bind(OLD_LAST).execute(&old).await.unwrap();
+    sqlx::query("INSERT INTO change_log (seq, organization, committed_ms, changes) VALUES ($1, $2, 0, '[]')")
+        .bind(OLD_LAST)
+        .bind(ORG)
+        .execute(&old)
+        .await
+        .expect("the old version's last change");
+    old.close().await;
+
+    let store = Store::connect(&url).await.expect("the upgrade to this version");
+    seed_tenant(&store).await;
+    let changes = store.changes_since(Some(ORG), OLD_LAST).await.unwrap();
+    assert!(!changes.is_empty(), "the setup's changes come after the old last one");
+    assert!(changes.iter().all(|notice| notice.seq > OLD_LAST), "every new position is above the old ones");
+
+    let follower = IndexFollower::start(store.clone(), ORG).await.unwrap();
+    let grant = assignment("uid-late", "late", PrincipalKind::User, "late-user", "viewer");
+    let seq = applied(store.apply(&grant).await.unwrap());
+    assert!(seq > OLD_LAST, "position {seq}");
+    assert!(allows(&snapshot_at(&follower, seq).await, "late-user", "journeys.read"));
+}
+
 /// The change feed's promise under concurrent writers on PostgreSQL: a
 /// reader that has read up to a position never later finds a commit below
 /// it. Each writer here (one user made active) takes its position and then
