@@ -1,11 +1,14 @@
 //! Token endpoint throughput and latency under a closed-loop load on
 //! loopback: Portcullis (in process, over a SQLite file) against the
-//! `oidc-provider` npm package (a node child process), in the same run.
+//! `oidc-provider` npm package (a node child process), in the same run; and
+//! Portcullis as two replicas on one durable PostgreSQL server (a child
+//! process, `tests/support/postgres.rs`).
 //!
 //! ```text
 //!  tokio runtime, 2 worker threads (this machine's 2 cores)
 //!  ├─ generator: N keep-alive HTTP/1.1 connections ──► POST /token
 //!  ├─ portcullis token service (axum, same runtime) ◄─┤
+//!  ├─ two replicas of it on PostgreSQL (same runtime) ◄┤ (half the connections each)
 //!  └─ fixed-answer axum endpoint (generator ceiling) ◄┤
 //!  node benches/oidc-provider/server.mjs (child)     ◄┘
 //! ```
@@ -26,12 +29,15 @@ mod generator;
 mod oidc_provider;
 #[path = "token_load/portcullis.rs"]
 mod portcullis;
+#[path = "../tests/support/postgres.rs"]
+mod postgres;
 
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use generator::{AnyOk, ClientCredentials, Load, Outcome, RotatingRefresh, Target};
+use portcullis::Backing;
 
 /// `--bench` and no `--test`: the rule criterion and the other benches use.
 fn benchmarking() -> bool {
@@ -58,7 +64,7 @@ fn main() {
 
 /// Few requests against our endpoint: checks that the bench still drives it.
 async fn smoke() {
-    let ours = portcullis::Portcullis::start(4).await.expect("start the token service");
+    let ours = portcullis::Portcullis::start(Backing::Sqlite, 4).await.expect("start the token service");
     let load =
         Load { connections: 4, warm_up: Duration::ZERO, measure: Duration::from_secs(2), max_requests: 200 };
     let (cc, _) =
@@ -115,13 +121,18 @@ impl Runs {
     }
 }
 
-const SCENARIOS: [&str; 5] = [
+const SCENARIOS: [&str; 7] = [
     "ceiling",
     "portcullis_client_credentials",
     "oidc_provider_client_credentials",
     "portcullis_refresh",
     "oidc_provider_refresh",
+    "portcullis_postgres_client_credentials",
+    "portcullis_postgres_refresh",
 ];
+
+/// Replicas of the token service on PostgreSQL.
+const POSTGRES_REPLICAS: usize = 2;
 
 async fn benchmark() {
     let connections = env_number("TOKEN_LOAD_CONNECTIONS", 32) as usize;
@@ -143,16 +154,33 @@ async fn benchmark() {
     println!("load average before: {}", load_average());
 
     let ceiling_target =
-        Target { addr: ceiling::start().await, path: "/token".to_owned(), authorization: None };
+        Target { addrs: vec![ceiling::start().await], path: "/token".to_owned(), authorization: None };
 
     // Each refresh worker keeps its own token, rotated by every answer and
     // carried from one repetition to the next.
-    let ours = match portcullis::Portcullis::start(connections).await {
+    let ours = match portcullis::Portcullis::start(Backing::Sqlite, connections).await {
         Ok(ours) => Some(ours),
         Err(error) => {
             println!("portcullis: not measured: {error}");
             None
         }
+    };
+    // Durable (every commit flushed), whatever PORTCULLIS_PG_DURABLE says.
+    let postgres = (wants("portcullis_postgres_client_credentials") || wants("portcullis_postgres_refresh"))
+        .then(|| tokio::task::block_in_place(postgres::Postgres::start_durable));
+    let ours_postgres = match &postgres {
+        Some(server) => {
+            let url = tokio::task::block_in_place(|| server.create_database());
+            let backing = Backing::Postgres { url, replicas: POSTGRES_REPLICAS };
+            match portcullis::Portcullis::start(backing, connections).await {
+                Ok(ours) => Some(ours),
+                Err(error) => {
+                    println!("portcullis on PostgreSQL: not measured: {error}");
+                    None
+                }
+            }
+        }
+        None => None,
     };
     let node = match oidc_provider::OidcProvider::start(connections).await {
         Ok(node) => {
@@ -165,7 +193,7 @@ async fn benchmark() {
         }
     };
     let node_target = node.as_ref().map(|node| Target {
-        addr: node.addr,
+        addrs: vec![node.addr],
         path: "/token".to_owned(),
         authorization: Some(basic(oidc_provider::CLIENT_ID, oidc_provider::CLIENT_SECRET)),
     });
@@ -177,6 +205,8 @@ async fn benchmark() {
     let mut our_refresh_tokens =
         ours.as_ref().map(|ours| refresh(&ours.refresh_tokens, &ours.refresh_extra_form));
     let mut node_refresh_tokens = node.as_ref().map(|node| refresh(&node.refresh_tokens, ""));
+    let mut postgres_refresh_tokens =
+        ours_postgres.as_ref().map(|ours| refresh(&ours.refresh_tokens, &ours.refresh_extra_form));
 
     let mut runs: Vec<(&str, Runs)> = SCENARIOS.iter().map(|name| (*name, Runs::default())).collect();
     for repetition in 1..=repetitions {
@@ -216,6 +246,30 @@ async fn benchmark() {
                         Some(generator::run(&ours.target(), load, workers, None).await.map(
                             |(outcome, workers)| {
                                 our_refresh_tokens = Some(workers);
+                                outcome
+                            },
+                        ))
+                    }
+                    _ => None,
+                },
+                "portcullis_postgres_client_credentials" => match &ours_postgres {
+                    Some(ours) => Some(
+                        generator::run(
+                            &ours.target(),
+                            load,
+                            client_credentials(load, &ours.client_credentials_form),
+                            None,
+                        )
+                        .await
+                        .map(|(o, _)| o),
+                    ),
+                    None => None,
+                },
+                "portcullis_postgres_refresh" => match (&ours_postgres, postgres_refresh_tokens.take()) {
+                    (Some(ours), Some(workers)) => {
+                        Some(generator::run(&ours.target(), load, workers, None).await.map(
+                            |(outcome, workers)| {
+                                postgres_refresh_tokens = Some(workers);
                                 outcome
                             },
                         ))
@@ -327,8 +381,13 @@ fn report(runs: &[(&str, Runs)]) {
     println!("target client_credentials p99 <= 10 ms: {}", verdict(cc_p99.map(|v| v <= 10.0)));
     println!("target client_credentials >= 5x oidc-provider: {}", verdict(cc_ratio.map(|v| v >= 5.0)));
     println!(
-        "target refresh_token >= 5,000/s: {}",
+        "target refresh_token >= 5,000/s (SQLite): {}",
         verdict(rate("portcullis_refresh").map(|v| v >= 5_000.0))
+    );
+    ratio("portcullis_postgres_client_credentials", "oidc_provider_client_credentials");
+    println!(
+        "target refresh_token >= 3,000/s ({POSTGRES_REPLICAS} replicas on durable PostgreSQL): {}",
+        verdict(rate("portcullis_postgres_refresh").map(|v| v >= 3_000.0))
     );
 }
 

@@ -42,7 +42,8 @@ pub trait Exchange: Send + 'static {
 /// Where the requests go and how the client authenticates.
 #[derive(Clone)]
 pub struct Target {
-    pub addr: SocketAddr,
+    /// The server, or its replicas: connection `i` goes to `addrs[i % len]`.
+    pub addrs: Vec<SocketAddr>,
     pub path: String,
     /// `Authorization` header value (client_secret_basic), if any.
     pub authorization: Option<String>,
@@ -121,19 +122,19 @@ pub async fn run<E: Exchange>(
     let measured = Arc::new(AtomicU64::new(0));
 
     let mut workers = Vec::with_capacity(load.connections);
-    for exchange in exchanges {
-        let stream =
-            TcpStream::connect(target.addr).await.map_err(|e| format!("connect to {}: {e}", target.addr))?;
+    for (n, exchange) in exchanges.into_iter().enumerate() {
+        let addr = target.addrs[n % target.addrs.len()];
+        let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect to {addr}: {e}"))?;
         stream.set_nodelay(true).map_err(|e| format!("TCP_NODELAY: {e}"))?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| format!("HTTP/1.1 handshake with {}: {e}", target.addr))?;
+            .map_err(|e| format!("HTTP/1.1 handshake with {addr}: {e}"))?;
         tokio::spawn(connection);
         let worker = Worker {
             sender,
             exchange,
             target: target.clone(),
-            host: HeaderValue::from_str(&target.addr.to_string()).expect("an address is a header value"),
+            host: HeaderValue::from_str(&addr.to_string()).expect("an address is a header value"),
             measured: measured.clone(),
             max_requests: load.max_requests,
         };

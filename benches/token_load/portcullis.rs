@@ -1,8 +1,10 @@
 //! Our token service for `token_load`, in process: the `examples/acme`
-//! tenant in a SQLite file (WAL) in a temporary directory, an ES256 key
-//! in a keys directory, a user, and one confidential client `bench`
-//! configured like the oidc-provider peer's, served by
-//! `portcullis::token::service::router` on 127.0.0.1:0 on the current runtime.
+//! tenant in a SQLite file (WAL) in a temporary directory, or in a
+//! PostgreSQL database served by several replicas (each its own state and
+//! connection pool, as separate pods would have), an ES256 key in a keys
+//! directory, a user, and one confidential client `bench` configured like
+//! the oidc-provider peer's, served by `portcullis::token::service::router`
+//! on 127.0.0.1:0 on the current runtime.
 //!
 //! Refresh tokens come the way a browser sign-in leaves them: an
 //! authorization code issued through `grants::issue_authorization_code`
@@ -41,30 +43,41 @@ const USER_NAME: &str = "alice.martin@acme.com";
 /// What the refresh workers' sign-ins granted (an ID token comes with every refresh, as with the peer).
 const REFRESH_SCOPE: &str = "openid offline_access";
 
+/// Where the tenant lives.
+pub enum Backing {
+    /// A SQLite file in the temporary directory, one server.
+    Sqlite,
+    /// A PostgreSQL database (its URL), served by this many replicas.
+    Postgres { url: String, replicas: usize },
+}
+
 pub struct Portcullis {
-    pub addr: SocketAddr,
+    pub addrs: Vec<SocketAddr>,
     pub authorization: String,
     pub client_credentials_form: Bytes,
     pub refresh_tokens: Vec<String>,
     pub refresh_extra_form: String,
-    /// Holds the SQLite file and the keys directory.
+    /// Holds the SQLite file (if any) and the keys directory.
     _dir: tempfile::TempDir,
 }
 
 impl Portcullis {
     pub fn target(&self) -> Target {
         Target {
-            addr: self.addr,
+            addrs: self.addrs.clone(),
             path: format!("/o/{ORGANIZATION}/token"),
             authorization: Some(self.authorization.clone()),
         }
     }
 
     /// Seeds the store and keys, serves the router, and signs `refresh_tokens` users in.
-    pub async fn start(refresh_tokens: usize) -> Result<Portcullis, String> {
+    pub async fn start(backing: Backing, refresh_tokens: usize) -> Result<Portcullis, String> {
         let dir =
             tempfile::Builder::new().prefix("token-load-").tempdir().map_err(|e| format!("tempdir: {e}"))?;
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("store.db").display());
+        let (url, replicas) = match backing {
+            Backing::Sqlite => (format!("sqlite://{}?mode=rwc", dir.path().join("store.db").display()), 1),
+            Backing::Postgres { url, replicas } => (url, replicas),
+        };
         let store = Store::connect(&url).await.map_err(|e| format!("store {url}: {e}"))?;
         seed(&store).await?;
         let user = store
@@ -80,27 +93,36 @@ impl Portcullis {
         let key = SigningKey::from_pkcs8_der(meta, generated.pkcs8_der()).map_err(|e| format!("key: {e}"))?;
         write_key_dir(&keys_dir, ORGANIZATION, &[&key]).map_err(|e| format!("keys dir: {e}"))?;
 
-        let state = TokenServiceState::new(TokenServiceConfig {
-            store,
-            public_base_url: "http://127.0.0.1".to_owned(),
-            keys: KeyDirectory::new(&keys_dir).into(),
-            login: LoginState::default(),
-            clock: Arc::new(SystemClock),
-        })
-        .await
-        .map_err(|e| format!("token service state: {e}"))?;
-        let listener =
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("bind: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| format!("bound address: {e}"))?;
-        let app = router(state.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut states = Vec::with_capacity(replicas);
+        let mut addrs = Vec::with_capacity(replicas);
+        for replica in 0..replicas {
+            let store = match replica {
+                0 => store.clone(),
+                _ => Store::connect(&url).await.map_err(|e| format!("store {url}: {e}"))?,
+            };
+            let state = TokenServiceState::new(TokenServiceConfig {
+                store,
+                public_base_url: "http://127.0.0.1".to_owned(),
+                keys: KeyDirectory::new(&keys_dir).into(),
+                login: LoginState::default(),
+                clock: Arc::new(SystemClock),
+            })
+            .await
+            .map_err(|e| format!("token service state: {e}"))?;
+            let listener =
+                tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("bind: {e}"))?;
+            addrs.push(listener.local_addr().map_err(|e| format!("bound address: {e}"))?);
+            let app = router(state.clone());
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            states.push(state);
+        }
 
         let authorization = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
         );
         let mut ours = Portcullis {
-            addr,
+            addrs,
             authorization,
             client_credentials_form: Bytes::from_static(b"grant_type=client_credentials"),
             refresh_tokens: Vec::with_capacity(refresh_tokens),
@@ -108,7 +130,7 @@ impl Portcullis {
             _dir: dir,
         };
         for n in 0..refresh_tokens {
-            let token = ours.sign_in(&state, &user.id, n).await?;
+            let token = ours.sign_in(&states[0], &user.id, n).await?;
             ours.refresh_tokens.push(token);
         }
         Ok(ours)
@@ -158,7 +180,7 @@ impl Portcullis {
     }
 
     async fn post_form(&self, form: String) -> Result<(StatusCode, Bytes), String> {
-        let stream = TcpStream::connect(self.addr).await.map_err(|e| format!("connect: {e}"))?;
+        let stream = TcpStream::connect(self.addrs[0]).await.map_err(|e| format!("connect: {e}"))?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("handshake: {e}"))?;
@@ -166,7 +188,7 @@ impl Portcullis {
         let request = Request::builder()
             .method(Method::POST)
             .uri(format!("/o/{ORGANIZATION}/token"))
-            .header(HOST, self.addr.to_string())
+            .header(HOST, self.addrs[0].to_string())
             .header(AUTHORIZATION, &self.authorization)
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(Full::new(Bytes::from(form)))
