@@ -71,10 +71,12 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().unwrap().port()
 }
 
-fn spawn_replica(database_url: &str, port: u16, public_base_url: &str, kek: &str) -> Replica {
+/// A replica listening on `port`, or `None` when it stopped before binding
+/// it (another process took the port after it was chosen).
+async fn spawn_replica(database_url: &str, port: u16, public_base_url: &str, kek: &str) -> Option<Replica> {
     let binary =
         std::env::var("PORTCULLIS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_portcullis").to_owned());
-    let child = tokio::process::Command::new(binary)
+    let mut child = tokio::process::Command::new(binary)
         .arg("token-service")
         .args(["--database-url", database_url])
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -82,13 +84,49 @@ fn spawn_replica(database_url: &str, port: u16, public_base_url: &str, kek: &str
         .env("PORTCULLIS_KEY_ENCRYPTION_KEY", kek)
         .env("PORTCULLIS_LOGIN_SECRET", LOGIN_SECRET)
         // webauthn-rs refuses an IP address as relying party (WebAuthn is then off): not news here.
-        .env("RUST_LOG", "warn,webauthn_rs=off")
+        // The "listening" line says the port is ours.
+        .env("RUST_LOG", "warn,webauthn_rs=off,portcullis::cli::token_service=info")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("start portcullis token-service");
-    Replica { base: format!("http://127.0.0.1:{port}"), _child: child }
+    let (listening, bound) = tokio::sync::oneshot::channel();
+    let stderr = child.stderr.take().expect("piped stderr");
+    tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let mut listening = Some(listening);
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("[replica :{port}] {line}");
+            if line.contains("token service listening") {
+                listening.take().map(|sender| sender.send(()));
+            }
+        }
+    });
+    match tokio::time::timeout(DEADLINE, bound).await {
+        Ok(Ok(())) => Some(Replica { base: format!("http://127.0.0.1:{port}"), _child: child }),
+        Ok(Err(_)) => None,
+        Err(_) => panic!("the replica on port {port} is not listening after {DEADLINE:?}"),
+    }
+}
+
+/// Two replicas on `database_url` behind one public URL (as behind one
+/// Service or Ingress), starting together as two pods do (both migrate an
+/// empty database at once); on other ports if one was taken meanwhile.
+async fn spawn_pair(database_url: &str, kek: &str) -> (Replica, Replica, String) {
+    for _ in 0..5 {
+        let (port_a, port_b) = (free_port(), free_port());
+        let public_base_url = format!("http://127.0.0.1:{port_a}");
+        let (a, b) = tokio::join!(
+            spawn_replica(database_url, port_a, &public_base_url, kek),
+            spawn_replica(database_url, port_b, &public_base_url, kek),
+        );
+        if let (Some(a), Some(b)) = (a, b) {
+            return (a, b, public_base_url);
+        }
+    }
+    panic!("no two free ports in five tries");
 }
 
 async fn await_ready(replica: &Replica) {
@@ -109,12 +147,7 @@ async fn start() -> Replicas {
         .expect("create a database");
     let kek_text = KeyEncryptionKey::generate_text().expect("a key-encryption key");
     let kek = KeyRing::new(KeyEncryptionKey::from_text(&kek_text).unwrap(), Vec::new());
-    let (port_a, port_b) = (free_port(), free_port());
-    // One public URL for both, as behind one Service or Ingress.
-    let public_base_url = format!("http://127.0.0.1:{port_a}");
-    // Both migrate the empty database at once, as two pods starting together do.
-    let a = spawn_replica(&url, port_a, &public_base_url, &kek_text);
-    let b = spawn_replica(&url, port_b, &public_base_url, &kek_text);
+    let (a, b, public_base_url) = spawn_pair(&url, &kek_text).await;
     await_ready(&a).await;
     await_ready(&b).await;
 
