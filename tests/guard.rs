@@ -312,3 +312,96 @@ async fn the_guard_refuses_expired_tokens_and_follows_a_key_rotation() {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert!(guard.jwks_fetches() > fetches, "the new key was fetched");
 }
+
+/// A token the guard has verified, and so remembers, is refused once its
+/// key has left the issuer's JWKS (a key withdrawn before its tokens
+/// expire): the memory of verified tokens never outlives the key that
+/// verified them. The issuer here is the token service's router in process,
+/// its keys in a directory as the operator mounts them from a Secret, so
+/// that the test can withdraw one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remembered_token_is_refused_once_its_key_leaves_the_jwks() {
+    use portcullis::store::{DesiredStateStore as _, ObjectMeta, OrganizationRecord, Store};
+    use portcullis::token::claims::{AccessTokenClaims, AccessTokenGrant};
+    use portcullis::token::jwt::{self, TokenType};
+    use portcullis::token::keys::{Algorithm, KeyMeta, KeySet, SigningKey};
+    use portcullis::token::service::keys::{KeyDirectory, write_key_dir};
+    use portcullis::token::service::login::{LoginConfig, LoginState};
+    use portcullis::token::service::{SystemClock, TokenServiceConfig, TokenServiceState, router};
+
+    let dir = tempfile::tempdir().unwrap();
+    let keys_dir = dir.path().join("keys");
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    store
+        .apply(&OrganizationRecord {
+            meta: ObjectMeta::new("uid-acme", "acme", "acme", 1),
+            display_name: "Acme".into(),
+            catalog: Vec::new(),
+            workspaces: Vec::new(),
+            spec_json: json!({ "displayName": "Acme" }).to_string(),
+        })
+        .await
+        .unwrap();
+    let now = jiff::Timestamp::now();
+    let new_key = || {
+        let generated = SigningKey::generate(Algorithm::ES256, now, &mut rand::rng()).unwrap();
+        let meta = KeyMeta { activated_at: Some(now), ..generated.meta().clone() };
+        SigningKey::from_pkcs8_der(meta, generated.pkcs8_der()).unwrap()
+    };
+    let (withdrawn, successor) = (new_key(), new_key());
+    write_key_dir(&keys_dir, "acme", &[&withdrawn]).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let issuer = format!("{base}/o/acme");
+    let state = TokenServiceState::new(TokenServiceConfig {
+        store,
+        public_base_url: base,
+        keys: KeyDirectory::new(&keys_dir).into(),
+        login: LoginState::new(LoginConfig::default()),
+        clock: std::sync::Arc::new(SystemClock),
+    })
+    .await
+    .unwrap();
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let sign = |key: &SigningKey| {
+        let grant = AccessTokenGrant {
+            issuer: issuer.clone(),
+            subject: "user-1".into(),
+            audiences: vec![JOURNEYS_API.into()],
+            client_id: "journey-studio-web".into(),
+            organization: "acme".into(),
+            ..AccessTokenGrant::default()
+        };
+        let claims =
+            AccessTokenClaims::issue(grant, now, jiff::SignedDuration::from_hours(1), &mut rand::rng())
+                .unwrap();
+        let keys =
+            KeySet::new(vec![SigningKey::from_pkcs8_der(key.meta().clone(), key.pkcs8_der()).unwrap()])
+                .unwrap();
+        jwt::sign_with_active(&keys, TokenType::Access, &claims).unwrap()
+    };
+    let (token, successors_token) = (sign(&withdrawn), sign(&successor));
+
+    let mut config = GuardConfig::new(&issuer, JOURNEYS_API);
+    config.jwks_max_age = Duration::from_millis(300);
+    config.min_jwks_refresh = Duration::from_millis(100);
+    let guard = Guard::new(config).unwrap();
+    let api = serve(guard.clone()).await;
+    assert_eq!(call(&api, reqwest::Method::GET, "/me", &token).await.status, StatusCode::OK);
+    assert_eq!(call(&api, reqwest::Method::GET, "/me", &token).await.status, StatusCode::OK, "remembered");
+
+    write_key_dir(&keys_dir, "acme", &[&successor]).unwrap();
+    let until = tokio::time::Instant::now() + DEADLINE;
+    let refused = loop {
+        let answer = call(&api, reqwest::Method::GET, "/me", &token).await;
+        if answer.status != StatusCode::OK {
+            break answer;
+        }
+        assert!(tokio::time::Instant::now() < until, "a token of a withdrawn key is still admitted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_invalid_token(&refused, "key");
+    let answer = call(&api, reqwest::Method::GET, "/me", &successors_token).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+}

@@ -17,8 +17,6 @@
 //!  standing privileged grants: ada-admin, editors-admin, ops-admin (no expiry); contractor-lead expires
 //! ```
 
-#[path = "support/browser_form.rs"]
-mod browser_form;
 #[path = "support/chromium.rs"]
 mod chromium;
 #[path = "support/openapi.rs"]
@@ -283,18 +281,24 @@ async fn the_posture_counts_the_tenants_people_and_needs_iam_view() {
     let (status, fay) =
         tenant.api(&ops, "POST", "/users", Some(json!({ "userName": "fay", "password": password }))).await;
     assert_eq!(status, StatusCode::CREATED, "{fay}");
-    let browser = browser_form::browser();
+    let browser = standalone::browser_form::browser();
     let page_url = format!("{}/admin/posture", tenant.issuer());
-    let to_sign_in = browser_form::open(&browser, &page_url).await;
-    let form = browser_form::open(&browser, to_sign_in.location.as_deref().unwrap()).await;
+    let to_sign_in = standalone::browser_form::open(&browser, &page_url).await;
+    let form = standalone::browser_form::open(&browser, to_sign_in.location.as_deref().unwrap()).await;
     let base = tenant.issuer().replace("/o/acme", "");
-    let mut landed =
-        browser_form::submit(&browser, &base, &form, "", &[("username", "fay"), ("password", password)], &[])
-            .await;
+    let mut landed = standalone::browser_form::submit(
+        &browser,
+        &base,
+        &form,
+        "",
+        &[("username", "fay"), ("password", password)],
+        &[],
+    )
+    .await;
     while landed.status == StatusCode::SEE_OTHER {
         let next = landed.location.clone().unwrap();
         let next = if next.starts_with('/') { format!("{base}{next}") } else { next };
-        landed = browser_form::open(&browser, &next).await;
+        landed = standalone::browser_form::open(&browser, &next).await;
     }
     assert_eq!(landed.status, StatusCode::FORBIDDEN, "{}", landed.body);
     assert!(landed.body.contains("does not hold the permission iam.view"), "{}", landed.body);

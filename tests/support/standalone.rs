@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 #[path = "browser_form.rs"]
-mod browser_form;
+pub mod browser_form;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

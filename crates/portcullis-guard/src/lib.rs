@@ -7,6 +7,8 @@
 //!   ──► key by kid from the issuer's JWKS (discovery → jwks_uri; cached, refetched
 //!       on an unknown kid at most once per min_jwks_refresh)
 //!   ──► signature, iss, aud ∋ the service's audience, exp/nbf with a small leeway
+//!       (a token that verified is remembered, `verified_tokens` of them: its next
+//!       requests skip the signature while its key stays in the JWKS and it lives)
 //!   ──► VerifiedToken (the claims), or RequirePermission<P>: P in `permissions`,
 //!       or in `workspace_permissions[{workspace}]` (the path parameter)
 //!   ──► optional check mode: POST {issuer}/api/v1/check {token, permission,
