@@ -116,8 +116,8 @@ impl Standalone {
         for _ in 0..PORT_TRIES {
             let port = free_port();
             let extra = prepare(port);
-            let binary =
-                std::env::var("PORTCULLIS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_portcullis").to_owned());
+            let binary = std::env::var("PORTCULLIS_BIN")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_portcullis").to_owned());
             let mut child = Command::new(binary)
                 .arg("standalone")
                 .arg("--manifests")

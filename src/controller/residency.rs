@@ -1,0 +1,126 @@
+//! Data residency in the operator: which store a namespace's objects are
+//! reconciled into, and the Organization's `DataResidency` condition.
+//!
+//! ```text
+//!  namespace ─► stores holding its Organization row (where its data is)
+//!     none ─► spec.dataResidency ─► that region's store    (unknown region: nothing written)
+//!     one  ─► that store, whatever the spec now says       (a different region: change refused)
+//!     more ─► none (a move left half done: nothing written until one copy is gone)
+//! ```
+//!
+//! The Organization's row in a store is the record of its home: the operator
+//! writes an organization's rows only where its row is, so a restarted
+//! operator finds the same home and refuses the same change.
+
+use super::conditions::{DATA_RESIDENCY, Desired};
+use super::reconcile::Context;
+use super::{Error, Result};
+use crate::store::{Location, Store};
+
+/// Where this pass writes the namespace's objects.
+pub struct Placement {
+    /// `None`: nowhere (the condition says why).
+    pub store: Option<Store>,
+    /// The Organization's `DataResidency` condition.
+    pub condition: Desired,
+}
+
+/// What a pass knows of its namespace's residency.
+#[derive(Clone, Debug)]
+pub struct PassResidency {
+    /// The Organization's `DataResidency` condition.
+    pub condition: Desired,
+    /// Whether the pass's store is the namespace's home (or its region's);
+    /// `false`: nothing may be written.
+    pub has_store: bool,
+}
+
+/// The page that explains moving an organization between regions.
+const MIGRATION_DOC: &str = "docs/data-residency.md";
+
+fn describe(location: &Location) -> String {
+    match location {
+        None => "the default store".to_owned(),
+        Some(region) => format!("region {region}"),
+    }
+}
+
+/// Places the objects of `namespace`: see the [module](self) rules.
+pub async fn place(ctx: &Context, namespace: &str) -> Result<Placement> {
+    let organization = ctx.tenants.view(namespace, &ctx.stores).await.organization.clone();
+    let wanted: Location = organization.and_then(|org| org.spec.data_residency.clone());
+    if wanted.is_none() && !ctx.regions.has_regions() {
+        // One store, and no region asked for: nothing to look up.
+        return Ok(decide(ctx, &wanted, &[None]));
+    }
+    let homes = ctx.regions.homes_of_namespace(namespace).await.map_err(|source| Error::StoreRead {
+        what: "the stores holding the organization",
+        namespace: namespace.to_owned(),
+        source: Box::new(source),
+    })?;
+    Ok(decide(ctx, &wanted, &homes))
+}
+
+fn decide(ctx: &Context, wanted: &Location, homes: &[Location]) -> Placement {
+    let in_place = |location: &Location| {
+        Desired::new(DATA_RESIDENCY, true, "Stored", format!("stored in {}", describe(location)))
+    };
+    match homes {
+        [] => match ctx.regions.for_region(wanted.as_deref()) {
+            Ok(store) => Placement { store: Some(store.clone()), condition: in_place(wanted) },
+            Err(unknown) => Placement {
+                store: None,
+                condition: Desired::new(
+                    DATA_RESIDENCY,
+                    false,
+                    "UnknownRegion",
+                    format!(
+                        "{unknown}; nothing was stored. Configure the region's store (--store-file {}=…) or fix dataResidency",
+                        unknown.region
+                    ),
+                ),
+            },
+        },
+        [home] => {
+            let store = ctx.regions.at(home).ok().cloned();
+            let condition = if home == wanted {
+                in_place(home)
+            } else if store.is_none() {
+                Desired::new(
+                    DATA_RESIDENCY,
+                    false,
+                    "UnknownRegion",
+                    format!(
+                        "the organization's data is in {}, which is no longer configured",
+                        describe(home)
+                    ),
+                )
+            } else {
+                Desired::new(
+                    DATA_RESIDENCY,
+                    false,
+                    "DataResidencyChangeRefused",
+                    format!(
+                        "dataResidency asks for {} but the organization's data is in {}, where it is still \
+                         served: moving data between regions is a migration, not a field edit; see {MIGRATION_DOC}",
+                        describe(wanted),
+                        describe(home)
+                    ),
+                )
+            };
+            Placement { store, condition }
+        }
+        several => Placement {
+            store: None,
+            condition: Desired::new(
+                DATA_RESIDENCY,
+                false,
+                "PresentInSeveralRegions",
+                format!(
+                    "the organization is in the stores of {}; nothing is written until only one holds it (see {MIGRATION_DOC})",
+                    several.iter().map(describe).collect::<Vec<_>>().join(" and ")
+                ),
+            ),
+        },
+    }
+}
