@@ -108,18 +108,25 @@ impl DatabaseArgs {
     }
 }
 
-/// `REGION=VALUE`; a region is a DNS label (`eu`, `us-east`), as
-/// `dataResidency` values are written.
+/// `REGION=VALUE`; a region is written as `dataResidency` accepts it
+/// (`eu`, `us-east`: two letters, then `-` and letters or digits).
 pub(super) fn parse_region_pair(text: &str) -> Result<(String, String), String> {
     let (region, value) =
         text.split_once('=').ok_or("expected REGION=VALUE, such as eu=/etc/stores/eu/url")?;
-    let label = region.len() <= 63
-        && !region.is_empty()
-        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !region.starts_with('-')
-        && !region.ends_with('-');
-    if !label {
-        return Err(format!("region {region:?} is not a lowercase DNS label such as eu or us-east"));
+    let (prefix, rest) = region.split_at_checked(2).unwrap_or((region, ""));
+    let valid = region.len() <= 32
+        && prefix.len() == 2
+        && prefix.bytes().all(|b| b.is_ascii_lowercase())
+        && (rest.is_empty()
+            || rest.strip_prefix('-').is_some_and(|parts| {
+                parts.split('-').all(|part| {
+                    !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                })
+            }));
+    if !valid {
+        return Err(format!(
+            "region {region:?} is not a dataResidency value such as eu or us-east (^[a-z]{{2}}(-[a-z0-9]+)*$)"
+        ));
     }
     if value.trim().is_empty() {
         return Err(format!("region {region} has no value"));
@@ -359,7 +366,10 @@ mod tests {
             ("eu".into(), "postgres://h/db?a=b".into())
         );
         assert!(parse_region_pair("postgres://h/db").unwrap_err().contains("REGION=VALUE"));
-        assert!(parse_region_pair("EU=x").unwrap_err().contains("DNS label"));
+        assert_eq!(parse_region_pair("us-east-2=x").unwrap().0, "us-east-2");
+        for wrong in ["EU=x", "europe=x", "e=x", "eu-=x", "eu--w=x"] {
+            assert!(parse_region_pair(wrong).unwrap_err().contains("dataResidency"), "{wrong}");
+        }
         assert!(parse_region_pair("eu=").unwrap_err().contains("no value"));
     }
 }

@@ -124,3 +124,11 @@ fn decide(ctx: &Context, wanted: &Location, homes: &[Location]) -> Placement {
         },
     }
 }
+
+/// A copy of `shared` writing to the home store of `namespace` (the default
+/// store when it has none): for work outside a reconcile, such as releasing
+/// the rows of a deleted object.
+pub async fn home_context(shared: &Context, namespace: &str) -> Result<Context> {
+    let placement = place(shared, namespace).await?;
+    Ok(Context { store: placement.store.unwrap_or_else(|| shared.store.clone()), ..shared.clone() })
+}
