@@ -42,6 +42,7 @@ const CLIENT_SECRET: &str = "backend-secret-0123456789abcdefghijklmnopqrstuv";
 /// A process of the binary, killed when dropped.
 struct Process {
     base: String,
+    metrics: String,
     _child: tokio::process::Child,
 }
 
@@ -59,7 +60,7 @@ struct Urls {
 /// Starts `subcommand` on the default store, `eu` given by URL and `us` by a
 /// file (both forms of the flag), and awaits `/readyz`.
 async fn spawn(subcommand: &str, urls: &Urls, us_file: &std::path::Path, kek: &str) -> Process {
-    let port = free_port();
+    let (port, metrics_port) = (free_port(), free_port());
     let base = format!("http://127.0.0.1:{port}");
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .arg(subcommand)
@@ -67,6 +68,7 @@ async fn spawn(subcommand: &str, urls: &Urls, us_file: &std::path::Path, kek: &s
         .args(["--store", &format!("eu={}", urls.eu)])
         .args(["--store-file", &format!("us={}", us_file.display())])
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
         .args(["--public-base-url", &base])
         .env("PORTCULLIS_KEY_ENCRYPTION_KEY", kek)
         .env("PORTCULLIS_LOGIN_SECRET", LOGIN_SECRET)
@@ -83,7 +85,7 @@ async fn spawn(subcommand: &str, urls: &Urls, us_file: &std::path::Path, kek: &s
         (response.status() == StatusCode::OK).then_some(())
     })
     .await;
-    Process { base, _child: child }
+    Process { base, metrics: format!("http://127.0.0.1:{metrics_port}/metrics"), _child: child }
 }
 
 fn meta(namespace: &str, kind: &str, name: &str) -> ObjectMeta {
@@ -320,4 +322,15 @@ async fn each_organization_is_served_from_and_written_to_its_regions_store_only(
             .get("n")
     };
     assert_eq!(initech_users, 1);
+
+    // One service per store, one exposition per process: each family once.
+    for process in [&tokens, &scim] {
+        let text = http_client().get(&process.metrics).send().await.unwrap().text().await.unwrap();
+        let mut families: Vec<&str> = text.lines().filter(|line| line.starts_with("# TYPE ")).collect();
+        let listed = families.len();
+        families.sort_unstable();
+        families.dedup();
+        assert_eq!(families.len(), listed, "a metric family appears twice:\n{text}");
+        assert!(text.contains("organization=\"acme\""), "{text}");
+    }
 }

@@ -53,21 +53,21 @@ async fn serve(args: ScimServiceArgs) -> Result<(), String> {
     let probes = crate::probes::router(stores.default_store().clone());
     // One service per store, each seeing only its own organizations.
     let mut services = BTreeMap::new();
-    let mut states = Vec::new();
+    let mut states: Vec<ScimState> = Vec::new();
     for (location, store) in stores.all() {
-        let state = ScimState::new(store.clone(), &args.public_base_url);
+        let mut state = ScimState::new(store.clone(), &args.public_base_url);
+        // One set of request counters for the process, whichever store served.
+        if let Some(first) = states.first() {
+            state.metrics = Arc::clone(&first.metrics);
+        }
         services.insert(location, router(state.clone()));
         states.push(state);
     }
     let directory = Arc::new(OrganizationDirectory::new(stores.clone()));
     let metrics = Arc::new(HttpMetrics::new());
     let render_http = metrics.clone();
-    let render_scim: Vec<_> = states.iter().map(|state| state.metrics.clone()).collect();
-    let render = Arc::new(move || {
-        let mut parts = vec![render_http.render()];
-        parts.extend(render_scim.iter().map(|metrics| metrics.render()));
-        http_metrics::concatenate(&parts)
-    });
+    let render_scim = states[0].metrics.clone();
+    let render = Arc::new(move || http_metrics::concatenate(&[render_http.render(), render_scim.render()]));
     let metrics_port = serve_metrics(args.metrics_listen, render).await?;
     let shutdown = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(args.listen)
