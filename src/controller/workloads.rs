@@ -545,6 +545,24 @@ mod tests {
     }
 
     #[test]
+    fn each_regional_store_reaches_the_services_from_its_secret() {
+        let mut settings = settings();
+        settings.scim_service_replicas = 1;
+        settings.region_secrets =
+            [("eu", "db-eu"), ("us-east", "db-us")].map(|(r, s)| (r.to_owned(), s.to_owned())).into();
+        for (_, plan) in plan(&settings) {
+            let plan = plan.unwrap();
+            let container = &plan.deployment.spec.template.spec.as_ref().unwrap().containers[0];
+            assert_eq!(secret_ref(env(container, "PORTCULLIS_STORE_URL_EU")), ("db-eu", "url", None));
+            assert_eq!(secret_ref(env(container, "PORTCULLIS_STORE_URL_US_EAST")), ("db-us", "url", None));
+            assert_eq!(
+                env(container, "PORTCULLIS_STORE_ENVS").value.as_deref(),
+                Some("eu=PORTCULLIS_STORE_URL_EU,us-east=PORTCULLIS_STORE_URL_US_EAST")
+            );
+        }
+    }
+
+    #[test]
     fn the_token_service_gets_its_url_keys_and_login_secret_from_the_deployment() {
         let planned = plan(&settings());
         let plan = planned[0].1.as_ref().unwrap();
