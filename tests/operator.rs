@@ -1434,4 +1434,20 @@ fn organizations_are_stored_in_their_regions_store_and_a_change_of_region_is_ref
     // Put back, it is Ready again.
     apply_yaml(&cp, "acme-eu-again", &residency_tenant("acme", Some("eu"), "journeys.edit"));
     await_condition_in(&cp, "acme", "Ready", "True", "Reconciled");
+
+    // Deleted (Organization and Role at once), globex leaves nothing in the
+    // us store; created again in eu, it is stored there.
+    let globex = cp.dir().join("globex-us.yaml");
+    cp.kubectl_ok(&["delete", "-f", globex.to_str().unwrap(), "--wait=true", "--timeout=60s"]);
+    eventually_residents(&us, "globex is gone from the us store", &[], &[]);
+    apply_yaml(&cp, "globex-eu", &residency_tenant("globex", Some("eu"), "journeys.view"));
+    await_condition_in(&cp, "globex", "Ready", "True", "Reconciled");
+    eventually_residents(
+        &eu,
+        "the eu store holds acme and globex",
+        &["acme", "globex"],
+        &["acme/viewer:journeys.edit", "globex/viewer:journeys.view"],
+    );
+    assert_eq!(residents(&us), (Vec::new(), Vec::new()));
+    assert_eq!(residents(&default), (Vec::new(), Vec::new()));
 }

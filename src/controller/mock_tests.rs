@@ -215,6 +215,7 @@ async fn mock_harness() -> Harness {
         client,
         regions: crate::store::RegionalStores::single(store.clone()),
         residency: None,
+        homes: Arc::default(),
         store,
         stores: Stores { organizations, roles, role_assignments, identity_providers, oauth_clients },
         tenants: Arc::new(Tenants::default()),

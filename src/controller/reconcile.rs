@@ -106,6 +106,8 @@ pub struct Context {
     pub store: StateStore,
     /// Every store: the default and the regional ones.
     pub regions: RegionalStores,
+    /// The namespaces' home stores, once found.
+    pub homes: Arc<super::residency::Homes>,
     /// This pass's `DataResidency` condition (on a pass's copy only).
     pub residency: Option<super::residency::PassResidency>,
     pub stores: Stores,
@@ -474,6 +476,9 @@ pub async fn delete_record<R: DesiredRecord>(meta: &ObjectMeta, ctx: &Context) -
         name: meta.name.clone(),
         source: Box::new(source),
     })?;
+    if R::KIND == ResourceKind::Organization {
+        ctx.homes.forget(&meta.namespace);
+    }
     Ok(())
 }
 

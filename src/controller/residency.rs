@@ -2,7 +2,8 @@
 //! reconciled into, and the Organization's `DataResidency` condition.
 //!
 //! ```text
-//!  namespace ─► stores holding its Organization row (where its data is)
+//!  namespace ─► stores holding its Organization row (where its data is),
+//!               or else any of its objects (left by a deleted Organization)
 //!     none ─► spec.dataResidency ─► that region's store    (unknown region: nothing written)
 //!     one  ─► that store, whatever the spec now says       (a different region: change refused)
 //!     more ─► none (a move left half done: nothing written until one copy is gone)
@@ -11,6 +12,9 @@
 //! The Organization's row in a store is the record of its home: the operator
 //! writes an organization's rows only where its row is, so a restarted
 //! operator finds the same home and refuses the same change.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
 use super::conditions::{DATA_RESIDENCY, Desired};
 use super::reconcile::Context;
@@ -45,6 +49,28 @@ fn describe(location: &Location) -> String {
     }
 }
 
+/// The home store of each namespace whose Organization is stored, so that a
+/// pass does not ask every store again. Only the operator writes or deletes
+/// Organization rows (and a move between regions is made with it stopped):
+/// a home changes only when [`Homes::forget`] is called as a row is deleted.
+#[derive(Default)]
+pub struct Homes(Mutex<HashMap<String, Location>>);
+
+impl Homes {
+    fn get(&self, namespace: &str) -> Option<Location> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).get(namespace).cloned()
+    }
+
+    fn remember(&self, namespace: &str, home: Location) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(namespace.to_owned(), home);
+    }
+
+    /// The Organization of `namespace` was removed from its store.
+    pub fn forget(&self, namespace: &str) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(namespace);
+    }
+}
+
 /// Places the objects of `namespace`: see the [module](self) rules.
 pub async fn place(ctx: &Context, namespace: &str) -> Result<Placement> {
     let organization = ctx.tenants.view(namespace, &ctx.stores).await.organization.clone();
@@ -53,11 +79,28 @@ pub async fn place(ctx: &Context, namespace: &str) -> Result<Placement> {
         // One store, and no region asked for: nothing to look up.
         return Ok(decide(ctx, &wanted, &[None]));
     }
+    if let Some(home) = ctx.homes.get(namespace) {
+        return Ok(decide(ctx, &wanted, &[home]));
+    }
     let homes = ctx.regions.homes_of_namespace(namespace).await.map_err(|source| Error::StoreRead {
         what: "the stores holding the organization",
         namespace: namespace.to_owned(),
         source: Box::new(source),
     })?;
+    if let [home] = homes.as_slice() {
+        ctx.homes.remember(namespace, home.clone());
+    }
+    if homes.is_empty() {
+        // No Organization stored: objects an earlier one left are removed
+        // from where they are, and a new Organization waits for them to go.
+        let leftovers =
+            ctx.regions.leftovers_of_namespace(namespace).await.map_err(|source| Error::StoreRead {
+                what: "the stores holding the namespace's objects",
+                namespace: namespace.to_owned(),
+                source: Box::new(source),
+            })?;
+        return Ok(decide(ctx, &wanted, &leftovers));
+    }
     Ok(decide(ctx, &wanted, &homes))
 }
 

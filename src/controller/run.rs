@@ -266,6 +266,7 @@ async fn run_controllers(
         store: store.default_store().clone(),
         regions: store,
         residency: None,
+        homes: Arc::default(),
         stores,
         tenants,
         recorder: Recorder::new(

@@ -99,19 +99,34 @@ impl RegionalStores {
     /// The stores holding the Organization of `namespace`: where its data
     /// is. More than one only if a move between regions was left half done.
     pub async fn homes_of_namespace(&self, namespace: &str) -> Result<Vec<Location>> {
-        let mut homes = Vec::new();
+        self.stores_answering(namespace, "SELECT 1 AS found FROM organizations WHERE namespace = $1").await
+    }
+
+    /// The stores holding objects of `namespace` but no Organization: what a
+    /// deleted Organization left while its Roles, assignments, identity
+    /// providers or clients are being deleted.
+    pub async fn leftovers_of_namespace(&self, namespace: &str) -> Result<Vec<Location>> {
+        let query = "SELECT 1 AS found FROM roles WHERE namespace = $1 \
+                     UNION ALL SELECT 1 FROM role_assignments WHERE namespace = $1 \
+                     UNION ALL SELECT 1 FROM identity_providers WHERE namespace = $1 \
+                     UNION ALL SELECT 1 FROM oauth_clients WHERE namespace = $1 LIMIT 1";
+        self.stores_answering(namespace, query).await
+    }
+
+    async fn stores_answering(&self, namespace: &str, query: &'static str) -> Result<Vec<Location>> {
+        let mut found = Vec::new();
         for (location, store) in self.all() {
             let mut conn = store.connection().await?;
-            let row = sqlx::query("SELECT 1 AS found FROM organizations WHERE namespace = $1")
+            let row = sqlx::query(query)
                 .bind(namespace)
                 .fetch_optional(&mut *conn)
                 .await
-                .map_err(query_error("find the organization of a namespace"))?;
+                .map_err(query_error("find the stores holding a namespace"))?;
             if row.is_some() {
-                homes.push(location);
+                found.push(location);
             }
         }
-        Ok(homes)
+        Ok(found)
     }
 
     /// Every organization name (issuer path) each store serves, with its store; a name two
