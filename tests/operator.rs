@@ -1450,4 +1450,27 @@ fn organizations_are_stored_in_their_regions_store_and_a_change_of_region_is_ref
     );
     assert_eq!(residents(&us), (Vec::new(), Vec::new()));
     assert_eq!(residents(&default), (Vec::new(), Vec::new()));
+
+    // Running the services, the operator hands them each region's Secret, and
+    // says when one is missing.
+    drop(_operator);
+    for (name, url) in [("portcullis-database", &default_url), ("db-eu", &eu_url)] {
+        let literal = format!("--from-literal=url={url}");
+        cp.kubectl_ok(&["create", "secret", "generic", name, "-n", OPERATOR_NAMESPACE, &literal]);
+    }
+    let mut with_services = flags.to_vec();
+    with_services.extend([
+        "--image",
+        "portcullis:test",
+        "--region-secret",
+        "eu=db-eu",
+        "--region-secret",
+        "us=db-us",
+    ]);
+    let _operator = Operator::start_with(&cp, &default_url, "regional-3", 15, &with_services);
+    let missing = await_condition_in(&cp, "acme", "ServicesConfigured", "False", "DatabaseSecretMissing");
+    assert!(missing.contains("portcullis/db-us") && missing.contains("region us"), "{missing}");
+    let literal = format!("--from-literal=url={us_url}");
+    cp.kubectl_ok(&["create", "secret", "generic", "db-us", "-n", OPERATOR_NAMESPACE, &literal]);
+    await_condition_in(&cp, "acme", "ServicesConfigured", "True", "SettingsComplete");
 }

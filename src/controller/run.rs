@@ -399,7 +399,14 @@ async fn check_secrets(ctx: &Context, keys_tx: &watch::Sender<Option<ServiceKeys
         };
     let mut changes = ctx.operator_status.report("service-keys", keys_problems);
     if let Some(workloads) = &ctx.settings.workloads {
-        let problems = check_database_secret(&ctx.client, workloads).await.into_iter().collect();
+        let mut problems: Vec<SettingProblem> =
+            check_database_secret(&ctx.client, workloads, &workloads.database_secret, None)
+                .await
+                .into_iter()
+                .collect();
+        for (region, secret) in &workloads.region_secrets {
+            problems.extend(check_database_secret(&ctx.client, workloads, secret, Some(region)).await);
+        }
         let database = ctx.operator_status.report("database", problems);
         changes.appeared.extend(database.appeared);
         changes.resolved.extend(database.resolved);
@@ -407,18 +414,28 @@ async fn check_secrets(ctx: &Context, keys_tx: &watch::Sender<Option<ServiceKeys
     SecretsChecked { changes, keys_changed }
 }
 
-/// The database Secret the services are handed exists and has its key.
+/// A database Secret the services are handed (the default store's, or a
+/// region's) exists and has its key.
 async fn check_database_secret(
     client: &Client,
     settings: &workloads::WorkloadSettings,
+    name: &str,
+    region: Option<&str>,
 ) -> Option<SettingProblem> {
     let api: Api<Secret> = Api::namespaced(client.clone(), &settings.namespace);
-    let (name, key) = (&settings.database_secret, &settings.database_secret_key);
-    let what = format!(
-        "Secret {}/{name} (operator flags --database-secret and --database-secret-key, chart values \
-         database.existingSecret and database.key), which the services read their database URL from",
-        settings.namespace
-    );
+    let key = &settings.database_secret_key;
+    let what = match region {
+        None => format!(
+            "Secret {}/{name} (operator flags --database-secret and --database-secret-key, chart values \
+             database.existingSecret and database.key), which the services read their database URL from",
+            settings.namespace
+        ),
+        Some(region) => format!(
+            "Secret {}/{name} (operator flag --region-secret {region}={name}, chart value database.regions), \
+             which the services read the store URL of region {region} from",
+            settings.namespace
+        ),
+    };
     match api.get_opt(name).await {
         Ok(Some(secret)) => {
             let has_key =
