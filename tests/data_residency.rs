@@ -13,10 +13,13 @@
 //! ```
 //!
 //! The operator's side (where it writes, the refused change, the unknown
-//! region) is in `tests/operator.rs`.
+//! region) is in `tests/operator.rs`. `standalone` keeps one SQLite file and
+//! serves an organization with a `dataResidency` all the same.
 
 #[path = "support/postgres.rs"]
 mod postgres;
+#[path = "support/standalone.rs"]
+mod standalone;
 #[path = "support/token_service.rs"]
 mod token_support;
 
@@ -333,4 +336,18 @@ async fn each_organization_is_served_from_and_written_to_its_regions_store_only(
         assert_eq!(families.len(), listed, "a metric family appears twice:\n{text}");
         assert!(text.contains("organization=\"acme\""), "{text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_serves_an_organization_with_a_data_residency_from_its_one_file() {
+    let server = standalone::Standalone::start_acme(|folder, _| {
+        let path = folder.join("organization.yaml");
+        let text = std::fs::read_to_string(&path).expect("read the organization");
+        assert!(text.contains("  # dataResidency: eu\n"), "the example's commented line moved");
+        std::fs::write(&path, text.replace("  # dataResidency: eu\n", "  dataResidency: eu\n")).unwrap();
+    })
+    .await;
+    let secret = server.client_secret("ci-deployer").await;
+    let (status, body) = server.client_credentials("ci-deployer", &secret).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
