@@ -1412,6 +1412,29 @@ fn organizations_are_stored_in_their_regions_store_and_a_change_of_region_is_ref
     );
     assert_eq!(residents(&default), (Vec::new(), Vec::new()), "the default store holds no organization");
 
+    // A Role in a namespace without an Organization is written nowhere (the
+    // failed pass is counted) until an Organization says its region.
+    cp.kubectl_ok(&["create", "namespace", "hooli"]);
+    let hooli = residency_tenant("hooli", Some("us"), "journeys.view");
+    let (organization_yaml, role_yaml) = hooli.split_once("---\n").expect("two documents");
+    apply_yaml(&cp, "hooli-role", role_yaml);
+    eventually("the role's pass fails for want of a region", Duration::from_secs(60), || {
+        let (_, metrics) = operator.get("/metrics")?;
+        let counted = r#"portcullis_operator_reconcile_errors_total{kind="Role",reason="DataResidency"}"#;
+        if metrics.contains(counted) { Ok(()) } else { Err(metrics) }
+    });
+    let hooli_roles = |probe: &StoreProbe| {
+        probe.runtime.block_on(probe.store.list::<RoleRecord>("hooli")).expect("read roles").len()
+    };
+    assert_eq!([&eu, &us, &default].map(hooli_roles), [0, 0, 0], "the role is in no store");
+    apply_yaml(&cp, "hooli-org", organization_yaml);
+    eventually("hooli's role lands in the us store", Duration::from_secs(60), || {
+        match [&eu, &us, &default].map(hooli_roles) {
+            [0, 1, 0] => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+
     // Moving acme to us by editing the field is refused; it is still served from eu.
     apply_yaml(&cp, "acme-us", &residency_tenant("acme", Some("us"), "journeys.view"));
     let refused = await_condition_in(&cp, "acme", "Ready", "False", "DataResidencyChangeRefused");

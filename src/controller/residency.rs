@@ -2,9 +2,10 @@
 //! reconciled into, and the Organization's `DataResidency` condition.
 //!
 //! ```text
-//!  namespace ─► stores holding its Organization row (where its data is),
-//!               or else any of its objects (left by a deleted Organization)
+//!  namespace ─► stores holding its Organization row (where its data is)
 //!     none ─► spec.dataResidency ─► that region's store    (unknown region: nothing written)
+//!             no Organization at all (regions configured) ─► the store holding what a
+//!             deleted one left, else nothing written until it comes
 //!     one  ─► that store, whatever the spec now says       (a different region: change refused)
 //!     more ─► none (a move left half done: nothing written until one copy is gone)
 //! ```
@@ -74,6 +75,7 @@ impl Homes {
 /// Places the objects of `namespace`: see the [module](self) rules.
 pub async fn place(ctx: &Context, namespace: &str) -> Result<Placement> {
     let organization = ctx.tenants.view(namespace, &ctx.stores).await.organization.clone();
+    let has_organization = organization.is_some();
     let wanted: Location = organization.and_then(|org| org.spec.data_residency.clone());
     if wanted.is_none() && !ctx.regions.has_regions() {
         // One store, and no region asked for: nothing to look up.
@@ -90,15 +92,27 @@ pub async fn place(ctx: &Context, namespace: &str) -> Result<Placement> {
     if let [home] = homes.as_slice() {
         ctx.homes.remember(namespace, home.clone());
     }
-    if homes.is_empty() {
-        // No Organization stored: objects an earlier one left are removed
-        // from where they are, and a new Organization waits for them to go.
+    if homes.is_empty() && !has_organization {
+        // No Organization, here or stored: what a deleted one left is
+        // removed from where it is; nothing new is written before the
+        // Organization says its region (its arrival triggers the namespace).
         let leftovers =
             ctx.regions.leftovers_of_namespace(namespace).await.map_err(|source| Error::StoreRead {
                 what: "the stores holding the namespace's objects",
                 namespace: namespace.to_owned(),
                 source: Box::new(source),
             })?;
+        if leftovers.is_empty() {
+            return Ok(Placement {
+                store: None,
+                condition: Desired::new(
+                    DATA_RESIDENCY,
+                    false,
+                    "NoOrganization",
+                    "the namespace has no Organization to say which region's store holds its objects",
+                ),
+            });
+        }
         return Ok(decide(ctx, &wanted, &leftovers));
     }
     Ok(decide(ctx, &wanted, &homes))
