@@ -223,6 +223,6 @@ async fn serve(args: TokenServiceArgs) -> Result<(), String> {
 }
 
 /// ` (region eu)` for a regional store, nothing for the default one.
-pub(super) fn in_region(location: &Location) -> String {
+fn in_region(location: &Location) -> String {
     location.as_ref().map(|region| format!(" (region {region})")).unwrap_or_default()
 }

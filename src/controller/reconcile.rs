@@ -236,14 +236,15 @@ async fn reconcile_once<K: Reconciler>(obj: &Arc<K>, shared: &Context) -> Result
     let (namespace, name) = names(&**obj)?;
     let placement = super::residency::place(shared, &namespace).await?;
     let ctx = &Context {
-        // Nowhere to write: a deletion has nothing to remove but the default
-        // store's rows; anything else waits (the Organization's condition says why).
         residency: Some(super::residency::PassResidency {
             condition: placement.condition.clone(),
             has_store: placement.store.is_some(),
         }),
         store: match (placement.store, obj.meta().deletion_timestamp.is_some(), K::KIND) {
             (Some(store), _, _) => store,
+            // Nowhere to write: a deletion has nothing to remove but the
+            // default store's rows; an Organization writes nothing and says
+            // why in its condition; anything else waits.
             (None, true, _) | (None, _, ResourceKind::Organization) => shared.store.clone(),
             (None, false, _) => {
                 return Err(Error::NoStoreForNamespace { namespace, reason: placement.condition.message });
