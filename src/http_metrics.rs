@@ -247,11 +247,44 @@ async fn record(
     response
 }
 
-/// The expositions of several registries as one: families of each, one `# EOF`.
+/// The expositions of several registries as one, under one `# EOF`. A
+/// family several of them have (the same service once per regional store)
+/// appears once, with its metadata from the first and the samples of all:
+/// OpenMetrics allows a family only once.
 pub fn concatenate(parts: &[String]) -> String {
-    let mut out = String::new();
+    // Family name → its metadata lines and its samples, in first-seen order.
+    let mut families: Vec<(String, Vec<&str>, Vec<&str>)> = Vec::new();
     for part in parts {
+        let mut current: Option<usize> = None;
         for line in part.lines().filter(|line| *line != "# EOF") {
+            let metadata = line.strip_prefix("# ").and_then(|rest| rest.split_whitespace().nth(1));
+            if let Some(name) = metadata {
+                let index = match families.iter().position(|(family, _, _)| family == name) {
+                    Some(index) => index,
+                    None => {
+                        families.push((name.to_owned(), Vec::new(), Vec::new()));
+                        families.len() - 1
+                    }
+                };
+                if current != Some(index) && !families[index].2.is_empty() {
+                    // The family's metadata was already taken from an earlier part.
+                    current = Some(index);
+                    continue;
+                }
+                if !families[index].1.contains(&line) {
+                    families[index].1.push(line);
+                }
+                current = Some(index);
+            } else if let Some(index) = current {
+                families[index].2.push(line);
+            } else {
+                families.push((String::new(), Vec::new(), vec![line]));
+            }
+        }
+    }
+    let mut out = String::new();
+    for (_, metadata, samples) in &families {
+        for line in metadata.iter().chain(samples) {
             out.push_str(line);
             out.push('\n');
         }
@@ -328,5 +361,21 @@ mod tests {
             "# TYPE b gauge\nb 2\n# EOF\n".into(),
         ]);
         assert_eq!(text, "# TYPE a counter\na_total 1\n# TYPE b gauge\nb 2\n# EOF\n");
+    }
+
+    #[test]
+    fn a_family_of_several_expositions_appears_once_with_every_sample() {
+        let store = |organization: &str| {
+            format!(
+                "# HELP users Users.\n# TYPE users gauge\nusers{{organization=\"{organization}\"}} 1\n\
+                 # TYPE other gauge\nother 1\n# EOF\n"
+            )
+        };
+        let text = concatenate(&[store("acme"), store("globex")]);
+        assert_eq!(
+            text,
+            "# HELP users Users.\n# TYPE users gauge\nusers{organization=\"acme\"} 1\n\
+             users{organization=\"globex\"} 1\n# TYPE other gauge\nother 1\nother 1\n# EOF\n"
+        );
     }
 }

@@ -11,7 +11,9 @@
 //!   │
 //!  controller   token::service   scim::service      the operator and the two HTTP services
 //!   │               │               │               (none imports another; probes and http_metrics:
-//!   │               │               │                their health routes and their metrics port)
+//!   │               │               │                their health routes and their metrics port;
+//!   │               │               │                regional_routing: each request to the service
+//!   │               │               │                on its organization's store)
 //!  resources  posture ─┴───────────────┘             what the CRDs become: store records, generated
 //!   │                                               secrets' names, signing keys; the compliance posture
 //!  store                    every SQL statement: desired state, identities, grants, sessions,
@@ -42,6 +44,7 @@ pub mod mail;
 pub mod manifests;
 pub mod posture;
 pub mod probes;
+pub mod regional_routing;
 pub mod resources;
 pub mod review;
 pub mod scim;

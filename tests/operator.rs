@@ -1309,3 +1309,191 @@ fn kubectl_get_org_shows_mfa_adoption_and_stale_accounts() {
     assert_eq!(jsonpath(&cp, "org", "acme", "{.status.posture.mfa.securityKey}"), "1");
     assert_eq!(jsonpath(&cp, "org", "acme", "{.status.posture.activeUsers}"), "4");
 }
+
+// === Data residency: each organization reconciled into its region's store. ===
+
+fn residency_tenant(namespace: &str, residency: Option<&str>, role_permission: &str) -> String {
+    let residency = residency.map(|region| format!("  dataResidency: {region}\n")).unwrap_or_default();
+    format!(
+        "apiVersion: iam.portcullis.dev/v1alpha1\nkind: Organization\nmetadata: {{ name: {namespace}, namespace: {namespace} }}\n\
+         spec:\n  displayName: {namespace}\n{residency}  permissions:\n    - {{ name: journeys.view }}\n    - {{ name: journeys.edit }}\n\
+         ---\napiVersion: iam.portcullis.dev/v1alpha1\nkind: Role\nmetadata: {{ name: viewer, namespace: {namespace} }}\n\
+         spec: {{ scope: Organization, permissions: [{role_permission}] }}\n"
+    )
+}
+
+fn condition_in(cp: &ControlPlane, namespace: &str, type_: &str) -> (String, String, String) {
+    let field = |field: &str| {
+        let path = format!("jsonpath={{.status.conditions[?(@.type==\"{type_}\")].{field}}}");
+        let out = cp.kubectl(&["get", "org", namespace, "-n", namespace, "-o", &path]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    (field("status"), field("reason"), field("message"))
+}
+
+fn await_condition_in(cp: &ControlPlane, namespace: &str, type_: &str, status: &str, reason: &str) -> String {
+    eventually(&format!("org {namespace}: {type_}={status} ({reason})"), Duration::from_secs(60), || {
+        let (got_status, got_reason, message) = condition_in(cp, namespace, type_);
+        if (got_status.as_str(), got_reason.as_str()) == (status, reason) {
+            Ok(message)
+        } else {
+            Err(format!("{got_status} {got_reason}: {message}"))
+        }
+    })
+}
+
+/// The Roles (namespace/name) a store holds, and its Organizations' namespaces.
+fn residents(probe: &StoreProbe) -> (Vec<String>, Vec<String>) {
+    probe.runtime.block_on(async {
+        let mut organizations = Vec::new();
+        let mut roles = Vec::new();
+        for namespace in ["acme", "globex", "initech"] {
+            if !probe
+                .store
+                .list::<OrganizationRecord>(namespace)
+                .await
+                .expect("read organizations")
+                .is_empty()
+            {
+                organizations.push(namespace.to_owned());
+            }
+            for role in probe.store.list::<RoleRecord>(namespace).await.expect("read roles") {
+                roles.push(format!("{namespace}/{}:{}", role.meta.name, role.permissions.join(",")));
+            }
+        }
+        (organizations, roles)
+    })
+}
+
+#[test]
+fn organizations_are_stored_in_their_regions_store_and_a_change_of_region_is_refused() {
+    let cp = control_plane();
+    for namespace in ["globex", "initech"] {
+        cp.kubectl_ok(&["create", "namespace", namespace]);
+    }
+    let default_url = database_url(&cp);
+    let (eu_url, us_url) = {
+        let server = postgres::Postgres::shared();
+        (server.create_database(), server.create_database())
+    };
+    let regions = [format!("eu={eu_url}"), format!("us={us_url}")];
+    let flags = ["--store", &regions[0], "--store", &regions[1]];
+    let operator = Operator::start_with(&cp, &default_url, "regional", 15, &flags);
+    apply_yaml(&cp, "acme-eu", &residency_tenant("acme", Some("eu"), "journeys.view"));
+    apply_yaml(&cp, "globex-us", &residency_tenant("globex", Some("us"), "journeys.view"));
+    apply_yaml(&cp, "initech-ap-south", &residency_tenant("initech", Some("ap-south"), "journeys.view"));
+
+    let stored = await_condition_in(&cp, "acme", "DataResidency", "True", "Stored");
+    assert!(stored.contains("region eu"), "{stored}");
+    await_condition_in(&cp, "acme", "Ready", "True", "Reconciled");
+    await_condition_in(&cp, "globex", "Ready", "True", "Reconciled");
+    // A region no store is configured for: said, with the ones that are, and nothing written.
+    let unknown = await_condition_in(&cp, "initech", "Ready", "False", "UnknownRegion");
+    assert!(unknown.contains("\"ap-south\"") && unknown.contains("eu, us"), "{unknown}");
+
+    let (eu, us, default) =
+        (StoreProbe::open(&eu_url), StoreProbe::open(&us_url), StoreProbe::open(&default_url));
+    let eventually_residents = |probe: &StoreProbe, what: &str, organizations: &[&str], roles: &[&str]| {
+        eventually(what, Duration::from_secs(60), || {
+            let (got_organizations, got_roles) = residents(probe);
+            if got_organizations == organizations && got_roles == roles {
+                Ok(())
+            } else {
+                Err(format!("{got_organizations:?} {got_roles:?}"))
+            }
+        })
+    };
+    eventually_residents(&eu, "the eu store holds acme only", &["acme"], &["acme/viewer:journeys.view"]);
+    eventually_residents(
+        &us,
+        "the us store holds globex only",
+        &["globex"],
+        &["globex/viewer:journeys.view"],
+    );
+    assert_eq!(residents(&default), (Vec::new(), Vec::new()), "the default store holds no organization");
+
+    // A Role in a namespace without an Organization is written nowhere (the
+    // failed pass is counted) until an Organization says its region.
+    cp.kubectl_ok(&["create", "namespace", "hooli"]);
+    let hooli = residency_tenant("hooli", Some("us"), "journeys.view");
+    let (organization_yaml, role_yaml) = hooli.split_once("---\n").expect("two documents");
+    apply_yaml(&cp, "hooli-role", role_yaml);
+    eventually("the role's pass fails for want of a region", Duration::from_secs(60), || {
+        let (_, metrics) = operator.get("/metrics")?;
+        let counted = r#"portcullis_operator_reconcile_errors_total{kind="Role",reason="DataResidency"}"#;
+        if metrics.contains(counted) { Ok(()) } else { Err(metrics) }
+    });
+    let hooli_roles = |probe: &StoreProbe| {
+        probe.runtime.block_on(probe.store.list::<RoleRecord>("hooli")).expect("read roles").len()
+    };
+    assert_eq!([&eu, &us, &default].map(hooli_roles), [0, 0, 0], "the role is in no store");
+    apply_yaml(&cp, "hooli-org", organization_yaml);
+    eventually("hooli's role lands in the us store", Duration::from_secs(60), || {
+        match [&eu, &us, &default].map(hooli_roles) {
+            [0, 1, 0] => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+
+    // Moving acme to us by editing the field is refused; it is still served from eu.
+    apply_yaml(&cp, "acme-us", &residency_tenant("acme", Some("us"), "journeys.view"));
+    let refused = await_condition_in(&cp, "acme", "Ready", "False", "DataResidencyChangeRefused");
+    assert!(refused.contains("region eu") && refused.contains("docs/data-residency.md"), "{refused}");
+    assert_eq!(condition_in(&cp, "acme", "DataResidency").1, "DataResidencyChangeRefused");
+    // A restarted operator finds acme's home in the eu store again: a change
+    // of its role lands there, and nothing of acme reaches the us store.
+    drop(operator);
+    let _operator = Operator::start_with(&cp, &default_url, "regional-2", 15, &flags);
+    apply_yaml(&cp, "acme-us-edit", &residency_tenant("acme", Some("us"), "journeys.edit"));
+    eventually_residents(
+        &eu,
+        "acme's role change lands in the eu store",
+        &["acme"],
+        &["acme/viewer:journeys.edit"],
+    );
+    await_condition_in(&cp, "acme", "Ready", "False", "DataResidencyChangeRefused");
+    assert_eq!(residents(&us), (vec!["globex".to_owned()], vec!["globex/viewer:journeys.view".to_owned()]));
+    assert_eq!(residents(&default), (Vec::new(), Vec::new()));
+    // Put back, it is Ready again.
+    apply_yaml(&cp, "acme-eu-again", &residency_tenant("acme", Some("eu"), "journeys.edit"));
+    await_condition_in(&cp, "acme", "Ready", "True", "Reconciled");
+
+    // Deleted (Organization and Role at once), globex leaves nothing in the
+    // us store; created again in eu, it is stored there.
+    let globex = cp.dir().join("globex-us.yaml");
+    cp.kubectl_ok(&["delete", "-f", globex.to_str().unwrap(), "--wait=true", "--timeout=60s"]);
+    eventually_residents(&us, "globex is gone from the us store", &[], &[]);
+    apply_yaml(&cp, "globex-eu", &residency_tenant("globex", Some("eu"), "journeys.view"));
+    await_condition_in(&cp, "globex", "Ready", "True", "Reconciled");
+    eventually_residents(
+        &eu,
+        "the eu store holds acme and globex",
+        &["acme", "globex"],
+        &["acme/viewer:journeys.edit", "globex/viewer:journeys.view"],
+    );
+    assert_eq!(residents(&us), (Vec::new(), Vec::new()));
+    assert_eq!(residents(&default), (Vec::new(), Vec::new()));
+
+    // Running the services, the operator hands them each region's Secret, and
+    // says when one is missing.
+    drop(_operator);
+    for (name, url) in [("portcullis-database", &default_url), ("db-eu", &eu_url)] {
+        let literal = format!("--from-literal=url={url}");
+        cp.kubectl_ok(&["create", "secret", "generic", name, "-n", OPERATOR_NAMESPACE, &literal]);
+    }
+    let mut with_services = flags.to_vec();
+    with_services.extend([
+        "--image",
+        "portcullis:test",
+        "--region-secret",
+        "eu=db-eu",
+        "--region-secret",
+        "us=db-us",
+    ]);
+    let _operator = Operator::start_with(&cp, &default_url, "regional-3", 15, &with_services);
+    let missing = await_condition_in(&cp, "acme", "ServicesConfigured", "False", "DatabaseSecretMissing");
+    assert!(missing.contains("portcullis/db-us") && missing.contains("region us"), "{missing}");
+    let literal = format!("--from-literal=url={us_url}");
+    cp.kubectl_ok(&["create", "secret", "generic", "db-us", "-n", OPERATOR_NAMESPACE, &literal]);
+    await_condition_in(&cp, "acme", "ServicesConfigured", "True", "SettingsComplete");
+}

@@ -213,6 +213,17 @@ fn every_value_shows_where_it_should() {
         (secret["name"].as_str(), secret["key"].as_str()),
         (Some("iam-postgres"), Some("connection-url"))
     );
+    // Each region's store: its Secret under the same key, named to the operator and handed to the services.
+    let eu = &env(container, "PORTCULLIS_STORE_URL_EU")["valueFrom"]["secretKeyRef"];
+    assert_eq!((eu["name"].as_str(), eu["key"].as_str()), (Some("iam-postgres-eu"), Some("connection-url")));
+    assert_eq!(
+        env(container, "PORTCULLIS_STORE_ENVS")["value"],
+        "eu=PORTCULLIS_STORE_URL_EU,us-east=PORTCULLIS_STORE_URL_US_EAST"
+    );
+    assert_eq!(
+        env(container, "PORTCULLIS_REGION_SECRETS")["value"],
+        "eu=iam-postgres-eu,us-east=iam-postgres-us-east"
+    );
     assert_eq!(env(container, "PORTCULLIS_ISSUER_BASE_URL")["value"], "https://id.acme.test");
     assert_eq!(
         env(container, "PORTCULLIS_SCIM_BASE_URL")["value"],
@@ -361,7 +372,7 @@ fn the_chart_takes_its_crds_and_rbac_rules_from_config() {
 
 #[test]
 fn bad_values_are_refused_with_a_message_naming_the_value() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--set", "publicBaseUrl=https://id.acme.test/iam"], "publicBaseUrl"),
         (&["--set", "operator.replicas=-1"], "replicas"),
         (&["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
@@ -371,6 +382,15 @@ fn bad_values_are_refused_with_a_message_naming_the_value() {
         ),
         (&["--set", "httpRoute.enabled=true"], "httpRoute.parentRefs"),
         (&["--set", "operator.replica=3"], "additional properties 'replica' not allowed"),
+        (
+            &[
+                "--set",
+                "database.regions[0].name=europe",
+                "--set",
+                "database.regions[0].existingSecret=db-eu",
+            ],
+            "/database/regions/0/name",
+        ),
     ];
     let chart = chart();
     for (extra, expected) in cases {

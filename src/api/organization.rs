@@ -83,9 +83,13 @@ pub struct OrganizationSpec {
     #[serde(default)]
     pub tokens: TokenPolicy,
 
-    /// Region where this organization's identity data must be stored and
-    /// processed (for example `eu` or `us-east`). Informational for the
-    /// deployment; recorded in audit exports.
+    /// Region whose store holds this organization's data (users, sessions,
+    /// grants, keys, audit events, SCIM data), for example `eu` or `us-east`:
+    /// one of the operator's regional stores (`--store eu=…`); absent, the
+    /// default store. A region with no store is refused (`UnknownRegion`), and
+    /// once data is stored a change is refused (`DataResidencyChangeRefused`):
+    /// moving it is a migration (docs/data-residency.md). `standalone` keeps
+    /// one SQLite file and ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z0-9]+)*$"), length(max = 32))]
     pub data_residency: Option<String>,

@@ -93,6 +93,12 @@ pub struct OperatorArgs {
     #[arg(long, default_value = "url")]
     database_secret_key: String,
 
+    /// The Secret holding a regional store's URL (under the database
+    /// secret's key), handed to the services: `REGION=SECRET`, one per region
+    /// of `--store`/`--store-file`/`--store-env` (repeatable, or comma-separated in the variable).
+    #[arg(long = "region-secret", value_name = "REGION=SECRET", env = "PORTCULLIS_REGION_SECRETS", value_delimiter = ',', value_parser = super::process::parse_region_pair)]
+    region_secrets: Vec<(String, String)>,
+
     #[arg(long, default_value = "100m")]
     service_cpu_request: String,
 
@@ -141,6 +147,18 @@ pub struct OperatorArgs {
 impl OperatorArgs {
     fn config(self) -> Result<OperatorConfig, String> {
         let database_url = self.database.url()?;
+        let region_urls = self.database.region_urls()?;
+        let region_secrets: std::collections::BTreeMap<String, String> =
+            self.region_secrets.iter().cloned().collect();
+        // The services must see the stores the operator writes to: the same regions on both sides.
+        if self.image.is_some() && !region_urls.keys().eq(region_secrets.keys()) {
+            return Err(format!(
+                "the regions of the operator's stores ({}) and of --region-secret ({}) differ: the services \
+                 must be handed a Secret for each region the operator writes to",
+                region_urls.keys().cloned().collect::<Vec<_>>().join(","),
+                region_secrets.keys().cloned().collect::<Vec<_>>().join(",")
+            ));
+        }
         let identity = self.identity.unwrap_or_else(|| {
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "operator".to_owned());
             format!("{host}-{}", uuid::Uuid::new_v4().simple())
@@ -162,6 +180,7 @@ impl OperatorArgs {
             scim_service_replicas: self.scim_service_replicas,
             database_secret: self.database_secret,
             database_secret_key: self.database_secret_key,
+            region_secrets,
             service_keys_secret: self.service_keys_secret.clone(),
             public_base_url: self.issuer_base_url.clone(),
             scim_base_url: self.scim_base_url.clone(),
@@ -186,6 +205,7 @@ impl OperatorArgs {
         });
         Ok(OperatorConfig {
             database_url,
+            region_urls,
             settings: Settings {
                 issuer_base_url: self.issuer_base_url,
                 scim_base_url: self.scim_base_url,

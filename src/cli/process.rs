@@ -3,6 +3,7 @@
 //! mounted file, the limits of a listener, logging, the runtime, and the
 //! shutdown signal.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::api::GoDuration;
 use crate::listener::ListenerLimits;
+use crate::store::RegionalStores;
 
 /// Where the store is. Both have an environment variable; the file form is
 /// for a mounted Secret.
@@ -31,6 +33,34 @@ pub struct DatabaseArgs {
     /// File holding the store URL (for example a mounted Secret).
     #[arg(long, env = "PORTCULLIS_DATABASE_URL_FILE")]
     database_url_file: Option<PathBuf>,
+
+    /// A regional store, `REGION=URL` (repeatable): the organizations whose
+    /// `dataResidency` is REGION live there, and only there (docs/data-residency.md).
+    #[arg(long = "store", value_name = "REGION=URL", value_parser = parse_region_pair)]
+    stores: Vec<(String, String)>,
+
+    /// A regional store whose URL is in a file, `REGION=PATH` (repeatable; a
+    /// mounted Secret). Several are comma-separated in the variable.
+    #[arg(
+        long = "store-file",
+        value_name = "REGION=PATH",
+        env = "PORTCULLIS_STORE_FILES",
+        value_delimiter = ',',
+        value_parser = parse_region_pair
+    )]
+    store_files: Vec<(String, String)>,
+
+    /// A regional store whose URL is in an environment variable,
+    /// `REGION=VARIABLE` (repeatable; how the operator's Deployments hand
+    /// over a Secret's key). Several are comma-separated in the variable.
+    #[arg(
+        long = "store-env",
+        value_name = "REGION=VARIABLE",
+        env = "PORTCULLIS_STORE_ENVS",
+        value_delimiter = ',',
+        value_parser = parse_region_pair
+    )]
+    store_envs: Vec<(String, String)>,
 }
 
 impl DatabaseArgs {
@@ -44,6 +74,64 @@ impl DatabaseArgs {
             (None, None) => Err("--database-url or --database-url-file is required".to_owned()),
         }
     }
+
+    /// The regional stores' URLs by region, from `--store`, `--store-file`
+    /// and `--store-env`;
+    /// a region given twice is refused rather than one of them guessed.
+    pub fn region_urls(&self) -> Result<BTreeMap<String, String>, String> {
+        let mut urls = BTreeMap::new();
+        let files = self.store_files.iter().map(|(region, path)| {
+            std::fs::read_to_string(path)
+                .map(|text| (region, text.trim().to_owned()))
+                .map_err(|e| format!("reading the store URL of region {region} from {path}: {e}"))
+        });
+        let flags = self.stores.iter().map(|(region, url)| Ok((region, url.clone())));
+        let variables = self.store_envs.iter().map(|(region, variable)| {
+            std::env::var(variable).map(|text| (region, text.trim().to_owned())).map_err(|_| {
+                format!("the store URL of region {region}: environment variable {variable} is not set")
+            })
+        });
+        for pair in flags.chain(files).chain(variables) {
+            let (region, url) = pair?;
+            if urls.insert(region.clone(), url).is_some() {
+                return Err(format!("region {region:?} is given more than one store"));
+            }
+        }
+        Ok(urls)
+    }
+
+    /// Connects to the default store and every regional one (each migrated).
+    pub async fn connect(&self) -> Result<RegionalStores, String> {
+        RegionalStores::connect(&self.url()?, &self.region_urls()?)
+            .await
+            .map_err(|e| format!("connecting to the store: {}", crate::error_chain::error_chain(&e)))
+    }
+}
+
+/// `REGION=VALUE`; a region is written as `dataResidency` accepts it
+/// (`eu`, `us-east`: two letters, then `-` and letters or digits).
+pub(super) fn parse_region_pair(text: &str) -> Result<(String, String), String> {
+    let (region, value) =
+        text.split_once('=').ok_or("expected REGION=VALUE, such as eu=/etc/stores/eu/url")?;
+    let (prefix, rest) = region.split_at_checked(2).unwrap_or((region, ""));
+    let valid = region.len() <= 32
+        && prefix.len() == 2
+        && prefix.bytes().all(|b| b.is_ascii_lowercase())
+        && (rest.is_empty()
+            || rest.strip_prefix('-').is_some_and(|parts| {
+                parts.split('-').all(|part| {
+                    !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                })
+            }));
+    if !valid {
+        return Err(format!(
+            "region {region:?} is not a dataResidency value such as eu or us-east (^[a-z]{{2}}(-[a-z0-9]+)*$)"
+        ));
+    }
+    if value.trim().is_empty() {
+        return Err(format!("region {region} has no value"));
+    }
+    Ok((region.to_owned(), value.trim().to_owned()))
 }
 
 /// What a listener tolerates from slow or numerous clients ([`crate::listener`]).
@@ -269,5 +357,19 @@ mod tests {
         assert!(parse_listen(":8080").unwrap_err().contains("not an IP address"));
         assert!(parse_listen("localhost:8080").is_err(), "an address, not a name");
         assert!(parse_listen("10.1.2.3:http").unwrap_err().contains("not a port"));
+    }
+
+    #[test]
+    fn regional_stores_are_region_equals_value_with_a_dns_label() {
+        assert_eq!(
+            parse_region_pair("eu=postgres://h/db?a=b").unwrap(),
+            ("eu".into(), "postgres://h/db?a=b".into())
+        );
+        assert!(parse_region_pair("postgres://h/db").unwrap_err().contains("REGION=VALUE"));
+        assert_eq!(parse_region_pair("us-east-2=x").unwrap().0, "us-east-2");
+        for wrong in ["EU=x", "europe=x", "e=x", "eu-=x", "eu--w=x"] {
+            assert!(parse_region_pair(wrong).unwrap_err().contains("dataResidency"), "{wrong}");
+        }
+        assert!(parse_region_pair("eu=").unwrap_err().contains("no value"));
     }
 }

@@ -3,6 +3,7 @@
 //! another, until SIGTERM or Ctrl-C; in-flight requests finish before it
 //! exits.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,8 +14,8 @@ use super::process::{
     DatabaseArgs, ListenerArgs, LogArgs, block_on, init_logging, parse_listen, serve_metrics, shutdown_signal,
 };
 use crate::http_metrics::{self, HttpMetrics};
+use crate::regional_routing::{OrganizationDirectory, route_by_organization};
 use crate::scim::service::{ScimState, router};
-use crate::store::Store;
 
 /// Flags of `portcullis scim-service`. Each has an environment variable; the
 /// database URL also a `_FILE` form (a mounted Secret).
@@ -48,12 +49,24 @@ pub fn run(args: ScimServiceArgs) -> ExitCode {
 }
 
 async fn serve(args: ScimServiceArgs) -> Result<(), String> {
-    let database_url = args.database.url()?;
-    let store = Store::connect(&database_url).await.map_err(|e| format!("connecting to the store: {e}"))?;
-    let probes = crate::probes::router(store.clone());
-    let state = ScimState::new(store, &args.public_base_url);
+    let stores = args.database.connect().await?;
+    let probes = crate::probes::router(stores.default_store().clone());
+    // One service per store, each seeing only its own organizations.
+    let mut services = BTreeMap::new();
+    let mut states: Vec<ScimState> = Vec::new();
+    for (location, store) in stores.all() {
+        let mut state = ScimState::new(store.clone(), &args.public_base_url);
+        // One set of request counters for the process, whichever store served.
+        if let Some(first) = states.first() {
+            state.metrics = Arc::clone(&first.metrics);
+        }
+        services.insert(location, router(state.clone()));
+        states.push(state);
+    }
+    let directory = Arc::new(OrganizationDirectory::new(stores.clone()));
     let metrics = Arc::new(HttpMetrics::new());
-    let (render_http, render_scim) = (metrics.clone(), state.metrics.clone());
+    let render_http = metrics.clone();
+    let render_scim = states[0].metrics.clone();
     let render = Arc::new(move || http_metrics::concatenate(&[render_http.render(), render_scim.render()]));
     let metrics_port = serve_metrics(args.metrics_listen, render).await?;
     let shutdown = shutdown_signal();
@@ -61,7 +74,7 @@ async fn serve(args: ScimServiceArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("binding {}: {e}", args.listen))?;
     tracing::info!(address = %args.listen, "SCIM service listening");
-    let app = metrics.layer("scim-service", router(state.clone()).merge(probes));
+    let app = metrics.layer("scim-service", route_by_organization(directory, services).merge(probes));
     crate::listener::serve(listener, app, args.limits.limits(), async {
         shutdown.await;
         tracing::info!("finishing requests in flight");
@@ -71,6 +84,8 @@ async fn serve(args: ScimServiceArgs) -> Result<(), String> {
         port.abort();
     }
     // Sync health is counted in memory between writes: keep the last counts.
-    state.flush_sync_health().await;
+    for state in &states {
+        state.flush_sync_health().await;
+    }
     Ok(())
 }

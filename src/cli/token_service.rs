@@ -8,6 +8,7 @@
 //! directory (an exported `{org}-signing-keys` Secret). A key it cannot use
 //! stops it at start with the reason, rather than serve without keys.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,8 +22,9 @@ use super::process::{
 };
 use crate::federation::upstreams::SecretsDirectory;
 use crate::http_metrics::HttpMetrics;
+use crate::regional_routing::{OrganizationDirectory, route_by_organization};
 use crate::sealing::{KeyEncryptionKey, KeyRing};
-use crate::store::Store;
+use crate::store::Location;
 use crate::token::service::keys::{KeyDirectory, SigningKeySource};
 use crate::token::service::login::{LoginConfig, LoginState};
 use crate::token::service::{SystemClock, TokenServiceConfig, TokenServiceState, router};
@@ -161,36 +163,46 @@ pub fn run(args: TokenServiceArgs) -> ExitCode {
 }
 
 async fn serve(args: TokenServiceArgs) -> Result<(), String> {
-    let database_url = args.database.url()?;
-    let keys = args.key_source()?;
+    // Checked before connecting; each store's service gets its own (its own cache).
+    args.key_source()?;
     let secret = args.login_secret()?;
-    let mailer = args.mail.mailer()?;
-    let store = Store::connect(&database_url).await.map_err(|e| format!("connecting to the store: {e}"))?;
-    let probes = crate::probes::router(store.clone());
-    let state = TokenServiceState::new(TokenServiceConfig {
-        store,
-        public_base_url: args.public_base_url,
-        keys,
-        login: LoginState::new(LoginConfig {
-            secret,
-            trusted_proxies: args.proxies.trusted_proxies.clone(),
-            ..LoginConfig::default()
-        }),
-        clock: Arc::new(SystemClock),
-    })
-    .await
-    .map_err(|e| format!("starting the token service: {e}"))?;
-    if let Some(mailer) = mailer {
-        state.set_mailer(Arc::new(mailer));
+    let mailer = args.mail.mailer()?.map(Arc::new);
+    let stores = args.database.connect().await?;
+    let probes = crate::probes::router(stores.default_store().clone());
+    // One service per store, each seeing only its own organizations.
+    let mut services = BTreeMap::new();
+    let mut states = Vec::new();
+    for (location, store) in stores.all() {
+        let state = TokenServiceState::new(TokenServiceConfig {
+            store: store.clone(),
+            public_base_url: args.public_base_url.clone(),
+            keys: args.key_source()?,
+            login: LoginState::new(LoginConfig {
+                secret: secret.clone(),
+                trusted_proxies: args.proxies.trusted_proxies.clone(),
+                ..LoginConfig::default()
+            }),
+            clock: Arc::new(SystemClock),
+        })
+        .await
+        .map_err(|e| format!("starting the token service{}: {e}", in_region(&location)))?;
+        if let Some(mailer) = &mailer {
+            state.set_mailer(mailer.clone());
+        }
+        state.posture_cache().set_max_age(args.posture.max_age());
+        if let Some(dir) = &args.upstream_secrets_dir {
+            state.upstreams().set_secrets(Arc::new(SecretsDirectory(dir.clone())));
+        }
+        services.insert(location, router(state.clone()));
+        states.push(state);
     }
-    state.posture_cache().set_max_age(args.posture.max_age());
-    if let Some(dir) = args.upstream_secrets_dir {
-        state.upstreams().set_secrets(Arc::new(SecretsDirectory(dir)));
-    }
+    let directory = Arc::new(OrganizationDirectory::new(stores.clone()));
     let metrics = Arc::new(HttpMetrics::new());
-    let (render_http, render_posture) = (metrics.clone(), state.clone());
+    let render_http = metrics.clone();
     let render = move || {
-        crate::http_metrics::concatenate(&[render_http.render(), render_posture.posture_cache().render()])
+        let mut parts = vec![render_http.render()];
+        parts.extend(states.iter().map(|state| state.posture_cache().render()));
+        crate::http_metrics::concatenate(&parts)
     };
     let metrics_port = serve_metrics(args.metrics_listen, Arc::new(render)).await?;
     let shutdown = shutdown_signal();
@@ -198,7 +210,7 @@ async fn serve(args: TokenServiceArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("binding {}: {e}", args.listen))?;
     tracing::info!(address = %args.listen, "token service listening");
-    let app = metrics.layer("token-service", router(state).merge(probes));
+    let app = metrics.layer("token-service", route_by_organization(directory, services).merge(probes));
     crate::listener::serve(listener, app, args.limits.limits(), async {
         shutdown.await;
         tracing::info!("finishing requests in flight");
@@ -208,4 +220,9 @@ async fn serve(args: TokenServiceArgs) -> Result<(), String> {
         port.abort();
     }
     Ok(())
+}
+
+/// ` (region eu)` for a regional store, nothing for the default one.
+fn in_region(location: &Location) -> String {
+    location.as_ref().map(|region| format!(" (region {region})")).unwrap_or_default()
 }

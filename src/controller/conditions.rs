@@ -42,6 +42,8 @@ pub const STORED: &str = "Stored";
 pub const SECRET_READY: &str = "SecretReady";
 /// The organization's signing keys exist and follow the rotation schedule.
 pub const SIGNING_KEYS_READY: &str = "SigningKeysReady";
+/// An Organization: its data is in the store of its `dataResidency`.
+pub const DATA_RESIDENCY: &str = "DataResidency";
 /// The operator has every setting the services it runs need to serve the
 /// organization (public base URLs, key-encryption key, database Secret);
 /// see `operator_status`.
@@ -70,6 +72,7 @@ const BLOCKING: &[&str] = &[
     SECRET_READY,
     SIGNING_KEYS_READY,
     SERVICES_CONFIGURED,
+    DATA_RESIDENCY,
 ];
 
 /// The condition an error finding of this reason is reported under.

@@ -36,6 +36,11 @@ pub enum Error {
         source: Box<StoreError>,
     },
 
+    /// The namespace's Organization has no store this operator may write to
+    /// (its `DataResidency` condition says why).
+    #[error("nothing of namespace {namespace} is stored: {reason}")]
+    NoStoreForNamespace { namespace: String, reason: String },
+
     #[error("could not connect to the store")]
     StoreConnect {
         #[source]
@@ -145,6 +150,7 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::MissingMetadata { .. } => "MissingMetadata",
+            Error::NoStoreForNamespace { .. } => "DataResidency",
             Error::StoreWrite { .. }
             | Error::StoreRead { .. }
             | Error::StoreDelete { .. }

@@ -19,7 +19,10 @@ pub async fn run(ctx: Arc<Context>) {
     }
 }
 
-/// One round (failures are logged and retried at the next round).
+/// One round over every store, regional ones included (failures are logged
+/// and retried at the next round).
 pub async fn tidy(ctx: &Context) {
-    crate::store::purge::tidy(&ctx.store, ctx.now().as_millisecond()).await;
+    for (_, store) in ctx.regions.all() {
+        crate::store::purge::tidy(store, ctx.now().as_millisecond()).await;
+    }
 }

@@ -26,6 +26,7 @@
 //!   when a spec in the namespace changed.
 //! - [`triggers`]: the watch side — reflectors, relations between kinds.
 //! - [`reconcile`]: what every kind shares — finalizer, status, events, backoff.
+//! - [`residency`]: which store (default or regional) a namespace's objects go to.
 //! - [`release`]: store rows of kinds without a finalizer (RoleAssignments).
 //! - [`housekeeping`]: pruning the store's change log, tombstones and expired grants.
 //! - [`principals`]: assignments waiting for a user or group, woken by the change feed.
@@ -51,6 +52,7 @@ pub mod organization;
 pub mod principals;
 pub mod reconcile;
 pub mod release;
+pub mod residency;
 pub mod role;
 pub mod role_assignment;
 pub mod rollout;

@@ -89,8 +89,13 @@ impl Reconciler for Organization {
         let now = ctx.now();
         let mut error = None;
         let duplicate = findings.iter().any(|f| f.reason == Reason::DuplicateOrganization);
+        // No store of its region to write to: nothing is written anywhere.
+        let unplaced = ctx.residency.as_ref().is_some_and(|residency| !residency.has_store);
+        if let Some(residency) = &ctx.residency {
+            report.set(residency.condition.clone());
+        }
         let mut requeue = None;
-        if !duplicate {
+        if !duplicate && !unplaced {
             error = reconcile::store_record(ctx, self, &self.to_record(store_meta(self)?), &mut report).await;
             if error.is_none() {
                 match reconcile_signing_keys(self, ctx, &namespace, &name, now).await {
@@ -149,7 +154,8 @@ impl Reconciler for Organization {
         report.set(ctx.operator_status.condition());
         // Recomputed on every pass and at least every POSTURE_EVERY; a failed
         // computation keeps the last posture (and says so in the log).
-        let posture = if duplicate { None } else { organization_posture(self, ctx, &namespace, now).await };
+        let posture =
+            if duplicate || unplaced { None } else { organization_posture(self, ctx, &namespace, now).await };
         requeue = Some(requeue.map_or(POSTURE_EVERY, |next: Duration| next.min(POSTURE_EVERY)));
         let status = OrganizationStatus {
             common: common_status(self, &report, "", now),

@@ -40,7 +40,9 @@ use super::{Error, FIELD_MANAGER, FINALIZER, Result};
 use crate::api::CommonStatus;
 use crate::audit::{Actor, AuditContext, Source};
 use crate::error_chain::error_chain;
-use crate::store::{DesiredRecord, DesiredStateStore, ObjectMeta, ResourceKind, Store as StateStore};
+use crate::store::{
+    DesiredRecord, DesiredStateStore, ObjectMeta, RegionalStores, ResourceKind, Store as StateStore,
+};
 
 /// The clock, passed in so that plans are testable.
 pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
@@ -94,16 +96,26 @@ impl Default for Settings {
     }
 }
 
-/// Shared by every reconcile.
+/// Shared by every reconcile. Each pass gets a copy whose `store` is the one
+/// of its namespace's region ([`super::residency`]).
+#[derive(Clone)]
 pub struct Context {
     pub client: Client,
+    /// The store this pass writes to: the default store on the shared
+    /// context, the namespace's home store on a pass's copy.
     pub store: StateStore,
+    /// Every store: the default and the regional ones.
+    pub regions: RegionalStores,
+    /// The namespaces' home stores, once found.
+    pub homes: Arc<super::residency::Homes>,
+    /// This pass's `DataResidency` condition (on a pass's copy only).
+    pub residency: Option<super::residency::PassResidency>,
     pub stores: Stores,
     pub tenants: Arc<Tenants>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
-    pub backoff: Backoff,
+    pub backoff: Arc<Backoff>,
     pub clock: Clock,
     /// What is wrong with the operator's settings, for every Organization's
     /// `ServicesConfigured` condition.
@@ -220,8 +232,26 @@ pub fn error_policy<K: Reconciler>(obj: Arc<K>, error: &Error, ctx: Arc<Context>
     Action::requeue(delay)
 }
 
-async fn reconcile_once<K: Reconciler>(obj: &Arc<K>, ctx: &Context) -> Result<Action> {
+async fn reconcile_once<K: Reconciler>(obj: &Arc<K>, shared: &Context) -> Result<Action> {
     let (namespace, name) = names(&**obj)?;
+    let placement = super::residency::place(shared, &namespace).await?;
+    let ctx = &Context {
+        residency: Some(super::residency::PassResidency {
+            condition: placement.condition.clone(),
+            has_store: placement.store.is_some(),
+        }),
+        store: match (placement.store, obj.meta().deletion_timestamp.is_some(), K::KIND) {
+            (Some(store), _, _) => store,
+            // Nowhere to write: a deletion has nothing to remove but the
+            // default store's rows; an Organization writes nothing and says
+            // why in its condition; anything else waits.
+            (None, true, _) | (None, _, ResourceKind::Organization) => shared.store.clone(),
+            (None, false, _) => {
+                return Err(Error::NoStoreForNamespace { namespace, reason: placement.condition.message });
+            }
+        },
+        ..shared.clone()
+    };
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
     let has_finalizer = obj.finalizers().iter().any(|f| f == FINALIZER);
     let resync = jitter(ctx.settings.resync, &backoff_key(&**obj), 0);
@@ -447,6 +477,9 @@ pub async fn delete_record<R: DesiredRecord>(meta: &ObjectMeta, ctx: &Context) -
         name: meta.name.clone(),
         source: Box::new(source),
     })?;
+    if R::KIND == ResourceKind::Organization {
+        ctx.homes.forget(&meta.namespace);
+    }
     Ok(())
 }
 

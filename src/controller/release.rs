@@ -69,6 +69,8 @@ pub async fn run(mut releases: UnboundedReceiver<Release>, ctx: Arc<Context>) {
 async fn apply(release: &Release, ctx: &Context) -> Result<()> {
     match release {
         Release::Deleted { kind, meta } => {
+            // From the store of its namespace's region only.
+            let ctx = &super::residency::home_context(ctx, &meta.namespace).await?;
             delete(*kind, meta, ctx).await?;
             info!(%kind, namespace = %meta.namespace, name = %meta.name, "deleted from the store");
             Ok(())
@@ -105,11 +107,6 @@ async fn delete(kind: ResourceKind, meta: &ObjectMeta, ctx: &Context) -> Result<
 /// has. Read at sweep time, not at the relist: an object created since is in
 /// the reflector before any reconcile can have stored it.
 async fn sweep<K: Kind, R: DesiredRecord>(ctx: &Context) -> Result<usize> {
-    let read = |source| super::Error::StoreRead {
-        what: R::KIND.as_str(),
-        namespace: String::new(),
-        source: Box::new(source),
-    };
     let objects = K::store(&ctx.stores).state();
     let live: HashSet<String> = objects.iter().filter_map(|o| o.uid()).collect();
     let mut namespaces: BTreeSet<String> = objects.iter().filter_map(|o| o.namespace()).collect();
@@ -117,7 +114,26 @@ async fn sweep<K: Kind, R: DesiredRecord>(ctx: &Context) -> Result<usize> {
         namespaces.extend(org.metadata.namespace.clone());
     }
     let mut removed = 0;
-    for namespace in &namespaces {
+    // Every store is swept, each for its own rows.
+    for (_, store) in ctx.regions.all() {
+        let ctx = &Context { store: store.clone(), ..ctx.clone() };
+        removed += sweep_store::<R>(ctx, &namespaces, &live).await?;
+    }
+    Ok(removed)
+}
+
+async fn sweep_store<R: DesiredRecord>(
+    ctx: &Context,
+    namespaces: &BTreeSet<String>,
+    live: &HashSet<String>,
+) -> Result<usize> {
+    let read = |source| super::Error::StoreRead {
+        what: R::KIND.as_str(),
+        namespace: String::new(),
+        source: Box::new(source),
+    };
+    let mut removed = 0;
+    for namespace in namespaces {
         for uid in ctx.store.list_uids::<R>(namespace).await.map_err(read)? {
             if live.contains(&uid) {
                 continue;

@@ -38,12 +38,14 @@ use super::triggers::{self, Triggers};
 use super::{Error, FIELD_MANAGER, Result, housekeeping, principals, release, workloads};
 use crate::api::{IdentityProvider, OAuthClient, Organization, Role, RoleAssignment};
 use crate::error_chain::error_chain;
-use crate::store::Store;
+use crate::store::RegionalStores;
 
 /// Everything `portcullis operator` is started with.
 #[derive(Clone, Debug)]
 pub struct OperatorConfig {
     pub database_url: String,
+    /// The regional stores' URLs by region (data residency).
+    pub region_urls: std::collections::BTreeMap<String, String>,
     pub settings: Settings,
     pub lease: LeaseConfig,
     pub probe_address: SocketAddr,
@@ -66,7 +68,7 @@ pub async fn run(config: OperatorConfig, shutdown: impl Future<Output = ()> + Se
 
     let client =
         Client::try_default().await.map_err(|source| Error::KubeClient { source: Box::new(source) })?;
-    let Some(store) = connect_store(&config.database_url, stop_rx.clone()).await else {
+    let Some(store) = connect_store(&config.database_url, &config.region_urls, stop_rx.clone()).await else {
         probes.abort();
         return Ok(());
     };
@@ -79,12 +81,17 @@ pub async fn run(config: OperatorConfig, shutdown: impl Future<Output = ()> + Se
 
 /// Connects to the store, retrying with backoff while it is unavailable.
 /// `None` if asked to stop first.
-async fn connect_store(url: &str, mut stop: watch::Receiver<bool>) -> Option<Store> {
+async fn connect_store(
+    url: &str,
+    region_urls: &std::collections::BTreeMap<String, String>,
+    mut stop: watch::Receiver<bool>,
+) -> Option<RegionalStores> {
     let mut delay = Duration::from_millis(250);
     loop {
-        match Store::connect(url).await {
+        match RegionalStores::connect(url, region_urls).await {
             Ok(store) => {
-                info!(backend = %store.backend(), "connected to the store");
+                let regions = store.region_names().collect::<Vec<_>>().join(",");
+                info!(backend = %store.default_store().backend(), %regions, "connected to the store");
                 return Some(store);
             }
             Err(e) => warn!(retry_in = ?delay, "store unavailable: {}", error_chain(&e)),
@@ -100,7 +107,7 @@ async fn connect_store(url: &str, mut stop: watch::Receiver<bool>) -> Option<Sto
 async fn lead_while_elected(
     config: &OperatorConfig,
     client: Client,
-    store: Store,
+    store: RegionalStores,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
@@ -182,7 +189,7 @@ fn receiver_stream<T: Send + 'static>(
 /// workloads. Runs until aborted.
 async fn run_controllers(
     client: Client,
-    store: Store,
+    store: RegionalStores,
     metrics: Arc<Metrics>,
     config: OperatorConfig,
 ) -> Result<()> {
@@ -256,7 +263,10 @@ async fn run_controllers(
     let (keys_tx, keys_rx) = watch::channel(None);
     let ctx = Arc::new(Context {
         client: client.clone(),
-        store,
+        store: store.default_store().clone(),
+        regions: store,
+        residency: None,
+        homes: Arc::default(),
         stores,
         tenants,
         recorder: Recorder::new(
@@ -264,7 +274,7 @@ async fn run_controllers(
             Reporter { controller: FIELD_MANAGER.to_owned(), instance: Some(config.lease.identity.clone()) },
         ),
         metrics,
-        backoff: Backoff::new(settings.backoff_base, settings.backoff_max),
+        backoff: Arc::new(Backoff::new(settings.backoff_base, settings.backoff_max)),
         settings,
         clock: system_clock(),
         operator_status,
@@ -290,7 +300,9 @@ async fn run_controllers(
     tasks.spawn(run_one(streams.oauth_clients, oauth_clients, controller_config, ctx.clone()));
     tasks.spawn(release::run(streams.releases, ctx.clone()));
     tasks.spawn(housekeeping::run(ctx.clone()));
-    tasks.spawn(principals::run(ctx.store.clone(), triggers.clone()));
+    for (_, store) in ctx.regions.all() {
+        tasks.spawn(principals::run(store.clone(), triggers.clone()));
+    }
     if let Some(workload_settings) = ctx.settings.workloads.clone() {
         tasks.spawn(manage_workloads(
             client,
@@ -387,7 +399,14 @@ async fn check_secrets(ctx: &Context, keys_tx: &watch::Sender<Option<ServiceKeys
         };
     let mut changes = ctx.operator_status.report("service-keys", keys_problems);
     if let Some(workloads) = &ctx.settings.workloads {
-        let problems = check_database_secret(&ctx.client, workloads).await.into_iter().collect();
+        let mut problems: Vec<SettingProblem> =
+            check_database_secret(&ctx.client, workloads, &workloads.database_secret, None)
+                .await
+                .into_iter()
+                .collect();
+        for (region, secret) in &workloads.region_secrets {
+            problems.extend(check_database_secret(&ctx.client, workloads, secret, Some(region)).await);
+        }
         let database = ctx.operator_status.report("database", problems);
         changes.appeared.extend(database.appeared);
         changes.resolved.extend(database.resolved);
@@ -395,18 +414,28 @@ async fn check_secrets(ctx: &Context, keys_tx: &watch::Sender<Option<ServiceKeys
     SecretsChecked { changes, keys_changed }
 }
 
-/// The database Secret the services are handed exists and has its key.
+/// A database Secret the services are handed (the default store's, or a
+/// region's) exists and has its key.
 async fn check_database_secret(
     client: &Client,
     settings: &workloads::WorkloadSettings,
+    name: &str,
+    region: Option<&str>,
 ) -> Option<SettingProblem> {
     let api: Api<Secret> = Api::namespaced(client.clone(), &settings.namespace);
-    let (name, key) = (&settings.database_secret, &settings.database_secret_key);
-    let what = format!(
-        "Secret {}/{name} (operator flags --database-secret and --database-secret-key, chart values \
-         database.existingSecret and database.key), which the services read their database URL from",
-        settings.namespace
-    );
+    let key = &settings.database_secret_key;
+    let what = match region {
+        None => format!(
+            "Secret {}/{name} (operator flags --database-secret and --database-secret-key, chart values \
+             database.existingSecret and database.key), which the services read their database URL from",
+            settings.namespace
+        ),
+        Some(region) => format!(
+            "Secret {}/{name} (operator flag --region-secret {region}={name}, chart value database.regions), \
+             which the services read the store URL of region {region} from",
+            settings.namespace
+        ),
+    };
     match api.get_opt(name).await {
         Ok(Some(secret)) => {
             let has_key =

@@ -13,6 +13,7 @@
 //! | what | how it reaches the container |
 //! |---|---|
 //! | database URL | `PORTCULLIS_DATABASE_URL` ← `secretKeyRef` the database Secret |
+//! | regional stores | `PORTCULLIS_STORE_URL_{REGION}` ← `secretKeyRef` each region's Secret, named by `PORTCULLIS_STORE_ENVS` (`eu=PORTCULLIS_STORE_URL_EU,…`) |
 //! | public base URL | `PORTCULLIS_PUBLIC_BASE_URL` / `PORTCULLIS_SCIM_BASE_URL` (the operator's flags) |
 //! | key-encryption key, login secret | `PORTCULLIS_KEY_ENCRYPTION_KEY`, `…_PREVIOUS_…`, `PORTCULLIS_LOGIN_SECRET` ← `secretKeyRef` the services' keys Secret ([`super::service_keys`]); a checksum of them in the pod template rolls the pods when they change |
 //! | where to listen | `--listen $(POD_IP):8080`, `--metrics-listen $(POD_IP):9090`, `POD_IP` from the downward API |
@@ -70,6 +71,9 @@ pub struct WorkloadSettings {
     /// Secret (in `namespace`) and key holding the database URL.
     pub database_secret: String,
     pub database_secret_key: String,
+    /// Region → Secret (in `namespace`, key `database_secret_key`) of each
+    /// regional store (data residency).
+    pub region_secrets: std::collections::BTreeMap<String, String>,
     /// Secret (in `namespace`) of the services' keys.
     pub service_keys_secret: String,
     /// The token service's public base URL (the issuers' base); without it
@@ -239,6 +243,16 @@ fn plan_service(settings: &WorkloadSettings, service: &str, replicas: i32, base_
         ),
         env_value("RUST_LOG", &settings.log_level),
     ];
+    // Each regional store's URL in a variable of its own, named to the service by `--store-env`.
+    let mut store_envs = Vec::new();
+    for (region, secret) in &settings.region_secrets {
+        let variable = format!("PORTCULLIS_STORE_URL_{}", region.to_ascii_uppercase().replace('-', "_"));
+        env.push(env_secret(&variable, secret, &settings.database_secret_key, false));
+        store_envs.push(format!("{region}={variable}"));
+    }
+    if !store_envs.is_empty() {
+        env.push(env_value("PORTCULLIS_STORE_ENVS", &store_envs.join(",")));
+    }
     let keys = &settings.service_keys_secret;
     if service == "token-service" {
         env.push(env_value("PORTCULLIS_PUBLIC_BASE_URL", base_url));
@@ -477,6 +491,7 @@ mod tests {
             scim_service_replicas: 0,
             database_secret: "portcullis-database".into(),
             database_secret_key: "url".into(),
+            region_secrets: Default::default(),
             service_keys_secret: "portcullis-service-keys".into(),
             public_base_url: Some("https://id.example.com".into()),
             scim_base_url: Some("https://scim.example.com".into()),
@@ -527,6 +542,24 @@ mod tests {
         );
         let service_labels = plan.service.metadata.labels.as_ref().unwrap();
         assert_eq!(service_labels.get(labels::MANAGED_BY_KEY).map(String::as_str), Some(labels::MANAGED_BY));
+    }
+
+    #[test]
+    fn each_regional_store_reaches_the_services_from_its_secret() {
+        let mut settings = settings();
+        settings.scim_service_replicas = 1;
+        settings.region_secrets =
+            [("eu", "db-eu"), ("us-east", "db-us")].map(|(r, s)| (r.to_owned(), s.to_owned())).into();
+        for (_, plan) in plan(&settings) {
+            let plan = plan.unwrap();
+            let container = &plan.deployment.spec.template.spec.as_ref().unwrap().containers[0];
+            assert_eq!(secret_ref(env(container, "PORTCULLIS_STORE_URL_EU")), ("db-eu", "url", None));
+            assert_eq!(secret_ref(env(container, "PORTCULLIS_STORE_URL_US_EAST")), ("db-us", "url", None));
+            assert_eq!(
+                env(container, "PORTCULLIS_STORE_ENVS").value.as_deref(),
+                Some("eu=PORTCULLIS_STORE_URL_EU,us-east=PORTCULLIS_STORE_URL_US_EAST")
+            );
+        }
     }
 
     #[test]

@@ -12,6 +12,13 @@ pub enum StoreError {
         scheme: String,
     },
 
+    #[error("the store of region {region:?}")]
+    Region {
+        region: String,
+        #[source]
+        source: Box<StoreError>,
+    },
+
     #[error("could not connect to the {backend} store")]
     Connect {
         backend: Backend,

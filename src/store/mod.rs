@@ -34,6 +34,7 @@
 //!   whose token is kept hashed ([`InvitationStore`]).
 //! - [`posture`]: the compliance posture's counts, aggregated by the
 //!   database in one snapshot ([`PostureStore`]).
+//! - [`regions`]: data residency: the default store and one per region ([`RegionalStores`]).
 //! - [`audit`]: the audit trail, appended in the transaction of each write it
 //!   records and sealed into one hash chain per organization ([`AuditStore`]).
 //!
@@ -56,6 +57,7 @@ pub mod keys;
 pub mod posture;
 pub mod purge;
 pub mod records;
+pub mod regions;
 pub mod scim;
 pub mod scim_query;
 pub mod sessions;
@@ -92,6 +94,7 @@ pub use keys::{SealedSigningKey, SealedSigningKeyStore};
 pub use posture::{PostureCounts, PostureQuery, PostureStore, ScimSyncCounts};
 pub use purge::{PurgeStore, Purged};
 pub use records::*;
+pub use regions::{Location, RegionalStores, UnknownRegion};
 pub use scim::{ScimStore, ScimSyncHealth};
 pub use sessions::SessionStore;
 pub use throttle::{ThrottleCounter, ThrottleScope, ThrottleStore};
