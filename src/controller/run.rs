@@ -290,6 +290,7 @@ async fn run_controllers(
     tasks.spawn(run_one(streams.oauth_clients, oauth_clients, controller_config, ctx.clone()));
     tasks.spawn(release::run(streams.releases, ctx.clone()));
     tasks.spawn(housekeeping::run(ctx.clone()));
+    tasks.spawn(crate::store::access_requests::expire_periodically(ctx.store.clone()));
     tasks.spawn(principals::run(ctx.store.clone(), triggers.clone()));
     if let Some(workload_settings) = ctx.settings.workloads.clone() {
         tasks.spawn(manage_workloads(

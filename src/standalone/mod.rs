@@ -163,6 +163,7 @@ pub async fn run(
     let follower =
         tokio::spawn(watch::follow(config.manifests.clone(), store.clone(), data, token, written, wake_at));
     let housekeeping = tokio::spawn(tidy_periodically(store.clone()));
+    let access_expiry = tokio::spawn(crate::store::access_requests::expire_periodically(store.clone()));
 
     crate::listener::serve(listener, app, config.limits, async {
         shutdown.await;
@@ -171,6 +172,7 @@ pub async fn run(
     .await;
     follower.abort();
     housekeeping.abort();
+    access_expiry.abort();
     if let Some(port) = metrics_port {
         port.abort();
     }

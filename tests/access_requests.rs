@@ -1,0 +1,411 @@
+//! Access requests as people meet them: the real `portcullis standalone`
+//! binary over real HTTP on loopback. A requester asks for
+//! `compliance-officer` in `emea-marketing` for two hours; the requester
+//! cannot approve it, nor can someone who is not an approver, and one
+//! approver approving twice counts once; two distinct approvers grant it,
+//! and the next token carries the role until the request is revoked. A
+//! short request's grant is in no token issued after its expiry, and the
+//! request reads Expired (and is recorded so by the sweep, also when the
+//! server was down at that moment). Another organization's approver sees
+//! nothing of it (404).
+//!
+//! Principals are OAuth clients acting for themselves (client credentials),
+//! as automation does; users go through the same checks (the principal of
+//! the token).
+
+#[path = "support/standalone.rs"]
+mod standalone;
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use standalone::{DEADLINE, Standalone, http, jwt_part};
+
+/// The tenants: `acme` (namespace acme) with its access request policy,
+/// and `globex` (namespace globex) with an approver of its own.
+fn write_tenants(dir: &Path, port: u16) {
+    let acme_issuer = format!("http://localhost:{port}/o/acme");
+    let globex_issuer = format!("http://localhost:{port}/o/globex");
+    let organization = |name: &str, policy: &str| {
+        format!(
+            "apiVersion: iam.portcullis.dev/v1alpha1
+kind: Organization
+metadata: {{ name: {name}, namespace: {name} }}
+spec:
+  displayName: {name}
+  workspaces: [{{ name: emea-marketing }}, {{ name: us-sales }}]
+  permissions:
+    - {{ name: iam.view }}
+    - {{ name: iam.approve-access, privileged: true }}
+    - {{ name: compliance.export-consent, privileged: true }}
+    - {{ name: journeys.view }}
+    - {{ name: journeys.publish }}
+  approvalRequired: [compliance.export-consent]
+{policy}"
+        )
+    };
+    let policy = "  accessRequests:
+    approvers: { permission: iam.approve-access }
+    twoApproversFor: [compliance-officer]
+    maxDuration: 8h
+";
+    let mut docs = vec![organization("acme", policy), organization("globex", policy)];
+    for namespace in ["acme", "globex"] {
+        for (name, scope, permissions) in [
+            ("approver", "Organization", "[iam.approve-access, iam.view]"),
+            ("compliance-officer", "Workspace", "[compliance.export-consent, journeys.view]"),
+            ("publisher", "Workspace", "[journeys.publish, journeys.view]"),
+            ("viewer", "Organization", "[journeys.view]"),
+        ] {
+            docs.push(format!(
+                "apiVersion: iam.portcullis.dev/v1alpha1\nkind: Role\nmetadata: {{ name: {name}, namespace: {namespace} }}\n\
+                 spec: {{ scope: {scope}, permissions: {permissions} }}\n"
+            ));
+        }
+    }
+    let clients = [
+        ("acme", "requester", Some("viewer"), &acme_issuer),
+        ("acme", "approver-a", Some("approver"), &acme_issuer),
+        ("acme", "approver-b", Some("approver"), &acme_issuer),
+        ("acme", "outsider", Some("viewer"), &acme_issuer),
+        ("globex", "globex-approver", Some("approver"), &globex_issuer),
+    ];
+    for (namespace, client, role, issuer) in clients {
+        docs.push(format!(
+            "apiVersion: iam.portcullis.dev/v1alpha1\nkind: OAuthClient\nmetadata: {{ name: {client}, namespace: {namespace} }}\n\
+             spec: {{ type: Confidential, grantTypes: [client_credentials], audiences: [\"{issuer}\"] }}\n"
+        ));
+        if let Some(role) = role {
+            docs.push(format!(
+                "apiVersion: iam.portcullis.dev/v1alpha1\nkind: RoleAssignment\nmetadata: {{ name: {client}-{role}, namespace: {namespace} }}\n\
+                 spec: {{ principal: {{ kind: Client, name: {client} }}, role: {role}, scope: Organization }}\n"
+            ));
+        }
+    }
+    std::fs::write(dir.join("tenants.yaml"), docs.join("---\n")).unwrap();
+}
+
+struct Tenants {
+    server: Standalone,
+    _manifests: tempfile::TempDir,
+    _data: tempfile::TempDir,
+}
+
+impl Tenants {
+    async fn start() -> Tenants {
+        let manifests = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let server = Standalone::start(manifests.path(), &data.path().join("data"), |port| {
+            write_tenants(manifests.path(), port);
+            // The posture is computed afresh on each read.
+            vec!["--posture-max-age".into(), "0".into()]
+        })
+        .await;
+        Tenants { server, _manifests: manifests, _data: data }
+    }
+
+    /// A fresh access token of `client` of `org`.
+    async fn token(&self, org: &str, client: &str) -> String {
+        let path = self.server.data.join(format!("secrets/{org}/{client}-client-secret/client-secret"));
+        let until = tokio::time::Instant::now() + DEADLINE;
+        let secret = loop {
+            if let Ok(secret) = std::fs::read_to_string(&path) {
+                break secret.trim().to_owned();
+            }
+            assert!(tokio::time::Instant::now() < until, "no secret for {client}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let response = http()
+            .post(format!("{}/o/{org}/token", self.server.base))
+            .basic_auth(client, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "a token for {client}");
+        let body: Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// `method {issuer}/api/v1{path}` of organization `org` as `client`.
+    async fn api(
+        &self,
+        org: &str,
+        client: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let token = self.token(org, client).await;
+        let url = format!("{}/o/{org}/api/v1{path}", self.server.base);
+        let request = match method {
+            "GET" => http().get(url),
+            "POST" => http().post(url),
+            other => panic!("no method {other}"),
+        };
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        let response = request.bearer_auth(token).send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// The `roles` claim of a new token of `client` of acme, as `name@scope`.
+    async fn roles(&self, client: &str) -> Vec<String> {
+        let claims = jwt_part(&self.token("acme", client).await, 1);
+        claims["roles"]
+            .as_array()
+            .map(|roles| {
+                roles
+                    .iter()
+                    .map(|r| format!("{}@{}", r["name"].as_str().unwrap(), r["scope"].as_str().unwrap()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn ask(role: &str, workspace: &str, duration: &str) -> Value {
+    json!({ "role": role, "workspace": workspace, "duration": duration, "justification": "quarterly consent export for the DPO" })
+}
+
+#[tokio::test]
+async fn two_distinct_approvers_grant_a_role_that_a_new_token_carries_until_revoked() {
+    let tenants = Tenants::start().await;
+    let (status, request) = tenants
+        .api(
+            "acme",
+            "requester",
+            "POST",
+            "/access-requests",
+            Some(ask("compliance-officer", "emea-marketing", "2h")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{request}");
+    assert_eq!(request["phase"], "Pending");
+    assert_eq!(request["approvalsNeeded"], 2, "compliance-officer needs two approvers");
+    assert_eq!(request["durationSeconds"], 7200);
+    let id = request["id"].as_str().unwrap().to_owned();
+    let approve = format!("/access-requests/{id}/approve");
+
+    // The requester never approves their own request.
+    let (status, problem) = tenants.api("acme", "requester", "POST", &approve, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    assert!(problem["type"].as_str().unwrap().ends_with("self-approval"), "{problem}");
+
+    // Nor does someone without the approver permission.
+    let (status, problem) = tenants.api("acme", "outsider", "POST", &approve, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "an outsider does not even see it: {problem}");
+
+    // One approver is not enough, and the same one twice counts once.
+    let (status, after_one) =
+        tenants.api("acme", "approver-a", "POST", &approve, Some(json!({ "comment": "ok by me" }))).await;
+    assert_eq!(status, StatusCode::OK, "{after_one}");
+    assert_eq!(after_one["phase"], "Pending");
+    assert_eq!(after_one["approvals"].as_array().unwrap().len(), 1);
+    let (status, problem) = tenants.api("acme", "approver-a", "POST", &approve, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    let (_, still) = tenants.api("acme", "requester", "GET", &format!("/access-requests/{id}"), None).await;
+    assert_eq!(still["phase"], "Pending", "{still}");
+    assert_eq!(still["approvals"].as_array().unwrap().len(), 1, "{still}");
+    assert!(!tenants.roles("requester").await.contains(&"compliance-officer@emea-marketing".to_owned()));
+
+    // The second approver sees it pending for them, and approves.
+    let (_, pending) = tenants.api("acme", "approver-b", "GET", "/access-requests?pendingForMe", None).await;
+    let ids: Vec<&str> =
+        pending["accessRequests"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [id.as_str()], "{pending}");
+    let (_, pending_a) =
+        tenants.api("acme", "approver-a", "GET", "/access-requests?pendingForMe", None).await;
+    assert!(
+        pending_a["accessRequests"].as_array().unwrap().is_empty(),
+        "approver-a has approved: {pending_a}"
+    );
+    let (status, approved) = tenants.api("acme", "approver-b", "POST", &approve, None).await;
+    assert_eq!(status, StatusCode::OK, "{approved}");
+    assert_eq!(approved["phase"], "Approved", "{approved}");
+    let expires = jiff::Timestamp::from_str_lossy(approved["expiresAt"].as_str().unwrap());
+    let left = expires.duration_since(jiff::Timestamp::now());
+    assert!(
+        left > jiff::SignedDuration::from_mins(119) && left <= jiff::SignedDuration::from_mins(120),
+        "{left:?}"
+    );
+
+    // A new token carries the role, in the workspace.
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while !tenants.roles("requester").await.contains(&"compliance-officer@emea-marketing".to_owned()) {
+        assert!(tokio::time::Instant::now() < until, "the approved role never reached a token");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, mine) = tenants.api("acme", "requester", "GET", "/access-requests?mine", None).await;
+    assert_eq!(mine["accessRequests"][0]["phase"], "Approved", "{mine}");
+
+    // Revoked by an approver: the next token no longer carries it.
+    let (status, revoked) = tenants
+        .api(
+            "acme",
+            "approver-a",
+            "POST",
+            &format!("/access-requests/{id}/revoke"),
+            Some(json!({ "comment": "done" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    assert_eq!(revoked["phase"], "Revoked");
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while tenants.roles("requester").await.contains(&"compliance-officer@emea-marketing".to_owned()) {
+        assert!(tokio::time::Instant::now() < until, "the revoked role stayed in tokens");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    tenants.server.stop().await;
+}
+
+/// `jiff`'s RFC 3339 parse, for the tests' reading of API timestamps.
+trait Lossy {
+    fn from_str_lossy(text: &str) -> jiff::Timestamp;
+}
+
+impl Lossy for jiff::Timestamp {
+    fn from_str_lossy(text: &str) -> jiff::Timestamp {
+        text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+}
+
+#[tokio::test]
+async fn an_expired_grant_is_in_no_token_issued_after_its_expiry_and_the_request_reads_expired() {
+    let tenants = Tenants::start().await;
+    let (status, request) = tenants
+        .api("acme", "requester", "POST", "/access-requests", Some(ask("publisher", "us-sales", "4s")))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{request}");
+    assert_eq!(request["approvalsNeeded"], 1);
+    let id = request["id"].as_str().unwrap().to_owned();
+    let (status, approved) =
+        tenants.api("acme", "approver-a", "POST", &format!("/access-requests/{id}/approve"), None).await;
+    assert_eq!(status, StatusCode::OK, "{approved}");
+    let expires = jiff::Timestamp::from_str_lossy(approved["expiresAt"].as_str().unwrap());
+
+    // Held until the expiry, and in no token issued after it.
+    let mut seen = false;
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let asked = jiff::Timestamp::now();
+        let holds = tenants.roles("requester").await.contains(&"publisher@us-sales".to_owned());
+        if holds {
+            seen = true;
+            assert!(asked < expires, "a token asked for at {asked} carried a grant that ended at {expires}");
+        } else if asked >= expires {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "the grant never ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "the approved grant was in a token before its expiry");
+    let after = tenants.roles("requester").await;
+    assert!(!after.contains(&"publisher@us-sales".to_owned()), "{after:?}");
+
+    let (_, read) = tenants.api("acme", "requester", "GET", &format!("/access-requests/{id}"), None).await;
+    assert_eq!(read["phase"], "Expired", "{read}");
+    // And the sweep records it (the grant's row gone, the status stored).
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let (_, stored) =
+            tenants.api("acme", "requester", "GET", "/access-requests?mine&status=expired", None).await;
+        if stored["accessRequests"].as_array().is_some_and(|list| list.len() == 1) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "the sweep never recorded the expiry: {stored}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tenants.server.stop().await;
+}
+
+#[tokio::test]
+async fn another_organizations_approver_cannot_see_or_decide_a_request() {
+    let tenants = Tenants::start().await;
+    let (_, request) = tenants
+        .api("acme", "requester", "POST", "/access-requests", Some(ask("publisher", "us-sales", "1h")))
+        .await;
+    let id = request["id"].as_str().unwrap().to_owned();
+    for (method, path) in
+        [("GET", format!("/access-requests/{id}")), ("POST", format!("/access-requests/{id}/approve"))]
+    {
+        let (status, problem) = tenants.api("globex", "globex-approver", method, &path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {problem}");
+        assert_eq!(problem["status"], 404, "an RFC 9457 problem: {problem}");
+    }
+    let (_, pending) =
+        tenants.api("globex", "globex-approver", "GET", "/access-requests?pendingForMe", None).await;
+    assert!(pending["accessRequests"].as_array().unwrap().is_empty(), "{pending}");
+    // Still pending in acme.
+    let (_, read) = tenants.api("acme", "approver-a", "GET", &format!("/access-requests/{id}"), None).await;
+    assert_eq!(read["phase"], "Pending", "{read}");
+    tenants.server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_as_problems_and_pending_ones_are_counted_in_the_posture() {
+    let tenants = Tenants::start().await;
+    for (body, field) in [
+        (ask("compliance-officer", "emea-marketing", "9h"), "duration"),
+        (ask("compliance-officer", "emea-marketing", "soon"), "duration"),
+        (ask("no-such-role", "emea-marketing", "1h"), "role"),
+        (ask("compliance-officer", "atlantis", "1h"), "workspace"),
+        (json!({ "role": "compliance-officer", "duration": "1h", "justification": "x" }), "workspace"),
+        (
+            json!({ "role": "publisher", "workspace": "us-sales", "duration": "1h", "justification": "  " }),
+            "justification",
+        ),
+    ] {
+        let (status, problem) =
+            tenants.api("acme", "requester", "POST", "/access-requests", Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {problem}");
+        assert!(problem.to_string().contains(field), "{body}: {problem}");
+    }
+    let (status, _) = tenants
+        .api(
+            "acme",
+            "requester",
+            "POST",
+            "/access-requests",
+            Some(ask("compliance-officer", "emea-marketing", "PT2H")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "ISO 8601 durations are taken too");
+    let (status, problem) = tenants
+        .api(
+            "acme",
+            "requester",
+            "POST",
+            "/access-requests",
+            Some(ask("compliance-officer", "emea-marketing", "1h")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "one pending request per role and scope: {problem}");
+    // Everyone's list needs iam.view.
+    let (status, _) = tenants.api("acme", "requester", "GET", "/access-requests", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, all) = tenants.api("acme", "approver-a", "GET", "/access-requests", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(all["accessRequests"].as_array().unwrap().len(), 1, "{all}");
+
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let (status, posture) = tenants.api("acme", "approver-a", "GET", "/posture", None).await;
+        if status == StatusCode::OK && posture["pendingAccessRequests"] == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the posture never counted the pending request: {posture}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tenants.server.stop().await;
+}
