@@ -17,6 +17,7 @@
 mod standalone;
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -25,7 +26,7 @@ use standalone::{DEADLINE, Standalone, http, jwt_part};
 
 /// The tenants: `acme` (namespace acme) with its access request policy,
 /// and `globex` (namespace globex) with an approver of its own.
-fn write_tenants(dir: &Path, port: u16) {
+fn write_tenants(dir: &Path, port: u16, sink: &str) {
     let acme_issuer = format!("http://localhost:{port}/o/acme");
     let globex_issuer = format!("http://localhost:{port}/o/globex");
     let organization = |name: &str, policy: &str| {
@@ -51,7 +52,17 @@ spec:
     twoApproversFor: [compliance-officer]
     maxDuration: 8h
 ";
-    let mut docs = vec![organization("acme", policy), organization("globex", policy)];
+    let acme_policy = format!(
+        "{policy}    notifications:
+      - {{ url: \"{sink}/slack\", format: Slack, secretRef: {{ name: access-webhooks, key: hmac-key }} }}
+      - {{ url: \"{sink}/teams\", format: Teams, secretRef: {{ name: access-webhooks, key: hmac-key }} }}
+"
+    );
+    let mut docs = vec![organization("acme", &acme_policy), organization("globex", policy)];
+    docs.push(format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{ name: access-webhooks, namespace: acme }}\n\
+         stringData: {{ hmac-key: \"{WEBHOOK_KEY}\" }}\n"
+    ));
     for namespace in ["acme", "globex"] {
         for (name, scope, permissions) in [
             ("approver", "Organization", "[iam.approve-access, iam.view]"),
@@ -87,8 +98,111 @@ spec:
     std::fs::write(dir.join("tenants.yaml"), docs.join("---\n")).unwrap();
 }
 
+/// The HMAC key of acme's webhooks.
+const WEBHOOK_KEY: &str = "a webhook signing key of the tests";
+
+/// One POST the sink received.
+#[derive(Clone, Debug)]
+struct Delivery {
+    path: String,
+    signature: String,
+    timestamp: String,
+    body: Vec<u8>,
+    /// The status the sink answered.
+    answered: u16,
+}
+
+/// A local HTTP sink for the webhooks: records every POST; the first POST
+/// to `/teams` is answered 503, so that the notification is retried.
+struct Sink {
+    base: String,
+    deliveries: Arc<Mutex<Vec<Delivery>>>,
+    count: tokio::sync::watch::Receiver<usize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sink {
+    async fn start() -> Sink {
+        let deliveries: Arc<Mutex<Vec<Delivery>>> = Arc::default();
+        let (tx, count) = tokio::sync::watch::channel(0);
+        let tx = Arc::new(tx);
+        let record = {
+            let deliveries = deliveries.clone();
+            move |axum::extract::Path(hook): axum::extract::Path<String>,
+                  headers: axum::http::HeaderMap,
+                  body: axum::body::Bytes| {
+                let deliveries = deliveries.clone();
+                let tx = tx.clone();
+                async move {
+                    let header = |name: &str| {
+                        headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+                    };
+                    let mut all = deliveries.lock().unwrap();
+                    let path = format!("/{hook}");
+                    let first_teams = path == "/teams" && !all.iter().any(|d| d.path == "/teams");
+                    let answered = if first_teams { 503 } else { 200 };
+                    all.push(Delivery {
+                        path,
+                        signature: header("x-portcullis-signature"),
+                        timestamp: header("x-portcullis-timestamp"),
+                        body: body.to_vec(),
+                        answered,
+                    });
+                    tx.send_replace(all.len());
+                    axum::http::StatusCode::from_u16(answered).unwrap()
+                }
+            }
+        };
+        let app = axum::Router::new().route("/{hook}", axum::routing::post(record));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Sink { base, deliveries, count, task }
+    }
+
+    /// The first accepted delivery to `path` whose JSON satisfies `wanted`, awaited.
+    async fn accepted(&self, path: &str, wanted: impl Fn(&Value) -> bool) -> (Delivery, Value) {
+        let mut changes = self.count.clone();
+        let until = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let found = self.deliveries.lock().unwrap().iter().find_map(|d| {
+                let json: Value = serde_json::from_slice(&d.body).ok()?;
+                (d.path == path && d.answered == 200 && wanted(&json)).then(|| (d.clone(), json))
+            });
+            if let Some(found) = found {
+                return found;
+            }
+            let all = self.deliveries.lock().unwrap().clone();
+            if tokio::time::timeout_at(until, changes.changed()).await.is_err() {
+                panic!("no such delivery to {path}; received: {all:?}");
+            }
+        }
+    }
+
+    fn all(&self) -> Vec<Delivery> {
+        self.deliveries.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `sha256=<hex>` of the HMAC-SHA256 of `body` under the webhooks' key, as
+/// a receiver computes it.
+fn expected_signature(body: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, WEBHOOK_KEY.as_bytes());
+    let tag = ring::hmac::sign(&key, body);
+    format!("sha256={}", tag.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
 struct Tenants {
     server: Standalone,
+    sink: Sink,
     _manifests: tempfile::TempDir,
     _data: tempfile::TempDir,
 }
@@ -97,13 +211,14 @@ impl Tenants {
     async fn start() -> Tenants {
         let manifests = tempfile::tempdir().unwrap();
         let data = tempfile::tempdir().unwrap();
+        let sink = Sink::start().await;
         let server = Standalone::start(manifests.path(), &data.path().join("data"), |port| {
-            write_tenants(manifests.path(), port);
+            write_tenants(manifests.path(), port, &sink.base);
             // The posture is computed afresh on each read.
             vec!["--posture-max-age".into(), "0".into()]
         })
         .await;
-        Tenants { server, _manifests: manifests, _data: data }
+        Tenants { server, sink, _manifests: manifests, _data: data }
     }
 
     /// A fresh access token of `client` of `org`.
@@ -193,6 +308,31 @@ async fn two_distinct_approvers_grant_a_role_that_a_new_token_carries_until_revo
     let id = request["id"].as_str().unwrap().to_owned();
     let approve = format!("/access-requests/{id}/approve");
 
+    // The webhooks hear of it: Slack and Teams payloads, signed; the Teams
+    // hook refused the first attempt and got it again.
+    let link = format!("{}/admin/access-requests/{id}", tenants.server.issuer());
+    let (slack, message) =
+        tenants.sink.accepted("/slack", |m| m["text"].as_str().is_some_and(|t| t.contains("asks for"))).await;
+    assert_eq!(slack.signature, expected_signature(&slack.body), "the Slack payload is signed");
+    assert!(
+        slack.timestamp.parse::<i64>().is_ok_and(|t| (t - jiff::Timestamp::now().as_second()).abs() < 120)
+    );
+    let text = message["text"].as_str().unwrap();
+    assert!(
+        text.contains("requester")
+            && text.contains("compliance-officer")
+            && text.contains("emea-marketing")
+            && text.contains("2h"),
+        "{message}"
+    );
+    assert!(message.to_string().contains(&link), "the Slack message links to the approval page: {message}");
+    let (teams, card) = tenants.sink.accepted("/teams", |m| m["@type"] == "MessageCard").await;
+    assert_eq!(teams.signature, expected_signature(&teams.body), "the Teams payload is signed");
+    assert!(card["summary"].as_str().unwrap().contains("compliance-officer"), "{card}");
+    assert_eq!(card["potentialAction"][0]["targets"][0]["uri"], link.as_str(), "{card}");
+    let teams_attempts = tenants.sink.all().iter().filter(|d| d.path == "/teams").count();
+    assert!(teams_attempts >= 2, "the refused Teams delivery was retried");
+
     // The requester never approves their own request.
     let (status, problem) = tenants.api("acme", "requester", "POST", &approve, None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
@@ -235,6 +375,12 @@ async fn two_distinct_approvers_grant_a_role_that_a_new_token_carries_until_revo
         left > jiff::SignedDuration::from_mins(119) && left <= jiff::SignedDuration::from_mins(120),
         "{left:?}"
     );
+
+    let (_, approved_message) = tenants
+        .sink
+        .accepted("/slack", |m| m["text"].as_str().is_some_and(|t| t.contains("now holds")))
+        .await;
+    assert!(approved_message.to_string().contains("approver-b"), "{approved_message}");
 
     // A new token carries the role, in the workspace.
     let until = tokio::time::Instant::now() + DEADLINE;
@@ -312,6 +458,7 @@ async fn an_expired_grant_is_in_no_token_issued_after_its_expiry_and_the_request
 
     let (_, read) = tenants.api("acme", "requester", "GET", &format!("/access-requests/{id}"), None).await;
     assert_eq!(read["phase"], "Expired", "{read}");
+    tenants.sink.accepted("/slack", |m| m["text"].as_str().is_some_and(|t| t.contains("has expired"))).await;
     // And the sweep records it (the grant's row gone, the status stored).
     let until = tokio::time::Instant::now() + DEADLINE;
     loop {

@@ -50,3 +50,26 @@ CREATE TABLE access_request_approvals (
     comment       TEXT,
     PRIMARY KEY (request_id, approver_key)
 );
+
+-- The notifications outbox: one row per step of a request (`event`:
+-- requested | approved | denied | expired | revoked), written in that
+-- step's transaction, delivered by the token service to the webhooks of
+-- the Organization's `spec.accessRequests.notifications` and retried with
+-- backoff. A worker claims a row by setting `lease_until_ms` (compare-and-
+-- set), so replicas never deliver the same row at once. `delivered_json`:
+-- the webhook URLs that accepted it (a retry skips them); `done_ms` set
+-- when every webhook has, or when the attempts are spent (`last_error`).
+CREATE TABLE access_request_notifications (
+    id              TEXT    NOT NULL PRIMARY KEY,
+    organization    TEXT    NOT NULL,
+    request_id      TEXT    NOT NULL,
+    event           TEXT    NOT NULL,
+    created_ms      BIGINT  NOT NULL,
+    attempts        BIGINT  NOT NULL,
+    next_attempt_ms BIGINT  NOT NULL,
+    lease_until_ms  BIGINT,
+    delivered_json  TEXT    NOT NULL,
+    done_ms         BIGINT,
+    last_error      TEXT
+);
+CREATE INDEX access_request_notifications_due ON access_request_notifications (done_ms, next_attempt_ms);

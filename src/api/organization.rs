@@ -135,6 +135,34 @@ pub struct AccessRequestPolicy {
     /// The longest a request may ask for, as a Go duration (`8h`, `30m`).
     #[serde(default = "default_max_access_duration")]
     pub max_duration: GoDuration,
+    /// Webhooks told of every request, approval, denial, revocation and
+    /// expiry (Slack or Microsoft Teams incoming webhooks), signed with
+    /// HMAC-SHA256: `X-Portcullis-Signature: sha256=<hex>` of the body.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub notifications: Vec<AccessRequestWebhook>,
+}
+
+/// One outgoing webhook of access request notifications.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessRequestWebhook {
+    /// Where to POST: `https://`, or `http://` to a loopback address.
+    #[schemars(regex(pattern = r"^https?://[^\s]+$"), length(max = 2048))]
+    pub url: String,
+    /// The payload's shape: a Slack incoming-webhook message or a Microsoft
+    /// Teams MessageCard.
+    pub format: WebhookFormat,
+    /// The HMAC-SHA256 key the body is signed with, from a Secret of the
+    /// namespace (standalone: a Secret manifest of the folder).
+    pub secret_ref: SecretKeyReference,
+}
+
+/// The payload's shape.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum WebhookFormat {
+    Slack,
+    Teams,
 }
 
 /// Holders of `role`, or of `permission`: exactly one of the two.

@@ -198,12 +198,15 @@ async fn serve(args: TokenServiceArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("binding {}: {e}", args.listen))?;
     tracing::info!(address = %args.listen, "token service listening");
+    let notifications =
+        tokio::spawn(crate::token::service::access_notifications::deliver_periodically(state.clone()));
     let app = metrics.layer("token-service", router(state).merge(probes));
     crate::listener::serve(listener, app, args.limits.limits(), async {
         shutdown.await;
         tracing::info!("finishing requests in flight");
     })
     .await;
+    notifications.abort();
     if let Some(port) = metrics_port {
         port.abort();
     }

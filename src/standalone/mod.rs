@@ -160,6 +160,8 @@ pub async fn run(
         &data,
         applied.as_ref().map(|(a, admins)| (a, admins.as_slice())),
     );
+    let notifications =
+        tokio::spawn(crate::token::service::access_notifications::deliver_periodically(token.clone()));
     let follower =
         tokio::spawn(watch::follow(config.manifests.clone(), store.clone(), data, token, written, wake_at));
     let housekeeping = tokio::spawn(tidy_periodically(store.clone()));
@@ -173,6 +175,7 @@ pub async fn run(
     follower.abort();
     housekeeping.abort();
     access_expiry.abort();
+    notifications.abort();
     if let Some(port) = metrics_port {
         port.abort();
     }

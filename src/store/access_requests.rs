@@ -14,6 +14,8 @@
 //! whether or not the sweep has run; the sweep only records the end and
 //! removes the row. Every step appends its audit event (`accessRequest.create`,
 //! `.approve`, `.grant`, `.deny`, `.revoke`, `.expire`) in its transaction.
+//! Each step also queues its notification (the outbox
+//! `access_request_notifications`, delivered by the token service).
 //! Who may decide is the token service's question; the store makes each
 //! decision atomic (one approver counts once, one grant per request).
 
@@ -166,6 +168,65 @@ pub enum Decision {
     Absent,
 }
 
+/// The step a notification tells of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotificationEvent {
+    Requested,
+    Approved,
+    Denied,
+    Expired,
+    Revoked,
+}
+
+impl NotificationEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationEvent::Requested => "requested",
+            NotificationEvent::Approved => "approved",
+            NotificationEvent::Denied => "denied",
+            NotificationEvent::Expired => "expired",
+            NotificationEvent::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "requested" => Some(NotificationEvent::Requested),
+            "approved" => Some(NotificationEvent::Approved),
+            "denied" => Some(NotificationEvent::Denied),
+            "expired" => Some(NotificationEvent::Expired),
+            "revoked" => Some(NotificationEvent::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// A queued notification a worker has claimed until `lease_until_ms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimedNotification {
+    pub id: String,
+    /// The organization's namespace.
+    pub organization: String,
+    pub request_id: String,
+    pub event: NotificationEvent,
+    pub created_ms: i64,
+    /// Attempts made before this one.
+    pub attempts: i64,
+    /// Webhook URLs that have accepted it already.
+    pub delivered: Vec<String>,
+}
+
+/// What became of an attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotificationOutcome {
+    /// Every webhook accepted it.
+    Delivered,
+    /// Some did not: try again at `next_attempt_ms`.
+    Retry { next_attempt_ms: i64, error: String },
+    /// Attempts spent (or nothing can be sent): stop.
+    GiveUp { error: String },
+}
+
 pub trait AccessRequestStore {
     /// Stores a pending request (audited `accessRequest.create`).
     /// `AlreadyExists` when the requester has a pending one for the same
@@ -226,6 +287,25 @@ pub trait AccessRequestStore {
 
     /// When the next approved request's grant ends, if any does.
     fn next_access_request_expiry(&self) -> impl Future<Output = Result<Option<i64>>> + Send;
+
+    /// Claims up to `limit` queued notifications due at `now_ms` whose lease
+    /// (if any) has run out, leasing each until `lease_until_ms`; a row
+    /// another worker claimed first is skipped.
+    fn claim_access_request_notifications(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<ClaimedNotification>>> + Send;
+
+    /// Records an attempt: the webhooks that accepted it so far, and what next.
+    fn finish_access_request_notification(
+        &self,
+        id: &str,
+        delivered: &[String],
+        outcome: &NotificationOutcome,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
 }
 
 fn corrupt(column: &'static str, value: &str) -> StoreError {
@@ -331,6 +411,30 @@ async fn reread(tx: &mut WriteTx<'_>, organization: &str, id: &str) -> Result<Ac
     read_full(tx.conn(), organization, id)
         .await?
         .ok_or_else(|| super::identity::not_found(organization, "access request", id))
+}
+
+/// Queues the notification of a step, in the step's transaction: it is
+/// sent if and only if the step happened.
+async fn enqueue(
+    tx: &mut WriteTx<'_>,
+    request: &AccessRequest,
+    event: NotificationEvent,
+    now: i64,
+) -> Result<()> {
+    tx.execute(
+        sqlx::query(
+            "INSERT INTO access_request_notifications (id, organization, request_id, event, created_ms, \
+             attempts, next_attempt_ms, delivered_json) VALUES ($1, $2, $3, $4, $5, 0, $5, '[]')",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(request.organization.as_str())
+        .bind(request.id.as_str())
+        .bind(event.as_str())
+        .bind(now),
+        "queue an access request notification",
+    )
+    .await?;
+    Ok(())
 }
 
 /// The RoleAssignment an approval grants: the requester, the role, the
@@ -479,6 +583,7 @@ impl AccessRequestStore for Store {
         entry_details["approvalsNeeded"] = request.approvals_needed.into();
         tx.audit(AuditEntry::success("accessRequest.create", target(&request)).with_details(entry_details))
             .await?;
+        enqueue(&mut tx, &request, NotificationEvent::Requested, now).await?;
         tx.commit().await?;
         Ok(request)
     }
@@ -627,6 +732,7 @@ impl AccessRequestStore for Store {
         grant_details["approvers"] = serde_json::json!(approvers);
         tx.audit(AuditEntry::success("accessRequest.grant", target(&request)).with_details(grant_details))
             .await?;
+        enqueue(&mut tx, &request, NotificationEvent::Approved, now).await?;
         tx.commit().await?;
         Ok(ApprovalOutcome::Granted(request))
     }
@@ -652,6 +758,7 @@ impl AccessRequestStore for Store {
         entry_details["comment"] = comment.into();
         tx.audit(AuditEntry::success("accessRequest.deny", target(&request)).with_details(entry_details))
             .await?;
+        enqueue(&mut tx, &request, NotificationEvent::Denied, now).await?;
         tx.commit().await?;
         Ok(Decision::Done(request))
     }
@@ -684,6 +791,7 @@ impl AccessRequestStore for Store {
         entry_details["was"] = live.as_str().into();
         tx.audit(AuditEntry::success("accessRequest.revoke", target(&request)).with_details(entry_details))
             .await?;
+        enqueue(&mut tx, &request, NotificationEvent::Revoked, now).await?;
         tx.commit().await?;
         Ok(Decision::Done(request))
     }
@@ -729,6 +837,7 @@ impl AccessRequestStore for Store {
                 AuditEntry::success("accessRequest.expire", target(&request)).with_details(details(&request)),
             )
             .await?;
+            enqueue(&mut tx, &request, NotificationEvent::Expired, now_ms).await?;
             tx.commit().await?;
             expired.push(request);
         }
@@ -744,6 +853,99 @@ impl AccessRequestStore for Store {
                 .map_err(query_error("find the next access request expiry"))?;
         column(&row, "access_requests", "next")
     }
+
+    async fn claim_access_request_notifications(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedNotification>> {
+        let mut conn = self.connection().await?;
+        let due = sqlx::query(
+            "SELECT id FROM access_request_notifications WHERE done_ms IS NULL AND next_attempt_ms <= $1 \
+             AND (lease_until_ms IS NULL OR lease_until_ms <= $1) ORDER BY next_attempt_ms LIMIT $2",
+        )
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(query_error("find due access request notifications"))?;
+        let mut claimed = Vec::new();
+        for row in &due {
+            let id: String = column(row, N, "id")?;
+            // Compare-and-set on the lease: of two workers, one wins the row.
+            let row = sqlx::query(
+                "UPDATE access_request_notifications SET lease_until_ms = $1 WHERE id = $2 \
+                 AND done_ms IS NULL AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
+                 RETURNING id, organization, request_id, event, created_ms, attempts, delivered_json",
+            )
+            .bind(lease_until_ms)
+            .bind(id.as_str())
+            .bind(now_ms)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(query_error("claim an access request notification"))?;
+            if let Some(row) = row {
+                claimed.push(read_claimed(&row)?);
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn finish_access_request_notification(
+        &self,
+        id: &str,
+        delivered: &[String],
+        outcome: &NotificationOutcome,
+        now_ms: i64,
+    ) -> Result<()> {
+        let delivered = serde_json::to_string(delivered).unwrap_or_else(|_| "[]".to_owned());
+        let (done, next, error) = match outcome {
+            NotificationOutcome::Delivered => (Some(now_ms), now_ms, None),
+            NotificationOutcome::Retry { next_attempt_ms, error } => {
+                (None, *next_attempt_ms, Some(error.clone()))
+            }
+            NotificationOutcome::GiveUp { error } => (Some(now_ms), now_ms, Some(error.clone())),
+        };
+        let mut conn = self.connection().await?;
+        sqlx::query(
+            "UPDATE access_request_notifications SET attempts = attempts + 1, delivered_json = $1, \
+             done_ms = $2, next_attempt_ms = $3, last_error = $4, lease_until_ms = NULL WHERE id = $5",
+        )
+        .bind(delivered)
+        .bind(done)
+        .bind(next)
+        .bind(error)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(query_error("record an access request notification attempt"))?;
+        Ok(())
+    }
+}
+
+const N: &str = "access_request_notifications";
+
+fn read_claimed(row: &AnyRow) -> Result<ClaimedNotification> {
+    let event: String = column(row, N, "event")?;
+    let delivered: String = column(row, N, "delivered_json")?;
+    Ok(ClaimedNotification {
+        id: column(row, N, "id")?,
+        organization: column(row, N, "organization")?,
+        request_id: column(row, N, "request_id")?,
+        event: NotificationEvent::parse(&event).ok_or_else(|| StoreError::Corrupt {
+            table: N,
+            column: "event",
+            source: format!("unknown event {event:?}").into(),
+        })?,
+        created_ms: column(row, N, "created_ms")?,
+        attempts: column(row, N, "attempts")?,
+        delivered: serde_json::from_str(&delivered).map_err(|e| StoreError::Corrupt {
+            table: N,
+            column: "delivered_json",
+            source: Box::new(e),
+        })?,
+    })
 }
 
 /// The longest the expiry sweep waits between two rounds: a request
