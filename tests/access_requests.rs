@@ -13,6 +13,10 @@
 //! as automation does; users go through the same checks (the principal of
 //! the token).
 
+// Also loaded inside `standalone`, privately; the page test drives the forms.
+#[allow(clippy::duplicate_mod)]
+#[path = "support/browser_form.rs"]
+mod browser_form;
 #[path = "support/standalone.rs"]
 mod standalone;
 
@@ -39,6 +43,7 @@ spec:
   workspaces: [{{ name: emea-marketing }}, {{ name: us-sales }}]
   permissions:
     - {{ name: iam.view }}
+    - {{ name: iam.manage, privileged: true }}
     - {{ name: iam.approve-access, privileged: true }}
     - {{ name: compliance.export-consent, privileged: true }}
     - {{ name: journeys.view }}
@@ -52,8 +57,13 @@ spec:
     twoApproversFor: [compliance-officer]
     maxDuration: 8h
 ";
+    // acme: people sign in with a password (its administrator, ada, approves on the page).
     let acme_policy = format!(
-        "{policy}    notifications:
+        "  emailDomains: [acme.test]
+  authentication:
+    password: {{ enabled: true, minLength: 12 }}
+    mfa: {{ required: Never, methods: [WebAuthn] }}
+{policy}    notifications:
       - {{ url: \"{sink}/slack\", format: Slack, secretRef: {{ name: access-webhooks, key: hmac-key }} }}
       - {{ url: \"{sink}/teams\", format: Teams, secretRef: {{ name: access-webhooks, key: hmac-key }} }}
 "
@@ -66,6 +76,7 @@ spec:
     for namespace in ["acme", "globex"] {
         for (name, scope, permissions) in [
             ("approver", "Organization", "[iam.approve-access, iam.view]"),
+            ("admin", "Organization", "[iam.manage, iam.approve-access, iam.view]"),
             ("compliance-officer", "Workspace", "[compliance.export-consent, journeys.view]"),
             ("publisher", "Workspace", "[journeys.publish, journeys.view]"),
             ("viewer", "Organization", "[journeys.view]"),
@@ -95,8 +106,15 @@ spec:
             ));
         }
     }
+    docs.push(format!(
+        "apiVersion: iam.portcullis.dev/v1alpha1\nkind: RoleAssignment\nmetadata: {{ name: ada-admin, namespace: acme }}\n\
+         spec: {{ principal: {{ kind: User, name: \"{ADMIN}\" }}, role: admin, scope: Organization }}\n"
+    ));
     std::fs::write(dir.join("tenants.yaml"), docs.join("---\n")).unwrap();
 }
+
+/// acme's administrator, made by standalone at its first start.
+const ADMIN: &str = "ada@acme.test";
 
 /// The HMAC key of acme's webhooks.
 const WEBHOOK_KEY: &str = "a webhook signing key of the tests";
@@ -215,6 +233,20 @@ impl Tenants {
         let server = Standalone::start(manifests.path(), &data.path().join("data"), |port| {
             write_tenants(manifests.path(), port, &sink.base);
             // The posture is computed afresh on each read.
+            vec!["--posture-max-age".into(), "0".into()]
+        })
+        .await;
+        Tenants { server, sink, _manifests: manifests, _data: data }
+    }
+
+    /// Stops the server and starts it again on the same folder and data
+    /// (on another port), the sink kept.
+    async fn restart(self, between: impl std::future::Future<Output = ()>) -> Tenants {
+        let Tenants { server, sink, _manifests: manifests, _data: data } = self;
+        server.stop().await;
+        between.await;
+        let server = Standalone::start(manifests.path(), &data.path().join("data"), |port| {
+            write_tenants(manifests.path(), port, &sink.base);
             vec!["--posture-max-age".into(), "0".into()]
         })
         .await;
@@ -554,5 +586,110 @@ async fn bad_requests_are_refused_as_problems_and_pending_ones_are_counted_in_th
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    tenants.server.stop().await;
+}
+
+/// Follows 303s from `page` (relative locations are under `base`).
+async fn follow(browser: &reqwest::Client, base: &str, mut page: browser_form::Page) -> browser_form::Page {
+    for _ in 0..6 {
+        let Some(location) = page.location.clone().filter(|_| page.status == StatusCode::SEE_OTHER) else {
+            return page;
+        };
+        let url = if location.starts_with('/') { format!("{base}{location}") } else { location };
+        page = browser_form::open(browser, &url).await;
+    }
+    page
+}
+
+#[tokio::test]
+async fn an_approver_signs_in_and_approves_on_the_page_the_notification_links_to() {
+    let tenants = Tenants::start().await;
+    let (status, request) = tenants
+        .api("acme", "requester", "POST", "/access-requests", Some(ask("publisher", "us-sales", "1h")))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{request}");
+    let id = request["id"].as_str().unwrap().to_owned();
+    let (_, message) = tenants.sink.accepted("/slack", |m| m.to_string().contains(&id)).await;
+    let link = message["blocks"][2]["elements"][0]["url"].as_str().unwrap().to_owned();
+    assert_eq!(link, format!("{}/admin/access-requests/{id}", tenants.server.issuer()));
+
+    // The link asks the approver to sign in first, then comes back to the page.
+    let base = tenants.server.base.clone();
+    let password = tenants.server.printed("password:").await;
+    let browser = browser_form::browser();
+    let sign_in = follow(&browser, &base, browser_form::open(&browser, &link).await).await;
+    assert_eq!(sign_in.status, StatusCode::OK, "{}", sign_in.body);
+    let signed_in = browser_form::submit(
+        &browser,
+        &base,
+        &sign_in,
+        "",
+        &[("username", ADMIN), ("password", &password)],
+        &[],
+    )
+    .await;
+    let page = follow(&browser, &base, signed_in).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("id=\"approve\"") && page.body.contains("quarterly consent export"),
+        "{}",
+        page.body
+    );
+
+    // A post without the page's CSRF token changes nothing.
+    let forged = browser_form::submit(&browser, &base, &page, "", &[("action", "approve")], &["csrf"]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+    let (_, still) = tenants.api("acme", "requester", "GET", &format!("/access-requests/{id}"), None).await;
+    assert_eq!(still["phase"], "Pending", "{still}");
+
+    let approved =
+        browser_form::submit(&browser, &base, &page, "", &[("action", "approve"), ("comment", "fine")], &[])
+            .await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.body);
+    assert!(approved.body.contains("Approved: the access is granted."), "{}", approved.body);
+    let (_, read) = tenants.api("acme", "requester", "GET", &format!("/access-requests/{id}"), None).await;
+    assert_eq!(read["phase"], "Approved", "{read}");
+    assert_eq!(read["approvals"][0]["approver"], ADMIN, "{read}");
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while !tenants.roles("requester").await.contains(&"publisher@us-sales".to_owned()) {
+        assert!(tokio::time::Instant::now() < until, "the role approved on the page never reached a token");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tenants.server.stop().await;
+}
+
+#[tokio::test]
+async fn an_expiry_that_passed_while_nothing_ran_is_recorded_at_the_next_start() {
+    let tenants = Tenants::start().await;
+    let (_, request) = tenants
+        .api("acme", "requester", "POST", "/access-requests", Some(ask("publisher", "us-sales", "2s")))
+        .await;
+    let id = request["id"].as_str().unwrap().to_owned();
+    let (status, approved) =
+        tenants.api("acme", "approver-a", "POST", &format!("/access-requests/{id}/approve"), None).await;
+    assert_eq!(status, StatusCode::OK, "{approved}");
+    let expires = jiff::Timestamp::from_str_lossy(approved["expiresAt"].as_str().unwrap());
+
+    // Down from now until after the expiry.
+    let tenants = tenants
+        .restart(async {
+            let left = expires.duration_since(jiff::Timestamp::now());
+            if let Ok(left) = Duration::try_from(left) {
+                tokio::time::sleep(left + Duration::from_millis(200)).await;
+            }
+        })
+        .await;
+    assert!(!tenants.roles("requester").await.contains(&"publisher@us-sales".to_owned()));
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let (_, stored) =
+            tenants.api("acme", "requester", "GET", "/access-requests?mine&status=expired", None).await;
+        if stored["accessRequests"].as_array().is_some_and(|list| list.len() == 1) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "the start's sweep never recorded the expiry: {stored}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tenants.sink.accepted("/slack", |m| m["text"].as_str().is_some_and(|t| t.contains("has expired"))).await;
     tenants.server.stop().await;
 }

@@ -860,14 +860,15 @@ impl AccessRequestStore for Store {
         lease_until_ms: i64,
         limit: i64,
     ) -> Result<Vec<ClaimedNotification>> {
-        let mut conn = self.connection().await?;
+        // SQLite has one writer: the claim takes the writers' turn.
+        let mut tx = self.begin_unlogged_write().await?;
         let due = sqlx::query(
             "SELECT id FROM access_request_notifications WHERE done_ms IS NULL AND next_attempt_ms <= $1 \
              AND (lease_until_ms IS NULL OR lease_until_ms <= $1) ORDER BY next_attempt_ms LIMIT $2",
         )
         .bind(now_ms)
         .bind(limit)
-        .fetch_all(&mut *conn)
+        .fetch_all(tx.conn())
         .await
         .map_err(query_error("find due access request notifications"))?;
         let mut claimed = Vec::new();
@@ -882,13 +883,14 @@ impl AccessRequestStore for Store {
             .bind(lease_until_ms)
             .bind(id.as_str())
             .bind(now_ms)
-            .fetch_optional(&mut *conn)
+            .fetch_optional(tx.conn())
             .await
             .map_err(query_error("claim an access request notification"))?;
             if let Some(row) = row {
                 claimed.push(read_claimed(&row)?);
             }
         }
+        tx.commit().await?;
         Ok(claimed)
     }
 
@@ -907,7 +909,7 @@ impl AccessRequestStore for Store {
             }
             NotificationOutcome::GiveUp { error } => (Some(now_ms), now_ms, Some(error.clone())),
         };
-        let mut conn = self.connection().await?;
+        let mut tx = self.begin_unlogged_write().await?;
         sqlx::query(
             "UPDATE access_request_notifications SET attempts = attempts + 1, delivered_json = $1, \
              done_ms = $2, next_attempt_ms = $3, last_error = $4, lease_until_ms = NULL WHERE id = $5",
@@ -917,10 +919,10 @@ impl AccessRequestStore for Store {
         .bind(next)
         .bind(error)
         .bind(id)
-        .execute(&mut *conn)
+        .execute(tx.conn())
         .await
         .map_err(query_error("record an access request notification attempt"))?;
-        Ok(())
+        tx.commit().await
     }
 }
 

@@ -200,7 +200,7 @@ pub struct AccessRequestQuery {
     pub cursor: Option<String>,
 }
 
-fn phase_name(status: AccessRequestStatus) -> &'static str {
+pub(crate) fn phase_name(status: AccessRequestStatus) -> &'static str {
     match status {
         AccessRequestStatus::Pending => "Pending",
         AccessRequestStatus::Approved => "Approved",
@@ -491,26 +491,31 @@ fn decode_cursor(value: &str) -> Result<(i64, String), AdminError> {
         .ok_or_else(|| AdminError::invalid_parameter("cursor", "not a cursor this API returned"))
 }
 
-/// Who the caller is to a request.
-struct Standing {
-    requester: bool,
-    approver: bool,
-    viewer: bool,
+/// Who a principal is to a request.
+pub(crate) struct Standing {
+    pub requester: bool,
+    pub approver: bool,
+    pub viewer: bool,
 }
 
-/// The request of the caller's organization, and who the caller is to it;
-/// 404 for one the caller may not see (as for one that does not exist).
-async fn load(
+impl Standing {
+    /// Whether the principal may see the request at all.
+    pub fn sees(&self) -> bool {
+        self.requester || self.approver || self.viewer
+    }
+}
+
+/// The request `id` of `org` and who `me` is to it; `None` when there is no
+/// such request. Shared by the API and the approval page.
+pub(crate) async fn standing_of(
     state: &TokenServiceState,
-    caller: &Member,
+    org: &OrganizationView,
+    me: &Principal,
     id: &str,
-) -> Result<(AccessRequest, Standing), AdminError> {
-    let org = &caller.authenticated.org;
-    let not_found = || AdminError::NotFound { kind: "access request", id: id.to_owned() };
-    let request = state.store().get_access_request(&org.namespace, id).await?.ok_or_else(not_found)?;
+) -> Result<Option<(AccessRequest, Standing)>, OAuthError> {
+    let Some(request) = state.store().get_access_request(&org.namespace, id).await? else { return Ok(None) };
     let index = state.access_index(org).await?;
     let now = state.now().as_second();
-    let me = caller.principal();
     let scope = scope_of(request.workspace.as_deref());
     let standing = Standing {
         requester: same_principal(&request.requester, me),
@@ -524,10 +529,20 @@ async fn load(
             AccessCheck::Allowed(_)
         ),
     };
-    if !(standing.requester || standing.approver || standing.viewer) {
-        return Err(not_found());
+    Ok(Some((request, standing)))
+}
+
+/// The request of the caller's organization, and who the caller is to it;
+/// 404 for one the caller may not see (as for one that does not exist).
+async fn load(
+    state: &TokenServiceState,
+    caller: &Member,
+    id: &str,
+) -> Result<(AccessRequest, Standing), AdminError> {
+    match standing_of(state, &caller.authenticated.org, caller.principal(), id).await? {
+        Some((request, standing)) if standing.sees() => Ok((request, standing)),
+        _ => Err(AdminError::NotFound { kind: "access request", id: id.to_owned() }),
     }
-    Ok((request, standing))
 }
 
 /// `GET {issuer}/api/v1/access-requests/{id}`.
