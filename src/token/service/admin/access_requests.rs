@@ -465,7 +465,10 @@ pub async fn list(
         // Filtered after the page is read: a page may hold fewer than `limit`.
         found.retain(|request| {
             !same_principal(&request.requester, me)
-                && !request.approvals.iter().any(|a| a.approver == me.name)
+                && !request
+                    .approvals
+                    .iter()
+                    .any(|a| same_principal(&Principal { kind: me.kind, name: a.approver.clone() }, me))
                 && is_approver(
                     &index.index,
                     policy,
