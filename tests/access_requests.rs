@@ -693,3 +693,42 @@ async fn an_expiry_that_passed_while_nothing_ran_is_recorded_at_the_next_start()
     tenants.sink.accepted("/slack", |m| m["text"].as_str().is_some_and(|t| t.contains("has expired"))).await;
     tenants.server.stop().await;
 }
+
+/// Time from the approval's answer to the first new token carrying the role
+/// (the token endpoint asked back to back), over 50 approvals, each revoked
+/// before the next; p50 and p99. The target: ≤ 1 s p99.
+/// `cargo test --test access_requests -- --ignored --nocapture measure_approval_to_token`
+#[tokio::test]
+#[ignore = "a measurement for BENCHMARKS.md"]
+async fn measure_approval_to_token() {
+    let tenants = Tenants::start().await;
+    let mut latencies = Vec::new();
+    for _ in 0..50 {
+        let (_, request) = tenants
+            .api("acme", "requester", "POST", "/access-requests", Some(ask("publisher", "us-sales", "1h")))
+            .await;
+        let id = request["id"].as_str().unwrap().to_owned();
+        let (status, _) =
+            tenants.api("acme", "approver-a", "POST", &format!("/access-requests/{id}/approve"), None).await;
+        assert_eq!(status, StatusCode::OK);
+        let approved = std::time::Instant::now();
+        let until = tokio::time::Instant::now() + DEADLINE;
+        while !tenants.roles("requester").await.contains(&"publisher@us-sales".to_owned()) {
+            assert!(tokio::time::Instant::now() < until, "the approved role never reached a token");
+        }
+        latencies.push(approved.elapsed());
+        tenants.api("acme", "approver-a", "POST", &format!("/access-requests/{id}/revoke"), None).await;
+        while tenants.roles("requester").await.contains(&"publisher@us-sales".to_owned()) {
+            assert!(tokio::time::Instant::now() < until, "the revoked role stayed");
+        }
+    }
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1)];
+    println!(
+        "approval → token carrying the role: p50 {:?}, p99 {:?}, max {:?}",
+        at(0.5),
+        at(0.99),
+        latencies.last().unwrap()
+    );
+    tenants.server.stop().await;
+}
