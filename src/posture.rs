@@ -111,7 +111,7 @@ pub fn derive(
         stale_accounts_with_grants: counts.stale_users_with_grants,
         inactive_users_with_grants: counts.inactive_users_with_grants,
         standing_privileged_grants: counts.standing_privileged_grants,
-        pending_access_requests: 0,
+        pending_access_requests: counts.pending_access_requests,
         scim_sync: counts
             .scim
             .iter()

@@ -1634,6 +1634,7 @@ async fn posture_counts_people_factors_and_grants(store: Store) {
         inactive_users_with_grants: 1,
         // ada-admin, editors-admin, ops-admin; the expired one is not standing.
         standing_privileged_grants: 3,
+        pending_access_requests: 0,
         scim: Vec::new(),
     };
     assert_eq!(counts, expected);

@@ -71,6 +71,11 @@ pub struct OrganizationSpec {
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub approval_required: Vec<String>,
 
+    /// Who approves access requests (`{issuer}/api/v1/access-requests`), and
+    /// for how long they may grant. Without it, access requests are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_requests: Option<AccessRequestPolicy>,
+
     /// How people of this organization authenticate.
     #[serde(default)]
     pub authentication: AuthenticationPolicy,
@@ -116,6 +121,75 @@ pub struct OrganizationSpec {
     /// How the sign-in pages look for this organization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branding: Option<Branding>,
+}
+
+/// Who approves access requests and for how long they may grant. A
+/// requester never approves their own request.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessRequestPolicy {
+    /// Who may approve or deny: holders of a role, or of a permission (in
+    /// the organization, or in the workspace the request names).
+    pub approvers: Approvers,
+    /// Roles that need two distinct approvers instead of one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 253)))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub two_approvers_for: Vec<String>,
+    /// The longest a request may ask for, as a Go duration (`8h`, `30m`).
+    #[serde(default = "default_max_access_duration")]
+    pub max_duration: GoDuration,
+    /// Webhooks told of every request, approval, denial, revocation and
+    /// expiry (Slack or Microsoft Teams incoming webhooks), signed with
+    /// HMAC-SHA256: `X-Portcullis-Signature: sha256=<hex>` of the body.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub notifications: Vec<AccessRequestWebhook>,
+}
+
+/// One outgoing webhook of access request notifications.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessRequestWebhook {
+    /// Where to POST: `https://`, or `http://` to a loopback address.
+    #[schemars(regex(pattern = r"^https?://[^\s]+$"), length(max = 2048))]
+    pub url: String,
+    /// The payload's shape: a Slack incoming-webhook message or a Microsoft
+    /// Teams MessageCard.
+    pub format: WebhookFormat,
+    /// The HMAC-SHA256 key the body is signed with, from a Secret of the
+    /// namespace (standalone: a Secret manifest of the folder).
+    pub secret_ref: SecretKeyReference,
+}
+
+/// The payload's shape.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum WebhookFormat {
+    Slack,
+    Teams,
+}
+
+/// Holders of `role`, or of `permission`: exactly one of the two.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "has(self.role) != has(self.permission)",
+        "message": "name exactly one of role and permission",
+        "reason": "FieldValueInvalid"
+    }
+]))]
+pub struct Approvers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = PERMISSION_PATTERN), length(max = 128))]
+    pub permission: Option<String>,
+}
+
+fn default_max_access_duration() -> GoDuration {
+    GoDuration::new("8h")
 }
 
 /// The organization's look on its sign-in, invitation and admin pages.

@@ -33,7 +33,7 @@ pub struct OrganizationPosture {
     pub inactive_users_with_grants: u64,
     /// Role assignments of a privileged role without an expiry.
     pub standing_privileged_grants: u64,
-    /// Access requests waiting for approval. Always 0 until access requests exist.
+    /// Access requests waiting for a decision (approval or denial).
     pub pending_access_requests: u64,
     /// SCIM sync health per IdentityProvider that has sent SCIM requests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -196,6 +196,7 @@ async fn serve(args: TokenServiceArgs) -> Result<(), String> {
         services.insert(location, router(state.clone()));
         states.push(state);
     }
+    let delivering = states.clone();
     let directory = Arc::new(OrganizationDirectory::new(stores.clone()));
     let metrics = Arc::new(HttpMetrics::new());
     let render_http = metrics.clone();
@@ -210,12 +211,18 @@ async fn serve(args: TokenServiceArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("binding {}: {e}", args.listen))?;
     tracing::info!(address = %args.listen, "token service listening");
+    // Each store's outbox of access-request notifications, delivered by its service.
+    let notifications: Vec<_> = delivering
+        .into_iter()
+        .map(|state| tokio::spawn(crate::token::service::access_notifications::deliver_periodically(state)))
+        .collect();
     let app = metrics.layer("token-service", route_by_organization(directory, services).merge(probes));
     crate::listener::serve(listener, app, args.limits.limits(), async {
         shutdown.await;
         tracing::info!("finishing requests in flight");
     })
     .await;
+    notifications.iter().for_each(tokio::task::JoinHandle::abort);
     if let Some(port) = metrics_port {
         port.abort();
     }

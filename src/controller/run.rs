@@ -301,6 +301,7 @@ async fn run_controllers(
     tasks.spawn(release::run(streams.releases, ctx.clone()));
     tasks.spawn(housekeeping::run(ctx.clone()));
     for (_, store) in ctx.regions.all() {
+        tasks.spawn(crate::store::access_requests::expire_periodically(store.clone()));
         tasks.spawn(principals::run(store.clone(), triggers.clone()));
     }
     if let Some(workload_settings) = ctx.settings.workloads.clone() {

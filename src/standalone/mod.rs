@@ -160,9 +160,12 @@ pub async fn run(
         &data,
         applied.as_ref().map(|(a, admins)| (a, admins.as_slice())),
     );
+    let notifications =
+        tokio::spawn(crate::token::service::access_notifications::deliver_periodically(token.clone()));
     let follower =
         tokio::spawn(watch::follow(config.manifests.clone(), store.clone(), data, token, written, wake_at));
     let housekeeping = tokio::spawn(tidy_periodically(store.clone()));
+    let access_expiry = tokio::spawn(crate::store::access_requests::expire_periodically(store.clone()));
 
     crate::listener::serve(listener, app, config.limits, async {
         shutdown.await;
@@ -171,6 +174,8 @@ pub async fn run(
     .await;
     follower.abort();
     housekeeping.abort();
+    access_expiry.abort();
+    notifications.abort();
     if let Some(port) = metrics_port {
         port.abort();
     }

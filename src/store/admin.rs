@@ -5,7 +5,9 @@
 //!
 //! ```text
 //!  roles / role_assignments ── owner 'manifest' ── operator sweep, folder sync (may delete)
-//!                           └─ owner 'api' ──────── admin API only (roleSource: API)
+//!                           ├─ owner 'api' ──────── admin API only (roleSource: API)
+//!                           └─ owner 'access-request' ── an approved access request, until it
+//!                                                        expires or is revoked (RoleAssignments only)
 //!  both ──► change_log ──► follower ──► access index (no difference between them)
 //! ```
 //!
@@ -29,6 +31,9 @@ pub enum Owner {
     Manifest,
     /// The admin API.
     Api,
+    /// An approved access request (only a RoleAssignment): its decision
+    /// or the expiry sweep removes it, nothing else.
+    AccessRequest,
 }
 
 impl Owner {
@@ -36,11 +41,16 @@ impl Owner {
         match self {
             Owner::Manifest => "manifest",
             Owner::Api => "api",
+            Owner::AccessRequest => "access-request",
         }
     }
 
     fn parse(text: &str) -> Self {
-        if text == "api" { Owner::Api } else { Owner::Manifest }
+        match text {
+            "api" => Owner::Api,
+            "access-request" => Owner::AccessRequest,
+            _ => Owner::Manifest,
+        }
     }
 }
 
@@ -51,6 +61,8 @@ pub enum ApiWrite<R> {
     Written(R),
     /// A manifest owns that name: the write would be undone by the next sync.
     OwnedByManifest,
+    /// An access request's grant holds that name: revoke the request instead.
+    OwnedByAccessRequest,
     /// The stored version is not the one the caller read.
     VersionMismatch { stored: i64 },
     /// Nothing of that name (update or delete).
@@ -174,8 +186,10 @@ impl AdminStore for Store {
         let (uid, generation, verb) = match (stored, expected_generation) {
             (Some(row), expected) => {
                 let owner: String = column(&row, R::TABLE, "owner")?;
-                if Owner::parse(&owner) == Owner::Manifest {
-                    return Ok(ApiWrite::OwnedByManifest);
+                match Owner::parse(&owner) {
+                    Owner::Manifest => return Ok(ApiWrite::OwnedByManifest),
+                    Owner::AccessRequest => return Ok(ApiWrite::OwnedByAccessRequest),
+                    Owner::Api => {}
                 }
                 let generation: i64 = column(&row, R::TABLE, "generation")?;
                 match expected {
@@ -234,8 +248,10 @@ impl AdminStore for Store {
         .map_err(query_error("read a role or assignment"))?;
         let Some(row) = stored else { return Ok(ApiWrite::Absent) };
         let owner: String = column(&row, R::TABLE, "owner")?;
-        if Owner::parse(&owner) == Owner::Manifest {
-            return Ok(ApiWrite::OwnedByManifest);
+        match Owner::parse(&owner) {
+            Owner::Manifest => return Ok(ApiWrite::OwnedByManifest),
+            Owner::AccessRequest => return Ok(ApiWrite::OwnedByAccessRequest),
+            Owner::Api => {}
         }
         let uid: String = column(&row, R::TABLE, "uid")?;
         sqlx::query(AssertSqlSafe(format!("DELETE FROM {} WHERE uid = $1", R::TABLE)))

@@ -41,6 +41,7 @@
 //! Migrations live in `migrations/sqlite` and `migrations/postgres` (same
 //! tables) and run on [`Store::connect`].
 
+pub mod access_requests;
 pub mod access_review;
 pub mod admin;
 pub mod audit;
@@ -75,6 +76,10 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, SqlSafeStr, Transaction};
 use tokio::sync::{Mutex, MutexGuard, OnceCell, broadcast, watch};
 
+pub use access_requests::{
+    AccessRequest, AccessRequestFilter, AccessRequestStatus, AccessRequestStore, Approval, ApprovalOutcome,
+    Decision as AccessDecision, NewAccessRequest,
+};
 pub use access_review::{AccessDirectory, AccessReviewStore, DirectoryGroup, DirectoryMember};
 pub use admin::{AccessRevoked, AdminStore, ApiWrite, FactorsRemoved, Owner};
 pub use audit::{AuditFilter, AuditHead, AuditStore, ChainCheck, MAX_AUDIT_PAGE, SealedAuditEvent};
@@ -477,6 +482,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (20, "invitations", include_str!("../../migrations/sqlite/0020_invitations.sql")),
     (22, "change feed", include_str!("../../migrations/sqlite/0022_change_feed.sql")),
     (23, "sso invitations", include_str!("../../migrations/sqlite/0023_sso_invitations.sql")),
+    (24, "access requests", include_str!("../../migrations/sqlite/0024_access_requests.sql")),
 ]);
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
@@ -495,6 +501,7 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (20, "invitations", include_str!("../../migrations/postgres/0020_invitations.sql")),
     (22, "change feed", include_str!("../../migrations/postgres/0022_change_feed.sql")),
     (23, "sso invitations", include_str!("../../migrations/postgres/0023_sso_invitations.sql")),
+    (24, "access requests", include_str!("../../migrations/postgres/0024_access_requests.sql")),
 ]);
 
 impl MigrationSource<'static> for EmbeddedMigrations {

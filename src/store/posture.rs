@@ -52,6 +52,8 @@ pub struct PostureCounts {
     pub inactive_users_with_grants: u64,
     /// Unexpired assignments of a privileged role with no expiry (any principal).
     pub standing_privileged_grants: u64,
+    /// Access requests waiting for a decision.
+    pub pending_access_requests: u64,
     pub scim: Vec<ScimSyncCounts>,
 }
 
@@ -180,6 +182,15 @@ impl PostureStore for Store {
         let row =
             standing.fetch_one(&mut *tx).await.map_err(query_error("count standing privileged grants"))?;
         counts.standing_privileged_grants = count(&row, "role_assignments", "standing")?;
+
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS pending FROM access_requests WHERE organization = $1 AND status = 'pending'",
+        )
+        .bind(query.organization)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(query_error("count pending access requests"))?;
+        counts.pending_access_requests = count(&row, "access_requests", "pending")?;
 
         let rows = sqlx::query(
             "SELECT identity_provider, last_request_ms, last_error_ms, request_count, error_count \

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!   Snapshot (all resources, any source)
-//!      └─ per namespace: Organization ── catalog, workspaces
+//!      └─ per namespace: Organization ── catalog, workspaces; accessRequests → RoleNotFound, UnknownPermission
 //!            ├─ Role            → UnknownPermission, RoleNotFound, InclusionCycle
 //!            ├─ RoleAssignment  → RoleNotFound, WorkspaceNotFound, ClientNotFound
 //!            └─ IdentityProvider→ RoleNotFound, WorkspaceNotFound, PrivilegedGroupMapping
@@ -247,6 +247,7 @@ impl<'a> Tenant<'a> {
             return;
         };
         self.check_roles(org, out);
+        self.check_access_request_policy(org, out);
         self.check_role_assignments(org, out);
         self.check_identity_providers(org, out);
     }
@@ -352,6 +353,48 @@ impl<'a> Tenant<'a> {
                     ),
                 ));
             }
+        }
+    }
+
+    /// `spec.accessRequests`: approvers and two-approver roles that exist,
+    /// an approver permission of the catalog (else nobody could approve).
+    fn check_access_request_policy(&self, org: &Organization, out: &mut Vec<Finding>) {
+        let Some(policy) = &org.spec.access_requests else { return };
+        let missing_role = |field: &[&'static str], role: &String| {
+            finding(
+                Severity::Error,
+                Reason::RoleNotFound,
+                org,
+                field,
+                Some(role),
+                format!(
+                    "spec.accessRequests names role {role}, which does not exist in namespace {}",
+                    namespace_of(org)
+                ),
+            )
+        };
+        if let Some(role) = &policy.approvers.role
+            && self.role(role).is_none()
+        {
+            out.push(missing_role(&["spec", "accessRequests", "approvers", "role"], role));
+        }
+        for role in policy.two_approvers_for.iter().filter(|r| self.role(r).is_none()) {
+            out.push(missing_role(&["spec", "accessRequests", "twoApproversFor"], role));
+        }
+        if let Some(permission) = &policy.approvers.permission
+            && !catalog_of(org).contains(permission)
+        {
+            out.push(finding(
+                Severity::Error,
+                Reason::UnknownPermission,
+                org,
+                &["spec", "accessRequests", "approvers", "permission"],
+                Some(permission),
+                format!(
+                    "spec.accessRequests.approvers.permission {permission} is not in the catalog of Organization {}; nobody could approve",
+                    org.name_any()
+                ),
+            ));
         }
     }
 

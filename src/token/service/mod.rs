@@ -21,6 +21,7 @@
 //! Every handler resolves `{org}` first: an unknown organization is 404, and
 //! clients, codes and tokens are looked up within that organization only.
 
+pub mod access_notifications;
 pub mod admin;
 pub mod check;
 pub mod client_auth;

@@ -102,6 +102,36 @@ impl PermissionAuthority for TokenServiceState {
         token: &str,
         permission: &'static str,
     ) -> Result<Authorized, OAuthError> {
+        let Authenticated { org, principal, claims } = self.authenticate(organization, token).await?;
+        let now = self.now();
+        let index = self.access_index(&org).await?;
+        let decision = index.index.check(&principal, permission, &Scope::Organization, now.as_second());
+        let reason = decision.to_string();
+        match decision {
+            Decision::Allowed(_) => {
+                Ok(Authorized { organization: org.name.clone(), principal, claims, reason })
+            }
+            Decision::Denied(denial) => Err(OAuthError::InsufficientScope(
+                format!("Permission {permission} is required ({}).", denial.code()).into(),
+            )),
+        }
+    }
+}
+
+/// A verified access token of the organization and who it speaks for,
+/// before any permission is checked.
+pub struct Authenticated {
+    pub org: std::sync::Arc<OrganizationView>,
+    pub principal: Principal,
+    pub claims: AccessTokenClaims,
+}
+
+impl TokenServiceState {
+    /// Verifies `token` as one of the organization's access tokens (as
+    /// [`RequirePermission`] does, without a permission): for routes open to
+    /// every principal of the organization that decide on their own what it
+    /// may do (an access request's requester).
+    pub async fn authenticate(&self, organization: &str, token: &str) -> Result<Authenticated, OAuthError> {
         let org = self.require_organization(organization).await?;
         let keys = self.key_set(&org).await?;
         let issuer = self.issuer(&org.name);
@@ -119,17 +149,7 @@ impl PermissionAuthority for TokenServiceState {
         let principal = principal_of(self, &org, &claims)
             .await?
             .ok_or_else(|| OAuthError::invalid_token("The token's user no longer exists."))?;
-        let index = self.access_index(&org).await?;
-        let decision = index.index.check(&principal, permission, &Scope::Organization, now.as_second());
-        let reason = decision.to_string();
-        match decision {
-            Decision::Allowed(_) => {
-                Ok(Authorized { organization: org.name.clone(), principal, claims, reason })
-            }
-            Decision::Denied(denial) => Err(OAuthError::InsufficientScope(
-                format!("Permission {permission} is required ({}).", denial.code()).into(),
-            )),
-        }
+        Ok(Authenticated { org, principal, claims })
     }
 }
 

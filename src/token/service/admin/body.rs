@@ -65,6 +65,17 @@ impl<T: DeserializeOwned> JsonBody<T> {
     }
 }
 
+impl<T: DeserializeOwned + Default> JsonBody<T> {
+    /// As [`read`](Self::read), with an empty body read as `T::default()`:
+    /// for actions whose every field is optional.
+    pub fn read_or_default(self) -> Result<T, AdminError> {
+        match &self.bytes {
+            Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(T::default()),
+            _ => self.read(),
+        }
+    }
+}
+
 impl<S: Send + Sync, T> FromRequest<S> for JsonBody<T> {
     type Rejection = std::convert::Infallible;
 

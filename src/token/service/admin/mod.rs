@@ -30,6 +30,9 @@
 //!  POST   /o/{org}/api/v1/invitations/{id}/revoke   invitations::revoke   iam.invite-users
 //!  GET    /o/{org}/api/v1/roleAssignments[/{name}]  roles::list|get    iam.view
 //!  PUT|DELETE /o/{org}/api/v1/roleAssignments/{name} roles::put|delete iam.manage-roles  roleSource API only, else 409
+//!  GET|POST /o/{org}/api/v1/access-requests        access_requests::list|create  (any member)  ?mine, ?pendingForMe
+//!  GET    /o/{org}/api/v1/access-requests/{id}      access_requests::get  requester, approver or iam.view
+//!  POST   /o/{org}/api/v1/access-requests/{id}/approve|deny|revoke  access_requests::…  the org's approvers
 //!  POST   /o/{org}/api/v1/check                     check::check       iam.view    (OAuth 2 error JSON)
 //!  GET    /o/{org}/api/v1/openapi.json              openapi::document  (none)      this API's OpenAPI 3.1 document
 //! ```
@@ -45,6 +48,7 @@
 //! A caller ([`AdminCaller`]) carries who it is and where it calls from, so
 //! that what it changes is audited in the same transaction.
 
+pub mod access_requests;
 pub mod audit;
 pub mod body;
 pub mod groups;
@@ -173,6 +177,27 @@ fn documented_routes() -> ApiRouter<TokenServiceState> {
         .api_route(
             "/o/{org}/api/v1/invitations/{id}/revoke",
             post_with(invitations::revoke, invitations::revoke_docs),
+        )
+        .api_route(
+            "/o/{org}/api/v1/access-requests",
+            get_with(access_requests::list, access_requests::list_docs)
+                .post_with(access_requests::create, access_requests::create_docs),
+        )
+        .api_route(
+            "/o/{org}/api/v1/access-requests/{id}",
+            get_with(access_requests::get, access_requests::get_docs),
+        )
+        .api_route(
+            "/o/{org}/api/v1/access-requests/{id}/approve",
+            post_with(access_requests::approve, access_requests::approve_docs),
+        )
+        .api_route(
+            "/o/{org}/api/v1/access-requests/{id}/deny",
+            post_with(access_requests::deny, access_requests::deny_docs),
+        )
+        .api_route(
+            "/o/{org}/api/v1/access-requests/{id}/revoke",
+            post_with(access_requests::revoke, access_requests::revoke_docs),
         )
         .api_route("/o/{org}/api/v1/posture", get_with(posture::get, posture::get_docs))
         .api_route("/o/{org}/api/v1/roles", get_with(roles::list::<Role>, roles::list_docs::<Role>))

@@ -280,6 +280,26 @@ impl<P: Permission> OperationInput for AdminCaller<P> {
     }
 }
 
+/// A caller any principal of the organization may be (the route decides
+/// what it may do): the bearer token, and the refusals of a bad one.
+impl OperationInput for super::access_requests::Member {
+    fn operation_input(_ctx: &mut GenContext, operation: &mut Operation) {
+        operation.security = vec![[(BEARER.to_owned(), Vec::new())].into_iter().collect()];
+        let line = "Open to every user and client of the organization; what each may do is said below.";
+        operation.description = Some(match operation.description.take() {
+            Some(description) => format!("{description}\n\n{line}"),
+            None => line.to_owned(),
+        });
+    }
+
+    fn inferred_early_responses(
+        ctx: &mut GenContext,
+        _operation: &mut Operation,
+    ) -> Vec<(Option<DocStatus>, Response)> {
+        [401, 404, 500].into_iter().map(|s| (Some(DocStatus::Code(s)), problem_response(ctx, s))).collect()
+    }
+}
+
 /// Security requirement, `x-portcullis-permission` and a line of description.
 pub fn document_permission<P: Permission>(operation: &mut Operation) {
     operation.security = vec![[(BEARER.to_owned(), Vec::new())].into_iter().collect()];

@@ -24,7 +24,7 @@ pub fn get_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
     op.summary("The organization's compliance posture").description(
         "MFA adoption (by method and among privileged users), stale accounts, inactive users \
              still holding grants, standing privileged grants, SCIM sync health and signing key \
-             changes to come. Computed at most a minute before; `computedAt` says when. \
-             `pendingAccessRequests` is 0 until access requests exist.",
+             changes to come, access requests waiting for a decision. Computed at most a minute \
+             before; `computedAt` says when.",
     )
 }

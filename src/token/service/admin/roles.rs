@@ -278,6 +278,7 @@ pub async fn put<K: AdminKind>(
             Ok(Versioned { status, version: record.meta().generation, body, location: None })
         }
         ApiWrite::OwnedByManifest => Err(managed_in_git::<K>(&org, &path.name)),
+        ApiWrite::OwnedByAccessRequest => Err(granted_by_access_request(&path.name)),
         ApiWrite::VersionMismatch { .. } if expected.is_none() => Err(AdminError::Conflict(format!(
             "A {} named {} already exists: send If-Match with its ETag to replace it.",
             kind_name::<K>(),
@@ -312,6 +313,7 @@ pub async fn delete<K: AdminKind>(
     match store.delete_api_record::<K::Record>(&org.namespace, &path.name).await? {
         ApiWrite::Written(()) => Ok(StatusCode::NO_CONTENT),
         ApiWrite::OwnedByManifest => Err(managed_in_git::<K>(&org, &path.name)),
+        ApiWrite::OwnedByAccessRequest => Err(granted_by_access_request(&path.name)),
         ApiWrite::Absent | ApiWrite::VersionMismatch { .. } => Err(not_found::<K>(&path.name)),
     }
 }
@@ -372,5 +374,18 @@ fn record_view<R: DesiredRecord, S: JsonSchema>(record: &R, owner: Owner) -> Rec
         version: meta.generation,
         spec: serde_json::from_str(record.spec_json()).unwrap_or(Value::Null),
         spec_type: PhantomData,
+    }
+}
+
+/// 409 for a RoleAssignment an approved access request made: it ends with
+/// the request (revoke it), not by an edit.
+fn granted_by_access_request(name: &str) -> AdminError {
+    AdminError::Refused {
+        status: axum::http::StatusCode::CONFLICT,
+        code: "granted-by-access-request",
+        detail: format!(
+            "The role assignment {name} is the grant of an approved access request: revoke the request \
+             (POST /api/v1/access-requests/{{id}}/revoke) to end it."
+        ),
     }
 }

@@ -35,6 +35,16 @@ use crate::store::{User, UserStore as _};
 use crate::token::service::require_permission::Permission;
 use crate::token::service::state::{ADMIN_PAGES_CLIENT, OrganizationView, TokenServiceState};
 
+/// No catalog permission: [`AdminPage<SignedIn>`] admits every signed-in,
+/// active user of the organization, for a page that decides itself what
+/// each may do there (the approval page of an access request). Anywhere
+/// else (`RequirePermission`) the empty name is a permission nobody holds.
+pub(super) struct SignedIn;
+
+impl Permission for SignedIn {
+    const NAME: &'static str = "";
+}
+
 /// A signed-in administrator holding `P` in the organization, at one of its admin pages.
 pub(super) struct AdminPage<P: Permission> {
     pub org: Arc<OrganizationView>,
@@ -131,10 +141,12 @@ impl<P: Permission> FromRequestParts<TokenServiceState> for AdminPage<P> {
         let snapshot = state.access_index(&org).await?;
         let principal = Principal::user(user.user_name.clone());
         let now = state.now().as_second();
-        if !matches!(
-            snapshot.index.check(&principal, P::NAME, &Scope::Organization, now),
-            Decision::Allowed(_)
-        ) {
+        if P::NAME != SignedIn::NAME
+            && !matches!(
+                snapshot.index.check(&principal, P::NAME, &Scope::Organization, now),
+                Decision::Allowed(_)
+            )
+        {
             let text = format!(
                 "You are signed in as {}, who does not hold the permission {} that this page needs.",
                 user.user_name,

@@ -42,6 +42,7 @@
 //! secret ([`LoginConfig::secret`]); replicas must share it.
 
 mod account;
+mod admin_access_requests;
 mod admin_invitations;
 mod admin_pages;
 mod admin_posture;
@@ -227,6 +228,10 @@ pub fn routes() -> axum::Router<TokenServiceState> {
         .route("/o/{org}/admin/signed-in", get(admin_pages::signed_in))
         .route("/o/{org}/admin/invitations", get(admin_invitations::show).post(admin_invitations::post))
         .route("/o/{org}/admin/posture", get(admin_posture::show))
+        .route(
+            "/o/{org}/admin/access-requests/{id}",
+            get(admin_access_requests::show).post(admin_access_requests::post),
+        )
         .merge(sso::routes())
 }
 

@@ -321,6 +321,29 @@ pub(super) struct AdminInvitationsPage<'a> {
     pub message: Option<&'a str>,
 }
 
+/// `{issuer}/admin/access-requests/{id}`: one access request, and the
+/// approve / deny form for an approver who may decide it.
+#[derive(Template)]
+#[template(path = "admin_access_request.html")]
+pub(super) struct AdminAccessRequestPage<'a> {
+    pub organization_display_name: &'a str,
+    pub user_name: &'a str,
+    pub action: &'a str,
+    pub hidden: HiddenFields,
+    pub requester: &'a str,
+    pub role: &'a str,
+    pub place: String,
+    pub duration: String,
+    pub justification: &'a str,
+    pub phase: &'static str,
+    pub approvals: Vec<String>,
+    pub approvals_needed: i64,
+    pub expires: Option<String>,
+    pub can_decide: bool,
+    pub why_not: Option<&'static str>,
+    pub message: Option<&'a str>,
+}
+
 /// A donut of the posture page: a share out of 100 (`filled` + `rest` = 100).
 pub(super) struct Donut {
     pub id: &'static str,
