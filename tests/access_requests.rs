@@ -17,6 +17,8 @@
 #[allow(clippy::duplicate_mod)]
 #[path = "support/browser_form.rs"]
 mod browser_form;
+#[path = "support/chromium.rs"]
+mod chromium;
 #[path = "support/standalone.rs"]
 mod standalone;
 
@@ -653,6 +655,78 @@ async fn an_approver_signs_in_and_approves_on_the_page_the_notification_links_to
     let until = tokio::time::Instant::now() + DEADLINE;
     while !tenants.roles("requester").await.contains(&"publisher@us-sales".to_owned()) {
         assert!(tokio::time::Instant::now() < until, "the role approved on the page never reached a token");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tenants.server.stop().await;
+}
+
+/// The scenario in a real browser: `compliance-officer` in
+/// `emea-marketing` for two hours, asked through the API; one approver
+/// approves through the API, and ada, the second, opens the link from the
+/// Slack message in headless Chromium, signs in, and approves on the page
+/// (at a phone's width; the screenshot is kept). The requester's next token
+/// carries the role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_second_approver_approves_in_chromium_from_the_slack_link() {
+    use chromium::{Chromium, DEFAULT_DEADLINE};
+    use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
+
+    let tenants = Tenants::start().await;
+    let (status, request) = tenants
+        .api(
+            "acme",
+            "requester",
+            "POST",
+            "/access-requests",
+            Some(ask("compliance-officer", "emea-marketing", "2h")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{request}");
+    let id = request["id"].as_str().unwrap().to_owned();
+    let (_, message) = tenants.sink.accepted("/slack", |m| m.to_string().contains(&id)).await;
+    let link = message["blocks"][2]["elements"][0]["url"].as_str().unwrap().to_owned();
+    let (status, first) =
+        tenants.api("acme", "approver-a", "POST", &format!("/access-requests/{id}/approve"), None).await;
+    assert_eq!((status, &first["phase"]), (StatusCode::OK, &json!("Pending")), "{first}");
+
+    let password = tenants.server.printed("password:").await;
+    let browser = Chromium::launch().await;
+    let tab = browser.new_tab().await;
+    tab.page()
+        .execute(SetDeviceMetricsOverrideParams::new(390, 844, 3.0, true))
+        .await
+        .expect("a phone-sized viewport");
+    tab.goto(&link).await;
+    tab.wait_for_selector("#username", DEFAULT_DEADLINE).await;
+    tab.fill("#username", ADMIN).await;
+    tab.fill("#password", &password).await;
+    tab.click("button[type=submit]").await;
+    tab.wait_for_url("the approval page again", DEFAULT_DEADLINE, |url| url == link).await;
+    tab.wait_for_selector("#approve", DEFAULT_DEADLINE).await;
+    let role: String = tab.eval("document.querySelector('#role').textContent").await;
+    assert_eq!(role, "compliance-officer in workspace emea-marketing");
+    let overflow: bool = tab.eval("document.documentElement.scrollWidth > window.innerWidth").await;
+    assert!(!overflow, "the page fits a phone's width");
+    tab.fill("#comment", "second approval, for the DPO's export").await;
+    tab.click("#approve").await;
+    tab.wait_for_text("Approved: the access is granted.", DEFAULT_DEADLINE).await;
+    let said: String = tab.eval("document.querySelector('[role=status]').textContent").await;
+    assert_eq!(said, "Approved: the access is granted.", "said as a status, not as an alert");
+    let said: String = tab.eval("document.querySelector('[role=status]').textContent").await;
+    assert_eq!(said, "Approved: the access is granted.", "said as a status, not as an alert");
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("access-request-approved-phone.png");
+    tab.save_screenshot(&shot).await;
+    println!("screenshot: {}", shot.display());
+    browser.close().await;
+
+    let (_, read) = tenants.api("acme", "requester", "GET", &format!("/access-requests/{id}"), None).await;
+    assert_eq!(read["phase"], "Approved", "{read}");
+    let approvers: Vec<&str> =
+        read["approvals"].as_array().unwrap().iter().map(|a| a["approver"].as_str().unwrap()).collect();
+    assert_eq!(approvers, ["approver-a", ADMIN], "{read}");
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while !tenants.roles("requester").await.contains(&"compliance-officer@emea-marketing".to_owned()) {
+        assert!(tokio::time::Instant::now() < until, "the role approved in Chromium never reached a token");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tenants.server.stop().await;

@@ -83,6 +83,7 @@ async fn render(
         can_decide: may_decide(&standing) && phase == AccessRequestStatus::Pending && !approved_by_me,
         why_not: why_not(&standing, phase, approved_by_me),
         message,
+        succeeded: status.is_success(),
     };
     Ok(Page::new(status, &view))
 }

@@ -72,6 +72,7 @@ async fn render(
         roles,
         invitations: rows,
         message,
+        succeeded: status.is_success(),
     };
     Ok(Page::new(status, &view))
 }

@@ -319,6 +319,8 @@ pub(super) struct AdminInvitationsPage<'a> {
     pub roles: Vec<String>,
     pub invitations: Vec<InvitationRow>,
     pub message: Option<&'a str>,
+    /// Whether `message` says what an action did (else why it was refused).
+    pub succeeded: bool,
 }
 
 /// `{issuer}/admin/access-requests/{id}`: one access request, and the
@@ -342,6 +344,8 @@ pub(super) struct AdminAccessRequestPage<'a> {
     pub can_decide: bool,
     pub why_not: Option<&'static str>,
     pub message: Option<&'a str>,
+    /// Whether `message` says what a decision did (else why it was refused).
+    pub succeeded: bool,
 }
 
 /// A donut of the posture page: a share out of 100 (`filled` + `rest` = 100).
