@@ -54,7 +54,9 @@ async fn the_python_package_passes_its_tests_against_standalone() {
 
     let built = tempfile::tempdir().unwrap();
     let package = build_package(&bin, built.path());
-    let output = Command::new(bin.join("python"))
+    // Awaited, not blocking: the runtime must keep reading the servers'
+    // output meanwhile, or their full pipes would stall them mid-test.
+    let output = tokio::process::Command::new(bin.join("python"))
         .args(["-m", "pytest", "-p", "no:cacheprovider", "-v"])
         .arg(repo().join("clients/python/portcullis/tests"))
         .env("PYTHONPATH", &package)
@@ -68,6 +70,7 @@ async fn the_python_package_passes_its_tests_against_standalone() {
         .env("PORTCULLIS_SHORT_ORDERS_SECRET", short.client_secret("orders-service").await)
         .env("PORTCULLIS_SHORT_ORGANIZATION", short.manifests.join("organization.yaml"))
         .output()
+        .await
         .expect("run pytest");
     let stdout = String::from_utf8_lossy(&output.stdout);
     eprintln!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
