@@ -87,7 +87,28 @@ fn portcullis_runs_in_a_cluster_as_the_operator_deploys_it() {
     let acme = repo().join("examples/acme");
     cp.kubectl_ok(&["apply", "--server-side", "-f", acme.to_str().unwrap()]);
     cp.kubectl_ok(&["wait", "--for=condition=Ready", "--timeout=120s", "-n", "acme", KINDS, "--all"]);
+    // The IdentityProvider's client secret (labelled for it) is copied for
+    // the token service, whose pods then roll to mount it.
+    eventually("the token service mounts the upstream secrets", Duration::from_secs(60), || {
+        let items = cp.kubectl_ok(&[
+            "get",
+            "deployment",
+            TOKEN_SERVICE,
+            "-n",
+            OPERATOR_NAMESPACE,
+            "-o",
+            "jsonpath={.spec.template.spec.volumes[0].secret.items[*].path}",
+        ]);
+        if items.split(' ').any(|p| p == "acme/okta-oidc/client-secret") { Ok(()) } else { Err(items) }
+    });
     let token_pods = kubelet.await_rollout(TOKEN_SERVICE, 2, Duration::from_secs(90));
+    let env = process_env(token_pods[0].pid.expect("a running pod"));
+    let dir = env
+        .iter()
+        .find_map(|v| v.strip_prefix("PORTCULLIS_UPSTREAM_SECRETS_DIR="))
+        .expect("the token service is told where the upstream secrets are");
+    let mounted = std::fs::read_to_string(Path::new(dir).join("acme/okta-oidc/client-secret"));
+    assert_eq!(mounted.expect("the client secret is mounted"), "PLACEHOLDER-not-a-real-okta-client-secret");
     let scim_pods = kubelet.await_rollout(SCIM_SERVICE, 2, Duration::from_secs(90));
     cp.kubectl_ok(&[
         "wait",
@@ -463,6 +484,22 @@ fn portcullis_runs_in_a_cluster_as_the_operator_deploys_it() {
     assert_eq!(store.signing_keys("acme"), 0, "its keys are gone from the store");
     let secret = cp.kubectl(&["get", "secret", "acme-signing-keys", "-n", "acme"]);
     assert!(!secret.status.success(), "and their export");
+
+    // A Secret without the opt-in label is not handed to the token service:
+    // an IdentityProvider's author cannot send any Secret of the namespace upstream.
+    cp.kubectl_ok(&["label", "secret", "okta-oidc", "-n", "acme", "iam.portcullis.dev/upstream-secret-"]);
+    eventually("the unlabelled client secret leaves the copy", Duration::from_secs(30), || {
+        let keys = cp.kubectl_ok(&[
+            "get",
+            "secret",
+            "portcullis-upstream-secrets",
+            "-n",
+            OPERATOR_NAMESPACE,
+            "-o",
+            "jsonpath={.data}",
+        ]);
+        if keys.contains("okta-oidc") { Err(keys) } else { Ok(()) }
+    });
 
     // Nothing restarted along the way, and the operator had every permission it needed.
     for pod in kubelet.pods() {

@@ -198,6 +198,7 @@ impl OperatorArgs {
                 .join(","),
             smtp_secret: self.service_smtp_secret.filter(|s| !s.trim().is_empty()),
             mail_from: self.service_mail_from.filter(|s| !s.trim().is_empty()),
+            upstream_secret_items: Vec::new(),
             pod_security_context,
             security_context,
             owner: None,

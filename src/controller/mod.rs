@@ -61,6 +61,7 @@ pub mod secrets;
 pub mod service_keys;
 pub mod tenants;
 pub mod triggers;
+pub mod upstream_secrets;
 pub mod workloads;
 
 pub use error::Error;

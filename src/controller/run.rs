@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use k8s_openapi::api::core::v1::{KeyToPath, ObjectReference, Secret};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector;
@@ -35,6 +35,7 @@ use super::reconcile::{self, Backoff, Context, Reconciler, Settings, system_cloc
 use super::service_keys::{self, ServiceKeys};
 use super::tenants::{Stores, Tenants};
 use super::triggers::{self, Triggers};
+use super::upstream_secrets::Mirror;
 use super::{Error, FIELD_MANAGER, Result, housekeeping, principals, release, workloads};
 use crate::api::{IdentityProvider, OAuthClient, Organization, Role, RoleAssignment};
 use crate::error_chain::error_chain;
@@ -305,11 +306,18 @@ async fn run_controllers(
         tasks.spawn(principals::run(store.clone(), triggers.clone()));
     }
     if let Some(workload_settings) = ctx.settings.workloads.clone() {
+        let (items_tx, items_rx) = watch::channel(Vec::new());
+        let mut mirror =
+            Mirror::new(client.clone(), ctx.stores.clone(), workload_settings.namespace.clone(), items_tx);
+        // The first copy before the first apply, so that pods start with it.
+        mirror.pass().await;
+        tasks.spawn(mirror.run());
         tasks.spawn(manage_workloads(
             client,
             workload_settings,
             ctx.settings.resync,
             ctx.service_keys.clone(),
+            items_rx,
         ));
     }
     // Nothing here ends by itself.
@@ -335,16 +343,19 @@ async fn run_one<K: Reconciler>(
 }
 
 /// Keeps the managed Deployments and Services as configured, and applies
-/// them again at once when the services' keys change (their pods roll).
+/// them again at once when the services' keys change (their pods roll) or
+/// the upstream secrets they mount do.
 async fn manage_workloads(
     client: Client,
     mut settings: workloads::WorkloadSettings,
     resync: Duration,
     mut keys: watch::Receiver<Option<ServiceKeys>>,
+    mut upstream_items: watch::Receiver<Vec<KeyToPath>>,
 ) {
     let mut delay = Duration::from_secs(1);
     loop {
         settings.service_keys_checksum = keys.borrow_and_update().as_ref().map(|k| k.checksum.clone());
+        settings.upstream_secret_items = upstream_items.borrow_and_update().clone();
         let applied = match workloads::resolve_owner(&client, &mut settings).await {
             Ok(()) => workloads::reconcile(&client, &settings).await,
             Err(e) => Err(e),
@@ -364,6 +375,7 @@ async fn manage_workloads(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             changed = keys.changed() => if changed.is_err() { return },
+            changed = upstream_items.changed() => if changed.is_err() { return },
         }
     }
 }

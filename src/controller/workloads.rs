@@ -16,6 +16,7 @@
 //! | regional stores | `PORTCULLIS_STORE_URL_{REGION}` ← `secretKeyRef` each region's Secret, named by `PORTCULLIS_STORE_ENVS` (`eu=PORTCULLIS_STORE_URL_EU,…`) |
 //! | public base URL | `PORTCULLIS_PUBLIC_BASE_URL` / `PORTCULLIS_SCIM_BASE_URL` (the operator's flags) |
 //! | key-encryption key, login secret | `PORTCULLIS_KEY_ENCRYPTION_KEY`, `…_PREVIOUS_…`, `PORTCULLIS_LOGIN_SECRET` ← `secretKeyRef` the services' keys Secret ([`super::service_keys`]); a checksum of them in the pod template rolls the pods when they change |
+//! | upstream client secrets, CA bundles, webhook keys | the Secret [`super::upstream_secrets`] copies them into, mounted at its `MOUNT_PATH` (`PORTCULLIS_UPSTREAM_SECRETS_DIR`), only when something is referenced |
 //! | where to listen | `--listen $(POD_IP):8080`, `--metrics-listen $(POD_IP):9090`, `POD_IP` from the downward API |
 //!
 //! The services bind their pod's IP rather than `0.0.0.0`: what a pod is
@@ -34,9 +35,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -46,6 +48,7 @@ use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 
 use super::service_keys::{KEY_ENCRYPTION_KEY, LOGIN_SECRET, PREVIOUS_KEY_ENCRYPTION_KEY};
+use super::upstream_secrets;
 use super::{Error, FIELD_MANAGER, Result, labels};
 use crate::probes;
 
@@ -99,6 +102,9 @@ pub struct WorkloadSettings {
     pub smtp_secret: Option<String>,
     /// The token service's `PORTCULLIS_MAIL_FROM`, if set.
     pub mail_from: Option<String>,
+    /// The keys of the upstream secrets' copy and where each is mounted
+    /// ([`super::upstream_secrets`]); none: nothing is mounted.
+    pub upstream_secret_items: Vec<KeyToPath>,
     pub pod_security_context: PodSecurityContext,
     pub security_context: SecurityContext,
     /// Owner of everything applied (the operator's own Deployment), once
@@ -273,9 +279,25 @@ fn plan_service(settings: &WorkloadSettings, service: &str, replicas: i32, base_
         if let Some(from) = &settings.mail_from {
             env.push(env_value("PORTCULLIS_MAIL_FROM", from));
         }
+        if !settings.upstream_secret_items.is_empty() {
+            env.push(env_value("PORTCULLIS_UPSTREAM_SECRETS_DIR", upstream_secrets::MOUNT_PATH));
+        }
     } else {
         env.push(env_value("PORTCULLIS_SCIM_BASE_URL", base_url));
     }
+    // Optional: a key dropped from the copy just before the pods roll must
+    // not keep them from starting.
+    let upstream_volume =
+        (service == "token-service" && !settings.upstream_secret_items.is_empty()).then(|| Volume {
+            name: "upstream-secrets".to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(upstream_secrets::MIRROR_SECRET.to_owned()),
+                items: Some(settings.upstream_secret_items.clone()),
+                optional: Some(true),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
     let container = Container {
         name: service.to_owned(),
         image: Some(settings.image.clone()),
@@ -311,6 +333,14 @@ fn plan_service(settings: &WorkloadSettings, service: &str, replicas: i32, base_
         readiness_probe: Some(probe(probes::READINESS, 2, 0)),
         liveness_probe: Some(probe(probes::LIVENESS, 10, 10)),
         security_context: Some(settings.security_context.clone()),
+        volume_mounts: upstream_volume.as_ref().map(|v| {
+            vec![VolumeMount {
+                name: v.name.clone(),
+                mount_path: upstream_secrets::MOUNT_PATH.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            }]
+        }),
         ..Container::default()
     };
     let annotations = settings
@@ -334,6 +364,7 @@ fn plan_service(settings: &WorkloadSettings, service: &str, replicas: i32, base_
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    volumes: upstream_volume.map(|v| vec![v]),
                     security_context: Some(settings.pod_security_context.clone()),
                     // The services talk to the store, not to the API server,
                     // and find nothing through Service environment variables.
@@ -504,6 +535,7 @@ mod tests {
             trusted_proxies: "10.0.0.0/8,fd00::/8".into(),
             smtp_secret: Some("portcullis-smtp".into()),
             mail_from: Some("Acme IAM <iam@acme.example>".into()),
+            upstream_secret_items: Vec::new(),
             pod_security_context: default_pod_security_context(),
             security_context: default_security_context(),
             owner: None,
@@ -602,6 +634,31 @@ mod tests {
         let ports: Vec<_> =
             plan.service.spec.as_ref().unwrap().ports.as_ref().unwrap().iter().map(|p| p.port).collect();
         assert_eq!(ports, [SERVICE_PORT, METRICS_PORT]);
+    }
+
+    #[test]
+    fn the_token_service_mounts_the_upstream_secrets_only_when_some_are_referenced() {
+        let volumes = |settings: &WorkloadSettings| {
+            let plan = plan(settings)[0].1.clone().unwrap();
+            let pod = plan.deployment.spec.template.spec.unwrap();
+            (pod.volumes, pod.containers[0].volume_mounts.clone(), pod.containers[0].env.clone().unwrap())
+        };
+        let mut settings = settings();
+        let (none, no_mounts, env_without) = volumes(&settings);
+        assert!(none.is_none() && no_mounts.is_none());
+        assert!(!env_without.iter().any(|e| e.name == "PORTCULLIS_UPSTREAM_SECRETS_DIR"));
+
+        let item =
+            KeyToPath { key: "s_acme_okta_secret".into(), path: "acme/okta/secret".into(), mode: None };
+        settings.upstream_secret_items = vec![item.clone()];
+        let (volumes, mounts, env) = volumes(&settings);
+        let source = volumes.unwrap()[0].secret.clone().unwrap();
+        assert_eq!(source.secret_name.as_deref(), Some(upstream_secrets::MIRROR_SECRET));
+        assert_eq!(source.items, Some(vec![item]));
+        let mount = &mounts.unwrap()[0];
+        assert_eq!((mount.mount_path.as_str(), mount.read_only), (upstream_secrets::MOUNT_PATH, Some(true)));
+        let dir = env.iter().find(|e| e.name == "PORTCULLIS_UPSTREAM_SECRETS_DIR").unwrap();
+        assert_eq!(dir.value.as_deref(), Some(upstream_secrets::MOUNT_PATH));
     }
 
     #[test]

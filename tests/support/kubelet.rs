@@ -12,7 +12,9 @@
 //!        expanded as the kubelet does; secretKeyRef / configMapKeyRef / envFrom read
 //!        from the API server when the container starts (a missing one waits, as
 //!        CreateContainerConfigError); fieldRef status.podIP = the pod's loopback
-//!        address (127.x.y.z); readiness and liveness probes polled; a process that
+//!        address (127.x.y.z); Secret volumes written to a folder of the pod's
+//!        and the mount path in env and args pointed there (no mount namespace
+//!        here; written at container start, not refreshed); readiness and liveness probes polled; a process that
 //!        exits is restarted with backoff; status written back to the Deployment
 //!  Services ──► a loopback port per service port, forwarding each connection to
 //!               a ready pod its selector matches (round robin), at the target port
@@ -20,7 +22,7 @@
 //!
 //! It knows nothing the Deployment does not say. What it cannot do, it
 //! refuses with a reason: a `command` (the image's entrypoint is the
-//! binary), volumes, Service environment variables (`enableServiceLinks`
+//! binary), volumes other than Secrets, `subPath` mounts, Service environment variables (`enableServiceLinks`
 //! must be false), resource fields. Everything it started is killed when it
 //! is dropped (also when the test panics), and by a watchdog if the test
 //! process dies.
@@ -35,7 +37,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVar, PodTemplateSpec, Probe, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, EnvVar, PodTemplateSpec, Probe, Secret, Service, Volume,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt as _, reflector, watcher};
@@ -448,7 +452,10 @@ fn start_pod(shared: &Arc<Shared>, deployment: &str, hash: &str, template: &PodT
                 let mut stop_rx = stop_rx;
                 let _ = stop_rx.wait_for(|s| *s).await;
             }
-            None => run_pod(&shared, &running, &container, stop_rx, Duration::from_secs(grace)).await,
+            None => {
+                let volumes = spec.volumes.clone().unwrap_or_default();
+                run_pod(&shared, &running, &container, &volumes, stop_rx, Duration::from_secs(grace)).await
+            }
         }
         let _ = finished_tx.send(true);
     });
@@ -463,10 +470,11 @@ fn refuse_unsupported(spec: &k8s_openapi::api::core::v1::PodSpec, container: &Co
     if container.command.as_ref().is_some_and(|c| !c.is_empty()) {
         return Some("`command` replaces the image's entrypoint, which is the binary under test".into());
     }
-    if spec.volumes.as_ref().is_some_and(|v| !v.is_empty())
-        || container.volume_mounts.as_ref().is_some_and(|v| !v.is_empty())
-    {
-        return Some("volumes are not materialised here: hand the container what it needs by env".into());
+    if spec.volumes.iter().flatten().any(|v| v.secret.is_none()) {
+        return Some("only Secret volumes are materialised here: hand the container the rest by env".into());
+    }
+    if container.volume_mounts.iter().flatten().any(|m| m.sub_path.is_some() || m.sub_path_expr.is_some()) {
+        return Some("subPath mounts are not materialised here".into());
     }
     if spec.enable_service_links != Some(false) {
         return Some("Service environment variables are not emulated: set enableServiceLinks: false".into());
@@ -478,6 +486,7 @@ async fn run_pod(
     shared: &Arc<Shared>,
     pod: &Arc<Pod>,
     container: &Container,
+    volumes: &[Volume],
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
@@ -490,8 +499,12 @@ async fn run_pod(
     loop {
         // The container's environment, read from the API server as it starts.
         let env = loop {
-            match resolve_env(shared, container, &name, ip).await {
-                Ok(env) => break env,
+            let resolved = match resolve_env(shared, container, &name, ip).await {
+                Ok(env) => mount_volumes(shared, container, volumes, &name).await.map(|mounts| (env, mounts)),
+                Err(reason) => Err(reason),
+            };
+            match resolved {
+                Ok((env, mounts)) => break remount(env, &mounts),
                 Err(reason) => {
                     append_log(&log_path, &format!("kubelet stand-in: CreateContainerConfigError: {reason}"));
                     tokio::select! {
@@ -502,6 +515,9 @@ async fn run_pod(
             }
         };
         let args: Vec<String> = container.args.iter().flatten().map(|a| expand(a, &env)).collect();
+        // Env values were pointed at the volumes' folders; args name mount paths the same way.
+        let mounts = mount_folders(shared, container, &name);
+        let args: Vec<String> = args.into_iter().map(|a| relocate(&a, &mounts)).collect();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("pod log");
         let spawned = tokio::process::Command::new(&shared.binary)
             .args(&args)
@@ -648,6 +664,77 @@ pub fn expand(text: &str, env: &[(String, String)]) -> String {
 
 /// The container's environment, in order: `envFrom`, then `env`, each value
 /// expanded against the variables before it.
+/// Where each of the container's mounts is written: `{dir}/{pod}-volumes/{volume}`.
+fn mount_folders(shared: &Shared, container: &Container, pod_name: &str) -> Vec<(String, PathBuf)> {
+    container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| (m.mount_path.clone(), shared.dir.join(format!("{pod_name}-volumes")).join(&m.name)))
+        .collect()
+}
+
+/// Writes each mounted Secret volume's keys (or its items, at their paths)
+/// into the mount's folder, as the kubelet would; an optional Secret or key
+/// that is missing is left out. Returns mount path → folder.
+async fn mount_volumes(
+    shared: &Shared,
+    container: &Container,
+    volumes: &[Volume],
+    pod_name: &str,
+) -> Result<Vec<(String, PathBuf)>, String> {
+    let secrets: Api<Secret> = Api::namespaced(shared.client.clone(), &shared.namespace);
+    let folders = mount_folders(shared, container, pod_name);
+    for (mount, folder) in container.volume_mounts.iter().flatten().zip(&folders) {
+        let source = volumes
+            .iter()
+            .find(|v| v.name == mount.name)
+            .and_then(|v| v.secret.clone())
+            .ok_or_else(|| format!("volume {:?} is not a Secret volume of the pod", mount.name))?;
+        let name = source.secret_name.clone().unwrap_or_default();
+        let optional = source.optional == Some(true);
+        let data = match secrets.get_opt(&name).await.map_err(|e| e.to_string())? {
+            Some(secret) => secret.data.unwrap_or_default(),
+            None if optional => BTreeMap::new(),
+            None => return Err(format!("secret {name:?} not found")),
+        };
+        let items: Vec<(String, String)> = match &source.items {
+            Some(items) => items.iter().map(|i| (i.key.clone(), i.path.clone())).collect(),
+            None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
+        };
+        let _ = std::fs::remove_dir_all(&folder.1);
+        std::fs::create_dir_all(&folder.1).map_err(|e| e.to_string())?;
+        for (key, path) in items {
+            match data.get(&key) {
+                Some(value) => {
+                    let file = folder.1.join(&path);
+                    std::fs::create_dir_all(file.parent().unwrap()).map_err(|e| e.to_string())?;
+                    std::fs::write(&file, &value.0).map_err(|e| e.to_string())?;
+                }
+                None if optional => {}
+                None => return Err(format!("secret {name:?} has no key {key:?}")),
+            }
+        }
+    }
+    Ok(folders)
+}
+
+/// `value` with a leading mount path replaced by its folder.
+fn relocate(value: &str, mounts: &[(String, PathBuf)]) -> String {
+    for (mount_path, folder) in mounts {
+        if let Some(rest) = value.strip_prefix(mount_path.as_str()) {
+            if rest.is_empty() || rest.starts_with('/') {
+                return format!("{}{rest}", folder.display());
+            }
+        }
+    }
+    value.to_owned()
+}
+
+fn remount(env: Vec<(String, String)>, mounts: &[(String, PathBuf)]) -> Vec<(String, String)> {
+    env.into_iter().map(|(name, value)| (name, relocate(&value, mounts))).collect()
+}
+
 async fn resolve_env(
     shared: &Shared,
     container: &Container,
