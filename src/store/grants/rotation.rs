@@ -2,17 +2,20 @@
 //!
 //! A rotation is a compare-and-set on the family's counter plus the
 //! successor's hash: of concurrent rotations of one token exactly one moves
-//! the counter; the others lose and revoke the family (reuse). SQLite has one
-//! writer at a time, so on SQLite one writer task takes every rotation
-//! waiting at that moment and commits them in one transaction of four
-//! statements whatever their number: the write lock, the commit and each
-//! round trip to the connection's thread are paid once per group instead of
-//! once per refresh. PostgreSQL locks rows and commits concurrently (and
-//! batches its own WAL flushes), so there each rotation runs the same
-//! statements in its own transaction.
+//! the counter; the others lose and revoke the family (reuse). One writer
+//! task per store takes every rotation waiting at that moment and commits
+//! them in one transaction of four statements whatever their number: the
+//! commit (on a durable PostgreSQL, a WAL flush; on SQLite, the write lock
+//! too) and each round trip are paid once per group instead of once per
+//! refresh.
+//!
+//! On PostgreSQL several replicas commit groups at once, each locking the
+//! rows of its families in the order the server scans them; two groups
+//! that share two families could deadlock. The server then aborts one,
+//! which is run again once (its transaction rolled back whole).
 //!
 //! ```text
-//!  refresh ─► Rotation ─► queue ─► writer task: BEGIN IMMEDIATE (the store's write turn)
+//!  refresh ─► Rotation ─► queue ─► writer task: BEGIN (SQLite: IMMEDIATE, the store's write turn)
 //!   (await the outcome)            UPDATE families SET counter = counter + 1 WHERE
 //!                                    (family_id = $f1 AND counter = $c1) OR … RETURNING family_id
 //!                                  INSERT INTO refresh_tokens VALUES (successors of the winners)
@@ -31,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::secret::SecretHash;
 use crate::store::error::query_error;
-use crate::store::{Backend, Result, Store, StoreError, WeakStore, column};
+use crate::store::{Result, Store, StoreError, WeakStore, column};
 
 /// The most rotations committed in one transaction (bounds the statements'
 /// parameter lists; groups rarely reach it).
@@ -56,7 +59,7 @@ pub enum RotationOutcome {
     Lost,
 }
 
-/// Where rotations wait for the SQLite writer task, started on first use.
+/// Where rotations wait for the writer task, started on first use.
 #[derive(Default)]
 pub struct RotationWriter {
     queue: OnceLock<mpsc::UnboundedSender<Waiting>>,
@@ -72,12 +75,6 @@ struct Waiting {
 impl RotationWriter {
     /// Rotates, committed once this returns `Rotated` or `Lost`.
     pub async fn rotate(&self, store: &Store, rotation: Rotation) -> Result<RotationOutcome> {
-        if store.backend() == Backend::Postgres {
-            let mut tx = store.begin_unlogged_write().await?;
-            let outcome = apply(tx.conn(), std::slice::from_ref(&rotation)).await?;
-            tx.commit().await?;
-            return Ok(outcome[0]);
-        }
         let queue = self.queue.get_or_init(|| start_writer(store.downgrade()));
         let (outcome, answer) = oneshot::channel();
         queue.send(Waiting { rotation, outcome }).map_err(|_| StoreError::WriterStopped)?;
@@ -110,13 +107,16 @@ fn start_writer(store: WeakStore) -> mpsc::UnboundedSender<Waiting> {
 /// Commits `group` in one transaction and answers (and empties) it.
 async fn commit_group(store: &Store, group: &mut Vec<Waiting>) {
     let rotations: Vec<&Rotation> = group.iter().map(|w| &w.rotation).collect();
-    let committed = async {
+    let attempt = || async {
         let mut tx = store.begin_unlogged_write().await?;
         let outcomes = apply(tx.conn(), &rotations).await?;
         tx.commit().await?;
         Ok::<_, StoreError>(outcomes)
+    };
+    let committed = match attempt().await {
+        Err(error) if is_deadlock(&error) => attempt().await,
+        done => done,
     }
-    .await
     .map_err(Arc::new);
     if let Err(error) = &committed {
         let error = crate::error_chain::ErrorChain(&**error);
@@ -129,6 +129,16 @@ async fn commit_group(store: &Store, group: &mut Vec<Waiting>) {
             Err(error) => Err(error.clone()),
         };
         let _ = waiting.outcome.send(outcome);
+    }
+}
+
+/// PostgreSQL aborted the transaction to break a deadlock (SQLSTATE 40P01).
+fn is_deadlock(error: &StoreError) -> bool {
+    match error {
+        StoreError::Query { source, .. } => {
+            source.as_database_error().and_then(|e| e.code()).is_some_and(|code| code == "40P01")
+        }
+        _ => false,
     }
 }
 
