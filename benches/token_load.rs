@@ -220,19 +220,7 @@ async fn benchmark() {
                     let workers = (0..connections).map(|_| AnyOk { form: form.clone() }).collect();
                     Some(generator::run(&ceiling_target, load, workers, None).await.map(|(o, _)| o))
                 }
-                "portcullis_client_credentials" => match &ours {
-                    Some(ours) => Some(
-                        generator::run(
-                            &ours.target(),
-                            load,
-                            client_credentials(load, &ours.client_credentials_form),
-                            None,
-                        )
-                        .await
-                        .map(|(o, _)| o),
-                    ),
-                    None => None,
-                },
+                "portcullis_client_credentials" => our_client_credentials(ours.as_ref(), load).await,
                 "oidc_provider_client_credentials" => match &node_target {
                     Some(target) => Some(
                         generator::run(target, load, client_credentials(load, &node_cc_form), node_pid)
@@ -241,50 +229,20 @@ async fn benchmark() {
                     ),
                     None => None,
                 },
-                "portcullis_refresh" => match (&ours, our_refresh_tokens.take()) {
-                    (Some(ours), Some(workers)) => {
-                        Some(generator::run(&ours.target(), load, workers, None).await.map(
-                            |(outcome, workers)| {
-                                our_refresh_tokens = Some(workers);
-                                outcome
-                            },
-                        ))
-                    }
-                    _ => None,
-                },
-                "portcullis_postgres_client_credentials" => match &ours_postgres {
-                    Some(ours) => Some(
-                        generator::run(
-                            &ours.target(),
-                            load,
-                            client_credentials(load, &ours.client_credentials_form),
-                            None,
-                        )
-                        .await
-                        .map(|(o, _)| o),
-                    ),
-                    None => None,
-                },
-                "portcullis_postgres_refresh" => match (&ours_postgres, postgres_refresh_tokens.take()) {
-                    (Some(ours), Some(workers)) => {
-                        Some(generator::run(&ours.target(), load, workers, None).await.map(
-                            |(outcome, workers)| {
-                                postgres_refresh_tokens = Some(workers);
-                                outcome
-                            },
-                        ))
-                    }
-                    _ => None,
-                },
-                "oidc_provider_refresh" => match (&node_target, node_refresh_tokens.take()) {
-                    (Some(target), Some(workers)) => Some(
-                        generator::run(target, load, workers, node_pid).await.map(|(outcome, workers)| {
-                            node_refresh_tokens = Some(workers);
-                            outcome
-                        }),
-                    ),
-                    _ => None,
-                },
+                "portcullis_refresh" => {
+                    let target = ours.as_ref().map(portcullis::Portcullis::target);
+                    rotate(target.as_ref(), &mut our_refresh_tokens, load, None).await
+                }
+                "portcullis_postgres_client_credentials" => {
+                    our_client_credentials(ours_postgres.as_ref(), load).await
+                }
+                "portcullis_postgres_refresh" => {
+                    let target = ours_postgres.as_ref().map(portcullis::Portcullis::target);
+                    rotate(target.as_ref(), &mut postgres_refresh_tokens, load, None).await
+                }
+                "oidc_provider_refresh" => {
+                    rotate(node_target.as_ref(), &mut node_refresh_tokens, load, node_pid).await
+                }
                 other => unreachable!("unknown scenario {other}"),
             };
             match measured {
@@ -305,6 +263,31 @@ async fn benchmark() {
     }
     println!("load average after: {}", load_average());
     report(&runs);
+}
+
+/// A client_credentials run against one of our deployments, if it started.
+async fn our_client_credentials(
+    ours: Option<&portcullis::Portcullis>,
+    load: Load,
+) -> Option<Result<Outcome, String>> {
+    let ours = ours?;
+    let workers = client_credentials(load, &ours.client_credentials_form);
+    Some(generator::run(&ours.target(), load, workers, None).await.map(|(outcome, _)| outcome))
+}
+
+/// A refresh run, if `target` started; each worker's rotated token is put
+/// back in `tokens` for the next repetition.
+async fn rotate(
+    target: Option<&Target>,
+    tokens: &mut Option<Vec<RotatingRefresh>>,
+    load: Load,
+    peer_pid: Option<u32>,
+) -> Option<Result<Outcome, String>> {
+    let (target, workers) = (target?, tokens.take()?);
+    Some(generator::run(target, load, workers, peer_pid).await.map(|(outcome, workers)| {
+        *tokens = Some(workers);
+        outcome
+    }))
 }
 
 /// CPU time per measured request, in microseconds.
