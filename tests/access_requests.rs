@@ -400,6 +400,18 @@ async fn two_distinct_approvers_grant_a_role_that_a_new_token_carries_until_revo
         pending_a["accessRequests"].as_array().unwrap().is_empty(),
         "approver-a has approved: {pending_a}"
     );
+    // A page of one for approver-a skips what they already approved rather
+    // than coming back empty with a cursor.
+    let (status, later) = tenants
+        .api("acme", "requester", "POST", "/access-requests", Some(ask("publisher", "us-sales", "1h")))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{later}");
+    let (_, page) =
+        tenants.api("acme", "approver-a", "GET", "/access-requests?pendingForMe&limit=1", None).await;
+    let ids: Vec<&str> =
+        page["accessRequests"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [later["id"].as_str().unwrap()], "{page}");
+    assert!(page.get("nextCursor").is_none_or(|c| c.is_null()), "nothing follows: {page}");
     let (status, approved) = tenants.api("acme", "approver-b", "POST", &approve, None).await;
     assert_eq!(status, StatusCode::OK, "{approved}");
     assert_eq!(approved["phase"], "Approved", "{approved}");

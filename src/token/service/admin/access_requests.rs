@@ -24,12 +24,10 @@ use axum::Json;
 use axum::extract::{FromRequestParts, Path, Query, RawPathParams, RawQuery, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::body::{JsonBody, Versioned, page_limit, query_pairs};
+use super::body::{JsonBody, Versioned, created_cursor, page_limit, parse_created_cursor, query_pairs};
 use super::openapi::{created, problems};
 use super::{AdminError, IamManage};
 use crate::api::{AccessRequestPolicy, GoDuration};
@@ -429,7 +427,7 @@ pub async fn list(
                     )
                 })?);
             }
-            "cursor" => filter.after = Some(decode_cursor(&value)?),
+            "cursor" => filter.after = Some(parse_created_cursor(&value)?),
             other => return Err(AdminError::invalid_parameter(other, "unknown parameter")),
         }
     }
@@ -450,20 +448,12 @@ pub async fn list(
             ));
         }
     }
-    let limit = filter.limit;
-    filter.limit += 1;
-    let mut found = state.store().list_access_requests(&org.namespace, &filter).await?;
-    let more = found.len() > limit as usize;
-    found.truncate(limit as usize);
-    let next_cursor = match (more, found.last()) {
-        (true, Some(last)) => Some(URL_SAFE_NO_PAD.encode(format!("{}:{}", last.created_ms, last.id))),
-        _ => None,
-    };
-    if pending_for_me && !mine {
-        let policy = policy(&org)?;
-        let me = caller.principal();
-        // Filtered after the page is read: a page may hold fewer than `limit`.
-        found.retain(|request| {
+    // `?pendingForMe` keeps only what the caller may decide, which needs the
+    // access index: pages are read until `limit` of those are found.
+    let pending_for = (pending_for_me && !mine).then(|| policy(&org)).transpose()?;
+    let me = caller.principal();
+    let decidable = |request: &AccessRequest| {
+        pending_for.is_none_or(|policy| {
             !same_principal(&request.requester, me)
                 && !request
                     .approvals
@@ -476,22 +466,34 @@ pub async fn list(
                     &scope_of(request.workspace.as_deref()),
                     now.as_second(),
                 )
-        });
-    }
+        })
+    };
+    // Pages of `limit + 1`: without a filter, the extra one says whether
+    // more follow. With one, a last page can come back empty.
+    let limit = filter.limit as usize;
+    filter.limit += 1;
+    let mut found = Vec::new();
+    let next_cursor = loop {
+        let page = state.store().list_access_requests(&org.namespace, &filter).await?;
+        let last_page = page.len() < filter.limit as usize;
+        let mut rest = page.into_iter();
+        for request in rest.by_ref() {
+            filter.after = Some((request.created_ms, request.id.clone()));
+            if decidable(&request) {
+                found.push(request);
+                if found.len() == limit {
+                    break;
+                }
+            }
+        }
+        let more = rest.next().is_some() || !last_page;
+        if found.len() == limit || !more {
+            let last = found.last().filter(|_| more);
+            break last.map(|last| created_cursor(last.created_ms, &last.id));
+        }
+    };
     let access_requests = found.iter().map(|r| view(r, now.as_millisecond())).collect();
     Ok(Json(AccessRequestList { access_requests, next_cursor }))
-}
-
-fn decode_cursor(value: &str) -> Result<(i64, String), AdminError> {
-    URL_SAFE_NO_PAD
-        .decode(value.as_bytes())
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| {
-            let (created, id) = text.split_once(':')?;
-            Some((created.parse::<i64>().ok()?, id.to_owned()))
-        })
-        .ok_or_else(|| AdminError::invalid_parameter("cursor", "not a cursor this API returned"))
 }
 
 /// Who a principal is to a request.

@@ -15,6 +15,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -245,6 +247,25 @@ pub fn query_pairs(query: &str) -> Result<Vec<QueryPair<'_>>, AdminError> {
     Ok(pairs)
 }
 
+/// The `nextCursor` of a list ordered by creation: the last item's
+/// `{created_ms}:{id}`, base64url (opaque to callers).
+pub fn created_cursor(created_ms: i64, id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{created_ms}:{id}"))
+}
+
+/// A `cursor` parameter made by [`created_cursor`].
+pub fn parse_created_cursor(value: &str) -> Result<(i64, String), AdminError> {
+    URL_SAFE_NO_PAD
+        .decode(value.as_bytes())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| {
+            let (created, id) = text.split_once(':')?;
+            Some((created.parse::<i64>().ok()?, id.to_owned()))
+        })
+        .ok_or_else(|| AdminError::invalid_parameter("cursor", "not a cursor this API returned"))
+}
+
 /// A list's `limit`: 1 to `max`.
 pub fn page_limit(value: &str, max: u32) -> Result<u32, AdminError> {
     value
@@ -257,6 +278,15 @@ pub fn page_limit(value: &str, max: u32) -> Result<u32, AdminError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_created_cursor_reads_back_and_anything_else_is_refused() {
+        let cursor = created_cursor(1_765_000_000_123, "ar-7:x");
+        assert_eq!(parse_created_cursor(&cursor).unwrap(), (1_765_000_000_123, "ar-7:x".to_owned()));
+        for bad in ["", "!!", &URL_SAFE_NO_PAD.encode("no-colon"), &URL_SAFE_NO_PAD.encode("x:1")] {
+            assert!(parse_created_cursor(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[derive(Debug, Deserialize)]
     #[serde(rename_all = "camelCase")]

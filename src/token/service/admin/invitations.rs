@@ -13,12 +13,10 @@ use axum::Json;
 use axum::extract::Query;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::body::{JsonBody, Versioned, page_limit, query_pairs};
+use super::body::{JsonBody, Versioned, created_cursor, page_limit, parse_created_cursor, query_pairs};
 use super::openapi::{created, problems};
 use super::{AdminCaller, AdminError, IamInviteUsers};
 use crate::api::GoDuration;
@@ -99,11 +97,7 @@ pub async fn list(
     let mut found = state.store().list_invitations(&org.namespace, &filter, now).await?;
     let more = found.len() > limit as usize;
     found.truncate(limit as usize);
-    let next_cursor = if more {
-        found.last().map(|last| URL_SAFE_NO_PAD.encode(format!("{}:{}", last.created_ms, last.id)))
-    } else {
-        None
-    };
+    let next_cursor = found.last().filter(|_| more).map(|last| created_cursor(last.created_ms, &last.id));
     let invitations = found.iter().map(|i| invitation_view(&state, i, None)).collect();
     Ok(Json(InvitationList { invitations, next_cursor }))
 }
@@ -326,20 +320,7 @@ fn parse_query(query: &str) -> Result<InvitationFilter, AdminError> {
             "limit" => {
                 filter.limit = page_limit(&value, MAX_PAGE)?;
             }
-            "cursor" => {
-                let cursor = URL_SAFE_NO_PAD
-                    .decode(value.as_bytes())
-                    .ok()
-                    .and_then(|bytes| String::from_utf8(bytes).ok())
-                    .and_then(|text| {
-                        let (created, id) = text.split_once(':')?;
-                        Some((created.parse::<i64>().ok()?, id.to_owned()))
-                    })
-                    .ok_or_else(|| {
-                        AdminError::invalid_parameter("cursor", "not a cursor this API returned")
-                    })?;
-                filter.after = Some(cursor);
-            }
+            "cursor" => filter.after = Some(parse_created_cursor(&value)?),
             "state" if STATES.contains(&value.as_ref()) => filter.state = Some(value.into_owned()),
             "state" => {
                 return Err(AdminError::invalid_parameter("state", format!("one of {}", STATES.join(", "))));
