@@ -176,7 +176,7 @@ pub async fn mirror(client: &Client, namespace: &str, wanted: &BTreeSet<Referenc
                 mirrored.items.push(KeyToPath {
                     key: reference.mirror_key(),
                     path: reference.path(),
-                    mode: None,
+                    ..KeyToPath::default()
                 });
                 data.insert(reference.mirror_key(), ByteString(value));
             }

@@ -648,8 +648,11 @@ mod tests {
         assert!(none.is_none() && no_mounts.is_none());
         assert!(!env_without.iter().any(|e| e.name == "PORTCULLIS_UPSTREAM_SECRETS_DIR"));
 
-        let item =
-            KeyToPath { key: "s_acme_okta_secret".into(), path: "acme/okta/secret".into(), mode: None };
+        let item = KeyToPath {
+            key: "s_acme_okta_secret".into(),
+            path: "acme/okta/secret".into(),
+            ..KeyToPath::default()
+        };
         settings.upstream_secret_items = vec![item.clone()];
         let (volumes, mounts, env) = volumes(&settings);
         let source = volumes.unwrap()[0].secret.clone().unwrap();

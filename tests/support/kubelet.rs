@@ -722,10 +722,10 @@ async fn mount_volumes(
 /// `value` with a leading mount path replaced by its folder.
 fn relocate(value: &str, mounts: &[(String, PathBuf)]) -> String {
     for (mount_path, folder) in mounts {
-        if let Some(rest) = value.strip_prefix(mount_path.as_str()) {
-            if rest.is_empty() || rest.starts_with('/') {
-                return format!("{}{rest}", folder.display());
-            }
+        if let Some(rest) = value.strip_prefix(mount_path.as_str())
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            return format!("{}{rest}", folder.display());
         }
     }
     value.to_owned()

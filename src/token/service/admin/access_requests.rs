@@ -468,30 +468,29 @@ pub async fn list(
                 )
         })
     };
-    // Pages of `limit + 1`: without a filter, the extra one says whether
-    // more follow. With one, a last page can come back empty.
+    // One more than `limit` is looked for, to know whether a next page has any.
     let limit = filter.limit as usize;
     filter.limit += 1;
     let mut found = Vec::new();
-    let next_cursor = loop {
+    loop {
         let page = state.store().list_access_requests(&org.namespace, &filter).await?;
         let last_page = page.len() < filter.limit as usize;
-        let mut rest = page.into_iter();
-        for request in rest.by_ref() {
+        for request in page {
             filter.after = Some((request.created_ms, request.id.clone()));
             if decidable(&request) {
                 found.push(request);
-                if found.len() == limit {
+                if found.len() > limit {
                     break;
                 }
             }
         }
-        let more = rest.next().is_some() || !last_page;
-        if found.len() == limit || !more {
-            let last = found.last().filter(|_| more);
-            break last.map(|last| created_cursor(last.created_ms, &last.id));
+        if found.len() > limit || last_page {
+            break;
         }
-    };
+    }
+    let more = found.len() > limit;
+    found.truncate(limit);
+    let next_cursor = found.last().filter(|_| more).map(|last| created_cursor(last.created_ms, &last.id));
     let access_requests = found.iter().map(|r| view(r, now.as_millisecond())).collect();
     Ok(Json(AccessRequestList { access_requests, next_cursor }))
 }
