@@ -723,15 +723,17 @@ async fn an_administrator_invites_in_chromium_and_the_invitee_accepts_from_the_m
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("acme.jsonl");
     std::fs::write(&file, &export).unwrap();
-    let verify = |file: &Path| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+    // Awaited, not blocking: the server's output must keep being read meanwhile.
+    let verify = async |file: &Path| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .arg("audit")
             .arg("verify")
             .arg(file)
             .output()
+            .await
             .unwrap()
     };
-    let ok = verify(&file);
+    let ok = verify(&file).await;
     assert!(
         ok.status.success(),
         "{}{}",
@@ -743,7 +745,7 @@ async fn an_administrator_invites_in_chromium_and_the_invitee_accepts_from_the_m
     edited[accepted] = edited[accepted].replace("lea@acme.test", "mallory@acme.test");
     assert_ne!(edited[accepted], lines[accepted]);
     std::fs::write(&file, edited.join("\n") + "\n").unwrap();
-    let broken = verify(&file);
+    let broken = verify(&file).await;
     assert!(!broken.status.success());
     let said = String::from_utf8_lossy(&broken.stderr);
     assert!(said.contains(&format!("acme.jsonl:{}:", accepted + 1)), "names line {}: {said}", accepted + 1);

@@ -62,14 +62,14 @@ impl Operator {
     ) -> Operator {
         let log = cp.dir().join(format!("operator-{identity}.log"));
         let out = File::options().create(true).append(true).open(&log).expect("operator log");
-        let probe_port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        let from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .arg("operator")
             .args(["--database-url", database_url])
             .args(["--namespace", OPERATOR_NAMESPACE])
             .args(["--identity", identity])
             .args(["--lease-duration-seconds", &lease_seconds.to_string()])
-            .args(["--probe-address", &format!("127.0.0.1:{probe_port}")])
+            .args(["--probe-address", "127.0.0.1:0"])
             .args(["--issuer-base-url", ISSUER_BASE])
             .args(["--scim-base-url", "https://scim.portcullis.test"])
             .args(extra)
@@ -84,6 +84,7 @@ impl Operator {
             .stderr(out)
             .spawn()
             .expect("start portcullis operator");
+        let probe_port = support::logged_probe_port(&log, from, &mut child);
         Operator { child, log, probe_port, identity: identity.to_owned() }
     }
 
@@ -123,10 +124,6 @@ impl Drop for Operator {
             eprintln!("--- operator {} log ---\n{}", self.identity, self.log());
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {

@@ -73,8 +73,8 @@ impl Operator {
     pub fn start(cp: &ControlPlane, kubeconfig: &Path, database_url: &str, extra: &[&str]) -> Operator {
         let log = cp.dir().join("operator.log");
         let out = std::fs::File::options().create(true).append(true).open(&log).expect("operator log");
-        let probe_port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        let from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .arg("operator")
             .args([
                 "--namespace",
@@ -84,7 +84,7 @@ impl Operator {
                 "--lease-duration-seconds",
                 "15",
             ])
-            .args(["--probe-address", &format!("127.0.0.1:{probe_port}")])
+            .args(["--probe-address", "127.0.0.1:0"])
             .args(["--image", "registry.test/portcullis:e2e", "--owner-deployment", "portcullis-operator"])
             .args(["--token-service-replicas", "2", "--scim-service-replicas", "2"])
             .args(extra)
@@ -96,6 +96,7 @@ impl Operator {
             .stderr(out)
             .spawn()
             .expect("start portcullis operator");
+        let probe_port = super::support::logged_probe_port(&log, from, &mut child);
         Operator { child, log, probe_port }
     }
 

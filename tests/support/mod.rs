@@ -30,6 +30,31 @@ pub fn eventually<T>(what: &str, deadline: Duration, mut probe: impl FnMut() -> 
     }
 }
 
+/// The port an operator bound for `--probe-address 127.0.0.1:0`, read from
+/// the line it logs once listening (in its log after `from` bytes): a port
+/// chosen by the test and released before use could be taken meanwhile.
+pub fn logged_probe_port(log: &Path, from: u64, child: &mut std::process::Child) -> u16 {
+    eventually("the operator serves its probes", Duration::from_secs(30), || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the operator exited ({status}) before serving its probes");
+        }
+        let text = std::fs::read(log).unwrap_or_default();
+        let text = String::from_utf8_lossy(text.get(from as usize..).unwrap_or_default());
+        let line = text
+            .lines()
+            .find(|l| l.contains("serving /metrics, /healthz and /readyz"))
+            .ok_or_else(|| "not yet".to_owned())?;
+        // Without the terminal colours tracing may put around `address=`.
+        let plain = line.split('\x1b').map(|part| part.split_once('m').map_or(part, |(_, rest)| rest));
+        let plain: String = if line.contains('\x1b') { plain.collect() } else { line.to_owned() };
+        let address = plain.split("address=").nth(1).and_then(|rest| rest.split_whitespace().next());
+        address
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            .map(|a| a.port())
+            .ok_or_else(|| format!("no address in {line:?}"))
+    })
+}
+
 /// A running kube-apiserver and etcd on loopback, stopped when dropped (also
 /// when the test panics), and by a watchdog if the test process dies.
 pub struct ControlPlane {

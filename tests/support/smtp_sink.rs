@@ -65,18 +65,32 @@ fn free_port() -> u16 {
 }
 
 impl SmtpSink {
-    /// Starts the sink on a free port and awaits it.
+    /// Starts the sink on a free port and awaits it. A port chosen here can
+    /// be taken before the sink binds it: then the sink exits, and another
+    /// port is tried.
     pub async fn start() -> SmtpSink {
-        SmtpSink::start_on(free_port()).await
+        for _ in 0..5 {
+            if let Some(sink) = SmtpSink::try_start_on(free_port()).await {
+                return sink;
+            }
+        }
+        panic!("the SMTP sink could not bind a port in 5 attempts");
     }
 
     /// Starts the sink on `port` (one a service was told before the sink ran).
     pub async fn start_on(port: u16) -> SmtpSink {
+        SmtpSink::try_start_on(port)
+            .await
+            .unwrap_or_else(|| panic!("the SMTP sink could not bind port {port}"))
+    }
+
+    /// The sink listening on `port`, or `None` if it exited first.
+    async fn try_start_on(port: u16) -> Option<SmtpSink> {
         let bin = sink_bin();
         let dir = tempfile::tempdir().expect("a temporary directory");
         // aiosmtpd's Mailbox makes the Maildir (tmp/, new/, cur/) itself.
         let maildir = dir.path().join("maildir");
-        let child = Command::new(bin.join("python"))
+        let mut child = Command::new(bin.join("python"))
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&maildir)
@@ -87,10 +101,16 @@ impl SmtpSink {
             .expect("start aiosmtpd");
         let until = Instant::now() + Duration::from_secs(30);
         while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            if child.try_wait().expect("the SMTP sink's status").is_some() {
+                return None;
+            }
             assert!(Instant::now() < until, "the SMTP sink did not listen on port {port} within 30 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        SmtpSink { child, port, bin, _dir: dir, maildir }
+        if child.try_wait().expect("the SMTP sink's status").is_some() {
+            return None;
+        }
+        Some(SmtpSink { child, port, bin, _dir: dir, maildir })
     }
 
     /// What `--smtp-url` takes to reach it.
