@@ -919,7 +919,7 @@ async fn an_approval_required_permission_comes_only_from_an_approved_request_nev
     // But not compliance.export-consent: not in the check API, the token
     // or the admin API; the check says why.
     let standing = tenants.export_consent(&dora_id).await;
-    assert_eq!(standing.check.0, false, "a standing role gave {EXPORT}");
+    assert!(!standing.check.0, "a standing role gave {EXPORT}");
     assert_eq!(standing.check.1, "ApprovalRequired");
     assert!(!standing.in_token, "a standing role put {EXPORT} in a token");
     assert!(!standing.in_admin_api, "the admin API lists {EXPORT} from a standing role");
