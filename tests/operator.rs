@@ -1595,6 +1595,7 @@ fn an_access_request_applied_with_kubectl_is_filed_once_and_its_status_follows_t
         assert!(header.contains(column), "no {column} in\n{table}");
     }
     assert!(table.contains("Approved") && table.contains("ada@acme.test"), "{table}");
+    assert!(table.contains(&expires.to_string()[..16]), "the expiry as a time, not an age:\n{table}");
 
     // Invalid specs: a condition with the reason, nothing filed.
     apply_yaml(&cp, "ada-ghost", &access_request_yaml("ada-ghost", "ghost", "1h"));

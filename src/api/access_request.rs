@@ -28,7 +28,8 @@ use super::common::*;
     printcolumn = r#"{"name":"Role","type":"string","jsonPath":".spec.role"}"#,
     printcolumn = r#"{"name":"Requester","type":"string","jsonPath":".spec.requester"}"#,
     printcolumn = r#"{"name":"Workspace","type":"string","jsonPath":".spec.workspace","priority":1}"#,
-    printcolumn = r#"{"name":"Expires","type":"date","jsonPath":".status.expiresAt"}"#,
+    // A string: kubectl shows a future `date` as `<invalid>` (it prints ages).
+    printcolumn = r#"{"name":"Expires","type":"string","jsonPath":".status.expiresAt"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
