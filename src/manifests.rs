@@ -265,6 +265,16 @@ fn read_document(source: &Source) -> Result<Document, DocumentError> {
         "RoleAssignment" => Resource::RoleAssignment(typed(source, value)?),
         "IdentityProvider" => Resource::IdentityProvider(typed(source, value)?),
         "OAuthClient" => Resource::OAuthClient(typed(source, value)?),
+        // A request is a one-time event its approvers decide, not standing
+        // state a folder (or Git) keeps declaring.
+        "AccessRequest" => {
+            return Err((
+                source.line_of(&["kind"], None),
+                "an AccessRequest is not read from a folder: file it with kubectl in a cluster, or through \
+                 the admin API (POST {issuer}/api/v1/access-requests; see docs/access-requests.md)"
+                    .to_owned(),
+            ));
+        }
         other => {
             return Err((
                 source.line_of(&["kind"], None),
@@ -404,6 +414,17 @@ mod tests {
         assert_eq!(set.problems.len(), 1, "{:?}", set.problems);
         assert_eq!(set.problems[0].line, 6);
         assert_eq!(set.problems[0].message, "unknown field spec.permisions");
+    }
+
+    #[test]
+    fn an_access_request_in_a_folder_is_refused_with_its_line_and_where_to_file_it() {
+        let set = read(
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n---\napiVersion: iam.portcullis.dev/v1alpha1\n\
+             kind: AccessRequest\nmetadata: {name: r}\nspec: {requester: ada, role: r, duration: 1h, justification: j}\n",
+        );
+        assert_eq!(set.problems.len(), 1, "{:?}", set.problems);
+        assert_eq!(set.problems[0].line, 6);
+        assert!(set.problems[0].message.contains("/api/v1/access-requests"), "{}", set.problems[0].message);
     }
 
     #[test]

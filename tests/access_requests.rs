@@ -94,12 +94,15 @@ spec:
         ("acme", "approver-a", Some("approver"), &acme_issuer),
         ("acme", "approver-b", Some("approver"), &acme_issuer),
         ("acme", "outsider", Some("viewer"), &acme_issuer),
+        ("acme", "people-admin", Some("admin"), &acme_issuer),
+        ("acme", "officer", None, &acme_issuer),
         ("globex", "globex-approver", Some("approver"), &globex_issuer),
     ];
     for (namespace, client, role, issuer) in clients {
         docs.push(format!(
             "apiVersion: iam.portcullis.dev/v1alpha1\nkind: OAuthClient\nmetadata: {{ name: {client}, namespace: {namespace} }}\n\
-             spec: {{ type: Confidential, grantTypes: [client_credentials], audiences: [\"{issuer}\"] }}\n"
+             spec: {{ type: Confidential, grantTypes: [client_credentials], audiences: [\"{issuer}\"], \
+             tokenClaims: [roles, permissions] }}\n"
         ));
         if let Some(role) = role {
             docs.push(format!(
@@ -107,6 +110,17 @@ spec:
                  spec: {{ principal: {{ kind: Client, name: {client} }}, role: {role}, scope: Organization }}\n"
             ));
         }
+    }
+    // Standing assignments of compliance-officer, which bundles the
+    // approval-required compliance.export-consent: they give journeys.view only.
+    for (name, kind, principal) in
+        [("officer-standing", "Client", "officer"), ("dora-standing", "User", DORA)]
+    {
+        docs.push(format!(
+            "apiVersion: iam.portcullis.dev/v1alpha1\nkind: RoleAssignment\nmetadata: {{ name: {name}, namespace: acme }}\n\
+             spec: {{ principal: {{ kind: {kind}, name: \"{principal}\" }}, role: compliance-officer, \
+             scope: Workspace, workspace: emea-marketing }}\n"
+        ));
     }
     docs.push(format!(
         "apiVersion: iam.portcullis.dev/v1alpha1\nkind: RoleAssignment\nmetadata: {{ name: ada-admin, namespace: acme }}\n\
@@ -117,6 +131,9 @@ spec:
 
 /// acme's administrator, made by standalone at its first start.
 const ADMIN: &str = "ada@acme.test";
+
+/// A user of acme with a standing compliance-officer assignment.
+const DORA: &str = "dora@acme.test";
 
 /// The HMAC key of acme's webhooks.
 const WEBHOOK_KEY: &str = "a webhook signing key of the tests";
@@ -816,5 +833,142 @@ async fn measure_approval_to_token() {
         at(0.99),
         latencies.last().unwrap()
     );
+    tenants.server.stop().await;
+}
+
+/// What the access core answers about `permission` in emea-marketing, seen
+/// three ways: the check API for the officer client, the officer's new
+/// token, and the admin API's effective permissions of the user dora.
+struct ExportConsent {
+    /// The check API's `allowed`, `reason` and granting assignment.
+    check: (bool, String, Option<String>),
+    in_token: bool,
+    in_admin_api: bool,
+}
+
+const EXPORT: &str = "compliance.export-consent";
+
+impl Tenants {
+    async fn check(&self, kind: &str, name: &str, permission: &str) -> Value {
+        let body = json!({
+            "principal": { "kind": kind, "name": name },
+            "permission": permission,
+            "workspace": "emea-marketing",
+        });
+        let (status, answer) = self.api("acme", "approver-a", "POST", "/check", Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answer
+    }
+
+    /// The permissions dora holds in emea-marketing, per the admin API.
+    async fn dora_in_emea(&self, dora_id: &str) -> Vec<String> {
+        let (status, user) = self.api("acme", "approver-a", "GET", &format!("/users/{dora_id}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{user}");
+        let scopes = user["access"]["scopes"].as_array().unwrap();
+        let emea = scopes.iter().find(|s| s["scope"]["workspace"] == "emea-marketing");
+        emea.map(|s| {
+            let permissions = s["permissions"].as_array().unwrap();
+            permissions.iter().map(|p| p["permission"].as_str().unwrap().to_owned()).collect()
+        })
+        .unwrap_or_default()
+    }
+
+    async fn export_consent(&self, dora_id: &str) -> ExportConsent {
+        let answer = self.check("Client", "officer", EXPORT).await;
+        let claims = jwt_part(&self.token("acme", "officer").await, 1);
+        let held_in = |claim: &Value| claim.as_array().is_some_and(|p| p.iter().any(|p| p == EXPORT));
+        let in_token =
+            held_in(&claims["permissions"]) || held_in(&claims["workspace_permissions"]["emea-marketing"]);
+        ExportConsent {
+            check: (
+                answer["allowed"].as_bool().unwrap(),
+                answer["reason"].as_str().unwrap().to_owned(),
+                answer["grant"]["assignment"].as_str().map(str::to_owned),
+            ),
+            in_token,
+            in_admin_api: self.dora_in_emea(dora_id).await.iter().any(|p| p == EXPORT),
+        }
+    }
+
+    /// Asks for compliance-officer in emea-marketing for `duration` as
+    /// `client` (for `requester` if given), approved by both approvers.
+    async fn approved_officer_request(&self, client: &str, requester: Option<&str>, duration: &str) -> Value {
+        let mut body = ask("compliance-officer", "emea-marketing", duration);
+        if let Some(requester) = requester {
+            body["requester"] = requester.into();
+        }
+        let (status, request) = self.api("acme", client, "POST", "/access-requests", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{request}");
+        let approve = format!("/access-requests/{}/approve", request["id"].as_str().unwrap());
+        let mut approved = Value::Null;
+        for approver in ["approver-a", "approver-b"] {
+            let (status, answer) = self.api("acme", approver, "POST", &approve, None).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            approved = answer;
+        }
+        assert_eq!(approved["phase"], "Approved", "{approved}");
+        approved
+    }
+}
+
+#[tokio::test]
+async fn an_approval_required_permission_comes_only_from_an_approved_request_never_a_standing_role() {
+    let tenants = Tenants::start().await;
+    let (status, dora) =
+        tenants.api("acme", "people-admin", "POST", "/users", Some(json!({ "userName": DORA }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{dora}");
+    let dora_id = dora["id"].as_str().unwrap().to_owned();
+
+    // The standing compliance-officer assignments are in force: they give
+    // the role's other permission.
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while tenants.check("Client", "officer", "journeys.view").await["allowed"] != true {
+        assert!(tokio::time::Instant::now() < until, "the standing assignment never took effect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(tenants.dora_in_emea(&dora_id).await.contains(&"journeys.view".to_owned()));
+
+    // But not compliance.export-consent: not in the check API, the token
+    // or the admin API; the check says why.
+    let standing = tenants.export_consent(&dora_id).await;
+    assert!(!standing.check.0, "a standing role gave {EXPORT}");
+    assert_eq!(standing.check.1, "ApprovalRequired");
+    assert!(!standing.in_token, "a standing role put {EXPORT} in a token");
+    assert!(!standing.in_admin_api, "the admin API lists {EXPORT} from a standing role");
+    let answer = tenants.check("Client", "officer", EXPORT).await;
+    let explanation = answer["explanation"].as_str().unwrap();
+    assert!(
+        explanation.contains("approved access request") && explanation.contains("role compliance-officer"),
+        "{answer}"
+    );
+    // The role still appears in the token (it gives journeys.view there).
+    let claims = jwt_part(&tenants.token("acme", "officer").await, 1);
+    assert!(tenants.roles("officer").await.contains(&"compliance-officer@emea-marketing".to_owned()));
+    assert_eq!(claims["workspace_permissions"]["emea-marketing"], json!(["journeys.view"]), "{claims}");
+
+    // An approved request for the same role gives it, until it ends.
+    let for_officer = tenants.approved_officer_request("officer", None, "20s").await;
+    let for_dora = tenants.approved_officer_request("people-admin", Some(DORA), "20s").await;
+    let granted = tenants.export_consent(&dora_id).await;
+    let grant = granted.check.2.clone().unwrap_or_default();
+    assert!(granted.check.0 && grant.starts_with("access-request-"), "{:?}", granted.check);
+    assert!(granted.in_token, "the approved request's {EXPORT} is not in a new token");
+    assert!(granted.in_admin_api, "the admin API does not list the approved request's {EXPORT}");
+
+    let last_end = [&for_officer, &for_dora]
+        .map(|r| jiff::Timestamp::from_str_lossy(r["expiresAt"].as_str().unwrap()))
+        .into_iter()
+        .max()
+        .unwrap();
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while jiff::Timestamp::now() < last_end {
+        assert!(tokio::time::Instant::now() < until, "the requests never ended");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Ended (expired, or already swept): the standing grants do not take over.
+    let ended = tenants.export_consent(&dora_id).await;
+    assert!(!ended.check.0, "{EXPORT} outlived the request: {:?}", ended.check);
+    assert!(["OnlyExpiredAssignments", "ApprovalRequired"].contains(&ended.check.1.as_str()));
+    assert!(!ended.in_token && !ended.in_admin_api, "{EXPORT} outlived the request");
     tenants.server.stop().await;
 }

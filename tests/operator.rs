@@ -1494,3 +1494,135 @@ fn organizations_are_stored_in_their_regions_store_and_a_change_of_region_is_ref
     cp.kubectl_ok(&["create", "secret", "generic", "db-us", "-n", OPERATOR_NAMESPACE, &literal]);
     await_condition_in(&cp, "acme", "ServicesConfigured", "True", "SettingsComplete");
 }
+
+// === AccessRequest: filed by the operator, decided by Portcullis users. ===
+
+/// acme with an access request policy, a Role to ask for, and the requester.
+const ACCESS_REQUEST_TENANT: &str = "apiVersion: iam.portcullis.dev/v1alpha1
+kind: Organization
+metadata: { name: acme, namespace: acme }
+spec:
+  displayName: Acme
+  workspaces: [{ name: emea-marketing }]
+  permissions: [{ name: journeys.publish }, { name: iam.approve-access }]
+  accessRequests:
+    approvers: { permission: iam.approve-access }
+    maxDuration: 8h
+---
+apiVersion: iam.portcullis.dev/v1alpha1
+kind: Role
+metadata: { name: publisher, namespace: acme }
+spec: { scope: Workspace, permissions: [journeys.publish] }
+";
+
+fn access_request_yaml(name: &str, role: &str, duration: &str) -> String {
+    format!(
+        "apiVersion: iam.portcullis.dev/v1alpha1\nkind: AccessRequest\nmetadata: {{ name: {name}, namespace: acme }}\n\
+         spec:\n  requester: ada@acme.test\n  role: {role}\n  workspace: emea-marketing\n  duration: {duration}\n  \
+         justification: campaign launch\n"
+    )
+}
+
+#[test]
+fn an_access_request_applied_with_kubectl_is_filed_once_and_its_status_follows_the_decision() {
+    use portcullis::authz::Principal;
+    use portcullis::store::access_requests::{
+        AccessRequestFilter, AccessRequestStatus, AccessRequestStore as _,
+    };
+    let every_request = AccessRequestFilter { limit: 100, ..AccessRequestFilter::default() };
+
+    let cp = control_plane();
+    let url = database_url(&cp);
+    let probe = StoreProbe::open(&url);
+    probe.runtime.block_on(async {
+        probe.store.create_user(&NewUser::new("acme", "ada@acme.test", UserSource::Local)).await.unwrap();
+    });
+    let _operator = Operator::start(&cp, &url, "solo", 15);
+    apply_yaml(&cp, "access-request-tenant", ACCESS_REQUEST_TENANT);
+    apply_yaml(&cp, "ada-publisher", &access_request_yaml("ada-publisher", "publisher", "2h"));
+
+    // Pending, filed under the object's uid.
+    let uid = jsonpath(&cp, "accessrequests", "ada-publisher", "{.metadata.uid}");
+    let id = eventually("the AccessRequest is filed", Duration::from_secs(60), || {
+        let (phase, id) = (
+            jsonpath(&cp, "ar", "ada-publisher", "{.status.phase}"),
+            jsonpath(&cp, "ar", "ada-publisher", "{.status.requestId}"),
+        );
+        if phase == "Pending" && !id.is_empty() { Ok(id) } else { Err(format!("{phase:?} {id:?}")) }
+    });
+    assert_eq!(id, uid, "filed under the object's uid");
+    assert_eq!(condition(&cp, "ar", "ada-publisher", "Ready"), ("True".into(), "Reconciled".into()));
+    let filed = probe.runtime.block_on(probe.store.get_access_request("acme", &id)).unwrap().expect("stored");
+    assert_eq!((filed.role.as_str(), filed.requester.name.as_str()), ("publisher", "ada@acme.test"));
+    assert_eq!(filed.duration_ms, 2 * 3600 * 1000);
+    // Once: every pass after the first finds it filed (one request in the store).
+    let all = probe.runtime.block_on(probe.store.list_access_requests("acme", &every_request)).unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+
+    // A Portcullis approver approves (here through the store, as the admin
+    // API does); the status follows, with the grant's expiry.
+    let approved = probe
+        .runtime
+        .block_on(probe.store.approve_access_request(
+            "acme",
+            &id,
+            &Principal::user("boss@acme.test"),
+            Some("ok"),
+        ))
+        .unwrap();
+    assert!(
+        matches!(approved, portcullis::store::access_requests::ApprovalOutcome::Granted(_)),
+        "{approved:?}"
+    );
+    eventually("the status says Approved", Duration::from_secs(60), || {
+        let phase = jsonpath(&cp, "ar", "ada-publisher", "{.status.phase}");
+        if phase == "Approved" { Ok(()) } else { Err(phase) }
+    });
+    let expires = jsonpath(&cp, "ar", "ada-publisher", "{.status.expiresAt}");
+    let expires: jiff::Timestamp = expires.parse().unwrap_or_else(|e| panic!("expiresAt {expires:?}: {e}"));
+    let left = expires.duration_since(jiff::Timestamp::now());
+    assert!(
+        left > jiff::SignedDuration::from_mins(115) && left <= jiff::SignedDuration::from_mins(120),
+        "{left:?}"
+    );
+    assert_eq!(jsonpath(&cp, "ar", "ada-publisher", "{.status.approvals[0].approver}"), "boss@acme.test");
+    let table = cp.kubectl_ok(&["get", "accessrequests.iam.portcullis.dev", "-n", "acme"]);
+    let header = table.lines().next().unwrap_or_default();
+    for column in ["PHASE", "ROLE", "REQUESTER", "EXPIRES", "AGE"] {
+        assert!(header.contains(column), "no {column} in\n{table}");
+    }
+    assert!(table.contains("Approved") && table.contains("ada@acme.test"), "{table}");
+    assert!(table.contains(&expires.to_string()[..16]), "the expiry as a time, not an age:\n{table}");
+
+    // Invalid specs: a condition with the reason, nothing filed.
+    apply_yaml(&cp, "ada-ghost", &access_request_yaml("ada-ghost", "ghost", "1h"));
+    apply_yaml(&cp, "ada-too-long", &access_request_yaml("ada-too-long", "publisher", "9h"));
+    wait_for_condition(&cp, "ar", "ada-ghost", "Filed", "False", "RoleNotFound");
+    wait_for_condition(&cp, "ar", "ada-too-long", "Filed", "False", "DurationTooLong");
+    assert_eq!(condition(&cp, "ar", "ada-ghost", "Ready"), ("False".into(), "RoleNotFound".into()));
+    let all = probe.runtime.block_on(probe.store.list_access_requests("acme", &every_request)).unwrap();
+    assert_eq!(all.len(), 1, "an invalid AccessRequest filed nothing: {all:?}");
+
+    // A spec cannot change once filed (the API server refuses).
+    let changed = cp.kubectl(&[
+        "patch",
+        "ar",
+        "ada-publisher",
+        "-n",
+        "acme",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"duration":"8h"}}"#,
+    ]);
+    assert!(!changed.status.success(), "the spec of a filed request changed");
+    assert!(String::from_utf8_lossy(&changed.stderr).contains("cannot be changed"));
+
+    // Deleting it revokes the grant.
+    cp.kubectl_ok(&["delete", "ar", "ada-publisher", "-n", "acme", "--timeout=60s"]);
+    let revoked = probe.runtime.block_on(probe.store.get_access_request("acme", &id)).unwrap().expect("kept");
+    assert_eq!(revoked.status, AccessRequestStatus::Revoked, "{revoked:?}");
+    let grant =
+        probe.runtime.block_on(probe.store.get_by_uid::<AssignmentRecord>(&format!("access-request-{id}")));
+    assert!(grant.unwrap().is_none(), "the grant outlived its deleted AccessRequest");
+}

@@ -612,7 +612,8 @@ impl Drop for Operator {
 }
 
 const KINDS: &str = "organizations.iam.portcullis.dev,roles.iam.portcullis.dev,roleassignments.iam.portcullis.dev,\
-                     identityproviders.iam.portcullis.dev,oauthclients.iam.portcullis.dev";
+                     identityproviders.iam.portcullis.dev,oauthclients.iam.portcullis.dev,\
+                     accessrequests.iam.portcullis.dev";
 
 /// Each object of `KINDS` in a namespace, as `(kind, name, file with its JSON)`.
 fn live_objects(cp: &ControlPlane, namespace: &str) -> Vec<(String, String, PathBuf)> {
@@ -661,14 +662,16 @@ fn health_checks_read_what_the_real_operator_writes() {
     std::fs::write(
         &broken,
         "apiVersion: iam.portcullis.dev/v1alpha1\nkind: RoleAssignment\nmetadata: {name: ghost, namespace: acme}\n\
-         spec:\n  principal: {kind: User, name: alice.martin@acme.com}\n  role: ghost-role\n  scope: Organization\n",
+         spec:\n  principal: {kind: User, name: alice.martin@acme.com}\n  role: ghost-role\n  scope: Organization\n\
+         ---\napiVersion: iam.portcullis.dev/v1alpha1\nkind: AccessRequest\nmetadata: {name: ghost-access, namespace: acme}\n\
+         spec: {requester: alice.martin@acme.com, role: org-admin, duration: 1h, justification: a test}\n",
     )
     .expect("write manifest");
     cp.kubectl_ok(&["apply", "--server-side", "-f", broken.to_str().unwrap()]);
 
     // Before the operator has said anything: Progressing, for every kind.
     let before = live_objects(&cp, "acme");
-    assert!(before.len() >= 5, "{before:?}");
+    assert!(before.len() >= 6, "{before:?}");
     for (kind, name, file) in &before {
         let (status, message) = live_health(kind, file);
         assert_eq!(status, "Progressing", "{kind} {name}: {message}");
@@ -695,6 +698,10 @@ fn health_checks_read_what_the_real_operator_writes() {
         if name == "ghost" {
             assert_eq!(status, "Degraded", "{message}");
             assert_eq!(message, "RoleNotFound: role ghost-role does not exist in namespace acme");
+        } else if name == "ghost-access" {
+            // acme takes no access requests (its Organization names no approvers).
+            assert_eq!(status, "Degraded", "{message}");
+            assert!(message.starts_with("AccessRequestsDisabled: "), "{message}");
         } else {
             assert_eq!(status, "Healthy", "{kind} {name}: {message}");
         }

@@ -41,6 +41,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     concurrent_approvals_grant_exactly_once_and_one_approver_counts_once,
     the_sweep_ends_expired_grants_and_each_step_queues_one_notification,
+    filing_under_an_id_twice_or_at_once_files_one_request,
 );
 
 fn new_request(approvals_needed: i64, duration_ms: i64) -> NewAccessRequest {
@@ -147,4 +148,25 @@ async fn the_sweep_ends_expired_grants_and_each_step_queues_one_notification(sto
     let again = store.claim_access_request_notifications(now + 2_000, now + 60_000, 10).await.unwrap();
     assert_eq!(again.len(), 1, "{again:?}");
     assert_eq!((again[0].attempts, again[0].delivered.clone()), (1, partly));
+}
+
+/// What the operator does for an AccessRequest object: file it under the
+/// object's uid, however often and by however many operators at once.
+async fn filing_under_an_id_twice_or_at_once_files_one_request(store: Store) {
+    let uid = "6f1c2a52-0d0e-4d7e-9a51-3c1b0f3f2a10";
+    let new = new_request(1, 3_600_000);
+    let (a, b) = tokio::join!(store.file_access_request(uid, &new), store.file_access_request(uid, &new));
+    let (a, b) = (a.expect("filed"), b.expect("filed"));
+    assert_eq!((a.id.as_str(), b.id.as_str()), (uid, uid));
+    let again = store.file_access_request(uid, &new).await.expect("found filed");
+    assert_eq!(again, a, "a replay changes nothing");
+    let all = AccessRequestFilter { limit: 10, ..AccessRequestFilter::default() };
+    assert_eq!(store.list_access_requests(ORG, &all).await.unwrap().len(), 1);
+    // One request, so one notification of it.
+    let claimed = store.claim_access_request_notifications(i64::MAX / 2, i64::MAX / 2 + 1, 10).await.unwrap();
+    assert_eq!(claimed.iter().filter(|n| n.request_id == uid).count(), 1, "{claimed:?}");
+
+    // Another id for the same pending role and scope is the API's conflict.
+    let other = store.file_access_request("another-uid", &new).await;
+    assert!(matches!(other, Err(StoreError::AlreadyExists { .. })), "{other:?}");
 }

@@ -157,6 +157,7 @@ impl Engines {
             role: tenant.roles[k % tenant.roles.len()].name.clone(),
             scope: portcullis_engine::scope(tenant, workspace),
             expires_at: None,
+            approved_request: false,
         }
     }
 

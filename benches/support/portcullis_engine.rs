@@ -33,6 +33,7 @@ pub fn build(tenant: &Tenant) -> AccessIndex {
             role: tenant.roles[assignment.role].name.clone(),
             scope: scope(tenant, assignment.workspace),
             expires_at: assignment.expires_at,
+            approved_request: false,
         });
     }
     index

@@ -11,12 +11,14 @@
 //!   RoleAssignment ── principal: User | Group | Client ──► OAuthClient (Client)
 //!                  ── scope: Organization | Workspace ──► Organization.workspaces
 //!   IdentityProvider ── groupMappings ──► Role
+//!   AccessRequest ── requester (User) + role + workspace, for a duration ──► a time-bound grant once approved
 //! ```
 //!
 //! Static invariants are CEL `x-kubernetes-validations` in the generated schema,
 //! enforced by the API server; cross-resource facts are checked by
 //! [`crate::validation`] and reported as status conditions or `validate` output.
 
+mod access_request;
 mod common;
 mod identity_provider;
 mod oauth_client;
@@ -25,6 +27,7 @@ mod posture;
 mod role;
 mod role_assignment;
 
+pub use access_request::*;
 pub use common::*;
 pub use identity_provider::*;
 pub use oauth_client::*;
@@ -60,5 +63,6 @@ pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
         ("roleassignment.yaml", RoleAssignment::crd()),
         ("identityprovider.yaml", IdentityProvider::crd()),
         ("oauthclient.yaml", OAuthClient::crd()),
+        ("accessrequest.yaml", AccessRequest::crd()),
     ]
 }

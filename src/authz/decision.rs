@@ -95,6 +95,10 @@ pub enum Denial<'a> {
     UnknownPermission,
     /// Only assignments that have expired would grant it; this one expired last.
     OnlyExpiredAssignments(Grant<'a>),
+    /// The permission is approval-required and only standing assignments
+    /// would give it (this one first): it comes only from an approved access
+    /// request.
+    ApprovalRequired(Grant<'a>),
     /// No assignment of the principal or its groups grants it in this scope.
     NoMatchingAssignment,
 }
@@ -106,6 +110,7 @@ impl Denial<'_> {
             Denial::InactiveUser => "InactiveUser",
             Denial::UnknownPermission => "UnknownPermission",
             Denial::OnlyExpiredAssignments(_) => "OnlyExpiredAssignments",
+            Denial::ApprovalRequired(_) => "ApprovalRequired",
             Denial::NoMatchingAssignment => "NoMatchingAssignment",
         }
     }
@@ -142,6 +147,10 @@ impl fmt::Display for Denial<'_> {
                 }
                 Ok(())
             }
+            Denial::ApprovalRequired(grant) => write!(
+                f,
+                "it is granted only through an approved access request; standing {grant} does not give it"
+            ),
             Denial::NoMatchingAssignment => f.write_str("no assignment grants it in this scope"),
         }
     }

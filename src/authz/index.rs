@@ -130,6 +130,11 @@ pub struct Assignment {
     pub scope: Scope,
     /// Unix seconds from which the assignment grants nothing.
     pub expires_at: Option<i64>,
+    /// Whether it is the grant of an approved access request: only such an
+    /// assignment gives the organization's approval-required permissions
+    /// ([`AccessIndex::set_approval_required`]); a standing one gives the
+    /// rest of its role.
+    pub approved_request: bool,
 }
 
 /// The access index of one organization. See the [module docs](self).
@@ -144,6 +149,10 @@ pub struct AccessIndex {
     catalog: BTreeSet<String>,
     permission_names: Vec<String>,
     permission_ids: HashMap<String, PermissionId>,
+    /// Permissions only an approved access request gives, and their bits
+    /// (one row, as wide as the role rows) to mask standing grants with.
+    approval_required: BTreeSet<String>,
+    approval_required_bits: Vec<u64>,
 
     roles: BTreeMap<String, RoleDefinition>,
     expansion: RoleExpansion,
@@ -233,6 +242,32 @@ impl AccessIndex {
         self.expand_roles();
     }
 
+    /// Replaces the permissions only an approved access request gives
+    /// (`Organization.spec.approvalRequired`): a standing assignment of a
+    /// role that bundles one gives the role's other permissions, not it.
+    pub fn set_approval_required(&mut self, permissions: impl IntoIterator<Item = String>) {
+        let permissions: BTreeSet<String> = permissions.into_iter().collect();
+        if permissions != self.approval_required {
+            self.approval_required = permissions;
+            self.mask_approval_required();
+        }
+    }
+
+    /// The approval-required permissions, sorted.
+    pub fn approval_required(&self) -> &BTreeSet<String> {
+        &self.approval_required
+    }
+
+    fn mask_approval_required(&mut self) {
+        let mut bits = vec![0u64; self.role_permissions.words_per_row];
+        for permission in &self.approval_required {
+            if let Some(&id) = self.permission_ids.get(permission) {
+                bits[id / 64] |= 1 << (id % 64);
+            }
+        }
+        self.approval_required_bits = bits;
+    }
+
     pub fn apply_role(&mut self, name: &str, role: RoleDefinition) {
         if self.roles.get(name) == Some(&role) {
             return;
@@ -278,6 +313,8 @@ impl AccessIndex {
                 }
             }
         }
+        // Permission ids and the row width follow the catalog.
+        self.mask_approval_required();
     }
 
     fn role_id(&mut self, name: &str) -> RoleId {
@@ -324,6 +361,7 @@ impl AccessIndex {
         let scope = self.scope_id(&assignment.scope);
         let id_in_decisions = Box::from(assignment.id.as_str());
         let expires_at = assignment.expires_at;
+        let approved_request = assignment.approved_request;
         let id = assignment.id.clone();
         let principal = assignment.principal.clone();
         let slot = self.assignments.insert(assignment);
@@ -335,7 +373,7 @@ impl AccessIndex {
         }
         self.assignment_ids[at] = id_in_decisions;
         self.assignment_expiries[at] = expires_at;
-        let entry = GrantEntry::new(scope, role, slot, expires_at.is_some());
+        let entry = GrantEntry::new(scope, role, slot, expires_at.is_some(), approved_request);
         let name = principal.name;
         match principal.kind {
             PrincipalKind::User => {
@@ -580,7 +618,10 @@ impl AccessIndex {
     /// Whether `principal` may use `permission` in `scope` at `now` (unix
     /// seconds), and why. Checked in order: an inactive user is denied, then a
     /// permission outside the catalog, then the principal's assignments and
-    /// (for a user) its groups' are searched, direct ones first.
+    /// (for a user) its groups' are searched, direct ones first. An
+    /// approval-required permission is given only by an approved access
+    /// request's assignment; a standing one that would give it is reported
+    /// when nothing else explains the denial.
     pub fn check(&self, principal: &Principal, permission: &str, scope: &Scope, now: i64) -> Decision<'_> {
         let Some(sources) = self.grant_sources(principal) else {
             return Decision::Denied(Denial::InactiveUser);
@@ -589,14 +630,23 @@ impl AccessIndex {
             return Decision::Denied(Denial::UnknownPermission);
         };
         let scope = self.lookup_scope(scope);
+        let needs_approval = bit_is_set(&self.approval_required_bits, permission);
 
         let mut last_expired: Option<(&GrantEntry, i64)> = None;
+        let mut withheld: Option<&GrantEntry> = None;
         for grants in sources {
             for entry in applying_in(grants, scope) {
                 if !self.role_permissions.contains(entry.role, permission) {
                     continue;
                 }
-                match self.expiry(entry) {
+                let expiry = self.expiry(entry);
+                if needs_approval && !entry.approved_request() {
+                    if withheld.is_none() && expiry.is_none_or(|at| now < at) {
+                        withheld = Some(entry);
+                    }
+                    continue;
+                }
+                match expiry {
                     Some(at) if now >= at => {
                         if last_expired.is_none_or(|(_, last)| last < at) {
                             last_expired = Some((entry, at));
@@ -606,11 +656,14 @@ impl AccessIndex {
                 }
             }
         }
-        match last_expired {
-            Some((entry, _)) => {
+        match (last_expired, withheld) {
+            (Some((entry, _)), _) => {
                 Decision::Denied(Denial::OnlyExpiredAssignments(Grant { index: self, entry: *entry }))
             }
-            None => Decision::Denied(Denial::NoMatchingAssignment),
+            (None, Some(entry)) => {
+                Decision::Denied(Denial::ApprovalRequired(Grant { index: self, entry: *entry }))
+            }
+            (None, None) => Decision::Denied(Denial::NoMatchingAssignment),
         }
     }
 
@@ -622,7 +675,7 @@ impl AccessIndex {
         let mut held = vec![0u64; self.role_permissions.words_per_row];
         for grants in sources {
             for entry in applying_in(grants, scope).filter(|entry| self.in_force(entry, now)) {
-                for (held, bits) in held.iter_mut().zip(self.role_permissions.row(entry.role)) {
+                for (held, bits) in held.iter_mut().zip(self.given_bits(entry)) {
                     *held |= bits;
                 }
             }
@@ -633,7 +686,10 @@ impl AccessIndex {
     /// The assignments in force at `now` (unix seconds) that give `principal`
     /// a role, in every scope, its groups' included: what a token's `roles`
     /// claim lists. Empty for an inactive user. Its own first, then each
-    /// group's in the order the user joined them.
+    /// group's in the order the user joined them. A standing assignment of a
+    /// role whose permissions are all approval-required gives nothing, so it
+    /// is left out; one of a role that gives more is listed (its
+    /// approval-required permissions are still withheld).
     pub fn assigned_roles(&self, principal: &Principal, now: i64) -> Vec<Grant<'_>> {
         let Some([own, _]) = self.grant_sources(principal) else { return Vec::new() };
         let groups = match principal.kind {
@@ -648,7 +704,7 @@ impl AccessIndex {
         });
         let entries = own.iter().map(|entry| (entry, entry.group)).chain(through_groups.flatten());
         entries
-            .filter(|(entry, _)| self.in_force(entry, now))
+            .filter(|(entry, _)| self.in_force(entry, now) && !self.withholds_all(entry))
             .map(|(entry, group)| Grant { index: self, entry: entry.copy_through(group) })
             .collect()
     }
@@ -692,6 +748,28 @@ impl AccessIndex {
 
     fn in_force(&self, entry: &GrantEntry, now: i64) -> bool {
         self.expiry(entry).is_none_or(|at| now < at)
+    }
+
+    /// The permission bits the entry gives: its role's, less the
+    /// approval-required ones unless it is an approved request's grant.
+    fn given_bits(&self, entry: &GrantEntry) -> impl Iterator<Item = u64> + '_ {
+        let row = self.role_permissions.row(entry.role);
+        let withheld: &[u64] = if entry.approved_request() { &[] } else { &self.approval_required_bits };
+        row.iter().enumerate().map(move |(i, bits)| bits & !withheld.get(i).copied().unwrap_or(0))
+    }
+
+    /// Whether the entry's role gives something and all of it is withheld.
+    fn withholds_all(&self, entry: &GrantEntry) -> bool {
+        let row = self.role_permissions.row(entry.role);
+        !entry.approved_request()
+            && row.iter().any(|&bits| bits != 0)
+            && self.given_bits(entry).all(|b| b == 0)
+    }
+
+    /// Whether the entry gives `permission`, its role giving it: always,
+    /// unless the permission is approval-required and the entry standing.
+    pub(super) fn may_give(&self, entry: &GrantEntry, permission: PermissionId) -> bool {
+        entry.approved_request() || !bit_is_set(&self.approval_required_bits, permission)
     }
 
     // What a [`Grant`] reports, read when asked. An entry's slot, role,
@@ -769,6 +847,10 @@ impl PermissionMatrix {
         let start = row as usize * self.words_per_row;
         self.bits.get(start..start + self.words_per_row).unwrap_or_default()
     }
+}
+
+fn bit_is_set(words: &[u64], bit: usize) -> bool {
+    words.get(bit / 64).is_some_and(|word| word & (1 << (bit % 64)) != 0)
 }
 
 fn iter_bits(words: &[u64]) -> impl Iterator<Item = usize> + '_ {

@@ -38,6 +38,8 @@ pub const WORKSPACE_VALID: &str = "WorkspaceValid";
 pub const PRINCIPAL_RESOLVED: &str = "PrincipalResolved";
 /// The desired state is in the store.
 pub const STORED: &str = "Stored";
+/// An AccessRequest is filed in the store as a request.
+pub const FILED: &str = "Filed";
 /// A generated secret (SCIM token, client secret) is in its Secret.
 pub const SECRET_READY: &str = "SecretReady";
 /// The organization's signing keys exist and follow the rotation schedule.
@@ -69,6 +71,7 @@ const BLOCKING: &[&str] = &[
     INCLUSION_ACYCLIC,
     WORKSPACE_VALID,
     STORED,
+    FILED,
     SECRET_READY,
     SIGNING_KEYS_READY,
     SERVICES_CONFIGURED,

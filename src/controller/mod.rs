@@ -30,7 +30,9 @@
 //! - [`release`]: store rows of kinds without a finalizer (RoleAssignments).
 //! - [`housekeeping`]: pruning the store's change log, tombstones and expired grants.
 //! - [`principals`]: assignments waiting for a user or group, woken by the change feed.
-//! - One module per kind with its pure `plan` and its side effects.
+//! - One module per kind with its pure `plan` and its side effects; [`access_request`]
+//!   files AccessRequests in the store and mirrors their state (its own controller: no store row
+//!   of its own, no reflector others read).
 //! - [`secrets`]: owned Secrets (names and signing keys from [`crate::resources`]).
 //! - [`workloads`]: the Deployments and Services of the two services.
 //! - [`service_keys`]: the services' key-encryption key and login secret (one Secret).
@@ -38,6 +40,7 @@
 //! - [`leader`]: leader election with a `coordination.k8s.io` Lease.
 //! - [`metrics`]: Prometheus metrics and the health probes.
 
+pub mod access_request;
 pub mod conditions;
 mod error;
 pub mod housekeeping;

@@ -291,6 +291,24 @@ async fn reconcile_once<K: Reconciler>(obj: &Arc<K>, shared: &Context) -> Result
 }
 
 async fn add_finalizer<K: Kind>(api: &Api<K>, obj: &K, namespace: &str, name: &str) -> Result<()> {
+    add_finalizer_of(api, obj, K::KIND.as_str(), namespace, name).await
+}
+
+async fn remove_finalizer<K: Kind>(api: &Api<K>, obj: &K, namespace: &str, name: &str) -> Result<()> {
+    remove_finalizer_of(api, obj, K::KIND.as_str(), namespace, name).await
+}
+
+/// Adds [`FINALIZER`] to an object of any kind (`kind` names it in errors).
+pub(super) async fn add_finalizer_of<K>(
+    api: &Api<K>,
+    obj: &K,
+    kind: &'static str,
+    namespace: &str,
+    name: &str,
+) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
+{
     // As kube's `finalizer` helper: the test makes a concurrent change to the
     // list fail (and be retried) instead of being overwritten.
     let patch = if obj.finalizers().is_empty() {
@@ -307,7 +325,7 @@ async fn add_finalizer<K: Kind>(api: &Api<K>, obj: &K, namespace: &str, name: &s
     let patch: json_patch::Patch = serde_json::from_value(patch).unwrap_or_default();
     api.patch(name, &PatchParams::default(), &Patch::Json::<()>(patch)).await.map_err(|source| {
         Error::AddFinalizer {
-            kind: K::KIND.as_str(),
+            kind,
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             source: Box::new(source),
@@ -316,7 +334,17 @@ async fn add_finalizer<K: Kind>(api: &Api<K>, obj: &K, namespace: &str, name: &s
     Ok(())
 }
 
-async fn remove_finalizer<K: Kind>(api: &Api<K>, obj: &K, namespace: &str, name: &str) -> Result<()> {
+/// Removes [`FINALIZER`] from an object of any kind, if it has it.
+pub(super) async fn remove_finalizer_of<K>(
+    api: &Api<K>,
+    obj: &K,
+    kind: &'static str,
+    namespace: &str,
+    name: &str,
+) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
+{
     let Some(index) = obj.finalizers().iter().position(|f| f == FINALIZER) else { return Ok(()) };
     let path = format!("/metadata/finalizers/{index}");
     let patch = serde_json::json!([
@@ -329,7 +357,7 @@ async fn remove_finalizer<K: Kind>(api: &Api<K>, obj: &K, namespace: &str, name:
         // Already gone: nothing holds it any more.
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(source) => Err(Error::RemoveFinalizer {
-            kind: K::KIND.as_str(),
+            kind,
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             source: Box::new(source),

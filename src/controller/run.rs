@@ -298,6 +298,7 @@ async fn run_controllers(
         controller_config.clone(),
         ctx.clone(),
     ));
+    tasks.spawn(super::access_request::run(ctx.clone(), controller_config.clone()));
     tasks.spawn(run_one(streams.oauth_clients, oauth_clients, controller_config, ctx.clone()));
     tasks.spawn(release::run(streams.releases, ctx.clone()));
     tasks.spawn(housekeeping::run(ctx.clone()));

@@ -236,6 +236,16 @@ pub trait AccessRequestStore {
         new: &NewAccessRequest,
     ) -> impl Future<Output = Result<AccessRequest>> + Send;
 
+    /// Stores a pending request under `id` (an AccessRequest object's uid),
+    /// once: if a request of that id exists already (a replayed reconcile,
+    /// a second operator) it is returned unchanged, and nothing is audited
+    /// or notified again.
+    fn file_access_request(
+        &self,
+        id: &str,
+        new: &NewAccessRequest,
+    ) -> impl Future<Output = Result<AccessRequest>> + Send;
+
     fn get_access_request(
         &self,
         organization: &str,
@@ -531,38 +541,41 @@ async fn transition(
     Ok(changed > 0)
 }
 
-impl AccessRequestStore for Store {
-    async fn create_access_request(&self, new: &NewAccessRequest) -> Result<AccessRequest> {
-        let now = now_ms();
-        let key = principal_key(&new.requester);
-        let mut tx = self.begin_write(&new.organization).await?;
-        let pending = sqlx::query(
-            "SELECT id FROM access_requests WHERE organization = $1 AND requester_key = $2 \
+/// Stores a pending request under `id`; `None` if that id is taken.
+/// `AlreadyExists` when the requester has a pending one for the same role
+/// and scope.
+async fn create(store: &Store, id: &str, new: &NewAccessRequest) -> Result<Option<AccessRequest>> {
+    let now = now_ms();
+    let key = principal_key(&new.requester);
+    let mut tx = store.begin_write(&new.organization).await?;
+    let pending = sqlx::query(
+        "SELECT id FROM access_requests WHERE organization = $1 AND requester_key = $2 \
              AND status = 'pending' AND role = $3 AND COALESCE(workspace, '') = $4",
-        )
-        .bind(new.organization.as_str())
-        .bind(key.as_str())
-        .bind(new.role.as_str())
-        .bind(new.workspace.clone().unwrap_or_default())
-        .fetch_optional(tx.conn())
-        .await
-        .map_err(query_error("look for a pending access request"))?;
-        if pending.is_some() {
-            return Err(StoreError::AlreadyExists {
-                organization: new.organization.clone(),
-                what: "pending access request for",
-                value: format!("{} ({})", new.role, new.workspace.as_deref().unwrap_or("organization")),
-            });
-        }
-        let id = uuid::Uuid::new_v4().to_string();
-        tx.execute(
+    )
+    .bind(new.organization.as_str())
+    .bind(key.as_str())
+    .bind(new.role.as_str())
+    .bind(new.workspace.clone().unwrap_or_default())
+    .fetch_optional(tx.conn())
+    .await
+    .map_err(query_error("look for a pending access request"))?;
+    if pending.is_some() {
+        return Err(StoreError::AlreadyExists {
+            organization: new.organization.clone(),
+            what: "pending access request for",
+            value: format!("{} ({})", new.role, new.workspace.as_deref().unwrap_or("organization")),
+        });
+    }
+    let inserted = tx
+        .execute(
             sqlx::query(
                 "INSERT INTO access_requests (id, organization, requester_kind, requester_name, \
                  requester_key, requested_by, role, workspace, duration_ms, justification, \
                  approvals_needed, status, created_ms, updated_ms, version) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12, $12, 1)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12, $12, 1) \
+                 ON CONFLICT (id) DO NOTHING",
             )
-            .bind(id.as_str())
+            .bind(id)
             .bind(new.organization.as_str())
             .bind(principal_kind_str(new.requester.kind))
             .bind(new.requester.name.as_str())
@@ -577,15 +590,51 @@ impl AccessRequestStore for Store {
             "create an access request",
         )
         .await?;
-        let request = reread(&mut tx, &new.organization, &id).await?;
-        let mut entry_details = details(&request);
-        entry_details["justification"] = serde_json::Value::String(request.justification.clone());
-        entry_details["approvalsNeeded"] = request.approvals_needed.into();
-        tx.audit(AuditEntry::success("accessRequest.create", target(&request)).with_details(entry_details))
-            .await?;
-        enqueue(&mut tx, &request, NotificationEvent::Requested, now).await?;
-        tx.commit().await?;
-        Ok(request)
+    if inserted == 0 {
+        return Ok(None);
+    }
+    let request = reread(&mut tx, &new.organization, id).await?;
+    let mut entry_details = details(&request);
+    entry_details["justification"] = serde_json::Value::String(request.justification.clone());
+    entry_details["approvalsNeeded"] = request.approvals_needed.into();
+    tx.audit(AuditEntry::success("accessRequest.create", target(&request)).with_details(entry_details))
+        .await?;
+    enqueue(&mut tx, &request, NotificationEvent::Requested, now).await?;
+    tx.commit().await?;
+    Ok(Some(request))
+}
+
+impl AccessRequestStore for Store {
+    async fn create_access_request(&self, new: &NewAccessRequest) -> Result<AccessRequest> {
+        let id = uuid::Uuid::new_v4().to_string();
+        create(self, &id, new).await?.ok_or_else(|| StoreError::AlreadyExists {
+            organization: new.organization.clone(),
+            what: "access request",
+            value: id,
+        })
+    }
+
+    async fn file_access_request(&self, id: &str, new: &NewAccessRequest) -> Result<AccessRequest> {
+        if let Some(filed) = self.get_access_request(&new.organization, id).await? {
+            return Ok(filed);
+        }
+        let refused = match create(self, id, new).await {
+            Ok(Some(request)) => return Ok(request),
+            Ok(None) => None,
+            Err(error @ StoreError::AlreadyExists { .. }) => Some(error),
+            Err(error) => return Err(error),
+        };
+        // Filed meanwhile by another writer: the same request. Otherwise the
+        // requester's pending request for the same role and scope stands.
+        match (self.get_access_request(&new.organization, id).await?, refused) {
+            (Some(filed), _) => Ok(filed),
+            (None, Some(error)) => Err(error),
+            (None, None) => Err(StoreError::AlreadyExists {
+                organization: new.organization.clone(),
+                what: "access request",
+                value: id.to_owned(),
+            }),
+        }
     }
 
     async fn get_access_request(&self, organization: &str, id: &str) -> Result<Option<AccessRequest>> {

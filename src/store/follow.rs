@@ -33,10 +33,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, AssertSqlSafe};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::admin::Owner;
 use super::changes::{self, ChangeEvent, ChangeFeed, ChangeSubscription};
 use super::desired::{self, parse_principal_kind};
 use super::error::query_error;
@@ -96,6 +97,7 @@ impl IndexFollower {
 #[derive(Clone, Debug)]
 enum IndexOp {
     SetCatalog(Vec<String>),
+    SetApprovalRequired(Vec<String>),
     ResetRoles(Vec<(String, RoleDefinition)>),
     ApplyRole(String, RoleDefinition),
     DeleteRole(String),
@@ -113,6 +115,9 @@ fn apply_ops(index: &mut AccessIndex, ops: &[IndexOp]) {
     for op in ops {
         match op {
             IndexOp::SetCatalog(catalog) => index.set_catalog(catalog.iter().cloned()),
+            IndexOp::SetApprovalRequired(permissions) => {
+                index.set_approval_required(permissions.iter().cloned())
+            }
             IndexOp::ResetRoles(roles) => index.reset_roles(roles.iter().cloned()),
             IndexOp::ApplyRole(name, role) => index.apply_role(name, role.clone()),
             IndexOp::DeleteRole(name) => index.delete_role(name),
@@ -357,9 +362,7 @@ impl FollowerState {
 
         let mut ops = Vec::new();
         if organization_changed {
-            let catalog =
-                desired::organization_of(conn, &organization).await?.map(|o| o.catalog).unwrap_or_default();
-            ops.push(IndexOp::SetCatalog(catalog));
+            ops.extend(organization_ops(desired::organization_of(conn, &organization).await?));
         }
         for name in roles {
             match desired::get_by_name::<RoleRecord>(conn, &organization, &name).await? {
@@ -368,11 +371,17 @@ impl FollowerState {
             }
         }
         for uid in assignments {
-            match desired::get_by_uid::<AssignmentRecord>(conn, &uid).await? {
-                Some(record) if record.meta.namespace == organization => {
-                    ops.push(IndexOp::ApplyAssignment(assignment(&record)));
-                }
-                _ => ops.push(IndexOp::DeleteAssignment(uid)),
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments WHERE uid = $1 AND namespace = $2"
+            )))
+            .bind(uid.as_str())
+            .bind(organization.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(query_error("read an assignment"))?;
+            match row {
+                Some(row) => ops.push(IndexOp::ApplyAssignment(assignment_of_row(&row)?)),
+                None => ops.push(IndexOp::DeleteAssignment(uid)),
             }
         }
         // An IdentityProvider's group mappings are assignments to the
@@ -493,6 +502,7 @@ pub fn group_mapping_assignments(provider: &str, spec: &crate::api::IdentityProv
             role: mapping.role.clone(),
             scope: mapping.workspace.clone().map(Scope::Workspace).unwrap_or(Scope::Organization),
             expires_at: None,
+            approved_request: false,
         })
         .collect()
 }
@@ -503,8 +513,61 @@ pub fn role_definition(role: &RoleRecord) -> RoleDefinition {
     RoleDefinition { grants: role.permissions.clone(), included_roles: role.included_roles.clone() }
 }
 
-/// What the index takes of a stored RoleAssignment (expiry in seconds). Also
-/// how `portcullis diff` reads a folder's assignments.
+/// What the index takes of an Organization: its catalog and the
+/// permissions only an approved access request gives.
+fn organization_ops(organization: Option<OrganizationRecord>) -> [IndexOp; 2] {
+    let Some(organization) = organization else {
+        return [IndexOp::SetCatalog(Vec::new()), IndexOp::SetApprovalRequired(Vec::new())];
+    };
+    let approval_required = approval_required(&organization);
+    [IndexOp::SetCatalog(organization.catalog), IndexOp::SetApprovalRequired(approval_required)]
+}
+
+/// `spec.approvalRequired` of a stored Organization.
+fn approval_required(organization: &OrganizationRecord) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Spec {
+        #[serde(default)]
+        approval_required: Vec<String>,
+    }
+    match serde_json::from_str::<Spec>(&organization.spec_json) {
+        Ok(spec) => spec.approval_required,
+        Err(error) => {
+            tracing::error!(name = %organization.meta.name, %error, "an Organization's stored spec is unreadable");
+            Vec::new()
+        }
+    }
+}
+
+/// What the index reads of a `role_assignments` row.
+const ASSIGNMENT_COLUMNS: &str = "uid, principal_kind, principal_name, role, workspace, expires_at_ms, owner";
+
+/// The assignment of a row of [`ASSIGNMENT_COLUMNS`]: an approved access
+/// request's grant is the row that request owns (`owner`, which only the
+/// store's access request steps write), never one a manifest or the admin
+/// API could name.
+fn assignment_of_row(row: &sqlx::any::AnyRow) -> Result<Assignment> {
+    const T: &str = "role_assignments";
+    let kind = enum_column(row, T, "principal_kind", parse_principal_kind)?;
+    let name: String = column(row, T, "principal_name")?;
+    let workspace: Option<String> = column(row, T, "workspace")?;
+    let expires_at_ms: Option<i64> = column(row, T, "expires_at_ms")?;
+    let owner: String = column(row, T, "owner")?;
+    Ok(Assignment {
+        id: column(row, T, "uid")?,
+        principal: Principal { kind, name },
+        role: column(row, T, "role")?,
+        scope: workspace.map(Scope::Workspace).unwrap_or(Scope::Organization),
+        // The index counts in seconds; rounding down ends access early, never late.
+        expires_at: expires_at_ms.map(|ms| ms.div_euclid(1000)),
+        approved_request: owner == Owner::AccessRequest.as_str(),
+    })
+}
+
+/// What the index takes of a RoleAssignment manifest (expiry in seconds):
+/// how `portcullis diff` reads a folder's assignments. A manifest is never
+/// an access request's grant.
 pub fn assignment(record: &AssignmentRecord) -> Assignment {
     let principal = Principal { kind: record.principal_kind, name: record.principal_name.clone() };
     Assignment {
@@ -517,6 +580,7 @@ pub fn assignment(record: &AssignmentRecord) -> Assignment {
         },
         // The index counts in seconds; rounding down ends access early, never late.
         expires_at: record.expires_at_ms.map(|ms| ms.div_euclid(1000)),
+        approved_request: false,
     }
 }
 
@@ -526,33 +590,20 @@ type Loaded = (Vec<IndexOp>, HashMap<String, String>, HashMap<String, String>);
 /// empty index, plus the id → name maps.
 async fn load_all(conn: &mut AnyConnection, organization: &str) -> Result<Loaded> {
     let mut ops = Vec::new();
-    let catalog = desired::organization_of(conn, organization).await?.map(|o| o.catalog).unwrap_or_default();
-    ops.push(IndexOp::SetCatalog(catalog));
+    ops.extend(organization_ops(desired::organization_of(conn, organization).await?));
     let roles = desired::list::<RoleRecord>(conn, organization).await?;
     ops.push(IndexOp::ResetRoles(roles.iter().map(|r| (r.meta.name.clone(), role_definition(r))).collect()));
 
     // Assignments are the bulk: read only the columns the index needs.
-    let rows = sqlx::query(
-        "SELECT uid, principal_kind, principal_name, role, workspace, expires_at_ms \
-         FROM role_assignments WHERE namespace = $1",
-    )
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {ASSIGNMENT_COLUMNS} FROM role_assignments WHERE namespace = $1"
+    )))
     .bind(organization)
     .fetch_all(&mut *conn)
     .await
     .map_err(query_error("load assignments"))?;
     for row in &rows {
-        const T: &str = "role_assignments";
-        let kind = enum_column(row, T, "principal_kind", parse_principal_kind)?;
-        let name: String = column(row, T, "principal_name")?;
-        let workspace: Option<String> = column(row, T, "workspace")?;
-        let expires_at_ms: Option<i64> = column(row, T, "expires_at_ms")?;
-        ops.push(IndexOp::ApplyAssignment(Assignment {
-            id: column(row, T, "uid")?,
-            principal: Principal { kind, name },
-            role: column(row, T, "role")?,
-            scope: workspace.map(Scope::Workspace).unwrap_or(Scope::Organization),
-            expires_at: expires_at_ms.map(|ms| ms.div_euclid(1000)),
-        }));
+        ops.push(IndexOp::ApplyAssignment(assignment_of_row(row)?));
     }
 
     let mut users = HashMap::new();

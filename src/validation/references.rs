@@ -348,7 +348,7 @@ impl<'a> Tenant<'a> {
                     &["spec", "permissions"],
                     None,
                     format!(
-                        "grants {}, which the organization requires an approved access request for; standing assignments of this role bypass the approval",
+                        "grants {}, which the organization requires an approved access request for: standing assignments of this role do not give it (withheld; only an approved access request's grant does)",
                         join(&needs_approval)
                     ),
                 ));

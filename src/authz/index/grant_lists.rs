@@ -14,8 +14,13 @@ use super::{AssignmentSlot, GroupId, RoleId, ScopeId, compact_id};
 pub(super) const DIRECT: GroupId = GroupId::MAX;
 
 /// The top bit of [`GrantEntry::assignment`]: the assignment has an expiry,
-/// to be read from the index's side table. Slots stay below it.
+/// to be read from the index's side table.
 const MAY_EXPIRE: u32 = 1 << 31;
+/// The next bit: the assignment is the grant of an approved access request,
+/// so it also gives the organization's approval-required permissions.
+/// Slots stay below both.
+const APPROVED_REQUEST: u32 = 1 << 30;
+const FLAGS: u32 = MAY_EXPIRE | APPROVED_REQUEST;
 
 /// One assignment as seen from a principal it reaches. The expiry is not
 /// here (it would make the entry half as big again): an entry only says
@@ -24,21 +29,38 @@ const MAY_EXPIRE: u32 = 1 << 31;
 pub(in crate::authz) struct GrantEntry {
     pub(super) scope: ScopeId,
     pub(super) role: RoleId,
-    /// The assignment's slot, and [`MAY_EXPIRE`].
+    /// The assignment's slot, [`MAY_EXPIRE`] and [`APPROVED_REQUEST`].
     assignment: u32,
     /// The group that brings the assignment to a user, or [`DIRECT`].
     pub(super) group: GroupId,
 }
 
 impl GrantEntry {
-    pub(super) fn new(scope: ScopeId, role: RoleId, slot: AssignmentSlot, expires: bool) -> GrantEntry {
-        assert!(slot < MAY_EXPIRE, "fewer than 2^31 assignments");
-        let assignment = if expires { slot | MAY_EXPIRE } else { slot };
+    pub(super) fn new(
+        scope: ScopeId,
+        role: RoleId,
+        slot: AssignmentSlot,
+        expires: bool,
+        approved_request: bool,
+    ) -> GrantEntry {
+        assert!(slot < APPROVED_REQUEST, "fewer than 2^30 assignments");
+        let mut assignment = slot;
+        if expires {
+            assignment |= MAY_EXPIRE;
+        }
+        if approved_request {
+            assignment |= APPROVED_REQUEST;
+        }
         GrantEntry { scope, role, assignment, group: DIRECT }
     }
 
     pub(super) fn slot(&self) -> AssignmentSlot {
-        self.assignment & !MAY_EXPIRE
+        self.assignment & !FLAGS
+    }
+
+    /// Whether the assignment is an approved access request's grant.
+    pub(super) fn approved_request(&self) -> bool {
+        self.assignment & APPROVED_REQUEST != 0
     }
 
     /// Whether the assignment has an expiry (past or not).

@@ -63,11 +63,11 @@ impl AccessIndex {
         let mut ends: BTreeMap<usize, i64> = BTreeMap::new();
         for grants in sources {
             for entry in applying_in(grants, scope).filter(|entry| self.in_force(entry, now)) {
-                let row = self.role_permissions.row(entry.role);
+                let given: Vec<u64> = self.given_bits(entry).collect();
                 match self.expiry(entry) {
-                    None => forever.iter_mut().zip(row).for_each(|(held, bits)| *held |= bits),
+                    None => forever.iter_mut().zip(&given).for_each(|(held, bits)| *held |= bits),
                     Some(at) => {
-                        for permission in iter_bits(row) {
+                        for permission in iter_bits(&given) {
                             ends.entry(permission).and_modify(|end| *end = (*end).max(at)).or_insert(at);
                         }
                     }
@@ -87,7 +87,8 @@ impl AccessIndex {
     /// Every assignment in force at `now` that gives `principal` `permission`
     /// in `scope`: its own first, then those through its groups. Where
     /// [`check`](Self::check) names one, this names them all. Empty for an
-    /// inactive user or a permission outside the catalog.
+    /// inactive user or a permission outside the catalog; for an
+    /// approval-required permission, only approved requests' grants.
     pub fn grants_for(
         &self,
         principal: &Principal,
@@ -102,7 +103,9 @@ impl AccessIndex {
             .iter()
             .flat_map(|grants| applying_in(grants, scope))
             .filter(|entry| {
-                self.role_permissions.contains(entry.role, permission) && self.in_force(entry, now)
+                self.role_permissions.contains(entry.role, permission)
+                    && self.may_give(entry, permission)
+                    && self.in_force(entry, now)
             })
             .map(|entry| Grant { index: self, entry: *entry })
             .collect()
@@ -173,7 +176,7 @@ mod tests {
         scope: Scope,
         expires_at: Option<i64>,
     ) -> Assignment {
-        Assignment { id: id.into(), principal, role: role.into(), scope, expires_at }
+        Assignment { id: id.into(), principal, role: role.into(), scope, expires_at, approved_request: false }
     }
 
     fn workspace(name: &str) -> Scope {

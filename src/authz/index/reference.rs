@@ -27,6 +27,7 @@ const ASSIGNMENT_IDS: u8 = 12;
 #[derive(Debug, Default)]
 struct Tenant {
     catalog: BTreeSet<String>,
+    approval_required: BTreeSet<String>,
     roles: BTreeMap<String, RoleDefinition>,
     assignments: BTreeMap<String, Assignment>,
     users: BTreeMap<String, bool>,
@@ -36,6 +37,7 @@ struct Tenant {
 #[derive(Clone, Debug)]
 enum Update {
     SetCatalog(Vec<String>),
+    SetApprovalRequired(Vec<String>),
     ApplyRole(String, RoleDefinition),
     DeleteRole(String),
     ResetRoles(Vec<(String, RoleDefinition)>),
@@ -54,6 +56,7 @@ impl Update {
     fn apply_to_index(self, index: &mut AccessIndex) {
         match self {
             Update::SetCatalog(permissions) => index.set_catalog(permissions),
+            Update::SetApprovalRequired(permissions) => index.set_approval_required(permissions),
             Update::ApplyRole(name, role) => index.apply_role(&name, role),
             Update::DeleteRole(name) => index.delete_role(&name),
             Update::ResetRoles(roles) => index.reset_roles(roles),
@@ -72,6 +75,9 @@ impl Update {
     fn apply_to_tenant(self, tenant: &mut Tenant) {
         match self {
             Update::SetCatalog(permissions) => tenant.catalog = permissions.into_iter().collect(),
+            Update::SetApprovalRequired(permissions) => {
+                tenant.approval_required = permissions.into_iter().collect()
+            }
             Update::ApplyRole(name, role) => {
                 tenant.roles.insert(name, role);
             }
@@ -136,8 +142,18 @@ fn naive_role_gives(tenant: &Tenant, role: &str, permission: &str, visited: &mut
         .any(|included| naive_role_gives(tenant, included, permission, visited))
 }
 
-fn naive_assignment_gives(tenant: &Tenant, assignment: &Assignment, permission: &str) -> bool {
+/// Whether the assignment's role reaches the permission, approval or not.
+fn naive_role_reaches(tenant: &Tenant, assignment: &Assignment, permission: &str) -> bool {
     naive_role_gives(tenant, &assignment.role, permission, &mut BTreeSet::new())
+}
+
+/// An approval-required permission comes only from an approved request's grant.
+fn naive_withheld(tenant: &Tenant, assignment: &Assignment, permission: &str) -> bool {
+    !assignment.approved_request && tenant.approval_required.contains(permission)
+}
+
+fn naive_assignment_gives(tenant: &Tenant, assignment: &Assignment, permission: &str) -> bool {
+    naive_role_reaches(tenant, assignment, permission) && !naive_withheld(tenant, assignment, permission)
 }
 
 fn naive_applies_in(assignment: &Assignment, scope: &Scope) -> bool {
@@ -183,6 +199,44 @@ fn naive_candidates<'t>(
         .filter(|a| naive_reaches(tenant, a, principal).is_some())
         .filter(|a| naive_applies_in(a, scope))
         .filter(|a| naive_assignment_gives(tenant, a, permission))
+        .collect()
+}
+
+/// The standing assignments in force whose role would give the
+/// approval-required `permission` were it not withheld.
+fn naive_withheld_in_force<'t>(
+    tenant: &'t Tenant,
+    principal: &Principal,
+    permission: &str,
+    scope: &Scope,
+    now: i64,
+) -> Vec<&'t Assignment> {
+    tenant
+        .assignments
+        .values()
+        .filter(|a| naive_reaches(tenant, a, principal).is_some())
+        .filter(|a| naive_applies_in(a, scope) && naive_in_force(a, now))
+        .filter(|a| tenant.catalog.contains(permission) && naive_role_reaches(tenant, a, permission))
+        .filter(|a| naive_withheld(tenant, a, permission))
+        .collect()
+}
+
+/// The (assignment, role, scope) a token's `roles` claim lists: every
+/// assignment in force reaching the principal, but a standing one whose
+/// role's catalog permissions are all approval-required (and not none).
+fn naive_assigned_roles<'t>(tenant: &'t Tenant, principal: &Principal, now: i64) -> Vec<&'t Assignment> {
+    if naive_is_inactive(tenant, principal) {
+        return Vec::new();
+    }
+    tenant
+        .assignments
+        .values()
+        .filter(|a| naive_reaches(tenant, a, principal).is_some() && naive_in_force(a, now))
+        .filter(|a| {
+            let reached: Vec<&String> =
+                tenant.catalog.iter().filter(|p| naive_role_reaches(tenant, a, p)).collect();
+            reached.is_empty() || reached.iter().any(|p| !naive_withheld(tenant, a, p))
+        })
         .collect()
 }
 
@@ -253,8 +307,16 @@ fn assert_check_agrees(
             prop_assert_eq!(grant.expires_at(), last, "{}", context);
             assert_grant_describes(tenant, &grant, principal)?;
         }
+        Decision::Denied(Denial::ApprovalRequired(grant)) => {
+            prop_assert!(in_force.is_empty() && expired.is_empty(), "{}", context);
+            let withheld = naive_withheld_in_force(tenant, principal, permission, scope, now);
+            prop_assert!(withheld.iter().any(|a| a.id == grant.assignment()), "{}", context);
+            assert_grant_describes(tenant, &grant, principal)?;
+        }
         Decision::Denied(Denial::NoMatchingAssignment) => {
             prop_assert!(in_force.is_empty() && expired.is_empty(), "{}", context);
+            let withheld = naive_withheld_in_force(tenant, principal, permission, scope, now);
+            prop_assert!(withheld.is_empty(), "{}", context);
         }
         Decision::Denied(_) => prop_assert!(false, "{}", context),
     }
@@ -305,6 +367,26 @@ fn assert_listing_agrees(
     Ok(())
 }
 
+/// What a token's `roles` claim is built from.
+fn assert_assigned_roles_agree(
+    tenant: &Tenant,
+    index: &AccessIndex,
+    principal: &Principal,
+    now: i64,
+) -> Result<(), TestCaseError> {
+    let grants = index.assigned_roles(principal, now);
+    let mut got: Vec<&str> = grants.iter().map(|g| g.assignment()).collect();
+    let mut expected: Vec<&str> =
+        naive_assigned_roles(tenant, principal, now).iter().map(|a| a.id.as_str()).collect();
+    got.sort_unstable();
+    expected.sort_unstable();
+    prop_assert_eq!(got, expected, "assigned_roles({}, now={})", principal, now);
+    for grant in &grants {
+        assert_grant_describes(tenant, grant, principal)?;
+    }
+    Ok(())
+}
+
 /// Whether some role reaches itself through inclusions.
 fn naive_has_cycle(tenant: &Tenant) -> bool {
     fn reaches(tenant: &Tenant, from: &str, target: &str, visited: &mut BTreeSet<String>) -> bool {
@@ -339,22 +421,27 @@ fn role_definition() -> impl Strategy<Value = RoleDefinition> {
 }
 
 fn assignment() -> impl Strategy<Value = Assignment> {
-    (0..ASSIGNMENT_IDS, principal(), select(ROLES), scope(), prop::option::of(0..HORIZON)).prop_map(
-        |(id, principal, role, scope, expires_at)| Assignment {
+    (0..ASSIGNMENT_IDS, principal(), select(ROLES), scope(), prop::option::of(0..HORIZON), any::<bool>())
+        .prop_map(|(id, principal, role, scope, expires_at, approved_request)| Assignment {
             id: format!("ra{id}"),
             principal,
             role: role.to_owned(),
             scope,
             expires_at,
-        },
-    )
+            approved_request,
+        })
 }
 
 /// A populated tenant, then random changes to it.
 fn tenant() -> impl Strategy<Value = Vec<Update>> {
     use prop::collection::vec;
-    let catalog = subsequence(PERMISSIONS, 3..=PERMISSIONS.len())
-        .prop_map(|p| vec![Update::SetCatalog(p.into_iter().map(str::to_owned).collect())]);
+    let catalog =
+        (subsequence(PERMISSIONS, 3..=PERMISSIONS.len()), approval_required()).prop_map(|(p, a)| {
+            vec![
+                Update::SetCatalog(p.into_iter().map(str::to_owned).collect()),
+                Update::SetApprovalRequired(a),
+            ]
+        });
     let roles = vec((defined_role(), role_definition()), 2..6)
         .prop_map(|roles| roles.into_iter().map(|(name, role)| Update::ApplyRole(name, role)).collect());
     let assignments =
@@ -363,6 +450,11 @@ fn tenant() -> impl Strategy<Value = Vec<Update>> {
         .prop_map(|m| m.into_iter().map(|(group, user)| Update::AddMember(group, user)).collect());
     let changes = vec(update(), 0..30);
     (catalog, roles, assignments, members, changes).prop_map(|(a, b, c, d, e)| [a, b, c, d, e].concat())
+}
+
+/// Some permissions of any catalog (possibly outside the current one).
+fn approval_required() -> impl Strategy<Value = Vec<String>> {
+    subsequence(PERMISSIONS, 0..=3).prop_map(|p| p.into_iter().map(str::to_owned).collect())
 }
 
 fn defined_role() -> impl Strategy<Value = String> {
@@ -376,6 +468,7 @@ fn update() -> impl Strategy<Value = Update> {
     prop_oneof![
         1 => subsequence(PERMISSIONS, 0..=PERMISSIONS.len())
             .prop_map(|p| Update::SetCatalog(p.into_iter().map(str::to_owned).collect())),
+        1 => approval_required().prop_map(Update::SetApprovalRequired),
         5 => (role(), role_definition()).prop_map(|(name, role)| Update::ApplyRole(name, role)),
         1 => role().prop_map(Update::DeleteRole),
         1 => prop::collection::vec((role(), role_definition()), 0..5).prop_map(Update::ResetRoles),
@@ -411,6 +504,7 @@ proptest! {
         for kind in KINDS {
             for name in NAMES {
                 let principal = Principal { kind, name: (*name).to_owned() };
+                assert_assigned_roles_agree(&tenant, &index, &principal, now)?;
                 for scope in &scopes {
                     let expected = naive_effective_permissions(&tenant, &principal, scope, now);
                     let got = index.effective_permissions(&principal, scope, now);

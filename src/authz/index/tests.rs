@@ -18,7 +18,14 @@ fn mk_role(grants: &[&str], includes: &[&str]) -> RoleDefinition {
 }
 
 fn mk_assignment(id: &str, principal: Principal, role: &str, scope: Scope) -> Assignment {
-    Assignment { id: id.to_owned(), principal, role: role.to_owned(), scope, expires_at: None }
+    Assignment {
+        id: id.to_owned(),
+        principal,
+        role: role.to_owned(),
+        scope,
+        expires_at: None,
+        approved_request: false,
+    }
 }
 
 fn workspace(name: &str) -> Scope {
@@ -472,4 +479,71 @@ fn user_and_group_names_match_without_regard_to_case_and_client_names_exactly() 
     );
     index.remove_member("acme IT", "bob");
     assert!(!export(&index, Principal::user("bob"), &workspace("w1")));
+}
+
+#[test]
+fn approval_required_permission_comes_only_from_an_approved_request() {
+    let mut index = mk_index(&["compliance.view", "compliance.export-consent"]);
+    index.set_approval_required(["compliance.export-consent".to_owned()]);
+    index.apply_role("officer", mk_role(&["compliance.*"], &[]));
+    index.apply_role("exporter", mk_role(&["compliance.export-consent"], &[]));
+    let ada = Principal::user("ada");
+    index.apply_assignment(mk_assignment(
+        "standing",
+        Principal::group("compliance"),
+        "officer",
+        Scope::Organization,
+    ));
+    index.apply_assignment(mk_assignment("exporter", ada.clone(), "exporter", Scope::Organization));
+    index.add_member("compliance", "ada");
+
+    // The role's other permission still comes with the standing assignment.
+    assert_eq!(
+        granted(index.check(&ada, "compliance.view", &Scope::Organization, NOW)).assignment(),
+        "standing"
+    );
+    assert_eq!(index.effective_permissions(&ada, &Scope::Organization, NOW), ["compliance.view"]);
+    match denial(index.check(&ada, "compliance.export-consent", &workspace("w1"), NOW)) {
+        Denial::ApprovalRequired(grant) => {
+            assert_eq!((grant.assignment(), grant.role()), ("exporter", "exporter"))
+        }
+        other => panic!("expected approval required, got {other}"),
+    }
+    assert!(index.grants_for(&ada, "compliance.export-consent", &Scope::Organization, NOW).is_empty());
+    // `exporter` gives nothing but what is withheld: not a role the user holds.
+    let roles: Vec<&str> = index.assigned_roles(&ada, NOW).iter().map(|g| g.role()).collect();
+    assert_eq!(roles, ["officer"]);
+
+    let request = Assignment {
+        expires_at: Some(NOW + 60),
+        approved_request: true,
+        ..mk_assignment("access-request-1", ada.clone(), "officer", workspace("w1"))
+    };
+    index.apply_assignment(request);
+    let grant = granted(index.check(&ada, "compliance.export-consent", &workspace("w1"), NOW));
+    assert_eq!(grant.assignment(), "access-request-1");
+    assert_eq!(
+        index.effective_permissions(&ada, &workspace("w1"), NOW),
+        ["compliance.export-consent", "compliance.view"]
+    );
+    let held = index.held_permissions(&ada, &workspace("w1"), NOW);
+    assert_eq!(held[0].until, Some(NOW + 60), "held until the request's grant ends");
+    // Not in the organization, which the request did not name.
+    assert!(!index.check(&ada, "compliance.export-consent", &Scope::Organization, NOW).is_allowed());
+
+    // Once it ends, the standing grants do not take over.
+    match denial(index.check(&ada, "compliance.export-consent", &workspace("w1"), NOW + 60)) {
+        Denial::OnlyExpiredAssignments(last) => assert_eq!(last.assignment(), "access-request-1"),
+        other => panic!("expected only expired assignments, got {other}"),
+    }
+
+    // Lifting the requirement gives it back to the standing grants.
+    index.set_approval_required([]);
+    assert!(index.check(&ada, "compliance.export-consent", &Scope::Organization, NOW).is_allowed());
+    index.set_approval_required(["compliance.export-consent".to_owned()]);
+    assert!(!index.check(&ada, "compliance.export-consent", &Scope::Organization, NOW).is_allowed());
+    // A catalog change renumbers permissions; the requirement follows the name.
+    index.set_catalog(["a.first", "compliance.view", "compliance.export-consent"].map(String::from));
+    assert!(!index.check(&ada, "compliance.export-consent", &Scope::Organization, NOW).is_allowed());
+    assert!(index.check(&ada, "compliance.view", &Scope::Organization, NOW).is_allowed());
 }
