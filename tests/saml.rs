@@ -13,6 +13,8 @@
 
 #[path = "support/browser_form.rs"]
 mod browser_form;
+#[path = "support/chromium.rs"]
+mod chromium;
 #[path = "support/saml_idp.rs"]
 mod saml_idp;
 #[path = "support/token_service.rs"]
@@ -628,4 +630,40 @@ fn deflate(text: &str) -> String {
     let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(text.as_bytes()).unwrap();
     base64::engine::general_purpose::STANDARD.encode(encoder.finish().unwrap())
+}
+
+/// The whole chain in headless Chromium: our email-first sign-in page, the
+/// IdP's login form, its auto-submitting POST form to our ACS (its script
+/// posts it), our resume, and the application's redirect with a code whose
+/// tokens carry the role of bob's group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routed_email_signs_in_through_the_saml_idp_in_chromium() {
+    use chromium::{Chromium, DEFAULT_DEADLINE};
+
+    let setup = setup().await;
+    let browser = Chromium::launch().await;
+    let tab = browser.new_tab().await;
+    tab.catch_navigations_to(WEBAPP_REDIRECT).await;
+    tab.goto(&authorize_url(&setup.service)).await;
+    tab.wait_for_text("leave the password empty", DEFAULT_DEADLINE).await;
+    tab.fill("#username", BOB).await;
+    tab.click("button[type=submit]").await;
+
+    // The IdP's own login form.
+    tab.wait_for_url("the IdP", DEFAULT_DEADLINE, |url| url.starts_with(&setup.idp.base)).await;
+    tab.wait_for_selector("input[name=user]", DEFAULT_DEADLINE).await;
+    tab.fill("input[name=user]", "bob").await;
+    tab.fill("input[name=password]", saml_idp::PASSWORD).await;
+    tab.click("input[type=submit]").await;
+
+    let landed = tab.wait_for_caught(DEFAULT_DEADLINE).await;
+    let query = landed.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let params: std::collections::BTreeMap<String, String> =
+        form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    assert_eq!(params.get("state").map(String::as_str), Some("app-state"), "{landed}");
+    let code = params.get("code").unwrap_or_else(|| panic!("a code in {landed}"));
+    setup.service.index_caught_up(ORG, std::time::Duration::from_secs(10)).await;
+    let tokens = redeem(&setup.service, code).await;
+    assert_eq!(role_names(tokens["access_token"].as_str().unwrap()), ["viewer"]);
+    browser.close().await;
 }

@@ -14,11 +14,32 @@ pub const ASSERTION_NS: &[u8] = b"urn:oasis:names:tc:SAML:2.0:assertion";
 const DSIG_NS: &[u8] = b"http://www.w3.org/2000/09/xmldsig#";
 
 /// DOCTYPE and ENTITY declarations are refused before anything parses the
-/// bytes (XXE, entity expansion): SAML never needs them.
+/// bytes (XXE, entity expansion): SAML never needs them. So are documents
+/// in another encoding than UTF-8 (NUL bytes: UTF-16 or UTF-32; an
+/// `encoding` other than UTF-8), where a declaration would not be spelled
+/// in these bytes.
 pub fn refuse_declarations(bytes: &[u8]) -> Result<(), SamlError> {
     let found = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
-    if found(b"<!DOCTYPE") || found(b"<!ENTITY") {
+    if found(b"!DOCTYPE") || found(b"!ENTITY") {
         return Err(SamlError::Declaration);
+    }
+    if bytes.contains(&0) {
+        return Err(SamlError::Malformed("not UTF-8 (NUL bytes)".into()));
+    }
+    let head = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    if head.starts_with(b"<?xml")
+        && let Some(end) = head.windows(2).position(|w| w == b"?>")
+        && let Some(at) = head[..end].windows(8).position(|w| w == b"encoding")
+    {
+        let value: Vec<u8> = head[at + 8..end]
+            .iter()
+            .copied()
+            .skip_while(|b| b.is_ascii_whitespace() || *b == b'=' || *b == b'"' || *b == b'\'')
+            .take_while(|b| *b != b'"' && *b != b'\'')
+            .collect();
+        if !value.eq_ignore_ascii_case(b"UTF-8") {
+            return Err(SamlError::Malformed(format!("encoding {:?}", String::from_utf8_lossy(&value))));
+        }
     }
     Ok(())
 }
@@ -117,6 +138,10 @@ mod tests {
         {
             assert!(matches!(refuse_declarations(bad), Err(SamlError::Declaration)));
         }
+        assert!(refuse_declarations(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><r/>").is_ok());
+        // UTF-7 spells `<` as `+ADw-`; UTF-16 has NUL bytes.
+        assert!(refuse_declarations(b"<?xml version='1.0' encoding='UTF-7'?><r/>").is_err());
+        assert!(refuse_declarations(b"<\0r\0/\0>\0").is_err());
     }
 
     #[test]
