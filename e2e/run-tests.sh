@@ -48,6 +48,11 @@ step "upstream OpenID provider for the single sign-on tests (oidc-provider from 
 PORTCULLIS_OIDC_PROVIDER_DIR=$(bash e2e/build-oidc-provider.sh | tail -n 1)
 export PORTCULLIS_OIDC_PROVIDER_DIR
 
+step "SAML IdP for the single sign-on tests (crewjam/saml's samlidp from the Go module proxy, cached)"
+PORTCULLIS_SAML_IDP_BIN=$(bash e2e/build-saml-idp.sh | tail -n 1)
+export PORTCULLIS_SAML_IDP_BIN
+echo "SAML IdP in $PORTCULLIS_SAML_IDP_BIN" >&2
+
 step "SCIM conformance suite (scim2-tester from PyPI, in a venv, cached)"
 PORTCULLIS_SCIM2_TESTER_BIN=$(bash e2e/build-scim2-tester.sh | tail -n 1)
 export PORTCULLIS_SCIM2_TESTER_BIN

@@ -18,6 +18,7 @@ use serde_json::Value;
 use super::conditions::{Desired, READY_TO_ADVANCE, UPSTREAM_HEALTHY};
 use crate::api::{IdentityProvider, IdentityProviderType, RolloutStage, RolloutStatus};
 use crate::federation::http::UpstreamHttp;
+use crate::federation::saml::certificate_not_after;
 use crate::store::SsoHealth;
 
 /// An upstream is asked again this often (and on every change).
@@ -178,11 +179,6 @@ fn certificates_in(xml: &str) -> impl Iterator<Item = Vec<u8>> + '_ {
         let text: String = found[1].chars().filter(|c| !c.is_whitespace()).collect();
         base64::engine::general_purpose::STANDARD.decode(text).ok()
     })
-}
-
-fn certificate_not_after(der: &[u8]) -> Option<Timestamp> {
-    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
-    Timestamp::from_second(certificate.validity().not_after.timestamp()).ok()
 }
 
 /// Whether the stage may move on, and why (or why not).

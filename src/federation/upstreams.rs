@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::http::{HttpError, UpstreamHttp};
 use super::oidc::OidcRelyingParty;
+use super::saml::SamlServiceProvider;
 use crate::secret::SecretString;
 
 /// Where the values named by an IdentityProvider's `clientSecretRef` and
@@ -99,12 +100,13 @@ impl UpstreamSecrets for SecretsInMemory {
 #[derive(Debug)]
 pub struct UpstreamClients {
     pub oidc: OidcRelyingParty,
+    pub saml: SamlServiceProvider,
 }
 
 impl UpstreamClients {
     fn new(ca_bundle: Option<&[u8]>) -> Result<Self, HttpError> {
         let http = UpstreamHttp::new(ca_bundle)?;
-        Ok(Self { oidc: OidcRelyingParty::new(http) })
+        Ok(Self { oidc: OidcRelyingParty::new(http.clone()), saml: SamlServiceProvider::new(http) })
     }
 }
 

@@ -117,6 +117,14 @@ pub fn retired(key: &SigningKey, at: Timestamp) -> SigningKey {
 
 /// Seeds `store` and serves the token service on 127.0.0.1:0.
 pub async fn start(store: Store) -> TokenService {
+    start_with_clock(store, Arc::new(SystemClock)).await
+}
+
+/// `start`, with the service reading the time from `clock`.
+pub async fn start_with_clock(
+    store: Store,
+    clock: Arc<dyn portcullis::token::service::Clock>,
+) -> TokenService {
     let now = Timestamp::now();
     let keys_dir = tempfile::tempdir().expect("keys dir");
     let acme_key = active_key(Algorithm::ES256, now - SignedDuration::from_hours(1));
@@ -136,7 +144,7 @@ pub async fn start(store: Store) -> TokenService {
         public_base_url: base_url.clone(),
         keys: KeyDirectory::new(keys_dir.path()).into(),
         login,
-        clock: Arc::new(SystemClock),
+        clock,
     })
     .await
     .expect("token service state");

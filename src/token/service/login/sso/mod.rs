@@ -9,6 +9,9 @@
 //!        └─ OIDC ─► 303 {authorization_endpoint}?state&nonce&code_challenge…
 //!                   GET {issuer}/sso/oidc/{idp}/callback?code&state&iss
 //!                       row bound to this browser, taken once ─ oidc::finish (iss, code, ID token)
+//!        └─ SAML ─► 303 {SingleSignOnService}?SAMLRequest&RelayState   (row: the AuthnRequest ID)
+//!                   POST {issuer}/sso/saml/{idp}/acs   verified, identity kept on the row (saml.rs)
+//!                   GET  {issuer}/sso/saml/{idp}/resume   row bound to this browser, taken once
 //!        ▼
 //!  complete: stage admits the user ─ linked / matched / JIT user ─ provider groups ─ MFA policy
 //!            ─► session (amr fed [+mfa], idp) ─► code ─► redirect_uri
@@ -18,8 +21,7 @@
 //! answer accepts the invitation instead of signing in (`invitation.rs`).
 //!
 //! The nonce and the PKCE verifier are derived from the `state` token with
-//! the login key, so nothing secret about the flow is stored. SAML 2.0 is
-//! not served yet (the `sso_requests` columns for it are in place).
+//! the login key, so nothing secret about the flow is stored.
 //!
 //! Every outcome is counted for the IdentityProvider's status (the store's
 //! `sso_sign_in_counts` / `sso_health`) and appended to the audit trail
@@ -29,6 +31,7 @@
 mod complete;
 mod invitation;
 mod oidc;
+mod saml;
 mod start;
 
 use std::sync::Arc;
@@ -57,6 +60,9 @@ pub(super) fn routes() -> axum::Router<TokenServiceState> {
     axum::Router::new()
         .route("/o/{org}/sso/start", post(start::start))
         .route("/o/{org}/sso/oidc/{idp}/callback", get(oidc::callback))
+        .route("/o/{org}/sso/saml/{idp}/metadata", get(saml::metadata))
+        .route("/o/{org}/sso/saml/{idp}/acs", post(saml::acs))
+        .route("/o/{org}/sso/saml/{idp}/resume", get(saml::resume))
 }
 
 pub(super) use start::{begin, begin_invitation};

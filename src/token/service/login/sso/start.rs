@@ -124,7 +124,7 @@ async fn send_upstream(
         }
         Resume::Invitation(hash) => (Vec::new(), Some(hash.to_string())),
     };
-    let row = SsoRequest {
+    let mut row = SsoRequest {
         id_hash: token_hash(&token),
         organization: org.namespace.clone(),
         identity_provider: entry.name.clone(),
@@ -137,45 +137,57 @@ async fn send_upstream(
         created_ms: now.as_millisecond(),
         expires_ms: now.as_millisecond() + SSO_REQUEST_LIFETIME_MS,
     };
-    let location = match entry.spec.protocol {
-        IdentityProviderType::Oidc => {
-            let settings =
-                entry.spec.oidc.as_ref().ok_or_else(|| {
+    let location =
+        match entry.spec.protocol {
+            IdentityProviderType::Oidc => {
+                let settings = entry.spec.oidc.as_ref().ok_or_else(|| {
                     Refusal::unavailable("Misconfigured", "type OIDC without oidc settings")
                 })?;
-            let secret = state.upstreams().secrets().secret(
-                &org.namespace,
-                &settings.client_secret_ref.name,
-                &settings.client_secret_ref.key,
-            );
-            if secret.is_none() {
-                return Err(Refusal::unavailable(
-                    "ClientSecretMissing",
-                    format!(
-                        "Secret {} (key {}) is not readable",
-                        settings.client_secret_ref.name, settings.client_secret_ref.key
-                    ),
-                ));
+                let secret = state.upstreams().secrets().secret(
+                    &org.namespace,
+                    &settings.client_secret_ref.name,
+                    &settings.client_secret_ref.key,
+                );
+                if secret.is_none() {
+                    return Err(Refusal::unavailable(
+                        "ClientSecretMissing",
+                        format!(
+                            "Secret {} (key {}) is not readable",
+                            settings.client_secret_ref.name, settings.client_secret_ref.key
+                        ),
+                    ));
+                }
+                let redirect_uri = callback_uri(state, org, &entry.name);
+                let upstream = OidcUpstream {
+                    issuer: &settings.issuer,
+                    client_id: &settings.client_id,
+                    client_secret: secret.as_ref(),
+                    scopes: &settings.scopes,
+                    claims: &settings.claim_mapping,
+                    redirect_uri: &redirect_uri,
+                };
+                clients
+                    .oidc
+                    .authorization_url(&upstream, &flow_values(state, org, &token))
+                    .await
+                    .map_err(|e| Refusal::unavailable(e.reason(), crate::error_chain::error_chain(&e)))?
             }
-            let redirect_uri = callback_uri(state, org, &entry.name);
-            let upstream = OidcUpstream {
-                issuer: &settings.issuer,
-                client_id: &settings.client_id,
-                client_secret: secret.as_ref(),
-                scopes: &settings.scopes,
-                claims: &settings.claim_mapping,
-                redirect_uri: &redirect_uri,
-            };
-            clients
-                .oidc
-                .authorization_url(&upstream, &flow_values(state, org, &token))
-                .await
-                .map_err(|e| Refusal::unavailable(e.reason(), crate::error_chain::error_chain(&e)))?
-        }
-        IdentityProviderType::Saml => {
-            return Err(Refusal::unavailable("NotSupported", "SAML 2.0 sign-in is not served yet"));
-        }
-    };
+            IdentityProviderType::Saml => {
+                let settings = entry.spec.saml.as_ref().ok_or_else(|| {
+                    Refusal::unavailable("Misconfigured", "type SAML without saml settings")
+                })?;
+                // An xs:ID (an NCName: not starting with a digit), 256 random bits.
+                let request_id = format!("_{}", random_token());
+                let urls = super::saml::urls(state, org, &entry.name);
+                let location = clients
+                    .saml
+                    .authn_request_url(&super::saml::upstream(settings, &urls), &request_id, &token, now)
+                    .await
+                    .map_err(|e| Refusal::unavailable(e.reason(), crate::error_chain::error_chain(&e)))?;
+                row.saml_request_id = Some(request_id);
+                location
+            }
+        };
     state
         .store()
         .create_sso_request(&row)
