@@ -320,7 +320,8 @@ fn marks(permission: &MarkedPermission) -> String {
         marks.push("**privileged**");
     }
     if permission.approval_required {
-        marks.push("**approval required**");
+        // The services give it only through an approved access request.
+        marks.push("**approval required**: withheld from standing grants");
     }
     marks.join(", ")
 }

@@ -254,7 +254,8 @@ fn marks(permission: &MarkedPermission) -> String {
         let _ = write!(text, "  {MARK}[privileged]{MARK:#}");
     }
     if permission.approval_required {
-        let _ = write!(text, "  {MARK}[approval required]{MARK:#}");
+        // The services give it only through an approved access request.
+        let _ = write!(text, "  {MARK}[approval required: withheld from standing grants]{MARK:#}");
     }
     text
 }
