@@ -1474,8 +1474,20 @@ async fn postgres_upgrade_through_the_change_feed_migration_keeps_positions_risi
 
     let store = Store::connect(&url).await.expect("the upgrade to this version");
     seed_tenant(&store).await;
-    let changes = store.changes_since(Some(ORG), OLD_LAST).await.unwrap();
-    assert!(!changes.is_empty(), "the setup's changes come after the old last one");
+    // Changes are read only below the server's oldest running transaction,
+    // and other tests share this server: awaited, with a deadline.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let changes = loop {
+        let changes = store.changes_since(Some(ORG), OLD_LAST).await.unwrap();
+        if !changes.is_empty() {
+            break changes;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the setup's changes come after the old last one: none within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert!(changes.iter().all(|notice| notice.seq > OLD_LAST), "every new position is above the old ones");
 
     let follower = IndexFollower::start(store.clone(), ORG).await.unwrap();
