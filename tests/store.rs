@@ -62,7 +62,8 @@ on_both_backends!(
     follower_snapshots_are_never_half_a_transaction,
     follower_keeps_following_while_readers_hold_old_snapshots,
     an_issuer_name_held_by_two_namespaces_serves_neither,
-    sso_requests_are_taken_once_and_expire,
+    sso_requests_are_taken_once_by_their_browser_and_expire,
+    saml_assertions_are_accepted_once_onto_their_pending_sign_in,
     jit_users_and_provider_groups_feed_the_index_through_group_mappings,
     sso_outcomes_are_counted_per_provider,
     access_directory_lists_groups_members_and_inactive_users,
@@ -1228,20 +1229,51 @@ fn sso_request(id_hash: &str, now_ms: i64) -> SsoRequest {
     }
 }
 
-async fn sso_requests_are_taken_once_and_expire(store: Store) {
+async fn sso_requests_are_taken_once_by_their_browser_and_expire(store: Store) {
     let now = 1_000_000;
+    let owner = SsoOwner { identity_provider: "okta", pre_login_hash: "browser-hash" };
     store.create_sso_request(&sso_request("state-1", now)).await.unwrap();
     assert_eq!(
         store.find_sso_request(ORG, "state-1", now + 1).await.unwrap(),
         Some(sso_request("state-1", now))
     );
     assert_eq!(store.find_sso_request("globex", "state-1", now + 1).await.unwrap(), None, "another tenant's");
-    assert!(store.take_sso_request(ORG, "state-1", now + 1).await.unwrap().is_some());
-    assert_eq!(store.take_sso_request(ORG, "state-1", now + 2).await.unwrap(), None, "taken once");
+    // Another browser or another provider takes nothing, and leaves it to its own.
+    let thief = SsoOwner { pre_login_hash: "another-browser", ..owner };
+    assert_eq!(store.take_sso_request(ORG, "state-1", thief, now + 1).await.unwrap(), None);
+    let other = SsoOwner { identity_provider: "entra", ..owner };
+    assert_eq!(store.take_sso_request(ORG, "state-1", other, now + 1).await.unwrap(), None);
+    assert!(store.take_sso_request(ORG, "state-1", owner, now + 1).await.unwrap().is_some());
+    assert_eq!(store.take_sso_request(ORG, "state-1", owner, now + 2).await.unwrap(), None, "taken once");
 
     store.create_sso_request(&sso_request("state-2", now)).await.unwrap();
     assert_eq!(store.find_sso_request(ORG, "state-2", now + 60_001).await.unwrap(), None, "expired");
-    assert_eq!(store.take_sso_request(ORG, "state-2", now + 60_001).await.unwrap(), None, "expired");
+    assert_eq!(store.take_sso_request(ORG, "state-2", owner, now + 60_001).await.unwrap(), None, "expired");
+}
+
+async fn saml_assertions_are_accepted_once_onto_their_pending_sign_in(store: Store) {
+    let now = 1_000_000;
+    let mut request = sso_request("relay-1", now);
+    request.saml_request_id = Some("id-request-1".into());
+    store.create_sso_request(&request).await.unwrap();
+    let seen = SeenAssertion {
+        identity_provider: "okta",
+        assertion_id: "id-assertion-1",
+        expires_ms: now + 300_000,
+    };
+    let accepted = store.accept_saml_assertion(ORG, "relay-1", &seen, r#"{"subject":"bob"}"#).await.unwrap();
+    assert_eq!(accepted, SamlAcceptance::Accepted);
+    let pending = store.find_sso_request(ORG, "relay-1", now + 1).await.unwrap().unwrap();
+    assert_eq!(pending.verified_identity.as_deref(), Some(r#"{"subject":"bob"}"#));
+    // The same assertion again: a replay, whatever it is posted for.
+    let again = store.accept_saml_assertion(ORG, "relay-1", &seen, "{}").await.unwrap();
+    assert_eq!(again, SamlAcceptance::Replayed);
+    // Another assertion for a sign-in already answered keeps the first identity.
+    let second = SeenAssertion { assertion_id: "id-assertion-2", ..seen };
+    let late = store.accept_saml_assertion(ORG, "relay-1", &second, "{}").await.unwrap();
+    assert_eq!(late, SamlAcceptance::AlreadyAnswered);
+    let pending = store.find_sso_request(ORG, "relay-1", now + 1).await.unwrap().unwrap();
+    assert_eq!(pending.verified_identity.as_deref(), Some(r#"{"subject":"bob"}"#));
 }
 
 async fn jit_users_and_provider_groups_feed_the_index_through_group_mappings(store: Store) {
@@ -1269,7 +1301,7 @@ async fn jit_users_and_provider_groups_feed_the_index_through_group_mappings(sto
         .create_jit_user(&NewUser::new(ORG, "bob@acme.test", UserSource::Jit), "okta", "sub-bob", 5)
         .await
         .unwrap();
-    assert_eq!(store.linked_user(ORG, "okta", "sub-bob").await.unwrap(), Some(bob.id.clone()));
+    assert_eq!(store.linked_user(ORG, "okta", "sub-bob").await.unwrap().map(|u| u.id), Some(bob.id.clone()));
     assert_eq!(store.linked_user(ORG, "other", "sub-bob").await.unwrap(), None);
 
     let groups = ["Engineering".to_owned(), "Everyone".to_owned()];

@@ -151,27 +151,6 @@ pub trait ChangeFeed {
     fn prune_change_log(&self, before_ms: i64) -> impl Future<Output = Result<u64>> + Send;
 }
 
-impl Store {
-    /// The shape of most single-statement writes: runs `query` in its own
-    /// write transaction; when it touched a row, records `change` and
-    /// commits, otherwise rolls back. Returns whether a row was touched.
-    pub(in crate::store) async fn write_row(
-        &self,
-        organization: &str,
-        query: AnyQuery<'_>,
-        operation: &'static str,
-        change: Change,
-    ) -> Result<bool> {
-        let mut tx = self.begin_write(organization).await?;
-        if tx.execute(query, operation).await? == 0 {
-            return Ok(false);
-        }
-        tx.record(change);
-        tx.commit().await?;
-        Ok(true)
-    }
-}
-
 impl ChangeFeed for Store {
     async fn subscribe(&self) -> Result<ChangeSubscription> {
         let events = self.inner.events.subscribe();

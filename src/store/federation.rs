@@ -20,9 +20,10 @@ use sqlx::any::AnyRow;
 
 use super::changes::{Change, WriteTx};
 use super::error::query_error;
-use super::identity::{UserExtras, insert_group, insert_user};
+use super::identity::{UserExtras, insert_group, insert_user, read_users};
 use super::records::*;
 use super::{Result, Store, column};
+use crate::audit::AuditEntry;
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
 
@@ -60,6 +61,50 @@ pub struct SsoOutcome<'a> {
     pub at_ms: i64,
 }
 
+/// Who may take a pending sign-in: the provider answering it, and the
+/// browser that started it (SHA-256 hex of its pre-login id).
+#[derive(Clone, Copy, Debug)]
+pub struct SsoOwner<'a> {
+    pub identity_provider: &'a str,
+    pub pre_login_hash: &'a str,
+}
+
+/// A SAML assertion the ACS accepted, for the replay cache.
+#[derive(Clone, Copy, Debug)]
+pub struct SeenAssertion<'a> {
+    pub identity_provider: &'a str,
+    pub assertion_id: &'a str,
+    /// Remembered until then (its NotOnOrAfter, with leeway).
+    pub expires_ms: i64,
+}
+
+/// What became of a verified SAML assertion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SamlAcceptance {
+    /// Its identity is kept on the pending sign-in.
+    Accepted,
+    /// Its ID was presented before: a replay.
+    Replayed,
+    /// The pending sign-in is gone or holds an identity already.
+    AlreadyAnswered,
+}
+
+/// What a sign-in through a provider says of the user: the upstream
+/// subject is theirs (this sign-in noted on the link), and with `groups`,
+/// their memberships of the provider's groups are those (as
+/// [`FederationStore::sync_upstream_groups`] makes them).
+#[derive(Clone, Copy, Debug)]
+pub struct UpstreamSignIn<'a> {
+    pub organization: &'a str,
+    pub identity_provider: &'a str,
+    pub subject: &'a str,
+    pub user_id: &'a str,
+    pub at_ms: i64,
+    pub groups: Option<&'a [String]>,
+    /// With `groups`: leave the provider's groups not listed.
+    pub remove_others: bool,
+}
+
 /// What the operator reports of an IdentityProvider's sign-ins.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SsoHealth {
@@ -88,33 +133,28 @@ pub trait FederationStore {
         now_ms: i64,
     ) -> impl Future<Output = Result<Option<SsoRequest>>> + Send;
 
-    /// Stores what the ACS verified on a pending SAML sign-in; `false` if the
-    /// request is gone or already has an identity.
-    fn set_sso_request_identity(
-        &self,
-        organization: &str,
-        id_hash: &str,
-        identity_json: &str,
-    ) -> impl Future<Output = Result<bool>> + Send;
-
-    /// Takes (deletes and returns) the pending sign-in: each is used once,
-    /// whichever replica is asked.
+    /// Takes (deletes and returns) the pending sign-in if `owner` started
+    /// it and it has not expired: each is used once, whichever replica is
+    /// asked, and one presented by another browser or provider is left to
+    /// its own.
     fn take_sso_request(
         &self,
         organization: &str,
         id_hash: &str,
+        owner: SsoOwner<'_>,
         now_ms: i64,
     ) -> impl Future<Output = Result<Option<SsoRequest>>> + Send;
 
-    /// Remembers an accepted SAML assertion ID until `expires_ms`; `false`
-    /// when it was seen before (a replay).
-    fn remember_saml_assertion(
+    /// What the ACS verified, in one transaction: the assertion's ID
+    /// remembered until it expires (the replay cache), and the identity
+    /// kept on the pending SAML sign-in.
+    fn accept_saml_assertion(
         &self,
         organization: &str,
-        identity_provider: &str,
-        assertion_id: &str,
-        expires_ms: i64,
-    ) -> impl Future<Output = Result<bool>> + Send;
+        id_hash: &str,
+        assertion: &SeenAssertion<'_>,
+        identity_json: &str,
+    ) -> impl Future<Output = Result<SamlAcceptance>> + Send;
 
     /// The local user an upstream subject is linked to.
     fn linked_user(
@@ -122,17 +162,11 @@ pub trait FederationStore {
         organization: &str,
         identity_provider: &str,
         subject: &str,
-    ) -> impl Future<Output = Result<Option<String>>> + Send;
+    ) -> impl Future<Output = Result<Option<User>>> + Send;
 
-    /// Links an upstream subject to a local user (or notes another sign-in).
-    fn link_upstream_subject(
-        &self,
-        organization: &str,
-        identity_provider: &str,
-        subject: &str,
-        user_id: &str,
-        at_ms: i64,
-    ) -> impl Future<Output = Result<()>> + Send;
+    /// Writes what a sign-in through the provider says of the user, in one
+    /// transaction.
+    fn link_upstream_sign_in(&self, sign_in: &UpstreamSignIn<'_>) -> impl Future<Output = Result<()>> + Send;
 
     /// Creates a user at first sign-in (JIT), linked to the upstream subject,
     /// in one transaction.
@@ -160,6 +194,19 @@ pub trait FederationStore {
 
     /// Counts one sign-in's outcome.
     fn record_sso_outcome(&self, outcome: &SsoOutcome<'_>) -> impl Future<Output = Result<()>> + Send;
+
+    /// Counts one sign-in's outcome and appends its audit event (as the
+    /// store handle's actor), with what a successful one says of the user
+    /// ([`FederationStore::link_upstream_sign_in`]), in one transaction.
+    fn record_sso_sign_in(
+        &self,
+        outcome: &SsoOutcome<'_>,
+        entry: AuditEntry,
+        sign_in: Option<&UpstreamSignIn<'_>>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Forgets the counts of hours before `before_ms` (the purge's).
+    fn forget_sso_counts(&self, before_ms: i64) -> impl Future<Output = Result<u64>> + Send;
 
     /// Sign-ins of the last 24 hours before `now_ms`, and the last error.
     fn sso_health(
@@ -238,14 +285,55 @@ impl FederationStore for Store {
         row.as_ref().map(request_from_row).transpose()
     }
 
-    async fn set_sso_request_identity(
+    async fn take_sso_request(
         &self,
         organization: &str,
         id_hash: &str,
+        owner: SsoOwner<'_>,
+        now_ms: i64,
+    ) -> Result<Option<SsoRequest>> {
+        // One statement, atomic on its own: no transaction around it.
+        let _turn = self.write_turn().await;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM sso_requests WHERE organization = $1 AND id_hash = $2 AND identity_provider = $3 \
+             AND pre_login_hash = $4 AND expires_ms > $5 RETURNING {REQUEST_COLUMNS}"
+        )))
+        .bind(organization)
+        .bind(id_hash)
+        .bind(owner.identity_provider)
+        .bind(owner.pre_login_hash)
+        .bind(now_ms)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(query_error("take a pending sign-in"))?;
+        row.as_ref().map(request_from_row).transpose()
+    }
+
+    async fn accept_saml_assertion(
+        &self,
+        organization: &str,
+        id_hash: &str,
+        assertion: &SeenAssertion<'_>,
         identity_json: &str,
-    ) -> Result<bool> {
+    ) -> Result<SamlAcceptance> {
         let mut tx = self.begin_unlogged_write().await?;
-        let done = sqlx::query(
+        let first_time = sqlx::query(
+            "INSERT INTO saml_assertions_seen (organization, identity_provider, assertion_id, expires_ms) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (organization, identity_provider, assertion_id) DO NOTHING",
+        )
+        .bind(organization)
+        .bind(assertion.identity_provider)
+        .bind(assertion.assertion_id)
+        .bind(assertion.expires_ms)
+        .execute(tx.conn())
+        .await
+        .map_err(query_error("remember a SAML assertion"))?
+        .rows_affected()
+            == 1;
+        if !first_time {
+            return Ok(SamlAcceptance::Replayed);
+        }
+        let kept = sqlx::query(
             "UPDATE sso_requests SET verified_identity = $1 \
              WHERE organization = $2 AND id_hash = $3 AND verified_identity IS NULL",
         )
@@ -254,51 +342,12 @@ impl FederationStore for Store {
         .bind(id_hash)
         .execute(tx.conn())
         .await
-        .map_err(query_error("keep a verified SAML identity"))?;
+        .map_err(query_error("keep a verified SAML identity"))?
+        .rows_affected()
+            == 1;
+        // The assertion is remembered either way: it was presented.
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn take_sso_request(
-        &self,
-        organization: &str,
-        id_hash: &str,
-        now_ms: i64,
-    ) -> Result<Option<SsoRequest>> {
-        let mut tx = self.begin_unlogged_write().await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM sso_requests WHERE organization = $1 AND id_hash = $2 RETURNING {REQUEST_COLUMNS}"
-        )))
-        .bind(organization)
-        .bind(id_hash)
-        .fetch_optional(tx.conn())
-        .await
-        .map_err(query_error("take a pending sign-in"))?;
-        tx.commit().await?;
-        Ok(row.as_ref().map(request_from_row).transpose()?.filter(|r| r.expires_ms > now_ms))
-    }
-
-    async fn remember_saml_assertion(
-        &self,
-        organization: &str,
-        identity_provider: &str,
-        assertion_id: &str,
-        expires_ms: i64,
-    ) -> Result<bool> {
-        let mut tx = self.begin_unlogged_write().await?;
-        let done = sqlx::query(
-            "INSERT INTO saml_assertions_seen (organization, identity_provider, assertion_id, expires_ms) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (organization, identity_provider, assertion_id) DO NOTHING",
-        )
-        .bind(organization)
-        .bind(identity_provider)
-        .bind(assertion_id)
-        .bind(expires_ms)
-        .execute(tx.conn())
-        .await
-        .map_err(query_error("remember a SAML assertion"))?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(if kept { SamlAcceptance::Accepted } else { SamlAcceptance::AlreadyAnswered })
     }
 
     async fn linked_user(
@@ -306,31 +355,24 @@ impl FederationStore for Store {
         organization: &str,
         identity_provider: &str,
         subject: &str,
-    ) -> Result<Option<String>> {
-        let row = sqlx::query(
-            "SELECT user_id FROM federated_identities \
-             WHERE organization = $1 AND identity_provider = $2 AND subject = $3",
+    ) -> Result<Option<User>> {
+        let mut conn = self.connection().await?;
+        read_users(
+            &mut conn,
+            "users WHERE organization = $1 AND id = (SELECT user_id FROM federated_identities \
+             WHERE organization = $1 AND identity_provider = $2 AND subject = $3)",
+            organization,
+            |query| query.bind(identity_provider.to_owned()).bind(subject.to_owned()),
         )
-        .bind(organization)
-        .bind(identity_provider)
-        .bind(subject)
-        .fetch_optional(self.pool())
         .await
-        .map_err(query_error("read a linked upstream identity"))?;
-        row.as_ref().map(|r| column(r, "federated_identities", "user_id")).transpose()
+        .map(|mut users| users.pop())
     }
 
-    async fn link_upstream_subject(
-        &self,
-        organization: &str,
-        identity_provider: &str,
-        subject: &str,
-        user_id: &str,
-        at_ms: i64,
-    ) -> Result<()> {
-        let mut tx = self.begin_unlogged_write().await?;
-        link(tx.conn(), organization, identity_provider, subject, user_id, at_ms).await?;
-        tx.commit().await
+    async fn link_upstream_sign_in(&self, sign_in: &UpstreamSignIn<'_>) -> Result<()> {
+        let mut tx = self.begin_write(sign_in.organization).await?;
+        write_upstream_sign_in(&mut tx, sign_in).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn create_jit_user(
@@ -357,132 +399,42 @@ impl FederationStore for Store {
         remove_others: bool,
     ) -> Result<()> {
         let mut tx = self.begin_write(organization).await?;
-        let mut wanted = BTreeSet::new();
-        for name in groups.iter().map(|g| g.trim()).filter(|g| !g.is_empty()) {
-            let found = sqlx::query(
-                "SELECT id, source, provisioned_by FROM groups WHERE organization = $1 AND display_name_key = $2",
-            )
-            .bind(organization)
-            .bind(name_key(name))
-            .fetch_optional(tx.conn())
-            .await
-            .map_err(query_error("read a provider group"))?;
-            let group_id = match found {
-                Some(row) => {
-                    let source: String = column(&row, "groups", "source")?;
-                    let owner: Option<String> = column(&row, "groups", "provisioned_by")?;
-                    // A group managed here, or by another provider, with this name is left alone.
-                    if source != GroupSource::Idp.as_str() || owner.as_deref() != Some(identity_provider) {
-                        continue;
-                    }
-                    column(&row, "groups", "id")?
-                }
-                None => {
-                    let new = NewGroup {
-                        organization: organization.to_owned(),
-                        display_name: name.to_owned(),
-                        source: GroupSource::Idp,
-                        external_id: None,
-                    };
-                    insert_group(&mut tx, &new, Some(identity_provider)).await?.0
-                }
-            };
-            wanted.insert(group_id.clone());
-            let added = sqlx::query(
-                "INSERT INTO memberships (group_id, user_id) VALUES ($1, $2) ON CONFLICT (group_id, user_id) DO NOTHING",
-            )
-            .bind(group_id.as_str())
-            .bind(user_id)
-            .execute(tx.conn())
-            .await
-            .map_err(query_error("add a provider group member"))?;
-            if added.rows_affected() > 0 {
-                record_membership(&mut tx, organization, &group_id, user_id);
-            }
-        }
-        if remove_others {
-            let rows = sqlx::query(
-                "SELECT m.group_id FROM memberships m JOIN groups g ON g.id = m.group_id \
-                 WHERE m.user_id = $1 AND g.organization = $2 AND g.source = 'idp' AND g.provisioned_by = $3",
-            )
-            .bind(user_id)
-            .bind(organization)
-            .bind(identity_provider)
-            .fetch_all(tx.conn())
-            .await
-            .map_err(query_error("read provider group memberships"))?;
-            for row in &rows {
-                let group_id: String = column(row, "memberships", "group_id")?;
-                if wanted.contains(&group_id) {
-                    continue;
-                }
-                sqlx::query("DELETE FROM memberships WHERE group_id = $1 AND user_id = $2")
-                    .bind(group_id.as_str())
-                    .bind(user_id)
-                    .execute(tx.conn())
-                    .await
-                    .map_err(query_error("remove a provider group member"))?;
-                record_membership(&mut tx, organization, &group_id, user_id);
-            }
-        }
+        GroupSync { organization, identity_provider }.apply(&mut tx, user_id, groups, remove_others).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn record_sso_outcome(&self, outcome: &SsoOutcome<'_>) -> Result<()> {
-        let (successes, failures) = if outcome.failure.is_none() { (1_i64, 0_i64) } else { (0, 1) };
-        let hour = outcome.at_ms.div_euclid(HOUR_MS);
         let mut tx = self.begin_unlogged_write().await?;
-        sqlx::query(
-            "INSERT INTO sso_sign_in_counts (organization, identity_provider, hour, successes, failures) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (organization, identity_provider, hour) DO UPDATE SET \
-             successes = sso_sign_in_counts.successes + excluded.successes, \
-             failures = sso_sign_in_counts.failures + excluded.failures",
-        )
-        .bind(outcome.organization)
-        .bind(outcome.identity_provider)
-        .bind(hour)
-        .bind(successes)
-        .bind(failures)
-        .execute(tx.conn())
-        .await
-        .map_err(query_error("count a sign-in"))?;
-        sqlx::query("DELETE FROM sso_sign_in_counts WHERE hour < $1")
-            .bind(hour - 48)
+        count_outcome(tx.conn(), outcome).await?;
+        tx.commit().await
+    }
+
+    async fn record_sso_sign_in(
+        &self,
+        outcome: &SsoOutcome<'_>,
+        entry: AuditEntry,
+        sign_in: Option<&UpstreamSignIn<'_>>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write(outcome.organization).await?;
+        if let Some(sign_in) = sign_in {
+            write_upstream_sign_in(&mut tx, sign_in).await?;
+        }
+        count_outcome(tx.conn(), outcome).await?;
+        tx.audit(entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn forget_sso_counts(&self, before_ms: i64) -> Result<u64> {
+        let mut tx = self.begin_unlogged_write().await?;
+        let done = sqlx::query("DELETE FROM sso_sign_in_counts WHERE hour < $1")
+            .bind(before_ms.div_euclid(HOUR_MS))
             .execute(tx.conn())
             .await
-            .map_err(query_error("drop old sign-in counts"))?;
-        let (error, reason, error_ms, success_ms) = match outcome.failure {
-            Some((reason, message)) => (Some(message), Some(reason), Some(outcome.at_ms), None),
-            None => (None, None, None, Some(outcome.at_ms)),
-        };
-        // A change of stage starts the count of successes in the stage again.
-        sqlx::query(
-            "INSERT INTO sso_health (organization, identity_provider, stage, successes_in_stage, \
-             last_success_ms, last_error, last_error_reason, last_error_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (organization, identity_provider) DO UPDATE SET \
-             successes_in_stage = CASE WHEN sso_health.stage = excluded.stage \
-               THEN sso_health.successes_in_stage + excluded.successes_in_stage \
-               ELSE excluded.successes_in_stage END, \
-             stage = excluded.stage, \
-             last_success_ms = COALESCE(excluded.last_success_ms, sso_health.last_success_ms), \
-             last_error = COALESCE(excluded.last_error, sso_health.last_error), \
-             last_error_reason = COALESCE(excluded.last_error_reason, sso_health.last_error_reason), \
-             last_error_ms = COALESCE(excluded.last_error_ms, sso_health.last_error_ms)",
-        )
-        .bind(outcome.organization)
-        .bind(outcome.identity_provider)
-        .bind(outcome.stage)
-        .bind(successes)
-        .bind(success_ms)
-        .bind(error.map(str::to_owned))
-        .bind(reason.map(str::to_owned))
-        .bind(error_ms)
-        .execute(tx.conn())
-        .await
-        .map_err(query_error("record a sign-in outcome"))?;
-        tx.commit().await
+            .map_err(query_error("forget old sign-in counts"))?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
     }
 
     async fn sso_health(
@@ -530,6 +482,157 @@ impl FederationStore for Store {
             health.last_error_ms = column(&row, T, "last_error_ms")?;
         }
         Ok(health)
+    }
+}
+
+/// The link, and the provider's groups when the sign-in carries them, within `tx`.
+async fn write_upstream_sign_in(tx: &mut WriteTx<'_>, sign_in: &UpstreamSignIn<'_>) -> Result<()> {
+    let UpstreamSignIn { organization, identity_provider, subject, user_id, at_ms, groups, remove_others } =
+        *sign_in;
+    link(tx.conn(), organization, identity_provider, subject, user_id, at_ms).await?;
+    if let Some(groups) = groups {
+        GroupSync { organization, identity_provider }.apply(tx, user_id, groups, remove_others).await?;
+    }
+    Ok(())
+}
+
+/// Counts one outcome in its hour, and keeps the last success or error.
+async fn count_outcome(conn: &mut sqlx::AnyConnection, outcome: &SsoOutcome<'_>) -> Result<()> {
+    let (successes, failures) = if outcome.failure.is_none() { (1_i64, 0_i64) } else { (0, 1) };
+    let hour = outcome.at_ms.div_euclid(HOUR_MS);
+    sqlx::query(
+        "INSERT INTO sso_sign_in_counts (organization, identity_provider, hour, successes, failures) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (organization, identity_provider, hour) DO UPDATE SET \
+             successes = sso_sign_in_counts.successes + excluded.successes, \
+             failures = sso_sign_in_counts.failures + excluded.failures",
+    )
+    .bind(outcome.organization)
+    .bind(outcome.identity_provider)
+    .bind(hour)
+    .bind(successes)
+    .bind(failures)
+    .execute(&mut *conn)
+    .await
+    .map_err(query_error("count a sign-in"))?;
+    let (error, reason, error_ms, success_ms) = match outcome.failure {
+        Some((reason, message)) => (Some(message), Some(reason), Some(outcome.at_ms), None),
+        None => (None, None, None, Some(outcome.at_ms)),
+    };
+    // A change of stage starts the count of successes in the stage again.
+    sqlx::query(
+        "INSERT INTO sso_health (organization, identity_provider, stage, successes_in_stage, \
+             last_success_ms, last_error, last_error_reason, last_error_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (organization, identity_provider) DO UPDATE SET \
+             successes_in_stage = CASE WHEN sso_health.stage = excluded.stage \
+               THEN sso_health.successes_in_stage + excluded.successes_in_stage \
+               ELSE excluded.successes_in_stage END, \
+             stage = excluded.stage, \
+             last_success_ms = COALESCE(excluded.last_success_ms, sso_health.last_success_ms), \
+             last_error = COALESCE(excluded.last_error, sso_health.last_error), \
+             last_error_reason = COALESCE(excluded.last_error_reason, sso_health.last_error_reason), \
+             last_error_ms = COALESCE(excluded.last_error_ms, sso_health.last_error_ms)",
+    )
+    .bind(outcome.organization)
+    .bind(outcome.identity_provider)
+    .bind(outcome.stage)
+    .bind(successes)
+    .bind(success_ms)
+    .bind(error.map(str::to_owned))
+    .bind(reason.map(str::to_owned))
+    .bind(error_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(query_error("record a sign-in outcome"))?;
+    Ok(())
+}
+
+/// The provider-managed memberships of one provider in one organization.
+struct GroupSync<'a> {
+    organization: &'a str,
+    identity_provider: &'a str,
+}
+
+impl GroupSync<'_> {
+    /// Makes the user's memberships of the provider's groups those of
+    /// `groups`, within `tx` (see [`FederationStore::sync_upstream_groups`]).
+    async fn apply(
+        &self,
+        tx: &mut WriteTx<'_>,
+        user_id: &str,
+        groups: &[String],
+        remove_others: bool,
+    ) -> Result<()> {
+        let mut wanted = BTreeSet::new();
+        for name in groups.iter().map(|g| g.trim()).filter(|g| !g.is_empty()) {
+            let found = sqlx::query(
+                "SELECT id, source, provisioned_by FROM groups WHERE organization = $1 AND display_name_key = $2",
+            )
+            .bind(self.organization)
+            .bind(name_key(name))
+            .fetch_optional(tx.conn())
+            .await
+            .map_err(query_error("read a provider group"))?;
+            let group_id = match found {
+                Some(row) => {
+                    let source: String = column(&row, "groups", "source")?;
+                    let owner: Option<String> = column(&row, "groups", "provisioned_by")?;
+                    // A group managed here, or by another provider, with this name is left alone.
+                    if source != GroupSource::Idp.as_str() || owner.as_deref() != Some(self.identity_provider)
+                    {
+                        continue;
+                    }
+                    column(&row, "groups", "id")?
+                }
+                None => {
+                    let new = NewGroup {
+                        organization: self.organization.to_owned(),
+                        display_name: name.to_owned(),
+                        source: GroupSource::Idp,
+                        external_id: None,
+                    };
+                    insert_group(tx, &new, Some(self.identity_provider)).await?.0
+                }
+            };
+            wanted.insert(group_id.clone());
+            let added = sqlx::query(
+                "INSERT INTO memberships (group_id, user_id) VALUES ($1, $2) ON CONFLICT (group_id, user_id) DO NOTHING",
+            )
+            .bind(group_id.as_str())
+            .bind(user_id)
+            .execute(tx.conn())
+            .await
+            .map_err(query_error("add a provider group member"))?;
+            if added.rows_affected() > 0 {
+                record_membership(tx, self.organization, &group_id, user_id);
+            }
+        }
+        if remove_others {
+            let rows = sqlx::query(
+                "SELECT m.group_id FROM memberships m JOIN groups g ON g.id = m.group_id \
+                 WHERE m.user_id = $1 AND g.organization = $2 AND g.source = 'idp' AND g.provisioned_by = $3",
+            )
+            .bind(user_id)
+            .bind(self.organization)
+            .bind(self.identity_provider)
+            .fetch_all(tx.conn())
+            .await
+            .map_err(query_error("read provider group memberships"))?;
+            for row in &rows {
+                let group_id: String = column(row, "memberships", "group_id")?;
+                if wanted.contains(&group_id) {
+                    continue;
+                }
+                sqlx::query("DELETE FROM memberships WHERE group_id = $1 AND user_id = $2")
+                    .bind(group_id.as_str())
+                    .bind(user_id)
+                    .execute(tx.conn())
+                    .await
+                    .map_err(query_error("remove a provider group member"))?;
+                record_membership(tx, self.organization, &group_id, user_id);
+            }
+        }
+        Ok(())
     }
 }
 

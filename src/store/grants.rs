@@ -47,6 +47,15 @@ pub struct CodeGrant {
     pub session_id: Option<String>,
 }
 
+/// A code to store: only its hash is kept.
+#[derive(Clone, Copy, Debug)]
+pub struct NewCode<'a> {
+    pub hash: &'a SecretHash,
+    pub grant: &'a CodeGrant,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+}
+
 /// A code as stored, with what its redemption issued (if it was redeemed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredAuthorizationCode {
@@ -117,13 +126,7 @@ pub struct GrantUser {
 
 /// Codes, refresh-token families and revoked access tokens.
 pub trait GrantStore {
-    fn insert_authorization_code(
-        &self,
-        code_hash: &SecretHash,
-        grant: &CodeGrant,
-        created_ms: i64,
-        expires_ms: i64,
-    ) -> impl Future<Output = Result<()>> + Send;
+    fn insert_authorization_code(&self, code: &NewCode<'_>) -> impl Future<Output = Result<()>> + Send;
 
     fn find_authorization_code(
         &self,
@@ -207,35 +210,9 @@ const PRESENTED_COLUMNS: &str = "t.counter AS presented_counter, f.family_id, f.
                                  f.expires_ms, f.revoked_ms";
 
 impl GrantStore for Store {
-    async fn insert_authorization_code(
-        &self,
-        code_hash: &SecretHash,
-        code: &CodeGrant,
-        created_ms: i64,
-        expires_ms: i64,
-    ) -> Result<()> {
+    async fn insert_authorization_code(&self, code: &NewCode<'_>) -> Result<()> {
         let mut tx = self.begin_unlogged_write().await?;
-        sqlx::query(
-            "INSERT INTO authorization_codes (code_hash, organization, client_id, user_id, redirect_uri, scope, \
-             nonce, code_challenge, auth_time_ms, amr, session_id, created_ms, expires_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(code_hash.to_string())
-        .bind(code.organization.as_str())
-        .bind(code.client_id.as_str())
-        .bind(code.user_id.as_str())
-        .bind(code.redirect_uri.as_str())
-        .bind(code.scope.as_str())
-        .bind(code.nonce.as_deref())
-        .bind(code.code_challenge.as_deref())
-        .bind(code.auth_time_ms)
-        .bind(json_list(&code.amr))
-        .bind(code.session_id.as_deref())
-        .bind(created_ms)
-        .bind(expires_ms)
-        .execute(tx.conn())
-        .await
-        .map_err(query_error("store an authorization code"))?;
+        insert_code(tx.conn(), code).await?;
         tx.commit().await
     }
 
@@ -540,4 +517,31 @@ fn presented_from_row(row: &AnyRow) -> Result<StoredRefreshToken> {
         expires_ms: column(row, T, "expires_ms")?,
         revoked_ms: column(row, T, "revoked_ms")?,
     })
+}
+
+/// Stores a code within `conn`'s transaction.
+pub(super) async fn insert_code(conn: &mut sqlx::AnyConnection, code: &NewCode<'_>) -> Result<()> {
+    let grant = code.grant;
+    sqlx::query(
+        "INSERT INTO authorization_codes (code_hash, organization, client_id, user_id, redirect_uri, scope, \
+         nonce, code_challenge, auth_time_ms, amr, session_id, created_ms, expires_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(code.hash.to_string())
+    .bind(grant.organization.as_str())
+    .bind(grant.client_id.as_str())
+    .bind(grant.user_id.as_str())
+    .bind(grant.redirect_uri.as_str())
+    .bind(grant.scope.as_str())
+    .bind(grant.nonce.as_deref())
+    .bind(grant.code_challenge.as_deref())
+    .bind(grant.auth_time_ms)
+    .bind(json_list(&grant.amr))
+    .bind(grant.session_id.as_deref())
+    .bind(code.created_ms)
+    .bind(code.expires_ms)
+    .execute(conn)
+    .await
+    .map_err(query_error("store an authorization code"))?;
+    Ok(())
 }

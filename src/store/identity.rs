@@ -117,8 +117,8 @@ pub trait UserStore {
         id: &str,
         password_hash: Option<&SecretString>,
     ) -> impl Future<Output = Result<()>> + Send;
-    /// Notes a sign-in. Announced like any change, but the version (ETag)
-    /// stays: what the user is did not change.
+    /// Notes a sign-in: bookkeeping, neither announced nor versioned (the
+    /// ETag stays: what the user is did not change).
     fn record_login(
         &self,
         organization: &str,
@@ -391,14 +391,20 @@ impl UserStore for Store {
     }
 
     async fn record_login(&self, organization: &str, id: &str, at_ms: i64) -> Result<()> {
-        // Not a change of what the user is: the version (ETag) stays.
-        let query = sqlx::query("UPDATE users SET last_login_ms = $1 WHERE organization = $2 AND id = $3")
+        // Bookkeeping, not a change of what the user is: the version (ETag)
+        // stays and nothing is logged (no follower reloads the user for it).
+        let mut tx = self.begin_unlogged_write().await?;
+        let done = sqlx::query("UPDATE users SET last_login_ms = $1 WHERE organization = $2 AND id = $3")
             .bind(at_ms)
             .bind(organization)
-            .bind(id);
-        match self.write_row(organization, query, "record a login", user_change(organization, id)).await? {
-            true => Ok(()),
-            false => Err(not_found(organization, "user", id)),
+            .bind(id)
+            .execute(tx.conn())
+            .await
+            .map_err(query_error("record a login"))?;
+        tx.commit().await?;
+        match done.rows_affected() {
+            0 => Err(not_found(organization, "user", id)),
+            _ => Ok(()),
         }
     }
 
@@ -1175,7 +1181,7 @@ async fn read_user(
 /// Users from `source` (what follows `FROM`: the table `users`, or a
 /// subquery named `users`, and its conditions; `$1` is the organization and
 /// `bind` adds the rest), with their emails.
-async fn read_users(
+pub(super) async fn read_users(
     conn: &mut AnyConnection,
     source: &str,
     organization: &str,

@@ -87,9 +87,12 @@ pub use ceremonies::CeremonyStore;
 pub use changes::{Change, ChangeEvent, ChangeFeed, ChangeNotice, ChangeSubscription};
 pub use desired::{ApplyOutcome, DeleteOutcome, DesiredRecord, DesiredStateStore};
 pub use error::StoreError;
-pub use federation::{FederationStore, SsoHealth, SsoOutcome, SsoRequest};
+pub use federation::{
+    FederationStore, SamlAcceptance, SeenAssertion, SsoHealth, SsoOutcome, SsoOwner, SsoRequest,
+    UpstreamSignIn,
+};
 pub use follow::{IndexFollower, IndexSnapshot};
-pub use grants::GrantStore;
+pub use grants::{GrantStore, NewCode};
 pub use identity::{GroupStore, UserStore};
 pub use invitations::{
     Acceptance, Invitation, InvitationChange, InvitationFilter, InvitationStatus, InvitationStore,
@@ -210,9 +213,11 @@ impl Store {
 
         let memory = backend == Backend::Sqlite && (url.contains(":memory:") || url.contains("mode=memory"));
         let options = match (backend, memory) {
+            // Memory has no connection to lose either: no ping before each use.
             (Backend::Sqlite, true) => AnyPoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
+                .test_before_acquire(false)
                 .idle_timeout(None)
                 .max_lifetime(None),
             // WAL with synchronous=NORMAL: a commit is durable against a crash

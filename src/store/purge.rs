@@ -9,8 +9,8 @@
 //! refreshes get theirs in between): a purge never holds locks on a large
 //! part of a table. Nobody follows these rows, so nothing is logged.
 //!
-//! [`tidy`] is one round of the store's housekeeping, with this purge and
-//! each organization's audit retention (unless under legal hold): the
+//! [`tidy`] is one round of the store's housekeeping, with this purge, old
+//! single sign-on counts and each organization's audit retention (unless under legal hold): the
 //! leading operator runs it in a cluster (`controller::housekeeping`), the
 //! standalone server on its own store. Rows are kept [`KEPT_AFTER_EXPIRY`]
 //! past their expiry: a redeemed code that comes back a while after it
@@ -25,6 +25,7 @@ use super::audit::AuditStore as _;
 use super::changes::ChangeFeed as _;
 use super::desired::DesiredStateStore as _;
 use super::error::query_error;
+use super::federation::FederationStore as _;
 use super::{Result, Store, column};
 use crate::error_chain::error_chain;
 
@@ -37,6 +38,8 @@ pub const CHANGE_LOG_RETENTION: Duration = Duration::from_secs(3600);
 pub const TOMBSTONE_RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// Rows removed per transaction.
 pub const PURGE_BATCH: u32 = 500;
+/// Single sign-on counts are read for the last 24 hours; kept twice that.
+pub const SSO_COUNTS_RETENTION: Duration = Duration::from_secs(48 * 3600);
 
 /// One round of housekeeping at `now_ms`: prune the change log, purge old
 /// tombstones and expired token-service rows. Failures are logged; the next
@@ -59,6 +62,11 @@ pub async fn tidy(store: &Store, now_ms: i64) {
             tracing::info!(?purged, "purged expired codes, refresh tokens, revoked tokens, sessions")
         }
         Err(e) => tracing::warn!("could not purge expired grants: {}", error_chain(&e)),
+    }
+    match store.forget_sso_counts(before(SSO_COUNTS_RETENTION)).await {
+        Ok(0) => {}
+        Ok(forgotten) => tracing::info!(forgotten, "forgot old single sign-on counts"),
+        Err(e) => tracing::warn!("could not forget old single sign-on counts: {}", error_chain(&e)),
     }
     match store.apply_audit_retention(now_ms).await {
         Ok(0) => {}

@@ -14,12 +14,9 @@ use std::future::Future;
 use sqlx::any::AnyRow;
 
 use super::error::query_error;
+use super::grants::{NewCode, insert_code};
 use super::{Result, Store, column, json_list, json_list_column};
 use crate::secret::SecretHash;
-
-/// How long after its expiry a session row is kept before a later sign-in
-/// removes it (ended sessions are of no use to anyone).
-const KEEP_EXPIRED_MS: i64 = 24 * 3600 * 1000;
 
 /// A session as a sign-in starts it.
 #[derive(Clone, Debug)]
@@ -47,8 +44,18 @@ pub struct StoredSession {
 }
 
 pub trait SessionStore {
-    /// Stores a new session (and forgets sessions long expired).
+    /// Stores a new session. Expired ones are the purge's
+    /// ([`crate::store::purge`]).
     fn create_session(&self, session: &NewSession) -> impl Future<Output = Result<()>> + Send;
+
+    /// A sign-in's writes, in one transaction: the new session, the user's
+    /// last login, and the authorization code the sign-in answers its
+    /// client with.
+    fn start_session(
+        &self,
+        session: &NewSession,
+        code: &NewCode<'_>,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// The live session of this organization whose cookie hashes to `secret_hash`.
     fn find_session(
@@ -65,26 +72,22 @@ pub trait SessionStore {
 impl SessionStore for Store {
     async fn create_session(&self, session: &NewSession) -> Result<()> {
         let mut tx = self.begin_unlogged_write().await?;
-        sqlx::query(
-            "INSERT INTO sessions (id, secret_hash, organization, user_id, auth_time_ms, amr, created_ms, \
-             expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(session.id.as_str())
-        .bind(session.secret_hash.hex())
-        .bind(session.organization.as_str())
-        .bind(session.user_id.as_str())
-        .bind(session.auth_time_ms)
-        .bind(json_list(&session.amr))
-        .bind(session.created_ms)
-        .bind(session.expires_ms)
-        .execute(tx.conn())
-        .await
-        .map_err(query_error("create a session"))?;
-        sqlx::query("DELETE FROM sessions WHERE expires_ms < $1")
-            .bind(session.created_ms - KEEP_EXPIRED_MS)
+        insert_session(tx.conn(), session).await?;
+        tx.commit().await
+    }
+
+    async fn start_session(&self, session: &NewSession, code: &NewCode<'_>) -> Result<()> {
+        let mut tx = self.begin_unlogged_write().await?;
+        insert_session(tx.conn(), session).await?;
+        // Bookkeeping, not a change of the user: nothing is logged.
+        sqlx::query("UPDATE users SET last_login_ms = $1 WHERE organization = $2 AND id = $3")
+            .bind(session.created_ms)
+            .bind(session.organization.as_str())
+            .bind(session.user_id.as_str())
             .execute(tx.conn())
             .await
-            .map_err(query_error("forget expired sessions"))?;
+            .map_err(query_error("record a login"))?;
+        insert_code(tx.conn(), code).await?;
         tx.commit().await
     }
 
@@ -129,4 +132,24 @@ fn session_from_row(row: &AnyRow) -> Result<StoredSession> {
         auth_time_ms: column(row, T, "auth_time_ms")?,
         amr: json_list_column(row, T, "amr")?,
     })
+}
+
+/// Stores a session within `conn`'s transaction.
+async fn insert_session(conn: &mut sqlx::AnyConnection, session: &NewSession) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO sessions (id, secret_hash, organization, user_id, auth_time_ms, amr, created_ms, \
+         expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(session.id.as_str())
+    .bind(session.secret_hash.hex())
+    .bind(session.organization.as_str())
+    .bind(session.user_id.as_str())
+    .bind(session.auth_time_ms)
+    .bind(json_list(&session.amr))
+    .bind(session.created_ms)
+    .bind(session.expires_ms)
+    .execute(conn)
+    .await
+    .map_err(query_error("create a session"))?;
+    Ok(())
 }

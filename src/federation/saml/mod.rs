@@ -153,11 +153,16 @@ struct Fetched {
     fetched_at: Timestamp,
 }
 
+/// Inline metadata documents parsed and kept (a few per IdP at most: one
+/// per edit of its `metadata`); past this many the memory starts over.
+const INLINE_KEPT: usize = 64;
+
 /// The service provider for every SAML IdP of a process; metadata fetched
-/// from a URL is cached per URL.
+/// from a URL is cached per URL, inline metadata once parsed per text.
 pub struct SamlServiceProvider {
     http: UpstreamHttp,
     cache: Mutex<HashMap<String, Arc<Fetched>>>,
+    inline: Mutex<HashMap<String, Arc<IdpMetadata>>>,
 }
 
 impl std::fmt::Debug for SamlServiceProvider {
@@ -168,7 +173,7 @@ impl std::fmt::Debug for SamlServiceProvider {
 
 impl SamlServiceProvider {
     pub fn new(http: UpstreamHttp) -> Self {
-        Self { http, cache: Mutex::new(HashMap::new()) }
+        Self { http, cache: Mutex::new(HashMap::new()), inline: Mutex::new(HashMap::new()) }
     }
 
     /// The IdP's metadata: inline, or from its URL (cached while fresh).
@@ -178,7 +183,7 @@ impl SamlServiceProvider {
         now: Timestamp,
     ) -> Result<Arc<IdpMetadata>, SamlError> {
         match (upstream.metadata, upstream.metadata_url) {
-            (Some(inline), _) => Ok(Arc::new(IdpMetadata::parse(inline.as_bytes(), upstream.entity_id)?)),
+            (Some(inline), _) => self.inline_metadata(inline, upstream.entity_id),
             (None, Some(url)) => {
                 let cached = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(url).cloned();
                 if let Some(found) = cached.filter(|f| now.duration_since(f.fetched_at) < METADATA_REFRESH) {
@@ -188,6 +193,21 @@ impl SamlServiceProvider {
             }
             (None, None) => Err(SamlError::NoMetadata),
         }
+    }
+
+    /// Inline metadata, parsed once per text (and entity ID).
+    fn inline_metadata(&self, inline: &str, entity_id: &str) -> Result<Arc<IdpMetadata>, SamlError> {
+        let key = format!("{entity_id}\n{inline}");
+        if let Some(parsed) = self.inline.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(parsed.clone());
+        }
+        let parsed = Arc::new(IdpMetadata::parse(inline.as_bytes(), entity_id)?);
+        let mut kept = self.inline.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= INLINE_KEPT {
+            kept.clear();
+        }
+        kept.insert(key, parsed.clone());
+        Ok(parsed)
     }
 
     async fn fetch(&self, url: &str, entity_id: &str, now: Timestamp) -> Result<Arc<IdpMetadata>, SamlError> {

@@ -80,12 +80,13 @@ impl FromRequestParts<ScimState> for ScimCaller {
         }
         let audit =
             AuditContext::new(Actor::identity_provider(&owner.identity_provider), Source::of_request(parts));
+        let spec: serde_json::Value = serde_json::from_str(&owner.organization_spec_json).unwrap_or_default();
         Ok(ScimCaller {
             organization,
             namespace: owner.namespace,
             identity_provider: owner.identity_provider,
-            provisioning: provisioning_mode(&owner.organization_spec_json),
-            password_policy: password_policy(&owner.organization_spec_json),
+            provisioning: provisioning_mode(&spec),
+            password_policy: password_policy(&spec),
             store: state.store.with_audit(audit),
         })
     }
@@ -122,20 +123,18 @@ fn bearer_token(parts: &Parts) -> Option<&str> {
 }
 
 /// The mode of the Organization's `spec.provisioning` (the CRD default, `disabled`, if unset).
-fn provisioning_mode(spec_json: &str) -> ProvisioningMode {
-    serde_json::from_str::<serde_json::Value>(spec_json)
-        .ok()
-        .and_then(|spec| spec.get("provisioning")?.get("mode").cloned())
+fn provisioning_mode(spec: &serde_json::Value) -> ProvisioningMode {
+    spec.get("provisioning")
+        .and_then(|provisioning| provisioning.get("mode").cloned())
         .and_then(|mode| serde_json::from_value(mode).ok())
         .unwrap_or_default()
 }
 
 /// The Organization's `spec.authentication.password` (the CRD defaults, password
 /// sign-in enabled, if unset).
-fn password_policy(spec_json: &str) -> PasswordPolicy {
-    serde_json::from_str::<serde_json::Value>(spec_json)
-        .ok()
-        .and_then(|spec| spec.get("authentication")?.get("password").cloned())
+fn password_policy(spec: &serde_json::Value) -> PasswordPolicy {
+    spec.get("authentication")
+        .and_then(|authentication| authentication.get("password").cloned())
         .and_then(|policy| serde_json::from_value(policy).ok())
         .unwrap_or_default()
 }
@@ -164,20 +163,25 @@ pub(super) async fn record_sync_health(
 mod tests {
     use super::*;
 
+    /// What the caller reads: a stored spec, or nothing when it is not JSON.
+    fn spec(text: &str) -> serde_json::Value {
+        serde_json::from_str(text).unwrap_or_default()
+    }
+
     #[test]
     fn provisioning_mode_defaults_to_disabled() {
-        assert_eq!(provisioning_mode("{}"), ProvisioningMode::Disabled);
-        assert_eq!(provisioning_mode(r#"{"provisioning":{"mode":"scim"}}"#), ProvisioningMode::Scim);
-        assert_eq!(provisioning_mode(r#"{"provisioning":{"mode":"jit"}}"#), ProvisioningMode::Jit);
-        assert_eq!(provisioning_mode("not json"), ProvisioningMode::Disabled);
+        assert_eq!(provisioning_mode(&spec("{}")), ProvisioningMode::Disabled);
+        assert_eq!(provisioning_mode(&spec(r#"{"provisioning":{"mode":"scim"}}"#)), ProvisioningMode::Scim);
+        assert_eq!(provisioning_mode(&spec(r#"{"provisioning":{"mode":"jit"}}"#)), ProvisioningMode::Jit);
+        assert_eq!(provisioning_mode(&spec("not json")), ProvisioningMode::Disabled);
     }
 
     #[test]
     fn password_policy_defaults_to_enabled() {
-        assert!(password_policy("{}").enabled);
-        let off = password_policy(r#"{"authentication":{"password":{"enabled":false}}}"#);
+        assert!(password_policy(&spec("{}")).enabled);
+        let off = password_policy(&spec(r#"{"authentication":{"password":{"enabled":false}}}"#));
         assert!(!off.enabled);
-        let longer = password_policy(r#"{"authentication":{"password":{"minLength":20}}}"#);
+        let longer = password_policy(&spec(r#"{"authentication":{"password":{"minLength":20}}}"#));
         assert_eq!((longer.enabled, longer.min_length), (true, 20));
     }
 }

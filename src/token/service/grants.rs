@@ -29,7 +29,7 @@ use crate::store::grants::{
     CodeUse, GrantUser, NewRefreshFamily, Rotation, RotationOutcome, StoredAuthorizationCode,
     StoredRefreshToken,
 };
-use crate::store::{AuditStore as _, GrantStore as _};
+use crate::store::{AuditStore as _, GrantStore as _, NewCode};
 use crate::token::pkce::{self, CodeChallenge};
 use crate::token::refresh::{self, FamilyId, FamilyRecord, IssuedRefreshToken, RefreshDecision};
 
@@ -41,17 +41,49 @@ pub async fn issue_authorization_code(
     state: &TokenServiceState,
     code: CodeGrant,
 ) -> Result<String, OAuthError> {
-    if let Some(challenge) = &code.code_challenge {
-        CodeChallenge::parse(challenge)?;
+    let code = NewAuthorizationCode::new(state, code)?;
+    state.store().insert_authorization_code(&code.stored()).await?;
+    Ok(code.value.expose().to_owned())
+}
+
+/// A code made but not stored yet: the value to send, and what the store
+/// keeps of it (for callers that store it with other writes).
+pub struct NewAuthorizationCode {
+    pub value: SecretString,
+    hash: SecretHash,
+    grant: CodeGrant,
+    created_ms: i64,
+    expires_ms: i64,
+}
+
+impl NewAuthorizationCode {
+    /// A code for `grant` (its PKCE challenge checked), valid from now for
+    /// [`AUTHORIZATION_CODE_LIFETIME`].
+    pub fn new(state: &TokenServiceState, grant: CodeGrant) -> Result<Self, OAuthError> {
+        if let Some(challenge) = &grant.code_challenge {
+            CodeChallenge::parse(challenge)?;
+        }
+        let value = SecretString::generate();
+        let now = state.now();
+        let expires = now.checked_add(AUTHORIZATION_CODE_LIFETIME).map_err(OAuthError::server)?;
+        Ok(Self {
+            hash: value.hash(),
+            value,
+            grant,
+            created_ms: now.as_millisecond(),
+            expires_ms: expires.as_millisecond(),
+        })
     }
-    let value = SecretString::generate();
-    let now = state.now();
-    let expires = now.checked_add(AUTHORIZATION_CODE_LIFETIME).map_err(OAuthError::server)?;
-    state
-        .store()
-        .insert_authorization_code(&value.hash(), &code, now.as_millisecond(), expires.as_millisecond())
-        .await?;
-    Ok(value.expose().to_owned())
+
+    /// The row to store: the hash, never the code.
+    pub fn stored(&self) -> NewCode<'_> {
+        NewCode {
+            hash: &self.hash,
+            grant: &self.grant,
+            created_ms: self.created_ms,
+            expires_ms: self.expires_ms,
+        }
+    }
 }
 
 /// Revokes every refresh token issued to sessions of this session id (end-session).

@@ -13,9 +13,9 @@ use super::request::{AuthorizationRequest, RequestError, redirect_to};
 use super::session::{self, Session};
 use super::webauthn::passkeys_offered;
 use super::{cookies_need_https, duration_secs, issuer_path};
-use crate::store::UserStore as _;
+use crate::store::{GrantStore as _, SessionStore as _};
 use crate::token::service::error::OAuthError;
-use crate::token::service::grants::{self, CodeGrant};
+use crate::token::service::grants::{CodeGrant, NewAuthorizationCode};
 use crate::token::service::state::{OrganizationView, TokenServiceState};
 
 /// How long the pre-login cookie lives: long enough to leave a form open.
@@ -145,7 +145,8 @@ pub(super) async fn current_session(
     Ok(session::find(state.store(), &org.namespace, &secret, state.now()).await?.map(|s| (s, secret)))
 }
 
-/// Ends the sign-in: a new session (unless `existing`), the code, the redirect.
+/// Ends the sign-in: a new session (unless `existing`), the code, the
+/// redirect. A new session, the user's last login and the code are one write.
 pub(super) async fn finish(
     state: &TokenServiceState,
     org: &OrganizationView,
@@ -155,51 +156,46 @@ pub(super) async fn finish(
     existing: Option<Session>,
 ) -> Result<Response, LoginError> {
     let now = state.now();
-    let mut set_cookies = Vec::new();
-    let session = match existing {
-        Some(session) => session,
+    let login = state.login();
+    let (session, started) = match existing {
+        Some(session) => (session, None),
         None => {
-            let login = state.login();
-            let (session, secret) = session::create(
-                state.store(),
-                &org.namespace,
-                user_id,
-                now,
-                amr,
-                login.session_lifetime,
-                now,
-            )
-            .await?;
+            let started = session::new(&org.namespace, user_id, now, amr, login.session_lifetime, now)?;
+            (started.session.clone(), Some(started))
+        }
+    };
+    let grant = CodeGrant {
+        organization: org.name.clone(),
+        client_id: request.client.client_id.clone(),
+        user_id: user_id.to_owned(),
+        redirect_uri: request.redirect_uri.clone(),
+        scope: request.scope.clone(),
+        nonce: request.nonce.clone(),
+        code_challenge: request.code_challenge.clone(),
+        auth_time_ms: session.auth_time.as_millisecond(),
+        amr: session.amr.clone(),
+        session_id: Some(session.id.clone()),
+    };
+    let code = NewAuthorizationCode::new(state, grant)?;
+    let mut set_cookies = Vec::new();
+    match &started {
+        None => state.store().insert_authorization_code(&code.stored()).await.map_err(OAuthError::from)?,
+        Some(started) => {
+            state.store().start_session(&started.row, &code.stored()).await.map_err(OAuthError::from)?;
             let path = issuer_path(state, &org.name);
             let secure = secure_cookies(state);
+            let lifetime = duration_secs(login.session_lifetime);
             set_cookies.push(cookies::set(
                 cookies::SESSION,
-                &secret,
+                started.secret.expose(),
                 &path,
-                duration_secs(login.session_lifetime),
+                lifetime,
                 secure,
             ));
             set_cookies.push(cookies::clear(cookies::PRE_LOGIN, &path, secure));
-            state.store().record_login(&org.namespace, user_id, now.as_millisecond()).await?;
-            session
         }
-    };
-    let code = grants::issue_authorization_code(
-        state,
-        CodeGrant {
-            organization: org.name.clone(),
-            client_id: request.client.client_id.clone(),
-            user_id: user_id.to_owned(),
-            redirect_uri: request.redirect_uri.clone(),
-            scope: request.scope.clone(),
-            nonce: request.nonce.clone(),
-            code_challenge: request.code_challenge.clone(),
-            auth_time_ms: session.auth_time.as_millisecond(),
-            amr: session.amr.clone(),
-            session_id: Some(session.id.clone()),
-        },
-    )
-    .await?;
-    let location = request.redirect_with(&state.issuer(&org.name), &[("code", &code)]);
+    }
+    let code = code.value.expose();
+    let location = request.redirect_with(&state.issuer(&org.name), &[("code", code)]);
     Ok(see_other(&location, &set_cookies))
 }

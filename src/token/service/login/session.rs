@@ -30,34 +30,40 @@ pub(super) struct Session {
     pub amr: Vec<String>,
 }
 
-/// Starts a session; returns it and the secret for the cookie.
-pub(super) async fn create(
-    store: &Store,
+/// A session about to start: the row to store, the session, and the
+/// secret for the cookie. The caller stores the row with the sign-in's
+/// other writes ([`crate::store::SessionStore::start_session`]).
+pub(super) struct NewSignIn {
+    pub row: NewSession,
+    pub session: Session,
+    pub secret: SecretString,
+}
+
+/// A new session of `user_id` signed in at `auth_time` by `amr`.
+pub(super) fn new(
     organization: &str,
     user_id: &str,
     auth_time: Timestamp,
     amr: Vec<String>,
     lifetime: SignedDuration,
     now: Timestamp,
-) -> Result<(Session, String), OAuthError> {
+) -> Result<NewSignIn, OAuthError> {
     let secret = SecretString::generate();
     let id = uuid::Uuid::new_v4().to_string();
     let expires = now.checked_add(lifetime).map_err(OAuthError::server)?;
-    store
-        .create_session(&NewSession {
-            id: id.clone(),
-            secret_hash: secret.hash(),
-            organization: organization.to_owned(),
-            user_id: user_id.to_owned(),
-            auth_time_ms: auth_time.as_millisecond(),
-            amr: amr.clone(),
-            created_ms: now.as_millisecond(),
-            expires_ms: expires.as_millisecond(),
-        })
-        .await?;
+    let row = NewSession {
+        id: id.clone(),
+        secret_hash: secret.hash(),
+        organization: organization.to_owned(),
+        user_id: user_id.to_owned(),
+        auth_time_ms: auth_time.as_millisecond(),
+        amr: amr.clone(),
+        created_ms: now.as_millisecond(),
+        expires_ms: expires.as_millisecond(),
+    };
     let session =
         Session { id, organization: organization.to_owned(), user_id: user_id.to_owned(), auth_time, amr };
-    Ok((session, secret.expose().to_owned()))
+    Ok(NewSignIn { row, session, secret })
 }
 
 /// The live session of this organization whose cookie secret is `secret`.

@@ -18,12 +18,13 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 
-use super::{Refusal, audit, pre_login_cookie, record, refuse, stage_name, token_hash};
+use super::{Refusal, pre_login_cookie, record, refuse, stage_name, token_hash};
 use crate::api::{ProvisioningMode, UpstreamMfa};
 use crate::federation::UpstreamIdentity;
 use crate::federation::routing::{ProviderEntry, email_domain, stage_admits};
 use crate::store::{
-    Email, FederationStore as _, NewUser, SsoRequest, StoreError, User, UserSource, UserStore as _,
+    Email, FederationStore as _, NewUser, SsoOwner, SsoRequest, StoreError, UpstreamSignIn, User, UserSource,
+    UserStore as _,
 };
 use crate::token::claims::PROVIDER_AMR_PREFIX;
 use crate::token::service::error::OAuthError;
@@ -57,21 +58,25 @@ pub(super) async fn take_pending(
     if token.is_empty() {
         return Err(Refusal::expired("no state"));
     }
+    let Some(pre_login_id) = pre_login_cookie(headers) else {
+        return Err(Refusal::expired("no pre-login cookie"));
+    };
     let hash = token_hash(token);
     let now = state.now().as_millisecond();
     let store_error =
         |e: StoreError| Refusal::unavailable("StoreUnavailable", crate::error_chain::error_chain(&e));
-    let found = state.store().find_sso_request(&org.namespace, &hash, now).await.map_err(store_error)?;
-    let Some(found) = found else { return Err(Refusal::expired("unknown, used or expired state")) };
-    let Some(pre_login_id) = pre_login_cookie(headers) else {
-        return Err(Refusal::expired("no pre-login cookie"));
-    };
-    if found.identity_provider != idp || found.pre_login_hash != token_hash(&pre_login_id) {
-        return Err(Refusal::expired("the sign-in belongs to another browser or provider"));
+    let owner = SsoOwner { identity_provider: idp, pre_login_hash: &token_hash(&pre_login_id) };
+    let taken =
+        state.store().take_sso_request(&org.namespace, &hash, owner, now).await.map_err(store_error)?;
+    if let Some(request) = taken {
+        return Ok(Pending { request, pre_login_id });
     }
-    let taken = state.store().take_sso_request(&org.namespace, &hash, now).await.map_err(store_error)?;
-    let Some(request) = taken else { return Err(Refusal::expired("the sign-in was already used")) };
-    Ok(Pending { request, pre_login_id })
+    // Refused: read what is there, to say why in the log.
+    let detail = match state.store().find_sso_request(&org.namespace, &hash, now).await {
+        Ok(Some(_)) => "the sign-in belongs to another browser or provider",
+        _ => "unknown, used or expired state",
+    };
+    Err(Refusal::expired(detail))
 }
 
 /// Whether the provider's rollout stage lets the identity it returned sign
@@ -89,6 +94,12 @@ pub(super) fn admitted(entry: &ProviderEntry, identity: &UpstreamIdentity) -> Re
         "NotATestUser",
         format!("stage {} does not admit {names:?}", stage_name(entry)),
     )))
+}
+
+/// The user a single sign-on signed in, and whether it created them (JIT).
+struct SignedIn {
+    user: User,
+    created: bool,
 }
 
 /// Why finishing a single sign-on did not go on.
@@ -130,30 +141,42 @@ pub(super) async fn sign_in(
 ) -> Result<Response, LoginError> {
     let stage = stage_name(entry);
     match sign_in_inner(state, org, entry, &pending, pre_login_id, &identity, source.clone()).await {
-        Ok((response, user)) => {
-            // Fail closed: a sign-in the trail cannot record does not happen.
-            audit(state, org, &entry.name, stage, &source, Ok(&user)).await?;
-            let user_id = &user.id;
+        Ok((response, SignedIn { user, created })) => {
+            // The link and the provider's groups (a JIT user's link was made
+            // with it), the count and the audit event: one write, before the
+            // answer, so the client's code is redeemed with the groups in
+            // place. Fail closed: a sign-in the trail cannot record does not
+            // happen.
+            let sign_in = UpstreamSignIn {
+                organization: &org.namespace,
+                identity_provider: &entry.name,
+                subject: &identity.subject,
+                user_id: &user.id,
+                at_ms: state.now().as_millisecond(),
+                groups: identity.groups.as_deref().filter(|_| created || entry.spec.jit.sync_on_sign_in),
+                remove_others: !created,
+            };
+            record(state, org, &entry.name, stage, &source, Ok(&user), Some(&sign_in)).await?;
             tracing::info!(
                 target: "audit",
                 event = "sso.sign_in",
                 outcome = "success",
                 organization = %org.namespace,
                 identity_provider = %entry.name,
-                user_id = %user_id,
+                user_id = %user.id,
                 subject = %identity.subject,
                 upstream_mfa = identity.upstream_mfa(),
                 "signed in through single sign-on"
             );
-            record(state, org, &entry.name, stage, None).await;
             Ok(response)
         }
         Err(Failure::Refused(refusal)) => Err(refuse(state, org, &entry.name, stage, &source, refusal).await),
         Err(Failure::Other(error)) => {
             if let LoginError::Server(fault) = &error {
-                record(state, org, &entry.name, stage, Some(("ServerError", &fault.to_string()))).await;
-                if let Err(error) = audit(state, org, &entry.name, stage, &source, Err("ServerError")).await {
-                    tracing::warn!(%error, "could not audit a failed single sign-on");
+                let detail = fault.to_string();
+                let failure = Err(("ServerError", detail.as_str()));
+                if let Err(error) = record(state, org, &entry.name, stage, &source, failure, None).await {
+                    tracing::warn!(%error, "could not record a failed single sign-on");
                 }
             }
             Err(error)
@@ -169,7 +192,7 @@ async fn sign_in_inner(
     pre_login_id: &str,
     identity: &UpstreamIdentity,
     source: SourceAddress,
-) -> Result<(Response, User), Failure> {
+) -> Result<(Response, SignedIn), Failure> {
     // The client's request, validated again as on every step.
     let pairs: Vec<(String, String)> = serde_json::from_str(&pending.authorization_request)
         .map_err(|e| OAuthError::internal(format!("a stored authorization request is unreadable: {e}")))?;
@@ -189,15 +212,8 @@ async fn sign_in_inner(
         )));
     };
 
-    let now = state.now().as_millisecond();
-    let store = state.store();
     let (user, created) = match find_user(state, org, entry, identity, &login_name).await? {
-        Some(user) => {
-            store
-                .link_upstream_subject(&org.namespace, &entry.name, &identity.subject, &user.id, now)
-                .await?;
-            (user, false)
-        }
+        Some(user) => (user, false),
         None => (provision(state, org, entry, identity, &login_name).await?, true),
     };
     if !user.active {
@@ -209,11 +225,6 @@ async fn sign_in_inner(
             format!("user {} is inactive", user.id),
         )));
     }
-    if let Some(groups) = &identity.groups
-        && (created || entry.spec.jit.sync_on_sign_in)
-    {
-        store.sync_upstream_groups(&org.namespace, &entry.name, &user.id, groups, !created).await?;
-    }
     if entry.spec.jit.sync_on_sign_in && !created {
         refresh_attributes(state, org, &user, identity).await?;
     }
@@ -224,7 +235,7 @@ async fn sign_in_inner(
     if upstream_counts {
         amr.push("mfa".to_owned());
         let response = finish(state, org, &request, &user.id, amr, None).await?;
-        return Ok((response, user));
+        return Ok((response, SignedIn { user, created }));
     }
     let response = match mfa::second_factor(state, org, &user).await? {
         SecondFactor::NotNeeded => finish(state, org, &request, &user.id, amr, None).await?,
@@ -262,7 +273,7 @@ async fn sign_in_inner(
         )
         .into_response(),
     };
-    Ok((response, user))
+    Ok((response, SignedIn { user, created }))
 }
 
 /// An unknown user, by the organization's provisioning mode: created (JIT,
@@ -340,9 +351,7 @@ async fn find_user(
     login_name: &str,
 ) -> Result<Option<User>, OAuthError> {
     let store = state.store();
-    if let Some(id) = store.linked_user(&org.namespace, &entry.name, &identity.subject).await?
-        && let Some(user) = store.get_user(&org.namespace, &id).await?
-    {
+    if let Some(user) = store.linked_user(&org.namespace, &entry.name, &identity.subject).await? {
         return Ok(Some(user));
     }
     let trusted = |name: &str| {

@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
 
 use super::complete::{Failure, admitted};
-use super::{Refusal, record, refuse, stage_name};
+use super::{Refusal, count, refuse, stage_name};
 use crate::api::ProvisioningMode;
 use crate::audit::Source;
 use crate::federation::UpstreamIdentity;
@@ -23,7 +23,7 @@ use crate::federation::routing::{ProviderEntry, email_domain};
 use crate::secret::SecretHash;
 use crate::store::{
     Acceptance, Email, FederationStore as _, InvitationStore as _, NewUser, SsoRequest, StoreError,
-    UserSource,
+    UpstreamSignIn, UserSource,
 };
 use crate::token::service::error::OAuthError;
 use crate::token::service::login::SourceAddress;
@@ -46,7 +46,7 @@ pub(super) async fn accept(
     let stage = stage_name(entry);
     match accept_inner(state, org, entry, pending, identity, source).await {
         Ok(response) => {
-            record(state, org, &entry.name, stage, None).await;
+            count(state, org, &entry.name, stage, None).await;
             Ok(response)
         }
         Err(Failure::Refused(refusal)) => {
@@ -132,11 +132,16 @@ async fn accept_inner(
     };
     // After the acceptance's transaction: were this lost, the user would
     // still be found by its email in the provider's domain at sign-in.
-    let now = state.now().as_millisecond();
-    store.link_upstream_subject(&org.namespace, &entry.name, &identity.subject, &user.id, now).await?;
-    if let Some(groups) = &identity.groups {
-        store.sync_upstream_groups(&org.namespace, &entry.name, &user.id, groups, false).await?;
-    }
+    let sign_in = UpstreamSignIn {
+        organization: &org.namespace,
+        identity_provider: &entry.name,
+        subject: &identity.subject,
+        user_id: &user.id,
+        at_ms: state.now().as_millisecond(),
+        groups: identity.groups.as_deref(),
+        remove_others: false,
+    };
+    store.link_upstream_sign_in(&sign_in).await?;
     tracing::info!(
         target: "audit",
         event = "invitation.accept",

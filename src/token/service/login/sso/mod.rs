@@ -26,7 +26,7 @@
 //! Every outcome is counted for the IdentityProvider's status (the store's
 //! `sso_sign_in_counts` / `sso_health`) and appended to the audit trail
 //! (`signIn.sso`: the user, or the refusal's reason; acceptances of an
-//! invitation are audited as `invitation.accept` instead).
+//! invitation are audited as `invitation.accept` instead), in one write.
 
 mod complete;
 mod invitation;
@@ -49,7 +49,7 @@ use crate::audit::{Actor, AuditContext, AuditEntry, Target};
 use crate::federation::routing::ProviderEntry;
 use crate::federation::upstreams::UpstreamClients;
 use crate::secret::SecretHash;
-use crate::store::{AuditStore as _, FederationStore as _, SsoOutcome, User};
+use crate::store::{FederationStore as _, SsoOutcome, UpstreamSignIn, User};
 use crate::token::service::error::OAuthError;
 use crate::token::service::state::{OrganizationView, TokenServiceState};
 
@@ -228,59 +228,72 @@ async fn refuse(
         detail = %refusal.detail,
         "single sign-on refused"
     );
-    record(state, org, provider, stage, Some((refusal.reason, &refusal.detail))).await;
-    if let Err(error) = audit(state, org, provider, stage, source, Err(refusal.reason)).await {
-        tracing::warn!(%error, "could not audit a refused single sign-on");
+    let failure = Err((refusal.reason, refusal.detail.as_str()));
+    if let Err(error) = record(state, org, provider, stage, source, failure, None).await {
+        tracing::warn!(%error, "could not record a refused single sign-on");
     }
     refusal.page()
 }
 
-/// Appends the audit event of a sign-in through `provider` (`signIn.sso`):
-/// the user it signed in, or why it was refused (the upstream identity is
-/// not trusted then, so the actor is anonymous).
-async fn audit(
+/// Counts one sign-in through `provider` and appends its audit event
+/// (`signIn.sso`: the user it signed in, or why it was refused; the
+/// upstream identity is not trusted then, so the actor is anonymous), with
+/// what a successful one says of the user (`sign_in`), in one write.
+async fn record(
     state: &TokenServiceState,
     org: &OrganizationView,
     provider: &str,
     stage: &str,
     source: &SourceAddress,
-    outcome: Result<&User, &str>,
+    outcome: Result<&User, (&str, &str)>,
+    sign_in: Option<&UpstreamSignIn<'_>>,
 ) -> Result<(), OAuthError> {
     let (actor, entry) = match outcome {
         Ok(user) => (
             Actor::user(&user.id, &user.user_name, None),
             AuditEntry::success("signIn.sso", Target::new("user", Some(&user.id), Some(&user.user_name))),
         ),
-        Err(reason) => (
+        Err((reason, _)) => (
             Actor::anonymous(None),
             AuditEntry::failure("signIn.sso", Target::new("identityProvider", None, Some(provider)), reason),
         ),
     };
     let actor = Actor { identity_provider: Some(provider.to_owned()), ..actor };
-    let source = source.audit_source();
     let entry = entry.with_details(serde_json::json!({ "identityProvider": provider, "stage": stage }));
-    let store = state.store().with_audit(AuditContext::new(actor, source));
-    store.append_audit(&org.namespace, entry).await?;
+    let store = state.store().with_audit(AuditContext::new(actor, source.audit_source()));
+    let outcome = sso_outcome(state, org, provider, stage, outcome.err());
+    store.record_sso_sign_in(&outcome, entry, sign_in).await?;
     Ok(())
 }
 
-/// Counts one outcome; a failure to count is logged, never shown.
-async fn record(
+/// Counts one outcome that has an audit event of its own (an invitation's
+/// acceptance); a failure to count is logged, never shown.
+async fn count(
     state: &TokenServiceState,
     org: &OrganizationView,
     provider: &str,
     stage: &str,
     failure: Option<(&str, &str)>,
 ) {
-    let outcome = SsoOutcome {
+    let outcome = sso_outcome(state, org, provider, stage, failure);
+    if let Err(error) = state.store().record_sso_outcome(&outcome).await {
+        tracing::warn!(%error, "could not count a single sign-on");
+    }
+}
+
+fn sso_outcome<'a>(
+    state: &TokenServiceState,
+    org: &'a OrganizationView,
+    provider: &'a str,
+    stage: &'a str,
+    failure: Option<(&'a str, &'a str)>,
+) -> SsoOutcome<'a> {
+    SsoOutcome {
         organization: &org.namespace,
         identity_provider: provider,
         stage,
         failure,
         at_ms: state.now().as_millisecond(),
-    };
-    if let Err(error) = state.store().record_sso_outcome(&outcome).await {
-        tracing::warn!(%error, "could not count a single sign-on");
     }
 }
 

@@ -25,7 +25,7 @@ use crate::audit::Source;
 use crate::federation::UpstreamIdentity;
 use crate::federation::routing::ProviderEntry;
 use crate::federation::saml::{SamlUpstream, service_provider_metadata};
-use crate::store::FederationStore as _;
+use crate::store::{FederationStore as _, SamlAcceptance, SeenAssertion};
 use crate::token::service::login::SourceAddress;
 use crate::token::service::login::error::LoginError;
 use crate::token::service::login::flow::see_other;
@@ -162,26 +162,29 @@ async fn verify_posted(
                 }
             },
         )?;
-    let first_time = state
-        .store()
-        .remember_saml_assertion(
-            &org.namespace,
-            &entry.name,
-            &verified.assertion_id,
-            verified.expires.as_millisecond(),
-        )
-        .await
-        .map_err(store_error)?;
-    if !first_time {
-        return Err(Refusal::untrusted(
-            "AssertionReplayed",
-            format!("assertion {} was presented before", verified.assertion_id),
-        ));
-    }
     let identity = serde_json::to_string(&verified.identity)
         .map_err(|e| Refusal::unavailable("ServerError", e.to_string()))?;
-    if !state.store().set_sso_request_identity(&org.namespace, &hash, &identity).await.map_err(store_error)? {
-        return Err(Refusal::expired("the pending sign-in was answered already"));
+    let seen = SeenAssertion {
+        identity_provider: &entry.name,
+        assertion_id: &verified.assertion_id,
+        expires_ms: verified.expires.as_millisecond(),
+    };
+    let accepted = state
+        .store()
+        .accept_saml_assertion(&org.namespace, &hash, &seen, &identity)
+        .await
+        .map_err(store_error)?;
+    match accepted {
+        SamlAcceptance::Accepted => {}
+        SamlAcceptance::Replayed => {
+            return Err(Refusal::untrusted(
+                "AssertionReplayed",
+                format!("assertion {} was presented before", verified.assertion_id),
+            ));
+        }
+        SamlAcceptance::AlreadyAnswered => {
+            return Err(Refusal::expired("the pending sign-in was answered already"));
+        }
     }
     Ok(relay_state.to_owned())
 }
