@@ -33,7 +33,6 @@ use reqwest::StatusCode;
 use saml_idp::{Posted, SamlIdp};
 use token_support::*;
 
-const VERIFIER: &str = "a-pkce-verifier-of-the-application-0123456789abcdef";
 const BOB: &str = "bob@acme.test";
 const MALLORY: &str = "mallory@acme.test";
 const IDP: &str = "corp";
@@ -195,39 +194,6 @@ async fn assert_refused(setup: &Setup, page: &Page, reason: &str, what: &str) {
         page.body
     );
     assert_eq!(last_refusal(setup).await.as_deref(), Some(reason), "{what}");
-}
-
-fn claims_of(jwt: &str) -> serde_json::Value {
-    let payload = jwt.split('.').nth(1).expect("a JWT payload");
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap())
-        .unwrap()
-}
-
-async fn redeem(service: &TokenService, code: &str) -> serde_json::Value {
-    let response = http_client()
-        .post(service.url(ORG, "/token"))
-        .basic_auth("webapp", Some(WEBAPP_SECRET))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", WEBAPP_REDIRECT),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.unwrap()
-}
-
-fn role_names(access_token: &str) -> Vec<String> {
-    let mut names: Vec<String> = claims_of(access_token)["roles"]
-        .as_array()
-        .map(|roles| roles.iter().filter_map(|r| r["name"].as_str().map(str::to_owned)).collect())
-        .unwrap_or_default();
-    names.sort();
-    names.dedup();
-    names
 }
 
 /// The application's code from the page the resume answered with.

@@ -34,7 +34,6 @@ use reqwest::StatusCode;
 use token_support::*;
 use upstream_op::UpstreamOp;
 
-const VERIFIER: &str = "a-pkce-verifier-of-the-application-0123456789abcdef";
 const UPSTREAM_CLIENT: &str = "portcullis-acme";
 const UPSTREAM_SECRET: &str = "upstream-client-secret-0123456789abcdefghij";
 const BOB: &str = "bob@acme.test";
@@ -207,43 +206,6 @@ fn with_param(url: &str, name: &str, value: Option<&str>) -> String {
     };
     let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
     format!("{base}?{query}")
-}
-
-fn claims_of(jwt: &str) -> serde_json::Value {
-    let payload = jwt.split('.').nth(1).expect("a JWT payload");
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url"),
-    )
-    .expect("JSON claims")
-}
-
-/// Redeems the application's code: the token response.
-async fn redeem(service: &TokenService, code: &str) -> serde_json::Value {
-    let response = http_client()
-        .post(service.url(ORG, "/token"))
-        .basic_auth("webapp", Some(WEBAPP_SECRET))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", WEBAPP_REDIRECT),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .await
-        .expect("the token request");
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.expect("token JSON")
-}
-
-fn role_names(access_token: &str) -> Vec<String> {
-    let claims = claims_of(access_token);
-    let mut names: Vec<String> = claims["roles"]
-        .as_array()
-        .map(|roles| roles.iter().filter_map(|r| r["name"].as_str().map(str::to_owned)).collect())
-        .unwrap_or_default();
-    names.sort();
-    names.dedup();
-    names
 }
 
 /// A federated sign-in that a second factor completes says both: `fed`

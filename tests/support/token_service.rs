@@ -44,6 +44,8 @@ pub const WEBAPP_REDIRECT: &str = "https://app.acme.test/callback";
 pub const LEGACY_REDIRECT: &str = "https://legacy.acme.test/cb";
 pub const SPA_REDIRECT: &str = "http://127.0.0.1:8400/cb";
 pub const API_AUDIENCE: &str = "https://api.acme.test";
+/// The PKCE verifier of the webapp's sign-ins in the single sign-on tests.
+pub const VERIFIER: &str = "a-pkce-verifier-of-the-application-0123456789abcdef";
 pub const ALICE: &str = "alice";
 pub const ALICE_EMAIL: &str = "alice@acme.test";
 pub const ALICE_PASSWORD: &str = "correct horse battery staple";
@@ -375,4 +377,43 @@ where
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The claims of a JWT, unverified (the tests that need them verified say so).
+pub fn claims_of(jwt: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).expect("a JWT payload");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url"),
+    )
+    .expect("JSON claims")
+}
+
+/// The names in an access token's `roles` claim, sorted, once each.
+pub fn role_names(access_token: &str) -> Vec<String> {
+    let mut names: Vec<String> = claims_of(access_token)["roles"]
+        .as_array()
+        .map(|roles| roles.iter().filter_map(|r| r["name"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Redeems a webapp code of a sign-in made with [`VERIFIER`]: the token response.
+pub async fn redeem(service: &TokenService, code: &str) -> serde_json::Value {
+    let response = http_client()
+        .post(service.url(ORG, "/token"))
+        .basic_auth("webapp", Some(WEBAPP_SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", WEBAPP_REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .expect("the token request");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    response.json().await.expect("token JSON")
 }
