@@ -12,6 +12,9 @@
 //!                                      └─► default    (no organization)
 //! ```
 //!
+//! Moving an organization between regions runs the script of
+//! docs/data-residency.md as the guide shows it, between two of the stores.
+//!
 //! The operator's side (where it writes, the refused change, the unknown
 //! region) is in `tests/operator.rs`. `standalone` keeps one SQLite file and
 //! serves an organization with a `dataResidency` all the same.
@@ -350,4 +353,115 @@ async fn standalone_serves_an_organization_with_a_data_residency_from_its_one_fi
     let secret = server.client_secret("ci-deployer").await;
     let (status, body) = server.client_credentials("ci-deployer", &secret).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// The script of docs/data-residency.md's "Moving an organization to
+/// another region", as the guide shows it.
+fn move_script() -> String {
+    let guide = std::fs::read_to_string(token_support::repo().join("docs/data-residency.md"))
+        .expect("read docs/data-residency.md");
+    let (_, after) = guide.split_once("<!-- move-organization:").expect("the script's start marker");
+    let (block, _) = after.split_once("<!-- move-organization: end -->").expect("the script's end marker");
+    let (_, code) = block.split_once("```bash\n").expect("the script's code block");
+    code.trim_end().strip_suffix("```").expect("the code block's end").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organization_moves_between_regions_as_the_guide_says() {
+    let urls = tokio::task::spawn_blocking(|| {
+        let server = postgres::Postgres::shared();
+        Urls { default: server.create_database(), eu: server.create_database(), us: server.create_database() }
+    })
+    .await
+    .expect("create three databases");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let us_file = dir.path().join("us-url");
+    std::fs::write(&us_file, format!("{}\n", urls.us)).expect("write the us store's URL file");
+    let kek_text = KeyEncryptionKey::generate_text().expect("a key-encryption key");
+    let kek = KeyRing::new(KeyEncryptionKey::from_text(&kek_text).unwrap(), Vec::new());
+    const ACME_SCIM: &str = "acme-scim-token-0123456789abcdef";
+
+    // acme lives in eu, with users, a group, a second factor and an audit trail;
+    // globex in us already (the move must not disturb it).
+    let (tokens, scim) = (
+        spawn("token-service", &urls, &us_file, &kek_text).await,
+        spawn("scim-service", &urls, &us_file, &kek_text).await,
+    );
+    let eu = Store::connect(&urls.eu).await.expect("the eu store");
+    let us = Store::connect(&urls.us).await.expect("the us store");
+    seed_organization(&eu, &kek, "acme", ACME_SCIM).await;
+    seed_organization(&us, &kek, "globex", "globex-scim-token-0123456789abcdef").await;
+    scim_create_user(&scim, "globex", "globex-scim-token-0123456789abcdef", "grace@globex.test").await;
+    let ada = scim_create_user(&scim, "acme", ACME_SCIM, "ada@acme.test").await;
+    let ada_id = ada["id"].as_str().expect("ada's id").to_owned();
+    let group = http_client()
+        .post(format!("{}/o/acme/scim/v2/Groups", scim.base))
+        .bearer_auth(ACME_SCIM)
+        .json(&json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "Engineering",
+            "members": [{ "value": ada_id }],
+        }))
+        .send()
+        .await
+        .expect("POST /Groups");
+    assert_eq!(group.status(), StatusCode::CREATED);
+    let group: Value = group.json().await.expect("the group");
+    let totp = MfaFactor::Totp { sealed_secret: SecretString::new("sealed-by-the-test") };
+    eu.add_mfa_enrolment("acme", &ada_id, Some("phone"), &totp, 1).await.expect("a second factor");
+    client_token(&tokens, "acme").await;
+    // Sealed now, as the services' sealers would shortly.
+    eu.seal_audit("acme").await.expect("seal acme's audit trail");
+    let events_before = eu.audit_head("acme").await.expect("the head").expect("acme has a trail").seq;
+    assert!(events_before >= 2, "the user and the group were audited: {events_before} events");
+
+    // 1. Traffic stopped. 2. The guide's script, eu → us.
+    drop((tokens, scim));
+    let moved = tokio::process::Command::new("bash")
+        .args(["-c", &move_script()])
+        .env("OLD", &urls.eu)
+        .env("NEW", &urls.us)
+        .env("ORG", "acme")
+        .output()
+        .await
+        .expect("run the guide's script");
+    assert!(moved.status.success(), "the script failed: {}", String::from_utf8_lossy(&moved.stderr));
+
+    // Nothing of acme stays in eu.
+    for (table, organizations) in organizations_per_table(&urls.eu).await {
+        assert!(organizations.is_empty(), "{table} of the eu store still holds {organizations:?}");
+    }
+    // 3. The services, started again, serve acme from us: its signing key,
+    // client, SCIM token, users, group members and second factor came along.
+    let (tokens, scim) = (
+        spawn("token-service", &urls, &us_file, &kek_text).await,
+        spawn("scim-service", &urls, &us_file, &kek_text).await,
+    );
+    client_token(&tokens, "acme").await;
+    let read = http_client()
+        .get(format!("{}/o/acme/scim/v2/Groups/{}", scim.base, group["id"].as_str().unwrap()))
+        .bearer_auth(ACME_SCIM)
+        .send()
+        .await
+        .expect("GET the group");
+    assert_eq!(read.status(), StatusCode::OK);
+    let read: Value = read.json().await.expect("the group");
+    assert_eq!(read["members"][0]["value"], ada_id.as_str(), "{read}");
+    assert_eq!(us.list_mfa_enrolments("acme", &ada_id).await.expect("ada's factors").len(), 1);
+    scim_create_user(&scim, "globex", "globex-scim-token-0123456789abcdef", "gus@globex.test").await;
+
+    // 4. The audit chain verifies in its new store, with every event it had.
+    let verified = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["audit", "verify", "--database-url", &urls.us, "--organization", "acme"])
+        .output()
+        .await
+        .expect("run portcullis audit verify");
+    assert!(
+        verified.status.success(),
+        "audit verify: {}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let head = us.audit_head("acme").await.expect("the moved chain's head").expect("a head");
+    assert!(head.seq >= events_before, "{} events after the move, {events_before} before", head.seq);
 }
