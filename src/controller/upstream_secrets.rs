@@ -21,9 +21,11 @@
 //! A changed value reaches the pods without a restart (the kubelet refreshes
 //! mounted Secrets, and the token service reads the file at each use); a
 //! new or removed reference changes the volume's items, and so rolls them.
+//! The copy is applied when what was read differs from the last copy
+//! applied, and every [`REAPPLY`] anyway.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Secret};
@@ -48,6 +50,9 @@ pub const MOUNT_PATH: &str = "/var/run/portcullis/upstream-secrets";
 
 /// How often the references and their values are read again.
 pub const RECHECK: Duration = Duration::from_secs(10);
+/// An unchanged copy is applied again this often anyway (it may have been
+/// edited or deleted by hand).
+pub const REAPPLY: Duration = Duration::from_secs(300);
 
 /// Keeps the copy current, and publishes the volume's items whenever they
 /// change (the managed workloads are applied again then).
@@ -57,6 +62,8 @@ pub struct Mirror {
     namespace: String,
     items: watch::Sender<Vec<KeyToPath>>,
     reported: Vec<(Reference, String)>,
+    /// What was last applied, and when: a pass that reads the same applies nothing.
+    applied: Option<(u64, Instant)>,
 }
 
 impl Mirror {
@@ -66,13 +73,20 @@ impl Mirror {
         namespace: String,
         items: watch::Sender<Vec<KeyToPath>>,
     ) -> Self {
-        Self { client, stores, namespace, items, reported: Vec::new() }
+        Self { client, stores, namespace, items, reported: Vec::new(), applied: None }
     }
 
     /// One copy; what is left out is logged when that changes.
     pub async fn pass(&mut self) {
-        match mirror(&self.client, &self.namespace, &references(&self.stores)).await {
-            Ok(mirrored) => {
+        let (data, mirrored) = read_all(&self.client, &references(&self.stores)).await;
+        let digest = digest(&data);
+        let fresh = self.applied.is_some_and(|(last, at)| last == digest && at.elapsed() < REAPPLY);
+        let applied = if fresh { Ok(()) } else { apply(&self.client, &self.namespace, data).await };
+        match applied {
+            Ok(()) => {
+                if !fresh {
+                    self.applied = Some((digest, Instant::now()));
+                }
                 if mirrored.skipped != self.reported {
                     for (reference, why) in &mirrored.skipped {
                         warn!(path = %reference.path(), "not handed to the token service: {why}");
@@ -166,8 +180,8 @@ pub struct Mirrored {
     pub skipped: Vec<(Reference, String)>,
 }
 
-/// Reads every referenced key and applies the copy in `namespace`.
-pub async fn mirror(client: &Client, namespace: &str, wanted: &BTreeSet<Reference>) -> Result<Mirrored> {
+/// Reads every referenced key: the copy's data, and what the volume lists.
+async fn read_all(client: &Client, wanted: &BTreeSet<Reference>) -> (BTreeMap<String, ByteString>, Mirrored) {
     let mut data = BTreeMap::new();
     let mut mirrored = Mirrored::default();
     for reference in wanted {
@@ -183,6 +197,22 @@ pub async fn mirror(client: &Client, namespace: &str, wanted: &BTreeSet<Referenc
             Err(why) => mirrored.skipped.push((reference.clone(), why)),
         }
     }
+    (data, mirrored)
+}
+
+/// Tells one copy from another (in this process; nothing is stored).
+fn digest(data: &BTreeMap<String, ByteString>) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for (key, value) in data {
+        key.hash(&mut hasher);
+        value.0.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// Applies the copy in `namespace`.
+async fn apply(client: &Client, namespace: &str, data: BTreeMap<String, ByteString>) -> Result<()> {
     let secret = Secret {
         metadata: ObjectMeta {
             name: Some(MIRROR_SECRET.to_owned()),
@@ -208,7 +238,7 @@ pub async fn mirror(client: &Client, namespace: &str, wanted: &BTreeSet<Referenc
             source: Box::new(source),
         },
     )?;
-    Ok(mirrored)
+    Ok(())
 }
 
 /// The value of one reference, or why it is not copied.
