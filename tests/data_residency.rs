@@ -228,8 +228,9 @@ async fn discovery_status(tokens: &Process, organization: &str) -> StatusCode {
         .status()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_organization_is_served_from_and_written_to_its_regions_store_only() {
+/// Three new databases (the default store, eu, us), the us store's URL in a
+/// file of the returned directory, and a key-encryption key (as text and ring).
+async fn regions() -> (Urls, tempfile::TempDir, std::path::PathBuf, String, KeyRing) {
     let urls = tokio::task::spawn_blocking(|| {
         let server = postgres::Postgres::shared();
         Urls { default: server.create_database(), eu: server.create_database(), us: server.create_database() }
@@ -241,6 +242,12 @@ async fn each_organization_is_served_from_and_written_to_its_regions_store_only(
     std::fs::write(&us_file, format!("{}\n", urls.us)).expect("write the us store's URL file");
     let kek_text = KeyEncryptionKey::generate_text().expect("a key-encryption key");
     let kek = KeyRing::new(KeyEncryptionKey::from_text(&kek_text).unwrap(), Vec::new());
+    (urls, dir, us_file, kek_text, kek)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_organization_is_served_from_and_written_to_its_regions_store_only() {
+    let (urls, _dir, us_file, kek_text, kek) = regions().await;
 
     // The services migrate all three stores; then each organization goes to its region's.
     let tokens = spawn("token-service", &urls, &us_file, &kek_text).await;
@@ -368,17 +375,7 @@ fn move_script() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_organization_moves_between_regions_as_the_guide_says() {
-    let urls = tokio::task::spawn_blocking(|| {
-        let server = postgres::Postgres::shared();
-        Urls { default: server.create_database(), eu: server.create_database(), us: server.create_database() }
-    })
-    .await
-    .expect("create three databases");
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let us_file = dir.path().join("us-url");
-    std::fs::write(&us_file, format!("{}\n", urls.us)).expect("write the us store's URL file");
-    let kek_text = KeyEncryptionKey::generate_text().expect("a key-encryption key");
-    let kek = KeyRing::new(KeyEncryptionKey::from_text(&kek_text).unwrap(), Vec::new());
+    let (urls, _dir, us_file, kek_text, kek) = regions().await;
     const ACME_SCIM: &str = "acme-scim-token-0123456789abcdef";
 
     // acme lives in eu, with users, a group, a second factor and an audit trail;
