@@ -42,6 +42,10 @@ const KIND: &str = "AccessRequest";
 
 /// How often a pending request's approvals are read again from the store.
 pub const PENDING_RECHECK: Duration = Duration::from_secs(2);
+/// How soon a refused request is planned again: what it names (its role,
+/// requester, organization) may simply not have been seen yet, and nothing
+/// else wakes it (its spec cannot change).
+pub const REFUSED_RECHECK: Duration = Duration::from_secs(5);
 
 /// Runs the AccessRequest controller until the stream ends.
 pub async fn run(ctx: Arc<Context>, config: controller::Config) {
@@ -153,8 +157,7 @@ async fn file_and_mirror(
                 Ok(new) => new,
                 Err((reason, message)) => {
                     report.set(Desired::new(conditions::FILED, false, reason, message));
-                    // Looked at again when the spec's references change (a resync).
-                    return Ok((status_of(obj, &report, None, now), None));
+                    return Ok((status_of(obj, &report, None, now), Some(REFUSED_RECHECK)));
                 }
             };
             let filer = store.with_audit(filed_by(obj));
