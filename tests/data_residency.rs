@@ -230,7 +230,7 @@ async fn discovery_status(tokens: &Process, organization: &str) -> StatusCode {
 
 /// Three new databases (the default store, eu, us), the us store's URL in a
 /// file of the returned directory, and a key-encryption key (as text and ring).
-async fn regions() -> (Urls, tempfile::TempDir, std::path::PathBuf, String, KeyRing) {
+async fn regions() -> (Urls, tempfile::TempDir, std::path::PathBuf, zeroize::Zeroizing<String>, KeyRing) {
     let urls = tokio::task::spawn_blocking(|| {
         let server = postgres::Postgres::shared();
         Urls { default: server.create_database(), eu: server.create_database(), us: server.create_database() }
