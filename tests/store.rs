@@ -1076,6 +1076,40 @@ async fn sqlite_file_store_uses_wal_and_persists() {
     assert_eq!(mode, "wal");
 }
 
+/// A commit only appends to the write-ahead log; the store's own task copies
+/// the log into the database file (`src/store/checkpoint.rs`), so a copy of
+/// the file alone, taken while the store runs, soon holds a committed write.
+/// Without that task nothing would copy it before the log reached 1,000
+/// pages, and then inside some request's commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_store_checkpoints_its_log_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("portcullis.db");
+    let store = Store::connect(&format!("sqlite://{}?mode=rwc", file.display())).await.unwrap();
+    applied(store.apply(&role("uid-viewer", "viewer", 1, &["journeys.read"])).await.unwrap());
+    let copy = dir.path().join("copy.db");
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        std::fs::copy(&file, &copy).unwrap();
+        let pool = pool_of(&format!("sqlite://{}?mode=rw", copy.display())).await;
+        // Before the first checkpoint the file may not even hold the tables.
+        let roles: i64 = sqlx::query_scalar("SELECT count(*) FROM roles WHERE name = 'viewer'")
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(0);
+        pool.close().await;
+        if roles == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "the database file never got the committed role");
+        for leftover in ["copy.db-wal", "copy.db-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(leftover));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(store);
+}
+
 async fn pool_of(url: &str) -> sqlx::SqlitePool {
     sqlx::SqlitePool::connect(url).await.unwrap()
 }

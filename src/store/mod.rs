@@ -47,6 +47,7 @@ pub mod admin;
 pub mod audit;
 pub mod ceremonies;
 pub mod changes;
+mod checkpoint;
 pub mod desired;
 mod error;
 pub mod federation;
@@ -225,14 +226,16 @@ impl Store {
             // cut (never corruption), for one fsync per checkpoint instead of
             // one per commit. Everything here is re-derivable: desired state
             // from the cluster, identities from the next SCIM push, grants by
-            // signing in again.
+            // signing in again. Checkpoints are a task's, not the commits'
+            // (`checkpoint`).
             // A local file has no connection to lose: no ping before each use.
             (Backend::Sqlite, false) => AnyPoolOptions::new()
                 .max_connections(4)
                 .test_before_acquire(false)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
-                        sqlx::query("PRAGMA synchronous = NORMAL").execute(conn).await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                        sqlx::query(checkpoint::NO_AUTOMATIC_CHECKPOINT).execute(conn).await?;
                         Ok(())
                     })
                 }),
@@ -281,7 +284,7 @@ impl Store {
 
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (shutdown, _) = watch::channel(());
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 pool,
                 backend,
@@ -294,7 +297,12 @@ impl Store {
                 audit_sealer: audit::Sealer::default(),
             }),
             audit: None,
-        })
+        };
+        // A tool that only reads (`Schema::RequireCurrent`) leaves the file as it is.
+        if backend == Backend::Sqlite && !memory && schema == Schema::Migrate {
+            checkpoint::start(&store);
+        }
+        Ok(store)
     }
 
     pub fn backend(&self) -> Backend {
