@@ -394,15 +394,9 @@ impl UserStore for Store {
         // Bookkeeping, not a change of what the user is: the version (ETag)
         // stays and nothing is logged (no follower reloads the user for it).
         let mut tx = self.begin_unlogged_write().await?;
-        let done = sqlx::query("UPDATE users SET last_login_ms = $1 WHERE organization = $2 AND id = $3")
-            .bind(at_ms)
-            .bind(organization)
-            .bind(id)
-            .execute(tx.conn())
-            .await
-            .map_err(query_error("record a login"))?;
+        let updated = set_last_login(tx.conn(), organization, id, at_ms).await?;
         tx.commit().await?;
-        match done.rows_affected() {
+        match updated {
             0 => Err(not_found(organization, "user", id)),
             _ => Ok(()),
         }
@@ -895,6 +889,24 @@ async fn update_user_column(
 }
 
 /// The audit target of a user.
+/// Sets a user's last sign-in on `conn` (bookkeeping: the version stays and
+/// nothing is logged); how many rows it changed.
+pub(super) async fn set_last_login(
+    conn: &mut AnyConnection,
+    organization: &str,
+    id: &str,
+    at_ms: i64,
+) -> Result<u64> {
+    let done = sqlx::query("UPDATE users SET last_login_ms = $1 WHERE organization = $2 AND id = $3")
+        .bind(at_ms)
+        .bind(organization)
+        .bind(id)
+        .execute(conn)
+        .await
+        .map_err(query_error("record a login"))?;
+    Ok(done.rows_affected())
+}
+
 pub(super) fn user_target(id: &str, user_name: &str) -> Target {
     Target::new("user", Some(id), Some(user_name))
 }

@@ -15,6 +15,7 @@ use sqlx::any::AnyRow;
 
 use super::error::query_error;
 use super::grants::{NewCode, insert_code};
+use super::identity::set_last_login;
 use super::{Result, Store, column, json_list, json_list_column};
 use crate::secret::SecretHash;
 
@@ -79,14 +80,7 @@ impl SessionStore for Store {
     async fn start_session(&self, session: &NewSession, code: &NewCode<'_>) -> Result<()> {
         let mut tx = self.begin_unlogged_write().await?;
         insert_session(tx.conn(), session).await?;
-        // Bookkeeping, not a change of the user: nothing is logged.
-        sqlx::query("UPDATE users SET last_login_ms = $1 WHERE organization = $2 AND id = $3")
-            .bind(session.created_ms)
-            .bind(session.organization.as_str())
-            .bind(session.user_id.as_str())
-            .execute(tx.conn())
-            .await
-            .map_err(query_error("record a login"))?;
+        set_last_login(tx.conn(), &session.organization, &session.user_id, session.created_ms).await?;
         insert_code(tx.conn(), code).await?;
         tx.commit().await
     }
