@@ -19,6 +19,8 @@
 mod browser_form;
 #[path = "support/chromium.rs"]
 mod chromium;
+#[path = "support/openapi.rs"]
+mod openapi;
 #[path = "support/standalone.rs"]
 mod standalone;
 
@@ -317,7 +319,17 @@ impl Tenants {
         };
         let response = request.bearer_auth(token).send().await.unwrap();
         let status = response.status();
+        let content_type =
+            response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let text = response.text().await.unwrap();
+        let issuer = format!("{}/o/{org}", self.server.base);
+        openapi::OpenApi::of(&issuer).await.assert_describes(
+            method,
+            &format!("/o/{org}/api/v1{}", path.split('?').next().unwrap()),
+            status.as_u16(),
+            content_type.as_deref(),
+            &text,
+        );
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 

@@ -20,6 +20,8 @@ use std::time::Duration;
 use portcullis::audit::{Actor, AuditContext, Source};
 use portcullis::secret::{SecretHash, SecretString};
 use portcullis::store::*;
+use portcullis::token::pkce::CodeChallenge;
+use portcullis::token::service::grants::{CodeGrant, issue_authorization_code};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use token_support::*;
@@ -709,6 +711,26 @@ async fn second_factors_and_sessions_are_revoked(svc: TokenService) {
         .await
         .unwrap();
     assert!(svc.store.find_session(ORG, &cookie, now).await.unwrap().is_some());
+    // The session's application holds a refresh token, redeemed over HTTP.
+    let code = issue_authorization_code(
+        &svc.state,
+        CodeGrant {
+            organization: ORG.into(),
+            client_id: "webapp".into(),
+            user_id: svc.alice_id.clone(),
+            redirect_uri: WEBAPP_REDIRECT.into(),
+            scope: "openid".into(),
+            nonce: None,
+            code_challenge: Some(CodeChallenge::from_verifier(VERIFIER).unwrap().as_str().to_owned()),
+            auth_time_ms: now,
+            amr: vec!["pwd".into()],
+            session_id: Some("session-1".into()),
+        },
+    )
+    .await
+    .unwrap();
+    let refresh_token =
+        redeem(&svc, &code).await["refresh_token"].as_str().expect("a refresh token").to_owned();
 
     let factors = format!("/api/v1/users/{}/second-factors", svc.alice_id);
     let sessions = format!("/api/v1/users/{}/sessions", svc.alice_id);
@@ -731,7 +753,17 @@ async fn second_factors_and_sessions_are_revoked(svc: TokenService) {
     let revoked = send(&svc, reqwest::Method::DELETE, &sessions, Some(&manager)).await;
     assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
     assert_eq!(revoked.json()["revoked"]["sessions"], 1);
+    assert_eq!(revoked.json()["revoked"]["refreshTokenFamilies"], 1);
     assert!(svc.store.find_session(ORG, &cookie, now).await.unwrap().is_none(), "the session is over");
+    let refreshed = http_client()
+        .post(svc.url(ORG, "/token"))
+        .basic_auth("webapp", Some(WEBAPP_SECRET))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), StatusCode::BAD_REQUEST, "the refresh token is revoked");
+    assert_eq!(refreshed.json::<Value>().await.unwrap()["error"], "invalid_grant");
     assert_eq!(audit_actions(&svc, "user.resetSecondFactors").await.len(), 1);
     assert_eq!(audit_actions(&svc, "user.revokeSessions").await.len(), 1);
 

@@ -147,15 +147,29 @@ impl Tenant {
         body["access_token"].as_str().unwrap().to_owned()
     }
 
+    /// `method {issuer}/api/v1{path}` with `token` (none if empty), the
+    /// answer checked against the OpenAPI document.
     async fn api(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let url = format!("{}/api/v1{path}", self.issuer());
-        let mut request = http().request(method.parse().unwrap(), url).bearer_auth(token);
+        let mut request = http().request(method.parse().unwrap(), url);
+        if !token.is_empty() {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             request = request.header("content-type", "application/json").body(body.to_string());
         }
         let response = request.send().await.unwrap();
         let status = response.status();
+        let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
         let text = response.text().await.unwrap();
+        let path = format!("/o/acme/api/v1{}", path.split('?').next().unwrap());
+        openapi::OpenApi::of(&self.issuer()).await.assert_describes(
+            method,
+            &path,
+            status.as_u16(),
+            content_type.as_deref(),
+            &text,
+        );
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
@@ -259,15 +273,12 @@ async fn the_posture_counts_the_tenants_people_and_needs_iam_view() {
 
     // A caller without iam.view gets a problem document, and no figure.
     let reader = tenant.token("reader").await;
-    let response =
-        http().get(format!("{}/api/v1/posture", tenant.issuer())).bearer_auth(&reader).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
-    let problem: Value = response.json().await.unwrap();
+    let (status, problem) = tenant.api(&reader, "GET", "/posture", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(problem.to_string().contains("iam.view"), "{problem}");
     assert!(problem.get("activeUsers").is_none());
-    let response = http().get(format!("{}/api/v1/posture", tenant.issuer())).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let (status, _) = tenant.api("", "GET", "/posture", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // Nobody signed in: the page sends the browser to sign in first.
     let response = http().get(format!("{}/admin/posture", tenant.issuer())).send().await.unwrap();
