@@ -25,7 +25,7 @@ use tokio::sync::watch;
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
 pub const SPA: &str = "journey-studio-web";
-const SPA_REDIRECT: &str = "http://localhost:3000/callback";
+pub const SPA_REDIRECT: &str = "http://localhost:3000/callback";
 const VERIFIER: &str = "a-pkce-verifier-of-at-least-forty-three-characters-0123456789";
 
 /// Lines a stream printed so far, and a counter that moves with each.
@@ -239,11 +239,17 @@ impl Standalone {
         let query = location.split_once('?').unwrap().1;
         let params: BTreeMap<String, String> =
             form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+        self.redeem(&params["code"]).await
+    }
+
+    /// Redeems a code of the public client's sign-in started at
+    /// [`Standalone::authorize_url`]: the token response.
+    pub async fn redeem(&self, code: &str) -> serde_json::Value {
         let response = http()
             .post(format!("{}/token", self.issuer()))
             .form(&[
                 ("grant_type", "authorization_code"),
-                ("code", params["code"].as_str()),
+                ("code", code),
                 ("redirect_uri", SPA_REDIRECT),
                 ("client_id", SPA),
                 ("code_verifier", VERIFIER),
@@ -255,7 +261,8 @@ impl Standalone {
         response.json().await.unwrap()
     }
 
-    fn authorize_url(&self) -> String {
+    /// The public client's sign-in (code + PKCE, scope `openid`).
+    pub fn authorize_url(&self) -> String {
         let digest = ring::digest::digest(&ring::digest::SHA256, VERIFIER.as_bytes());
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
         let query = form_urlencoded::Serializer::new(String::new())
