@@ -28,7 +28,7 @@ use portcullis::federation::upstreams::SecretsDirectory;
 use portcullis::secret::SecretHash;
 use portcullis::store::{
     DesiredStateStore as _, IdentityProviderRecord, InvitationStatus, InvitationStore as _, NewInvitation,
-    ObjectMeta, OrganizationRecord, UserSource, UserStore as _,
+    ObjectMeta, OrganizationRecord, Store, UserSource, UserStore as _,
 };
 use reqwest::StatusCode;
 use token_support::*;
@@ -55,23 +55,24 @@ async fn setup(stage: &str, issuer_override: Option<&str>) -> Setup {
 
 /// `setup`, with an upstream made hostile by `tamper` (`support/upstream_op.rs`).
 async fn setup_hostile(stage: &str, issuer_override: Option<&str>, tamper: Option<&str>) -> Setup {
-    setup_around(stage, issuer_override, None, async |clients, accounts| {
+    setup_around(sqlite_store().await, stage, issuer_override, None, async |clients, accounts| {
         UpstreamOp::start_hostile(clients, accounts, tamper).await
     })
     .await
 }
 
-/// The token service (JIT provisioning), an upstream OP started by
+/// The token service on `store` (JIT provisioning), an upstream OP started by
 /// `start_op` with the clients and accounts of these tests, and the
 /// IdentityProvider `okta` for it at `stage`, naming the CA bundle in the
 /// ConfigMap `upstream-ca` when `ca_bundle` holds its PEM.
 async fn setup_around(
+    store: Store,
     stage: &str,
     issuer_override: Option<&str>,
     ca_bundle: Option<&str>,
     start_op: impl AsyncFnOnce(serde_json::Value, serde_json::Value) -> UpstreamOp,
 ) -> Setup {
-    let service = start(sqlite_store().await).await;
+    let service = start(store).await;
     let callback = format!("{}/sso/oidc/okta/callback", service.issuer(ORG));
     let op = start_op(
         serde_json::json!([
@@ -733,7 +734,7 @@ async fn an_upstream_behind_a_private_ca_is_trusted_through_its_ca_bundle_only()
     let (ca, cert, key) = private_ca();
     let start_tls = async |clients, accounts| UpstreamOp::start_tls(clients, accounts, &cert, &key).await;
 
-    let untrusted = setup_around("Optional", None, None, start_tls).await;
+    let untrusted = setup_around(sqlite_store().await, "Optional", None, None, start_tls).await;
     assert!(untrusted.op.issuer.starts_with("https://"), "{}", untrusted.op.issuer);
     let page = type_email(&untrusted.service, &browser(), BOB).await;
     assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{}", page.body);
@@ -741,7 +742,7 @@ async fn an_upstream_behind_a_private_ca_is_trusted_through_its_ca_bundle_only()
     drop(untrusted);
 
     let start_tls = async |clients, accounts| UpstreamOp::start_tls(clients, accounts, &cert, &key).await;
-    let trusted = setup_around("Optional", None, Some(&ca), start_tls).await;
+    let trusted = setup_around(sqlite_store().await, "Optional", None, Some(&ca), start_tls).await;
     let browser = browser();
     let callback = through_upstream(&trusted, &browser, "bob").await;
     let landed = open(&browser, &callback).await;
@@ -751,34 +752,68 @@ async fn an_upstream_behind_a_private_ca_is_trusted_through_its_ca_bundle_only()
 
 /// Issue 15's target for the OIDC callback: p99 ≤ 25 ms, of which ours
 /// (everything but the code exchange at the upstream) ≤ 3 ms p99. Sign-ins
-/// through the real oidc-provider, one after another; each callback timed
-/// over HTTP, the upstream's share read from its `Server-Timing`.
+/// through the real oidc-provider, one after another, on a SQLite file (the
+/// standalone default); each callback timed over HTTP, the upstream's share
+/// read from its `Server-Timing`.
+///
+/// The provider shares this machine's two cores, where a real one runs on
+/// its own: the work it does after answering (node's GC, its session store)
+/// then delays ours, and is counted as ours. So the benchmark runs twice in
+/// one go, the provider first at normal CPU priority, then under the idle
+/// policy (`chrt --idle 0`: it still uses every cycle nothing else wants);
+/// the target is asserted on the second, and both are printed.
 ///
 /// cargo test --release --workspace --test sso_oidc oidc_callback_benchmark -- --ignored --nocapture
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run in release, see BENCHMARKS.md"]
 async fn oidc_callback_benchmark() {
+    let data = tempfile::tempdir().expect("a data directory");
+    let file_store = async |name: &str| {
+        let url = format!("sqlite://{}?mode=rwc", data.path().join(name).display());
+        Store::connect(&url).await.expect("open a SQLite file store")
+    };
+    let shared =
+        setup_around(file_store("shared.db").await, "Optional", None, None, async |clients, accounts| {
+            UpstreamOp::start(clients, accounts).await
+        })
+        .await;
+    time_callbacks("provider at normal priority", &shared).await;
+    drop(shared);
+    let apart =
+        setup_around(file_store("apart.db").await, "Optional", None, None, async |clients, accounts| {
+            UpstreamOp::start_in_background(clients, accounts).await
+        })
+        .await;
+    let (total_p99, ours_p99) = time_callbacks("provider under the idle policy", &apart).await;
+    assert!(total_p99 <= 25.0 && ours_p99 <= 3.0, "p99 {total_p99:.2} ms, ours {ours_p99:.2} ms");
+}
+
+/// Times 300 callbacks (after 20 to warm up), prints the percentiles, and
+/// returns the p99 of the whole callback and of our share, in ms.
+async fn time_callbacks(label: &str, setup: &Setup) -> (f64, f64) {
     const WARM_UP: usize = 20;
     const SIGN_INS: usize = 300;
-    let setup = setup("Optional", None).await;
-    let (mut totals, mut upstream, mut ours) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut totals, mut upstream, mut ours, mut handler) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for n in 0..WARM_UP + SIGN_INS {
         let browser = browser();
-        let callback = through_upstream(&setup, &browser, "bob").await;
+        let callback = through_upstream(setup, &browser, "bob").await;
         let started = std::time::Instant::now();
         let response = browser.get(&callback).send().await.expect("the callback");
         let took = started.elapsed().as_secs_f64() * 1e3;
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
         let timing = response.headers()["server-timing"].to_str().expect("ASCII").to_owned();
-        let exchange: f64 = timing
-            .split(";dur=")
-            .nth(1)
-            .and_then(|d| d.parse().ok())
-            .unwrap_or_else(|| panic!("a duration in {timing:?}"));
+        let duration = |metric: &str| -> f64 {
+            timing
+                .split(", ")
+                .find_map(|m| m.strip_prefix(metric)?.split(";dur=").nth(1)?.parse().ok())
+                .unwrap_or_else(|| panic!("a {metric} duration in {timing:?}"))
+        };
+        let exchange = duration("upstream");
         if n >= WARM_UP {
             totals.push(took);
             upstream.push(exchange);
             ours.push(took - exchange);
+            handler.push(duration("total") - exchange);
         }
     }
     let percentiles = |samples: &mut Vec<f64>| {
@@ -786,15 +821,15 @@ async fn oidc_callback_benchmark() {
         let at = |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).saturating_sub(1)];
         (at(0.5), at(0.99))
     };
+    println!("{label}:");
     for (what, samples) in [
         ("callback, over HTTP", &mut totals),
         ("code exchange at the upstream (Server-Timing)", &mut upstream),
         ("ours (callback minus the exchange)", &mut ours),
+        ("  of which in the handler (Server-Timing total minus upstream)", &mut handler),
     ] {
         let (p50, p99) = percentiles(samples);
-        println!("{what}: {SIGN_INS} sign-ins, p50 {p50:.2} ms, p99 {p99:.2} ms");
+        println!("  {what}: {SIGN_INS} sign-ins, p50 {p50:.2} ms, p99 {p99:.2} ms");
     }
-    let (_, total_p99) = percentiles(&mut totals);
-    let (_, ours_p99) = percentiles(&mut ours);
-    assert!(total_p99 <= 25.0 && ours_p99 <= 3.0, "p99 {total_p99:.2} ms, ours {ours_p99:.2} ms");
+    (percentiles(&mut totals).1, percentiles(&mut ours).1)
 }

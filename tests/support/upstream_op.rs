@@ -32,6 +32,13 @@ impl Drop for UpstreamOp {
     }
 }
 
+/// How the provider is scheduled.
+enum Priority {
+    Normal,
+    /// `SCHED_IDLE`.
+    Lowest,
+}
+
 /// The directory with op.mjs and its node_modules (built once, cached).
 fn installed() -> PathBuf {
     if let Some(dir) = std::env::var_os("PORTCULLIS_OIDC_PROVIDER_DIR") {
@@ -64,7 +71,17 @@ impl UpstreamOp {
         accounts: serde_json::Value,
         tamper: Option<&str>,
     ) -> UpstreamOp {
-        Self::start_with(clients, accounts, serde_json::json!({ "tamper": tamper })).await
+        Self::start_with(clients, accounts, serde_json::json!({ "tamper": tamper }), Priority::Normal).await
+    }
+
+    /// The provider under the idle scheduling policy (`chrt --idle 0`: it
+    /// runs only on a core nothing else wants, and gives it up as soon as
+    /// anything else wakes): for a benchmark of our side, so that on a
+    /// machine shared with the provider its work after answering (which a
+    /// remote provider does on its own machine) does not hold a core our
+    /// service is waiting for.
+    pub async fn start_in_background(clients: serde_json::Value, accounts: serde_json::Value) -> UpstreamOp {
+        Self::start_with(clients, accounts, serde_json::json!({}), Priority::Lowest).await
     }
 
     /// The provider serving HTTPS with `cert_pem` (and its `key_pem`).
@@ -75,22 +92,31 @@ impl UpstreamOp {
         key_pem: &str,
     ) -> UpstreamOp {
         let tls = serde_json::json!({ "tls": { "cert": cert_pem, "key": key_pem } });
-        Self::start_with(clients, accounts, tls).await
+        Self::start_with(clients, accounts, tls, Priority::Normal).await
     }
 
     /// The provider with op.mjs's `options` (`tamper`, `tls`) besides the
-    /// clients and accounts.
+    /// clients and accounts, run at `priority`.
     async fn start_with(
         clients: serde_json::Value,
         accounts: serde_json::Value,
         options: serde_json::Value,
+        priority: Priority,
     ) -> UpstreamOp {
         let dir = installed();
         let mut config = serde_json::json!({ "clients": clients, "accounts": accounts });
         if let (Some(config), Some(options)) = (config.as_object_mut(), options.as_object()) {
             config.extend(options.clone());
         }
-        let mut child = Command::new("node")
+        let mut command = match priority {
+            Priority::Normal => Command::new("node"),
+            Priority::Lowest => {
+                let mut idle = Command::new("chrt");
+                idle.args(["--idle", "0", "node"]);
+                idle
+            }
+        };
+        let mut child = command
             .arg(dir.join("op.mjs"))
             .current_dir(&dir)
             .env("OP_CONFIG", config.to_string())

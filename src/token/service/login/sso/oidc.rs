@@ -26,6 +26,7 @@ pub(in crate::token::service::login) async fn callback(
     address: SourceAddress,
     headers: HeaderMap,
 ) -> Result<Response, LoginError> {
+    let started = std::time::Instant::now();
     let state = &state;
     let org = organization(state, &organization_name).await?;
     let Some(entry) = provider(state, &org, &idp).await? else {
@@ -97,9 +98,12 @@ pub(in crate::token::service::login) async fn callback(
             let mut response =
                 super::complete::sign_in(state, &org, &entry, request, &pre_login_id, identity, address)
                     .await?;
-            // Server-Timing (W3C): the upstream's share of this answer, so that
-            // a slow sign-in can be told apart from a slow upstream.
-            let timing = format!("upstream;desc=\"code exchange\";dur={upstream_ms:.3}");
+            // Server-Timing (W3C): the upstream's share of this answer and the
+            // whole of it, so that a slow sign-in can be told apart from a
+            // slow upstream.
+            let total_ms = started.elapsed().as_secs_f64() * 1e3;
+            let timing =
+                format!("upstream;desc=\"code exchange\";dur={upstream_ms:.3}, total;dur={total_ms:.3}");
             if let Ok(value) = HeaderValue::from_str(&timing) {
                 response.headers_mut().insert(SERVER_TIMING, value);
             }
