@@ -878,6 +878,17 @@ async fn the_check_api_answers_with_the_access_cores_decision(store: Store) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "no token");
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let path = format!("/o/{ORG}/api/v1/check");
+    let text = response.text().await.unwrap();
+    openapi::OpenApi::of(&svc.issuer(ORG)).await.assert_describes(
+        "POST",
+        &path,
+        401,
+        content_type.as_deref(),
+        &text,
+    );
 }
 
 /// Finding 5 of issue 13: introspection said inactive, but `RequirePermission`
