@@ -318,19 +318,9 @@ impl Tenants {
             None => request,
         };
         let response = request.bearer_auth(token).send().await.unwrap();
-        let status = response.status();
-        let content_type =
-            response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let text = response.text().await.unwrap();
         let issuer = format!("{}/o/{org}", self.server.base);
-        openapi::OpenApi::of(&issuer).await.assert_describes(
-            method,
-            &format!("/o/{org}/api/v1{}", path.split('?').next().unwrap()),
-            status.as_u16(),
-            content_type.as_deref(),
-            &text,
-        );
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        let answer = openapi::Answer::described(&issuer, method, response).await;
+        (answer.status, serde_json::from_str(&answer.text).unwrap_or(Value::String(answer.text)))
     }
 
     /// The `roles` claim of a new token of `client` of acme, as `name@scope`.

@@ -17,6 +17,7 @@ mod token_support;
 
 use std::time::Duration;
 
+use openapi::Answer;
 use portcullis::audit::{Actor, AuditContext, Source};
 use portcullis::secret::{SecretHash, SecretString};
 use portcullis::store::*;
@@ -152,12 +153,6 @@ async fn auditor(svc: &TokenService) -> String {
     client_token(svc, "auditor", AUDITOR_SECRET).await
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    text: String,
-}
-
 impl Answer {
     fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
@@ -216,18 +211,7 @@ async fn send_json(
         request = request.header("if-match", if_match);
     }
     let response = request.send().await.expect("the admin API answers");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let answer = Answer { status, headers, text: response.text().await.expect("read the body") };
-    let path = reqwest::Url::parse(&url).expect("a URL").path().to_owned();
-    openapi::OpenApi::of(&svc.issuer(ORG)).await.assert_describes(
-        method.as_str(),
-        &path,
-        answer.status.as_u16(),
-        answer.headers.get("content-type").and_then(|v| v.to_str().ok()),
-        &answer.text,
-    );
-    answer
+    openapi::Answer::described(&svc.issuer(ORG), method.as_str(), response).await
 }
 
 /// Some audited writes: an administrator creates `count` users.

@@ -159,18 +159,8 @@ impl Tenant {
             request = request.header("content-type", "application/json").body(body.to_string());
         }
         let response = request.send().await.unwrap();
-        let status = response.status();
-        let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
-        let text = response.text().await.unwrap();
-        let path = format!("/o/acme/api/v1{}", path.split('?').next().unwrap());
-        openapi::OpenApi::of(&self.issuer()).await.assert_describes(
-            method,
-            &path,
-            status.as_u16(),
-            content_type.as_deref(),
-            &text,
-        );
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let answer = openapi::Answer::described(&self.issuer(), method, response).await;
+        (answer.status, serde_json::from_str(&answer.text).unwrap_or(Value::Null))
     }
 
     async fn make_people(&self) {

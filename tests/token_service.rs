@@ -223,21 +223,9 @@ async fn check_api(
         .send()
         .await
         .expect("call the check API");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.expect("a body");
     // Every answer is one the OpenAPI document describes.
-    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
-    let url = svc.url(org, "/api/v1/check");
-    let path = reqwest::Url::parse(&url).expect("a URL").path().to_owned();
-    openapi::OpenApi::of(&svc.issuer(org)).await.assert_describes(
-        "POST",
-        &path,
-        status.as_u16(),
-        content_type,
-        &text,
-    );
-    (status, headers, serde_json::from_str(&text).expect("a JSON body"))
+    let answer = openapi::Answer::described(&svc.issuer(org), "POST", response).await;
+    (answer.status, answer.headers, serde_json::from_str(&answer.text).expect("a JSON body"))
 }
 
 fn alice_may_publish_in_eu() -> Value {
@@ -877,18 +865,8 @@ async fn the_check_api_answers_with_the_access_cores_decision(store: Store) {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "no token");
-    let content_type =
-        response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let path = format!("/o/{ORG}/api/v1/check");
-    let text = response.text().await.unwrap();
-    openapi::OpenApi::of(&svc.issuer(ORG)).await.assert_describes(
-        "POST",
-        &path,
-        401,
-        content_type.as_deref(),
-        &text,
-    );
+    let answer = openapi::Answer::described(&svc.issuer(ORG), "POST", response).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "no token: {}", answer.text);
 }
 
 /// Finding 5 of issue 13: introspection said inactive, but `RequirePermission`

@@ -22,6 +22,7 @@ use super::changes::{Change, WriteTx};
 use super::error::query_error;
 use super::identity::{UserExtras, insert_group, insert_user, read_users};
 use super::records::*;
+use super::sessions::{SignInWrites, write_sign_in};
 use super::{Result, Store, column};
 use crate::audit::AuditEntry;
 
@@ -197,12 +198,14 @@ pub trait FederationStore {
 
     /// Counts one sign-in's outcome and appends its audit event (as the
     /// store handle's actor), with what a successful one says of the user
-    /// ([`FederationStore::link_upstream_sign_in`]), in one transaction.
+    /// ([`FederationStore::link_upstream_sign_in`]) and, when it signs the
+    /// user in there and then, its session and code, in one transaction.
     fn record_sso_sign_in(
         &self,
         outcome: &SsoOutcome<'_>,
         entry: AuditEntry,
         sign_in: Option<&UpstreamSignIn<'_>>,
+        writes: Option<&SignInWrites<'_>>,
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// Forgets the counts of hours before `before_ms` (the purge's).
@@ -415,10 +418,14 @@ impl FederationStore for Store {
         outcome: &SsoOutcome<'_>,
         entry: AuditEntry,
         sign_in: Option<&UpstreamSignIn<'_>>,
+        writes: Option<&SignInWrites<'_>>,
     ) -> Result<()> {
         let mut tx = self.begin_write(outcome.organization).await?;
         if let Some(sign_in) = sign_in {
             write_upstream_sign_in(&mut tx, sign_in).await?;
+        }
+        if let Some(writes) = writes {
+            write_sign_in(tx.conn(), writes).await?;
         }
         count_outcome(tx.conn(), outcome).await?;
         tx.audit(entry).await?;

@@ -105,7 +105,7 @@ pub use purge::{PurgeStore, Purged};
 pub use records::*;
 pub use regions::{Location, RegionalStores, UnknownRegion};
 pub use scim::{ScimStore, ScimSyncHealth};
-pub use sessions::SessionStore;
+pub use sessions::{SessionStore, SignInWrites};
 pub use throttle::{ThrottleCounter, ThrottleScope, ThrottleStore};
 pub use webauthn::WebAuthnCredentialStore;
 

@@ -44,19 +44,21 @@ pub struct StoredSession {
     pub amr: Vec<String>,
 }
 
+/// What a sign-in writes: the new session and the user's last login (none
+/// when the browser's session goes on), and the authorization code it
+/// answers its client with.
+pub struct SignInWrites<'a> {
+    pub session: Option<&'a NewSession>,
+    pub code: NewCode<'a>,
+}
+
 pub trait SessionStore {
     /// Stores a new session. Expired ones are the purge's
     /// ([`crate::store::purge`]).
     fn create_session(&self, session: &NewSession) -> impl Future<Output = Result<()>> + Send;
 
-    /// A sign-in's writes, in one transaction: the new session, the user's
-    /// last login, and the authorization code the sign-in answers its
-    /// client with.
-    fn start_session(
-        &self,
-        session: &NewSession,
-        code: &NewCode<'_>,
-    ) -> impl Future<Output = Result<()>> + Send;
+    /// A sign-in's writes, in one transaction ([`SignInWrites`]).
+    fn write_sign_in(&self, writes: &SignInWrites<'_>) -> impl Future<Output = Result<()>> + Send;
 
     /// The live session of this organization whose cookie hashes to `secret_hash`.
     fn find_session(
@@ -77,11 +79,9 @@ impl SessionStore for Store {
         tx.commit().await
     }
 
-    async fn start_session(&self, session: &NewSession, code: &NewCode<'_>) -> Result<()> {
+    async fn write_sign_in(&self, writes: &SignInWrites<'_>) -> Result<()> {
         let mut tx = self.begin_unlogged_write().await?;
-        insert_session(tx.conn(), session).await?;
-        set_last_login(tx.conn(), &session.organization, &session.user_id, session.created_ms).await?;
-        insert_code(tx.conn(), code).await?;
+        write_sign_in(tx.conn(), writes).await?;
         tx.commit().await
     }
 
@@ -126,6 +126,16 @@ fn session_from_row(row: &AnyRow) -> Result<StoredSession> {
         auth_time_ms: column(row, T, "auth_time_ms")?,
         amr: json_list_column(row, T, "amr")?,
     })
+}
+
+/// Writes a sign-in within `conn`'s transaction (single sign-on writes it
+/// with its record, [`crate::store::FederationStore::record_sso_sign_in`]).
+pub(super) async fn write_sign_in(conn: &mut sqlx::AnyConnection, writes: &SignInWrites<'_>) -> Result<()> {
+    if let Some(session) = writes.session {
+        insert_session(&mut *conn, session).await?;
+        set_last_login(&mut *conn, &session.organization, &session.user_id, session.created_ms).await?;
+    }
+    insert_code(conn, &writes.code).await
 }
 
 /// Stores a session within `conn`'s transaction.

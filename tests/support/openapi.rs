@@ -13,6 +13,28 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{Value, json};
 
+/// An answer of the API, read whole.
+pub struct Answer {
+    pub status: reqwest::StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Answer {
+    /// Reads `response` (to a `method` request) to the end, and panics
+    /// unless the document `issuer` serves describes it: the operation of
+    /// the URL's path and `method`, the status, the Content-Type, the body.
+    pub async fn described(issuer: &str, method: &str, response: reqwest::Response) -> Answer {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let path = response.url().path().to_owned();
+        let text = response.text().await.expect("read the body");
+        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+        OpenApi::of(issuer).await.assert_describes(method, &path, status.as_u16(), content_type, &text);
+        Answer { status, headers, text }
+    }
+}
+
 /// The document one issuer serves, and the validators built from it.
 pub struct OpenApi {
     document: Value,

@@ -10,10 +10,10 @@ use super::csrf::{self, random_token};
 use super::error::LoginError;
 use super::pages::{FormContext, HiddenFields, Page, PlainForm, SignInPage};
 use super::request::{AuthorizationRequest, RequestError, redirect_to};
-use super::session::{self, Session};
+use super::session::{self, NewSignIn, Session};
 use super::webauthn::passkeys_offered;
 use super::{cookies_need_https, duration_secs, issuer_path};
-use crate::store::{GrantStore as _, SessionStore as _};
+use crate::store::{SessionStore as _, SignInWrites};
 use crate::token::service::error::OAuthError;
 use crate::token::service::grants::{CodeGrant, NewAuthorizationCode};
 use crate::token::service::state::{OrganizationView, TokenServiceState};
@@ -155,33 +155,54 @@ pub(super) async fn finish(
     amr: Vec<String>,
     existing: Option<Session>,
 ) -> Result<Response, LoginError> {
-    let now = state.now();
-    let login = state.login();
-    let (session, started) = match existing {
-        Some(session) => (session, None),
-        None => {
-            let started = session::new(&org.namespace, user_id, now, amr, login.session_lifetime, now)?;
-            (started.session.clone(), Some(started))
-        }
-    };
-    let grant = CodeGrant {
-        organization: org.name.clone(),
-        client_id: request.client.client_id.clone(),
-        user_id: user_id.to_owned(),
-        redirect_uri: request.redirect_uri.clone(),
-        scope: request.scope.clone(),
-        nonce: request.nonce.clone(),
-        code_challenge: request.code_challenge.clone(),
-        auth_time_ms: session.auth_time.as_millisecond(),
-        amr: session.amr.clone(),
-        session_id: Some(session.id.clone()),
-    };
-    let code = NewAuthorizationCode::new(state, grant)?;
-    let mut set_cookies = Vec::new();
-    match &started {
-        None => state.store().insert_authorization_code(&code.stored()).await.map_err(OAuthError::from)?,
-        Some(started) => {
-            state.store().start_session(&started.row, &code.stored()).await.map_err(OAuthError::from)?;
+    let ending = Ending::new(state, org, request, user_id, amr, existing)?;
+    state.store().write_sign_in(&ending.writes()).await.map_err(OAuthError::from)?;
+    Ok(ending.response)
+}
+
+/// A sign-in's end before it is written: the session it starts (unless the
+/// browser's goes on), the code, and the redirect that carries them. Single
+/// sign-on writes it with its own record, in the same transaction.
+pub(super) struct Ending {
+    started: Option<NewSignIn>,
+    code: NewAuthorizationCode,
+    /// The redirect to the client, to send once the writes are done.
+    pub response: Response,
+}
+
+impl Ending {
+    pub fn new(
+        state: &TokenServiceState,
+        org: &OrganizationView,
+        request: &AuthorizationRequest,
+        user_id: &str,
+        amr: Vec<String>,
+        existing: Option<Session>,
+    ) -> Result<Self, LoginError> {
+        let now = state.now();
+        let login = state.login();
+        let (session, started) = match existing {
+            Some(session) => (session, None),
+            None => {
+                let started = session::new(&org.namespace, user_id, now, amr, login.session_lifetime, now)?;
+                (started.session.clone(), Some(started))
+            }
+        };
+        let grant = CodeGrant {
+            organization: org.name.clone(),
+            client_id: request.client.client_id.clone(),
+            user_id: user_id.to_owned(),
+            redirect_uri: request.redirect_uri.clone(),
+            scope: request.scope.clone(),
+            nonce: request.nonce.clone(),
+            code_challenge: request.code_challenge.clone(),
+            auth_time_ms: session.auth_time.as_millisecond(),
+            amr: session.amr.clone(),
+            session_id: Some(session.id.clone()),
+        };
+        let code = NewAuthorizationCode::new(state, grant)?;
+        let mut set_cookies = Vec::new();
+        if let Some(started) = &started {
             let path = issuer_path(state, &org.name);
             let secure = secure_cookies(state);
             let lifetime = duration_secs(login.session_lifetime);
@@ -194,8 +215,13 @@ pub(super) async fn finish(
             ));
             set_cookies.push(cookies::clear(cookies::PRE_LOGIN, &path, secure));
         }
+        let location = request.redirect_with(&state.issuer(&org.name), &[("code", code.value.expose())]);
+        let response = see_other(&location, &set_cookies);
+        Ok(Self { started, code, response })
     }
-    let code = code.value.expose();
-    let location = request.redirect_with(&state.issuer(&org.name), &[("code", code)]);
-    Ok(see_other(&location, &set_cookies))
+
+    /// What the store writes for it.
+    pub fn writes(&self) -> SignInWrites<'_> {
+        SignInWrites { session: self.started.as_ref().map(|s| &s.row), code: self.code.stored() }
+    }
 }

@@ -32,7 +32,7 @@ pub(super) struct Session {
 
 /// A session about to start: the row to store, the session, and the
 /// secret for the cookie. The caller stores the row with the sign-in's
-/// other writes ([`crate::store::SessionStore::start_session`]).
+/// other writes ([`crate::store::SessionStore::write_sign_in`]).
 pub(super) struct NewSignIn {
     pub row: NewSession,
     pub session: Session,

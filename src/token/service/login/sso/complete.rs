@@ -18,7 +18,7 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 
-use super::{Refusal, pre_login_cookie, record, refuse, stage_name, token_hash};
+use super::{Refusal, Success, pre_login_cookie, record, refuse, stage_name, token_hash};
 use crate::api::{ProvisioningMode, UpstreamMfa};
 use crate::federation::UpstreamIdentity;
 use crate::federation::routing::{ProviderEntry, email_domain, stage_admits};
@@ -32,7 +32,7 @@ use crate::token::service::login::SourceAddress;
 use crate::token::service::login::csrf::MfaTicket;
 use crate::token::service::login::error::LoginError;
 use crate::token::service::login::extract::SignInPost;
-use crate::token::service::login::flow::{PreLogin, finish};
+use crate::token::service::login::flow::{Ending, PreLogin};
 use crate::token::service::login::mfa::{self, SecondFactor};
 use crate::token::service::login::pages::Page;
 use crate::token::service::login::request::{self, Params};
@@ -96,10 +96,20 @@ pub(super) fn admitted(entry: &ProviderEntry, identity: &UpstreamIdentity) -> Re
     )))
 }
 
-/// The user a single sign-on signed in, and whether it created them (JIT).
+/// The user a single sign-on signed in, whether it created them (JIT), and
+/// how it answers.
 struct SignedIn {
     user: User,
     created: bool,
+    answer: Answer,
+}
+
+/// A signed-in user's answer: the redirect to the client, whose session and
+/// code are written with the sign-in's record; or a page first (a second
+/// factor to give or to enrol), which writes nothing.
+enum Answer {
+    Redirect(Ending),
+    Page(Response),
 }
 
 /// Why finishing a single sign-on did not go on.
@@ -141,12 +151,12 @@ pub(super) async fn sign_in(
 ) -> Result<Response, LoginError> {
     let stage = stage_name(entry);
     match sign_in_inner(state, org, entry, &pending, pre_login_id, &identity, source.clone()).await {
-        Ok((response, SignedIn { user, created })) => {
+        Ok(SignedIn { user, created, answer }) => {
             // The link and the provider's groups (a JIT user's link was made
-            // with it), the count and the audit event: one write, before the
-            // answer, so the client's code is redeemed with the groups in
-            // place. Fail closed: a sign-in the trail cannot record does not
-            // happen.
+            // with it), the session and the code, the count and the audit
+            // event: one write, before the answer, so the client's code is
+            // redeemed with the groups in place. Fail closed: a sign-in the
+            // trail cannot record does not happen.
             let sign_in = UpstreamSignIn {
                 organization: &org.namespace,
                 identity_provider: &entry.name,
@@ -156,7 +166,12 @@ pub(super) async fn sign_in(
                 groups: identity.groups.as_deref().filter(|_| created || entry.spec.jit.sync_on_sign_in),
                 remove_others: !created,
             };
-            record(state, org, &entry.name, stage, &source, Ok(&user), Some(&sign_in)).await?;
+            let ending = match &answer {
+                Answer::Redirect(ending) => Some(ending.writes()),
+                Answer::Page(_) => None,
+            };
+            let success = Success { user: &user, sign_in, ending };
+            record(state, org, &entry.name, stage, &source, Ok(&success)).await?;
             tracing::info!(
                 target: "audit",
                 event = "sso.sign_in",
@@ -168,14 +183,17 @@ pub(super) async fn sign_in(
                 upstream_mfa = identity.upstream_mfa(),
                 "signed in through single sign-on"
             );
-            Ok(response)
+            Ok(match answer {
+                Answer::Redirect(ending) => ending.response,
+                Answer::Page(page) => page,
+            })
         }
         Err(Failure::Refused(refusal)) => Err(refuse(state, org, &entry.name, stage, &source, refusal).await),
         Err(Failure::Other(error)) => {
             if let LoginError::Server(fault) = &error {
                 let detail = fault.to_string();
                 let failure = Err(("ServerError", detail.as_str()));
-                if let Err(error) = record(state, org, &entry.name, stage, &source, failure, None).await {
+                if let Err(error) = record(state, org, &entry.name, stage, &source, failure).await {
                     tracing::warn!(%error, "could not record a failed single sign-on");
                 }
             }
@@ -192,7 +210,7 @@ async fn sign_in_inner(
     pre_login_id: &str,
     identity: &UpstreamIdentity,
     source: SourceAddress,
-) -> Result<(Response, SignedIn), Failure> {
+) -> Result<SignedIn, Failure> {
     // The client's request, validated again as on every step.
     let pairs: Vec<(String, String)> = serde_json::from_str(&pending.authorization_request)
         .map_err(|e| OAuthError::internal(format!("a stored authorization request is unreadable: {e}")))?;
@@ -234,11 +252,14 @@ async fn sign_in_inner(
         identity.upstream_mfa() && org.spec.authentication.mfa.upstream_mfa == UpstreamMfa::Accept;
     if upstream_counts {
         amr.push("mfa".to_owned());
-        let response = finish(state, org, &request, &user.id, amr, None).await?;
-        return Ok((response, SignedIn { user, created }));
+        let ending = Ending::new(state, org, &request, &user.id, amr, None)?;
+        return Ok(SignedIn { user, created, answer: Answer::Redirect(ending) });
     }
-    let response = match mfa::second_factor(state, org, &user).await? {
-        SecondFactor::NotNeeded => finish(state, org, &request, &user.id, amr, None).await?,
+    let page = match mfa::second_factor(state, org, &user).await? {
+        SecondFactor::NotNeeded => {
+            let ending = Ending::new(state, org, &request, &user.id, amr, None)?;
+            return Ok(SignedIn { user, created, answer: Answer::Redirect(ending) });
+        }
         SecondFactor::Ask { webauthn, totp } => {
             // The second factor's steps are the password sign-in's: they
             // read the request, the browser and the ticket from a post.
@@ -273,7 +294,7 @@ async fn sign_in_inner(
         )
         .into_response(),
     };
-    Ok((response, SignedIn { user, created }))
+    Ok(SignedIn { user, created, answer: Answer::Page(page) })
 }
 
 /// An unknown user, by the organization's provisioning mode: created (JIT,

@@ -49,7 +49,7 @@ use crate::audit::{Actor, AuditContext, AuditEntry, Target};
 use crate::federation::routing::ProviderEntry;
 use crate::federation::upstreams::UpstreamClients;
 use crate::secret::SecretHash;
-use crate::store::{FederationStore as _, SsoOutcome, UpstreamSignIn, User};
+use crate::store::{FederationStore as _, SignInWrites, SsoOutcome, UpstreamSignIn, User};
 use crate::token::service::error::OAuthError;
 use crate::token::service::state::{OrganizationView, TokenServiceState};
 
@@ -229,27 +229,35 @@ async fn refuse(
         "single sign-on refused"
     );
     let failure = Err((refusal.reason, refusal.detail.as_str()));
-    if let Err(error) = record(state, org, provider, stage, source, failure, None).await {
+    if let Err(error) = record(state, org, provider, stage, source, failure).await {
         tracing::warn!(%error, "could not record a refused single sign-on");
     }
     refusal.page()
 }
 
+/// What a successful single sign-on writes with its record: what the
+/// upstream says of the user and, unless a second factor comes first, the
+/// session and code it answers with.
+struct Success<'a> {
+    user: &'a User,
+    sign_in: UpstreamSignIn<'a>,
+    ending: Option<SignInWrites<'a>>,
+}
+
 /// Counts one sign-in through `provider` and appends its audit event
 /// (`signIn.sso`: the user it signed in, or why it was refused; the
 /// upstream identity is not trusted then, so the actor is anonymous), with
-/// what a successful one says of the user (`sign_in`), in one write.
+/// what a successful one writes ([`Success`]), in one write.
 async fn record(
     state: &TokenServiceState,
     org: &OrganizationView,
     provider: &str,
     stage: &str,
     source: &SourceAddress,
-    outcome: Result<&User, (&str, &str)>,
-    sign_in: Option<&UpstreamSignIn<'_>>,
+    outcome: Result<&Success<'_>, (&str, &str)>,
 ) -> Result<(), OAuthError> {
     let (actor, entry) = match outcome {
-        Ok(user) => (
+        Ok(Success { user, .. }) => (
             Actor::user(&user.id, &user.user_name, None),
             AuditEntry::success("signIn.sso", Target::new("user", Some(&user.id), Some(&user.user_name))),
         ),
@@ -261,8 +269,12 @@ async fn record(
     let actor = Actor { identity_provider: Some(provider.to_owned()), ..actor };
     let entry = entry.with_details(serde_json::json!({ "identityProvider": provider, "stage": stage }));
     let store = state.store().with_audit(AuditContext::new(actor, source.audit_source()));
+    let (sign_in, ending) = match outcome {
+        Ok(success) => (Some(&success.sign_in), success.ending.as_ref()),
+        Err(_) => (None, None),
+    };
     let outcome = sso_outcome(state, org, provider, stage, outcome.err());
-    store.record_sso_sign_in(&outcome, entry, sign_in).await?;
+    store.record_sso_sign_in(&outcome, entry, sign_in, ending).await?;
     Ok(())
 }
 
