@@ -108,7 +108,7 @@ struct SignedIn {
 /// code are written with the sign-in's record; or a page first (a second
 /// factor to give or to enrol), which writes nothing.
 enum Answer {
-    Redirect(Ending),
+    Redirect(Box<Ending>),
     Page(Response),
 }
 
@@ -253,12 +253,12 @@ async fn sign_in_inner(
     if upstream_counts {
         amr.push("mfa".to_owned());
         let ending = Ending::new(state, org, &request, &user.id, amr, None)?;
-        return Ok(SignedIn { user, created, answer: Answer::Redirect(ending) });
+        return Ok(SignedIn { user, created, answer: Answer::Redirect(Box::new(ending)) });
     }
     let page = match mfa::second_factor(state, org, &user).await? {
         SecondFactor::NotNeeded => {
             let ending = Ending::new(state, org, &request, &user.id, amr, None)?;
-            return Ok(SignedIn { user, created, answer: Answer::Redirect(ending) });
+            return Ok(SignedIn { user, created, answer: Answer::Redirect(Box::new(ending)) });
         }
         SecondFactor::Ask { webauthn, totp } => {
             // The second factor's steps are the password sign-in's: they
