@@ -9,7 +9,7 @@ use axum::response::{IntoResponse as _, Response};
 
 use super::error::LoginError;
 use super::extract::PathOrganization;
-use super::flow::{PreLogin, current_session, finish, refusal, show_sign_in};
+use super::flow::{Ending, PreLogin, current_session, refusal, show_sign_in};
 use super::pages::Page;
 use super::request::{self, Params, RequestError};
 use crate::store::UserStore as _;
@@ -45,7 +45,7 @@ pub(super) async fn authorize(
         if fresh_enough && user.is_some() && satisfies_mfa {
             let user_id = session.user_id.clone();
             let amr = session.amr.clone();
-            return finish(state, &org, &request, &user_id, amr, Some(session)).await;
+            return Ending::new(state, &org, &request, &user_id, amr, Some(session))?.finish(state).await;
         }
     }
     // OpenID Connect Core §3.1.2.6: prompt=none and no usable session.

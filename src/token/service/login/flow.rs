@@ -1,6 +1,6 @@
 //! What the sign-in handlers share: the browser's pre-login cookie, showing
 //! the sign-in form (with its CSRF token), answering a refused request, and
-//! finishing a sign-in with a session, a code and the redirect.
+//! finishing a sign-in with a session, a code and the redirect ([`Ending`]).
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -145,24 +145,10 @@ pub(super) async fn current_session(
     Ok(session::find(state.store(), &org.namespace, &secret, state.now()).await?.map(|s| (s, secret)))
 }
 
-/// Ends the sign-in: a new session (unless `existing`), the code, the
-/// redirect. A new session, the user's last login and the code are one write.
-pub(super) async fn finish(
-    state: &TokenServiceState,
-    org: &OrganizationView,
-    request: &AuthorizationRequest,
-    user_id: &str,
-    amr: Vec<String>,
-    existing: Option<Session>,
-) -> Result<Response, LoginError> {
-    let ending = Ending::new(state, org, request, user_id, amr, existing)?;
-    state.store().write_sign_in(&ending.writes()).await.map_err(OAuthError::from)?;
-    Ok(ending.response)
-}
-
 /// A sign-in's end before it is written: the session it starts (unless the
-/// browser's goes on), the code, and the redirect that carries them. Single
-/// sign-on writes it with its own record, in the same transaction.
+/// browser's goes on), the code, and the redirect that carries them. Other
+/// sign-ins [`Ending::finish`] it; single sign-on writes it with its own
+/// record, in the same transaction.
 pub(super) struct Ending {
     started: Option<NewSignIn>,
     code: NewAuthorizationCode,
@@ -218,6 +204,13 @@ impl Ending {
         let location = request.redirect_with(&state.issuer(&org.name), &[("code", code.value.expose())]);
         let response = see_other(&location, &set_cookies);
         Ok(Self { started, code, response })
+    }
+
+    /// Ends the sign-in: a new session, the user's last login and the code in
+    /// one write, then the redirect.
+    pub async fn finish(self, state: &TokenServiceState) -> Result<Response, LoginError> {
+        state.store().write_sign_in(&self.writes()).await.map_err(OAuthError::from)?;
+        Ok(self.response)
     }
 
     /// What the store writes for it.

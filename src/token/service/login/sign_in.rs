@@ -26,7 +26,7 @@ use super::attempt::Attempt;
 use super::csrf::MfaTicket;
 use super::error::LoginError;
 use super::extract::SignInPost;
-use super::flow::{finish, sign_in_fields};
+use super::flow::{Ending, sign_in_fields};
 use super::issuer_path;
 use super::mfa::{self, SecondFactor};
 use super::pages::{FormContext, HiddenFields, Page, TotpPage};
@@ -128,7 +128,9 @@ pub(super) async fn password_step(
     attempt.succeeded().await?;
 
     match mfa::second_factor(state, org, &user).await? {
-        SecondFactor::NotNeeded => finish(state, org, request, &user.id, vec!["pwd".to_owned()], None).await,
+        SecondFactor::NotNeeded => {
+            Ending::new(state, org, request, &user.id, vec!["pwd".to_owned()], None)?.finish(state).await
+        }
         SecondFactor::Ask { webauthn, totp } => {
             let ticket = MfaTicket {
                 user_id: user.id.clone(),
@@ -236,5 +238,5 @@ pub(super) async fn totp_step(
     }
     attempt.succeeded().await?;
     let amr = [ticket.first_factor.as_slice(), &["otp".to_owned(), "mfa".to_owned()]].concat();
-    finish(state, org, request, &user.id, amr, None).await
+    Ending::new(state, org, request, &user.id, amr, None)?.finish(state).await
 }

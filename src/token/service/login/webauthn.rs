@@ -29,7 +29,7 @@ use super::credentials::{self, StoredCredential};
 use super::csrf::MfaTicket;
 use super::error::LoginError;
 use super::extract::SignInPost;
-use super::flow::{finish, show_sign_in, sign_in_fields};
+use super::flow::{Ending, show_sign_in, sign_in_fields};
 use super::mfa::{self, SecondFactor};
 use super::pages::{CeremonyMode, CeremonyPage, Page, PlainForm};
 use super::request::Params;
@@ -191,7 +191,7 @@ pub(super) async fn webauthn_step(
     }
     attempt.succeeded().await?;
     let amr = [ticket.first_factor.as_slice(), &["hwk".to_owned(), "mfa".to_owned()]].concat();
-    finish(state, org, request, &user.id, amr, None).await
+    Ending::new(state, org, request, &user.id, amr, None)?.finish(state).await
 }
 
 /// webauthn-rs' verdict on an assertion, and the credential's new counter
@@ -349,5 +349,5 @@ pub(super) async fn passkey_step(
     attempt.succeeded().await?;
     // User verification and possession of the key: both factors.
     let amr = vec!["hwk".to_owned(), "mfa".to_owned()];
-    finish(state, org, request, &user.id, amr, None).await
+    Ending::new(state, org, request, &user.id, amr, None)?.finish(state).await
 }

@@ -256,23 +256,23 @@ async fn record(
     source: &SourceAddress,
     outcome: Result<&Success<'_>, (&str, &str)>,
 ) -> Result<(), OAuthError> {
-    let (actor, entry) = match outcome {
-        Ok(Success { user, .. }) => (
+    let (actor, entry, sign_in, ending) = match outcome {
+        Ok(Success { user, sign_in, ending }) => (
             Actor::user(&user.id, &user.user_name, None),
             AuditEntry::success("signIn.sso", Target::new("user", Some(&user.id), Some(&user.user_name))),
+            Some(sign_in),
+            ending.as_ref(),
         ),
         Err((reason, _)) => (
             Actor::anonymous(None),
             AuditEntry::failure("signIn.sso", Target::new("identityProvider", None, Some(provider)), reason),
+            None,
+            None,
         ),
     };
     let actor = Actor { identity_provider: Some(provider.to_owned()), ..actor };
     let entry = entry.with_details(serde_json::json!({ "identityProvider": provider, "stage": stage }));
     let store = state.store().with_audit(AuditContext::new(actor, source.audit_source()));
-    let (sign_in, ending) = match outcome {
-        Ok(success) => (Some(&success.sign_in), success.ending.as_ref()),
-        Err(_) => (None, None),
-    };
     let outcome = sso_outcome(state, org, provider, stage, outcome.err());
     store.record_sso_sign_in(&outcome, entry, sign_in, ending).await?;
     Ok(())
